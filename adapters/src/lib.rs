@@ -1,0 +1,6 @@
+//! The outside world of paycode, behind traits: event stores, and later the
+//! channel clients, statement parsers and the sandbox. Vendor errors are
+//! translated here into the small error enums the callers branch on.
+#![deny(clippy::float_arithmetic)]
+
+pub mod store;

@@ -1,0 +1,135 @@
+//! The event-store port: streams of events with optimistic concurrency, one
+//! global order across all streams, and a way to follow new events.
+//!
+//! The store knows nothing of payments: an event is a stored name, a schema
+//! version and JSON bytes. Every implementation runs the same contract suite
+//! (`contract.rs`), so callers may rely on exactly what this file promises.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+/// The version a writer believes the stream is at. There is deliberately no
+/// "any": every append says what it expects (DESIGN.md, "exact expected versions").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ExpectedVersion {
+    /// The stream must not exist yet (it has no event).
+    NoStream,
+    /// The stream's last event must have exactly this version (first event is 0).
+    Exact(u64),
+}
+
+impl ExpectedVersion {
+    /// The expectation that holds for a stream whose last version is `last`.
+    pub fn after(last: Option<u64>) -> Self {
+        match last {
+            None => ExpectedVersion::NoStream,
+            Some(version) => ExpectedVersion::Exact(version),
+        }
+    }
+
+    /// The version the first appended event will get.
+    pub fn next_version(self) -> u64 {
+        match self {
+            ExpectedVersion::NoStream => 0,
+            ExpectedVersion::Exact(version) => version + 1,
+        }
+    }
+}
+
+/// An event to append. `event_id` makes the append idempotent: retrying the
+/// same ids with the same expected version is answered as the first success.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewEvent {
+    pub event_id: Uuid,
+    /// The stored event name (a contract, e.g. `Submitted`).
+    pub event_type: String,
+    /// The payload's schema version, stored beside it for upcasting.
+    pub schema_version: u32,
+    /// The JSON payload.
+    pub data: Vec<u8>,
+}
+
+/// An event as the store recorded it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordedEvent {
+    pub stream: String,
+    /// Position within the stream, from 0.
+    pub version: u64,
+    /// Position in the store's global order, from 1, strictly increasing in
+    /// commit order. Positions of committed events have no gaps visible to
+    /// readers that would later be filled.
+    pub position: u64,
+    pub event_id: Uuid,
+    pub event_type: String,
+    pub schema_version: u32,
+    pub data: Vec<u8>,
+    /// When the store durably recorded it.
+    pub recorded_at: DateTime<Utc>,
+}
+
+/// What a successful append tells the writer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendOutcome {
+    /// The version of the last event appended.
+    pub last_version: u64,
+    /// The global position of the last event appended.
+    pub last_position: u64,
+}
+
+/// The small set of store failures a caller can branch on.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Another writer moved the stream. Handle by reloading the stream,
+    /// deciding again and appending with the new expected version.
+    #[error("stream {stream} is at version {actual:?}, the append expected {expected:?}")]
+    Conflict {
+        stream: String,
+        expected: ExpectedVersion,
+        actual: Option<u64>,
+    },
+    /// The append or read was malformed (empty batch, duplicate event id in
+    /// the batch, an id already used elsewhere). A bug in the caller: do not retry.
+    #[error("invalid append to {stream}: {reason}")]
+    InvalidAppend { stream: String, reason: String },
+    /// The store cannot be reached or did not confirm durability. The append
+    /// may or may not have happened: retry with the same event ids and the
+    /// same expected version, which is idempotent. HTTP answers 503.
+    #[error("event store unavailable: {0}")]
+    Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The stored data is not what this program wrote (a foreign or damaged
+    /// file, an unknown schema). Stop and get an operator: never overwrite.
+    #[error("event store corrupt: {0}")]
+    Corrupt(String),
+}
+
+/// The port every event store implements (memory, SQLite, EventStoreDB).
+#[async_trait]
+pub trait EventStore: Send + Sync + 'static {
+    /// Appends `events` atomically at `expected`. Acknowledged only once durable.
+    /// Retrying the same event ids at the same expected version after a
+    /// success returns the original outcome instead of a conflict.
+    async fn append(
+        &self,
+        stream: &str,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<AppendOutcome, StoreError>;
+
+    /// Every event of one stream, oldest first (empty when it does not exist).
+    async fn read_stream(&self, stream: &str) -> Result<Vec<RecordedEvent>, StoreError>;
+
+    /// Up to `max_count` events in global order with `position >= from_position`.
+    async fn read_all(
+        &self,
+        from_position: u64,
+        max_count: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError>;
+
+    /// The global position of the last committed event (0 when empty).
+    async fn head_position(&self) -> Result<u64, StoreError>;
+
+    /// Resolves once the head position may have moved past `position`
+    /// (spurious wake-ups are allowed). Followers call it between reads.
+    async fn wait_for_head_past(&self, position: u64) -> Result<(), StoreError>;
+}
