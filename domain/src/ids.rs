@@ -1,0 +1,161 @@
+//! Identifiers: merchants, orders, refunds, commands, and the stream an
+//! order's events live in.
+
+use std::fmt;
+
+use serde::{Deserialize, Deserializer, Serialize};
+use uuid::Uuid;
+
+/// Why an identifier is malformed; `field` names the offending input.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field} must be 1-{max_len} characters of {allowed}")]
+pub struct IdError {
+    pub field: &'static str,
+    pub max_len: usize,
+    pub allowed: &'static str,
+}
+
+impl IdError {
+    /// The stable code the HTTP API answers with, e.g. `invalid_order_no`.
+    pub fn code(&self) -> String {
+        format!("invalid_{}", self.field)
+    }
+}
+
+macro_rules! identifier {
+    ($(#[$doc:meta])* $name:ident, field = $field:literal, max_len = $max:literal, dash = $dash:literal) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+        #[serde(transparent)]
+        pub struct $name(String);
+
+        impl $name {
+            pub const FIELD: &'static str = $field;
+
+            pub fn parse(text: &str) -> Result<Self, IdError> {
+                let allowed_char = |c: char| c.is_ascii_alphanumeric() || c == '_' || ($dash && c == '-');
+                if text.is_empty() || text.len() > $max || !text.chars().all(allowed_char) {
+                    return Err(IdError {
+                        field: $field,
+                        max_len: $max,
+                        allowed: if $dash { "[A-Za-z0-9_-]" } else { "[A-Za-z0-9_]" },
+                    });
+                }
+                Ok(Self(text.to_owned()))
+            }
+
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                let text = String::deserialize(deserializer)?;
+                Self::parse(&text).map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+
+identifier!(
+    /// A merchant served by this ledger. No `-`, so that a stream name
+    /// `payment-{merchant}-{order_no}` splits back unambiguously.
+    MerchantId, field = "merchant_id", max_len = 32, dash = false
+);
+identifier!(
+    /// The merchant's own order number (`out_trade_no` on the wire).
+    OrderNo, field = "order_no", max_len = 32, dash = true
+);
+identifier!(
+    /// The merchant's refund number; the channel's idempotency key for a refund.
+    RefundNo, field = "refund_no", max_len = 32, dash = true
+);
+
+/// The id of the command (an API request, a runtime step) that caused events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct CommandId(pub Uuid);
+
+impl CommandId {
+    /// The id of the `index`-th event a command produced. Deterministic, so
+    /// that retrying an ambiguous append reuses the same event ids.
+    pub fn event_id(self, index: usize) -> Uuid {
+        Uuid::new_v5(&self.0, &(index as u64).to_be_bytes())
+    }
+}
+
+impl fmt::Display for CommandId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// The stream that holds every event of one merchant order, refunds included.
+pub fn payment_stream(merchant: &MerchantId, order_no: &OrderNo) -> String {
+    format!("payment-{merchant}-{order_no}")
+}
+
+/// Splits a stream name made by [`payment_stream`]; `None` for other streams.
+pub fn parse_payment_stream(stream: &str) -> Option<(MerchantId, OrderNo)> {
+    let rest = stream.strip_prefix("payment-")?;
+    let (merchant, order_no) = rest.split_once('-')?;
+    Some((
+        MerchantId::parse(merchant).ok()?,
+        OrderNo::parse(order_no).ok()?,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn order_numbers_follow_the_contract() {
+        assert!(OrderNo::parse("A20261122-0001").is_ok());
+        assert!(OrderNo::parse(&"x".repeat(32)).is_ok());
+        for bad in ["", &"x".repeat(33), "a b", "订单", "a/b", "a.b"] {
+            let err = OrderNo::parse(bad).unwrap_err();
+            assert_eq!(err.field, "order_no");
+            assert_eq!(err.code(), "invalid_order_no");
+        }
+        assert_eq!(
+            OrderNo::parse("").unwrap_err().to_string(),
+            "order_no must be 1-32 characters of [A-Za-z0-9_-]"
+        );
+    }
+
+    #[test]
+    fn stream_names_split_back_even_with_dashes_in_the_order_number() {
+        let merchant = MerchantId::parse("demo").unwrap();
+        let order = OrderNo::parse("A-1-2").unwrap();
+        let stream = payment_stream(&merchant, &order);
+        assert_eq!(stream, "payment-demo-A-1-2");
+        assert_eq!(parse_payment_stream(&stream), Some((merchant, order)));
+        assert!(MerchantId::parse("de-mo").is_err());
+        assert_eq!(parse_payment_stream("reconciliation-x"), None);
+    }
+
+    #[test]
+    fn event_ids_are_stable_per_command_and_index() {
+        let command = CommandId(Uuid::from_u128(7));
+        assert_eq!(command.event_id(0), command.event_id(0));
+        assert_ne!(command.event_id(0), command.event_id(1));
+        assert_ne!(
+            command.event_id(0),
+            CommandId(Uuid::from_u128(8)).event_id(0)
+        );
+    }
+
+    #[test]
+    fn deserializing_validates() {
+        assert!(serde_json::from_str::<RefundNo>("\"R1\"").is_ok());
+        assert!(serde_json::from_str::<RefundNo>("\"R 1\"").is_err());
+    }
+}

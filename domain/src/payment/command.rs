@@ -1,0 +1,93 @@
+//! Commands: what a caller (the HTTP API, the runtime, an operator) asks the
+//! Payment aggregate to do. Each carries the id that the resulting events record.
+
+use chrono::{DateTime, Utc};
+
+use crate::auth_code::AuthCode;
+use crate::ids::{CommandId, MerchantId, OrderNo, RefundNo};
+use crate::money::Money;
+
+use super::event::{RevokeReason, StatementLine};
+use super::outcome::{ChannelAnswer, PayOutcome, QueryOutcome, RefundOutcome, RevokeOutcome};
+
+/// A command with the id of the request or step that issued it.
+#[derive(Debug, Clone)]
+pub struct Command {
+    pub id: CommandId,
+    pub kind: CommandKind,
+}
+
+#[derive(Debug, Clone)]
+pub enum CommandKind {
+    /// Take a payment. The runtime makes the pay call right after the
+    /// resulting `Submitted` is durable, exactly once.
+    SubmitPayment(SubmitPayment),
+    /// Record what the single pay call answered.
+    RecordPayAnswer(ChannelAnswer<PayOutcome>),
+    /// Record what a query of the order answered.
+    RecordQueryResult(ChannelAnswer<QueryOutcome>),
+    /// Decide to revoke (the deadline passed, or the merchant asked).
+    RequestRevoke { reason: RevokeReason },
+    /// Record what a revoke call answered.
+    RecordRevokeAnswer(ChannelAnswer<RevokeOutcome>),
+    /// Refund part or all of a paid order.
+    RequestRefund(RequestRefund),
+    /// Record what a refund call or refund query answered.
+    RecordRefundAnswer {
+        refund_no: RefundNo,
+        answer: ChannelAnswer<RefundOutcome>,
+    },
+    /// Hand the order (or one refund) to an operator; only when `next_action` says so.
+    EscalateToManualReview { refund_no: Option<RefundNo> },
+    /// An operator's verdict on an order or refund in manual review.
+    Resolve {
+        resolution: Resolution,
+        note: String,
+    },
+    /// A reconciliation found this order's line in a channel statement.
+    MatchStatementLine(StatementLine),
+}
+
+#[derive(Debug, Clone)]
+pub struct SubmitPayment {
+    pub merchant_id: MerchantId,
+    pub order_no: OrderNo,
+    pub auth_code: AuthCode,
+    pub amount: Money,
+    pub subject: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct RequestRefund {
+    pub refund_no: RefundNo,
+    pub amount: Money,
+    pub reason: String,
+}
+
+/// What an operator found out and decided, after checking with the channel.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "verdict", rename_all = "snake_case")]
+pub enum Resolution {
+    /// The payment is in fact paid (and stays so).
+    Paid {
+        channel_trade_no: String,
+        paid_at: DateTime<Utc>,
+    },
+    /// No money moved; the order is closed.
+    Closed,
+    /// Money moved and was returned to the customer.
+    Reversed,
+    /// A refund in manual review did succeed.
+    RefundSucceeded {
+        refund_no: RefundNo,
+        refunded_at: DateTime<Utc>,
+    },
+    /// A refund in manual review did not happen; its amount is refundable again.
+    RefundFailed { refund_no: RefundNo },
+}
+
+impl Command {
+    pub fn new(id: CommandId, kind: CommandKind) -> Self {
+        Command { id, kind }
+    }
+}

@@ -1,0 +1,541 @@
+//! `decide`: the Payment aggregate's business rules. Given the current state,
+//! a command and the time, it returns the events to record, or the first
+//! rule the command breaks. Pure: no IO, no clock; the policy is a value.
+
+use chrono::{DateTime, Utc};
+
+use crate::channel::ChannelCodes;
+use crate::ids::CommandId;
+use crate::money::Currency;
+use crate::policy::Policy;
+
+use super::command::{Command, CommandKind, RequestRefund, Resolution, SubmitPayment};
+use super::event::*;
+use super::next_action::{Action, next_action};
+use super::outcome::{
+    ChannelAnswer, PayOutcome, QueryOutcome, RefundOutcome, RevokeOutcome, RevokeResult,
+};
+use super::rejection::Rejection;
+use super::state::{PaidOrder, PaymentState, PaymentStatus, RefundStage, RevokeNext};
+
+/// The Payment decider: the policy in force plus the pure functions.
+#[derive(Debug, Clone, Default)]
+pub struct PaymentDecider {
+    pub policy: Policy,
+}
+
+impl PaymentDecider {
+    pub fn new(policy: Policy) -> Self {
+        PaymentDecider { policy }
+    }
+
+    /// The events `command` produces in `state` at `now`, or why it is refused.
+    /// An empty list means the command was already carried out (idempotent).
+    pub fn decide(
+        &self,
+        state: &PaymentState,
+        command: &Command,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Event>, Rejection> {
+        let facts = self.decide_facts(state, &command.kind, now)?;
+        Ok(stamp(facts, command.id, now))
+    }
+
+    fn decide_facts(
+        &self,
+        state: &PaymentState,
+        command: &CommandKind,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Fact>, Rejection> {
+        match command {
+            CommandKind::SubmitPayment(submit) => self.submit(state, submit, now),
+            CommandKind::RecordPayAnswer(answer) => self.record_pay_answer(state, answer, now),
+            CommandKind::RecordQueryResult(answer) => self.record_query_result(state, answer, now),
+            CommandKind::RequestRevoke { reason } => self.request_revoke(state, *reason, now),
+            CommandKind::RecordRevokeAnswer(answer) => {
+                self.record_revoke_answer(state, answer, now)
+            }
+            CommandKind::RequestRefund(request) => self.request_refund(state, request, now),
+            CommandKind::RecordRefundAnswer { refund_no, answer } => {
+                self.record_refund_answer(state, refund_no, answer, now)
+            }
+            CommandKind::EscalateToManualReview { refund_no } => {
+                escalate(state, refund_no.as_ref(), now)
+            }
+            CommandKind::Resolve { resolution, note } => resolve(state, resolution, note),
+            CommandKind::MatchStatementLine(line) => match_statement_line(state, line),
+        }
+    }
+
+    fn submit(
+        &self,
+        state: &PaymentState,
+        submit: &SubmitPayment,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Fact>, Rejection> {
+        if !matches!(state, PaymentState::Initial) {
+            return Err(Rejection::AlreadySubmitted);
+        }
+        let policy = &self.policy;
+        Ok(vec![Fact::Submitted(Submitted {
+            merchant_id: submit.merchant_id.clone(),
+            order_no: submit.order_no.clone(),
+            channel: submit.auth_code.channel(),
+            amount: submit.amount,
+            currency: Currency::Cny,
+            subject: submit.subject.clone(),
+            auth_code: submit.auth_code.masked(),
+            deadline_at: now + policy.pay_deadline(),
+            first_query_at: now + policy.poll_interval(),
+            revoke_not_before: now + policy.revoke_earliest_after_submit(),
+        })])
+    }
+
+    fn record_pay_answer(
+        &self,
+        state: &PaymentState,
+        answer: &ChannelAnswer<PayOutcome>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Fact>, Rejection> {
+        let paying = match state {
+            PaymentState::Paying(paying) if !paying.pay_answered => paying,
+            other => return Err(unexpected(other)),
+        };
+        let codes = answer.codes.clone();
+        let next_query_at = now + self.policy.poll_interval();
+        Ok(match &answer.outcome {
+            PayOutcome::Paid {
+                channel_trade_no,
+                paid_at,
+            } => vec![Fact::Paid(Paid {
+                channel_trade_no: channel_trade_no.clone(),
+                paid_at: *paid_at,
+                source: PaidSource::PayAnswer,
+                codes,
+            })],
+            PayOutcome::WaitingForPassword => vec![Fact::UserPaying(UserPaying {
+                codes,
+                next_query_at,
+            })],
+            PayOutcome::Failed { code } => vec![
+                Fact::PaymentFailed(PaymentFailed {
+                    code: code.clone(),
+                    codes,
+                }),
+                revoke_requested(
+                    RevokeReason::PaymentFailed,
+                    paying.order.revoke_not_before,
+                    now,
+                ),
+            ],
+            PayOutcome::Unknown { reason } => vec![Fact::PayAnswerUnknown(PayAnswerUnknown {
+                reason: reason.clone(),
+                codes,
+                next_query_at,
+            })],
+        })
+    }
+
+    fn record_query_result(
+        &self,
+        state: &PaymentState,
+        answer: &ChannelAnswer<QueryOutcome>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Fact>, Rejection> {
+        let paying = match state {
+            PaymentState::Paying(paying) => paying,
+            other => return Err(unexpected(other)),
+        };
+        let result = |next_query_at| {
+            Fact::QueryResult(QueryResult {
+                outcome: answer.outcome.clone(),
+                codes: answer.codes.clone(),
+                next_query_at,
+            })
+        };
+        let failed_then_revoke = |code: &str| {
+            vec![
+                result(None),
+                Fact::PaymentFailed(PaymentFailed {
+                    code: code.to_owned(),
+                    codes: answer.codes.clone(),
+                }),
+                revoke_requested(
+                    RevokeReason::PaymentFailed,
+                    paying.order.revoke_not_before,
+                    now,
+                ),
+            ]
+        };
+        Ok(match &answer.outcome {
+            QueryOutcome::Paid {
+                channel_trade_no,
+                paid_at,
+            } => vec![
+                result(None),
+                Fact::Paid(Paid {
+                    channel_trade_no: channel_trade_no.clone(),
+                    paid_at: *paid_at,
+                    source: PaidSource::Query,
+                    codes: answer.codes.clone(),
+                }),
+            ],
+            QueryOutcome::WaitingForPassword
+            | QueryOutcome::NotPaid
+            | QueryOutcome::NotFound
+            | QueryOutcome::Unknown { .. } => {
+                // Keep polling; next_action turns to a revoke once no query fits before the deadline.
+                vec![result(Some(now + self.policy.poll_interval()))]
+            }
+            // Closed by the channel (WeChat revokes unpaid orders after 45 s): still
+            // close the loop with our own revoke, which is idempotent.
+            QueryOutcome::Closed => failed_then_revoke("CLOSED"),
+            QueryOutcome::Failed { code } => failed_then_revoke(code),
+            QueryOutcome::RefundedElsewhere => vec![
+                result(None),
+                Fact::ManualReviewRequired(ManualReviewRequired {
+                    refund_no: None,
+                    reason: ManualReviewReason::RefundedOutsideLedger,
+                    codes: answer.codes.clone(),
+                }),
+            ],
+        })
+    }
+
+    fn request_revoke(
+        &self,
+        state: &PaymentState,
+        reason: RevokeReason,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Fact>, Rejection> {
+        match state {
+            PaymentState::Initial => Err(Rejection::OrderNotFound),
+            // Already being revoked: the request is carried out (idempotent).
+            PaymentState::Revoking(_) => Ok(vec![]),
+            PaymentState::Paying(paying) => Ok(vec![revoke_requested(
+                reason,
+                paying.order.revoke_not_before,
+                now,
+            )]),
+            PaymentState::Paid(paid) => {
+                if !paid.refunds.is_empty() {
+                    return Err(Rejection::RevokeAfterRefund);
+                }
+                let rules = self.policy.rules(paid.order.channel);
+                if !rules.revoke_window.allows(paid.order.submitted_at, now) {
+                    return Err(Rejection::RevokeWindowClosed);
+                }
+                Ok(vec![revoke_requested(
+                    reason,
+                    paid.order.revoke_not_before,
+                    now,
+                )])
+            }
+            other => Err(Rejection::NotRevocable {
+                status: status_of(other),
+            }),
+        }
+    }
+
+    fn record_revoke_answer(
+        &self,
+        state: &PaymentState,
+        answer: &ChannelAnswer<RevokeOutcome>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Fact>, Rejection> {
+        let (revoking, attempt) = match state {
+            PaymentState::Revoking(revoking) => match revoking.next {
+                RevokeNext::Call { attempt, .. } => (revoking, attempt),
+                RevokeNext::Escalate { .. } => return Err(unexpected(state)),
+            },
+            other => return Err(unexpected(other)),
+        };
+        let codes = answer.codes.clone();
+        let retry = |reason: &str| {
+            let retry_at = (attempt < self.policy.revoke_attempts_max)
+                .then(|| now + self.policy.revoke_retry_delay(attempt));
+            vec![Fact::RevokeRetryScheduled(RevokeRetryScheduled {
+                attempt,
+                reason: reason.to_owned(),
+                codes: codes.clone(),
+                retry_at,
+            })]
+        };
+        Ok(match &answer.outcome {
+            RevokeOutcome::Done { result } => {
+                let revoked = Fact::Revoked(Revoked {
+                    result: *result,
+                    attempt,
+                    codes: codes.clone(),
+                });
+                if *result == RevokeResult::Closed && revoking.paid.is_some() {
+                    vec![
+                        revoked,
+                        Fact::ManualReviewRequired(ManualReviewRequired {
+                            refund_no: None,
+                            reason: ManualReviewReason::RevokeContradictsPayment,
+                            codes,
+                        }),
+                    ]
+                } else {
+                    vec![revoked]
+                }
+            }
+            RevokeOutcome::MustRetry { reason } => retry(reason),
+            RevokeOutcome::Unknown { reason } => retry(reason),
+            RevokeOutcome::WindowClosed { code } => {
+                vec![Fact::RevokeRejected(RevokeRejected {
+                    attempt,
+                    code: code.clone(),
+                    codes,
+                })]
+            }
+        })
+    }
+
+    fn request_refund(
+        &self,
+        state: &PaymentState,
+        request: &RequestRefund,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Fact>, Rejection> {
+        let paid = match state {
+            PaymentState::Initial => return Err(Rejection::OrderNotFound),
+            PaymentState::Paid(paid) => paid,
+            other => {
+                return Err(Rejection::NotRefundable {
+                    status: status_of(other),
+                });
+            }
+        };
+        if paid.refund(&request.refund_no).is_some() {
+            return Err(Rejection::RefundNoInUse);
+        }
+        let rules = self.policy.rules(paid.order.channel);
+        if !rules.refund_window_allows(paid.paid.paid_at, now) {
+            return Err(Rejection::RefundWindowClosed);
+        }
+        if paid.refunds.len() >= rules.refunds_per_order_max as usize {
+            return Err(Rejection::RefundLimitReached {
+                max: rules.refunds_per_order_max,
+            });
+        }
+        let refundable = paid.refundable();
+        if request.amount.fen() > refundable.fen() {
+            return Err(Rejection::RefundExceedsBalance {
+                requested: request.amount,
+                refundable,
+            });
+        }
+        Ok(vec![Fact::RefundRequested(RefundRequested {
+            refund_no: request.refund_no.clone(),
+            amount: request.amount,
+            reason: request.reason.clone(),
+            first_query_at: now + self.policy.refund_query_delay(0),
+            settle_by: now + self.policy.refund_settle_max(),
+        })])
+    }
+
+    fn record_refund_answer(
+        &self,
+        state: &PaymentState,
+        refund_no: &crate::ids::RefundNo,
+        answer: &ChannelAnswer<RefundOutcome>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Fact>, Rejection> {
+        let paid: &PaidOrder = match state {
+            PaymentState::Initial => return Err(Rejection::OrderNotFound),
+            PaymentState::Paid(paid) => paid,
+            other => return Err(unexpected(other)),
+        };
+        let refund = paid.refund(refund_no).ok_or(Rejection::RefundNotFound)?;
+        let calls_made = match refund.stage {
+            RefundStage::Pending { .. } => refund.calls,
+            // This answers a resend.
+            RefundStage::Resend { .. } => refund.calls + 1,
+            _ => return Err(unexpected(state)),
+        };
+        let codes = answer.codes.clone();
+        let pending = |next_query_at| {
+            Fact::RefundPending(RefundPending {
+                refund_no: refund_no.clone(),
+                outcome: answer.outcome.clone(),
+                codes: codes.clone(),
+                next_query_at,
+            })
+        };
+        let review = |reason| {
+            Fact::ManualReviewRequired(ManualReviewRequired {
+                refund_no: Some(refund_no.clone()),
+                reason,
+                codes: codes.clone(),
+            })
+        };
+        Ok(match &answer.outcome {
+            RefundOutcome::Accepted { .. }
+            | RefundOutcome::Processing
+            | RefundOutcome::Unknown { .. } => {
+                vec![pending(Some(
+                    now + self.policy.refund_query_delay(refund.answers + 1),
+                ))]
+            }
+            RefundOutcome::NotFound if calls_made >= self.policy.refund_attempts_max => vec![
+                pending(None),
+                review(ManualReviewReason::RefundAttemptsExhausted {
+                    attempts: calls_made,
+                }),
+            ],
+            RefundOutcome::NotFound => vec![pending(None)],
+            RefundOutcome::Succeeded {
+                channel_refund_no,
+                refunded_at,
+            } => {
+                vec![Fact::Refunded(Refunded {
+                    refund_no: refund_no.clone(),
+                    amount: refund.amount,
+                    channel_refund_no: channel_refund_no.clone(),
+                    refunded_at: *refunded_at,
+                    codes,
+                })]
+            }
+            RefundOutcome::Failed { code } => vec![Fact::RefundFailed(RefundFailed {
+                refund_no: refund_no.clone(),
+                code: code.clone(),
+                codes,
+            })],
+            RefundOutcome::Abnormal { code } => {
+                vec![review(ManualReviewReason::RefundAbnormal {
+                    code: code.clone(),
+                })]
+            }
+        })
+    }
+}
+
+fn escalate(
+    state: &PaymentState,
+    refund_no: Option<&crate::ids::RefundNo>,
+    now: DateTime<Utc>,
+) -> Result<Vec<Fact>, Rejection> {
+    // Escalation is exactly what next_action asks for, once it is due.
+    match next_action(state) {
+        Some((
+            Action::EscalateToManualReview {
+                refund_no: due_refund,
+                reason,
+            },
+            due_at,
+        )) if due_refund.as_ref() == refund_no && due_at <= now => {
+            Ok(vec![Fact::ManualReviewRequired(ManualReviewRequired {
+                refund_no: due_refund,
+                reason,
+                codes: ChannelCodes::new(),
+            })])
+        }
+        _ if matches!(state, PaymentState::Initial) => Err(Rejection::OrderNotFound),
+        _ => Err(Rejection::NothingToEscalate),
+    }
+}
+
+fn resolve(
+    state: &PaymentState,
+    resolution: &Resolution,
+    note: &str,
+) -> Result<Vec<Fact>, Rejection> {
+    let allowed = match (state, resolution) {
+        (PaymentState::Initial, _) => return Err(Rejection::OrderNotFound),
+        (
+            PaymentState::ManualReview(_),
+            Resolution::Paid { .. } | Resolution::Closed | Resolution::Reversed,
+        ) => true,
+        (
+            PaymentState::Paid(paid),
+            Resolution::RefundSucceeded { refund_no, .. } | Resolution::RefundFailed { refund_no },
+        ) => match paid.refund(refund_no) {
+            None => return Err(Rejection::RefundNotFound),
+            Some(refund) => matches!(refund.stage, RefundStage::ManualReview { .. }),
+        },
+        _ => false,
+    };
+    if !allowed {
+        return Err(Rejection::NotInManualReview);
+    }
+    Ok(vec![Fact::OperatorResolved(OperatorResolved {
+        resolution: resolution.clone(),
+        note: note.to_owned(),
+    })])
+}
+
+fn match_statement_line(
+    state: &PaymentState,
+    line: &StatementLine,
+) -> Result<Vec<Fact>, Rejection> {
+    let order = state.order().ok_or(Rejection::OrderNotFound)?;
+    if order.matched_lines.contains(line) {
+        return Ok(vec![]);
+    }
+    let agrees = line.channel == order.channel
+        && match line.kind {
+            StatementLineKind::Payment => {
+                line.amount == order.amount
+                    && match state.paid_facts() {
+                        Some(paid) => paid.channel_trade_no == line.channel_trade_no,
+                        // Paid between the last query and the revoke: only the revoke saw it.
+                        None => matches!(state, PaymentState::Reversed(_)),
+                    }
+            }
+            StatementLineKind::Reversal => {
+                line.amount == order.amount && matches!(state, PaymentState::Reversed(_))
+            }
+            StatementLineKind::Refund => match (state, &line.refund_no) {
+                (PaymentState::Paid(paid), Some(refund_no)) => {
+                    paid.refund(refund_no).is_some_and(|refund| {
+                        refund.amount == line.amount
+                            && refund.status() == super::state::RefundStatus::Succeeded
+                    })
+                }
+                _ => false,
+            },
+        };
+    if !agrees {
+        return Err(Rejection::StatementLineDisagrees);
+    }
+    Ok(vec![Fact::StatementLineMatched(StatementLineMatched {
+        line: line.clone(),
+    })])
+}
+
+fn revoke_requested(
+    reason: RevokeReason,
+    revoke_not_before: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Fact {
+    Fact::RevokeRequested(RevokeRequested {
+        reason,
+        not_before: revoke_not_before.max(now),
+    })
+}
+
+fn status_of(state: &PaymentState) -> PaymentStatus {
+    state.status().unwrap_or(PaymentStatus::Paying)
+}
+
+fn unexpected(state: &PaymentState) -> Rejection {
+    match state {
+        PaymentState::Initial => Rejection::OrderNotFound,
+        other => Rejection::UnexpectedAnswer {
+            status: status_of(other),
+        },
+    }
+}
+
+fn stamp(facts: Vec<Fact>, command_id: CommandId, at: DateTime<Utc>) -> Vec<Event> {
+    facts
+        .into_iter()
+        .map(|fact| Event {
+            at,
+            command_id,
+            fact,
+        })
+        .collect()
+}

@@ -1,0 +1,314 @@
+//! Events: the past-tense facts of a payment's life, one stream per merchant
+//! order (refunds in the same stream). Stored names are set explicitly with
+//! `#[serde(rename)]` and are a contract: never derive them from the Rust name.
+//! Every event carries when it happened and the command that caused it;
+//! every channel answer keeps its raw codes.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::auth_code::MaskedAuthCode;
+use crate::channel::{Channel, ChannelCodes};
+use crate::ids::{CommandId, MerchantId, OrderNo, RefundNo};
+use crate::money::{Currency, Money};
+
+use super::command::Resolution;
+use super::outcome::{QueryOutcome, RefundOutcome, RevokeResult};
+
+/// One recorded fact with its time and cause.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    /// When it happened (the clock of the decision, not of the store).
+    pub at: DateTime<Utc>,
+    /// The command (API request or runtime step) that caused it.
+    pub command_id: CommandId,
+    #[serde(flatten)]
+    pub fact: Fact,
+}
+
+/// Every fact a payment's history can hold. The `rename` is the stored name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type")]
+pub enum Fact {
+    /// The intent to pay, durable before the pay call.
+    #[serde(rename = "Submitted")]
+    Submitted(Submitted),
+    /// The pay call answered: the customer must type a password.
+    #[serde(rename = "UserPaying")]
+    UserPaying(UserPaying),
+    /// The pay call's answer proved nothing (timeout, system error, bad signature).
+    #[serde(rename = "PayAnswerUnknown")]
+    PayAnswerUnknown(PayAnswerUnknown),
+    /// A query of the order answered.
+    #[serde(rename = "QueryResult")]
+    QueryResult(QueryResult),
+    /// Money moved: the payment succeeded.
+    #[serde(rename = "Paid")]
+    Paid(Paid),
+    /// The payment failed definitively (the order is still closed with a revoke).
+    #[serde(rename = "PaymentFailed")]
+    PaymentFailed(PaymentFailed),
+    /// The intent to revoke, durable before the first revoke call.
+    #[serde(rename = "RevokeRequested")]
+    RevokeRequested(RevokeRequested),
+    /// A revoke call must be made again (or, with no `retry_at`, attempts are exhausted).
+    #[serde(rename = "RevokeRetryScheduled")]
+    RevokeRetryScheduled(RevokeRetryScheduled),
+    /// The revoke is done: closed (no money moved) or refunded (money returned).
+    #[serde(rename = "Revoked")]
+    Revoked(Revoked),
+    /// The channel refused the revoke for good (its window closed).
+    #[serde(rename = "RevokeRejected")]
+    RevokeRejected(RevokeRejected),
+    /// Automatic handling gave up; an operator must act.
+    #[serde(rename = "ManualReviewRequired")]
+    ManualReviewRequired(ManualReviewRequired),
+    /// An operator resolved a manual review.
+    #[serde(rename = "OperatorResolved")]
+    OperatorResolved(OperatorResolved),
+    /// The intent to refund, durable before the refund call.
+    #[serde(rename = "RefundRequested")]
+    RefundRequested(RefundRequested),
+    /// A refund call or query answered with no final result yet.
+    #[serde(rename = "RefundPending")]
+    RefundPending(RefundPending),
+    /// A refund succeeded: money went back to the customer.
+    #[serde(rename = "Refunded")]
+    Refunded(Refunded),
+    /// A refund failed definitively; its amount is refundable again.
+    #[serde(rename = "RefundFailed")]
+    RefundFailed(RefundFailed),
+    /// A line of a channel statement agreed with this order.
+    #[serde(rename = "StatementLineMatched")]
+    StatementLineMatched(StatementLineMatched),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Submitted {
+    pub merchant_id: MerchantId,
+    pub order_no: OrderNo,
+    pub channel: Channel,
+    pub amount: Money,
+    pub currency: Currency,
+    pub subject: String,
+    /// Masked: the full code is never stored.
+    pub auth_code: MaskedAuthCode,
+    /// Revoke if the outcome is not certain by then.
+    pub deadline_at: DateTime<Utc>,
+    /// Query at this time if the pay call's answer never got recorded (a crash).
+    pub first_query_at: DateTime<Utc>,
+    /// No revoke before this (WeChat wants 15 s between pay and revoke).
+    pub revoke_not_before: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserPaying {
+    pub codes: ChannelCodes,
+    pub next_query_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PayAnswerUnknown {
+    pub reason: String,
+    pub codes: ChannelCodes,
+    pub next_query_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueryResult {
+    pub outcome: QueryOutcome,
+    pub codes: ChannelCodes,
+    /// The next query, when polling goes on.
+    pub next_query_at: Option<DateTime<Utc>>,
+}
+
+/// Where the certainty of a payment came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PaidSource {
+    PayAnswer,
+    Query,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Paid {
+    pub channel_trade_no: String,
+    pub paid_at: DateTime<Utc>,
+    pub source: PaidSource,
+    pub codes: ChannelCodes,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PaymentFailed {
+    /// The channel's definitive failure code (`NOTENOUGH`, `PAYERROR`, `CLOSED`, ...).
+    pub code: String,
+    pub codes: ChannelCodes,
+}
+
+/// Why a revoke was decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RevokeReason {
+    /// The payment was not certain at the deadline.
+    DeadlineReached,
+    /// The payment failed definitively: close the loop.
+    PaymentFailed,
+    /// The merchant asked (`POST /v1/payments/{order_no}/revoke`).
+    MerchantRequested,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RevokeRequested {
+    pub reason: RevokeReason,
+    /// The first revoke call happens at or after this time.
+    pub not_before: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RevokeRetryScheduled {
+    /// The attempt that asked for a retry (from 1).
+    pub attempt: u32,
+    pub reason: String,
+    pub codes: ChannelCodes,
+    /// `None` when this was the last allowed attempt: an operator takes over.
+    pub retry_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Revoked {
+    pub result: RevokeResult,
+    pub attempt: u32,
+    pub codes: ChannelCodes,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RevokeRejected {
+    pub attempt: u32,
+    pub code: String,
+    pub codes: ChannelCodes,
+}
+
+/// Why automatic handling gave up.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ManualReviewReason {
+    /// Every allowed revoke attempt asked to be retried or went unanswered.
+    RevokeAttemptsExhausted { attempts: u32 },
+    /// The channel no longer revokes the order; a refund may be needed.
+    RevokeRejected { code: String },
+    /// The revoke closed an order this ledger had recorded as paid.
+    RevokeContradictsPayment,
+    /// The channel says the order was refunded, but not through this ledger.
+    RefundedOutsideLedger,
+    /// A refund was not final by its settle-by time.
+    RefundNotSettled,
+    /// The refund's money went astray (`CHANGE`).
+    RefundAbnormal { code: String },
+    /// The channel kept not knowing the refund after every resend.
+    RefundAttemptsExhausted { attempts: u32 },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManualReviewRequired {
+    /// The refund under review, or `None` for the payment itself.
+    pub refund_no: Option<RefundNo>,
+    pub reason: ManualReviewReason,
+    /// The raw codes of the answer that caused it, if an answer did.
+    pub codes: ChannelCodes,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OperatorResolved {
+    pub resolution: Resolution,
+    pub note: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefundRequested {
+    pub refund_no: RefundNo,
+    pub amount: Money,
+    pub reason: String,
+    /// Query at this time if the refund call's answer never got recorded.
+    pub first_query_at: DateTime<Utc>,
+    /// An operator takes over if the refund is not final by then.
+    pub settle_by: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefundPending {
+    pub refund_no: RefundNo,
+    /// Accepted, processing, unknown, or not found (then the refund is sent again).
+    pub outcome: RefundOutcome,
+    pub codes: ChannelCodes,
+    pub next_query_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Refunded {
+    pub refund_no: RefundNo,
+    pub amount: Money,
+    pub channel_refund_no: Option<String>,
+    pub refunded_at: DateTime<Utc>,
+    pub codes: ChannelCodes,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefundFailed {
+    pub refund_no: RefundNo,
+    pub code: String,
+    pub codes: ChannelCodes,
+}
+
+/// What a statement line records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StatementLineKind {
+    /// The successful payment.
+    Payment,
+    /// A refund made through the refund API.
+    Refund,
+    /// The refund a revoke made of a paid order.
+    Reversal,
+}
+
+/// One line of a channel's daily statement, as reconciliation matched it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct StatementLine {
+    pub channel: Channel,
+    /// The statement's day, China time.
+    pub statement_date: NaiveDate,
+    pub kind: StatementLineKind,
+    pub refund_no: Option<RefundNo>,
+    pub amount: Money,
+    pub channel_trade_no: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatementLineMatched {
+    pub line: StatementLine,
+}
+
+impl Fact {
+    /// The stored event name: `Submitted`, `UserPaying`, ...
+    pub fn stored_name(&self) -> &'static str {
+        match self {
+            Fact::Submitted(_) => "Submitted",
+            Fact::UserPaying(_) => "UserPaying",
+            Fact::PayAnswerUnknown(_) => "PayAnswerUnknown",
+            Fact::QueryResult(_) => "QueryResult",
+            Fact::Paid(_) => "Paid",
+            Fact::PaymentFailed(_) => "PaymentFailed",
+            Fact::RevokeRequested(_) => "RevokeRequested",
+            Fact::RevokeRetryScheduled(_) => "RevokeRetryScheduled",
+            Fact::Revoked(_) => "Revoked",
+            Fact::RevokeRejected(_) => "RevokeRejected",
+            Fact::ManualReviewRequired(_) => "ManualReviewRequired",
+            Fact::OperatorResolved(_) => "OperatorResolved",
+            Fact::RefundRequested(_) => "RefundRequested",
+            Fact::RefundPending(_) => "RefundPending",
+            Fact::Refunded(_) => "Refunded",
+            Fact::RefundFailed(_) => "RefundFailed",
+            Fact::StatementLineMatched(_) => "StatementLineMatched",
+        }
+    }
+}

@@ -1,0 +1,132 @@
+//! Channel answers, normalised. The adapters map each wire protocol onto
+//! these; the decider only ever sees these. Anything the adapter cannot
+//! prove (timeouts, bad signatures, mismatched fields, unlisted codes) is
+//! `Unknown`, never a failure and never a success.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::channel::ChannelCodes;
+
+/// A normalised outcome with the raw codes an auditor needs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChannelAnswer<O> {
+    pub outcome: O,
+    pub codes: ChannelCodes,
+}
+
+impl<O> ChannelAnswer<O> {
+    pub fn new(outcome: O) -> Self {
+        ChannelAnswer {
+            outcome,
+            codes: ChannelCodes::new(),
+        }
+    }
+
+    pub fn with_codes(outcome: O, codes: ChannelCodes) -> Self {
+        ChannelAnswer { outcome, codes }
+    }
+}
+
+/// What the pay call (WeChat micropay, Alipay trade.pay) said.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum PayOutcome {
+    /// Money moved.
+    Paid {
+        channel_trade_no: String,
+        paid_at: DateTime<Utc>,
+    },
+    /// The customer must confirm with a password (`USERPAYING`, `10003`).
+    WaitingForPassword,
+    /// A whitelisted definitive failure (`NOTENOUGH`, `AUTHCODEEXPIRE`, ...).
+    Failed { code: String },
+    /// Nothing can be concluded; the order must be queried.
+    Unknown { reason: String },
+}
+
+/// What a query of the order said: the channel's truth (`trade_state`,
+/// `trade_status`), not the call's result code.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum QueryOutcome {
+    Paid {
+        channel_trade_no: String,
+        paid_at: DateTime<Utc>,
+    },
+    /// Still waiting for the password (`USERPAYING`, `WAIT_BUYER_PAY`).
+    WaitingForPassword,
+    /// Created but not paid (`NOTPAY`).
+    NotPaid,
+    /// The channel does not know the order (`ORDERNOTEXIST`, `ACQ.TRADE_NOT_EXIST`).
+    NotFound,
+    /// Closed without payment (`REVOKED`, `CLOSED`, `TRADE_CLOSED`): by us or by the channel itself.
+    Closed,
+    /// The payment failed definitively (`PAYERROR`).
+    Failed {
+        code: String,
+    },
+    /// Paid and then (partly) refunded outside this ledger (`REFUND`): an operator must look.
+    RefundedElsewhere,
+    Unknown {
+        reason: String,
+    },
+}
+
+/// How a revoke (WeChat reverse, Alipay trade.cancel) ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RevokeResult {
+    /// No money had moved; the order is closed.
+    Closed,
+    /// Money had moved and was returned.
+    Refunded,
+}
+
+/// What a revoke call said.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum RevokeOutcome {
+    Done {
+        result: RevokeResult,
+    },
+    /// Call again (`recall=Y`, `retry_flag=Y`, a revoke during `USERPAYING`).
+    MustRetry {
+        reason: String,
+    },
+    /// The channel no longer revokes this order (`ACQ.TRADE_CANCEL_TIME_OUT`): refund instead.
+    WindowClosed {
+        code: String,
+    },
+    Unknown {
+        reason: String,
+    },
+}
+
+/// What a refund call or a refund query said.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum RefundOutcome {
+    /// The channel took the refund; not yet success.
+    Accepted {
+        channel_refund_no: Option<String>,
+    },
+    Processing,
+    Succeeded {
+        channel_refund_no: Option<String>,
+        refunded_at: DateTime<Utc>,
+    },
+    /// A definitive failure (`FAIL`, a refused refund).
+    Failed {
+        code: String,
+    },
+    /// The channel answered, but the money went astray (`CHANGE`): an operator must act.
+    Abnormal {
+        code: String,
+    },
+    /// The channel does not know this refund number: the refund call never arrived.
+    NotFound,
+    Unknown {
+        reason: String,
+    },
+}

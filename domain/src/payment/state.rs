@@ -1,0 +1,608 @@
+//! The state of one payment: an enum of lifecycle stages, and `evolve`, the
+//! pure fold that moves it by one recorded event.
+//!
+//! Impossible states cannot be written down: only `Paid` has refunds, only
+//! `Revoking` has revoke attempts. `evolve` never fails: it trusts the log
+//! (events were decided against the state they apply to) and ignores an
+//! event that does not fit its stage rather than inventing a state.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::auth_code::MaskedAuthCode;
+use crate::channel::Channel;
+use crate::ids::{MerchantId, OrderNo, RefundNo};
+use crate::money::{Currency, Money, Total};
+
+use super::command::Resolution;
+use super::event::{Event, Fact, ManualReviewReason, RevokeReason, StatementLine};
+use super::outcome::{RefundOutcome, RevokeResult};
+
+/// What the API shows as `status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PaymentStatus {
+    Paying,
+    Paid,
+    Revoking,
+    Closed,
+    Reversed,
+    PartiallyRefunded,
+    Refunded,
+    ManualReview,
+}
+
+impl PaymentStatus {
+    /// What `?wait` waits for: the outcome is certain or a human has it.
+    pub fn is_settled(self) -> bool {
+        !matches!(self, PaymentStatus::Paying | PaymentStatus::Revoking)
+    }
+
+    /// No event can change the status any more.
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            PaymentStatus::Closed | PaymentStatus::Reversed | PaymentStatus::Refunded
+        )
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PaymentStatus::Paying => "paying",
+            PaymentStatus::Paid => "paid",
+            PaymentStatus::Revoking => "revoking",
+            PaymentStatus::Closed => "closed",
+            PaymentStatus::Reversed => "reversed",
+            PaymentStatus::PartiallyRefunded => "partially_refunded",
+            PaymentStatus::Refunded => "refunded",
+            PaymentStatus::ManualReview => "manual_review",
+        }
+    }
+}
+
+/// The facts of the order itself, fixed at submission.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Order {
+    pub merchant_id: MerchantId,
+    pub order_no: OrderNo,
+    pub channel: Channel,
+    pub amount: Money,
+    pub currency: Currency,
+    pub subject: String,
+    pub auth_code: MaskedAuthCode,
+    pub submitted_at: DateTime<Utc>,
+    pub deadline_at: DateTime<Utc>,
+    pub revoke_not_before: DateTime<Utc>,
+    /// Statement lines already matched (reconciliation is idempotent).
+    pub matched_lines: Vec<StatementLine>,
+}
+
+/// The proof that money moved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PaidFacts {
+    pub channel_trade_no: String,
+    pub paid_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PaymentState {
+    /// Nothing recorded yet.
+    Initial,
+    /// Submitted; the outcome is not certain.
+    Paying(Paying),
+    /// A revoke is decided and being carried out.
+    Revoking(Revoking),
+    /// Money moved and stays (refunds may return some or all of it).
+    Paid(PaidOrder),
+    /// No money moved.
+    Closed(ClosedOrder),
+    /// Money moved and a revoke returned it.
+    Reversed(ReversedOrder),
+    /// Automatic handling gave up on the payment; an operator must act.
+    ManualReview(ManualReviewOrder),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Paying {
+    pub order: Order,
+    /// Whether the pay call's answer has been recorded.
+    pub pay_answered: bool,
+    pub queries: u32,
+    pub next_query_at: DateTime<Utc>,
+    /// The definitive failure, once one is recorded (a revoke follows).
+    pub failure_code: Option<String>,
+}
+
+/// What a revoke in progress waits for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RevokeNext {
+    /// Call the channel (attempt number `attempt`, from 1) at `at`.
+    Call { attempt: u32, at: DateTime<Utc> },
+    /// Hand over to an operator, from `since`.
+    Escalate {
+        reason: ManualReviewReason,
+        since: DateTime<Utc>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Revoking {
+    pub order: Order,
+    pub reason: RevokeReason,
+    /// Set when the revoke returns a payment already recorded as paid.
+    pub paid: Option<PaidFacts>,
+    /// The definitive failure that led to the revoke, if any.
+    pub failure_code: Option<String>,
+    pub next: RevokeNext,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PaidOrder {
+    pub order: Order,
+    pub paid: PaidFacts,
+    pub refunds: Vec<Refund>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClosedOrder {
+    pub order: Order,
+    /// The definitive failure, when there was one.
+    pub failure_code: Option<String>,
+    pub closed_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReversedOrder {
+    pub order: Order,
+    /// Known when the payment was recorded before the revoke returned it.
+    pub paid: Option<PaidFacts>,
+    pub reversed_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManualReviewOrder {
+    pub order: Order,
+    pub reason: ManualReviewReason,
+    pub since: DateTime<Utc>,
+    pub paid: Option<PaidFacts>,
+}
+
+/// One refund of a paid order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refund {
+    pub refund_no: RefundNo,
+    pub amount: Money,
+    pub reason: String,
+    pub requested_at: DateTime<Utc>,
+    pub settle_by: DateTime<Utc>,
+    /// Refund calls made: the first, plus resends after "not found".
+    pub calls: u32,
+    /// Answers recorded while pending (they space out the queries).
+    pub answers: u32,
+    pub stage: RefundStage,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RefundStage {
+    /// Not final; query at `next_query_at`.
+    Pending {
+        next_query_at: DateTime<Utc>,
+    },
+    /// The channel does not know it: send the refund again (same number) from `since`.
+    Resend {
+        since: DateTime<Utc>,
+    },
+    Succeeded {
+        refunded_at: DateTime<Utc>,
+        channel_refund_no: Option<String>,
+    },
+    Failed {
+        code: String,
+    },
+    ManualReview {
+        reason: ManualReviewReason,
+        since: DateTime<Utc>,
+    },
+}
+
+/// The API's refund status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RefundStatus {
+    Pending,
+    Succeeded,
+    Failed,
+    ManualReview,
+}
+
+impl Refund {
+    pub fn status(&self) -> RefundStatus {
+        match self.stage {
+            RefundStage::Pending { .. } | RefundStage::Resend { .. } => RefundStatus::Pending,
+            RefundStage::Succeeded { .. } => RefundStatus::Succeeded,
+            RefundStage::Failed { .. } => RefundStatus::Failed,
+            RefundStage::ManualReview { .. } => RefundStatus::ManualReview,
+        }
+    }
+
+    /// Money this refund holds back from the refundable balance: everything
+    /// but a definitive failure (a refund in doubt may still succeed).
+    pub fn reserves_balance(&self) -> bool {
+        !matches!(self.stage, RefundStage::Failed { .. })
+    }
+}
+
+impl PaidOrder {
+    /// The total of succeeded refunds.
+    pub fn refunded_total(&self) -> Total {
+        self.refunds
+            .iter()
+            .filter(|refund| refund.status() == RefundStatus::Succeeded)
+            .fold(Total::ZERO, |total, refund| total.plus(refund.amount))
+    }
+
+    /// What may still be refunded: the payment less every refund not failed.
+    pub fn refundable(&self) -> Total {
+        self.refunds
+            .iter()
+            .filter(|refund| refund.reserves_balance())
+            .fold(Total::ZERO, |total, refund| total.plus(refund.amount))
+            .remaining_of(self.order.amount)
+    }
+
+    pub fn refund(&self, refund_no: &RefundNo) -> Option<&Refund> {
+        self.refunds
+            .iter()
+            .find(|refund| &refund.refund_no == refund_no)
+    }
+
+    fn refund_mut(&mut self, refund_no: &RefundNo) -> Option<&mut Refund> {
+        self.refunds
+            .iter_mut()
+            .find(|refund| &refund.refund_no == refund_no)
+    }
+}
+
+impl PaymentState {
+    pub fn order(&self) -> Option<&Order> {
+        match self {
+            PaymentState::Initial => None,
+            PaymentState::Paying(s) => Some(&s.order),
+            PaymentState::Revoking(s) => Some(&s.order),
+            PaymentState::Paid(s) => Some(&s.order),
+            PaymentState::Closed(s) => Some(&s.order),
+            PaymentState::Reversed(s) => Some(&s.order),
+            PaymentState::ManualReview(s) => Some(&s.order),
+        }
+    }
+
+    fn order_mut(&mut self) -> Option<&mut Order> {
+        match self {
+            PaymentState::Initial => None,
+            PaymentState::Paying(s) => Some(&mut s.order),
+            PaymentState::Revoking(s) => Some(&mut s.order),
+            PaymentState::Paid(s) => Some(&mut s.order),
+            PaymentState::Closed(s) => Some(&mut s.order),
+            PaymentState::Reversed(s) => Some(&mut s.order),
+            PaymentState::ManualReview(s) => Some(&mut s.order),
+        }
+    }
+
+    /// The API status; `None` before submission.
+    pub fn status(&self) -> Option<PaymentStatus> {
+        Some(match self {
+            PaymentState::Initial => return None,
+            PaymentState::Paying(_) => PaymentStatus::Paying,
+            PaymentState::Revoking(_) => PaymentStatus::Revoking,
+            PaymentState::Paid(paid) => {
+                let refunded = paid.refunded_total();
+                if refunded == Total::ZERO {
+                    PaymentStatus::Paid
+                } else if refunded.remaining_of(paid.order.amount) == Total::ZERO {
+                    PaymentStatus::Refunded
+                } else {
+                    PaymentStatus::PartiallyRefunded
+                }
+            }
+            PaymentState::Closed(_) => PaymentStatus::Closed,
+            PaymentState::Reversed(_) => PaymentStatus::Reversed,
+            PaymentState::ManualReview(_) => PaymentStatus::ManualReview,
+        })
+    }
+
+    /// The proof of payment, where the state has one.
+    pub fn paid_facts(&self) -> Option<&PaidFacts> {
+        match self {
+            PaymentState::Paid(s) => Some(&s.paid),
+            PaymentState::Revoking(s) => s.paid.as_ref(),
+            PaymentState::Reversed(s) => s.paid.as_ref(),
+            PaymentState::ManualReview(s) => s.paid.as_ref(),
+            _ => None,
+        }
+    }
+
+    /// Folds a whole history from the start.
+    pub fn replay<'a>(events: impl IntoIterator<Item = &'a Event>) -> PaymentState {
+        events.into_iter().fold(PaymentState::Initial, evolve)
+    }
+}
+
+/// Moves the state by one event. Pure and total.
+pub fn evolve(state: PaymentState, event: &Event) -> PaymentState {
+    let at = event.at;
+    match (state, &event.fact) {
+        (PaymentState::Initial, Fact::Submitted(submitted)) => PaymentState::Paying(Paying {
+            order: Order {
+                merchant_id: submitted.merchant_id.clone(),
+                order_no: submitted.order_no.clone(),
+                channel: submitted.channel,
+                amount: submitted.amount,
+                currency: submitted.currency,
+                subject: submitted.subject.clone(),
+                auth_code: submitted.auth_code.clone(),
+                submitted_at: at,
+                deadline_at: submitted.deadline_at,
+                revoke_not_before: submitted.revoke_not_before,
+                matched_lines: Vec::new(),
+            },
+            pay_answered: false,
+            queries: 0,
+            next_query_at: submitted.first_query_at,
+            failure_code: None,
+        }),
+
+        (PaymentState::Paying(mut paying), Fact::UserPaying(answer)) => {
+            paying.pay_answered = true;
+            paying.next_query_at = answer.next_query_at;
+            PaymentState::Paying(paying)
+        }
+        (PaymentState::Paying(mut paying), Fact::PayAnswerUnknown(answer)) => {
+            paying.pay_answered = true;
+            paying.next_query_at = answer.next_query_at;
+            PaymentState::Paying(paying)
+        }
+        (PaymentState::Paying(mut paying), Fact::QueryResult(result)) => {
+            paying.queries += 1;
+            if let Some(next) = result.next_query_at {
+                paying.next_query_at = next;
+            }
+            PaymentState::Paying(paying)
+        }
+        (PaymentState::Paying(paying), Fact::Paid(paid)) => PaymentState::Paid(PaidOrder {
+            order: paying.order,
+            paid: PaidFacts {
+                channel_trade_no: paid.channel_trade_no.clone(),
+                paid_at: paid.paid_at,
+            },
+            refunds: Vec::new(),
+        }),
+        // A definitive failure is followed, in the same decision, by RevokeRequested.
+        (PaymentState::Paying(mut paying), Fact::PaymentFailed(failed)) => {
+            paying.pay_answered = true;
+            paying.failure_code = Some(failed.code.clone());
+            PaymentState::Paying(paying)
+        }
+        (PaymentState::Paying(paying), Fact::RevokeRequested(requested)) => {
+            PaymentState::Revoking(Revoking {
+                order: paying.order,
+                reason: requested.reason,
+                paid: None,
+                failure_code: paying.failure_code,
+                next: RevokeNext::Call {
+                    attempt: 1,
+                    at: requested.not_before,
+                },
+            })
+        }
+        (PaymentState::Paid(paid), Fact::RevokeRequested(requested)) => {
+            PaymentState::Revoking(Revoking {
+                order: paid.order,
+                reason: requested.reason,
+                paid: Some(paid.paid),
+                failure_code: None,
+                next: RevokeNext::Call {
+                    attempt: 1,
+                    at: requested.not_before,
+                },
+            })
+        }
+        (PaymentState::Paying(paying), Fact::ManualReviewRequired(review))
+            if review.refund_no.is_none() =>
+        {
+            PaymentState::ManualReview(ManualReviewOrder {
+                order: paying.order,
+                reason: review.reason.clone(),
+                since: at,
+                paid: None,
+            })
+        }
+
+        (PaymentState::Revoking(mut revoking), Fact::RevokeRetryScheduled(retry)) => {
+            revoking.next = match retry.retry_at {
+                Some(retry_at) => RevokeNext::Call {
+                    attempt: retry.attempt + 1,
+                    at: retry_at,
+                },
+                None => RevokeNext::Escalate {
+                    reason: ManualReviewReason::RevokeAttemptsExhausted {
+                        attempts: retry.attempt,
+                    },
+                    since: at,
+                },
+            };
+            PaymentState::Revoking(revoking)
+        }
+        (PaymentState::Revoking(mut revoking), Fact::RevokeRejected(rejected)) => {
+            revoking.next = RevokeNext::Escalate {
+                reason: ManualReviewReason::RevokeRejected {
+                    code: rejected.code.clone(),
+                },
+                since: at,
+            };
+            PaymentState::Revoking(revoking)
+        }
+        (PaymentState::Revoking(revoking), Fact::Revoked(revoked)) => match revoked.result {
+            RevokeResult::Closed if revoking.paid.is_some() => {
+                // Contradiction: followed in the same decision by ManualReviewRequired.
+                PaymentState::Revoking(revoking)
+            }
+            RevokeResult::Closed => PaymentState::Closed(ClosedOrder {
+                order: revoking.order,
+                failure_code: revoking.failure_code,
+                closed_at: at,
+            }),
+            RevokeResult::Refunded => PaymentState::Reversed(ReversedOrder {
+                order: revoking.order,
+                paid: revoking.paid,
+                reversed_at: at,
+            }),
+        },
+        (PaymentState::Revoking(revoking), Fact::ManualReviewRequired(review))
+            if review.refund_no.is_none() =>
+        {
+            PaymentState::ManualReview(ManualReviewOrder {
+                order: revoking.order,
+                reason: review.reason.clone(),
+                since: at,
+                paid: revoking.paid,
+            })
+        }
+
+        (PaymentState::ManualReview(review), Fact::OperatorResolved(resolved)) => {
+            match &resolved.resolution {
+                Resolution::Paid {
+                    channel_trade_no,
+                    paid_at,
+                } => PaymentState::Paid(PaidOrder {
+                    order: review.order,
+                    paid: PaidFacts {
+                        channel_trade_no: channel_trade_no.clone(),
+                        paid_at: *paid_at,
+                    },
+                    refunds: Vec::new(),
+                }),
+                Resolution::Closed => PaymentState::Closed(ClosedOrder {
+                    order: review.order,
+                    failure_code: None,
+                    closed_at: at,
+                }),
+                Resolution::Reversed => PaymentState::Reversed(ReversedOrder {
+                    order: review.order,
+                    paid: review.paid,
+                    reversed_at: at,
+                }),
+                Resolution::RefundSucceeded { .. } | Resolution::RefundFailed { .. } => {
+                    PaymentState::ManualReview(review)
+                }
+            }
+        }
+
+        (PaymentState::Paid(mut paid), fact) if is_refund_fact(fact) => {
+            evolve_refund(&mut paid, fact, at);
+            PaymentState::Paid(paid)
+        }
+
+        (mut state, Fact::StatementLineMatched(matched)) => {
+            if let Some(order) = state.order_mut() {
+                if !order.matched_lines.contains(&matched.line) {
+                    order.matched_lines.push(matched.line.clone());
+                }
+            }
+            state
+        }
+
+        // An event that does not fit: the log is the truth, but this state
+        // has nothing to change for it (e.g. a late answer recorded for audit).
+        (state, _) => state,
+    }
+}
+
+fn is_refund_fact(fact: &Fact) -> bool {
+    match fact {
+        Fact::RefundRequested(_)
+        | Fact::RefundPending(_)
+        | Fact::Refunded(_)
+        | Fact::RefundFailed(_) => true,
+        Fact::ManualReviewRequired(review) => review.refund_no.is_some(),
+        Fact::OperatorResolved(resolved) => matches!(
+            resolved.resolution,
+            Resolution::RefundSucceeded { .. } | Resolution::RefundFailed { .. }
+        ),
+        _ => false,
+    }
+}
+
+fn evolve_refund(paid: &mut PaidOrder, fact: &Fact, at: DateTime<Utc>) {
+    match fact {
+        Fact::RefundRequested(requested) => paid.refunds.push(Refund {
+            refund_no: requested.refund_no.clone(),
+            amount: requested.amount,
+            reason: requested.reason.clone(),
+            requested_at: at,
+            settle_by: requested.settle_by,
+            calls: 1,
+            answers: 0,
+            stage: RefundStage::Pending {
+                next_query_at: requested.first_query_at,
+            },
+        }),
+        Fact::RefundPending(pending) => {
+            if let Some(refund) = paid.refund_mut(&pending.refund_no) {
+                if matches!(refund.stage, RefundStage::Resend { .. }) {
+                    // The answer to a resend: one more refund call was made.
+                    refund.calls += 1;
+                }
+                refund.answers += 1;
+                refund.stage = match (&pending.outcome, pending.next_query_at) {
+                    (RefundOutcome::NotFound, _) | (_, None) => RefundStage::Resend { since: at },
+                    (_, Some(next_query_at)) => RefundStage::Pending { next_query_at },
+                };
+            }
+        }
+        Fact::Refunded(refunded) => {
+            if let Some(refund) = paid.refund_mut(&refunded.refund_no) {
+                refund.stage = RefundStage::Succeeded {
+                    refunded_at: refunded.refunded_at,
+                    channel_refund_no: refunded.channel_refund_no.clone(),
+                };
+            }
+        }
+        Fact::RefundFailed(failed) => {
+            if let Some(refund) = paid.refund_mut(&failed.refund_no) {
+                refund.stage = RefundStage::Failed {
+                    code: failed.code.clone(),
+                };
+            }
+        }
+        Fact::ManualReviewRequired(review) => {
+            if let Some(refund) = review.refund_no.as_ref().and_then(|no| paid.refund_mut(no)) {
+                refund.stage = RefundStage::ManualReview {
+                    reason: review.reason.clone(),
+                    since: at,
+                };
+            }
+        }
+        Fact::OperatorResolved(resolved) => match &resolved.resolution {
+            Resolution::RefundSucceeded {
+                refund_no,
+                refunded_at,
+            } => {
+                if let Some(refund) = paid.refund_mut(refund_no) {
+                    refund.stage = RefundStage::Succeeded {
+                        refunded_at: *refunded_at,
+                        channel_refund_no: None,
+                    };
+                }
+            }
+            Resolution::RefundFailed { refund_no } => {
+                if let Some(refund) = paid.refund_mut(refund_no) {
+                    refund.stage = RefundStage::Failed {
+                        code: "OPERATOR_RESOLVED_FAILED".to_owned(),
+                    };
+                }
+            }
+            _ => {}
+        },
+        _ => {}
+    }
+}
