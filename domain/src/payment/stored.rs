@@ -101,3 +101,207 @@ pub fn decode(name: &str, schema_version: u32, data: &[u8]) -> Result<Event, Dec
 /// Brings an older payload up to [`SCHEMA_VERSION`]. Version 1 is the first
 /// schema, so there is nothing to do yet; each future bump adds a step here.
 fn upcast(_name: &str, _schema_version: u32, _object: &mut Map<String, Value>) {}
+
+#[cfg(test)]
+mod tests {
+    //! Pins the stored form of every event: a schema change shows up as a
+    //! snapshot diff that must be reviewed (and usually needs an upcaster).
+
+    use chrono::{NaiveDate, TimeZone, Utc};
+    use uuid::Uuid;
+
+    use super::*;
+    use crate::auth_code::AuthCode;
+    use crate::channel::{Channel, ChannelCodes};
+    use crate::ids::{CommandId, MerchantId, OrderNo, RefundNo};
+    use crate::money::{Currency, Money};
+    use crate::payment::*;
+
+    fn one_of_each() -> Vec<Fact> {
+        let t = |secs| Utc.with_ymd_and_hms(2026, 11, 22, 2, 0, secs).unwrap();
+        let money = |text: &str| text.parse::<Money>().unwrap();
+        let refund_no = RefundNo::parse("R1").unwrap();
+        let wechat_codes = ChannelCodes::new()
+            .with("return_code", "SUCCESS")
+            .with("result_code", "FAIL");
+        vec![
+            Fact::Submitted(Submitted {
+                merchant_id: MerchantId::parse("demo").unwrap(),
+                order_no: OrderNo::parse("A20261122-0001").unwrap(),
+                channel: Channel::Wechat,
+                amount: money("12.34"),
+                currency: Currency::Cny,
+                subject: "Coffee".into(),
+                auth_code: AuthCode::parse("134567890123456789").unwrap().masked(),
+                deadline_at: t(30),
+                first_query_at: t(5),
+                revoke_not_before: t(15),
+            }),
+            Fact::UserPaying(UserPaying {
+                codes: wechat_codes.clone().with("err_code", "USERPAYING"),
+                next_query_at: t(6),
+            }),
+            Fact::PayAnswerUnknown(PayAnswerUnknown {
+                reason: "SYSTEMERROR".into(),
+                codes: wechat_codes.clone().with("err_code", "SYSTEMERROR"),
+                next_query_at: t(6),
+            }),
+            Fact::QueryResult(QueryResult {
+                outcome: QueryOutcome::WaitingForPassword,
+                codes: ChannelCodes::new().with("trade_state", "USERPAYING"),
+                next_query_at: Some(t(11)),
+            }),
+            Fact::Paid(Paid {
+                channel_trade_no: "4200000123202611220000000001".into(),
+                paid_at: t(10),
+                source: PaidSource::Query,
+                codes: ChannelCodes::new().with("trade_state", "SUCCESS"),
+            }),
+            Fact::PaymentFailed(PaymentFailed {
+                code: "NOTENOUGH".into(),
+                codes: wechat_codes.clone().with("err_code", "NOTENOUGH"),
+            }),
+            Fact::RevokeRequested(RevokeRequested {
+                reason: RevokeReason::DeadlineReached,
+                not_before: t(30),
+            }),
+            Fact::RevokeRetryScheduled(RevokeRetryScheduled {
+                attempt: 1,
+                reason: "recall=Y".into(),
+                codes: ChannelCodes::new().with("recall", "Y"),
+                retry_at: Some(t(35)),
+            }),
+            Fact::Revoked(Revoked {
+                result: RevokeResult::Refunded,
+                attempt: 2,
+                codes: ChannelCodes::new().with("action", "refund"),
+            }),
+            Fact::RevokeRejected(RevokeRejected {
+                attempt: 1,
+                code: "ACQ.TRADE_CANCEL_TIME_OUT".into(),
+                codes: ChannelCodes::new()
+                    .with("code", "40004")
+                    .with("sub_code", "ACQ.TRADE_CANCEL_TIME_OUT"),
+            }),
+            Fact::ManualReviewRequired(ManualReviewRequired {
+                refund_no: None,
+                reason: ManualReviewReason::RevokeAttemptsExhausted { attempts: 5 },
+                codes: ChannelCodes::new(),
+            }),
+            Fact::OperatorResolved(OperatorResolved {
+                resolution: Resolution::Paid {
+                    channel_trade_no: "4200000001".into(),
+                    paid_at: t(12),
+                },
+                note: "confirmed in the merchant platform".into(),
+            }),
+            Fact::RefundRequested(RefundRequested {
+                refund_no: refund_no.clone(),
+                amount: money("2.00"),
+                reason: "returned goods".into(),
+                first_query_at: t(50),
+                settle_by: t(59),
+            }),
+            Fact::RefundPending(RefundPending {
+                refund_no: refund_no.clone(),
+                outcome: RefundOutcome::Accepted {
+                    channel_refund_no: Some("50000000382019052709732678859".into()),
+                },
+                codes: ChannelCodes::new().with("result_code", "SUCCESS"),
+                next_query_at: Some(t(55)),
+            }),
+            Fact::Refunded(Refunded {
+                refund_no: refund_no.clone(),
+                amount: money("2.00"),
+                channel_refund_no: Some("50000000382019052709732678859".into()),
+                refunded_at: t(58),
+                codes: ChannelCodes::new().with("refund_status_0", "SUCCESS"),
+            }),
+            Fact::RefundFailed(RefundFailed {
+                refund_no,
+                code: "FAIL".into(),
+                codes: ChannelCodes::new().with("refund_status_0", "FAIL"),
+            }),
+            Fact::StatementLineMatched(StatementLineMatched {
+                line: StatementLine {
+                    channel: Channel::Wechat,
+                    statement_date: NaiveDate::from_ymd_opt(2026, 11, 22).unwrap(),
+                    kind: StatementLineKind::Payment,
+                    refund_no: None,
+                    amount: money("12.34"),
+                    channel_trade_no: "4200000123202611220000000001".into(),
+                },
+            }),
+        ]
+    }
+
+    fn event(fact: Fact) -> Event {
+        Event {
+            at: Utc.with_ymd_and_hms(2026, 11, 22, 2, 0, 1).unwrap(),
+            command_id: CommandId(Uuid::from_u128(0x0123_4567_89ab_cdef)),
+            fact,
+        }
+    }
+
+    #[test]
+    fn every_stored_name_has_a_pinned_form() {
+        let facts = one_of_each();
+        let names: Vec<&str> = facts.iter().map(Fact::stored_name).collect();
+        assert_eq!(names, STORED_NAMES, "one example per stored name, in order");
+        for fact in facts {
+            let stored = encode(&event(fact));
+            let value: Value = serde_json::from_slice(&stored.data).unwrap();
+            let pretty = serde_json::to_string_pretty(&value).unwrap();
+            let snapshot = format!(
+                "name: {}\nschema_version: {}\n{pretty}",
+                stored.name, stored.schema_version
+            );
+            insta::assert_snapshot!(stored.name, snapshot);
+        }
+    }
+
+    #[test]
+    fn the_serde_tag_is_the_stored_name() {
+        for fact in one_of_each() {
+            let value = serde_json::to_value(&fact).unwrap();
+            assert_eq!(value["type"], fact.stored_name());
+        }
+    }
+
+    #[test]
+    fn every_event_decodes_back_to_itself() {
+        for fact in one_of_each() {
+            let original = event(fact);
+            let stored = encode(&original);
+            assert_eq!(
+                decode(stored.name, stored.schema_version, &stored.data).unwrap(),
+                original
+            );
+        }
+    }
+
+    #[test]
+    fn unknown_names_future_versions_and_garbage_are_clear_errors() {
+        let stored = encode(&event(one_of_each().remove(0)));
+        let err = decode("Teleported", 1, &stored.data).unwrap_err();
+        assert_eq!(err.to_string(), "unknown stored event name \"Teleported\"");
+        let err = decode("Submitted", 2, &stored.data).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                DecodeError::FutureVersion {
+                    version: 2,
+                    known: 1,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        let err = decode("Submitted", 1, b"{\"at\": 3}").unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("event Submitted does not decode"),
+            "{err}"
+        );
+    }
+}
