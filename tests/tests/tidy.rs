@@ -1,0 +1,132 @@
+//! Architecture checks written as ordinary tests: the rules of ARCHITECTURE.md
+//! that a compiler does not enforce.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+
+/// Crates that do IO, or drag an async runtime or a database along.
+const IO_CRATES: [&str; 8] = ["tokio", "reqwest", "rusqlite", "axum", "eventstore", "hyper", "mio", "libsqlite3-sys"];
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ sits in the workspace").to_owned()
+}
+
+fn metadata() -> &'static Value {
+    static METADATA: std::sync::OnceLock<Value> = std::sync::OnceLock::new();
+    METADATA.get_or_init(read_metadata)
+}
+
+fn read_metadata() -> Value {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let output = Command::new(cargo)
+        .args(["metadata", "--format-version", "1"])
+        .current_dir(workspace_root())
+        .output()
+        .expect("cargo metadata runs");
+    assert!(output.status.success(), "cargo metadata failed: {}", String::from_utf8_lossy(&output.stderr));
+    serde_json::from_slice(&output.stdout).expect("cargo metadata prints JSON")
+}
+
+/// The names of every package in `root`'s normal (non-dev, non-build) dependency tree.
+fn normal_dependency_tree(metadata: &Value, root: &str) -> BTreeSet<String> {
+    let names: HashMap<&str, &str> = metadata["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p["id"].as_str().unwrap(), p["name"].as_str().unwrap()))
+        .collect();
+    let nodes: HashMap<&str, &Value> = metadata["resolve"]["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| (n["id"].as_str().unwrap(), n))
+        .collect();
+    let root_id = names.iter().find(|(_, name)| **name == root).map(|(id, _)| *id).expect("root package exists");
+    let mut seen = BTreeSet::new();
+    let mut stack = vec![root_id];
+    while let Some(id) = stack.pop() {
+        for dep in nodes[id]["deps"].as_array().unwrap() {
+            let normal = dep["dep_kinds"].as_array().unwrap().iter().any(|k| k["kind"].is_null());
+            let dep_id = dep["pkg"].as_str().unwrap();
+            if normal && seen.insert(names[dep_id].to_owned()) {
+                stack.push(dep_id);
+            }
+        }
+    }
+    seen
+}
+
+#[test]
+fn domain_and_projections_do_no_io() {
+    // The pure crates must not even be able to reach a socket, a file database or a runtime.
+    let metadata = metadata();
+    for pure in ["paycode-domain", "paycode-projections"] {
+        let tree = normal_dependency_tree(metadata, pure);
+        let offending: Vec<&str> = IO_CRATES.iter().copied().filter(|c| tree.contains(*c)).collect();
+        assert!(offending.is_empty(), "{pure} depends on {offending:?}");
+        assert!(!tree.is_empty() || pure == "paycode-projections", "{pure} has a resolved tree");
+    }
+    // The check itself sees IO where it exists.
+    let adapters = normal_dependency_tree(metadata, "paycode-adapters");
+    assert!(adapters.contains("tokio") && adapters.contains("rusqlite"), "{adapters:?}");
+}
+
+#[test]
+fn dependencies_point_inward() {
+    // app -> adapters, projections -> domain; never the other way.
+    let metadata = metadata();
+    let domain = normal_dependency_tree(metadata, "paycode-domain");
+    assert!(domain.iter().all(|name| !name.starts_with("paycode")), "domain depends on {domain:?}");
+    let adapters = normal_dependency_tree(metadata, "paycode-adapters");
+    assert!(!adapters.contains("paycode-projections") && !adapters.contains("paycode"));
+    let projections = normal_dependency_tree(metadata, "paycode-projections");
+    assert!(!projections.contains("paycode-adapters") && !projections.contains("paycode"));
+}
+
+fn rust_files(dir: &Path, files: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            rust_files(&path, files);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            files.push(path);
+        }
+    }
+}
+
+#[test]
+fn every_source_file_says_what_it_is_for() {
+    // A `//!` paragraph at the top of each file (STYLE.md, Habits).
+    let root = workspace_root();
+    let mut files = Vec::new();
+    for krate in ["domain", "adapters", "projections", "app", "tests"] {
+        for dir in ["src", "tests"] {
+            let path = root.join(krate).join(dir);
+            if path.is_dir() {
+                rust_files(&path, &mut files);
+            }
+        }
+    }
+    assert!(files.len() > 10, "found the sources: {files:?}");
+    let missing: Vec<String> = files
+        .iter()
+        .filter(|file| !std::fs::read_to_string(file).unwrap().trim_start().starts_with("//!"))
+        .map(|file| file.strip_prefix(&root).unwrap().display().to_string())
+        .collect();
+    assert!(missing.is_empty(), "files without a //! paragraph: {missing:?}");
+}
+
+#[test]
+fn money_crates_deny_float_arithmetic() {
+    // No floats near money: domain and adapters deny clippy::float_arithmetic crate-wide.
+    let root = workspace_root();
+    for krate in ["domain", "adapters"] {
+        let lib = std::fs::read_to_string(root.join(krate).join("src/lib.rs")).unwrap();
+        assert!(lib.contains("#![deny(clippy::float_arithmetic)]"), "{krate}/src/lib.rs");
+    }
+    let manifest = std::fs::read_to_string(root.join("Cargo.toml")).unwrap();
+    assert!(manifest.contains("unsafe_code = \"forbid\""));
+}
