@@ -3,4 +3,7 @@
 //! translated here into the small error enums the callers branch on.
 #![deny(clippy::float_arithmetic)]
 
+pub mod alipay;
+pub mod channel;
 pub mod store;
+pub mod wechat;

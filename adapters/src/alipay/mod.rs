@@ -1,0 +1,1 @@
+//! Alipay OpenAPI client: requests, RSA2 signing, response verification, result judgment.

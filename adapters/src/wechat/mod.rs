@@ -1,0 +1,1 @@
+//! WeChat Pay v2 (XML) client: wire format, signing, result judgment. See ARCHITECTURE.md.
