@@ -5,5 +5,6 @@
 
 pub mod alipay;
 pub mod channel;
+pub mod clock;
 pub mod store;
 pub mod wechat;

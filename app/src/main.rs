@@ -1,7 +1,7 @@
 //! The `paycode` binary: command-line entry point. Each subcommand lives in
 //! its own module; this file only parses arguments and dispatches.
 
-mod bench;
+use paycode::bench;
 
 use clap::{Parser, Subcommand};
 

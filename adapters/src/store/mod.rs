@@ -5,9 +5,21 @@
 //! version and JSON bytes. Every implementation runs the same contract suite
 //! (`contract.rs`), so callers may rely on exactly what this file promises.
 
+use std::collections::HashSet;
+
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
+
+#[doc(hidden)]
+pub mod contract;
+pub mod follow;
+pub mod memory;
+pub mod sqlite;
+
+pub use follow::Follower;
+pub use memory::MemoryStore;
+pub use sqlite::{SqliteStore, SqliteStoreStats};
 
 /// The version a writer believes the stream is at. There is deliberately no
 /// "any": every append says what it expects (DESIGN.md, "exact expected versions").
@@ -105,7 +117,7 @@ pub enum StoreError {
 
 /// The port every event store implements (memory, SQLite, EventStoreDB).
 #[async_trait]
-pub trait EventStore: Send + Sync + 'static {
+pub trait EventStore: Send + Sync + std::fmt::Debug + 'static {
     /// Appends `events` atomically at `expected`. Acknowledged only once durable.
     /// Retrying the same event ids at the same expected version after a
     /// success returns the original outcome instead of a conflict.
@@ -132,4 +144,76 @@ pub trait EventStore: Send + Sync + 'static {
     /// Resolves once the head position may have moved past `position`
     /// (spurious wake-ups are allowed). Followers call it between reads.
     async fn wait_for_head_past(&self, position: u64) -> Result<(), StoreError>;
+}
+
+/// Rejects the appends no store may accept whatever its contents: an empty
+/// batch, and a batch that names the same event id twice. Every store calls
+/// it first, so all of them answer these bugs the same way.
+pub fn check_batch(stream: &str, events: &[NewEvent]) -> Result<(), StoreError> {
+    if events.is_empty() {
+        return Err(StoreError::InvalidAppend {
+            stream: stream.to_owned(),
+            reason: "empty batch: an append carries at least one event".to_owned(),
+        });
+    }
+    if events.len() > 1 {
+        let mut seen = HashSet::with_capacity(events.len());
+        for event in events {
+            if !seen.insert(event.event_id) {
+                return Err(StoreError::InvalidAppend {
+                    stream: stream.to_owned(),
+                    reason: format!("event id {} appears twice in the batch", event.event_id),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The answer to a batch some of whose event ids are already stored, given
+/// what the store holds under those ids (`None` for an id it does not know).
+///
+/// It is the original outcome when the batch is a retry (every id stored in
+/// `stream` at `expected.next_version()`, `+1`, ... in batch order), and
+/// `InvalidAppend` otherwise: an id may be used by one event only.
+pub fn retry_outcome(
+    stream: &str,
+    expected: ExpectedVersion,
+    stored: &[Option<StoredId<'_>>],
+) -> Result<AppendOutcome, StoreError> {
+    let first_version = expected.next_version();
+    let mut last = None;
+    for (offset, found) in (0u64..).zip(stored) {
+        match found {
+            Some(id) if id.stream == stream && id.version == first_version + offset => {
+                last = Some(AppendOutcome {
+                    last_version: id.version,
+                    last_position: id.position,
+                });
+            }
+            _ => {
+                return Err(StoreError::InvalidAppend {
+                    stream: stream.to_owned(),
+                    reason: format!(
+                        "event ids already used: the batch is not a retry of an append at {expected:?}"
+                    ),
+                });
+            }
+        }
+    }
+    last.ok_or_else(|| StoreError::InvalidAppend {
+        stream: stream.to_owned(),
+        reason: "empty batch: an append carries at least one event".to_owned(),
+    })
+}
+
+/// Where a store holds an event id: what `retry_outcome` compares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoredId<'a> {
+    /// The stream the id was appended to.
+    pub stream: &'a str,
+    /// The version it got there.
+    pub version: u64,
+    /// Its global position.
+    pub position: u64,
 }

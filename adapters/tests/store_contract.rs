@@ -1,0 +1,294 @@
+//! Runs the event-store contract suite against every embedded store (memory
+//! and SQLite), then the checks only the SQLite file store has: it survives
+//! reopening, refuses files that are not its own without touching them, and
+//! really shares transactions between concurrent appenders.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use paycode_adapters::store::contract::{self, Guarded, event};
+use paycode_adapters::store::{
+    AppendOutcome, EventStore, ExpectedVersion, MemoryStore, SqliteStore, StoreError,
+};
+use tempfile::TempDir;
+
+type TempSqlite = Guarded<SqliteStore, TempDir>;
+
+async fn fresh_memory() -> MemoryStore {
+    MemoryStore::new()
+}
+
+async fn fresh_sqlite() -> TempSqlite {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = SqliteStore::open(dir.path().join("events.db")).expect("open a new store");
+    Guarded { store, guard: dir }
+}
+
+/// One test per contract check and store, so a failure names both.
+macro_rules! contract_tests {
+    ($store:ident, $fresh:ident) => {
+        mod $store {
+            use super::*;
+
+            #[tokio::test]
+            async fn rejects_malformed_batches() {
+                contract::rejects_malformed_batches($fresh).await;
+            }
+
+            #[tokio::test]
+            async fn expected_version_conflicts() {
+                contract::expected_version_conflicts($fresh).await;
+            }
+
+            #[tokio::test]
+            async fn idempotent_retry() {
+                contract::idempotent_retry($fresh).await;
+            }
+
+            #[tokio::test]
+            async fn atomic_multi_event_appends() {
+                contract::atomic_multi_event_appends($fresh).await;
+            }
+
+            #[tokio::test]
+            async fn global_order_across_streams() {
+                contract::global_order_across_streams($fresh).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn follow_while_appending() {
+                contract::follow_while_appending($fresh).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn concurrent_appenders() {
+                contract::concurrent_appenders($fresh).await;
+            }
+        }
+    };
+}
+
+contract_tests!(memory, fresh_memory);
+contract_tests!(sqlite, fresh_sqlite);
+
+#[tokio::test]
+async fn sqlite_reopened_file_keeps_every_event_and_positions_continue() {
+    // Shows that a closed store reopens with all events, stream heads and the
+    // global position intact, and that appends go on from there.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("events.db");
+    let store = SqliteStore::open(&path).expect("open");
+    let first = event("Submitted", "1");
+    store
+        .append(
+            "order",
+            ExpectedVersion::NoStream,
+            vec![first.clone(), event("UserPaying", "2")],
+        )
+        .await
+        .expect("append");
+    store
+        .append(
+            "other",
+            ExpectedVersion::NoStream,
+            vec![event("Submitted", "3")],
+        )
+        .await
+        .expect("append");
+    let before = store.read_all(1, 100).await.expect("read_all");
+    store.close().await.expect("close");
+
+    let store = SqliteStore::open(&path).expect("reopen");
+    assert_eq!(store.read_all(1, 100).await.expect("read_all"), before);
+    assert_eq!(store.head_position().await.expect("head"), 3);
+    let conflict = store
+        .append(
+            "order",
+            ExpectedVersion::NoStream,
+            vec![event("Submitted", "x")],
+        )
+        .await;
+    assert!(
+        matches!(
+            conflict,
+            Err(StoreError::Conflict {
+                actual: Some(1),
+                ..
+            })
+        ),
+        "the reopened store must know the stream's head: {conflict:?}"
+    );
+    let retry = store
+        .append(
+            "order",
+            ExpectedVersion::NoStream,
+            vec![first, before[1].clone().into_new()],
+        )
+        .await
+        .expect("a retry after reopening is still idempotent");
+    assert_eq!(
+        retry,
+        AppendOutcome {
+            last_version: 1,
+            last_position: 2
+        }
+    );
+    let next = store
+        .append(
+            "order",
+            ExpectedVersion::Exact(1),
+            vec![event("QueryResult", "4")],
+        )
+        .await
+        .expect("append after reopen");
+    assert_eq!(
+        next,
+        AppendOutcome {
+            last_version: 2,
+            last_position: 4
+        }
+    );
+    drop(store);
+
+    // Dropping (rather than closing) also leaves a complete file.
+    let store = SqliteStore::open(&path).expect("reopen again");
+    assert_eq!(store.head_position().await.expect("head"), 4);
+    assert_eq!(store.read_stream("order").await.expect("read").len(), 3);
+}
+
+trait IntoNew {
+    fn into_new(self) -> paycode_adapters::store::NewEvent;
+}
+
+impl IntoNew for paycode_adapters::store::RecordedEvent {
+    fn into_new(self) -> paycode_adapters::store::NewEvent {
+        paycode_adapters::store::NewEvent {
+            event_id: self.event_id,
+            event_type: self.event_type,
+            schema_version: self.schema_version,
+            data: self.data,
+        }
+    }
+}
+
+fn assert_refused_untouched(path: &Path, original: &[u8]) {
+    match SqliteStore::open(path) {
+        Err(StoreError::Corrupt(message)) => {
+            assert!(
+                message.contains(&path.display().to_string()),
+                "the error must name the file: {message}"
+            );
+        }
+        Err(other) => panic!("expected Corrupt for {}, got {other:?}", path.display()),
+        Ok(_) => panic!("{} must be refused", path.display()),
+    }
+    let after = std::fs::read(path).expect("read back");
+    assert!(after == original, "{} was modified", path.display());
+}
+
+#[test]
+fn sqlite_refuses_a_foreign_sqlite_file_and_leaves_it_unchanged() {
+    // Shows that another program's SQLite database is not taken for a
+    // paycode store: Corrupt, naming the path, and not a byte changed.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("foreign.db");
+    {
+        let conn = rusqlite::Connection::open(&path).expect("create foreign db");
+        conn.execute_batch(
+            "CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT);
+             INSERT INTO customers (name) VALUES ('ada'), ('grace');",
+        )
+        .expect("fill foreign db");
+    }
+    let original = std::fs::read(&path).expect("read");
+    assert_refused_untouched(&path, &original);
+}
+
+#[test]
+fn sqlite_refuses_a_foreign_wal_database_and_leaves_it_unchanged() {
+    // Shows the same for a foreign database in WAL mode, whose un-checkpointed
+    // WAL must not be folded into it by our inspection.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("foreign-wal.db");
+    {
+        let conn = rusqlite::Connection::open(&path).expect("create foreign db");
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL; PRAGMA wal_autocheckpoint = 0;
+             CREATE TABLE t (x); INSERT INTO t VALUES (1), (2);",
+        )
+        .expect("fill foreign db");
+        // Leave the WAL un-checkpointed behind the closed connection.
+        conn.set_db_config(
+            rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
+            true,
+        )
+        .expect("no checkpoint on close");
+    }
+    let wal = dir.path().join("foreign-wal.db-wal");
+    assert!(std::fs::metadata(&wal).expect("wal exists").len() > 0);
+    let original = std::fs::read(&path).expect("read");
+    assert_refused_untouched(&path, &original);
+}
+
+#[test]
+fn sqlite_refuses_random_bytes_and_leaves_them_unchanged() {
+    // Shows that a file of arbitrary bytes is Corrupt, not silently replaced.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("noise.db");
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let noise: Vec<u8> = (0..8192)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state.to_le_bytes()[0]
+        })
+        .collect();
+    std::fs::write(&path, &noise).expect("write noise");
+    assert_refused_untouched(&path, &noise);
+    let text = b"this is a plain text file, not a database at all\n".repeat(100);
+    let text_path = dir.path().join("notes.txt");
+    std::fs::write(&text_path, &text).expect("write text");
+    assert_refused_untouched(&text_path, &text);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_concurrent_appends_share_transactions() {
+    // Shows group commit: many appenders in flight at once are committed in
+    // fewer transactions than appends, and every append is still answered.
+    const APPENDERS: usize = 64;
+    const APPENDS_EACH: usize = 20;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Arc::new(SqliteStore::open(dir.path().join("events.db")).expect("open"));
+    let start = Arc::new(tokio::sync::Barrier::new(APPENDERS));
+    let mut tasks = Vec::new();
+    for appender in 0..APPENDERS {
+        let store = Arc::clone(&store);
+        let start = Arc::clone(&start);
+        tasks.push(tokio::spawn(async move {
+            start.wait().await;
+            let stream = format!("order-{appender}");
+            for version in 0..APPENDS_EACH as u64 {
+                let expected = ExpectedVersion::after(version.checked_sub(1));
+                store
+                    .append(&stream, expected, vec![event("E", "x")])
+                    .await
+                    .expect("append");
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.expect("appender");
+    }
+    let appends = (APPENDERS * APPENDS_EACH) as u64;
+    let stats = store.stats();
+    assert_eq!(stats.appends, appends);
+    assert_eq!(stats.events, appends);
+    assert!(stats.commits >= 1);
+    assert!(
+        stats.commits < appends / 2,
+        "{} commits for {appends} concurrent appends: group commit is not grouping",
+        stats.commits
+    );
+    assert_eq!(store.head_position().await.expect("head"), appends);
+}
