@@ -1,1 +1,6 @@
-//! Pure read models of paycode (see ARCHITECTURE.md). Filled in by the projections issue.
+//! Pure read models of paycode: folds of recorded events, no IO (see
+//! ARCHITECTURE.md). The app runs them; they can be rebuilt at any time.
+
+pub mod payment_view;
+
+pub use payment_view::{PaymentView, PendingAction, RefundView};

@@ -1,1 +1,238 @@
-//! Cross-crate test suites live in `tests/`; this library is intentionally empty.
+//! Shared harness of the cross-crate suites: [`TestApp`] starts the real
+//! service on 127.0.0.1 port 0 with a manual clock, and [`ScriptedChannel`]
+//! plays a channel whose behaviour is chosen by the payment code's last two
+//! digits (a small stand-in until a suite runs against the sandbox).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use chrono::{DateTime, NaiveDate, TimeZone, Utc};
+use paycode::http::ApiKey;
+use paycode::runtime::Channels;
+use paycode::service::{Parts, Service};
+use paycode_adapters::channel::{ChannelClient, PayRequest, RefundRequest, StatementError, StatementFile};
+use paycode_adapters::clock::{Clock, ManualClock};
+use paycode_adapters::store::{EventStore, MemoryStore};
+use paycode_domain::payment::{
+    ChannelAnswer, PayOutcome, QueryOutcome, RefundOutcome, RevokeOutcome, RevokeResult,
+};
+use paycode_domain::{Channel, MerchantId, OrderNo, Policy, RefundNo};
+use serde_json::Value;
+
+/// What the scripted channel knows of one order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Truth {
+    Waiting,
+    Paid,
+    Failed,
+    Closed,
+    Refunded,
+}
+
+/// A channel that answers from a script chosen by the code's last two digits:
+/// `00` paid, `02` waits forever, `03` fails (NOTENOUGH), `07` revokes always
+/// ask to retry. Every call is recorded as `(api, order_no)`.
+#[derive(Debug)]
+pub struct ScriptedChannel {
+    channel: Channel,
+    orders: Mutex<HashMap<String, (String, Truth)>>,
+    refunds: Mutex<HashMap<String, RefundOutcome>>,
+    pub calls: Mutex<Vec<(&'static str, String)>>,
+    clock: Arc<dyn Clock>,
+}
+
+impl ScriptedChannel {
+    pub fn new(channel: Channel, clock: Arc<dyn Clock>) -> Self {
+        ScriptedChannel {
+            channel,
+            orders: Mutex::default(),
+            refunds: Mutex::default(),
+            calls: Mutex::default(),
+            clock,
+        }
+    }
+
+    fn record(&self, api: &'static str, order_no: &OrderNo) {
+        self.calls.lock().unwrap().push((api, order_no.to_string()));
+    }
+
+    /// How many calls of `api` were made for `order_no`.
+    pub fn count(&self, api: &str, order_no: &str) -> usize {
+        self.calls.lock().unwrap().iter().filter(|(a, o)| *a == api && o == order_no).count()
+    }
+
+    pub fn truth(&self, order_no: &str) -> Option<Truth> {
+        self.orders.lock().unwrap().get(order_no).map(|(_, truth)| truth.clone())
+    }
+}
+
+#[async_trait]
+impl ChannelClient for ScriptedChannel {
+    fn channel(&self) -> Channel {
+        self.channel
+    }
+
+    async fn pay(&self, request: PayRequest<'_>) -> ChannelAnswer<PayOutcome> {
+        self.record("pay", request.order_no);
+        let script = request.auth_code.last_two_digits().to_owned();
+        let (truth, outcome) = match script.as_str() {
+            "02" | "07" => (Truth::Waiting, PayOutcome::WaitingForPassword),
+            "03" => (Truth::Failed, PayOutcome::Failed { code: "NOTENOUGH".into() }),
+            _ => (
+                Truth::Paid,
+                PayOutcome::Paid { channel_trade_no: format!("T-{}", request.order_no), paid_at: self.clock.now() },
+            ),
+        };
+        self.orders.lock().unwrap().insert(request.order_no.to_string(), (script, truth));
+        ChannelAnswer::new(outcome)
+    }
+
+    async fn query(&self, order_no: &OrderNo) -> ChannelAnswer<QueryOutcome> {
+        self.record("query", order_no);
+        let outcome = match self.orders.lock().unwrap().get(order_no.as_str()) {
+            None => QueryOutcome::NotFound,
+            Some((_, Truth::Waiting)) => QueryOutcome::WaitingForPassword,
+            Some((_, Truth::Paid)) => {
+                QueryOutcome::Paid { channel_trade_no: format!("T-{order_no}"), paid_at: self.clock.now() }
+            }
+            Some((_, Truth::Failed)) => QueryOutcome::Failed { code: "PAYERROR".into() },
+            Some((_, Truth::Closed)) => QueryOutcome::Closed,
+            Some((_, Truth::Refunded)) => QueryOutcome::RefundedElsewhere,
+        };
+        ChannelAnswer::new(outcome)
+    }
+
+    async fn revoke(&self, order_no: &OrderNo) -> ChannelAnswer<RevokeOutcome> {
+        self.record("revoke", order_no);
+        let mut orders = self.orders.lock().unwrap();
+        let outcome = match orders.get_mut(order_no.as_str()) {
+            Some((script, _)) if script == "07" => RevokeOutcome::MustRetry { reason: "recall=Y".into() },
+            Some((_, truth)) if *truth == Truth::Paid || *truth == Truth::Refunded => {
+                *truth = Truth::Refunded;
+                RevokeOutcome::Done { result: RevokeResult::Refunded }
+            }
+            Some((_, truth)) => {
+                *truth = Truth::Closed;
+                RevokeOutcome::Done { result: RevokeResult::Closed }
+            }
+            None => RevokeOutcome::Done { result: RevokeResult::Closed },
+        };
+        ChannelAnswer::new(outcome)
+    }
+
+    async fn refund(&self, request: RefundRequest<'_>) -> ChannelAnswer<RefundOutcome> {
+        self.record("refund", request.order_no);
+        let succeeded = RefundOutcome::Succeeded { channel_refund_no: Some(format!("RF-{}", request.refund_no)), refunded_at: self.clock.now() };
+        self.refunds.lock().unwrap().insert(request.refund_no.to_string(), succeeded);
+        ChannelAnswer::new(RefundOutcome::Accepted { channel_refund_no: Some(format!("RF-{}", request.refund_no)) })
+    }
+
+    async fn refund_query(&self, order_no: &OrderNo, refund_no: &RefundNo) -> ChannelAnswer<RefundOutcome> {
+        self.record("refund_query", order_no);
+        let outcome = self.refunds.lock().unwrap().get(refund_no.as_str()).cloned().unwrap_or(RefundOutcome::NotFound);
+        ChannelAnswer::new(outcome)
+    }
+
+    async fn download_statement(&self, _date: NaiveDate) -> Result<StatementFile, StatementError> {
+        Ok(StatementFile::NoStatement { code: "NO_STATEMENT".into() })
+    }
+}
+
+/// The real service on 127.0.0.1 port 0, with a manual clock and scripted channels.
+#[derive(Debug)]
+pub struct TestApp {
+    pub base_url: String,
+    pub clock: ManualClock,
+    pub wechat: Arc<ScriptedChannel>,
+    pub alipay: Arc<ScriptedChannel>,
+    pub store: Arc<dyn EventStore>,
+    pub http: reqwest::Client,
+    server: tokio::task::JoinHandle<()>,
+}
+
+pub const DEMO_KEY: &str = "sk_test_demo";
+pub const OTHER_KEY: &str = "sk_test_other";
+
+pub fn start_time() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 22, 2, 0, 0).unwrap()
+}
+
+impl TestApp {
+    pub async fn spawn() -> TestApp {
+        TestApp::spawn_on(Arc::new(MemoryStore::new())).await
+    }
+
+    pub async fn spawn_on(store: Arc<dyn EventStore>) -> TestApp {
+        let clock = ManualClock::starting_at(start_time());
+        let shared_clock: Arc<dyn Clock> = Arc::new(clock.clone());
+        let wechat = Arc::new(ScriptedChannel::new(Channel::Wechat, shared_clock.clone()));
+        let alipay = Arc::new(ScriptedChannel::new(Channel::Alipay, shared_clock.clone()));
+        let demo = MerchantId::parse("demo").unwrap();
+        let other = MerchantId::parse("other").unwrap();
+        let mut channels = Channels::default();
+        for merchant in [&demo, &other] {
+            channels.insert(merchant.clone(), wechat.clone());
+            channels.insert(merchant.clone(), alipay.clone());
+        }
+        let parts = Parts {
+            store: store.clone(),
+            channels,
+            clock: shared_clock,
+            policy: Policy::default(),
+            api_keys: vec![
+                ApiKey { key: DEMO_KEY.into(), merchant: demo },
+                ApiKey { key: OTHER_KEY.into(), merchant: other },
+            ],
+            requests_per_sec: 100_000,
+        };
+        let service = Service::start(parts).await.expect("service starts");
+        let router = service.router();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base_url = format!("http://{}", listener.local_addr().unwrap());
+        let server = tokio::spawn(async move {
+            axum::serve(listener, router).await.unwrap();
+            drop(service);
+        });
+        TestApp { base_url, clock, wechat, alipay, store, http: reqwest::Client::new(), server }
+    }
+
+    /// Sends a request with the demo merchant's key; returns status and JSON body.
+    pub async fn call(&self, method: &str, path: &str, body: Option<&str>) -> (u16, Value) {
+        self.call_as(Some(DEMO_KEY), method, path, body).await
+    }
+
+    pub async fn call_as(&self, key: Option<&str>, method: &str, path: &str, body: Option<&str>) -> (u16, Value) {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let mut request = self.http.request(method, format!("{}{}", self.base_url, path));
+        if let Some(key) = key {
+            request = request.header("authorization", format!("Bearer {key}"));
+        }
+        if let Some(body) = body {
+            request = request.header("content-type", "application/json").body(body.to_owned());
+        }
+        let response = request.send().await.expect("the server answers");
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
+    /// Polls the order until `status`, moving the clock forward by `step_secs` each time.
+    pub async fn settle(&self, order_no: &str, status: &str, step_secs: i64) -> Value {
+        for _ in 0..400 {
+            let (code, body) = self.call("GET", &format!("/v1/payments/{order_no}"), None).await;
+            if code == 200 && body["status"] == status {
+                return body;
+            }
+            self.clock.advance(chrono::Duration::seconds(step_secs));
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        panic!("{order_no} never reached {status}");
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}

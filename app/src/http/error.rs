@@ -1,0 +1,90 @@
+//! The API's error shape: `{"error": {"code", "message", "field"}}` with the
+//! status codes of CONTRACT.md. Every failure of a handler becomes one of these.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use paycode_adapters::store::StoreError;
+use paycode_domain::payment::Rejection;
+use serde_json::json;
+
+use crate::ledger::LedgerError;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: String,
+    pub message: String,
+    pub field: Option<String>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: impl Into<String>, message: impl Into<String>) -> Self {
+        ApiError { status, code: code.into(), message: message.into(), field: None }
+    }
+
+    /// 422: one field is invalid.
+    pub fn invalid(field: &str, code: impl Into<String>, message: impl Into<String>) -> Self {
+        ApiError {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            code: code.into(),
+            message: message.into(),
+            field: Some(field.to_owned()),
+        }
+    }
+
+    /// 400: the body is not the JSON object expected.
+    pub fn malformed(message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::BAD_REQUEST, "malformed_request", message)
+    }
+
+    pub fn unauthorized() -> Self {
+        ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "a valid Authorization: Bearer <api key> header is required")
+    }
+
+    pub fn not_found(what: &str) -> Self {
+        ApiError::new(StatusCode::NOT_FOUND, format!("{what}_not_found"), format!("no {what} with this number"))
+    }
+
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
+    }
+}
+
+impl From<Rejection> for ApiError {
+    fn from(rejection: Rejection) -> Self {
+        let status = match rejection {
+            Rejection::OrderNotFound | Rejection::RefundNotFound => StatusCode::NOT_FOUND,
+            _ => StatusCode::CONFLICT,
+        };
+        ApiError::new(status, rejection.code(), rejection.to_string())
+    }
+}
+
+impl From<LedgerError> for ApiError {
+    fn from(error: LedgerError) -> Self {
+        match error {
+            LedgerError::Rejected(rejection) => rejection.into(),
+            LedgerError::Store(StoreError::Unavailable(_)) | LedgerError::Contention { .. } => {
+                ApiError::unavailable("the event store is unavailable; retry the same request")
+            }
+            LedgerError::Store(StoreError::Conflict { .. }) => {
+                ApiError::unavailable("the order changed concurrently; retry the same request")
+            }
+            other => {
+                tracing::error!(error = %other, "internal error");
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error; an operator has been told")
+            }
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = json!({"error": {"code": self.code, "message": self.message, "field": self.field}});
+        let mut response = (self.status, axum::Json(body)).into_response();
+        if self.status == StatusCode::SERVICE_UNAVAILABLE || self.status == StatusCode::TOO_MANY_REQUESTS {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        response
+    }
+}

@@ -1,0 +1,130 @@
+//! The HTTP API of CONTRACT.md (axum): payments, refunds, revoke, events,
+//! health and metrics. Handlers validate, then hand a command to the
+//! [`Runtime`]; they never write anything themselves.
+
+mod body;
+pub mod error;
+mod payments;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use paycode_domain::MerchantId;
+use subtle::ConstantTimeEq;
+
+use crate::runtime::Runtime;
+use error::ApiError;
+
+/// The largest request body accepted (a payment is a few hundred bytes).
+pub const BODY_LIMIT_BYTES: usize = 16 * 1024;
+
+/// An API key and the merchant it belongs to.
+#[derive(Clone)]
+pub struct ApiKey {
+    pub key: String,
+    pub merchant: MerchantId,
+}
+
+impl std::fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ApiKey(***, {})", self.merchant)
+    }
+}
+
+/// What every handler shares.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub runtime: Runtime,
+    pub index: Arc<crate::index::OrderIndex>,
+    keys: Arc<Vec<ApiKey>>,
+    limiter: Arc<DefaultKeyedRateLimiter<MerchantId>>,
+}
+
+impl AppState {
+    /// `requests_per_sec` is each merchant's API request budget (429 beyond it).
+    pub fn new(runtime: Runtime, index: Arc<crate::index::OrderIndex>, keys: Vec<ApiKey>, requests_per_sec: u32) -> Self {
+        let quota = Quota::per_second(std::num::NonZeroU32::new(requests_per_sec).unwrap_or(std::num::NonZeroU32::MIN));
+        AppState { runtime, index, keys: Arc::new(keys), limiter: Arc::new(RateLimiter::keyed(quota)) }
+    }
+
+    /// The merchant whose key this is. Every key is compared, in constant time.
+    fn merchant_for(&self, presented: &str) -> Option<MerchantId> {
+        let mut found = None;
+        for candidate in self.keys.iter() {
+            let same_length = candidate.key.len() == presented.len();
+            let equal: bool = candidate.key.as_bytes().ct_eq(presented.as_bytes()).into();
+            if same_length && equal {
+                found = Some(candidate.merchant.clone());
+            }
+        }
+        found
+    }
+}
+
+/// The merchant a request is authenticated as.
+#[derive(Debug, Clone)]
+pub struct Merchant(pub MerchantId);
+
+async fn authenticate(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
+    let presented = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "))
+        .map(str::trim);
+    let Some(merchant) = presented.and_then(|key| state.merchant_for(key)) else {
+        return ApiError::unauthorized().into_response();
+    };
+    if state.limiter.check_key(&merchant).is_err() {
+        return ApiError::new(StatusCode::TOO_MANY_REQUESTS, "too_many_requests", "request rate limit exceeded; retry shortly")
+            .into_response();
+    }
+    request.extensions_mut().insert(Merchant(merchant));
+    next.run(request).await
+}
+
+async fn healthz(State(state): State<AppState>) -> Response {
+    match tokio::time::timeout(Duration::from_secs(2), state.runtime.ledger().store().head_position()).await {
+        Ok(Ok(position)) => (StatusCode::OK, axum::Json(serde_json::json!({"status": "ok", "head_position": position})))
+            .into_response(),
+        _ => ApiError::unavailable("the event store does not answer").into_response(),
+    }
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        state.runtime.metrics().render(),
+    )
+        .into_response()
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
+}
+
+/// The whole API.
+pub fn router(state: AppState) -> Router {
+    let v1 = Router::new()
+        .route("/payments", post(payments::create).get(payments::list))
+        .route("/payments/{order_no}", get(payments::get))
+        .route("/payments/{order_no}/events", get(payments::events))
+        .route("/payments/{order_no}/revoke", post(payments::revoke))
+        .route("/payments/{order_no}/refunds", post(payments::create_refund))
+        .route("/payments/{order_no}/refunds/{refund_no}", get(payments::get_refund))
+        .route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
+    Router::new()
+        .nest("/v1", v1)
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .fallback(not_found)
+        .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT_BYTES))
+        .with_state(state)
+}

@@ -1,0 +1,10 @@
+//! The `paycode` service as a library: the binary (`main.rs`) and the
+//! black-box tests in `tests/` both start it from here.
+
+pub mod bench;
+pub mod http;
+pub mod index;
+pub mod ledger;
+pub mod metrics;
+pub mod runtime;
+pub mod service;

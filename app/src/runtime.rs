@@ -1,0 +1,580 @@
+//! The runtime: executes what the deciders say must happen next.
+//!
+//! It keeps one timer entry per order with a due action (a heap with lazy
+//! deletion: a few hundred bytes per pending order, no task per order), calls
+//! the channel through the merchant's client when an action is due, turns the
+//! answer into a command and records it through the [`Ledger`]. One order is
+//! worked on by one task at a time (`in_flight`). Everything it knows comes
+//! from the log: on start it re-derives every pending order from the events.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration as StdDuration;
+
+use chrono::{DateTime, Duration, Utc};
+use paycode_adapters::channel::{ChannelClient, PayRequest, RefundRequest};
+use paycode_domain::ids::parse_payment_stream;
+use paycode_domain::payment::{
+    Action, ChannelAnswer, Command, CommandKind, PaymentState, RefundStage, next_action,
+};
+use paycode_domain::{AuthCode, Channel, CommandId, MerchantId, Money, OrderNo};
+use tokio::sync::{Notify, Semaphore};
+use tracing::{Instrument, info_span, warn};
+use uuid::Uuid;
+
+use crate::ledger::{Ledger, LedgerError, OrderHistory};
+use crate::metrics::Metrics;
+
+/// Most orders worked on at once.
+pub const STEPS_IN_PARALLEL_MAX: usize = 256;
+/// Steps one task takes on an order before yielding it back to the timer.
+const STEPS_PER_TURN_MAX: u32 = 16;
+/// How long to wait before retrying an order whose step failed on the store.
+const STORE_RETRY_SECS: i64 = 1;
+
+/// The channel clients, per merchant and channel.
+#[derive(Debug, Default, Clone)]
+pub struct Channels {
+    clients: HashMap<(MerchantId, Channel), Arc<dyn ChannelClient>>,
+}
+
+impl Channels {
+    pub fn insert(&mut self, merchant: MerchantId, client: Arc<dyn ChannelClient>) {
+        self.clients.insert((merchant, client.channel()), client);
+    }
+
+    pub fn get(&self, merchant: &MerchantId, channel: Channel) -> Option<&Arc<dyn ChannelClient>> {
+        self.clients.get(&(merchant.clone(), channel))
+    }
+}
+
+/// Timers of every order with a due action.
+#[derive(Debug, Default)]
+struct Timers {
+    heap: BinaryHeap<Reverse<(DateTime<Utc>, Arc<str>)>>,
+    due: HashMap<Arc<str>, DateTime<Utc>>,
+}
+
+impl Timers {
+    /// Sets (or moves earlier) the order's timer.
+    fn set(&mut self, stream: &str, due_at: DateTime<Utc>) -> bool {
+        if let Some(current) = self.due.get(stream) {
+            if *current <= due_at {
+                return false;
+            }
+        }
+        let key: Arc<str> = Arc::from(stream);
+        self.due.insert(key.clone(), due_at);
+        self.heap.push(Reverse((due_at, key)));
+        true
+    }
+
+    /// The earliest live timer.
+    fn earliest(&mut self) -> Option<DateTime<Utc>> {
+        while let Some(Reverse((due_at, stream))) = self.heap.peek() {
+            if self.due.get(stream) == Some(due_at) {
+                return Some(*due_at);
+            }
+            self.heap.pop();
+        }
+        None
+    }
+
+    /// Removes and returns every order due at or before `now`.
+    fn take_due(&mut self, now: DateTime<Utc>) -> Vec<Arc<str>> {
+        let mut due = Vec::new();
+        while let Some(Reverse((due_at, _))) = self.heap.peek() {
+            if *due_at > now {
+                break;
+            }
+            let Some(Reverse((due_at, stream))) = self.heap.pop() else { break };
+            if self.due.get(&stream) == Some(&due_at) {
+                self.due.remove(&stream);
+                due.push(stream);
+            }
+        }
+        due
+    }
+
+    fn len(&self) -> usize {
+        self.due.len()
+    }
+}
+
+/// The runtime shared by the HTTP handlers and the timer loop.
+#[derive(Debug, Clone)]
+pub struct Runtime {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    ledger: Ledger,
+    channels: Channels,
+    timers: Mutex<Timers>,
+    timer_changed: Notify,
+    in_flight: Mutex<HashSet<Arc<str>>>,
+    permits: Arc<Semaphore>,
+    /// Waiters for a change of one order (long polls).
+    watchers: Mutex<HashMap<String, Arc<Notify>>>,
+    metrics: Metrics,
+}
+
+/// Releases an order's in-flight mark when dropped.
+struct InFlight {
+    inner: Arc<Inner>,
+    stream: Arc<str>,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.inner.in_flight.lock().expect("in-flight lock").remove(&self.stream);
+    }
+}
+
+impl Runtime {
+    pub fn new(ledger: Ledger, channels: Channels, metrics: Metrics) -> Self {
+        Runtime {
+            inner: Arc::new(Inner {
+                ledger,
+                channels,
+                timers: Mutex::new(Timers::default()),
+                timer_changed: Notify::new(),
+                in_flight: Mutex::new(HashSet::new()),
+                permits: Arc::new(Semaphore::new(STEPS_IN_PARALLEL_MAX)),
+                watchers: Mutex::new(HashMap::new()),
+                metrics,
+            }),
+        }
+    }
+
+    pub fn ledger(&self) -> &Ledger {
+        &self.inner.ledger
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    /// Orders with a pending timer.
+    pub fn pending_orders(&self) -> usize {
+        self.inner.timers.lock().expect("timers lock").len()
+    }
+
+    /// Re-derives every pending order from the log; returns how many were scheduled.
+    pub async fn recover(&self) -> Result<usize, LedgerError> {
+        let store = self.inner.ledger.store().clone();
+        let mut streams = HashSet::new();
+        let mut position = 1;
+        loop {
+            let batch = store.read_all(position, 10_000).await?;
+            let Some(last) = batch.last() else { break };
+            position = last.position + 1;
+            for event in batch {
+                if parse_payment_stream(&event.stream).is_some() {
+                    streams.insert(event.stream);
+                }
+            }
+        }
+        let mut scheduled = 0;
+        for stream in streams {
+            let history = self.inner.ledger.history_of(&stream).await?;
+            if let Some((_, due_at)) = next_action(&history.state) {
+                self.schedule(&stream, due_at);
+                scheduled += 1;
+            }
+        }
+        Ok(scheduled)
+    }
+
+    fn schedule(&self, stream: &str, due_at: DateTime<Utc>) {
+        let earlier = self.inner.timers.lock().expect("timers lock").set(stream, due_at);
+        if earlier {
+            self.inner.timer_changed.notify_one();
+        }
+        self.inner.metrics.pending_orders.set(self.pending_orders() as i64);
+    }
+
+    /// Schedules the order's next action from its state (or nothing when settled).
+    fn schedule_next(&self, stream: &str, state: &PaymentState) {
+        if let Some((_, due_at)) = next_action(state) {
+            self.schedule(stream, due_at);
+        }
+        self.notify_watchers(stream);
+    }
+
+    /// The timer loop: runs until `shutdown` resolves.
+    pub async fn run(&self, shutdown: impl std::future::Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        let clock = self.inner.ledger.clock().clone();
+        loop {
+            let earliest = self.inner.timers.lock().expect("timers lock").earliest();
+            let changed = self.inner.timer_changed.notified();
+            tokio::select! {
+                _ = &mut shutdown => return,
+                _ = changed => continue,
+                _ = async {
+                    match earliest {
+                        Some(at) => clock.sleep_until(at).await,
+                        None => std::future::pending().await,
+                    }
+                } => {}
+            }
+            let due = self.inner.timers.lock().expect("timers lock").take_due(clock.now());
+            self.inner.metrics.pending_orders.set(self.pending_orders() as i64);
+            for stream in due {
+                let Ok(permit) = self.inner.permits.clone().acquire_owned().await else { return };
+                let runtime = self.clone();
+                tokio::spawn(async move {
+                    runtime.step(&stream).await;
+                    drop(permit);
+                });
+            }
+        }
+    }
+
+    /// Waits until every step in progress has finished (for graceful shutdown).
+    pub async fn drain(&self) {
+        let _all = self.inner.permits.acquire_many(STEPS_IN_PARALLEL_MAX as u32).await;
+        while !self.inner.in_flight.lock().expect("in-flight lock").is_empty() {
+            tokio::time::sleep(StdDuration::from_millis(10)).await;
+        }
+    }
+
+    fn try_claim(&self, stream: &str) -> Option<InFlight> {
+        let key: Arc<str> = Arc::from(stream);
+        let fresh = self.inner.in_flight.lock().expect("in-flight lock").insert(key.clone());
+        fresh.then(|| InFlight { inner: self.inner.clone(), stream: key })
+    }
+
+    /// Claims the order, waiting a little for a step in progress to finish.
+    async fn claim(&self, stream: &str) -> Option<InFlight> {
+        for _ in 0..500 {
+            if let Some(claim) = self.try_claim(stream) {
+                return Some(claim);
+            }
+            tokio::time::sleep(StdDuration::from_millis(10)).await;
+        }
+        None
+    }
+
+    /// Submits a payment and, if it was new, makes the single pay call.
+    /// Returns the history after the submission (not waiting for the call).
+    pub async fn submit(
+        &self,
+        command_id: CommandId,
+        merchant: &MerchantId,
+        order_no: &OrderNo,
+        auth_code: AuthCode,
+        amount: Money,
+        subject: String,
+    ) -> Result<OrderHistory, LedgerError> {
+        let submit = Command::new(
+            command_id,
+            CommandKind::SubmitPayment(paycode_domain::payment::SubmitPayment {
+                merchant_id: merchant.clone(),
+                order_no: order_no.clone(),
+                auth_code: auth_code.clone(),
+                amount,
+                subject: subject.clone(),
+            }),
+        );
+        let stream = paycode_domain::ids::payment_stream(merchant, order_no);
+        // Claimed before the intent is written, so no timer step can race the pay call.
+        let claim = self.try_claim(&stream);
+        let executed = match self.inner.ledger.execute(merchant, order_no, &submit).await {
+            Ok(executed) => executed,
+            Err(error) => {
+                let outcome = match &error {
+                    LedgerError::Rejected(rejection) => rejection.code(),
+                    _ => "error",
+                };
+                self.inner.metrics.command("submit_payment", outcome);
+                return Err(error);
+            }
+        };
+        self.inner.metrics.command("submit_payment", "accepted");
+        // A concurrent duplicate may have held the claim for a moment; wait for it.
+        let claim = match claim {
+            Some(claim) => Some(claim),
+            None => self.claim(&stream).await,
+        };
+        let Some(claim) = claim else {
+            warn!(stream, "could not claim a new order for its pay call; it will be queried instead");
+            self.schedule_next(&stream, &executed.history.state);
+            return Ok(executed.history);
+        };
+        let runtime = self.clone();
+        let merchant = merchant.clone();
+        let order_no = order_no.clone();
+        let span = info_span!("pay", merchant = %merchant, order_no = %order_no);
+        tokio::spawn(
+            async move {
+                // The intent is durable: make the one pay call.
+                let channel = auth_code.channel();
+                let answer = match runtime.inner.channels.get(&merchant, channel) {
+                    Some(client) => {
+                        let request = PayRequest { order_no: &order_no, auth_code: &auth_code, amount, subject: &subject };
+                        let started = std::time::Instant::now();
+                        let answer = client.pay(request).await;
+                        runtime.inner.metrics.channel_call(channel, "pay", &answer.outcome, started.elapsed());
+                        answer
+                    }
+                    None => ChannelAnswer::new(paycode_domain::payment::PayOutcome::Unknown {
+                        reason: format!("no {channel} client configured for merchant"),
+                    }),
+                };
+                drop(auth_code);
+                let record = Command::new(CommandId(Uuid::new_v4()), CommandKind::RecordPayAnswer(answer));
+                match runtime.inner.ledger.execute(&merchant, &order_no, &record).await {
+                    Ok(executed) => {
+                        drop(claim);
+                        runtime.schedule_next(&stream, &executed.history.state);
+                        runtime.step(&stream).await;
+                    }
+                    Err(error) => {
+                        // The answer is lost; the order recovers by querying at its first query time.
+                        warn!(%error, "pay answer not recorded; the order will be queried");
+                        drop(claim);
+                        runtime.reschedule_from_log(&stream).await;
+                    }
+                }
+            }
+            .instrument(span),
+        );
+        Ok(executed.history)
+    }
+
+    /// Records a command from an operator or the API (revoke, refund, resolve)
+    /// and carries out whatever became due.
+    pub async fn command(
+        &self,
+        merchant: &MerchantId,
+        order_no: &OrderNo,
+        command: Command,
+    ) -> Result<OrderHistory, LedgerError> {
+        let name = command_name(&command.kind);
+        let stream = paycode_domain::ids::payment_stream(merchant, order_no);
+        let result = self.inner.ledger.execute(merchant, order_no, &command).await;
+        match &result {
+            Ok(_) => self.inner.metrics.command(name, "accepted"),
+            Err(LedgerError::Rejected(rejection)) => self.inner.metrics.command(name, rejection.code()),
+            Err(_) => self.inner.metrics.command(name, "error"),
+        }
+        let executed = result?;
+        if !executed.appended.is_empty() {
+            if let CommandKind::RequestRefund(request) = &command.kind {
+                self.first_refund_call(&stream, &executed.history, request.refund_no.clone()).await;
+            }
+            self.schedule_next(&stream, &executed.history.state);
+            let runtime = self.clone();
+            tokio::spawn(async move { runtime.step(&stream).await });
+        }
+        Ok(executed.history)
+    }
+
+    /// The single first refund call after `RefundRequested` is durable.
+    async fn first_refund_call(&self, stream: &str, history: &OrderHistory, refund_no: paycode_domain::RefundNo) {
+        let Some(claim) = self.claim(stream).await else { return };
+        let Some(kind) = self.call_refund(&history.state, &refund_no).await else { return };
+        let order = history.state.order().expect("a refunded order exists");
+        let record = Command::new(CommandId(Uuid::new_v4()), kind);
+        if let Err(error) = self.inner.ledger.execute(&order.merchant_id, &order.order_no, &record).await {
+            warn!(%error, "refund answer not recorded; the refund will be queried");
+        }
+        drop(claim);
+    }
+
+    async fn reschedule_from_log(&self, stream: &str) {
+        match self.inner.ledger.history_of(stream).await {
+            Ok(history) => self.schedule_next(stream, &history.state),
+            Err(_) => self.schedule(stream, self.inner.ledger.clock().now() + Duration::seconds(STORE_RETRY_SECS)),
+        }
+    }
+
+    /// Works on one order: executes every action that is due, then sets its timer.
+    pub async fn step(&self, stream: &str) {
+        let Some(_claim) = self.try_claim(stream) else {
+            // Someone is working on it; they set the timer when done.
+            return;
+        };
+        let clock = self.inner.ledger.clock().clone();
+        for _ in 0..STEPS_PER_TURN_MAX {
+            let history = match self.inner.ledger.history_of(stream).await {
+                Ok(history) => history,
+                Err(error) => {
+                    warn!(%error, stream, "cannot load order; retrying later");
+                    self.schedule(stream, clock.now() + Duration::seconds(STORE_RETRY_SECS));
+                    return;
+                }
+            };
+            let Some((action, due_at)) = next_action(&history.state) else {
+                self.notify_watchers(stream);
+                return;
+            };
+            if due_at > clock.now() {
+                self.schedule(stream, due_at);
+                self.notify_watchers(stream);
+                return;
+            }
+            let Some(order) = history.state.order() else { return };
+            let (merchant, order_no) = (order.merchant_id.clone(), order.order_no.clone());
+            let span = info_span!("step", merchant = %merchant, order_no = %order_no, action = ?action);
+            let Some(kind) = self.perform(&history.state, &action).instrument(span).await else {
+                self.schedule(stream, clock.now() + Duration::seconds(60));
+                return;
+            };
+            let name = command_name(&kind);
+            match self.inner.ledger.execute(&merchant, &order_no, &Command::new(CommandId(Uuid::new_v4()), kind)).await {
+                Ok(_) => {
+                    self.inner.metrics.command(name, "accepted");
+                    self.notify_watchers(stream);
+                }
+                // The order moved under us (another writer): reload and decide again.
+                Err(LedgerError::Rejected(rejection)) => self.inner.metrics.command(name, rejection.code()),
+                Err(error) => {
+                    warn!(%error, stream, "step not recorded; retrying later");
+                    self.schedule(stream, clock.now() + Duration::seconds(STORE_RETRY_SECS));
+                    return;
+                }
+            }
+        }
+        // Still busy after a full turn: come back soon rather than hog a worker.
+        self.schedule(stream, clock.now());
+    }
+
+    /// Carries out an action: the channel call it needs, and the command that records the answer.
+    async fn perform(&self, state: &PaymentState, action: &Action) -> Option<CommandKind> {
+        let order = state.order()?;
+        let client = || {
+            let client = self.inner.channels.get(&order.merchant_id, order.channel);
+            if client.is_none() {
+                warn!(merchant = %order.merchant_id, channel = %order.channel, "no channel client configured");
+            }
+            client
+        };
+        let metrics = &self.inner.metrics;
+        Some(match action {
+            Action::QueryPayment => {
+                let started = std::time::Instant::now();
+                let answer = client()?.query(&order.order_no).await;
+                metrics.channel_call(order.channel, "query", &answer.outcome, started.elapsed());
+                CommandKind::RecordQueryResult(answer)
+            }
+            Action::StartRevoke { reason } => CommandKind::RequestRevoke { reason: *reason },
+            Action::CallRevoke { .. } => {
+                let started = std::time::Instant::now();
+                let answer = client()?.revoke(&order.order_no).await;
+                metrics.channel_call(order.channel, "revoke", &answer.outcome, started.elapsed());
+                CommandKind::RecordRevokeAnswer(answer)
+            }
+            Action::QueryRefund { refund_no } => {
+                let started = std::time::Instant::now();
+                let answer = client()?.refund_query(&order.order_no, refund_no).await;
+                metrics.channel_call(order.channel, "refund_query", &answer.outcome, started.elapsed());
+                CommandKind::RecordRefundAnswer { refund_no: refund_no.clone(), answer }
+            }
+            Action::CallRefund { refund_no } => return self.call_refund(state, refund_no).await,
+            Action::EscalateToManualReview { refund_no, .. } => {
+                CommandKind::EscalateToManualReview { refund_no: refund_no.clone() }
+            }
+        })
+    }
+
+    async fn call_refund(&self, state: &PaymentState, refund_no: &paycode_domain::RefundNo) -> Option<CommandKind> {
+        let PaymentState::Paid(paid) = state else { return None };
+        let refund = paid.refund(refund_no)?;
+        if !matches!(refund.stage, RefundStage::Pending { .. } | RefundStage::Resend { .. }) {
+            return None;
+        }
+        let client = self.inner.channels.get(&paid.order.merchant_id, paid.order.channel)?;
+        let request = RefundRequest {
+            order_no: &paid.order.order_no,
+            refund_no,
+            refund_amount: refund.amount,
+            total_amount: paid.order.amount,
+            reason: &refund.reason,
+        };
+        let started = std::time::Instant::now();
+        let answer = client.refund(request).await;
+        self.inner.metrics.channel_call(paid.order.channel, "refund", &answer.outcome, started.elapsed());
+        Some(CommandKind::RecordRefundAnswer { refund_no: refund_no.clone(), answer })
+    }
+
+    fn notify_watchers(&self, stream: &str) {
+        if let Some(notify) = self.inner.watchers.lock().expect("watchers lock").get(stream) {
+            notify.notify_waiters();
+        }
+    }
+
+    /// Waits until the order is settled or `timeout` passes; returns the latest history.
+    pub async fn wait_settled(&self, stream: &str, timeout: StdDuration) -> Result<OrderHistory, LedgerError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let notify = self
+            .inner
+            .watchers
+            .lock()
+            .expect("watchers lock")
+            .entry(stream.to_owned())
+            .or_insert_with(|| Arc::new(Notify::new()))
+            .clone();
+        let result = loop {
+            let changed = notify.notified();
+            let history = match self.inner.ledger.history_of(stream).await {
+                Ok(history) => history,
+                Err(error) => break Err(error),
+            };
+            let settled = history.state.status().is_none_or(|s| s.is_settled());
+            if settled || tokio::time::Instant::now() >= deadline {
+                break Ok(history);
+            }
+            // Another process may move the order too: look again at least every second.
+            let _ = tokio::time::timeout_at(deadline.min(tokio::time::Instant::now() + StdDuration::from_secs(1)), changed).await;
+        };
+        let mut watchers = self.inner.watchers.lock().expect("watchers lock");
+        if Arc::strong_count(&notify) <= 2 {
+            watchers.remove(stream);
+        }
+        result
+    }
+}
+
+/// The metric and log name of a command.
+pub fn command_name(kind: &CommandKind) -> &'static str {
+    match kind {
+        CommandKind::SubmitPayment(_) => "submit_payment",
+        CommandKind::RecordPayAnswer(_) => "record_pay_answer",
+        CommandKind::RecordQueryResult(_) => "record_query_result",
+        CommandKind::RequestRevoke { .. } => "request_revoke",
+        CommandKind::RecordRevokeAnswer(_) => "record_revoke_answer",
+        CommandKind::RequestRefund(_) => "request_refund",
+        CommandKind::RecordRefundAnswer { .. } => "record_refund_answer",
+        CommandKind::EscalateToManualReview { .. } => "escalate_to_manual_review",
+        CommandKind::Resolve { .. } => "resolve",
+        CommandKind::MatchStatementLine(_) => "match_statement_line",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn timers_keep_the_earliest_due_time_per_order() {
+        let t = |secs| Utc.with_ymd_and_hms(2026, 11, 22, 2, 0, secs).unwrap();
+        let mut timers = Timers::default();
+        assert!(timers.set("a", t(10)));
+        assert!(!timers.set("a", t(20)), "a later time does not replace an earlier one");
+        assert!(timers.set("a", t(5)));
+        timers.set("b", t(7));
+        assert_eq!(timers.len(), 2);
+        assert_eq!(timers.earliest(), Some(t(5)));
+        assert_eq!(timers.take_due(t(6)).iter().map(|s| s.to_string()).collect::<Vec<_>>(), ["a"]);
+        assert_eq!(timers.earliest(), Some(t(7)), "the stale entry for a at 10 s is gone");
+        assert_eq!(timers.take_due(t(30)).len(), 1);
+        assert_eq!(timers.earliest(), None);
+        assert_eq!(timers.len(), 0);
+    }
+}

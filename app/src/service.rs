@@ -1,0 +1,110 @@
+//! Assembles the service from its parts (store, channel clients, clock,
+//! policy, API keys): recovers pending orders from the log, starts the timer
+//! loop and the index follower, and serves the HTTP API until shutdown.
+
+use std::sync::Arc;
+
+use axum::Router;
+use paycode_adapters::clock::Clock;
+use paycode_adapters::store::EventStore;
+use paycode_domain::Policy;
+use paycode_domain::payment::PaymentDecider;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tracing::{error, info};
+
+use crate::http::{ApiKey, AppState, router};
+use crate::index::OrderIndex;
+use crate::ledger::{Ledger, LedgerError};
+use crate::metrics::Metrics;
+use crate::runtime::{Channels, Runtime};
+
+/// Each merchant's API request budget when the configuration does not say.
+pub const REQUESTS_PER_SEC_DEFAULT: u32 = 20_000;
+
+/// Everything the service is built from.
+#[derive(Debug)]
+pub struct Parts {
+    pub store: Arc<dyn EventStore>,
+    pub channels: Channels,
+    pub clock: Arc<dyn Clock>,
+    pub policy: Policy,
+    pub api_keys: Vec<ApiKey>,
+    pub requests_per_sec: u32,
+}
+
+/// A running service: background tasks plus the HTTP state.
+#[derive(Debug)]
+pub struct Service {
+    pub state: AppState,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+    /// Orders re-derived from the log at start.
+    pub recovered_orders: usize,
+}
+
+impl Service {
+    /// Recovers pending orders from the log and starts the background tasks.
+    pub async fn start(parts: Parts) -> Result<Service, LedgerError> {
+        let metrics = Metrics::new();
+        let ledger = Ledger::new(parts.store.clone(), PaymentDecider::new(parts.policy), parts.clock);
+        let runtime = Runtime::new(ledger, parts.channels, metrics.clone());
+        let recovered_orders = runtime.recover().await?;
+        let index = Arc::new(OrderIndex::default());
+        let (shutdown, _) = watch::channel(false);
+        let mut tasks = Vec::new();
+        {
+            let runtime = runtime.clone();
+            let mut stop = shutdown.subscribe();
+            tasks.push(tokio::spawn(async move {
+                runtime.run(async move { let _ = stop.wait_for(|s| *s).await; }).await;
+            }));
+        }
+        {
+            let index = index.clone();
+            let store = parts.store.clone();
+            let mut stop = shutdown.subscribe();
+            tasks.push(tokio::spawn(async move {
+                tokio::select! {
+                    result = index.follow(store, metrics) => {
+                        if let Err(error) = result {
+                            error!(%error, "the order index stopped following the store");
+                        }
+                    }
+                    _ = stop.wait_for(|s| *s) => {}
+                }
+            }));
+        }
+        let state = AppState::new(runtime, index, parts.api_keys, parts.requests_per_sec);
+        Ok(Service { state, shutdown, tasks, recovered_orders })
+    }
+
+    pub fn router(&self) -> Router {
+        router(self.state.clone())
+    }
+
+    pub fn runtime(&self) -> &Runtime {
+        &self.state.runtime
+    }
+
+    /// Serves HTTP on `listener` until `signal` resolves, then shuts down
+    /// gracefully: stops taking requests, lets steps in progress finish.
+    pub async fn serve(self, listener: TcpListener, signal: impl std::future::Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+        let app = self.router();
+        axum::serve(listener, app).with_graceful_shutdown(signal).await?;
+        self.shutdown().await;
+        Ok(())
+    }
+
+    /// Stops the timers and waits for the steps in progress; pending orders
+    /// resume from the log on the next start.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        for task in self.tasks {
+            let _ = task.await;
+        }
+        self.state.runtime.drain().await;
+        info!("stopped; pending orders resume on the next start");
+    }
+}
