@@ -37,14 +37,24 @@ pub struct OrderIndex {
 
 impl OrderIndex {
     /// Follows `store` from the first event until the future is dropped.
-    pub async fn follow(self: Arc<Self>, store: Arc<dyn EventStore>, metrics: Metrics) -> Result<(), StoreError> {
+    pub async fn follow(
+        self: Arc<Self>,
+        store: Arc<dyn EventStore>,
+        metrics: Metrics,
+    ) -> Result<(), StoreError> {
         let mut follower = Follower::new(store, 1);
         loop {
             let batch = follower.next_batch(1_000).await?;
             let mut entries = self.entries.lock().expect("index lock");
             for record in batch {
-                let Some((merchant, order_no)) = parse_payment_stream(&record.stream) else { continue };
-                let event = match stored::decode(&record.event_type, record.schema_version, &record.data) {
+                let Some((merchant, order_no)) = parse_payment_stream(&record.stream) else {
+                    continue;
+                };
+                let event = match stored::decode(
+                    &record.event_type,
+                    record.schema_version,
+                    &record.data,
+                ) {
                     Ok(event) => event,
                     Err(error) => {
                         warn!(%error, stream = record.stream, "index skips an undecodable event");
@@ -57,12 +67,20 @@ impl OrderIndex {
         }
     }
 
-    pub fn page(&self, merchant: &MerchantId, status: Option<PaymentStatus>, after: Option<&OrderNo>, limit: usize) -> Page {
+    pub fn page(
+        &self,
+        merchant: &MerchantId,
+        status: Option<PaymentStatus>,
+        after: Option<&OrderNo>,
+        limit: usize,
+    ) -> Page {
         let entries = self.entries.lock().expect("index lock");
         let mut order_nos: Vec<OrderNo> = match status {
             Some(status) => {
                 let start = match after {
-                    Some(cursor) => Bound::Excluded((merchant.clone(), status.as_str(), cursor.clone())),
+                    Some(cursor) => {
+                        Bound::Excluded((merchant.clone(), status.as_str(), cursor.clone()))
+                    }
                     None => Bound::Unbounded,
                 };
                 entries
@@ -95,12 +113,21 @@ impl OrderIndex {
         } else {
             None
         };
-        Page { order_nos, next_cursor }
+        Page {
+            order_nos,
+            next_cursor,
+        }
     }
 }
 
 impl Entries {
-    fn apply(&mut self, stream: String, merchant: MerchantId, order_no: OrderNo, event: &paycode_domain::payment::Event) {
+    fn apply(
+        &mut self,
+        stream: String,
+        merchant: MerchantId,
+        order_no: OrderNo,
+        event: &paycode_domain::payment::Event,
+    ) {
         let (_, _, state) = self
             .states
             .entry(stream)
@@ -112,13 +139,15 @@ impl Entries {
             return;
         }
         if let Some(before) = before {
-            self.by_status.remove(&(merchant.clone(), before.as_str(), order_no.clone()));
+            self.by_status
+                .remove(&(merchant.clone(), before.as_str(), order_no.clone()));
             if before == PaymentStatus::ManualReview {
                 self.manual_review -= 1;
             }
         }
         if let Some(after) = after {
-            self.by_status.insert((merchant.clone(), after.as_str(), order_no.clone()));
+            self.by_status
+                .insert((merchant.clone(), after.as_str(), order_no.clone()));
             self.by_merchant.insert((merchant, order_no));
             if after == PaymentStatus::ManualReview {
                 self.manual_review += 1;

@@ -80,7 +80,11 @@ pub struct Ledger {
 
 impl Ledger {
     pub fn new(store: Arc<dyn EventStore>, decider: PaymentDecider, clock: Arc<dyn Clock>) -> Self {
-        Ledger { store, decider: Arc::new(decider), clock }
+        Ledger {
+            store,
+            decider: Arc::new(decider),
+            clock,
+        }
     }
 
     pub fn store(&self) -> &Arc<dyn EventStore> {
@@ -96,7 +100,11 @@ impl Ledger {
     }
 
     /// The order's history, oldest first.
-    pub async fn history(&self, merchant: &MerchantId, order_no: &OrderNo) -> Result<OrderHistory, LedgerError> {
+    pub async fn history(
+        &self,
+        merchant: &MerchantId,
+        order_no: &OrderNo,
+    ) -> Result<OrderHistory, LedgerError> {
         self.history_of(&payment_stream(merchant, order_no)).await
     }
 
@@ -107,9 +115,16 @@ impl Ledger {
         let mut state = PaymentState::Initial;
         for record in recorded {
             let event = stored::decode(&record.event_type, record.schema_version, &record.data)
-                .map_err(|source| LedgerError::Undecodable { stream: stream.to_owned(), source })?;
+                .map_err(|source| LedgerError::Undecodable {
+                    stream: stream.to_owned(),
+                    source,
+                })?;
             state = paycode_domain::payment::evolve(state, &event);
-            events.push(HistoryEvent { version: record.version, recorded_at: record.recorded_at, event });
+            events.push(HistoryEvent {
+                version: record.version,
+                recorded_at: record.recorded_at,
+                event,
+            });
         }
         Ok(OrderHistory { events, state })
     }
@@ -125,9 +140,14 @@ impl Ledger {
         let stream = payment_stream(merchant, order_no);
         for _ in 0..CONFLICT_RETRIES_MAX {
             let mut history = self.history_of(&stream).await?;
-            let events = self.decider.decide(&history.state, command, self.clock.now())?;
+            let events = self
+                .decider
+                .decide(&history.state, command, self.clock.now())?;
             if events.is_empty() {
-                return Ok(Executed { history, appended: events });
+                return Ok(Executed {
+                    history,
+                    appended: events,
+                });
             }
             let expected = ExpectedVersion::after(history.version());
             let new_events: Vec<NewEvent> = events
@@ -143,19 +163,32 @@ impl Ledger {
                     }
                 })
                 .collect();
-            match self.append_retrying_unavailable(&stream, expected, new_events).await {
+            match self
+                .append_retrying_unavailable(&stream, expected, new_events)
+                .await
+            {
                 Ok(recorded_at) => {
                     for (version, event) in (expected.next_version()..).zip(&events) {
                         history.state = paycode_domain::payment::evolve(history.state, event);
-                        history.events.push(HistoryEvent { version, recorded_at, event: event.clone() });
+                        history.events.push(HistoryEvent {
+                            version,
+                            recorded_at,
+                            event: event.clone(),
+                        });
                     }
-                    return Ok(Executed { history, appended: events });
+                    return Ok(Executed {
+                        history,
+                        appended: events,
+                    });
                 }
                 Err(StoreError::Conflict { .. }) => continue,
                 Err(other) => return Err(other.into()),
             }
         }
-        Err(LedgerError::Contention { stream, attempts: CONFLICT_RETRIES_MAX })
+        Err(LedgerError::Contention {
+            stream,
+            attempts: CONFLICT_RETRIES_MAX,
+        })
     }
 
     async fn append_retrying_unavailable(
@@ -169,7 +202,9 @@ impl Ledger {
             match self.store.append(stream, expected, events.clone()).await {
                 Ok(_) => return Ok(self.clock.now()),
                 // Same ids, same expected version: a retry cannot append twice.
-                Err(StoreError::Unavailable(_)) if attempt < UNAVAILABLE_RETRIES_MAX => attempt += 1,
+                Err(StoreError::Unavailable(_)) if attempt < UNAVAILABLE_RETRIES_MAX => {
+                    attempt += 1
+                }
                 Err(error) => return Err(error),
             }
         }

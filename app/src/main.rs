@@ -6,7 +6,11 @@ use paycode::bench;
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "paycode", version, about = "An event-sourced ledger for payment-code payments")]
+#[command(
+    name = "paycode",
+    version,
+    about = "An event-sourced ledger for payment-code payments"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -113,21 +113,49 @@ impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("paycode");
         let commands = Family::<CommandLabels, Counter>::default();
-        registry.register("commands", "Commands decided, by command and outcome", commands.clone());
+        registry.register(
+            "commands",
+            "Commands decided, by command and outcome",
+            commands.clone(),
+        );
         let channel_calls = Family::<CallLabels, Counter>::default();
-        registry.register("channel_calls", "Channel calls, by channel, API and normalised outcome", channel_calls.clone());
+        registry.register(
+            "channel_calls",
+            "Channel calls, by channel, API and normalised outcome",
+            channel_calls.clone(),
+        );
         let channel_latency = Family::<ApiLabels, Histogram>::new_with_constructor(|| {
             Histogram::new(exponential_buckets(0.001, 2.0, 16))
         });
-        registry.register("channel_call_seconds", "Channel call latency", channel_latency.clone());
+        registry.register(
+            "channel_call_seconds",
+            "Channel call latency",
+            channel_latency.clone(),
+        );
         let rate_limit_waits = Family::<ApiLabels, Counter>::default();
-        registry.register("rate_limit_waits", "Channel calls that waited for a rate-limit token", rate_limit_waits.clone());
+        registry.register(
+            "rate_limit_waits",
+            "Channel calls that waited for a rate-limit token",
+            rate_limit_waits.clone(),
+        );
         let pending_orders = Gauge::default();
-        registry.register("pending_orders", "Orders with a due action", pending_orders.clone());
+        registry.register(
+            "pending_orders",
+            "Orders with a due action",
+            pending_orders.clone(),
+        );
         let manual_review_orders = Gauge::default();
-        registry.register("manual_review_orders", "Orders waiting for an operator", manual_review_orders.clone());
+        registry.register(
+            "manual_review_orders",
+            "Orders waiting for an operator",
+            manual_review_orders.clone(),
+        );
         let store_append_seconds = Histogram::new(exponential_buckets(0.0001, 2.0, 16));
-        registry.register("store_append_seconds", "Event store append latency", store_append_seconds.clone());
+        registry.register(
+            "store_append_seconds",
+            "Event store append latency",
+            store_append_seconds.clone(),
+        );
         Metrics {
             registry: Arc::new(registry),
             commands,
@@ -141,17 +169,38 @@ impl Metrics {
     }
 
     pub fn command(&self, command: &'static str, outcome: &'static str) {
-        self.commands.get_or_create(&CommandLabels { command, outcome }).inc();
+        self.commands
+            .get_or_create(&CommandLabels { command, outcome })
+            .inc();
     }
 
-    pub fn channel_call(&self, channel: Channel, api: &'static str, outcome: &impl OutcomeLabel, took: Duration) {
+    pub fn channel_call(
+        &self,
+        channel: Channel,
+        api: &'static str,
+        outcome: &impl OutcomeLabel,
+        took: Duration,
+    ) {
         let channel = channel.as_str();
-        self.channel_calls.get_or_create(&CallLabels { channel, api, outcome: outcome.label() }).inc();
-        self.channel_latency.get_or_create(&ApiLabels { channel, api }).observe(took.as_secs_f64());
+        self.channel_calls
+            .get_or_create(&CallLabels {
+                channel,
+                api,
+                outcome: outcome.label(),
+            })
+            .inc();
+        self.channel_latency
+            .get_or_create(&ApiLabels { channel, api })
+            .observe(took.as_secs_f64());
     }
 
     pub fn rate_limit_wait(&self, channel: Channel, api: &'static str) {
-        self.rate_limit_waits.get_or_create(&ApiLabels { channel: channel.as_str(), api }).inc();
+        self.rate_limit_waits
+            .get_or_create(&ApiLabels {
+                channel: channel.as_str(),
+                api,
+            })
+            .inc();
     }
 
     pub fn store_append(&self, took: Duration) {
@@ -175,12 +224,25 @@ mod tests {
     fn renders_counters_with_their_labels() {
         let metrics = Metrics::new();
         metrics.command("submit_payment", "accepted");
-        metrics.channel_call(Channel::Wechat, "pay", &PayOutcome::WaitingForPassword, Duration::from_millis(3));
+        metrics.channel_call(
+            Channel::Wechat,
+            "pay",
+            &PayOutcome::WaitingForPassword,
+            Duration::from_millis(3),
+        );
         metrics.pending_orders.set(7);
         let text = metrics.render();
-        assert!(text.contains("paycode_commands_total{command=\"submit_payment\",outcome=\"accepted\"} 1"), "{text}");
+        assert!(
+            text.contains(
+                "paycode_commands_total{command=\"submit_payment\",outcome=\"accepted\"} 1"
+            ),
+            "{text}"
+        );
         assert!(text.contains("paycode_channel_calls_total{channel=\"wechat\",api=\"pay\",outcome=\"waiting_for_password\"} 1"), "{text}");
         assert!(text.contains("paycode_pending_orders 7"), "{text}");
-        assert!(text.contains("paycode_channel_call_seconds_bucket"), "{text}");
+        assert!(
+            text.contains("paycode_channel_call_seconds_bucket"),
+            "{text}"
+        );
     }
 }

@@ -88,7 +88,9 @@ impl Timers {
             if *due_at > now {
                 break;
             }
-            let Some(Reverse((due_at, stream))) = self.heap.pop() else { break };
+            let Some(Reverse((due_at, stream))) = self.heap.pop() else {
+                break;
+            };
             if self.due.get(&stream) == Some(&due_at) {
                 self.due.remove(&stream);
                 due.push(stream);
@@ -129,7 +131,11 @@ struct InFlight {
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.inner.in_flight.lock().expect("in-flight lock").remove(&self.stream);
+        self.inner
+            .in_flight
+            .lock()
+            .expect("in-flight lock")
+            .remove(&self.stream);
     }
 }
 
@@ -189,11 +195,19 @@ impl Runtime {
     }
 
     fn schedule(&self, stream: &str, due_at: DateTime<Utc>) {
-        let earlier = self.inner.timers.lock().expect("timers lock").set(stream, due_at);
+        let earlier = self
+            .inner
+            .timers
+            .lock()
+            .expect("timers lock")
+            .set(stream, due_at);
         if earlier {
             self.inner.timer_changed.notify_one();
         }
-        self.inner.metrics.pending_orders.set(self.pending_orders() as i64);
+        self.inner
+            .metrics
+            .pending_orders
+            .set(self.pending_orders() as i64);
     }
 
     /// Schedules the order's next action from its state (or nothing when settled).
@@ -221,10 +235,20 @@ impl Runtime {
                     }
                 } => {}
             }
-            let due = self.inner.timers.lock().expect("timers lock").take_due(clock.now());
-            self.inner.metrics.pending_orders.set(self.pending_orders() as i64);
+            let due = self
+                .inner
+                .timers
+                .lock()
+                .expect("timers lock")
+                .take_due(clock.now());
+            self.inner
+                .metrics
+                .pending_orders
+                .set(self.pending_orders() as i64);
             for stream in due {
-                let Ok(permit) = self.inner.permits.clone().acquire_owned().await else { return };
+                let Ok(permit) = self.inner.permits.clone().acquire_owned().await else {
+                    return;
+                };
                 let runtime = self.clone();
                 tokio::spawn(async move {
                     runtime.step(&stream).await;
@@ -236,16 +260,34 @@ impl Runtime {
 
     /// Waits until every step in progress has finished (for graceful shutdown).
     pub async fn drain(&self) {
-        let _all = self.inner.permits.acquire_many(STEPS_IN_PARALLEL_MAX as u32).await;
-        while !self.inner.in_flight.lock().expect("in-flight lock").is_empty() {
+        let _all = self
+            .inner
+            .permits
+            .acquire_many(STEPS_IN_PARALLEL_MAX as u32)
+            .await;
+        while !self
+            .inner
+            .in_flight
+            .lock()
+            .expect("in-flight lock")
+            .is_empty()
+        {
             tokio::time::sleep(StdDuration::from_millis(10)).await;
         }
     }
 
     fn try_claim(&self, stream: &str) -> Option<InFlight> {
         let key: Arc<str> = Arc::from(stream);
-        let fresh = self.inner.in_flight.lock().expect("in-flight lock").insert(key.clone());
-        fresh.then(|| InFlight { inner: self.inner.clone(), stream: key })
+        let fresh = self
+            .inner
+            .in_flight
+            .lock()
+            .expect("in-flight lock")
+            .insert(key.clone());
+        fresh.then(|| InFlight {
+            inner: self.inner.clone(),
+            stream: key,
+        })
     }
 
     /// Claims the order, waiting a little for a step in progress to finish.
@@ -301,7 +343,10 @@ impl Runtime {
             None => self.claim(&stream).await,
         };
         let Some(claim) = claim else {
-            warn!(stream, "could not claim a new order for its pay call; it will be queried instead");
+            warn!(
+                stream,
+                "could not claim a new order for its pay call; it will be queried instead"
+            );
             self.schedule_next(&stream, &executed.history.state);
             return Ok(executed.history);
         };
@@ -315,10 +360,20 @@ impl Runtime {
                 let channel = auth_code.channel();
                 let answer = match runtime.inner.channels.get(&merchant, channel) {
                     Some(client) => {
-                        let request = PayRequest { order_no: &order_no, auth_code: &auth_code, amount, subject: &subject };
+                        let request = PayRequest {
+                            order_no: &order_no,
+                            auth_code: &auth_code,
+                            amount,
+                            subject: &subject,
+                        };
                         let started = std::time::Instant::now();
                         let answer = client.pay(request).await;
-                        runtime.inner.metrics.channel_call(channel, "pay", &answer.outcome, started.elapsed());
+                        runtime.inner.metrics.channel_call(
+                            channel,
+                            "pay",
+                            &answer.outcome,
+                            started.elapsed(),
+                        );
                         answer
                     }
                     None => ChannelAnswer::new(paycode_domain::payment::PayOutcome::Unknown {
@@ -326,8 +381,16 @@ impl Runtime {
                     }),
                 };
                 drop(auth_code);
-                let record = Command::new(CommandId(Uuid::new_v4()), CommandKind::RecordPayAnswer(answer));
-                match runtime.inner.ledger.execute(&merchant, &order_no, &record).await {
+                let record = Command::new(
+                    CommandId(Uuid::new_v4()),
+                    CommandKind::RecordPayAnswer(answer),
+                );
+                match runtime
+                    .inner
+                    .ledger
+                    .execute(&merchant, &order_no, &record)
+                    .await
+                {
                     Ok(executed) => {
                         drop(claim);
                         runtime.schedule_next(&stream, &executed.history.state);
@@ -356,16 +419,23 @@ impl Runtime {
     ) -> Result<OrderHistory, LedgerError> {
         let name = command_name(&command.kind);
         let stream = paycode_domain::ids::payment_stream(merchant, order_no);
-        let result = self.inner.ledger.execute(merchant, order_no, &command).await;
+        let result = self
+            .inner
+            .ledger
+            .execute(merchant, order_no, &command)
+            .await;
         match &result {
             Ok(_) => self.inner.metrics.command(name, "accepted"),
-            Err(LedgerError::Rejected(rejection)) => self.inner.metrics.command(name, rejection.code()),
+            Err(LedgerError::Rejected(rejection)) => {
+                self.inner.metrics.command(name, rejection.code())
+            }
             Err(_) => self.inner.metrics.command(name, "error"),
         }
         let executed = result?;
         if !executed.appended.is_empty() {
             if let CommandKind::RequestRefund(request) = &command.kind {
-                self.first_refund_call(&stream, &executed.history, request.refund_no.clone()).await;
+                self.first_refund_call(&stream, &executed.history, request.refund_no.clone())
+                    .await;
             }
             self.schedule_next(&stream, &executed.history.state);
             let runtime = self.clone();
@@ -375,12 +445,26 @@ impl Runtime {
     }
 
     /// The single first refund call after `RefundRequested` is durable.
-    async fn first_refund_call(&self, stream: &str, history: &OrderHistory, refund_no: paycode_domain::RefundNo) {
-        let Some(claim) = self.claim(stream).await else { return };
-        let Some(kind) = self.call_refund(&history.state, &refund_no).await else { return };
+    async fn first_refund_call(
+        &self,
+        stream: &str,
+        history: &OrderHistory,
+        refund_no: paycode_domain::RefundNo,
+    ) {
+        let Some(claim) = self.claim(stream).await else {
+            return;
+        };
+        let Some(kind) = self.call_refund(&history.state, &refund_no).await else {
+            return;
+        };
         let order = history.state.order().expect("a refunded order exists");
         let record = Command::new(CommandId(Uuid::new_v4()), kind);
-        if let Err(error) = self.inner.ledger.execute(&order.merchant_id, &order.order_no, &record).await {
+        if let Err(error) = self
+            .inner
+            .ledger
+            .execute(&order.merchant_id, &order.order_no, &record)
+            .await
+        {
             warn!(%error, "refund answer not recorded; the refund will be queried");
         }
         drop(claim);
@@ -389,7 +473,10 @@ impl Runtime {
     async fn reschedule_from_log(&self, stream: &str) {
         match self.inner.ledger.history_of(stream).await {
             Ok(history) => self.schedule_next(stream, &history.state),
-            Err(_) => self.schedule(stream, self.inner.ledger.clock().now() + Duration::seconds(STORE_RETRY_SECS)),
+            Err(_) => self.schedule(
+                stream,
+                self.inner.ledger.clock().now() + Duration::seconds(STORE_RETRY_SECS),
+            ),
         }
     }
 
@@ -418,21 +505,35 @@ impl Runtime {
                 self.notify_watchers(stream);
                 return;
             }
-            let Some(order) = history.state.order() else { return };
+            let Some(order) = history.state.order() else {
+                return;
+            };
             let (merchant, order_no) = (order.merchant_id.clone(), order.order_no.clone());
-            let span = info_span!("step", merchant = %merchant, order_no = %order_no, action = ?action);
+            let span =
+                info_span!("step", merchant = %merchant, order_no = %order_no, action = ?action);
             let Some(kind) = self.perform(&history.state, &action).instrument(span).await else {
                 self.schedule(stream, clock.now() + Duration::seconds(60));
                 return;
             };
             let name = command_name(&kind);
-            match self.inner.ledger.execute(&merchant, &order_no, &Command::new(CommandId(Uuid::new_v4()), kind)).await {
+            match self
+                .inner
+                .ledger
+                .execute(
+                    &merchant,
+                    &order_no,
+                    &Command::new(CommandId(Uuid::new_v4()), kind),
+                )
+                .await
+            {
                 Ok(_) => {
                     self.inner.metrics.command(name, "accepted");
                     self.notify_watchers(stream);
                 }
                 // The order moved under us (another writer): reload and decide again.
-                Err(LedgerError::Rejected(rejection)) => self.inner.metrics.command(name, rejection.code()),
+                Err(LedgerError::Rejected(rejection)) => {
+                    self.inner.metrics.command(name, rejection.code())
+                }
                 Err(error) => {
                     warn!(%error, stream, "step not recorded; retrying later");
                     self.schedule(stream, clock.now() + Duration::seconds(STORE_RETRY_SECS));
@@ -472,23 +573,45 @@ impl Runtime {
             Action::QueryRefund { refund_no } => {
                 let started = std::time::Instant::now();
                 let answer = client()?.refund_query(&order.order_no, refund_no).await;
-                metrics.channel_call(order.channel, "refund_query", &answer.outcome, started.elapsed());
-                CommandKind::RecordRefundAnswer { refund_no: refund_no.clone(), answer }
+                metrics.channel_call(
+                    order.channel,
+                    "refund_query",
+                    &answer.outcome,
+                    started.elapsed(),
+                );
+                CommandKind::RecordRefundAnswer {
+                    refund_no: refund_no.clone(),
+                    answer,
+                }
             }
             Action::CallRefund { refund_no } => return self.call_refund(state, refund_no).await,
             Action::EscalateToManualReview { refund_no, .. } => {
-                CommandKind::EscalateToManualReview { refund_no: refund_no.clone() }
+                CommandKind::EscalateToManualReview {
+                    refund_no: refund_no.clone(),
+                }
             }
         })
     }
 
-    async fn call_refund(&self, state: &PaymentState, refund_no: &paycode_domain::RefundNo) -> Option<CommandKind> {
-        let PaymentState::Paid(paid) = state else { return None };
+    async fn call_refund(
+        &self,
+        state: &PaymentState,
+        refund_no: &paycode_domain::RefundNo,
+    ) -> Option<CommandKind> {
+        let PaymentState::Paid(paid) = state else {
+            return None;
+        };
         let refund = paid.refund(refund_no)?;
-        if !matches!(refund.stage, RefundStage::Pending { .. } | RefundStage::Resend { .. }) {
+        if !matches!(
+            refund.stage,
+            RefundStage::Pending { .. } | RefundStage::Resend { .. }
+        ) {
             return None;
         }
-        let client = self.inner.channels.get(&paid.order.merchant_id, paid.order.channel)?;
+        let client = self
+            .inner
+            .channels
+            .get(&paid.order.merchant_id, paid.order.channel)?;
         let request = RefundRequest {
             order_no: &paid.order.order_no,
             refund_no,
@@ -498,18 +621,36 @@ impl Runtime {
         };
         let started = std::time::Instant::now();
         let answer = client.refund(request).await;
-        self.inner.metrics.channel_call(paid.order.channel, "refund", &answer.outcome, started.elapsed());
-        Some(CommandKind::RecordRefundAnswer { refund_no: refund_no.clone(), answer })
+        self.inner.metrics.channel_call(
+            paid.order.channel,
+            "refund",
+            &answer.outcome,
+            started.elapsed(),
+        );
+        Some(CommandKind::RecordRefundAnswer {
+            refund_no: refund_no.clone(),
+            answer,
+        })
     }
 
     fn notify_watchers(&self, stream: &str) {
-        if let Some(notify) = self.inner.watchers.lock().expect("watchers lock").get(stream) {
+        if let Some(notify) = self
+            .inner
+            .watchers
+            .lock()
+            .expect("watchers lock")
+            .get(stream)
+        {
             notify.notify_waiters();
         }
     }
 
     /// Waits until the order is settled or `timeout` passes; returns the latest history.
-    pub async fn wait_settled(&self, stream: &str, timeout: StdDuration) -> Result<OrderHistory, LedgerError> {
+    pub async fn wait_settled(
+        &self,
+        stream: &str,
+        timeout: StdDuration,
+    ) -> Result<OrderHistory, LedgerError> {
         let deadline = tokio::time::Instant::now() + timeout;
         let notify = self
             .inner
@@ -530,7 +671,11 @@ impl Runtime {
                 break Ok(history);
             }
             // Another process may move the order too: look again at least every second.
-            let _ = tokio::time::timeout_at(deadline.min(tokio::time::Instant::now() + StdDuration::from_secs(1)), changed).await;
+            let _ = tokio::time::timeout_at(
+                deadline.min(tokio::time::Instant::now() + StdDuration::from_secs(1)),
+                changed,
+            )
+            .await;
         };
         let mut watchers = self.inner.watchers.lock().expect("watchers lock");
         if Arc::strong_count(&notify) <= 2 {
@@ -566,13 +711,27 @@ mod tests {
         let t = |secs| Utc.with_ymd_and_hms(2026, 11, 22, 2, 0, secs).unwrap();
         let mut timers = Timers::default();
         assert!(timers.set("a", t(10)));
-        assert!(!timers.set("a", t(20)), "a later time does not replace an earlier one");
+        assert!(
+            !timers.set("a", t(20)),
+            "a later time does not replace an earlier one"
+        );
         assert!(timers.set("a", t(5)));
         timers.set("b", t(7));
         assert_eq!(timers.len(), 2);
         assert_eq!(timers.earliest(), Some(t(5)));
-        assert_eq!(timers.take_due(t(6)).iter().map(|s| s.to_string()).collect::<Vec<_>>(), ["a"]);
-        assert_eq!(timers.earliest(), Some(t(7)), "the stale entry for a at 10 s is gone");
+        assert_eq!(
+            timers
+                .take_due(t(6))
+                .iter()
+                .map(|s| s.to_string())
+                .collect::<Vec<_>>(),
+            ["a"]
+        );
+        assert_eq!(
+            timers.earliest(),
+            Some(t(7)),
+            "the stale entry for a at 10 s is gone"
+        );
         assert_eq!(timers.take_due(t(30)).len(), 1);
         assert_eq!(timers.earliest(), None);
         assert_eq!(timers.len(), 0);

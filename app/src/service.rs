@@ -48,7 +48,11 @@ impl Service {
     /// Recovers pending orders from the log and starts the background tasks.
     pub async fn start(parts: Parts) -> Result<Service, LedgerError> {
         let metrics = Metrics::new();
-        let ledger = Ledger::new(parts.store.clone(), PaymentDecider::new(parts.policy), parts.clock);
+        let ledger = Ledger::new(
+            parts.store.clone(),
+            PaymentDecider::new(parts.policy),
+            parts.clock,
+        );
         let runtime = Runtime::new(ledger, parts.channels, metrics.clone());
         let recovered_orders = runtime.recover().await?;
         let index = Arc::new(OrderIndex::default());
@@ -58,7 +62,11 @@ impl Service {
             let runtime = runtime.clone();
             let mut stop = shutdown.subscribe();
             tasks.push(tokio::spawn(async move {
-                runtime.run(async move { let _ = stop.wait_for(|s| *s).await; }).await;
+                runtime
+                    .run(async move {
+                        let _ = stop.wait_for(|s| *s).await;
+                    })
+                    .await;
             }));
         }
         {
@@ -77,7 +85,12 @@ impl Service {
             }));
         }
         let state = AppState::new(runtime, index, parts.api_keys, parts.requests_per_sec);
-        Ok(Service { state, shutdown, tasks, recovered_orders })
+        Ok(Service {
+            state,
+            shutdown,
+            tasks,
+            recovered_orders,
+        })
     }
 
     pub fn router(&self) -> Router {
@@ -90,9 +103,15 @@ impl Service {
 
     /// Serves HTTP on `listener` until `signal` resolves, then shuts down
     /// gracefully: stops taking requests, lets steps in progress finish.
-    pub async fn serve(self, listener: TcpListener, signal: impl std::future::Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        signal: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
         let app = self.router();
-        axum::serve(listener, app).with_graceful_shutdown(signal).await?;
+        axum::serve(listener, app)
+            .with_graceful_shutdown(signal)
+            .await?;
         self.shutdown().await;
         Ok(())
     }

@@ -11,7 +11,9 @@ use chrono::{DateTime, NaiveDate, TimeZone, Utc};
 use paycode::http::ApiKey;
 use paycode::runtime::Channels;
 use paycode::service::{Parts, Service};
-use paycode_adapters::channel::{ChannelClient, PayRequest, RefundRequest, StatementError, StatementFile};
+use paycode_adapters::channel::{
+    ChannelClient, PayRequest, RefundRequest, StatementError, StatementFile,
+};
 use paycode_adapters::clock::{Clock, ManualClock};
 use paycode_adapters::store::{EventStore, MemoryStore};
 use paycode_domain::payment::{
@@ -59,11 +61,20 @@ impl ScriptedChannel {
 
     /// How many calls of `api` were made for `order_no`.
     pub fn count(&self, api: &str, order_no: &str) -> usize {
-        self.calls.lock().unwrap().iter().filter(|(a, o)| *a == api && o == order_no).count()
+        self.calls
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(a, o)| *a == api && o == order_no)
+            .count()
     }
 
     pub fn truth(&self, order_no: &str) -> Option<Truth> {
-        self.orders.lock().unwrap().get(order_no).map(|(_, truth)| truth.clone())
+        self.orders
+            .lock()
+            .unwrap()
+            .get(order_no)
+            .map(|(_, truth)| truth.clone())
     }
 }
 
@@ -78,13 +89,24 @@ impl ChannelClient for ScriptedChannel {
         let script = request.auth_code.last_two_digits().to_owned();
         let (truth, outcome) = match script.as_str() {
             "02" | "07" => (Truth::Waiting, PayOutcome::WaitingForPassword),
-            "03" => (Truth::Failed, PayOutcome::Failed { code: "NOTENOUGH".into() }),
+            "03" => (
+                Truth::Failed,
+                PayOutcome::Failed {
+                    code: "NOTENOUGH".into(),
+                },
+            ),
             _ => (
                 Truth::Paid,
-                PayOutcome::Paid { channel_trade_no: format!("T-{}", request.order_no), paid_at: self.clock.now() },
+                PayOutcome::Paid {
+                    channel_trade_no: format!("T-{}", request.order_no),
+                    paid_at: self.clock.now(),
+                },
             ),
         };
-        self.orders.lock().unwrap().insert(request.order_no.to_string(), (script, truth));
+        self.orders
+            .lock()
+            .unwrap()
+            .insert(request.order_no.to_string(), (script, truth));
         ChannelAnswer::new(outcome)
     }
 
@@ -93,10 +115,13 @@ impl ChannelClient for ScriptedChannel {
         let outcome = match self.orders.lock().unwrap().get(order_no.as_str()) {
             None => QueryOutcome::NotFound,
             Some((_, Truth::Waiting)) => QueryOutcome::WaitingForPassword,
-            Some((_, Truth::Paid)) => {
-                QueryOutcome::Paid { channel_trade_no: format!("T-{order_no}"), paid_at: self.clock.now() }
-            }
-            Some((_, Truth::Failed)) => QueryOutcome::Failed { code: "PAYERROR".into() },
+            Some((_, Truth::Paid)) => QueryOutcome::Paid {
+                channel_trade_no: format!("T-{order_no}"),
+                paid_at: self.clock.now(),
+            },
+            Some((_, Truth::Failed)) => QueryOutcome::Failed {
+                code: "PAYERROR".into(),
+            },
             Some((_, Truth::Closed)) => QueryOutcome::Closed,
             Some((_, Truth::Refunded)) => QueryOutcome::RefundedElsewhere,
         };
@@ -107,35 +132,63 @@ impl ChannelClient for ScriptedChannel {
         self.record("revoke", order_no);
         let mut orders = self.orders.lock().unwrap();
         let outcome = match orders.get_mut(order_no.as_str()) {
-            Some((script, _)) if script == "07" => RevokeOutcome::MustRetry { reason: "recall=Y".into() },
+            Some((script, _)) if script == "07" => RevokeOutcome::MustRetry {
+                reason: "recall=Y".into(),
+            },
             Some((_, truth)) if *truth == Truth::Paid || *truth == Truth::Refunded => {
                 *truth = Truth::Refunded;
-                RevokeOutcome::Done { result: RevokeResult::Refunded }
+                RevokeOutcome::Done {
+                    result: RevokeResult::Refunded,
+                }
             }
             Some((_, truth)) => {
                 *truth = Truth::Closed;
-                RevokeOutcome::Done { result: RevokeResult::Closed }
+                RevokeOutcome::Done {
+                    result: RevokeResult::Closed,
+                }
             }
-            None => RevokeOutcome::Done { result: RevokeResult::Closed },
+            None => RevokeOutcome::Done {
+                result: RevokeResult::Closed,
+            },
         };
         ChannelAnswer::new(outcome)
     }
 
     async fn refund(&self, request: RefundRequest<'_>) -> ChannelAnswer<RefundOutcome> {
         self.record("refund", request.order_no);
-        let succeeded = RefundOutcome::Succeeded { channel_refund_no: Some(format!("RF-{}", request.refund_no)), refunded_at: self.clock.now() };
-        self.refunds.lock().unwrap().insert(request.refund_no.to_string(), succeeded);
-        ChannelAnswer::new(RefundOutcome::Accepted { channel_refund_no: Some(format!("RF-{}", request.refund_no)) })
+        let succeeded = RefundOutcome::Succeeded {
+            channel_refund_no: Some(format!("RF-{}", request.refund_no)),
+            refunded_at: self.clock.now(),
+        };
+        self.refunds
+            .lock()
+            .unwrap()
+            .insert(request.refund_no.to_string(), succeeded);
+        ChannelAnswer::new(RefundOutcome::Accepted {
+            channel_refund_no: Some(format!("RF-{}", request.refund_no)),
+        })
     }
 
-    async fn refund_query(&self, order_no: &OrderNo, refund_no: &RefundNo) -> ChannelAnswer<RefundOutcome> {
+    async fn refund_query(
+        &self,
+        order_no: &OrderNo,
+        refund_no: &RefundNo,
+    ) -> ChannelAnswer<RefundOutcome> {
         self.record("refund_query", order_no);
-        let outcome = self.refunds.lock().unwrap().get(refund_no.as_str()).cloned().unwrap_or(RefundOutcome::NotFound);
+        let outcome = self
+            .refunds
+            .lock()
+            .unwrap()
+            .get(refund_no.as_str())
+            .cloned()
+            .unwrap_or(RefundOutcome::NotFound);
         ChannelAnswer::new(outcome)
     }
 
     async fn download_statement(&self, _date: NaiveDate) -> Result<StatementFile, StatementError> {
-        Ok(StatementFile::NoStatement { code: "NO_STATEMENT".into() })
+        Ok(StatementFile::NoStatement {
+            code: "NO_STATEMENT".into(),
+        })
     }
 }
 
@@ -181,8 +234,14 @@ impl TestApp {
             clock: shared_clock,
             policy: Policy::default(),
             api_keys: vec![
-                ApiKey { key: DEMO_KEY.into(), merchant: demo },
-                ApiKey { key: OTHER_KEY.into(), merchant: other },
+                ApiKey {
+                    key: DEMO_KEY.into(),
+                    merchant: demo,
+                },
+                ApiKey {
+                    key: OTHER_KEY.into(),
+                    merchant: other,
+                },
             ],
             requests_per_sec: 100_000,
         };
@@ -194,7 +253,15 @@ impl TestApp {
             axum::serve(listener, router).await.unwrap();
             drop(service);
         });
-        TestApp { base_url, clock, wechat, alipay, store, http: reqwest::Client::new(), server }
+        TestApp {
+            base_url,
+            clock,
+            wechat,
+            alipay,
+            store,
+            http: reqwest::Client::new(),
+            server,
+        }
     }
 
     /// Sends a request with the demo merchant's key; returns status and JSON body.
@@ -202,25 +269,40 @@ impl TestApp {
         self.call_as(Some(DEMO_KEY), method, path, body).await
     }
 
-    pub async fn call_as(&self, key: Option<&str>, method: &str, path: &str, body: Option<&str>) -> (u16, Value) {
+    pub async fn call_as(
+        &self,
+        key: Option<&str>,
+        method: &str,
+        path: &str,
+        body: Option<&str>,
+    ) -> (u16, Value) {
         let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
-        let mut request = self.http.request(method, format!("{}{}", self.base_url, path));
+        let mut request = self
+            .http
+            .request(method, format!("{}{}", self.base_url, path));
         if let Some(key) = key {
             request = request.header("authorization", format!("Bearer {key}"));
         }
         if let Some(body) = body {
-            request = request.header("content-type", "application/json").body(body.to_owned());
+            request = request
+                .header("content-type", "application/json")
+                .body(body.to_owned());
         }
         let response = request.send().await.expect("the server answers");
         let status = response.status().as_u16();
         let text = response.text().await.unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
     }
 
     /// Polls the order until `status`, moving the clock forward by `step_secs` each time.
     pub async fn settle(&self, order_no: &str, status: &str, step_secs: i64) -> Value {
         for _ in 0..400 {
-            let (code, body) = self.call("GET", &format!("/v1/payments/{order_no}"), None).await;
+            let (code, body) = self
+                .call("GET", &format!("/v1/payments/{order_no}"), None)
+                .await;
             if code == 200 && body["status"] == status {
                 return body;
             }

@@ -8,10 +8,22 @@ use std::process::Command;
 use serde_json::Value;
 
 /// Crates that do IO, or drag an async runtime or a database along.
-const IO_CRATES: [&str; 8] = ["tokio", "reqwest", "rusqlite", "axum", "eventstore", "hyper", "mio", "libsqlite3-sys"];
+const IO_CRATES: [&str; 8] = [
+    "tokio",
+    "reqwest",
+    "rusqlite",
+    "axum",
+    "eventstore",
+    "hyper",
+    "mio",
+    "libsqlite3-sys",
+];
 
 fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ sits in the workspace").to_owned()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ sits in the workspace")
+        .to_owned()
 }
 
 fn metadata() -> &'static Value {
@@ -26,7 +38,11 @@ fn read_metadata() -> Value {
         .current_dir(workspace_root())
         .output()
         .expect("cargo metadata runs");
-    assert!(output.status.success(), "cargo metadata failed: {}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "cargo metadata failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     serde_json::from_slice(&output.stdout).expect("cargo metadata prints JSON")
 }
 
@@ -44,12 +60,20 @@ fn normal_dependency_tree(metadata: &Value, root: &str) -> BTreeSet<String> {
         .iter()
         .map(|n| (n["id"].as_str().unwrap(), n))
         .collect();
-    let root_id = names.iter().find(|(_, name)| **name == root).map(|(id, _)| *id).expect("root package exists");
+    let root_id = names
+        .iter()
+        .find(|(_, name)| **name == root)
+        .map(|(id, _)| *id)
+        .expect("root package exists");
     let mut seen = BTreeSet::new();
     let mut stack = vec![root_id];
     while let Some(id) = stack.pop() {
         for dep in nodes[id]["deps"].as_array().unwrap() {
-            let normal = dep["dep_kinds"].as_array().unwrap().iter().any(|k| k["kind"].is_null());
+            let normal = dep["dep_kinds"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|k| k["kind"].is_null());
             let dep_id = dep["pkg"].as_str().unwrap();
             if normal && seen.insert(names[dep_id].to_owned()) {
                 stack.push(dep_id);
@@ -65,13 +89,23 @@ fn domain_and_projections_do_no_io() {
     let metadata = metadata();
     for pure in ["paycode-domain", "paycode-projections"] {
         let tree = normal_dependency_tree(metadata, pure);
-        let offending: Vec<&str> = IO_CRATES.iter().copied().filter(|c| tree.contains(*c)).collect();
+        let offending: Vec<&str> = IO_CRATES
+            .iter()
+            .copied()
+            .filter(|c| tree.contains(*c))
+            .collect();
         assert!(offending.is_empty(), "{pure} depends on {offending:?}");
-        assert!(!tree.is_empty() || pure == "paycode-projections", "{pure} has a resolved tree");
+        assert!(
+            !tree.is_empty() || pure == "paycode-projections",
+            "{pure} has a resolved tree"
+        );
     }
     // The check itself sees IO where it exists.
     let adapters = normal_dependency_tree(metadata, "paycode-adapters");
-    assert!(adapters.contains("tokio") && adapters.contains("rusqlite"), "{adapters:?}");
+    assert!(
+        adapters.contains("tokio") && adapters.contains("rusqlite"),
+        "{adapters:?}"
+    );
 }
 
 #[test]
@@ -79,7 +113,10 @@ fn dependencies_point_inward() {
     // app -> adapters, projections -> domain; never the other way.
     let metadata = metadata();
     let domain = normal_dependency_tree(metadata, "paycode-domain");
-    assert!(domain.iter().all(|name| !name.starts_with("paycode")), "domain depends on {domain:?}");
+    assert!(
+        domain.iter().all(|name| !name.starts_with("paycode")),
+        "domain depends on {domain:?}"
+    );
     let adapters = normal_dependency_tree(metadata, "paycode-adapters");
     assert!(!adapters.contains("paycode-projections") && !adapters.contains("paycode"));
     let projections = normal_dependency_tree(metadata, "paycode-projections");
@@ -113,10 +150,18 @@ fn every_source_file_says_what_it_is_for() {
     assert!(files.len() > 10, "found the sources: {files:?}");
     let missing: Vec<String> = files
         .iter()
-        .filter(|file| !std::fs::read_to_string(file).unwrap().trim_start().starts_with("//!"))
+        .filter(|file| {
+            !std::fs::read_to_string(file)
+                .unwrap()
+                .trim_start()
+                .starts_with("//!")
+        })
         .map(|file| file.strip_prefix(&root).unwrap().display().to_string())
         .collect();
-    assert!(missing.is_empty(), "files without a //! paragraph: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "files without a //! paragraph: {missing:?}"
+    );
 }
 
 #[test]
@@ -125,7 +170,10 @@ fn money_crates_deny_float_arithmetic() {
     let root = workspace_root();
     for krate in ["domain", "adapters"] {
         let lib = std::fs::read_to_string(root.join(krate).join("src/lib.rs")).unwrap();
-        assert!(lib.contains("#![deny(clippy::float_arithmetic)]"), "{krate}/src/lib.rs");
+        assert!(
+            lib.contains("#![deny(clippy::float_arithmetic)]"),
+            "{krate}/src/lib.rs"
+        );
     }
     let manifest = std::fs::read_to_string(root.join("Cargo.toml")).unwrap();
     assert!(manifest.contains("unsafe_code = \"forbid\""));

@@ -15,7 +15,8 @@ pub struct Fields {
 impl Fields {
     /// Parses `bytes` as a JSON object with only the `allowed` fields.
     pub fn parse(bytes: &[u8], allowed: &[&str]) -> Result<Fields, ApiError> {
-        let text = std::str::from_utf8(bytes).map_err(|_| ApiError::malformed("the body is not valid UTF-8"))?;
+        let text = std::str::from_utf8(bytes)
+            .map_err(|_| ApiError::malformed("the body is not valid UTF-8"))?;
         let value: Value = serde_json::from_str(text)
             .map_err(|error| ApiError::malformed(format!("the body is not valid JSON: {error}")))?;
         let Value::Object(object) = value else {
@@ -35,8 +36,13 @@ impl Fields {
 
     /// A required string field.
     pub fn string(&self, name: &str) -> Result<&str, ApiError> {
-        self.optional_string(name)?
-            .ok_or_else(|| ApiError::invalid(name, format!("missing_{name}"), format!("{name} is required")))
+        self.optional_string(name)?.ok_or_else(|| {
+            ApiError::invalid(
+                name,
+                format!("missing_{name}"),
+                format!("{name} is required"),
+            )
+        })
     }
 
     /// An optional string field (absent or null is `None`).
@@ -44,7 +50,11 @@ impl Fields {
         match self.object.get(name) {
             None | Some(Value::Null) => Ok(None),
             Some(Value::String(text)) => Ok(Some(text)),
-            Some(_) => Err(ApiError::invalid(name, format!("invalid_{name}"), format!("{name} must be a string"))),
+            Some(_) => Err(ApiError::invalid(
+                name,
+                format!("invalid_{name}"),
+                format!("{name} must be a string"),
+            )),
         }
     }
 }
@@ -60,11 +70,20 @@ mod tests {
         assert_eq!(Fields::parse(b"[1]", &allowed).unwrap_err().status, 400);
         assert_eq!(Fields::parse(b"\xff", &allowed).unwrap_err().status, 400);
         let unknown = Fields::parse(br#"{"amount":"1","tip":"2"}"#, &allowed).unwrap_err();
-        assert_eq!((unknown.status.as_u16(), unknown.field.as_deref()), (400, Some("tip")));
+        assert_eq!(
+            (unknown.status.as_u16(), unknown.field.as_deref()),
+            (400, Some("tip"))
+        );
         let fields = Fields::parse(br#"{"amount": 12.5, "subject": null}"#, &allowed).unwrap();
         let wrong_type = fields.string("amount").unwrap_err();
-        assert_eq!((wrong_type.status.as_u16(), wrong_type.field.as_deref()), (422, Some("amount")));
+        assert_eq!(
+            (wrong_type.status.as_u16(), wrong_type.field.as_deref()),
+            (422, Some("amount"))
+        );
         assert_eq!(fields.optional_string("subject").unwrap(), None);
-        assert_eq!(fields.string("subject").unwrap_err().code, "missing_subject");
+        assert_eq!(
+            fields.string("subject").unwrap_err().code,
+            "missing_subject"
+        );
     }
 }

@@ -49,9 +49,21 @@ pub struct AppState {
 
 impl AppState {
     /// `requests_per_sec` is each merchant's API request budget (429 beyond it).
-    pub fn new(runtime: Runtime, index: Arc<crate::index::OrderIndex>, keys: Vec<ApiKey>, requests_per_sec: u32) -> Self {
-        let quota = Quota::per_second(std::num::NonZeroU32::new(requests_per_sec).unwrap_or(std::num::NonZeroU32::MIN));
-        AppState { runtime, index, keys: Arc::new(keys), limiter: Arc::new(RateLimiter::keyed(quota)) }
+    pub fn new(
+        runtime: Runtime,
+        index: Arc<crate::index::OrderIndex>,
+        keys: Vec<ApiKey>,
+        requests_per_sec: u32,
+    ) -> Self {
+        let quota = Quota::per_second(
+            std::num::NonZeroU32::new(requests_per_sec).unwrap_or(std::num::NonZeroU32::MIN),
+        );
+        AppState {
+            runtime,
+            index,
+            keys: Arc::new(keys),
+            limiter: Arc::new(RateLimiter::keyed(quota)),
+        }
     }
 
     /// The merchant whose key this is. Every key is compared, in constant time.
@@ -83,16 +95,28 @@ async fn authenticate(State(state): State<AppState>, mut request: Request, next:
         return ApiError::unauthorized().into_response();
     };
     if state.limiter.check_key(&merchant).is_err() {
-        return ApiError::new(StatusCode::TOO_MANY_REQUESTS, "too_many_requests", "request rate limit exceeded; retry shortly")
-            .into_response();
+        return ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_requests",
+            "request rate limit exceeded; retry shortly",
+        )
+        .into_response();
     }
     request.extensions_mut().insert(Merchant(merchant));
     next.run(request).await
 }
 
 async fn healthz(State(state): State<AppState>) -> Response {
-    match tokio::time::timeout(Duration::from_secs(2), state.runtime.ledger().store().head_position()).await {
-        Ok(Ok(position)) => (StatusCode::OK, axum::Json(serde_json::json!({"status": "ok", "head_position": position})))
+    match tokio::time::timeout(
+        Duration::from_secs(2),
+        state.runtime.ledger().store().head_position(),
+    )
+    .await
+    {
+        Ok(Ok(position)) => (
+            StatusCode::OK,
+            axum::Json(serde_json::json!({"status": "ok", "head_position": position})),
+        )
             .into_response(),
         _ => ApiError::unavailable("the event store does not answer").into_response(),
     }
@@ -100,7 +124,10 @@ async fn healthz(State(state): State<AppState>) -> Response {
 
 async fn metrics(State(state): State<AppState>) -> Response {
     (
-        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
         state.runtime.metrics().render(),
     )
         .into_response()
@@ -117,8 +144,14 @@ pub fn router(state: AppState) -> Router {
         .route("/payments/{order_no}", get(payments::get))
         .route("/payments/{order_no}/events", get(payments::events))
         .route("/payments/{order_no}/revoke", post(payments::revoke))
-        .route("/payments/{order_no}/refunds", post(payments::create_refund))
-        .route("/payments/{order_no}/refunds/{refund_no}", get(payments::get_refund))
+        .route(
+            "/payments/{order_no}/refunds",
+            post(payments::create_refund),
+        )
+        .route(
+            "/payments/{order_no}/refunds/{refund_no}",
+            get(payments::get_refund),
+        )
         .route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
     Router::new()
         .nest("/v1", v1)

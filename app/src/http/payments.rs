@@ -10,7 +10,9 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use paycode_domain::ids::payment_stream;
-use paycode_domain::payment::{Command, CommandKind, Fact, RequestRefund, RevokeReason, evolve, PaymentState};
+use paycode_domain::payment::{
+    Command, CommandKind, Fact, PaymentState, RequestRefund, RevokeReason, evolve,
+};
 use paycode_domain::{AuthCode, Channel, CommandId, Currency, Money, OrderNo, RefundNo};
 use paycode_projections::{PaymentView, RefundView};
 use serde_json::{Value, json};
@@ -48,7 +50,8 @@ fn query_params(query: Option<String>) -> Result<Vec<(String, String)>, ApiError
 }
 
 fn order_no(text: &str) -> Result<OrderNo, ApiError> {
-    OrderNo::parse(text).map_err(|error| ApiError::invalid("order_no", error.code(), error.to_string()))
+    OrderNo::parse(text)
+        .map_err(|error| ApiError::invalid("order_no", error.code(), error.to_string()))
 }
 
 fn view(history: &OrderHistory) -> Option<PaymentView> {
@@ -75,18 +78,42 @@ pub async fn create(
                     .parse::<u64>()
                     .ok()
                     .filter(|secs| *secs <= WAIT_MAX_SECS)
-                    .ok_or_else(|| ApiError::invalid("wait", "invalid_wait", "wait must be a whole number of seconds from 0 to 60"))?;
+                    .ok_or_else(|| {
+                        ApiError::invalid(
+                            "wait",
+                            "invalid_wait",
+                            "wait must be a whole number of seconds from 0 to 60",
+                        )
+                    })?;
             }
-            other => return Err(ApiError::malformed(format!("unknown query parameter {other:?}"))),
+            other => {
+                return Err(ApiError::malformed(format!(
+                    "unknown query parameter {other:?}"
+                )));
+            }
         }
     }
     let body = body_bytes(body)?;
-    let fields = Fields::parse(&body, &["order_no", "auth_code", "amount", "currency", "subject", "channel"])?;
+    let fields = Fields::parse(
+        &body,
+        &[
+            "order_no",
+            "auth_code",
+            "amount",
+            "currency",
+            "subject",
+            "channel",
+        ],
+    )?;
     let order_no = order_no(fields.string("order_no")?)?;
     let channel = match fields.optional_string("channel")? {
         None => None,
         Some(name) => Some(Channel::parse(name).ok_or_else(|| {
-            ApiError::invalid("channel", "invalid_channel", "channel must be \"wechat\" or \"alipay\"")
+            ApiError::invalid(
+                "channel",
+                "invalid_channel",
+                "channel must be \"wechat\" or \"alipay\"",
+            )
         })?),
     };
     let auth_code = AuthCode::parse_for(fields.string("auth_code")?, channel).map_err(|error| {
@@ -96,15 +123,22 @@ pub async fn create(
         };
         ApiError::invalid(field, error.code(), error.to_string())
     })?;
-    let amount: Money = fields
-        .string("amount")?
-        .parse()
-        .map_err(|error: paycode_domain::MoneyError| ApiError::invalid("amount", error.code(), error.to_string()))?;
+    let amount: Money =
+        fields
+            .string("amount")?
+            .parse()
+            .map_err(|error: paycode_domain::MoneyError| {
+                ApiError::invalid("amount", error.code(), error.to_string())
+            })?;
     if let Some(currency) = fields.optional_string("currency")? {
-        Currency::parse(currency).map_err(|error| ApiError::invalid("currency", error.code(), error.to_string()))?;
+        Currency::parse(currency)
+            .map_err(|error| ApiError::invalid("currency", error.code(), error.to_string()))?;
     }
     let subject = fields.string("subject")?;
-    if subject.trim().is_empty() || subject.len() > SUBJECT_MAX_BYTES || subject.chars().any(char::is_control) {
+    if subject.trim().is_empty()
+        || subject.len() > SUBJECT_MAX_BYTES
+        || subject.chars().any(char::is_control)
+    {
         return Err(ApiError::invalid(
             "subject",
             "invalid_subject",
@@ -115,7 +149,14 @@ pub async fn create(
     let stream = payment_stream(&merchant, &order_no);
     let runtime = &state.runtime;
     let (status, history) = match runtime
-        .submit(CommandId(Uuid::new_v4()), &merchant, &order_no, auth_code, amount, subject.to_owned())
+        .submit(
+            CommandId(Uuid::new_v4()),
+            &merchant,
+            &order_no,
+            auth_code,
+            amount,
+            subject.to_owned(),
+        )
         .await
     {
         Ok(history) => (StatusCode::CREATED, history),
@@ -142,7 +183,9 @@ pub async fn create(
         Err(error) => return Err(error.into()),
     };
     let history = if wait_secs > 0 {
-        runtime.wait_settled(&stream, Duration::from_secs(wait_secs)).await?
+        runtime
+            .wait_settled(&stream, Duration::from_secs(wait_secs))
+            .await?
     } else {
         history
     };
@@ -172,8 +215,14 @@ pub async fn list(
     for (name, value) in query_params(query)? {
         match name.as_str() {
             "status" => {
-                let parsed: paycode_domain::payment::PaymentStatus = serde_json::from_value(Value::String(value))
-                    .map_err(|_| ApiError::invalid("status", "invalid_status", "status must be one of the payment statuses"))?;
+                let parsed: paycode_domain::payment::PaymentStatus =
+                    serde_json::from_value(Value::String(value)).map_err(|_| {
+                        ApiError::invalid(
+                            "status",
+                            "invalid_status",
+                            "status must be one of the payment statuses",
+                        )
+                    })?;
                 status = Some(parsed);
             }
             "limit" => {
@@ -181,10 +230,24 @@ pub async fn list(
                     .parse()
                     .ok()
                     .filter(|n| (1..=200).contains(n))
-                    .ok_or_else(|| ApiError::invalid("limit", "invalid_limit", "limit must be from 1 to 200"))?;
+                    .ok_or_else(|| {
+                        ApiError::invalid("limit", "invalid_limit", "limit must be from 1 to 200")
+                    })?;
             }
-            "cursor" => cursor = Some(order_no(&value).map_err(|_| ApiError::invalid("cursor", "invalid_cursor", "cursor is not one this API gave"))?),
-            other => return Err(ApiError::malformed(format!("unknown query parameter {other:?}"))),
+            "cursor" => {
+                cursor = Some(order_no(&value).map_err(|_| {
+                    ApiError::invalid(
+                        "cursor",
+                        "invalid_cursor",
+                        "cursor is not one this API gave",
+                    )
+                })?)
+            }
+            other => {
+                return Err(ApiError::malformed(format!(
+                    "unknown query parameter {other:?}"
+                )));
+            }
         }
     }
     let index = state.index.clone();
@@ -217,7 +280,10 @@ pub async fn events(
         .map(|recorded| {
             status_state = evolve(status_state.clone(), &recorded.event);
             let mut data = serde_json::to_value(&recorded.event).unwrap_or(Value::Null);
-            let event_type = data.as_object_mut().and_then(|o| o.remove("type")).unwrap_or(Value::Null);
+            let event_type = data
+                .as_object_mut()
+                .and_then(|o| o.remove("type"))
+                .unwrap_or(Value::Null);
             json!({
                 "version": recorded.version,
                 "type": event_type,
@@ -244,7 +310,9 @@ pub async fn revoke(
     let order_no = OrderNo::parse(&order_no_text).map_err(|_| ApiError::not_found("order"))?;
     let command = Command::new(
         CommandId(Uuid::new_v4()),
-        CommandKind::RequestRevoke { reason: RevokeReason::MerchantRequested },
+        CommandKind::RequestRevoke {
+            reason: RevokeReason::MerchantRequested,
+        },
     );
     let history = state.runtime.command(&merchant, &order_no, command).await?;
     payment_response(StatusCode::ACCEPTED, &history)
@@ -262,17 +330,28 @@ pub async fn create_refund(
     let fields = Fields::parse(&body, &["refund_no", "amount", "reason"])?;
     let refund_no = RefundNo::parse(fields.string("refund_no")?)
         .map_err(|error| ApiError::invalid("refund_no", error.code(), error.to_string()))?;
-    let amount: Money = fields
-        .string("amount")?
-        .parse()
-        .map_err(|error: paycode_domain::MoneyError| ApiError::invalid("amount", error.code(), error.to_string()))?;
+    let amount: Money =
+        fields
+            .string("amount")?
+            .parse()
+            .map_err(|error: paycode_domain::MoneyError| {
+                ApiError::invalid("amount", error.code(), error.to_string())
+            })?;
     let reason = fields.optional_string("reason")?.unwrap_or("").to_owned();
     if reason.chars().count() > REASON_MAX_CHARS || reason.chars().any(char::is_control) {
-        return Err(ApiError::invalid("reason", "invalid_reason", format!("reason must be at most {REASON_MAX_CHARS} characters of text")));
+        return Err(ApiError::invalid(
+            "reason",
+            "invalid_reason",
+            format!("reason must be at most {REASON_MAX_CHARS} characters of text"),
+        ));
     }
     let command = Command::new(
         CommandId(Uuid::new_v4()),
-        CommandKind::RequestRefund(RequestRefund { refund_no: refund_no.clone(), amount, reason: reason.clone() }),
+        CommandKind::RequestRefund(RequestRefund {
+            refund_no: refund_no.clone(),
+            amount,
+            reason: reason.clone(),
+        }),
     );
     let (status, history) = match state.runtime.command(&merchant, &order_no, command).await {
         Ok(history) => (StatusCode::CREATED, history),
@@ -290,7 +369,8 @@ pub async fn create_refund(
         }
         Err(error) => return Err(error.into()),
     };
-    let refund = RefundView::find(&history.state, &refund_no).ok_or_else(|| ApiError::not_found("refund"))?;
+    let refund = RefundView::find(&history.state, &refund_no)
+        .ok_or_else(|| ApiError::not_found("refund"))?;
     Ok((status, axum::Json(refund)).into_response())
 }
 
@@ -306,6 +386,7 @@ pub async fn get_refund(
     if history.events.is_empty() {
         return Err(ApiError::not_found("order"));
     }
-    let refund = RefundView::find(&history.state, &refund_no).ok_or_else(|| ApiError::not_found("refund"))?;
+    let refund = RefundView::find(&history.state, &refund_no)
+        .ok_or_else(|| ApiError::not_found("refund"))?;
     Ok(axum::Json(refund).into_response())
 }
