@@ -257,29 +257,19 @@ fn payload(event_type: &str, task: u64, order: u64, version: u64) -> Vec<u8> {
     .into_bytes()
 }
 
-/// Random (version 4) event ids from a cheap generator: as random for the
-/// index as `Uuid::new_v4`, without a system call per id.
+/// Event ids as the service makes them: each command gets a time-ordered
+/// (version 7) id and its events derive from it (`CommandId::event_id`), so
+/// the store's id index grows at one end instead of at random pages.
 #[derive(Debug)]
-struct IdSource(u64);
+struct IdSource;
 
 impl IdSource {
-    fn new(seed: u64) -> Self {
-        IdSource(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ 0x2545_f491_4f6c_dd1d)
-    }
-
-    fn next_u64(&mut self) -> u64 {
-        // splitmix64
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
+    fn new(_seed: u64) -> Self {
+        IdSource
     }
 
     fn next(&mut self) -> Uuid {
-        let high = u128::from(self.next_u64()) << 64;
-        let bytes = (high | u128::from(self.next_u64())).to_le_bytes();
-        uuid::Builder::from_random_bytes(bytes).into_uuid()
+        paycode_domain::CommandId(Uuid::now_v7()).event_id(0)
     }
 }
 

@@ -382,7 +382,7 @@ impl Runtime {
                 };
                 drop(auth_code);
                 let record = Command::new(
-                    CommandId(Uuid::new_v4()),
+                    CommandId(Uuid::now_v7()),
                     CommandKind::RecordPayAnswer(answer),
                 );
                 match runtime
@@ -458,7 +458,7 @@ impl Runtime {
             return;
         };
         let order = history.state.order().expect("a refunded order exists");
-        let record = Command::new(CommandId(Uuid::new_v4()), kind);
+        let record = Command::new(CommandId(Uuid::now_v7()), kind);
         if let Err(error) = self
             .inner
             .ledger
@@ -522,7 +522,7 @@ impl Runtime {
                 .execute(
                     &merchant,
                     &order_no,
-                    &Command::new(CommandId(Uuid::new_v4()), kind),
+                    &Command::new(CommandId(Uuid::now_v7()), kind),
                 )
                 .await
             {

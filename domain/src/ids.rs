@@ -85,9 +85,12 @@ pub struct CommandId(pub Uuid);
 
 impl CommandId {
     /// The id of the `index`-th event a command produced. Deterministic, so
-    /// that retrying an ambiguous append reuses the same event ids.
+    /// that retrying an ambiguous append reuses the same event ids. It keeps
+    /// the command id's order (callers make time-ordered version 7 ids), so
+    /// a store's id index grows at one end; only the low bits, random in a
+    /// version 7 id, carry the index.
     pub fn event_id(self, index: usize) -> Uuid {
-        Uuid::new_v5(&self.0, &(index as u64).to_be_bytes())
+        Uuid::from_u128(self.0.as_u128() ^ (index as u128))
     }
 }
 

@@ -150,7 +150,7 @@ pub async fn create(
     let runtime = &state.runtime;
     let (status, history) = match runtime
         .submit(
-            CommandId(Uuid::new_v4()),
+            CommandId(Uuid::now_v7()),
             &merchant,
             &order_no,
             auth_code,
@@ -309,7 +309,7 @@ pub async fn revoke(
     }
     let order_no = OrderNo::parse(&order_no_text).map_err(|_| ApiError::not_found("order"))?;
     let command = Command::new(
-        CommandId(Uuid::new_v4()),
+        CommandId(Uuid::now_v7()),
         CommandKind::RequestRevoke {
             reason: RevokeReason::MerchantRequested,
         },
@@ -346,7 +346,7 @@ pub async fn create_refund(
         ));
     }
     let command = Command::new(
-        CommandId(Uuid::new_v4()),
+        CommandId(Uuid::now_v7()),
         CommandKind::RequestRefund(RequestRefund {
             refund_no: refund_no.clone(),
             amount,
