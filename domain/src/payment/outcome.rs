@@ -81,6 +81,11 @@ pub enum RevokeResult {
     Closed,
     /// Money had moved and was returned.
     Refunded,
+    /// Revoked, but the channel does not say which of the two (WeChat's
+    /// reverse answer never does). The ledger reads it as `Refunded` when it
+    /// had recorded the payment and as `Closed` otherwise; a payment that
+    /// landed unseen during the revoke then shows up in reconciliation.
+    Unspecified,
 }
 
 /// What a revoke call said.

@@ -840,3 +840,30 @@ fn statement_lines_match_once_and_disagreeing_lines_are_refused() {
         "matching never changes the status"
     );
 }
+
+#[test]
+fn a_revoke_that_does_not_say_what_it_did_is_read_from_what_the_ledger_knows() {
+    // Rule: WeChat's reverse never says closed or refunded: paid orders end reversed, others closed.
+    let mut paid = Scenario::paid_wechat("10.00");
+    paid.at(20)
+        .when(CommandKind::RequestRevoke {
+            reason: RevokeReason::MerchantRequested,
+        })
+        .unwrap();
+    assert_eq!(
+        paid.run_next_revoke(RevokeOutcome::Done {
+            result: RevokeResult::Unspecified
+        }),
+        ["Revoked"]
+    );
+    assert_eq!(paid.status(), PaymentStatus::Reversed);
+
+    let mut unpaid = Scenario::submitted(WECHAT_CODE, "10.00");
+    unpaid.pay_answer(PayOutcome::Failed {
+        code: "NOTENOUGH".into(),
+    });
+    unpaid.run_next_revoke(RevokeOutcome::Done {
+        result: RevokeResult::Unspecified,
+    });
+    assert_eq!(unpaid.status(), PaymentStatus::Closed);
+}

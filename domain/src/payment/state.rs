@@ -442,6 +442,18 @@ pub fn evolve(state: PaymentState, event: &Event) -> PaymentState {
             PaymentState::Revoking(revoking)
         }
         (PaymentState::Revoking(revoking), Fact::Revoked(revoked)) => match revoked.result {
+            RevokeResult::Unspecified if revoking.paid.is_some() => {
+                PaymentState::Reversed(ReversedOrder {
+                    order: revoking.order,
+                    paid: revoking.paid,
+                    reversed_at: at,
+                })
+            }
+            RevokeResult::Unspecified => PaymentState::Closed(ClosedOrder {
+                order: revoking.order,
+                failure_code: revoking.failure_code,
+                closed_at: at,
+            }),
             RevokeResult::Closed if revoking.paid.is_some() => {
                 // Contradiction: followed in the same decision by ManualReviewRequired.
                 PaymentState::Revoking(revoking)
