@@ -44,7 +44,9 @@ pub struct ManualClock {
 
 impl ManualClock {
     pub fn starting_at(start: DateTime<Utc>) -> Self {
-        ManualClock { now: Arc::new(watch::Sender::new(start)) }
+        ManualClock {
+            now: Arc::new(watch::Sender::new(start)),
+        }
     }
 
     pub fn advance(&self, by: Duration) {
@@ -90,6 +92,10 @@ mod tests {
         sleeper.await.unwrap();
         assert_eq!(clock.now(), start + Duration::seconds(30));
         clock.set(start);
-        assert_eq!(clock.now(), start + Duration::seconds(30), "time never goes back");
+        assert_eq!(
+            clock.now(),
+            start + Duration::seconds(30),
+            "time never goes back"
+        );
     }
 }

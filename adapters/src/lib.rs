@@ -6,5 +6,9 @@
 pub mod alipay;
 pub mod channel;
 pub mod clock;
+pub mod lease;
+pub mod sandbox;
 pub mod store;
+#[doc(hidden)]
+pub mod testkit;
 pub mod wechat;

@@ -2,9 +2,14 @@
 //! black-box tests in `tests/` both start it from here.
 
 pub mod bench;
+pub mod cli;
+pub mod clients;
+pub mod config;
+pub mod embedded;
 pub mod http;
 pub mod index;
 pub mod ledger;
 pub mod metrics;
 pub mod runtime;
+pub mod sandbox_cli;
 pub mod service;

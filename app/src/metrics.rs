@@ -194,13 +194,17 @@ impl Metrics {
             .observe(took.as_secs_f64());
     }
 
-    pub fn rate_limit_wait(&self, channel: Channel, api: &'static str) {
-        self.rate_limit_waits
-            .get_or_create(&ApiLabels {
-                channel: channel.as_str(),
-                api,
-            })
-            .inc();
+    /// Brings the rate-limit wait counter up to `total`, the clients' running
+    /// count for this channel and API (summed over merchants).
+    pub fn rate_limit_waits_seen(&self, channel: Channel, api: &'static str, total: u64) {
+        let counter = self.rate_limit_waits.get_or_create(&ApiLabels {
+            channel: channel.as_str(),
+            api,
+        });
+        let seen = counter.get();
+        if total > seen {
+            counter.inc_by(total - seen);
+        }
     }
 
     pub fn store_append(&self, took: Duration) {

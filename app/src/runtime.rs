@@ -14,6 +14,7 @@ use std::time::Duration as StdDuration;
 
 use chrono::{DateTime, Duration, Utc};
 use paycode_adapters::channel::{ChannelClient, PayRequest, RefundRequest};
+use paycode_adapters::lease::StepLease;
 use paycode_domain::ids::parse_payment_stream;
 use paycode_domain::payment::{
     Action, ChannelAnswer, Command, CommandKind, PaymentState, RefundStage, next_action,
@@ -32,6 +33,10 @@ pub const STEPS_IN_PARALLEL_MAX: usize = 256;
 const STEPS_PER_TURN_MAX: u32 = 16;
 /// How long to wait before retrying an order whose step failed on the store.
 const STORE_RETRY_SECS: i64 = 1;
+/// How long a step lease lasts: longer than any channel call with its rate-limit wait.
+const LEASE_TTL_SECS: i64 = 120;
+/// How long to wait before looking again at an order another process is working on.
+const LEASE_BUSY_RETRY_SECS: i64 = 2;
 
 /// The channel clients, per merchant and channel.
 #[derive(Debug, Default, Clone)]
@@ -46,6 +51,17 @@ impl Channels {
 
     pub fn get(&self, merchant: &MerchantId, channel: Channel) -> Option<&Arc<dyn ChannelClient>> {
         self.clients.get(&(merchant.clone(), channel))
+    }
+
+    /// Rate-limit waits so far, summed over merchants, per channel and API.
+    pub fn rate_limit_waits(&self) -> HashMap<(Channel, &'static str), u64> {
+        let mut totals = HashMap::new();
+        for ((_, channel), client) in &self.clients {
+            for (api, count) in client.rate_limit_waits() {
+                *totals.entry((*channel, api.as_str())).or_insert(0) += count;
+            }
+        }
+        totals
     }
 }
 
@@ -116,11 +132,15 @@ struct Inner {
     channels: Channels,
     timers: Mutex<Timers>,
     timer_changed: Notify,
-    in_flight: Mutex<HashSet<Arc<str>>>,
+    /// Orders being worked on, each with whether another step was asked for meanwhile.
+    in_flight: Mutex<HashMap<Arc<str>, bool>>,
     permits: Arc<Semaphore>,
     /// Waiters for a change of one order (long polls).
     watchers: Mutex<HashMap<String, Arc<Notify>>>,
     metrics: Metrics,
+    leases: Arc<dyn StepLease>,
+    /// This process's name in the step leases.
+    owner: String,
 }
 
 /// Releases an order's in-flight mark when dropped.
@@ -131,26 +151,44 @@ struct InFlight {
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.inner
+        let rerun = self
+            .inner
             .in_flight
             .lock()
             .expect("in-flight lock")
             .remove(&self.stream);
+        // A timer fired while this task held the order: its step must not be lost.
+        if rerun == Some(true) {
+            if let Ok(handle) = tokio::runtime::Handle::try_current() {
+                let runtime = Runtime {
+                    inner: self.inner.clone(),
+                };
+                let stream = self.stream.clone();
+                handle.spawn(async move { runtime.step(&stream).await });
+            }
+        }
     }
 }
 
 impl Runtime {
-    pub fn new(ledger: Ledger, channels: Channels, metrics: Metrics) -> Self {
+    pub fn new(
+        ledger: Ledger,
+        channels: Channels,
+        metrics: Metrics,
+        leases: Arc<dyn StepLease>,
+    ) -> Self {
         Runtime {
             inner: Arc::new(Inner {
                 ledger,
                 channels,
                 timers: Mutex::new(Timers::default()),
                 timer_changed: Notify::new(),
-                in_flight: Mutex::new(HashSet::new()),
+                in_flight: Mutex::new(HashMap::new()),
                 permits: Arc::new(Semaphore::new(STEPS_IN_PARALLEL_MAX)),
                 watchers: Mutex::new(HashMap::new()),
                 metrics,
+                leases,
+                owner: Uuid::new_v4().to_string(),
             }),
         }
     }
@@ -161,6 +199,16 @@ impl Runtime {
 
     pub fn metrics(&self) -> &Metrics {
         &self.inner.metrics
+    }
+
+    /// The metrics text, with the channel clients' rate-limit waits brought up to date.
+    pub fn render_metrics(&self) -> String {
+        for ((channel, api), total) in self.inner.channels.rate_limit_waits() {
+            self.inner
+                .metrics
+                .rate_limit_waits_seen(channel, api, total);
+        }
+        self.inner.metrics.render()
     }
 
     /// Orders with a pending timer.
@@ -276,15 +324,21 @@ impl Runtime {
         }
     }
 
+    /// Claims the order for this task. When another task holds it, asks that
+    /// task to step the order again once it lets go, and returns `None`.
     fn try_claim(&self, stream: &str) -> Option<InFlight> {
+        self.claim_or(stream, true)
+    }
+
+    fn claim_or(&self, stream: &str, ask_for_rerun: bool) -> Option<InFlight> {
+        let mut in_flight = self.inner.in_flight.lock().expect("in-flight lock");
+        if let Some(rerun) = in_flight.get_mut(stream) {
+            *rerun |= ask_for_rerun;
+            return None;
+        }
         let key: Arc<str> = Arc::from(stream);
-        let fresh = self
-            .inner
-            .in_flight
-            .lock()
-            .expect("in-flight lock")
-            .insert(key.clone());
-        fresh.then(|| InFlight {
+        in_flight.insert(key.clone(), false);
+        Some(InFlight {
             inner: self.inner.clone(),
             stream: key,
         })
@@ -293,7 +347,7 @@ impl Runtime {
     /// Claims the order, waiting a little for a step in progress to finish.
     async fn claim(&self, stream: &str) -> Option<InFlight> {
         for _ in 0..500 {
-            if let Some(claim) = self.try_claim(stream) {
+            if let Some(claim) = self.claim_or(stream, false) {
                 return Some(claim);
             }
             tokio::time::sleep(StdDuration::from_millis(10)).await;
@@ -486,6 +540,16 @@ impl Runtime {
             // Someone is working on it; they set the timer when done.
             return;
         };
+        let mut leased = false;
+        self.step_turn(stream, &mut leased).await;
+        if leased {
+            if let Err(error) = self.inner.leases.release(stream, &self.inner.owner).await {
+                warn!(%error, stream, "step lease not released; it expires by itself");
+            }
+        }
+    }
+
+    async fn step_turn(&self, stream: &str, leased: &mut bool) {
         let clock = self.inner.ledger.clock().clone();
         for _ in 0..STEPS_PER_TURN_MAX {
             let history = match self.inner.ledger.history_of(stream).await {
@@ -504,6 +568,34 @@ impl Runtime {
                 self.schedule(stream, due_at);
                 self.notify_watchers(stream);
                 return;
+            }
+            if !*leased {
+                // Another process sharing the store may be due for the same step.
+                let ttl = Duration::seconds(LEASE_TTL_SECS);
+                match self
+                    .inner
+                    .leases
+                    .acquire(stream, &self.inner.owner, clock.now(), ttl)
+                    .await
+                {
+                    Ok(true) => {
+                        *leased = true;
+                        // The other process may have moved the order while we waited: decide afresh.
+                        continue;
+                    }
+                    Ok(false) => {
+                        self.schedule(
+                            stream,
+                            clock.now() + Duration::seconds(LEASE_BUSY_RETRY_SECS),
+                        );
+                        return;
+                    }
+                    Err(error) => {
+                        warn!(%error, stream, "step lease unavailable; retrying later");
+                        self.schedule(stream, clock.now() + Duration::seconds(STORE_RETRY_SECS));
+                        return;
+                    }
+                }
             }
             let Some(order) = history.state.order() else {
                 return;

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use paycode_adapters::clock::Clock;
+use paycode_adapters::lease::StepLease;
 use paycode_adapters::store::EventStore;
 use paycode_domain::Policy;
 use paycode_domain::payment::PaymentDecider;
@@ -32,6 +33,9 @@ pub struct Parts {
     pub policy: Policy,
     pub api_keys: Vec<ApiKey>,
     pub requests_per_sec: u32,
+    /// Who may act on an order's step: `LocalLeases` for one process,
+    /// `SqliteLeases` when several processes share a SQLite file.
+    pub leases: Arc<dyn StepLease>,
 }
 
 /// A running service: background tasks plus the HTTP state.
@@ -53,7 +57,7 @@ impl Service {
             PaymentDecider::new(parts.policy),
             parts.clock,
         );
-        let runtime = Runtime::new(ledger, parts.channels, metrics.clone());
+        let runtime = Runtime::new(ledger, parts.channels, metrics.clone(), parts.leases);
         let recovered_orders = runtime.recover().await?;
         let index = Arc::new(OrderIndex::default());
         let (shutdown, _) = watch::channel(false);

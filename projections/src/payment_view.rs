@@ -5,7 +5,9 @@ use chrono::{DateTime, Utc};
 use paycode_domain::payment::{
     Action, Event, PaymentState, PaymentStatus, RefundStage, RefundStatus, evolve, next_action,
 };
-use paycode_domain::{Channel, Currency, MaskedAuthCode, MerchantId, Money, OrderNo, RefundNo, Total};
+use paycode_domain::{
+    Channel, Currency, MaskedAuthCode, MerchantId, Money, OrderNo, RefundNo, Total,
+};
 use serde::Serialize;
 
 /// The contract's payment object.
@@ -65,7 +67,12 @@ pub fn action_name(action: &Action) -> &'static str {
 impl PaymentView {
     /// The view of a state reached after `last_version`, with the times of
     /// the first and last events. `None` before submission.
-    pub fn of(state: &PaymentState, created_at: DateTime<Utc>, updated_at: DateTime<Utc>, last_version: u64) -> Option<Self> {
+    pub fn of(
+        state: &PaymentState,
+        created_at: DateTime<Utc>,
+        updated_at: DateTime<Utc>,
+        last_version: u64,
+    ) -> Option<Self> {
         let order = state.order()?;
         let status = state.status()?;
         let paid = state.paid_facts();
@@ -92,8 +99,10 @@ impl PaymentView {
             updated_at,
             paid_at: paid.map(|p| p.paid_at),
             version: last_version,
-            pending_action: next_action(state)
-                .map(|(action, due_at)| PendingAction { action: action_name(&action), due_at }),
+            pending_action: next_action(state).map(|(action, due_at)| PendingAction {
+                action: action_name(&action),
+                due_at,
+            }),
         })
     }
 
@@ -140,7 +149,9 @@ impl RefundView {
     }
 
     pub fn find(state: &PaymentState, refund_no: &RefundNo) -> Option<RefundView> {
-        RefundView::all(state).into_iter().find(|r| &r.refund_no == refund_no)
+        RefundView::all(state)
+            .into_iter()
+            .find(|r| &r.refund_no == refund_no)
     }
 }
 
@@ -159,7 +170,10 @@ mod tests {
         let mut events = Vec::new();
         for (n, (secs, kind)) in commands.into_iter().enumerate() {
             let command = Command::new(CommandId(Uuid::from_u128(n as u128)), kind);
-            for event in decider.decide(&state, &command, start + chrono::Duration::seconds(secs)).unwrap() {
+            for event in decider
+                .decide(&state, &command, start + chrono::Duration::seconds(secs))
+                .unwrap()
+            {
                 state = evolve(state, &event);
                 events.push(event);
             }
@@ -182,11 +196,34 @@ mod tests {
         let paid_at = Utc.with_ymd_and_hms(2026, 11, 22, 2, 0, 1).unwrap();
         let events = run(vec![
             (0, submit()),
-            (1, CommandKind::RecordPayAnswer(ChannelAnswer::new(PayOutcome::Paid { channel_trade_no: "42".into(), paid_at }))),
-            (60, CommandKind::RequestRefund(RequestRefund { refund_no: RefundNo::parse("R1").unwrap(), amount: "2.00".parse().unwrap(), reason: "r".into() })),
-            (61, CommandKind::RecordRefundAnswer { refund_no: RefundNo::parse("R1").unwrap(), answer: ChannelAnswer::new(RefundOutcome::Succeeded { channel_refund_no: None, refunded_at: paid_at }) }),
+            (
+                1,
+                CommandKind::RecordPayAnswer(ChannelAnswer::new(PayOutcome::Paid {
+                    channel_trade_no: "42".into(),
+                    paid_at,
+                })),
+            ),
+            (
+                60,
+                CommandKind::RequestRefund(RequestRefund {
+                    refund_no: RefundNo::parse("R1").unwrap(),
+                    amount: "2.00".parse().unwrap(),
+                    reason: "r".into(),
+                }),
+            ),
+            (
+                61,
+                CommandKind::RecordRefundAnswer {
+                    refund_no: RefundNo::parse("R1").unwrap(),
+                    answer: ChannelAnswer::new(RefundOutcome::Succeeded {
+                        channel_refund_no: None,
+                        refunded_at: paid_at,
+                    }),
+                },
+            ),
         ]);
-        let view = PaymentView::fold(events.iter().enumerate().map(|(v, e)| (v as u64, e))).unwrap();
+        let view =
+            PaymentView::fold(events.iter().enumerate().map(|(v, e)| (v as u64, e))).unwrap();
         let json = serde_json::to_value(&view).unwrap();
         assert_eq!(json["status"], "partially_refunded");
         assert_eq!(json["amount"], "12.34");
@@ -200,19 +237,32 @@ mod tests {
         assert_eq!(json["failure_code"], serde_json::Value::Null);
         assert_eq!(json["pending_action"], serde_json::Value::Null);
         let state = PaymentState::replay(&events);
-        let refund = serde_json::to_value(RefundView::find(&state, &RefundNo::parse("R1").unwrap()).unwrap()).unwrap();
+        let refund = serde_json::to_value(
+            RefundView::find(&state, &RefundNo::parse("R1").unwrap()).unwrap(),
+        )
+        .unwrap();
         assert_eq!(refund["status"], "succeeded");
         assert_eq!(refund["amount"], "2.00");
     }
 
     #[test]
     fn a_paying_payment_shows_its_next_step() {
-        let events = run(vec![(0, submit()), (1, CommandKind::RecordPayAnswer(ChannelAnswer::new(PayOutcome::WaitingForPassword)))]);
-        let view = PaymentView::fold(events.iter().enumerate().map(|(v, e)| (v as u64, e))).unwrap();
+        let events = run(vec![
+            (0, submit()),
+            (
+                1,
+                CommandKind::RecordPayAnswer(ChannelAnswer::new(PayOutcome::WaitingForPassword)),
+            ),
+        ]);
+        let view =
+            PaymentView::fold(events.iter().enumerate().map(|(v, e)| (v as u64, e))).unwrap();
         assert_eq!(view.status, PaymentStatus::Paying);
         let pending = view.pending_action.unwrap();
         assert_eq!(pending.action, "query_payment");
-        assert_eq!(pending.due_at, Utc.with_ymd_and_hms(2026, 11, 22, 2, 0, 6).unwrap());
+        assert_eq!(
+            pending.due_at,
+            Utc.with_ymd_and_hms(2026, 11, 22, 2, 0, 6).unwrap()
+        );
         assert!(PaymentView::fold(std::iter::empty()).is_none());
     }
 }

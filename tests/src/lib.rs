@@ -15,6 +15,7 @@ use paycode_adapters::channel::{
     ChannelClient, PayRequest, RefundRequest, StatementError, StatementFile,
 };
 use paycode_adapters::clock::{Clock, ManualClock};
+use paycode_adapters::lease::{LocalLeases, StepLease};
 use paycode_adapters::store::{EventStore, MemoryStore};
 use paycode_domain::payment::{
     ChannelAnswer, PayOutcome, QueryOutcome, RefundOutcome, RevokeOutcome, RevokeResult,
@@ -221,6 +222,19 @@ impl TestApp {
         let shared_clock: Arc<dyn Clock> = Arc::new(clock.clone());
         let wechat = Arc::new(ScriptedChannel::new(Channel::Wechat, shared_clock.clone()));
         let alipay = Arc::new(ScriptedChannel::new(Channel::Alipay, shared_clock.clone()));
+        TestApp::spawn_with(store, Arc::new(LocalLeases), clock, wechat, alipay).await
+    }
+
+    /// A service on `store` sharing the clock and channels given: several of
+    /// these on one SQLite file play several processes of one deployment.
+    pub async fn spawn_with(
+        store: Arc<dyn EventStore>,
+        leases: Arc<dyn StepLease>,
+        clock: ManualClock,
+        wechat: Arc<ScriptedChannel>,
+        alipay: Arc<ScriptedChannel>,
+    ) -> TestApp {
+        let shared_clock: Arc<dyn Clock> = Arc::new(clock.clone());
         let demo = MerchantId::parse("demo").unwrap();
         let other = MerchantId::parse("other").unwrap();
         let mut channels = Channels::default();
@@ -244,6 +258,7 @@ impl TestApp {
                 },
             ],
             requests_per_sec: 100_000,
+            leases,
         };
         let service = Service::start(parts).await.expect("service starts");
         let router = service.router();
@@ -309,12 +324,109 @@ impl TestApp {
             self.clock.advance(chrono::Duration::seconds(step_secs));
             tokio::time::sleep(std::time::Duration::from_millis(5)).await;
         }
-        panic!("{order_no} never reached {status}");
+        let (_, events) = self
+            .call("GET", &format!("/v1/payments/{order_no}/events"), None)
+            .await;
+        let (_, payment) = self
+            .call("GET", &format!("/v1/payments/{order_no}"), None)
+            .await;
+        panic!("{order_no} never reached {status}: {payment}\n{events}");
     }
 }
 
 impl Drop for TestApp {
     fn drop(&mut self) {
         self.server.abort();
+    }
+}
+
+/// The real service wired to the real sandbox (both channels, real HTTP,
+/// real signatures) through the real channel clients, on a manual clock.
+pub struct SandboxApp {
+    pub app: TestApp,
+    pub sandbox: paycode_adapters::sandbox::Sandbox,
+    _sandbox_server: tokio::task::JoinHandle<()>,
+}
+
+impl std::fmt::Debug for SandboxApp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SandboxApp")
+            .field("app", &self.app)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SandboxApp {
+    /// Client timeout 300 ms, code `05` held 1 s, truth in memory.
+    pub async fn spawn() -> SandboxApp {
+        let clock = ManualClock::starting_at(start_time());
+        let shared: Arc<dyn Clock> = Arc::new(clock.clone());
+        let options = paycode::embedded::SandboxOptions {
+            state_path: None,
+            client_timeout: std::time::Duration::from_millis(300),
+            slow_answer: std::time::Duration::from_secs(1),
+        };
+        let (sandbox, channels, server, _) =
+            paycode::embedded::sandbox_and_channels(options, shared.clone())
+                .await
+                .expect("the sandbox starts");
+        let store: Arc<dyn EventStore> = Arc::new(MemoryStore::new());
+        let parts = Parts {
+            store: store.clone(),
+            channels,
+            clock: shared.clone(),
+            policy: Policy::default(),
+            api_keys: vec![ApiKey {
+                key: DEMO_KEY.into(),
+                merchant: MerchantId::parse("demo").unwrap(),
+            }],
+            requests_per_sec: 100_000,
+            leases: Arc::new(LocalLeases),
+        };
+        let service = Service::start(parts).await.expect("service starts");
+        let router = service.router();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base_url = format!("http://{}", listener.local_addr().unwrap());
+        let serving = tokio::spawn(async move {
+            axum::serve(listener, router).await.unwrap();
+            drop(service);
+        });
+        let unused = Arc::new(ScriptedChannel::new(Channel::Wechat, shared.clone()));
+        let app = TestApp {
+            base_url,
+            clock,
+            wechat: unused.clone(),
+            alipay: unused,
+            store,
+            http: reqwest::Client::new(),
+            server: serving,
+        };
+        SandboxApp {
+            app,
+            sandbox,
+            _sandbox_server: server,
+        }
+    }
+
+    /// How many calls of `api` the sandbox received for `order_no`.
+    pub fn calls(&self, api: paycode_adapters::sandbox::SandboxApi, order_no: &str) -> usize {
+        self.sandbox
+            .calls()
+            .iter()
+            .filter(|call| call.api == api && call.out_trade_no.as_deref() == Some(order_no))
+            .count()
+    }
+
+    /// How many calls of `api` the sandbox received naming refund `refund_no`.
+    pub fn refund_calls(
+        &self,
+        api: paycode_adapters::sandbox::SandboxApi,
+        refund_no: &str,
+    ) -> usize {
+        self.sandbox
+            .calls()
+            .iter()
+            .filter(|call| call.api == api && call.refund_no.as_deref() == Some(refund_no))
+            .count()
     }
 }

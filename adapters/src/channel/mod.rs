@@ -80,11 +80,21 @@ pub trait ChannelClient: Send + Sync + std::fmt::Debug {
     async fn refund(&self, request: RefundRequest<'_>) -> ChannelAnswer<RefundOutcome>;
 
     /// WeChat `/pay/refundquery`, Alipay `alipay.trade.fastpay.refund.query`.
-    async fn refund_query(&self, order_no: &OrderNo, refund_no: &RefundNo) -> ChannelAnswer<RefundOutcome>;
+    async fn refund_query(
+        &self,
+        order_no: &OrderNo,
+        refund_no: &RefundNo,
+    ) -> ChannelAnswer<RefundOutcome>;
 
     /// WeChat `/pay/downloadbill` (type ALL), Alipay bill download URL then the zip.
     /// `date` is the statement's China-time day.
     async fn download_statement(&self, date: NaiveDate) -> Result<StatementFile, StatementError>;
+
+    /// How many calls of each API have waited for a rate-limit token so far
+    /// (for metrics). Clients without a limiter report none.
+    fn rate_limit_waits(&self) -> Vec<(rate_limit::Api, u64)> {
+        Vec::new()
+    }
 }
 
 /// A channel client that cannot be built from its settings. `setting` names
@@ -99,6 +109,9 @@ pub struct ConfigError {
 
 impl ConfigError {
     pub fn new(setting: impl Into<String>, reason: impl Into<String>) -> Self {
-        ConfigError { setting: setting.into(), reason: reason.into() }
+        ConfigError {
+            setting: setting.into(),
+            reason: reason.into(),
+        }
     }
 }

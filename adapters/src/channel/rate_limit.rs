@@ -4,6 +4,7 @@
 //! Each wait is returned so the caller can measure it.
 
 use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
@@ -115,9 +116,21 @@ impl Default for RateLimits {
 #[derive(Debug)]
 pub struct CallLimiter {
     buckets: [DefaultDirectRateLimiter; 6],
+    /// Calls that had to wait for a token, per API.
+    waits: [AtomicU64; 6],
 }
 
-const APIS: [Api; 6] = [Api::Pay, Api::Query, Api::Revoke, Api::Refund, Api::RefundQuery, Api::Statement];
+/// A call waited for its turn if it waited at least this long.
+const WAITED_MIN: Duration = Duration::from_millis(1);
+
+const APIS: [Api; 6] = [
+    Api::Pay,
+    Api::Query,
+    Api::Revoke,
+    Api::Refund,
+    Api::RefundQuery,
+    Api::Statement,
+];
 
 impl CallLimiter {
     /// Buckets for `limits`; a zero limit is treated as 1 per second (see `RateLimits::validate`).
@@ -126,15 +139,33 @@ impl CallLimiter {
             let per_sec = NonZeroU32::new(limits.per_sec(api)).unwrap_or(NonZeroU32::MIN);
             RateLimiter::direct(Quota::per_second(per_sec))
         };
-        CallLimiter { buckets: APIS.map(bucket) }
+        CallLimiter {
+            buckets: APIS.map(bucket),
+            waits: Default::default(),
+        }
     }
 
     /// Waits until a call to `api` is allowed; returns how long it waited.
     pub async fn until_ready(&self, api: Api) -> Duration {
-        let index = APIS.iter().position(|a| *a == api).expect("every Api has a bucket");
+        let index = APIS
+            .iter()
+            .position(|a| *a == api)
+            .expect("every Api has a bucket");
         let started = Instant::now();
         self.buckets[index].until_ready().await;
-        started.elapsed()
+        let waited = started.elapsed();
+        if waited >= WAITED_MIN {
+            self.waits[index].fetch_add(1, Ordering::Relaxed);
+        }
+        waited
+    }
+
+    /// How many calls of each API have waited for a token so far.
+    pub fn waits(&self) -> Vec<(Api, u64)> {
+        APIS.iter()
+            .zip(&self.waits)
+            .map(|(api, count)| (*api, count.load(Ordering::Relaxed)))
+            .collect()
     }
 }
 
@@ -145,16 +176,35 @@ mod tests {
     #[tokio::test]
     async fn calls_over_the_limit_wait_and_are_not_dropped() {
         // 5 per second: a burst of 5 passes at once, the 6th and 7th wait for tokens.
-        let limits = RateLimits { pay_per_sec: 5, ..RateLimits::WECHAT };
+        let limits = RateLimits {
+            pay_per_sec: 5,
+            ..RateLimits::WECHAT
+        };
         let limiter = CallLimiter::new(limits);
         let started = Instant::now();
         let mut waits = Vec::new();
         for _ in 0..7 {
             waits.push(limiter.until_ready(Api::Pay).await);
         }
-        assert!(waits[..5].iter().all(|w| *w < Duration::from_millis(50)), "{waits:?}");
-        assert!(waits[5] >= Duration::from_millis(100), "the 6th call waited: {waits:?}");
-        assert!(started.elapsed() >= Duration::from_millis(300), "all 7 calls went through in turn");
+        assert!(
+            waits[..5].iter().all(|w| *w < Duration::from_millis(50)),
+            "{waits:?}"
+        );
+        assert!(
+            waits[5] >= Duration::from_millis(100),
+            "the 6th call waited: {waits:?}"
+        );
+        assert!(
+            started.elapsed() >= Duration::from_millis(300),
+            "all 7 calls went through in turn"
+        );
+        let pay_waits = limiter
+            .waits()
+            .into_iter()
+            .find(|(api, _)| *api == Api::Pay)
+            .unwrap()
+            .1;
+        assert_eq!(pay_waits, 2, "the 6th and 7th calls are counted as waits");
         // Another API has its own bucket.
         assert!(limiter.until_ready(Api::Query).await < Duration::from_millis(50));
     }
@@ -163,8 +213,14 @@ mod tests {
     fn the_documented_wechat_limits_are_the_defaults() {
         let limits = RateLimits::default();
         assert_eq!((limits.pay_per_sec, limits.query_per_sec), (30, 1800));
-        assert_eq!((limits.refund_per_sec, limits.refund_query_per_sec), (150, 300));
-        let zero = RateLimits { refund_per_sec: 0, ..limits };
+        assert_eq!(
+            (limits.refund_per_sec, limits.refund_query_per_sec),
+            (150, 300)
+        );
+        let zero = RateLimits {
+            refund_per_sec: 0,
+            ..limits
+        };
         assert_eq!(zero.validate(), Err("refund_per_sec"));
     }
 }

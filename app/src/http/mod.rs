@@ -128,7 +128,7 @@ async fn metrics(State(state): State<AppState>) -> Response {
             header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        state.runtime.metrics().render(),
+        state.runtime.render_metrics(),
     )
         .into_response()
 }

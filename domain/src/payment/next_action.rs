@@ -39,14 +39,18 @@ pub enum Action {
 pub fn next_action(state: &PaymentState) -> Option<(Action, DateTime<Utc>)> {
     match state {
         PaymentState::Paying(paying) => {
-            if paying.next_query_at >= paying.order.deadline_at {
+            let deadline = paying.order.deadline_at;
+            if paying.queries == 0 {
+                // Query before any revoke ("query first, revoke only without a clear
+                // result"), even when the pay answer itself came after the deadline.
+                Some((Action::QueryPayment, paying.next_query_at.min(deadline)))
+            } else if paying.next_query_at >= deadline {
                 // No query left before the deadline: revoke at the deadline.
-                let due = paying.order.deadline_at;
                 Some((
                     Action::StartRevoke {
                         reason: RevokeReason::DeadlineReached,
                     },
-                    due,
+                    deadline,
                 ))
             } else {
                 Some((Action::QueryPayment, paying.next_query_at))

@@ -867,3 +867,37 @@ fn a_revoke_that_does_not_say_what_it_did_is_read_from_what_the_ledger_knows() {
     });
     assert_eq!(unpaid.status(), PaymentStatus::Closed);
 }
+
+#[test]
+fn a_pay_answer_that_comes_after_the_deadline_is_still_followed_by_a_query() {
+    // Rule: query first; revoke only when the query gives no clear result.
+    let mut s = Scenario::submitted(WECHAT_CODE, "10.00");
+    s.at(40);
+    s.pay_answer(PayOutcome::Unknown {
+        reason: "timeout".into(),
+    });
+    assert_eq!(
+        s.next(),
+        Some((Action::QueryPayment, 30)),
+        "due at once: the deadline has passed"
+    );
+    s.query_answer(QueryOutcome::Paid {
+        channel_trade_no: "42".into(),
+        paid_at: s.now,
+    });
+    assert_eq!(s.status(), PaymentStatus::Paid);
+
+    let mut waiting = Scenario::submitted(WECHAT_CODE, "10.00");
+    waiting.at(40);
+    waiting.pay_answer(PayOutcome::WaitingForPassword);
+    waiting.query_answer(QueryOutcome::WaitingForPassword);
+    assert_eq!(
+        waiting.next(),
+        Some((
+            Action::StartRevoke {
+                reason: RevokeReason::DeadlineReached
+            },
+            30
+        ))
+    );
+}

@@ -1,0 +1,598 @@
+//! `AlipayClient`: the [`ChannelClient`] of one merchant's Alipay app.
+//!
+//! Every call waits for its API's rate-limit bucket, signs the common
+//! parameters and `biz_content` with the app key (RSA2), POSTs them
+//! form-encoded to the gateway with a timeout, extracts the answer node from
+//! the raw body, verifies Alipay's signature over its exact text, and only
+//! then lets [`super::judge`] read it. Anything short of a verified answer
+//! about this very request (transport error, timeout, HTTP error status,
+//! oversized, non-UTF-8 or unparsable body, missing or wrong signature) is
+//! an `Unknown` outcome with a reason, carrying whatever raw codes were
+//! readable plus `signature=missing|invalid` when that was the problem.
+//!
+//! The auth_code appears in the pay request body and nowhere else: it is
+//! masked out of every code and reason of the pay answer before that answer
+//! is logged or returned, and bodies are never logged.
+
+use std::fmt;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, NaiveDate, Utc};
+use paycode_domain::payment::{
+    ChannelAnswer, PayOutcome, QueryOutcome, RefundOutcome, RevokeOutcome,
+};
+use paycode_domain::{AuthCode, Channel, ChannelCodes, OrderNo, RefundNo};
+use reqwest::header::{CONTENT_TYPE, DATE};
+use rsa::{RsaPrivateKey, RsaPublicKey};
+use serde::Serialize;
+use tracing::Instrument as _;
+
+use super::config::{AlipayConfig, Secret, setting};
+use super::envelope;
+use super::judge::{self, Answer, BillUrlAnswer, PayExpected, RefundExpected, RefundQueryExpected};
+use super::sign;
+use super::wire::{self, BillContent, PayContent, RefundContent, RefundQueryContent, TradeContent};
+use crate::channel::rate_limit::{Api, CallLimiter};
+use crate::channel::{
+    ChannelClient, ConfigError, PayRequest, RefundRequest, StatementError, StatementFile,
+};
+
+/// The largest API answer read; anything longer is not an answer to these calls.
+pub const ANSWER_BYTES_MAX: usize = 1024 * 1024;
+/// The largest statement zip read.
+pub const STATEMENT_BYTES_MAX: usize = 256 * 1024 * 1024;
+
+/// One merchant's Alipay app, ready to call the gateway.
+pub struct AlipayClient {
+    app_id: String,
+    app_private_key: RsaPrivateKey,
+    alipay_public_key: RsaPublicKey,
+    gateway: reqwest::Url,
+    app_auth_token: Option<Secret>,
+    http: reqwest::Client,
+    timeout: Duration,
+    statement_timeout: Duration,
+    limiter: CallLimiter,
+}
+
+impl fmt::Debug for AlipayClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AlipayClient")
+            .field("app_id", &self.app_id)
+            .field("gateway", &self.gateway.as_str())
+            .field("app_private_key", &"***")
+            .field("app_auth_token", &self.app_auth_token)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AlipayClient {
+    /// Validates `config` and builds the client. The error names the
+    /// setting to fix (`merchants.alipay.private_key_file`, ...).
+    pub fn new(config: AlipayConfig) -> Result<AlipayClient, ConfigError> {
+        config.validate_plain()?;
+        let gateway = reqwest::Url::parse(config.base_url.trim()).map_err(|error| {
+            ConfigError::new(setting::BASE_URL, format!("is not a URL: {error}"))
+        })?;
+        if !matches!(gateway.scheme(), "http" | "https") {
+            return Err(ConfigError::new(
+                setting::BASE_URL,
+                "must be an http or https URL",
+            ));
+        }
+        let app_private_key = sign::private_key_from_pem(config.app_private_key.expose())
+            .map_err(|error| ConfigError::new(setting::PRIVATE_KEY_FILE, error.to_string()))?;
+        let alipay_public_key =
+            sign::public_key_from_pem(&config.alipay_public_key).map_err(|error| {
+                ConfigError::new(setting::ALIPAY_PUBLIC_KEY_FILE, error.to_string())
+            })?;
+        let http = reqwest::Client::builder()
+            .timeout(config.timeout)
+            .build()
+            .map_err(|error| {
+                ConfigError::new(setting::BASE_URL, format!("no HTTP client: {error}"))
+            })?;
+        Ok(AlipayClient {
+            app_id: config.app_id,
+            app_private_key,
+            alipay_public_key,
+            gateway,
+            app_auth_token: config.app_auth_token,
+            http,
+            timeout: config.timeout,
+            statement_timeout: config.statement_timeout,
+            limiter: CallLimiter::new(config.rate_limits),
+        })
+    }
+
+    /// The app id this client signs for.
+    pub fn app_id(&self) -> &str {
+        &self.app_id
+    }
+
+    /// One signed call; `Ok` only for an answer whose signature verified.
+    async fn call(
+        &self,
+        api: Api,
+        method: &str,
+        biz_content: Result<String, String>,
+    ) -> Result<Verified, Unproven> {
+        let biz_content = biz_content.map_err(Unproven::not_sent)?;
+        let waited = self.limiter.until_ready(api).await;
+        tracing::trace!(waited_ms = waited.as_millis() as u64, "rate limit");
+        let timestamp = wire::format_timestamp(Utc::now());
+        let token = self.app_auth_token.as_ref().map(Secret::expose);
+        let mut params = wire::request_params(&self.app_id, method, &timestamp, token, biz_content);
+        let signature = sign::sign_params(
+            &self.app_private_key,
+            params.iter().map(|(key, value)| (*key, value.as_str())),
+        )
+        .map_err(|error| Unproven::not_sent(error.to_string()))?;
+        params.push(("sign", signature));
+        let body = serde_urlencoded::to_string(&params)
+            .map_err(|error| Unproven::not_sent(error.to_string()))?;
+        drop(params);
+
+        let response = self
+            .http
+            .post(self.gateway.clone())
+            .header(
+                CONTENT_TYPE,
+                "application/x-www-form-urlencoded;charset=utf-8",
+            )
+            .body(body)
+            .send()
+            .await
+            .map_err(|error| Unproven::transport(Self::transport_reason(error, self.timeout)))?;
+        let status = response.status();
+        let answered_at = response
+            .headers()
+            .get(DATE)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|text| DateTime::parse_from_rfc2822(text).ok())
+            .map(|date| date.with_timezone(&Utc));
+        if !status.is_success() {
+            return Err(Unproven::transport(format!("HTTP status {status}")));
+        }
+        let bytes = read_capped(response, ANSWER_BYTES_MAX)
+            .await
+            .map_err(|error| Unproven::transport(Self::read_error_reason(error, self.timeout)))?;
+        let text = String::from_utf8(bytes)
+            .map_err(|_| Unproven::untrusted("answer is not UTF-8".to_owned()))?;
+        let envelope = envelope::extract(&text, method)
+            .map_err(|error| Unproven::untrusted(format!("unreadable answer: {error}")))?;
+        let answer = Answer::parse(envelope.node_raw)
+            .map_err(|error| Unproven::untrusted(format!("unreadable answer node: {error}")))?;
+        let mut codes = answer.codes();
+        if envelope.is_error_response() {
+            codes = codes.with("node", envelope::ERROR_RESPONSE);
+        }
+        if let Err(error) = sign::verify_response(&self.alipay_public_key, &envelope) {
+            let flag = if envelope.sign.is_none() {
+                "missing"
+            } else {
+                "invalid"
+            };
+            return Err(Unproven {
+                reason: format!(
+                    "answer not trusted: {error} (code {})",
+                    answer.code().unwrap_or("none")
+                ),
+                codes: codes.with("signature", flag),
+                kind: UnprovenKind::Untrusted,
+            });
+        }
+        Ok(Verified {
+            answer,
+            codes,
+            answered_at,
+        })
+    }
+
+    fn transport_reason(error: reqwest::Error, timeout: Duration) -> String {
+        let error = error.without_url();
+        if error.is_timeout() {
+            format!("no answer within {} ms", timeout.as_millis())
+        } else if error.is_connect() {
+            format!("cannot connect to the gateway: {}", error_chain(&error))
+        } else {
+            format!("transport error: {}", error_chain(&error))
+        }
+    }
+
+    fn read_error_reason(error: ReadError, timeout: Duration) -> String {
+        match error {
+            ReadError::Http(error) => Self::transport_reason(error, timeout),
+            ReadError::TooLarge(max) => format!("answer longer than {max} bytes"),
+        }
+    }
+
+    async fn download_zip(&self, url: &str) -> Result<Vec<u8>, StatementError> {
+        let url = reqwest::Url::parse(url)
+            .ok()
+            .filter(|url| matches!(url.scheme(), "http" | "https"))
+            .ok_or_else(|| {
+                StatementError::Untrusted("bill_download_url is not an http(s) URL".to_owned())
+            })?;
+        let response = self
+            .http
+            .get(url)
+            .timeout(self.statement_timeout)
+            .send()
+            .await
+            .map_err(|error| {
+                StatementError::Transport(Self::transport_reason(error, self.statement_timeout))
+            })?;
+        let status = response.status();
+        if !status.is_success() {
+            return Err(StatementError::Transport(format!(
+                "bill download answered HTTP status {status}"
+            )));
+        }
+        let bytes = read_capped(response, STATEMENT_BYTES_MAX)
+            .await
+            .map_err(|error| {
+                StatementError::Transport(Self::read_error_reason(error, self.statement_timeout))
+            })?;
+        // Every zip starts with a local file header or, when empty, the end-of-directory record.
+        if !bytes.starts_with(b"PK") {
+            return Err(StatementError::Untrusted(
+                "the bill download is not a zip file".to_owned(),
+            ));
+        }
+        Ok(bytes)
+    }
+}
+
+/// A verified answer.
+struct Verified {
+    answer: Answer,
+    /// The answer's codes, plus `node=error_response` when the gateway answered that way.
+    codes: ChannelCodes,
+    /// The HTTP `Date` of the answer.
+    answered_at: Option<DateTime<Utc>>,
+}
+
+impl Verified {
+    /// A judged outcome with this answer's codes.
+    fn with_codes<O>(&self, judged: ChannelAnswer<O>) -> ChannelAnswer<O> {
+        ChannelAnswer::with_codes(judged.outcome, self.codes.clone())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum UnprovenKind {
+    /// The request could not be built or signed; nothing was sent.
+    NotSent,
+    /// No (complete) answer came back.
+    Transport,
+    /// An answer came, but it cannot be trusted.
+    Untrusted,
+}
+
+/// Why a call proves nothing.
+#[derive(Debug)]
+struct Unproven {
+    reason: String,
+    codes: ChannelCodes,
+    kind: UnprovenKind,
+}
+
+impl Unproven {
+    fn not_sent(reason: String) -> Self {
+        Unproven {
+            reason: format!("request not sent: {reason}"),
+            codes: ChannelCodes::new(),
+            kind: UnprovenKind::NotSent,
+        }
+    }
+
+    fn transport(reason: String) -> Self {
+        Unproven {
+            reason,
+            codes: ChannelCodes::new(),
+            kind: UnprovenKind::Transport,
+        }
+    }
+
+    fn untrusted(reason: String) -> Self {
+        Unproven {
+            reason,
+            codes: ChannelCodes::new(),
+            kind: UnprovenKind::Untrusted,
+        }
+    }
+
+    fn into_answer<O>(self, unknown: impl FnOnce(String) -> O) -> ChannelAnswer<O> {
+        ChannelAnswer::with_codes(unknown(self.reason), self.codes)
+    }
+
+    fn into_statement_error(self) -> StatementError {
+        match self.kind {
+            UnprovenKind::NotSent | UnprovenKind::Transport => {
+                StatementError::Transport(self.reason)
+            }
+            UnprovenKind::Untrusted => StatementError::Untrusted(self.reason),
+        }
+    }
+}
+
+enum ReadError {
+    Http(reqwest::Error),
+    TooLarge(usize),
+}
+
+/// The body, refusing to hold more than `max` bytes.
+async fn read_capped(mut response: reqwest::Response, max: usize) -> Result<Vec<u8>, ReadError> {
+    if response
+        .content_length()
+        .is_some_and(|length| length > max as u64)
+    {
+        return Err(ReadError::TooLarge(max));
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(ReadError::Http)? {
+        if body.len() + chunk.len() > max {
+            return Err(ReadError::TooLarge(max));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// An error and its sources, `: `-joined (reqwest hides the cause in the source).
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+fn to_json(content: &impl Serialize) -> Result<String, String> {
+    serde_json::to_string(content).map_err(|error| error.to_string())
+}
+
+/// Replaces the full auth_code by its mask anywhere in a pay answer.
+fn mask_auth_code(answer: &mut ChannelAnswer<PayOutcome>, auth_code: &AuthCode) {
+    let full = auth_code.expose_for_pay_call();
+    let masked = auth_code.masked();
+    let scrub = |text: &mut String| {
+        if text.contains(full) {
+            *text = text.replace(full, masked.as_str());
+        }
+    };
+    for value in answer.codes.0.values_mut() {
+        scrub(value);
+    }
+    match &mut answer.outcome {
+        PayOutcome::Unknown { reason } => scrub(reason),
+        PayOutcome::Failed { code } => scrub(code),
+        PayOutcome::Paid {
+            channel_trade_no, ..
+        } => scrub(channel_trade_no),
+        PayOutcome::WaitingForPassword => {}
+    }
+}
+
+/// Logs a normalised answer; one that proves nothing is a warning (DESIGN: unproven answers are logged).
+fn log_answer<O: fmt::Debug>(answer: &ChannelAnswer<O>, unknown: bool) {
+    let code = answer.codes.get("code");
+    let sub_code = answer.codes.get("sub_code");
+    if unknown {
+        tracing::warn!(outcome = ?answer.outcome, code, sub_code, "alipay answer proves nothing");
+    } else {
+        tracing::info!(outcome = ?answer.outcome, code, sub_code, "alipay answered");
+    }
+}
+
+#[async_trait]
+impl ChannelClient for AlipayClient {
+    fn channel(&self) -> Channel {
+        Channel::Alipay
+    }
+
+    fn rate_limit_waits(&self) -> Vec<(crate::channel::rate_limit::Api, u64)> {
+        self.limiter.waits()
+    }
+
+    async fn pay(&self, request: PayRequest<'_>) -> ChannelAnswer<PayOutcome> {
+        let span = tracing::info_span!("alipay_call", method = wire::METHOD_PAY, order_no = %request.order_no);
+        async {
+            let content = PayContent {
+                out_trade_no: request.order_no.as_str().to_owned(),
+                scene: wire::SCENE_BAR_CODE.to_owned(),
+                auth_code: request.auth_code.expose_for_pay_call().to_owned(),
+                subject: request.subject.to_owned(),
+                total_amount: request.amount.to_yuan_string(),
+            };
+            let biz_content = to_json(&content);
+            drop(content);
+            let expected = PayExpected {
+                app_id: &self.app_id,
+                out_trade_no: request.order_no.as_str(),
+                total_amount: request.amount,
+            };
+            let mut answer = match self.call(Api::Pay, wire::METHOD_PAY, biz_content).await {
+                Ok(verified) => verified.with_codes(judge::pay(&verified.answer, &expected)),
+                Err(unproven) => unproven.into_answer(|reason| PayOutcome::Unknown { reason }),
+            };
+            mask_auth_code(&mut answer, request.auth_code);
+            let unknown = matches!(answer.outcome, PayOutcome::Unknown { .. });
+            log_answer(&answer, unknown);
+            answer
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn query(&self, order_no: &OrderNo) -> ChannelAnswer<QueryOutcome> {
+        let span =
+            tracing::info_span!("alipay_call", method = wire::METHOD_QUERY, order_no = %order_no);
+        async {
+            let biz_content = to_json(&TradeContent {
+                out_trade_no: order_no.as_str().to_owned(),
+            });
+            let answer = match self.call(Api::Query, wire::METHOD_QUERY, biz_content).await {
+                Ok(verified) => verified.with_codes(judge::query(
+                    &verified.answer,
+                    &self.app_id,
+                    order_no.as_str(),
+                )),
+                Err(unproven) => unproven.into_answer(|reason| QueryOutcome::Unknown { reason }),
+            };
+            let unknown = matches!(answer.outcome, QueryOutcome::Unknown { .. });
+            log_answer(&answer, unknown);
+            answer
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn revoke(&self, order_no: &OrderNo) -> ChannelAnswer<RevokeOutcome> {
+        let span =
+            tracing::info_span!("alipay_call", method = wire::METHOD_CANCEL, order_no = %order_no);
+        async {
+            let biz_content = to_json(&TradeContent {
+                out_trade_no: order_no.as_str().to_owned(),
+            });
+            let answer = match self
+                .call(Api::Revoke, wire::METHOD_CANCEL, biz_content)
+                .await
+            {
+                Ok(verified) => verified.with_codes(judge::cancel(
+                    &verified.answer,
+                    &self.app_id,
+                    order_no.as_str(),
+                )),
+                Err(unproven) => unproven.into_answer(|reason| RevokeOutcome::Unknown { reason }),
+            };
+            let unknown = matches!(answer.outcome, RevokeOutcome::Unknown { .. });
+            log_answer(&answer, unknown);
+            answer
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn refund(&self, request: RefundRequest<'_>) -> ChannelAnswer<RefundOutcome> {
+        let span = tracing::info_span!(
+            "alipay_call",
+            method = wire::METHOD_REFUND,
+            order_no = %request.order_no,
+            refund_no = %request.refund_no
+        );
+        async {
+            let biz_content = to_json(&RefundContent {
+                out_trade_no: request.order_no.as_str().to_owned(),
+                refund_amount: request.refund_amount.to_yuan_string(),
+                out_request_no: request.refund_no.as_str().to_owned(),
+                refund_reason: request.reason.to_owned(),
+            });
+            let expected = RefundExpected {
+                app_id: &self.app_id,
+                out_trade_no: request.order_no.as_str(),
+                out_request_no: request.refund_no.as_str(),
+                refund_amount: request.refund_amount,
+            };
+            let answer = match self
+                .call(Api::Refund, wire::METHOD_REFUND, biz_content)
+                .await
+            {
+                Ok(verified) => verified.with_codes(judge::refund(&verified.answer, &expected)),
+                Err(unproven) => unproven.into_answer(|reason| RefundOutcome::Unknown { reason }),
+            };
+            let unknown = matches!(answer.outcome, RefundOutcome::Unknown { .. });
+            log_answer(&answer, unknown);
+            answer
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn refund_query(
+        &self,
+        order_no: &OrderNo,
+        refund_no: &RefundNo,
+    ) -> ChannelAnswer<RefundOutcome> {
+        let span = tracing::info_span!(
+            "alipay_call",
+            method = wire::METHOD_REFUND_QUERY,
+            order_no = %order_no,
+            refund_no = %refund_no
+        );
+        async {
+            let biz_content = to_json(&RefundQueryContent {
+                out_trade_no: order_no.as_str().to_owned(),
+                out_request_no: refund_no.as_str().to_owned(),
+                query_options: vec![wire::QUERY_OPTION_GMT_REFUND_PAY.to_owned()],
+            });
+            let expected = RefundQueryExpected {
+                app_id: &self.app_id,
+                out_trade_no: order_no.as_str(),
+                out_request_no: refund_no.as_str(),
+            };
+            let answer = match self
+                .call(Api::RefundQuery, wire::METHOD_REFUND_QUERY, biz_content)
+                .await
+            {
+                Ok(verified) => verified.with_codes(judge::refund_query(
+                    &verified.answer,
+                    &expected,
+                    verified.answered_at,
+                )),
+                Err(unproven) => unproven.into_answer(|reason| RefundOutcome::Unknown { reason }),
+            };
+            let unknown = matches!(answer.outcome, RefundOutcome::Unknown { .. });
+            log_answer(&answer, unknown);
+            answer
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn download_statement(&self, date: NaiveDate) -> Result<StatementFile, StatementError> {
+        let span =
+            tracing::info_span!("alipay_call", method = wire::METHOD_BILL_URL, bill_date = %date);
+        async {
+            let biz_content = to_json(&BillContent {
+                bill_type: wire::BILL_TYPE_TRADE.to_owned(),
+                bill_date: date.format("%Y-%m-%d").to_string(),
+            });
+            let verified = match self
+                .call(Api::Statement, wire::METHOD_BILL_URL, biz_content)
+                .await
+            {
+                Ok(verified) => verified,
+                Err(unproven) => {
+                    tracing::warn!(reason = %unproven.reason, "bill download URL not obtained");
+                    return Err(unproven.into_statement_error());
+                }
+            };
+            let result = match judge::bill_url(&verified.answer) {
+                BillUrlAnswer::Url(url) => {
+                    self.download_zip(&url).await.map(StatementFile::AlipayZip)
+                }
+                BillUrlAnswer::NoStatement { code } => Ok(StatementFile::NoStatement { code }),
+                BillUrlAnswer::Refused { code, message } => {
+                    Err(StatementError::Refused { code, message })
+                }
+            };
+            match &result {
+                Ok(StatementFile::AlipayZip(bytes)) => {
+                    tracing::info!(bytes = bytes.len(), "bill downloaded")
+                }
+                Ok(other) => tracing::info!(statement = ?other, "no bill"),
+                Err(error) => tracing::warn!(%error, "bill not downloaded"),
+            }
+            result
+        }
+        .instrument(span)
+        .await
+    }
+}

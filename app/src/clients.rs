@@ -1,0 +1,146 @@
+//! Builds the channel clients of every configured merchant: reads the secret
+//! files named in `paycode.toml` and hands the settings to the adapters, so
+//! that a bad key or certificate stops the start with the setting's name.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use paycode_adapters::alipay::{AlipayClient, AlipayConfig, Secret};
+use paycode_adapters::wechat::{
+    ApiKey as WechatKey, ClientCertificate, SignType, WechatClient, WechatConfig,
+};
+use paycode_domain::MerchantId;
+
+use crate::config::{AlipaySettings, Config, ConfigError, SignTypeSetting, WechatSettings};
+use crate::http::ApiKey;
+use crate::runtime::Channels;
+
+/// The clients and API keys of every merchant in `config`.
+pub fn build(config: &Config) -> Result<(Channels, Vec<ApiKey>), ConfigError> {
+    let mut channels = Channels::default();
+    let mut api_keys = Vec::new();
+    for (index, merchant) in config.merchants.iter().enumerate() {
+        let id = MerchantId::parse(&merchant.id).map_err(|error| {
+            ConfigError::new(format!("merchants[{index}].id"), error.to_string())
+        })?;
+        let prefix = format!("merchants[{index}]");
+        if let Some(wechat) = &merchant.wechat {
+            channels.insert(
+                id.clone(),
+                Arc::new(wechat_client(config, wechat, &format!("{prefix}.wechat"))?),
+            );
+        }
+        if let Some(alipay) = &merchant.alipay {
+            channels.insert(
+                id.clone(),
+                Arc::new(alipay_client(config, alipay, &format!("{prefix}.alipay"))?),
+            );
+        }
+        for key in &merchant.api_keys {
+            api_keys.push(ApiKey {
+                key: key.clone(),
+                merchant: id.clone(),
+            });
+        }
+    }
+    Ok((channels, api_keys))
+}
+
+fn read(config: &Config, path: &std::path::Path, setting: String) -> Result<Vec<u8>, ConfigError> {
+    let path = config.resolve(path);
+    std::fs::read(&path).map_err(|error| {
+        ConfigError::new(setting, format!("cannot read {}: {error}", path.display()))
+    })
+}
+
+fn text(bytes: Vec<u8>, setting: &str) -> Result<String, ConfigError> {
+    String::from_utf8(bytes).map_err(|_| ConfigError::new(setting, "the file is not UTF-8 text"))
+}
+
+fn wechat_client(
+    config: &Config,
+    settings: &WechatSettings,
+    prefix: &str,
+) -> Result<WechatClient, ConfigError> {
+    let key_setting = format!("{prefix}.key_file");
+    let key = text(
+        read(config, &settings.key_file, key_setting.clone())?,
+        &key_setting,
+    )?;
+    let mut wechat = WechatConfig::new(
+        settings.appid.clone(),
+        settings.mch_id.clone(),
+        WechatKey::new(key.trim_end_matches(['\n', '\r'])),
+        settings.base_url.clone(),
+    );
+    wechat.setting_prefix = prefix.to_owned();
+    wechat.sign_type = match settings.sign_type {
+        SignTypeSetting::Md5 => SignType::Md5,
+        SignTypeSetting::HmacSha256 => SignType::HmacSha256,
+    };
+    if let (Some(cert), Some(cert_key)) = (&settings.cert_file, &settings.cert_key_file) {
+        let cert_pem = read(config, cert, format!("{prefix}.cert_file"))?;
+        let key_pem = read(config, cert_key, format!("{prefix}.cert_key_file"))?;
+        wechat.client_certificate = Some(ClientCertificate::from_pem(cert_pem, key_pem));
+    }
+    wechat.sub_mch_id = settings.sub_mch_id.clone();
+    wechat.sub_appid = settings.sub_appid.clone();
+    if let Some(timeout_ms) = settings.timeout_ms {
+        wechat.timeout = Duration::from_millis(timeout_ms);
+    }
+    if let Some(limits) = settings.rate_limits {
+        limits.validate().map_err(|name| {
+            ConfigError::new(
+                format!("{prefix}.rate_limits.{name}"),
+                "must be greater than 0",
+            )
+        })?;
+        wechat.rate_limits = limits;
+    }
+    WechatClient::new(wechat).map_err(|error| ConfigError::new(error.setting, error.reason))
+}
+
+fn alipay_client(
+    config: &Config,
+    settings: &AlipaySettings,
+    prefix: &str,
+) -> Result<AlipayClient, ConfigError> {
+    let private_setting = format!("{prefix}.private_key_file");
+    let public_setting = format!("{prefix}.alipay_public_key_file");
+    let private_key = text(
+        read(config, &settings.private_key_file, private_setting.clone())?,
+        &private_setting,
+    )?;
+    let public_key = text(
+        read(
+            config,
+            &settings.alipay_public_key_file,
+            public_setting.clone(),
+        )?,
+        &public_setting,
+    )?;
+    let mut alipay = AlipayConfig::new(
+        settings.app_id.clone(),
+        private_key,
+        public_key,
+        settings.base_url.clone(),
+    );
+    alipay.app_auth_token = settings.app_auth_token.clone().map(Secret::new);
+    if let Some(timeout_ms) = settings.timeout_ms {
+        alipay.timeout = Duration::from_millis(timeout_ms);
+    }
+    if let Some(limits) = settings.rate_limits {
+        limits.validate().map_err(|name| {
+            ConfigError::new(
+                format!("{prefix}.rate_limits.{name}"),
+                "must be greater than 0",
+            )
+        })?;
+        alipay.rate_limits = limits;
+    }
+    AlipayClient::new(alipay).map_err(|error| {
+        // The adapter names its settings without the merchant's index; add it.
+        let setting = error.setting.replacen("merchants.alipay", prefix, 1);
+        ConfigError::new(setting, error.reason)
+    })
+}

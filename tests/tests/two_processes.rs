@@ -1,0 +1,73 @@
+//! Two `paycode serve` processes sharing one SQLite file: both recover the
+//! same pending orders and keep timers for them, yet only one acts on each
+//! step (the step lease), and the log stays right (the expected version).
+
+use std::sync::Arc;
+
+use paycode_adapters::clock::{Clock, ManualClock};
+use paycode_adapters::lease::SqliteLeases;
+use paycode_adapters::store::{EventStore, SqliteStore};
+use paycode_domain::Channel;
+use paycode_tests::{ScriptedChannel, TestApp, start_time};
+
+#[tokio::test]
+async fn two_processes_on_one_file_never_both_act_on_one_step() {
+    // Ten waiting orders, two services with timers for all of them: one revoke per order, no doubled queries.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("paycode.db");
+    let clock = ManualClock::starting_at(start_time());
+    let shared: Arc<dyn Clock> = Arc::new(clock.clone());
+    let wechat = Arc::new(ScriptedChannel::new(Channel::Wechat, shared.clone()));
+    let alipay = Arc::new(ScriptedChannel::new(Channel::Alipay, shared));
+    let open = || -> (Arc<dyn EventStore>, Arc<SqliteLeases>) {
+        (
+            Arc::new(SqliteStore::open(&path).unwrap()),
+            Arc::new(SqliteLeases::open(&path).unwrap()),
+        )
+    };
+    let (store, leases) = open();
+    let first =
+        TestApp::spawn_with(store, leases, clock.clone(), wechat.clone(), alipay.clone()).await;
+    let orders: Vec<String> = (0..10).map(|n| format!("TWO{n}")).collect();
+    for order in &orders {
+        let body = format!(
+            r#"{{"order_no":"{order}","auth_code":"134567890123456702","amount":"5.00","subject":"Two"}}"#
+        );
+        assert_eq!(first.call("POST", "/v1/payments", Some(&body)).await.0, 201);
+    }
+    for order in &orders {
+        first.settle(order, "paying", 0).await;
+        while wechat.count("pay", order) == 0 {
+            tokio::task::yield_now().await;
+        }
+    }
+    // The second process starts now and recovers all ten orders from the log.
+    let (store, leases) = open();
+    let second = TestApp::spawn_with(store, leases, clock.clone(), wechat.clone(), alipay).await;
+    for order in &orders {
+        second.settle(order, "closed", 1).await;
+    }
+    for order in &orders {
+        assert_eq!(wechat.count("pay", order), 1, "{order}");
+        assert_eq!(
+            wechat.count("revoke", order),
+            1,
+            "{order}: one revoke, not one per process"
+        );
+        let queries = wechat.count("query", order);
+        assert!(
+            queries <= 6,
+            "{order}: {queries} queries in 30 s at one per 5 s"
+        );
+        let (_, history) = first
+            .call("GET", &format!("/v1/payments/{order}/events"), None)
+            .await;
+        let revoked = history["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["type"] == "Revoked")
+            .count();
+        assert_eq!(revoked, 1, "{order}");
+    }
+}
