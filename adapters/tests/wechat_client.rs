@@ -917,18 +917,18 @@ fn bad_configuration_names_the_setting() {
     ));
     assert_eq!(
         WechatClient::new(swapped).unwrap_err().setting,
-        "merchants.wechat.key_file"
+        "merchants.wechat.cert_key_file"
     );
 
     let mut empty_key = config("http://127.0.0.1:1");
     empty_key.key = ApiKey::new("");
     empty_key.setting_prefix = "merchants.shop1.wechat".to_owned();
     let error = WechatClient::new(empty_key).unwrap_err();
-    assert_eq!(error.setting, "merchants.shop1.wechat.api_key");
+    assert_eq!(error.setting, "merchants.shop1.wechat.key_file");
     assert!(
         error
             .to_string()
-            .starts_with("merchants.shop1.wechat.api_key: "),
+            .starts_with("merchants.shop1.wechat.key_file: "),
         "{error}"
     );
 

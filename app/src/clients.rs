@@ -144,3 +144,89 @@ fn alipay_client(
         ConfigError::new(setting, error.reason)
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use paycode_adapters::testkit::rsa_key_pair_pem;
+    use paycode_domain::Channel;
+
+    use super::*;
+
+    /// A configuration whose secrets live in `dir`, with `edit` applied to its text.
+    fn config_in(
+        dir: &std::path::Path,
+        edit: impl Fn(String) -> String,
+    ) -> Result<Config, ConfigError> {
+        let (app_private, _) = rsa_key_pair_pem("clients-app", 2048);
+        let (_, alipay_public) = rsa_key_pair_pem("clients-alipay", 2048);
+        std::fs::write(dir.join("wechat.key"), format!("{}\n", "k".repeat(32))).unwrap();
+        std::fs::write(dir.join("app.pem"), app_private).unwrap();
+        std::fs::write(dir.join("alipay.pem"), alipay_public).unwrap();
+        let text = r#"
+[[merchants]]
+id = "shop"
+api_keys = ["sk_test_shop_0001"]
+[merchants.wechat]
+appid = "wx0000000000000000"
+mch_id = "1900000000"
+key_file = "wechat.key"
+base_url = "http://127.0.0.1:9"
+[merchants.alipay]
+app_id = "2021000000000000"
+private_key_file = "app.pem"
+alipay_public_key_file = "alipay.pem"
+base_url = "http://127.0.0.1:9/gateway.do"
+"#;
+        Config::parse(&edit(text.to_owned()), PathBuf::from(dir))
+    }
+
+    fn setting_of(result: Result<(Channels, Vec<ApiKey>), ConfigError>) -> String {
+        result.map(|_| ()).unwrap_err().setting
+    }
+
+    #[test]
+    fn a_good_configuration_builds_both_clients_and_the_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = config_in(dir.path(), |text| text).unwrap();
+        let (channels, keys) = build(&config).unwrap();
+        let shop = MerchantId::parse("shop").unwrap();
+        assert!(channels.get(&shop, Channel::Wechat).is_some());
+        assert!(channels.get(&shop, Channel::Alipay).is_some());
+        assert_eq!(keys.len(), 1);
+        assert_eq!(keys[0].merchant, shop);
+    }
+
+    #[test]
+    fn bad_secrets_stop_the_start_naming_the_setting() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = config_in(dir.path(), |text| {
+            text.replace("key_file = \"wechat.key\"", "key_file = \"nope.key\"")
+        })
+        .unwrap();
+        assert_eq!(setting_of(build(&missing)), "merchants[0].wechat.key_file");
+
+        let short = config_in(dir.path(), |text| text).unwrap();
+        std::fs::write(dir.path().join("wechat.key"), "too-short").unwrap();
+        let error = build(&short).map(|_| ()).unwrap_err();
+        assert_eq!(error.setting, "merchants[0].wechat.key_file");
+        assert!(
+            !error.to_string().contains("too-short"),
+            "the secret is never quoted: {error}"
+        );
+
+        let https = config_in(dir.path(), |text| {
+            text.replace("http://127.0.0.1:9\"", "https://api.mch.weixin.qq.com\"")
+        })
+        .unwrap();
+        assert_eq!(setting_of(build(&https)), "merchants[0].wechat.cert_file");
+
+        let bad_pem = config_in(dir.path(), |text| text).unwrap();
+        std::fs::write(dir.path().join("app.pem"), "-----BEGIN NOTHING-----\n").unwrap();
+        assert_eq!(
+            setting_of(build(&bad_pem)),
+            "merchants[0].alipay.private_key_file"
+        );
+    }
+}

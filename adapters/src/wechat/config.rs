@@ -30,14 +30,14 @@ impl ClientCertificate {
     }
 
     /// Reads both PEM files; an unreadable file is an error naming
-    /// `{setting_prefix}.cert_file` or `{setting_prefix}.key_file`.
+    /// `{setting_prefix}.cert_file` or `{setting_prefix}.cert_key_file`.
     pub fn load(
         cert_file: &Path,
         key_file: &Path,
         setting_prefix: &str,
     ) -> Result<ClientCertificate, ConfigError> {
         let cert_pem = read(cert_file, &format!("{setting_prefix}.cert_file"))?;
-        let key_pem = read(key_file, &format!("{setting_prefix}.key_file"))?;
+        let key_pem = read(key_file, &format!("{setting_prefix}.cert_key_file"))?;
         Ok(ClientCertificate { cert_pem, key_pem })
     }
 
@@ -46,7 +46,7 @@ impl ClientCertificate {
     /// unencrypted private key.
     pub(crate) fn identity_pem(&self, setting_prefix: &str) -> Result<Vec<u8>, ConfigError> {
         let cert_setting = format!("{setting_prefix}.cert_file");
-        let key_setting = format!("{setting_prefix}.key_file");
+        let key_setting = format!("{setting_prefix}.cert_key_file");
         let cert_labels =
             pem_labels(&self.cert_pem).map_err(|reason| ConfigError::new(&cert_setting, reason))?;
         if cert_labels.is_empty() || cert_labels.iter().any(|l| l != "CERTIFICATE") {
@@ -158,15 +158,15 @@ impl WechatConfig {
         format!("{}.{}", self.setting_prefix, name)
     }
 
-    /// Reads the secrets from files: the API key (`api_key_file`, one line)
-    /// and, when given, the client certificate (`cert_file`, `key_file`,
+    /// Reads the secrets from files: the API key (`key_file`, one line)
+    /// and, when given, the client certificate (`cert_file`, `cert_key_file`,
     /// both or neither). Each failure names its setting.
     pub fn load_files(
         &mut self,
         api_key_file: &Path,
         cert_and_key_files: Option<(&Path, &Path)>,
     ) -> Result<(), ConfigError> {
-        let setting = self.setting("api_key_file");
+        let setting = self.setting("key_file");
         let bytes = read(api_key_file, &setting)?;
         let text = String::from_utf8(bytes)
             .map_err(|_| ConfigError::new(&setting, "the file is not UTF-8 text"))?;
@@ -204,7 +204,7 @@ impl WechatConfig {
         plain("mch_id", &self.mch_id)?;
         self.key
             .validate()
-            .map_err(|reason| ConfigError::new(self.setting("api_key"), reason))?;
+            .map_err(|reason| ConfigError::new(self.setting("key_file"), reason))?;
         if let Some(sub_mch_id) = &self.sub_mch_id {
             plain("sub_mch_id", sub_mch_id)?;
         }
@@ -356,7 +356,7 @@ mod tests {
         assert_eq!(setting_of(&c), "merchants.wechat.appid");
         let mut c = config("http://127.0.0.1:8080");
         c.key = ApiKey::new("short");
-        assert_eq!(setting_of(&c), "merchants.wechat.api_key");
+        assert_eq!(setting_of(&c), "merchants.wechat.key_file");
         let mut c = config("ftp://example.com");
         c.setting_prefix = "merchants.m1.wechat".to_owned();
         assert_eq!(setting_of(&c), "merchants.m1.wechat.base_url");
@@ -409,14 +409,18 @@ mod tests {
                 key.clone(),
                 "merchants.wechat.cert_file",
             ),
-            (cert.clone(), cert.clone(), "merchants.wechat.key_file"),
-            (cert.clone(), String::new(), "merchants.wechat.key_file"),
+            (cert.clone(), cert.clone(), "merchants.wechat.cert_key_file"),
+            (
+                cert.clone(),
+                String::new(),
+                "merchants.wechat.cert_key_file",
+            ),
             (
                 cert.clone(),
                 key.replace("-----END", "-----FIN"),
-                "merchants.wechat.key_file",
+                "merchants.wechat.cert_key_file",
             ),
-            (cert.clone(), encrypted, "merchants.wechat.key_file"),
+            (cert.clone(), encrypted, "merchants.wechat.cert_key_file"),
         ];
         for (cert, key, setting) in cases {
             let mut c = config("https://api.mch.weixin.qq.com");
@@ -457,12 +461,12 @@ mod tests {
         assert_eq!(c.validate(), Ok(()));
         let missing = dir.path().join("missing.pem");
         let error = c.load_files(&api_key, Some((&cert, &missing))).unwrap_err();
-        assert_eq!(error.setting, "merchants.wechat.key_file");
+        assert_eq!(error.setting, "merchants.wechat.cert_key_file");
         let error = c.load_files(&missing, None).unwrap_err();
-        assert_eq!(error.setting, "merchants.wechat.api_key_file");
+        assert_eq!(error.setting, "merchants.wechat.key_file");
         std::fs::write(&api_key, "0123").unwrap();
         let error = c.load_files(&api_key, None).unwrap_err();
-        assert_eq!(error.setting, "merchants.wechat.api_key_file");
+        assert_eq!(error.setting, "merchants.wechat.key_file");
         assert!(!error.to_string().contains("0123"), "{error}");
     }
 }
