@@ -212,3 +212,36 @@ pub async fn run(config: Option<Config>, listen: Option<SocketAddr>) -> anyhow::
         .await?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn without_a_signing_key_it_makes_one_and_hands_the_merchant_its_public_half() {
+        let dir = tempfile::tempdir().unwrap();
+        let demo = write_demo(dir.path(), "127.0.0.1:18081".parse().unwrap()).unwrap();
+        assert_eq!(demo.merchants[0].id, DEMO_MERCHANT);
+        let (sandbox, notes) = from_config(&demo).unwrap();
+        let public_file = dir.path().join("alipay_public_key.pem");
+        let written = std::fs::read_to_string(&public_file).unwrap();
+        assert!(
+            written.starts_with("-----BEGIN PUBLIC KEY-----"),
+            "{written:.40}"
+        );
+        assert_eq!(notes.len(), 1, "it says so: {notes:?}");
+        assert_eq!(sandbox.merchants.len(), 1);
+        let wechat = sandbox.merchants[0].wechat.as_ref().unwrap();
+        assert_eq!(wechat.key.len(), 32, "the merchant's key file, read");
+        assert_eq!(sandbox.state_path, Some(dir.path().join("sandbox.db")));
+        // The written configuration is one the ledger accepts as it is.
+        let (channels, keys) = crate::clients::build(&demo).unwrap();
+        assert_eq!(keys[0].key, DEMO_API_KEY);
+        let merchant = paycode_domain::MerchantId::parse(DEMO_MERCHANT).unwrap();
+        assert!(
+            channels
+                .get(&merchant, paycode_domain::Channel::Alipay)
+                .is_some()
+        );
+    }
+}
