@@ -5,6 +5,7 @@ pub mod bench;
 pub mod cli;
 pub mod clients;
 pub mod config;
+pub mod demo;
 pub mod embedded;
 pub mod http;
 pub mod index;

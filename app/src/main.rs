@@ -32,6 +32,14 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// A stretch of traffic through the in-process sandbox on a simulated
+    /// clock, until every order settles; prints a summary.
+    Demo {
+        #[arg(long, default_value_t = 200)]
+        orders: usize,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
     /// Print an order's timeline with the status after every event.
     History {
         order_no: String,
@@ -57,6 +65,10 @@ fn main() -> anyhow::Result<()> {
         Command::Sandbox { listen, config } => runtime()?.block_on(async {
             let config = cli::load_config(config.as_deref())?;
             paycode::sandbox_cli::run(config, listen).await
+        }),
+        Command::Demo { orders, seed } => runtime()?.block_on(async {
+            print!("{}", paycode::demo::run(orders, seed).await?);
+            Ok(())
         }),
         Command::History {
             order_no,

@@ -1,0 +1,227 @@
+//! `paycode demo`: a stretch of traffic through the sandbox, start to finish.
+//! Starts the service on its embedded defaults in a temporary directory (the
+//! ledger in SQLite, the sandbox in-process) on a simulated clock, drives a
+//! realistic mix of the sandbox's test payment codes and refunds through the
+//! HTTP API, moves time on until every order has settled, and prints a
+//! summary: orders by final status, channel calls by API, time taken.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use chrono::Utc;
+use indicatif::{ProgressBar, ProgressStyle};
+use paycode_adapters::clock::{Clock, ManualClock};
+use paycode_adapters::lease::LocalLeases;
+use paycode_adapters::store::SqliteStore;
+use paycode_domain::{MerchantId, Policy};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde_json::Value;
+
+use crate::embedded::{DEMO_API_KEY, DEMO_MERCHANT, SandboxOptions, sandbox_and_channels};
+use crate::http::ApiKey;
+use crate::service::{Parts, Service};
+
+/// The mix of test codes (last two digits) and their weights in percent.
+const MIX: [(&str, u32); 10] = [
+    ("00", 55),
+    ("01", 10),
+    ("02", 6),
+    ("03", 5),
+    ("04", 5),
+    ("05", 2),
+    ("06", 4),
+    ("07", 2),
+    ("08", 3),
+    ("09", 8),
+];
+
+fn pick_suffix(rng: &mut StdRng) -> &'static str {
+    let mut roll = rng.gen_range(0..100);
+    for (suffix, weight) in MIX {
+        if roll < weight {
+            return suffix;
+        }
+        roll -= weight;
+    }
+    "00"
+}
+
+/// Runs the demo with `orders` payments; returns the summary text.
+pub async fn run(orders: usize, seed: u64) -> anyhow::Result<String> {
+    let started = Instant::now();
+    let dir = tempfile::tempdir().context("creating a temporary directory")?;
+    let clock = ManualClock::starting_at(Utc::now());
+    let simulation_start = clock.now();
+    let shared: Arc<dyn Clock> = Arc::new(clock.clone());
+    let options = SandboxOptions {
+        state_path: Some(dir.path().join("sandbox.db")),
+        client_timeout: Duration::from_millis(500),
+        slow_answer: Duration::from_secs(1),
+    };
+    let (sandbox, channels, _sandbox_server, _) =
+        sandbox_and_channels(options, shared.clone()).await?;
+    let store = Arc::new(SqliteStore::open(dir.path().join("paycode.db"))?);
+    let parts = Parts {
+        store,
+        channels,
+        clock: shared.clone(),
+        policy: Policy::default(),
+        api_keys: vec![ApiKey {
+            key: DEMO_API_KEY.into(),
+            merchant: MerchantId::parse(DEMO_MERCHANT)?,
+        }],
+        requests_per_sec: 1_000_000,
+        leases: Arc::new(LocalLeases),
+    };
+    let service = Service::start(parts).await?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let base = format!("http://{}", listener.local_addr()?);
+    let router = service.router();
+    let server = tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+    let http = reqwest::Client::new();
+    let call = |method: reqwest::Method, path: String, body: Option<String>| {
+        let request = http
+            .request(method, format!("{base}{path}"))
+            .bearer_auth(DEMO_API_KEY);
+        let request = match body {
+            Some(body) => request
+                .header("content-type", "application/json")
+                .body(body),
+            None => request,
+        };
+        async move {
+            let response = request.send().await?;
+            let status = response.status().as_u16();
+            let text = response.text().await?;
+            let value: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+            anyhow::Ok((status, value))
+        }
+    };
+
+    let bar = ProgressBar::new(orders as u64 * 2);
+    bar.set_style(
+        ProgressStyle::with_template("{msg:>10} [{bar:40}] {pos}/{len}").expect("a valid template"),
+    );
+    bar.set_message("paying");
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut refunds_planned = Vec::new();
+    for n in 0..orders {
+        let suffix = pick_suffix(&mut rng);
+        let (prefix, channel) = if rng.gen_bool(0.5) {
+            ("1345678901234567", "wechat")
+        } else {
+            ("28456789012345678", "alipay")
+        };
+        let fen: u64 = rng.gen_range(100..50_000);
+        let order_no = format!("DEMO{n:05}");
+        let body = format!(
+            r#"{{"order_no":"{order_no}","auth_code":"{prefix}{suffix}","amount":"{}.{:02}","subject":"Demo {channel}"}}"#,
+            fen / 100,
+            fen % 100
+        );
+        let (status, answer) =
+            call(reqwest::Method::POST, "/v1/payments".into(), Some(body)).await?;
+        anyhow::ensure!(status == 201, "creating {order_no}: {status} {answer}");
+        if rng.gen_bool(0.25) {
+            refunds_planned.push((order_no, fen / 2));
+        }
+        // Customers arrive a few seconds apart.
+        clock.advance(chrono::Duration::seconds(rng.gen_range(1..8)));
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        bar.inc(1);
+    }
+    bar.set_message("settling");
+    let mut refunds_sent = 0;
+    let mut settled = BTreeMap::<String, String>::new();
+    let mut rounds = 0;
+    while settled.len() < orders {
+        rounds += 1;
+        anyhow::ensure!(
+            rounds < 20_000,
+            "orders did not settle: {} of {orders}",
+            settled.len()
+        );
+        for n in 0..orders {
+            let order_no = format!("DEMO{n:05}");
+            if settled.contains_key(&order_no) {
+                continue;
+            }
+            let (_, payment) = call(
+                reqwest::Method::GET,
+                format!("/v1/payments/{order_no}"),
+                None,
+            )
+            .await?;
+            let status = payment["status"].as_str().unwrap_or("").to_owned();
+            let done = payment["pending_action"].is_null()
+                && !matches!(status.as_str(), "paying" | "revoking");
+            if !done {
+                continue;
+            }
+            if status == "paid" {
+                if let Some(position) = refunds_planned.iter().position(|(o, _)| *o == order_no) {
+                    let (_, fen) = refunds_planned.remove(position);
+                    let body = format!(
+                        r#"{{"refund_no":"{order_no}-R1","amount":"{}.{:02}","reason":"demo"}}"#,
+                        fen / 100,
+                        fen % 100
+                    );
+                    call(
+                        reqwest::Method::POST,
+                        format!("/v1/payments/{order_no}/refunds"),
+                        Some(body),
+                    )
+                    .await?;
+                    refunds_sent += 1;
+                    continue;
+                }
+            }
+            settled.insert(order_no, status);
+            bar.inc(1);
+        }
+        clock.advance(chrono::Duration::seconds(2));
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    bar.finish_with_message("settled");
+
+    let mut by_status = BTreeMap::<&str, usize>::new();
+    for status in settled.values() {
+        *by_status.entry(status.as_str()).or_default() += 1;
+    }
+    let mut by_api = BTreeMap::<String, usize>::new();
+    for call in sandbox.calls() {
+        *by_api
+            .entry(format!("{} {:?}", call.channel, call.api).to_lowercase())
+            .or_default() += 1;
+    }
+    let mut out = String::new();
+    out.push_str(&format!(
+        "\npaycode demo: {orders} payments, {refunds_sent} refunds, all settled\n\n"
+    ));
+    out.push_str(&format!("{:<22}{:>8}\n", "final status", "orders"));
+    for (status, count) in &by_status {
+        out.push_str(&format!("{status:<22}{count:>8}\n"));
+    }
+    out.push_str(&format!("\n{:<30}{:>8}\n", "channel calls", "count"));
+    for (api, count) in &by_api {
+        out.push_str(&format!("{api:<30}{count:>8}\n"));
+    }
+    out.push_str(&format!(
+        "\ntook {:.1} s of wall time for {} of simulated time\n",
+        started.elapsed().as_secs_f64(),
+        humanize(clock.now() - simulation_start)
+    ));
+    server.abort();
+    service.shutdown().await;
+    Ok(out)
+}
+
+fn humanize(span: chrono::Duration) -> String {
+    let secs = span.num_seconds();
+    format!("{}m {:02}s", secs / 60, secs % 60)
+}

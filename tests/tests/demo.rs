@@ -1,0 +1,40 @@
+//! `paycode demo` drives a mix of test codes and refunds through the real
+//! service and sandbox until everything settles, and its summary adds up.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_settles_every_order_and_its_summary_adds_up() {
+    // 40 payments of the demo mix: the summary counts 40 settled orders and real channel calls.
+    let summary = paycode::demo::run(40, 7).await.expect("the demo runs");
+    assert!(summary.contains("40 payments"), "{summary}");
+    assert!(summary.contains("all settled"), "{summary}");
+    let table: Vec<(&str, usize)> = summary
+        .lines()
+        .skip_while(|line| !line.starts_with("final status"))
+        .skip(1)
+        .take_while(|line| !line.trim().is_empty())
+        .map(|line| {
+            let mut parts = line.split_whitespace();
+            (
+                parts.next().unwrap(),
+                parts.next().unwrap().parse().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(table.iter().map(|(_, n)| n).sum::<usize>(), 40, "{summary}");
+    let settled = [
+        "paid",
+        "closed",
+        "reversed",
+        "partially_refunded",
+        "refunded",
+        "manual_review",
+    ];
+    assert!(
+        table.iter().all(|(status, _)| settled.contains(status)),
+        "{summary}"
+    );
+    assert!(
+        summary.contains("wechat pay") && summary.contains("alipay pay"),
+        "{summary}"
+    );
+}
