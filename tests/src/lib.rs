@@ -430,3 +430,71 @@ impl SandboxApp {
             .count()
     }
 }
+
+/// A store that can be switched to answer `Unavailable` to everything, as a
+/// store does when its disk or cluster is gone.
+#[derive(Debug, Default)]
+pub struct SwitchableStore {
+    inner: MemoryStore,
+    down: std::sync::atomic::AtomicBool,
+}
+
+impl SwitchableStore {
+    pub fn set_down(&self, down: bool) {
+        self.down.store(down, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn check(&self) -> Result<(), paycode_adapters::store::StoreError> {
+        if self.down.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(paycode_adapters::store::StoreError::Unavailable(
+                "the test switched the store off".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl EventStore for SwitchableStore {
+    async fn append(
+        &self,
+        stream: &str,
+        expected: paycode_adapters::store::ExpectedVersion,
+        events: Vec<paycode_adapters::store::NewEvent>,
+    ) -> Result<paycode_adapters::store::AppendOutcome, paycode_adapters::store::StoreError> {
+        self.check()?;
+        self.inner.append(stream, expected, events).await
+    }
+
+    async fn read_stream(
+        &self,
+        stream: &str,
+    ) -> Result<Vec<paycode_adapters::store::RecordedEvent>, paycode_adapters::store::StoreError>
+    {
+        self.check()?;
+        self.inner.read_stream(stream).await
+    }
+
+    async fn read_all(
+        &self,
+        from_position: u64,
+        max_count: usize,
+    ) -> Result<Vec<paycode_adapters::store::RecordedEvent>, paycode_adapters::store::StoreError>
+    {
+        self.check()?;
+        self.inner.read_all(from_position, max_count).await
+    }
+
+    async fn head_position(&self) -> Result<u64, paycode_adapters::store::StoreError> {
+        self.check()?;
+        self.inner.head_position().await
+    }
+
+    async fn wait_for_head_past(
+        &self,
+        position: u64,
+    ) -> Result<(), paycode_adapters::store::StoreError> {
+        self.check()?;
+        self.inner.wait_for_head_past(position).await
+    }
+}

@@ -419,3 +419,44 @@ async fn a_restart_resumes_every_pending_order_from_the_log() {
     );
     assert!(app.wechat.count("query", "C1") >= 1, "recovers by querying");
 }
+
+#[tokio::test]
+async fn a_store_that_is_down_answers_503_with_retry_after_and_recovers() {
+    // The store fails: 503 with Retry-After, the health check says so; back up, the same request works.
+    let store = Arc::new(paycode_tests::SwitchableStore::default());
+    let app = TestApp::spawn_on(store.clone()).await;
+    store.set_down(true);
+    let response = app
+        .http
+        .post(format!("{}/v1/payments", app.base_url))
+        .header("authorization", "Bearer sk_test_demo")
+        .body(payment("S1", PAID_WECHAT, "1.00"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 503);
+    assert_eq!(
+        response
+            .headers()
+            .get("retry-after")
+            .map(|v| v.to_str().unwrap()),
+        Some("1")
+    );
+    let body: Value = serde_json::from_str(&response.text().await.unwrap()).unwrap();
+    assert_eq!(body["error"]["code"], "unavailable");
+    let (status, _) = app.call_as(None, "GET", "/healthz", None).await;
+    assert_eq!(status, 503);
+    assert!(
+        app.wechat.calls.lock().unwrap().is_empty(),
+        "no pay call without a durable intent"
+    );
+    store.set_down(false);
+    let (status, body) = app
+        .call(
+            "POST",
+            "/v1/payments?wait=5",
+            Some(&payment("S1", PAID_WECHAT, "1.00")),
+        )
+        .await;
+    assert_eq!((status, &body["status"]), (201, &Value::from("paid")));
+}
