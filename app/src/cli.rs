@@ -41,8 +41,22 @@ pub fn open_store(config: &Config) -> anyhow::Result<Arc<dyn EventStore>> {
         }
         StoreKind::Memory => Arc::new(MemoryStore::new()),
         StoreKind::Eventstoredb => {
-            anyhow::bail!(
-                "store.kind: \"eventstoredb\" is not available in this build yet; use \"sqlite\""
+            use paycode_adapters::store::eventstoredb::{EventStoreDbStore, Namespace};
+            const CONNECT_TIMEOUT_SECS: u64 = 5;
+            let url = config.store.url.as_deref().context(
+                "store.url: the EventStoreDB connection string is required when store.kind = \"eventstoredb\"",
+            )?;
+            Arc::new(
+                EventStoreDbStore::open_blocking(
+                    url,
+                    Namespace::whole_cluster(),
+                    std::time::Duration::from_secs(CONNECT_TIMEOUT_SECS),
+                )
+                .with_context(|| {
+                    format!(
+                        "store.url: cannot reach the EventStoreDB cluster within {CONNECT_TIMEOUT_SECS} s"
+                    )
+                })?,
             )
         }
     })
@@ -164,10 +178,8 @@ pub async fn history(
 }
 
 /// `paycode serve` without `--config`: the embedded defaults.
-pub async fn serve_embedded() -> anyhow::Result<()> {
-    crate::embedded::serve(
-        crate::embedded::EmbeddedPaths::default(),
-        crate::embedded::LISTEN_DEFAULT,
-    )
-    .await
+pub async fn serve_embedded(listen: Option<std::net::SocketAddr>) -> anyhow::Result<()> {
+    let listen = listen.map(|address| address.to_string());
+    let listen = listen.as_deref().unwrap_or(crate::embedded::LISTEN_DEFAULT);
+    crate::embedded::serve(crate::embedded::EmbeddedPaths::default(), listen).await
 }

@@ -23,6 +23,9 @@ enum Command {
     Serve {
         #[arg(long)]
         config: Option<PathBuf>,
+        /// Where to listen (overrides `[server] listen`; default 127.0.0.1:8080).
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
     },
     /// Only the simulated channels (WeChat at the real paths, Alipay at
     /// /gateway.do) for the merchants of the configuration.
@@ -50,16 +53,37 @@ enum Command {
     },
     /// Run a benchmark; the last line of standard output is one JSON object of figures.
     Bench(bench::BenchArgs),
+    /// Copy the SQLite ledger (`store.path`, or --from) into an EventStoreDB
+    /// cluster (`store.url`, or --url): every stream in order, event ids kept.
+    /// Safe to rerun: it copies only what is missing.
+    Migrate {
+        /// The target store; only `eventstoredb` is supported.
+        #[arg(long, value_parser = ["eventstoredb"])]
+        to: String,
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// The SQLite file to copy (default: the configuration's store.path).
+        #[arg(long)]
+        from: Option<PathBuf>,
+        /// The cluster's connection string (default: the configuration's store.url).
+        #[arg(long)]
+        url: Option<String>,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Bench(args) => bench::run(args),
-        Command::Serve { config } => runtime()?.block_on(async {
+        Command::Serve { config, listen } => runtime()?.block_on(async {
             match cli::load_config(config.as_deref())? {
-                Some(config) => cli::serve_with_config(config).await,
-                None => cli::serve_embedded().await,
+                Some(mut config) => {
+                    if let Some(listen) = listen {
+                        config.server.listen = listen;
+                    }
+                    cli::serve_with_config(config).await
+                }
+                None => cli::serve_embedded(listen).await,
             }
         }),
         Command::Sandbox { listen, config } => runtime()?.block_on(async {
@@ -77,6 +101,16 @@ fn main() -> anyhow::Result<()> {
         } => runtime()?.block_on(async {
             let config = cli::load_config(config.as_deref())?;
             print!("{}", cli::history(config, &order_no, &merchant).await?);
+            Ok(())
+        }),
+        Command::Migrate {
+            to: _,
+            config,
+            from,
+            url,
+        } => runtime()?.block_on(async {
+            let config = cli::load_config(config.as_deref())?;
+            print!("{}", paycode::migrate::run(config, from, url).await?);
             Ok(())
         }),
     }
