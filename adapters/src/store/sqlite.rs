@@ -5,7 +5,8 @@
 //! previous transaction was committing, checks each one on its own (expected
 //! version, idempotent retry), writes them all in one `BEGIN IMMEDIATE`
 //! transaction, commits durably (WAL, `synchronous=FULL`), and only then
-//! answers each caller. A rejected append never fails its neighbours. Reads
+//! answers each caller. A rejected append never fails its neighbours. A
+//! second thread copies the WAL into the file (checkpoints) off that path. Reads
 //! use a small pool of read-only connections on blocking threads. The file
 //! carries an application id and a `meta` table, so a file that is not a
 //! paycode store is refused as `Corrupt` and never modified. See
@@ -13,8 +14,8 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, mpsc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -50,11 +51,23 @@ const HEAD_CACHE_STREAMS_MAX: usize = 1_000_000;
 /// whole pages: 1 KiB pages write a quarter of the bytes of 4 KiB ones for
 /// those leaves. Measured ~30% more appends/s than 4 KiB (see ADR 0002).
 const PAGE_SIZE_BYTES: u32 = 1024;
-/// WAL pages written before a commit runs a checkpoint (SQLite's default is
-/// 1000): a larger WAL lets a checkpoint write each hot page once for many
-/// commits, and fsync the main file less often. 32 MiB at 1 KiB pages.
-const WAL_AUTOCHECKPOINT_PAGES: u32 = 32_768;
-/// The WAL is truncated back to this size after a checkpoint.
+/// Checkpoints run on their own thread and connection, never in the
+/// writer's commit path (SQLite's automatic checkpoint runs inside `COMMIT`
+/// and stalled every caller of that group for the whole copy). After a
+/// commit the checkpointer is woken, copies the WAL into the file with a
+/// PASSIVE checkpoint (no lock the writer needs), then rests this long, so
+/// that a hot page is copied once for many commits and the main file is
+/// fsynced a few times a second at most.
+const CHECKPOINT_INTERVAL_MS: u64 = 200;
+/// A passive checkpoint that overlaps commits never catches up with the
+/// writer, and SQLite restarts the WAL from its beginning only once every
+/// frame was copied. When the checkpointer finds more frames than this
+/// (64 MiB at 1 KiB pages) it asks the writer to run one checkpoint itself
+/// between two groups (after answering the callers): it then copies only
+/// the frames of the last few commits, and the next transaction restarts
+/// the WAL. This bounds the WAL's size under endless load.
+const WAL_FRAMES_WRITER_CHECKPOINT: i64 = 65_536;
+/// The WAL is truncated back to this size when it restarts.
 const JOURNAL_SIZE_LIMIT_BYTES: u64 = 64 * 1024 * 1024;
 /// Page cache of each connection, in KiB (negative `cache_size` means KiB).
 /// Enough for the indexes' hot pages; not larger, because SQLite walks the
@@ -110,7 +123,8 @@ pub struct SqliteStoreStats {
     pub events: u64,
     /// Time the writer spent from `BEGIN` up to `COMMIT` (checks, inserts), µs.
     pub write_micros: u64,
-    /// Time the writer spent in `COMMIT` (WAL write, fsync, checkpoints), µs.
+    /// Time the writer spent in `COMMIT` (WAL write and fsync; checkpoints
+    /// run on another thread), µs.
     pub commit_micros: u64,
 }
 
@@ -158,6 +172,16 @@ impl SqliteStore {
         let (requests, queue) = mpsc::channel();
         let head = Arc::new(watch::channel(head_position).0);
         let counters = Arc::new(Counters::default());
+        let checkpoints = Arc::new(CheckpointSignal::default());
+        let checkpointer = open_checkpointer(&path)?;
+        let checkpointer = {
+            let checkpoints = Arc::clone(&checkpoints);
+            let path = path.clone();
+            std::thread::Builder::new()
+                .name("paycode-sqlite-checkpointer".to_owned())
+                .spawn(move || run_checkpointer(&path, &checkpointer, &checkpoints))
+                .map_err(|error| StoreError::Unavailable(Box::new(error)))?
+        };
         let writer = Writer {
             path: path.clone(),
             conn,
@@ -166,6 +190,8 @@ impl SqliteStore {
             data_version,
             head: Arc::clone(&head),
             counters: Arc::clone(&counters),
+            checkpoints,
+            checkpointer: Some(checkpointer),
         };
         let writer = std::thread::Builder::new()
             .name("paycode-sqlite-writer".to_owned())
@@ -358,6 +384,10 @@ struct Writer {
     data_version: i64,
     head: Arc<watch::Sender<u64>>,
     counters: Arc<Counters>,
+    checkpoints: Arc<CheckpointSignal>,
+    /// Stopped and joined before the writer's connection closes, so that
+    /// the writer's is the last connection and checkpoints the WAL away.
+    checkpointer: Option<JoinHandle<()>>,
 }
 
 /// What the writer knows of one existing stream.
@@ -407,6 +437,30 @@ impl Writer {
             for (request, answer) in group.drain(..).zip(answers.drain(..)) {
                 // A caller that stopped waiting has nobody to tell.
                 let _ = request.reply.send(answer);
+            }
+            self.checkpoints.committed();
+            if self.checkpoints.writer_should_checkpoint() {
+                self.checkpoint();
+            }
+        }
+        self.checkpoints.stop();
+        if let Some(checkpointer) = self.checkpointer.take() {
+            // A panicked checkpointer copied nothing that the writer's
+            // final checkpoint on close will not copy.
+            let _ = checkpointer.join();
+        }
+    }
+
+    /// Copies the WAL's last frames into the file (the checkpointer copied
+    /// the rest), so that the next transaction restarts the WAL. Runs
+    /// between groups, after their callers were answered.
+    fn checkpoint(&mut self) {
+        match passive_checkpoint(&self.conn) {
+            Ok(Some(_)) => self.checkpoints.writer_checkpointed(),
+            // The checkpointer is copying right now: try after the next group.
+            Ok(None) => {}
+            Err(error) => {
+                tracing::warn!(path = %self.path.display(), %error, "SQLite checkpoint failed");
             }
         }
     }
@@ -682,6 +736,115 @@ impl std::error::Error for SharedError {
     }
 }
 
+/// How the writer and the checkpointer thread talk.
+#[derive(Debug, Default)]
+struct CheckpointSignal {
+    state: Mutex<CheckpointState>,
+    wake: Condvar,
+    /// Set by the checkpointer when the WAL holds more than
+    /// `WAL_FRAMES_WRITER_CHECKPOINT` frames; read by the writer after each
+    /// group (an atomic, so that the hot path takes no lock for it).
+    writer_should: AtomicBool,
+}
+
+#[derive(Debug, Default)]
+struct CheckpointState {
+    /// Commits since the checkpointer last looked.
+    pending: bool,
+    stopped: bool,
+}
+
+impl CheckpointSignal {
+    fn committed(&self) {
+        let mut state = self.state.lock().expect("checkpoint lock poisoned");
+        if !state.pending {
+            state.pending = true;
+            self.wake.notify_one();
+        }
+    }
+
+    fn stop(&self) {
+        self.state.lock().expect("checkpoint lock poisoned").stopped = true;
+        self.wake.notify_one();
+    }
+
+    fn writer_should_checkpoint(&self) -> bool {
+        self.writer_should.load(Ordering::Relaxed)
+    }
+
+    fn writer_checkpointed(&self) {
+        self.writer_should.store(false, Ordering::Relaxed);
+    }
+
+    /// Sleeps for `pause`, or less if the store is closing.
+    fn rest(&self, pause: Duration) {
+        let state = self.state.lock().expect("checkpoint lock poisoned");
+        let _ = self
+            .wake
+            .wait_timeout_while(state, pause, |state| !state.stopped)
+            .expect("checkpoint lock poisoned");
+    }
+
+    /// Waits for commits to copy; `false` once the store is closing.
+    fn wait_for_commits(&self) -> bool {
+        let mut state = self.state.lock().expect("checkpoint lock poisoned");
+        while !state.pending && !state.stopped {
+            state = self.wake.wait(state).expect("checkpoint lock poisoned");
+        }
+        state.pending = false;
+        !state.stopped
+    }
+}
+
+/// The checkpointer thread: after commits, copies the WAL into the file
+/// with passive checkpoints, at most once per `CHECKPOINT_INTERVAL_MS`.
+/// The writer's own connection checkpoints everything when it closes.
+fn run_checkpointer(path: &Path, conn: &Connection, signal: &CheckpointSignal) {
+    while signal.wait_for_commits() {
+        match passive_checkpoint(conn) {
+            Ok(Some(frames)) => {
+                if frames > WAL_FRAMES_WRITER_CHECKPOINT {
+                    signal.writer_should.store(true, Ordering::Relaxed);
+                }
+            }
+            Ok(None) => {}
+            Err(error) => {
+                tracing::warn!(path = %path.display(), %error, "SQLite checkpoint failed");
+            }
+        }
+        signal.rest(Duration::from_millis(CHECKPOINT_INTERVAL_MS));
+    }
+}
+
+/// Runs a PASSIVE checkpoint: it copies what it can without waiting for
+/// any lock. Returns the WAL's frame count, `None` when another checkpoint
+/// was running.
+fn passive_checkpoint(conn: &Connection) -> rusqlite::Result<Option<i64>> {
+    let (busy, frames): (i64, i64) =
+        conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
+            Ok((row.get(0)?, row.get(1)?))
+        })?;
+    Ok((busy == 0).then_some(frames))
+}
+
+/// The checkpointer's connection, opened once the writer has checked (or
+/// created) the file. It never writes rows, and never checkpoints on close:
+/// the writer does that last.
+fn open_checkpointer(path: &Path) -> Result<Connection, StoreError> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn =
+        Connection::open_with_flags(path, flags).map_err(|error| sqlite_error(path, error))?;
+    let configure = || -> rusqlite::Result<()> {
+        conn.busy_timeout(Duration::from_millis(BUSY_TIMEOUT_MS))?;
+        conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+        conn.pragma_update(None, "cache_size", -CACHE_SIZE_KIB / 4)
+    };
+    configure().map_err(|error| sqlite_error(path, error))?;
+    Ok(conn)
+}
+
 /// Opens (creating if needed) the write connection, after checking that the
 /// file is a paycode store or a new one. Nothing is written to a file that
 /// fails the check.
@@ -733,7 +896,8 @@ fn open_writer(path: &Path) -> Result<Connection, StoreError> {
             )));
         }
         conn.pragma_update(None, "synchronous", "FULL")?;
-        conn.pragma_update(None, "wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES)?;
+        // The checkpointer thread does it (see `CHECKPOINT_INTERVAL_MS`).
+        conn.pragma_update(None, "wal_autocheckpoint", 0)?;
         conn.pragma_update(None, "journal_size_limit", JOURNAL_SIZE_LIMIT_BYTES)?;
         conn.pragma_update(None, "cache_size", -CACHE_SIZE_KIB)?;
         conn.pragma_update(None, "temp_store", "MEMORY")?;
