@@ -64,6 +64,17 @@ macro_rules! contract_tests {
             async fn concurrent_appenders() {
                 contract::concurrent_appenders($fresh).await;
             }
+
+            // The embedded stores' stronger promises (see contract.rs).
+            #[tokio::test]
+            async fn dense_positions() {
+                contract::dense_positions($fresh).await;
+            }
+
+            #[tokio::test]
+            async fn rejects_reused_event_ids() {
+                contract::rejects_reused_event_ids($fresh).await;
+            }
         }
     };
 }

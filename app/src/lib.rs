@@ -11,6 +11,7 @@ pub mod http;
 pub mod index;
 pub mod ledger;
 pub mod metrics;
+pub mod migrate;
 pub mod runtime;
 pub mod sandbox_cli;
 pub mod service;

@@ -13,10 +13,12 @@ use uuid::Uuid;
 
 #[doc(hidden)]
 pub mod contract;
+pub mod eventstoredb;
 pub mod follow;
 pub mod memory;
 pub mod sqlite;
 
+pub use eventstoredb::EventStoreDbStore;
 pub use follow::Follower;
 pub use memory::MemoryStore;
 pub use sqlite::{SqliteStore, SqliteStoreStats};
@@ -101,7 +103,9 @@ pub enum StoreError {
         actual: Option<u64>,
     },
     /// The append or read was malformed (empty batch, duplicate event id in
-    /// the batch, an id already used elsewhere). A bug in the caller: do not retry.
+    /// the batch, an id already used elsewhere; the embedded stores detect
+    /// every reuse, EventStoreDB only a reuse behind the stream's head). A bug
+    /// in the caller: do not retry.
     #[error("invalid append to {stream}: {reason}")]
     InvalidAppend { stream: String, reason: String },
     /// The store cannot be reached or did not confirm durability. The append

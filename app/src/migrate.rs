@@ -1,0 +1,365 @@
+//! `paycode migrate --to eventstoredb`: copies a SQLite ledger into an
+//! EventStoreDB cluster, every stream in order, keeping event ids, stored
+//! names, schema versions and payloads.
+//!
+//! The copy is written against the `EventStore` port (`copy_ledger`), so it
+//! is tested SQLite → memory without a server. Each event is appended at the
+//! exact version it has in the source, with its own id: a rerun after an
+//! interruption skips what the target already holds (after checking that it
+//! is the same events) and goes on; a retried append is de-duplicated by id.
+//! It refuses to mix ledgers: a target stream that differs from the source
+//! stops the copy before anything is written to that stream.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use paycode_adapters::store::eventstoredb::{EventStoreDbStore, Namespace};
+use paycode_adapters::store::{
+    EventStore, ExpectedVersion, NewEvent, RecordedEvent, SqliteStore, StoreError,
+};
+
+use crate::config::Config;
+
+/// How many source events are read at a time.
+const READ_PAGE_EVENTS: usize = 1_000;
+
+/// How long the target cluster may take to answer at start-up.
+const CONNECT_TIMEOUT_SECS: u64 = 5;
+
+/// What a copy did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct MigrationReport {
+    /// Events read from the source.
+    pub events_read: u64,
+    /// Events appended to the target by this run.
+    pub events_copied: u64,
+    /// Events the target already held (an earlier, interrupted run).
+    pub events_already_there: u64,
+    /// Distinct streams seen.
+    pub streams: u64,
+}
+
+/// Why a copy stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum MigrationError {
+    /// Reading the source or writing the target failed. Rerun: the copy
+    /// resumes where it stopped.
+    #[error("event store: {0}")]
+    Store(#[from] StoreError),
+    /// The target already holds a different event where the source's goes.
+    /// It is another ledger's stream, or one that moved on since: an operator
+    /// must look; nothing was written to that stream.
+    #[error(
+        "stream {stream} differs at version {version}: the target holds event {target}, the source {source_id}"
+    )]
+    Diverged {
+        stream: String,
+        version: u64,
+        target: uuid::Uuid,
+        source_id: uuid::Uuid,
+    },
+    /// The target stream is longer than the source's at the end of the copy
+    /// (someone appended to it): the copy is complete but not exact.
+    #[error("stream {stream} has {target} events in the target but {source_len} in the source")]
+    TargetAhead {
+        stream: String,
+        target: u64,
+        source_len: u64,
+    },
+}
+
+/// What the copy knows of one target stream.
+#[derive(Debug)]
+struct TargetStream {
+    /// The target's event ids, in version order, as read at first sight.
+    existing: Vec<uuid::Uuid>,
+    /// The number of events of this stream seen in the source so far.
+    source_len: u64,
+}
+
+/// Copies every event of `source` to `target` in global order, appending
+/// each run of consecutive events of one stream as one batch at the exact
+/// version they have in the source. Idempotent: rerunning it copies only
+/// what is missing. `progress` is called after each page.
+pub async fn copy_ledger(
+    source: &dyn EventStore,
+    target: &dyn EventStore,
+    mut progress: impl FnMut(&MigrationReport),
+) -> Result<MigrationReport, MigrationError> {
+    let mut report = MigrationReport::default();
+    let mut streams: HashMap<String, TargetStream> = HashMap::new();
+    let mut position = 1;
+    loop {
+        let page = source.read_all(position, READ_PAGE_EVENTS).await?;
+        let Some(last) = page.last() else { break };
+        position = last.position + 1;
+        report.events_read += page.len() as u64;
+        for run in page.chunk_by(|a, b| a.stream == b.stream) {
+            copy_run(target, run, &mut streams, &mut report).await?;
+        }
+        progress(&report);
+    }
+    report.streams = streams.len() as u64;
+    for (stream, known) in &streams {
+        let target_len = known.existing.len() as u64;
+        if target_len > known.source_len {
+            return Err(MigrationError::TargetAhead {
+                stream: stream.clone(),
+                target: target_len,
+                source_len: known.source_len,
+            });
+        }
+    }
+    Ok(report)
+}
+
+/// Copies consecutive source events of one stream.
+async fn copy_run(
+    target: &dyn EventStore,
+    run: &[RecordedEvent],
+    streams: &mut HashMap<String, TargetStream>,
+    report: &mut MigrationReport,
+) -> Result<(), MigrationError> {
+    let Some(first) = run.first() else {
+        return Ok(());
+    };
+    let stream = first.stream.as_str();
+    if !streams.contains_key(stream) {
+        let existing = target
+            .read_stream(stream)
+            .await?
+            .iter()
+            .map(|event| event.event_id)
+            .collect();
+        streams.insert(
+            stream.to_owned(),
+            TargetStream {
+                existing,
+                source_len: 0,
+            },
+        );
+    }
+    let Some(known) = streams.get_mut(stream) else {
+        return Ok(());
+    };
+    let mut missing: Vec<NewEvent> = Vec::new();
+    for event in run {
+        assert_eq!(
+            event.version, known.source_len,
+            "the source's stream versions are gapless"
+        );
+        known.source_len += 1;
+        match usize::try_from(event.version)
+            .ok()
+            .and_then(|index| known.existing.get(index))
+        {
+            Some(&there) if there == event.event_id => report.events_already_there += 1,
+            Some(&there) => {
+                return Err(MigrationError::Diverged {
+                    stream: stream.to_owned(),
+                    version: event.version,
+                    target: there,
+                    source_id: event.event_id,
+                });
+            }
+            None => missing.push(NewEvent {
+                event_id: event.event_id,
+                event_type: event.event_type.clone(),
+                schema_version: event.schema_version,
+                data: event.data.clone(),
+            }),
+        }
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let count = missing.len() as u64;
+    let first_version = known.source_len - count;
+    let expected = ExpectedVersion::after(first_version.checked_sub(1));
+    target.append(stream, expected, missing).await?;
+    report.events_copied += count;
+    Ok(())
+}
+
+/// `paycode migrate --to eventstoredb`: the SQLite file at `from` (default
+/// `store.path`) into the cluster at `url` (default `store.url`).
+pub async fn run(
+    config: Option<Config>,
+    from: Option<PathBuf>,
+    url: Option<String>,
+) -> anyhow::Result<String> {
+    let path = match (from, &config) {
+        (Some(path), _) => path,
+        (None, Some(config)) => config.resolve(&config.store.path),
+        (None, None) => PathBuf::from("paycode.db"),
+    };
+    let url = url
+        .or_else(|| config.as_ref().and_then(|config| config.store.url.clone()))
+        .context("store.url: the EventStoreDB connection string is required (or pass --url)")?;
+    if !path.exists() {
+        anyhow::bail!("store.path: no SQLite ledger at {}", path.display());
+    }
+    let source = SqliteStore::open(&path)
+        .with_context(|| format!("store.path: opening {}", path.display()))?;
+    let target = EventStoreDbStore::connect(
+        &url,
+        Namespace::whole_cluster(),
+        Duration::from_secs(CONNECT_TIMEOUT_SECS),
+    )
+    .await
+    .with_context(|| {
+        format!("store.url: cannot reach the EventStoreDB cluster within {CONNECT_TIMEOUT_SECS} s")
+    })?;
+    let report = copy_ledger(&source, &target, |report| {
+        eprintln!(
+            "read {} events, copied {}, already there {}",
+            report.events_read, report.events_copied, report.events_already_there
+        );
+    })
+    .await
+    .context("migrate")?;
+    Ok(format!(
+        "migrated {}: {} events in {} streams ({} copied now, {} already there)\n",
+        path.display(),
+        report.events_read,
+        report.streams,
+        report.events_copied,
+        report.events_already_there
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use paycode_adapters::store::MemoryStore;
+    use paycode_adapters::store::contract::event;
+
+    use super::*;
+
+    async fn sqlite_ledger(dir: &tempfile::TempDir) -> SqliteStore {
+        let store = SqliteStore::open(dir.path().join("ledger.db")).expect("open");
+        store
+            .append(
+                "payment-m-1",
+                ExpectedVersion::NoStream,
+                vec![event("Submitted", "1"), event("UserPaying", "1")],
+            )
+            .await
+            .expect("append");
+        store
+            .append(
+                "payment-m-2",
+                ExpectedVersion::NoStream,
+                vec![event("Submitted", "2")],
+            )
+            .await
+            .expect("append");
+        store
+            .append(
+                "payment-m-1",
+                ExpectedVersion::Exact(1),
+                vec![event("QueryResult", "1")],
+            )
+            .await
+            .expect("append");
+        store
+    }
+
+    fn without_positions(
+        events: Vec<RecordedEvent>,
+    ) -> Vec<(String, u64, uuid::Uuid, String, u32, Vec<u8>)> {
+        events
+            .into_iter()
+            .map(|e| {
+                (
+                    e.stream,
+                    e.version,
+                    e.event_id,
+                    e.event_type,
+                    e.schema_version,
+                    e.data,
+                )
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn copies_every_stream_in_order_with_its_event_ids() {
+        // Shows that the target holds the source's events in the same global
+        // order, with the same ids, names, versions, schema versions and bytes.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let source = sqlite_ledger(&dir).await;
+        let target = MemoryStore::new();
+        let report = copy_ledger(&source, &target, |_| {}).await.expect("copy");
+        assert_eq!(
+            report,
+            MigrationReport {
+                events_read: 4,
+                events_copied: 4,
+                events_already_there: 0,
+                streams: 2
+            }
+        );
+        let source_events = source.read_all(1, usize::MAX).await.expect("read");
+        let target_events = target.read_all(1, usize::MAX).await.expect("read");
+        assert_eq!(
+            without_positions(target_events),
+            without_positions(source_events)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_rerun_copies_only_what_is_missing() {
+        // Shows idempotence: a second run writes nothing, and a run after
+        // new source events copies just those.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let source = sqlite_ledger(&dir).await;
+        let target = MemoryStore::new();
+        copy_ledger(&source, &target, |_| {}).await.expect("copy");
+        let again = copy_ledger(&source, &target, |_| {}).await.expect("rerun");
+        assert_eq!((again.events_copied, again.events_already_there), (0, 4));
+        assert_eq!(target.head_position().await.expect("head"), 4);
+
+        source
+            .append(
+                "payment-m-2",
+                ExpectedVersion::Exact(0),
+                vec![event("QueryResult", "2")],
+            )
+            .await
+            .expect("append");
+        let more = copy_ledger(&source, &target, |_| {}).await.expect("rerun");
+        assert_eq!((more.events_copied, more.events_already_there), (1, 4));
+        assert_eq!(
+            target.read_stream("payment-m-2").await.expect("read").len(),
+            2
+        );
+    }
+
+    #[tokio::test]
+    async fn a_target_holding_another_ledger_is_refused() {
+        // Shows that a target stream with different events stops the copy
+        // without writing to it.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let source = sqlite_ledger(&dir).await;
+        let target = MemoryStore::new();
+        target
+            .append(
+                "payment-m-2",
+                ExpectedVersion::NoStream,
+                vec![event("Submitted", "other")],
+            )
+            .await
+            .expect("append");
+        let refused = copy_ledger(&source, &target, |_| {}).await;
+        assert!(
+            matches!(refused, Err(MigrationError::Diverged { ref stream, version: 0, .. }) if stream == "payment-m-2"),
+            "{refused:?}"
+        );
+        assert_eq!(
+            target.read_stream("payment-m-2").await.expect("read").len(),
+            1
+        );
+    }
+}
