@@ -8,6 +8,7 @@ pub mod ids;
 pub mod money;
 pub mod payment;
 pub mod policy;
+pub mod reconciliation;
 
 pub use auth_code::{AuthCode, AuthCodeError, MaskedAuthCode};
 pub use channel::{Channel, ChannelCodes};
