@@ -358,6 +358,9 @@ fn pay(inner: &Inner, app: &AlipayApp, biz: &Value, now: DateTime<Utc>) -> Node 
     };
     let app_id = &app.config.app_id;
     let mut store = inner.store();
+    if let Err(error) = store.count_pay_request(Channel::Alipay, app_id, out_trade_no) {
+        return store_failed(&error);
+    }
     let existing = match store.load(Channel::Alipay, app_id, out_trade_no) {
         Ok(existing) => existing,
         Err(error) => return store_failed(&error),

@@ -70,10 +70,10 @@ pub use alipay::{BILL_DOWNLOAD_PATH, GATEWAY_PATH};
 pub use codes::Behaviour;
 pub use faults::{FaultKind, Faults, StatementDefect};
 pub use statement::{WechatBillLayout, WechatBillType};
+pub use store::TruthStore;
 pub use truth::{SandboxOrder, SandboxOrderState, SandboxRefund, SandboxRefundState};
 
 use faults::FaultDice;
-use store::TruthStore;
 
 /// How long code `05` and the slow-answer fault hold an answer by default:
 /// longer than the channel clients' 10 s timeout.

@@ -53,6 +53,14 @@ CREATE TABLE IF NOT EXISTS counters (
 );
 ";
 
+/// The counter of pay requests for one order number.
+fn pay_request_counter(channel: Channel, merchant_id: &str, out_trade_no: &str) -> String {
+    format!(
+        "pay_requests/{}/{merchant_id}/{out_trade_no}",
+        channel.as_str()
+    )
+}
+
 /// The sandbox's database. Not `Sync`: the sandbox holds it in a mutex and
 /// never across an `.await`.
 #[derive(Debug)]
@@ -97,6 +105,35 @@ impl TruthStore {
             |row| row.get(0),
         )?;
         Ok(u64::try_from(value).unwrap_or_default())
+    }
+
+    /// Counts one pay request for an order number, whatever its answer: a
+    /// crash test proves with it that no order was sent to pay twice.
+    pub fn count_pay_request(
+        &mut self,
+        channel: Channel,
+        merchant_id: &str,
+        out_trade_no: &str,
+    ) -> rusqlite::Result<u64> {
+        self.next_number(&pay_request_counter(channel, merchant_id, out_trade_no))
+    }
+
+    /// How many pay requests named this order number (0 when none did).
+    pub fn pay_requests(
+        &self,
+        channel: Channel,
+        merchant_id: &str,
+        out_trade_no: &str,
+    ) -> rusqlite::Result<u64> {
+        let value: Option<i64> = self
+            .conn
+            .query_row(
+                "SELECT value FROM counters WHERE name = ?1",
+                params![pay_request_counter(channel, merchant_id, out_trade_no)],
+                |row| row.get(0),
+            )
+            .optional()?;
+        Ok(value.and_then(|v| u64::try_from(v).ok()).unwrap_or(0))
     }
 
     /// The order under `out_trade_no`.
@@ -336,6 +373,23 @@ mod tests {
 
     use super::*;
     use crate::sandbox::truth::tests::{order, start};
+
+    #[test]
+    fn pay_requests_are_counted_per_order_number_and_survive_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sandbox.db");
+        {
+            let mut store = TruthStore::open(Some(&path)).unwrap();
+            assert_eq!(store.pay_requests(Channel::Wechat, "m1", "A").unwrap(), 0);
+            store.count_pay_request(Channel::Wechat, "m1", "A").unwrap();
+            store.count_pay_request(Channel::Wechat, "m1", "A").unwrap();
+            store.count_pay_request(Channel::Alipay, "m1", "A").unwrap();
+        }
+        let store = TruthStore::open(Some(&path)).unwrap();
+        assert_eq!(store.pay_requests(Channel::Wechat, "m1", "A").unwrap(), 2);
+        assert_eq!(store.pay_requests(Channel::Alipay, "m1", "A").unwrap(), 1);
+        assert_eq!(store.pay_requests(Channel::Wechat, "m2", "A").unwrap(), 0);
+    }
 
     #[test]
     fn every_state_and_refund_reads_back_as_written_after_reopening_the_file() {

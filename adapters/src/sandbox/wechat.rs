@@ -286,6 +286,9 @@ fn pay(inner: &Inner, merchant: &SandboxWechat, params: &Params, now: DateTime<U
         );
     };
     let mut store = inner.store();
+    if let Err(error) = store.count_pay_request(Channel::Wechat, &merchant.mch_id, out_trade_no) {
+        return store_failed(&error);
+    }
     let existing = match store.load(Channel::Wechat, &merchant.mch_id, out_trade_no) {
         Ok(existing) => existing,
         Err(error) => return store_failed(&error),
