@@ -3,8 +3,11 @@
 
 use std::fmt;
 
+use chrono::NaiveDate;
 use serde::{Deserialize, Deserializer, Serialize};
 use uuid::Uuid;
+
+use crate::channel::Channel;
 
 /// Why an identifier is malformed; `field` names the offending input.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -115,6 +118,13 @@ pub fn parse_payment_stream(stream: &str) -> Option<(MerchantId, OrderNo)> {
     ))
 }
 
+/// The stream that holds the reconciliation reports of one merchant's
+/// statement of one channel and China-time day, e.g.
+/// `reconciliation-demo-wechat-2026-11-21`.
+pub fn reconciliation_stream(channel: Channel, merchant: &MerchantId, date: NaiveDate) -> String {
+    format!("reconciliation-{merchant}-{channel}-{date}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -143,6 +153,20 @@ mod tests {
         assert_eq!(parse_payment_stream(&stream), Some((merchant, order)));
         assert!(MerchantId::parse("de-mo").is_err());
         assert_eq!(parse_payment_stream("reconciliation-x"), None);
+    }
+
+    #[test]
+    fn reconciliation_streams_are_per_merchant_channel_and_day() {
+        // One stream per merchant, channel and statement day, never mistaken for a payment stream.
+        let merchant = MerchantId::parse("demo").unwrap();
+        let date = NaiveDate::from_ymd_opt(2026, 11, 21).unwrap();
+        let stream = reconciliation_stream(Channel::Wechat, &merchant, date);
+        assert_eq!(stream, "reconciliation-demo-wechat-2026-11-21");
+        assert_ne!(
+            stream,
+            reconciliation_stream(Channel::Alipay, &merchant, date)
+        );
+        assert_eq!(parse_payment_stream(&stream), None);
     }
 
     #[test]

@@ -8,6 +8,25 @@
 
 use chrono::{DateTime, NaiveDate, Utc};
 
+mod event;
+mod ledger;
+mod matching;
+mod report;
+pub mod stored;
+
+#[cfg(test)]
+mod properties;
+#[cfg(test)]
+mod specification;
+
+pub use event::{
+    ReconciliationEvent, ReconciliationFact, ReconciliationRecorded, already_imported,
+    decide_import, latest_report,
+};
+pub use ledger::{Ledger, LedgerOrder, LedgerRefund, LedgerRevoke};
+pub use matching::{ReconcilePolicy, reconcile};
+pub use report::{Finding, FindingKind, Match, Report};
+
 use crate::channel::Channel;
 use crate::money::Money;
 use crate::payment::StatementLineKind;

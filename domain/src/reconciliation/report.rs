@@ -1,0 +1,92 @@
+//! The outcome of setting one statement against the ledger: the lines that
+//! agree (to record on their orders' streams) and the findings an operator
+//! must look at. The serialized form is CONTRACT.md's report JSON.
+
+use chrono::NaiveDate;
+use serde::{Deserialize, Serialize, Serializer};
+
+use crate::channel::Channel;
+use crate::ids::OrderNo;
+use crate::money::Money;
+use crate::payment::StatementLine;
+
+/// One statement reconciled. Serializes as CONTRACT.md's report, where
+/// `matched` is the number of matched lines (the lines themselves go to the
+/// orders' streams, not into the report).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Report {
+    pub channel: Channel,
+    /// The statement's day, China time.
+    pub date: NaiveDate,
+    /// Rows the statement holds, duplicates included.
+    pub statement_lines: u64,
+    /// The lines that agree with the ledger, in file order.
+    #[serde(serialize_with = "count")]
+    pub matched: Vec<Match>,
+    /// Every difference, sorted (by kind, then order and refund number), so
+    /// that the same inputs give byte-identical reports.
+    pub findings: Vec<Finding>,
+}
+
+/// A statement line that agrees with the ledger: record it on the order's
+/// stream (`MatchStatementLine`), which is idempotent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Match {
+    pub order_no: OrderNo,
+    pub line: StatementLine,
+    /// The order's stream already holds this line (a re-import): nothing to append.
+    pub already_recorded: bool,
+}
+
+/// The kinds of difference, by the names of CONTRACT.md.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FindingKind {
+    /// The channel moved money the ledger does not know: an unknown order or
+    /// an unknown refund.
+    MissingInLedger,
+    /// The ledger believes money moved on the statement's day, and the
+    /// statement does not show it.
+    MissingInStatement,
+    /// Both know the movement, with different amounts.
+    AmountMismatch,
+    /// Both know the order, but not in the same state (the ledger closed,
+    /// failed or still pending what the channel shows as done).
+    StatusMismatch,
+    /// The same movement is listed twice (in this statement, or already on
+    /// another day's).
+    DuplicateLine,
+}
+
+impl FindingKind {
+    /// The name in the report JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FindingKind::MissingInLedger => "missing_in_ledger",
+            FindingKind::MissingInStatement => "missing_in_statement",
+            FindingKind::AmountMismatch => "amount_mismatch",
+            FindingKind::StatusMismatch => "status_mismatch",
+            FindingKind::DuplicateLine => "duplicate_line",
+        }
+    }
+}
+
+/// One difference between the statement and the ledger. Field order is the
+/// sort order and CONTRACT.md's JSON order.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Finding {
+    pub kind: FindingKind,
+    /// The merchant order number (as the statement prints it, for a line the
+    /// ledger does not know).
+    pub order_no: Option<String>,
+    /// The refund number, for a refund; `None` for payments and reversals.
+    pub refund_no: Option<String>,
+    pub ledger_amount: Option<Money>,
+    pub statement_amount: Option<Money>,
+    /// What differs, for a person: statement line numbers, statuses, times.
+    pub detail: String,
+}
+
+fn count<S: Serializer>(matched: &[Match], serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_u64(matched.len() as u64)
+}

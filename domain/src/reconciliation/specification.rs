@@ -1,0 +1,1131 @@
+//! The specification of the matcher, one scenario per rule of DESIGN.md
+//! ("Reconciliation") and the module documentation of `matching`. Ledgers
+//! are built from payment histories where the rule is about the payment
+//! state, and as `LedgerOrder`s directly where it is about the matching.
+//! Each test's first line says which rule it shows.
+
+use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
+use uuid::Uuid;
+
+use super::*;
+use crate::auth_code::AuthCode;
+use crate::channel::{Channel, ChannelCodes};
+use crate::ids::{CommandId, MerchantId, OrderNo, RefundNo};
+use crate::money::{Currency, Money};
+use crate::payment::{
+    Command, CommandKind, Event, Fact, Paid, PaidSource, PaymentDecider, PaymentState,
+    PaymentStatus, RefundFailed, RefundRequested, RefundStatus, Refunded, RevokeReason,
+    RevokeRequested, RevokeResult, Revoked, StatementLine, StatementLineKind, StatementLineMatched,
+    Submitted,
+};
+use crate::policy::Policy;
+
+const TRADE_NO: &str = "4200000001";
+
+/// The statement day of every scenario.
+fn day() -> NaiveDate {
+    NaiveDate::from_ymd_opt(2026, 11, 21).unwrap()
+}
+
+/// An instant of the statement day, China time.
+fn china(hour: u32, minute: u32, second: u32) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 21, hour, minute, second)
+        .unwrap()
+        - Duration::hours(8)
+}
+
+fn money(text: &str) -> Money {
+    text.parse().unwrap()
+}
+
+fn row(line_no: u32, kind: StatementLineKind, order_no: &str, amount: &str) -> StatementRow {
+    StatementRow {
+        line_no,
+        kind,
+        order_no: order_no.to_owned(),
+        channel_trade_no: format!("{TRADE_NO}{order_no}"),
+        refund_no: None,
+        channel_refund_no: None,
+        amount: money(amount),
+        at: china(10, 0, 0),
+    }
+}
+
+fn payment(line_no: u32, order_no: &str, amount: &str) -> StatementRow {
+    row(line_no, StatementLineKind::Payment, order_no, amount)
+}
+
+fn refund(line_no: u32, order_no: &str, refund_no: &str, amount: &str) -> StatementRow {
+    StatementRow {
+        refund_no: Some(refund_no.to_owned()),
+        ..row(line_no, StatementLineKind::Refund, order_no, amount)
+    }
+}
+
+fn statement(channel: Channel, rows: Vec<StatementRow>) -> Statement {
+    Statement {
+        channel,
+        date: day(),
+        rows,
+    }
+}
+
+/// A WeChat order paid at `paid_at`, with the trade number its statement lines print.
+fn paid(order_no: &str, amount: &str, paid_at: DateTime<Utc>) -> LedgerOrder {
+    LedgerOrder {
+        order_no: OrderNo::parse(order_no).unwrap(),
+        channel: Channel::Wechat,
+        amount: money(amount),
+        status: PaymentStatus::Paid,
+        channel_trade_no: Some(format!("{TRADE_NO}{order_no}")),
+        paid_at: Some(paid_at),
+        payment_on_statement: None,
+        revoke: None,
+        refunds: Vec::new(),
+    }
+}
+
+fn with_refund(
+    mut order: LedgerOrder,
+    refund_no: &str,
+    amount: &str,
+    status: RefundStatus,
+) -> LedgerOrder {
+    order.refunds.push(LedgerRefund {
+        refund_no: RefundNo::parse(refund_no).unwrap(),
+        amount: money(amount),
+        status,
+        refunded_at: (status == RefundStatus::Succeeded).then(|| china(11, 0, 0)),
+        on_statement: None,
+    });
+    order
+}
+
+fn ledger(orders: impl IntoIterator<Item = LedgerOrder>) -> Ledger {
+    Ledger::new(orders)
+}
+
+fn run(statement: &Statement, ledger: &Ledger) -> Report {
+    reconcile(statement, ledger, &ReconcilePolicy::default())
+}
+
+/// The findings as (kind, order number, refund number), for short assertions.
+fn kinds(report: &Report) -> Vec<(FindingKind, Option<&str>, Option<&str>)> {
+    report
+        .findings
+        .iter()
+        .map(|finding| {
+            (
+                finding.kind,
+                finding.order_no.as_deref(),
+                finding.refund_no.as_deref(),
+            )
+        })
+        .collect()
+}
+
+/// A payment's state from its facts, each recorded at `at`.
+fn state_of(facts: Vec<(DateTime<Utc>, Fact)>) -> PaymentState {
+    let events: Vec<Event> = facts
+        .into_iter()
+        .enumerate()
+        .map(|(index, (at, fact))| Event {
+            at,
+            command_id: CommandId(Uuid::from_u128(index as u128 + 1)),
+            fact,
+        })
+        .collect();
+    PaymentState::replay(&events)
+}
+
+fn submitted(order_no: &str, amount: &str) -> Fact {
+    let start = china(10, 0, 0);
+    Fact::Submitted(Submitted {
+        merchant_id: MerchantId::parse("demo").unwrap(),
+        order_no: OrderNo::parse(order_no).unwrap(),
+        channel: Channel::Wechat,
+        amount: money(amount),
+        currency: Currency::Cny,
+        subject: "Coffee".into(),
+        auth_code: AuthCode::parse("134567890123456789").unwrap().masked(),
+        deadline_at: start + Duration::seconds(30),
+        first_query_at: start + Duration::seconds(5),
+        revoke_not_before: start + Duration::seconds(15),
+    })
+}
+
+fn paid_fact(order_no: &str, paid_at: DateTime<Utc>) -> Fact {
+    Fact::Paid(Paid {
+        channel_trade_no: format!("{TRADE_NO}{order_no}"),
+        paid_at,
+        source: PaidSource::PayAnswer,
+        codes: ChannelCodes::new(),
+    })
+}
+
+fn revoke(result: RevokeResult) -> [Fact; 2] {
+    [
+        Fact::RevokeRequested(RevokeRequested {
+            reason: RevokeReason::DeadlineReached,
+            not_before: china(10, 0, 30),
+        }),
+        Fact::Revoked(Revoked {
+            result,
+            attempt: 1,
+            codes: ChannelCodes::new(),
+        }),
+    ]
+}
+
+#[test]
+fn a_payment_line_matches_the_paid_order_by_order_number() {
+    // Rule: payments are matched by merchant order number; the match is the line to record.
+    let ledger = ledger([paid("A1", "10.00", china(10, 0, 0))]);
+    let statement = statement(Channel::Wechat, vec![payment(1, "A1", "10.00")]);
+    let report = run(&statement, &ledger);
+    assert_eq!(kinds(&report), []);
+    assert_eq!(
+        report.matched,
+        [Match {
+            order_no: OrderNo::parse("A1").unwrap(),
+            line: StatementLine {
+                channel: Channel::Wechat,
+                statement_date: day(),
+                kind: StatementLineKind::Payment,
+                refund_no: None,
+                amount: money("10.00"),
+                channel_trade_no: "4200000001A1".into(),
+            },
+            already_recorded: false,
+        }]
+    );
+    assert_eq!(report.statement_lines, 1);
+}
+
+#[test]
+fn a_refund_line_matches_the_succeeded_refund_by_refund_number() {
+    // Rule: refunds are matched by order number and refund number.
+    let order = with_refund(
+        paid("A1", "10.00", china(10, 0, 0)),
+        "R1",
+        "3.00",
+        RefundStatus::Succeeded,
+    );
+    let ledger = ledger([order]);
+    let statement = statement(
+        Channel::Wechat,
+        vec![payment(1, "A1", "10.00"), refund(2, "A1", "R1", "3.00")],
+    );
+    let report = run(&statement, &ledger);
+    assert_eq!(kinds(&report), []);
+    assert_eq!(report.matched.len(), 2);
+    let refund_line = &report.matched[1].line;
+    assert_eq!(refund_line.kind, StatementLineKind::Refund);
+    assert_eq!(refund_line.refund_no, Some(RefundNo::parse("R1").unwrap()));
+    assert_eq!(refund_line.amount, money("3.00"));
+}
+
+#[test]
+fn a_wechat_revoked_line_matches_the_reversed_order() {
+    // Rule: a paid-then-revoked order shows twice; WeChat's REVOKED line is the order's reversal.
+    let state = state_of(vec![
+        (china(10, 0, 0), submitted("A1", "10.00")),
+        (china(10, 0, 2), paid_fact("A1", china(10, 0, 2))),
+        (
+            china(10, 0, 30),
+            revoke(RevokeResult::Unspecified)[0].clone(),
+        ),
+        (
+            china(10, 0, 31),
+            revoke(RevokeResult::Unspecified)[1].clone(),
+        ),
+    ]);
+    assert_eq!(state.status(), Some(PaymentStatus::Reversed));
+    let ledger = ledger(LedgerOrder::from_state(&state));
+    let statement = statement(
+        Channel::Wechat,
+        vec![
+            payment(1, "A1", "10.00"),
+            row(2, StatementLineKind::Reversal, "A1", "10.00"),
+        ],
+    );
+    let report = run(&statement, &ledger);
+    assert_eq!(kinds(&report), []);
+    let matched: Vec<StatementLineKind> = report.matched.iter().map(|m| m.line.kind).collect();
+    assert_eq!(
+        matched,
+        [StatementLineKind::Payment, StatementLineKind::Reversal]
+    );
+}
+
+#[test]
+fn an_alipay_refund_numbered_with_the_trade_number_is_the_revokes_reversal() {
+    // Rule: Alipay's reversal looks like a refund whose batch number is the trade number; never an unknown refund.
+    let mut order = paid("A1", "10.00", china(10, 0, 0));
+    order.channel = Channel::Alipay;
+    order.status = PaymentStatus::Reversed;
+    order.revoke = Some(LedgerRevoke::Returned {
+        at: china(10, 0, 31),
+        on_statement: None,
+    });
+    let ledger = ledger([order]);
+    let reversal = refund(2, "A1", "4200000001A1", "10.00");
+    let statement = statement(Channel::Alipay, vec![payment(1, "A1", "10.00"), reversal]);
+    let report = run(&statement, &ledger);
+    assert_eq!(kinds(&report), []);
+    assert_eq!(report.matched[1].line.kind, StatementLineKind::Reversal);
+    assert_eq!(report.matched[1].line.refund_no, None);
+}
+
+#[test]
+fn a_line_of_an_order_the_ledger_does_not_know_is_missing_in_ledger() {
+    // Rule: the channel has money the ledger does not know: an unknown order.
+    let ledger = ledger([]);
+    let statement = statement(Channel::Wechat, vec![payment(7, "X1", "5.00")]);
+    let report = run(&statement, &ledger);
+    assert_eq!(
+        report.findings,
+        [Finding {
+            kind: FindingKind::MissingInLedger,
+            order_no: Some("X1".into()),
+            refund_no: None,
+            ledger_amount: None,
+            statement_amount: Some(money("5.00")),
+            detail: "line 7: a payment of an order the ledger does not know".into(),
+        }]
+    );
+    assert!(report.matched.is_empty());
+}
+
+#[test]
+fn a_refund_the_ledger_did_not_make_is_missing_in_ledger() {
+    // Rule: the channel has money the ledger does not know: an unknown refund of a known order.
+    let ledger = ledger([paid("A1", "10.00", china(10, 0, 0))]);
+    let statement = statement(
+        Channel::Wechat,
+        vec![payment(1, "A1", "10.00"), refund(2, "A1", "R9", "1.00")],
+    );
+    let report = run(&statement, &ledger);
+    assert_eq!(
+        kinds(&report),
+        [(FindingKind::MissingInLedger, Some("A1"), Some("R9"))]
+    );
+    assert_eq!(report.matched.len(), 1, "the payment still matches");
+}
+
+#[test]
+fn a_payment_the_statement_does_not_list_is_missing_in_statement() {
+    // Rule: the ledger believes money moved that day and the statement does not show it.
+    let ledger = ledger([
+        paid("A1", "10.00", china(10, 0, 0)),
+        paid("A2", "20.00", china(0, 0, 0)),
+    ]);
+    let statement = statement(Channel::Wechat, vec![payment(1, "A1", "10.00")]);
+    let report = run(&statement, &ledger);
+    assert_eq!(
+        report.findings,
+        [Finding {
+            kind: FindingKind::MissingInStatement,
+            order_no: Some("A2".into()),
+            refund_no: None,
+            ledger_amount: Some(money("20.00")),
+            statement_amount: None,
+            detail:
+                "the ledger was paid at 2026-11-21T00:00:00+08:00; the statement does not list it"
+                    .into(),
+        }]
+    );
+}
+
+#[test]
+fn succeeded_refunds_and_returned_revokes_are_expected_on_the_statement_too() {
+    // Rule: every movement the ledger believes in that day (payment, refund, reversal) must be listed.
+    let refunded = with_refund(
+        paid("A1", "10.00", china(10, 0, 0)),
+        "R1",
+        "3.00",
+        RefundStatus::Succeeded,
+    );
+    let pending = with_refund(
+        paid("A3", "10.00", china(10, 0, 0)),
+        "R3",
+        "3.00",
+        RefundStatus::Pending,
+    );
+    let mut reversed = paid("A2", "10.00", china(10, 0, 0));
+    reversed.status = PaymentStatus::Reversed;
+    reversed.revoke = Some(LedgerRevoke::Returned {
+        at: china(10, 0, 31),
+        on_statement: None,
+    });
+    let ledger = ledger([refunded, reversed, pending]);
+    let statement = statement(
+        Channel::Wechat,
+        vec![
+            payment(1, "A1", "10.00"),
+            payment(2, "A2", "10.00"),
+            payment(3, "A3", "10.00"),
+        ],
+    );
+    let report = run(&statement, &ledger);
+    assert_eq!(
+        kinds(&report),
+        [
+            (FindingKind::MissingInStatement, Some("A1"), Some("R1")),
+            (FindingKind::MissingInStatement, Some("A2"), None),
+        ],
+        "a pending refund moved no money yet"
+    );
+}
+
+#[test]
+fn different_amounts_are_an_amount_mismatch() {
+    // Rule: both know the movement with different amounts; the line is not recorded as matched.
+    let order = with_refund(
+        paid("A1", "10.00", china(10, 0, 0)),
+        "R1",
+        "3.00",
+        RefundStatus::Succeeded,
+    );
+    let ledger = ledger([order]);
+    let statement = statement(
+        Channel::Wechat,
+        vec![payment(1, "A1", "9.99"), refund(2, "A1", "R1", "3.01")],
+    );
+    let report = run(&statement, &ledger);
+    assert_eq!(
+        kinds(&report),
+        [
+            (FindingKind::AmountMismatch, Some("A1"), None),
+            (FindingKind::AmountMismatch, Some("A1"), Some("R1")),
+        ]
+    );
+    assert_eq!(report.findings[0].ledger_amount, Some(money("10.00")));
+    assert_eq!(report.findings[0].statement_amount, Some(money("9.99")));
+    assert!(report.matched.is_empty());
+}
+
+#[test]
+fn a_ledger_closed_order_the_channel_paid_and_reversed_is_one_status_mismatch() {
+    // Rule: WeChat's reverse does not say what it did; the ledger closes an order it never saw paid,
+    // while the statement lists the payment and a REVOKED line: that is a status mismatch.
+    let state = state_of(vec![
+        (china(10, 0, 0), submitted("A1", "10.00")),
+        (
+            china(10, 0, 30),
+            revoke(RevokeResult::Unspecified)[0].clone(),
+        ),
+        (
+            china(10, 0, 31),
+            revoke(RevokeResult::Unspecified)[1].clone(),
+        ),
+    ]);
+    assert_eq!(state.status(), Some(PaymentStatus::Closed));
+    let ledger = ledger(LedgerOrder::from_state(&state));
+    let statement = statement(
+        Channel::Wechat,
+        vec![
+            payment(1, "A1", "10.00"),
+            row(2, StatementLineKind::Reversal, "A1", "10.00"),
+        ],
+    );
+    let report = run(&statement, &ledger);
+    assert_eq!(
+        report.findings,
+        [Finding {
+            kind: FindingKind::StatusMismatch,
+            order_no: Some("A1".into()),
+            refund_no: None,
+            ledger_amount: Some(money("10.00")),
+            statement_amount: Some(money("10.00")),
+            detail: "lines 1 and 2: the statement shows the order paid and reversed; \
+                     the ledger closed it without seeing a payment"
+                .into(),
+        }]
+    );
+    assert!(report.matched.is_empty());
+}
+
+#[test]
+fn a_ledger_that_failed_or_still_waits_on_a_paid_order_is_a_status_mismatch() {
+    // Rule: the ledger closed, failed or pending the order but the channel shows it paid.
+    let mut paying = paid("A1", "10.00", china(10, 0, 0));
+    paying.status = PaymentStatus::Paying;
+    paying.paid_at = None;
+    paying.channel_trade_no = None;
+    let mut closed = paying.clone();
+    closed.order_no = OrderNo::parse("A2").unwrap();
+    closed.status = PaymentStatus::Closed;
+    closed.revoke = Some(LedgerRevoke::Closed {
+        at: china(10, 0, 31),
+    });
+    let ledger = ledger([paying, closed]);
+    let statement = statement(
+        Channel::Wechat,
+        vec![payment(1, "A1", "10.00"), payment(2, "A2", "10.00")],
+    );
+    let report = run(&statement, &ledger);
+    assert_eq!(
+        kinds(&report),
+        [
+            (FindingKind::StatusMismatch, Some("A1"), None),
+            (FindingKind::StatusMismatch, Some("A2"), None),
+        ]
+    );
+    assert_eq!(
+        report.findings[0].detail,
+        "line 1: the statement shows the order paid; the ledger has it paying"
+    );
+    assert!(report.findings[1].detail.contains("shows the order paid;"));
+}
+
+#[test]
+fn a_reversal_of_an_order_the_ledger_holds_paid_is_a_status_mismatch() {
+    // Rule: a reversal line needs a revoke that returned money in the ledger.
+    let ledger = ledger([paid("A1", "10.00", china(10, 0, 0))]);
+    let statement = statement(
+        Channel::Wechat,
+        vec![
+            payment(1, "A1", "10.00"),
+            row(2, StatementLineKind::Reversal, "A1", "10.00"),
+        ],
+    );
+    let report = run(&statement, &ledger);
+    assert_eq!(
+        kinds(&report),
+        [(FindingKind::StatusMismatch, Some("A1"), None)]
+    );
+    assert!(report.findings[0].detail.contains("reversed by a revoke"));
+}
+
+#[test]
+fn a_refund_pending_or_failed_in_the_ledger_but_done_on_the_statement_is_a_status_mismatch() {
+    // Rule: the ledger's refund is pending (or failed) but the channel shows it refunded.
+    let order = with_refund(
+        with_refund(
+            paid("A1", "10.00", china(10, 0, 0)),
+            "R1",
+            "3.00",
+            RefundStatus::Pending,
+        ),
+        "R2",
+        "2.00",
+        RefundStatus::Failed,
+    );
+    let ledger = ledger([order]);
+    let statement = statement(
+        Channel::Wechat,
+        vec![
+            payment(1, "A1", "10.00"),
+            refund(2, "A1", "R1", "3.00"),
+            refund(3, "A1", "R2", "2.00"),
+        ],
+    );
+    let report = run(&statement, &ledger);
+    assert_eq!(
+        kinds(&report),
+        [
+            (FindingKind::StatusMismatch, Some("A1"), Some("R1")),
+            (FindingKind::StatusMismatch, Some("A1"), Some("R2")),
+        ]
+    );
+    assert_eq!(
+        report.findings[0].detail,
+        "line 2: the statement shows the refund done; the ledger has it pending"
+    );
+    assert!(
+        report.findings[1]
+            .detail
+            .ends_with("the ledger has it failed")
+    );
+}
+
+#[test]
+fn a_different_trade_number_or_channel_is_a_status_mismatch() {
+    // Rule: the same order number on another trade or another channel is not the ledger's payment.
+    let mut alipay = paid("A2", "10.00", china(10, 0, 0));
+    alipay.channel = Channel::Alipay;
+    let ledger = ledger([paid("A1", "10.00", china(10, 0, 0)), alipay]);
+    let other_trade = StatementRow {
+        channel_trade_no: "4200000999".into(),
+        ..payment(1, "A1", "10.00")
+    };
+    let statement = statement(
+        Channel::Wechat,
+        vec![other_trade, payment(2, "A2", "10.00")],
+    );
+    let report = run(&statement, &ledger);
+    assert_eq!(
+        kinds(&report),
+        [
+            (FindingKind::StatusMismatch, Some("A1"), None),
+            (FindingKind::StatusMismatch, Some("A2"), None),
+        ],
+        "and the Alipay order is not expected on the WeChat statement"
+    );
+}
+
+#[test]
+fn the_same_movement_listed_twice_is_a_duplicate_line() {
+    // Rule: a duplicate line is reported once per repeat; the first occurrence still matches.
+    let order = with_refund(
+        paid("A1", "10.00", china(10, 0, 0)),
+        "R1",
+        "3.00",
+        RefundStatus::Succeeded,
+    );
+    let ledger = ledger([order]);
+    let statement = statement(
+        Channel::Wechat,
+        vec![
+            payment(1, "A1", "10.00"),
+            refund(2, "A1", "R1", "3.00"),
+            payment(3, "A1", "10.00"),
+            refund(4, "A1", "R1", "3.00"),
+        ],
+    );
+    let report = run(&statement, &ledger);
+    assert_eq!(
+        kinds(&report),
+        [
+            (FindingKind::DuplicateLine, Some("A1"), None),
+            (FindingKind::DuplicateLine, Some("A1"), Some("R1")),
+        ]
+    );
+    assert_eq!(
+        report.findings[0].detail,
+        "line 3: repeats the payment on line 1"
+    );
+    assert_eq!(report.matched.len(), 2);
+    assert_eq!(report.statement_lines, 4);
+}
+
+#[test]
+fn a_movement_matched_on_another_days_statement_is_a_duplicate_not_expected_again() {
+    // Rule: a movement already matched on another day's statement is not expected again, and listed again is a duplicate.
+    let mut listed_again = paid("A1", "10.00", china(0, 2, 0));
+    listed_again.payment_on_statement = Some(day().pred_opt().unwrap());
+    let mut not_listed = paid("A2", "10.00", china(0, 2, 0));
+    not_listed.payment_on_statement = Some(day().pred_opt().unwrap());
+    let mut reimported = paid("A3", "10.00", china(10, 0, 0));
+    reimported.payment_on_statement = Some(day());
+    let ledger = ledger([listed_again, not_listed, reimported]);
+    let statement = statement(
+        Channel::Wechat,
+        vec![payment(1, "A1", "10.00"), payment(2, "A3", "10.00")],
+    );
+    let report = run(&statement, &ledger);
+    assert_eq!(
+        kinds(&report),
+        [(FindingKind::DuplicateLine, Some("A1"), None)]
+    );
+    assert_eq!(
+        report.findings[0].detail,
+        "line 1: the payment was already on the statement of 2026-11-20"
+    );
+    assert_eq!(report.matched.len(), 1);
+    assert!(
+        report.matched[0].already_recorded,
+        "a re-import appends nothing"
+    );
+}
+
+#[test]
+fn a_payment_just_before_midnight_is_deferred_to_the_next_days_statement() {
+    // Rule: a movement within the midnight grace before the end of the day, absent from the
+    // statement, is deferred, not missing; the next day expects it and matches it by number.
+    let late = paid("A1", "10.00", china(23, 58, 0));
+    let too_early_to_defer = paid("A2", "10.00", china(23, 54, 59));
+    let ledger = ledger([late, too_early_to_defer]);
+    let today = statement(Channel::Wechat, vec![]);
+    assert_eq!(
+        kinds(&run(&today, &ledger)),
+        [(FindingKind::MissingInStatement, Some("A2"), None)],
+        "only the one outside the 5-minute grace is missing"
+    );
+
+    let next_day = |rows| Statement {
+        channel: Channel::Wechat,
+        date: day().succ_opt().unwrap(),
+        rows,
+    };
+    let listed = run(&next_day(vec![payment(1, "A1", "10.00")]), &ledger);
+    assert_eq!(kinds(&listed), []);
+    assert_eq!(
+        listed.matched[0].line.statement_date,
+        day().succ_opt().unwrap()
+    );
+    assert_eq!(
+        kinds(&run(&next_day(vec![]), &ledger)),
+        [(FindingKind::MissingInStatement, Some("A1"), None)],
+        "absent from the next day too: now it is missing"
+    );
+}
+
+#[test]
+fn a_payment_listed_on_its_own_day_just_before_midnight_is_not_expected_the_next_day() {
+    // Rule: when the channel does list the late payment on its own day, the match recorded there
+    // keeps the next day from expecting it.
+    let state = state_of(vec![
+        (china(23, 58, 0), submitted("A1", "10.00")),
+        (china(23, 58, 1), paid_fact("A1", china(23, 58, 1))),
+    ]);
+    let today = statement(Channel::Wechat, vec![payment(1, "A1", "10.00")]);
+    let report = run(&today, &ledger(LedgerOrder::from_state(&state)));
+    assert_eq!(kinds(&report), []);
+
+    let recorded = state_of(vec![
+        (china(23, 58, 0), submitted("A1", "10.00")),
+        (china(23, 58, 1), paid_fact("A1", china(23, 58, 1))),
+        (
+            china(23, 59, 0),
+            Fact::StatementLineMatched(StatementLineMatched {
+                line: report.matched[0].line.clone(),
+            }),
+        ),
+    ]);
+    let next_day = Statement {
+        channel: Channel::Wechat,
+        date: day().succ_opt().unwrap(),
+        rows: vec![],
+    };
+    assert_eq!(
+        kinds(&run(&next_day, &ledger(LedgerOrder::from_state(&recorded)))),
+        []
+    );
+}
+
+#[test]
+fn the_grace_is_a_policy() {
+    // Rule: the midnight grace comes from the policy; zero grace expects every movement of the day.
+    let ledger = ledger([paid("A1", "10.00", china(23, 58, 0))]);
+    let today = statement(Channel::Wechat, vec![]);
+    let strict = ReconcilePolicy {
+        midnight_grace_secs: 0,
+    };
+    assert_eq!(
+        kinds(&reconcile(&today, &ledger, &strict)),
+        [(FindingKind::MissingInStatement, Some("A1"), None)]
+    );
+}
+
+#[test]
+fn movements_of_other_days_are_not_expected() {
+    // Rule: only movements of the statement's China-time day are expected (UTC+8, not UTC).
+    let ledger = ledger([
+        paid("A1", "10.00", china(0, 0, 0) - Duration::minutes(10)),
+        paid("A2", "10.00", china(0, 0, 0) + Duration::days(1)),
+        // 20:00 UTC on the 20th is 04:00 on the 21st in China: expected.
+        paid(
+            "A3",
+            "10.00",
+            Utc.with_ymd_and_hms(2026, 11, 20, 20, 0, 0).unwrap(),
+        ),
+    ]);
+    let report = run(&statement(Channel::Wechat, vec![]), &ledger);
+    assert_eq!(
+        kinds(&report),
+        [(FindingKind::MissingInStatement, Some("A3"), None)]
+    );
+}
+
+#[test]
+fn from_state_keeps_the_movements_and_the_statements_they_were_matched_on() {
+    // Rule: the ledger side is read from the payment state: payment, refunds, revoke and matched lines.
+    let refund_no = RefundNo::parse("R1").unwrap();
+    let line = |kind, refund_no, date| StatementLine {
+        channel: Channel::Wechat,
+        statement_date: date,
+        kind,
+        refund_no,
+        amount: money("3.00"),
+        channel_trade_no: "4200000001A1".into(),
+    };
+    let state = state_of(vec![
+        (china(10, 0, 0), submitted("A1", "10.00")),
+        (china(10, 0, 1), paid_fact("A1", china(10, 0, 1))),
+        (
+            china(10, 1, 0),
+            Fact::RefundRequested(RefundRequested {
+                refund_no: refund_no.clone(),
+                amount: money("3.00"),
+                reason: "returned goods".into(),
+                first_query_at: china(10, 1, 5),
+                settle_by: china(12, 0, 0),
+            }),
+        ),
+        (
+            china(10, 1, 2),
+            Fact::Refunded(Refunded {
+                refund_no: refund_no.clone(),
+                amount: money("3.00"),
+                channel_refund_no: None,
+                refunded_at: china(10, 1, 2),
+                codes: ChannelCodes::new(),
+            }),
+        ),
+        (
+            china(10, 2, 0),
+            Fact::RefundRequested(RefundRequested {
+                refund_no: RefundNo::parse("R2").unwrap(),
+                amount: money("1.00"),
+                reason: "returned goods".into(),
+                first_query_at: china(10, 2, 5),
+                settle_by: china(12, 0, 0),
+            }),
+        ),
+        (
+            china(10, 2, 1),
+            Fact::RefundFailed(RefundFailed {
+                refund_no: RefundNo::parse("R2").unwrap(),
+                code: "FAIL".into(),
+                codes: ChannelCodes::new(),
+            }),
+        ),
+        (
+            china(23, 0, 0),
+            Fact::StatementLineMatched(StatementLineMatched {
+                line: line(StatementLineKind::Refund, Some(refund_no.clone()), day()),
+            }),
+        ),
+        (
+            china(23, 0, 1),
+            Fact::StatementLineMatched(StatementLineMatched {
+                line: line(StatementLineKind::Payment, None, day().succ_opt().unwrap()),
+            }),
+        ),
+        (
+            china(23, 0, 2),
+            Fact::StatementLineMatched(StatementLineMatched {
+                line: line(StatementLineKind::Payment, None, day()),
+            }),
+        ),
+    ]);
+    let order = LedgerOrder::from_state(&state).unwrap();
+    assert_eq!(order.status, PaymentStatus::PartiallyRefunded);
+    assert_eq!(order.paid_at, Some(china(10, 0, 1)));
+    assert_eq!(order.channel_trade_no.as_deref(), Some("4200000001A1"));
+    assert_eq!(
+        order.payment_on_statement,
+        Some(day()),
+        "the earliest statement"
+    );
+    assert_eq!(order.revoke, None);
+    assert_eq!(
+        order.refunds,
+        [
+            LedgerRefund {
+                refund_no,
+                amount: money("3.00"),
+                status: RefundStatus::Succeeded,
+                refunded_at: Some(china(10, 1, 2)),
+                on_statement: Some(day()),
+            },
+            LedgerRefund {
+                refund_no: RefundNo::parse("R2").unwrap(),
+                amount: money("1.00"),
+                status: RefundStatus::Failed,
+                refunded_at: None,
+                on_statement: None,
+            },
+        ]
+    );
+    assert_eq!(LedgerOrder::from_state(&PaymentState::Initial), None);
+}
+
+#[test]
+fn a_revoke_that_returned_an_unseen_payment_expects_both_lines_at_the_revoke_time() {
+    // Rule: a payment only the revoke saw (it refunded) moved money: payment and reversal are expected.
+    let state = state_of(vec![
+        (china(10, 0, 0), submitted("A1", "10.00")),
+        (china(10, 0, 30), revoke(RevokeResult::Refunded)[0].clone()),
+        (china(10, 0, 31), revoke(RevokeResult::Refunded)[1].clone()),
+    ]);
+    let order = LedgerOrder::from_state(&state).unwrap();
+    assert_eq!(order.status, PaymentStatus::Reversed);
+    assert_eq!(order.paid_at, None);
+    assert_eq!(order.payment_at(), Some(china(10, 0, 31)));
+    let ledger = ledger([order]);
+    assert_eq!(
+        kinds(&run(&statement(Channel::Wechat, vec![]), &ledger)),
+        [
+            (FindingKind::MissingInStatement, Some("A1"), None),
+            (FindingKind::MissingInStatement, Some("A1"), None),
+        ]
+    );
+    let unseen_trade = StatementRow {
+        channel_trade_no: "4200000777".into(),
+        ..payment(1, "A1", "10.00")
+    };
+    let full = statement(
+        Channel::Wechat,
+        vec![
+            unseen_trade,
+            row(2, StatementLineKind::Reversal, "A1", "10.00"),
+        ],
+    );
+    let report = run(&full, &ledger);
+    assert_eq!(kinds(&report), []);
+    assert_eq!(report.matched.len(), 2);
+}
+
+#[test]
+fn every_match_is_accepted_by_the_payment_decider_once() {
+    // Rule: the matcher and the Payment decider agree: each match records once, a re-import records nothing.
+    let decider = PaymentDecider::new(Policy::default());
+    let states = [
+        state_of(vec![
+            (china(10, 0, 0), submitted("A1", "10.00")),
+            (china(10, 0, 1), paid_fact("A1", china(10, 0, 1))),
+        ]),
+        state_of(vec![
+            (china(10, 0, 0), submitted("A2", "10.00")),
+            (china(10, 0, 30), revoke(RevokeResult::Refunded)[0].clone()),
+            (china(10, 0, 31), revoke(RevokeResult::Refunded)[1].clone()),
+        ]),
+    ];
+    let ledger = ledger(states.iter().filter_map(LedgerOrder::from_state));
+    let statement = statement(
+        Channel::Wechat,
+        vec![
+            payment(1, "A1", "10.00"),
+            payment(2, "A2", "10.00"),
+            row(3, StatementLineKind::Reversal, "A2", "10.00"),
+        ],
+    );
+    let report = run(&statement, &ledger);
+    assert_eq!(kinds(&report), []);
+    for (index, matched) in report.matched.iter().enumerate() {
+        let state = states
+            .iter()
+            .find(|state| state.order().unwrap().order_no == matched.order_no)
+            .unwrap();
+        let command = Command::new(
+            CommandId(Uuid::from_u128(100 + index as u128)),
+            CommandKind::MatchStatementLine(matched.line.clone()),
+        );
+        let events = decider.decide(state, &command, china(12, 0, 0)).unwrap();
+        assert_eq!(events.len(), 1, "{matched:?}");
+        let after = crate::payment::evolve(state.clone(), &events[0]);
+        assert!(
+            decider
+                .decide(&after, &command, china(12, 0, 1))
+                .unwrap()
+                .is_empty()
+        );
+    }
+}
+
+#[test]
+fn the_report_serializes_as_the_contract_says_and_is_byte_identical_across_runs() {
+    // Rule: CONTRACT.md's report shape, snake_case kinds, findings sorted whatever the map order.
+    let orders: Vec<LedgerOrder> = (0..50)
+        .map(|index| paid(&format!("A{index}"), "10.00", china(10, 0, 0)))
+        .collect();
+    let statement = statement(
+        Channel::Wechat,
+        vec![payment(1, "A0", "10.00"), payment(2, "X1", "1.00")],
+    );
+    let first = serde_json::to_string(&run(&statement, &ledger(orders.clone()))).unwrap();
+    for _ in 0..5 {
+        let reversed_ledger = ledger(orders.iter().rev().cloned());
+        assert_eq!(
+            serde_json::to_string(&run(&statement, &reversed_ledger)).unwrap(),
+            first
+        );
+    }
+    let value: serde_json::Value = serde_json::from_str(&first).unwrap();
+    assert_eq!(value["channel"], "wechat");
+    assert_eq!(value["date"], "2026-11-21");
+    assert_eq!(value["statement_lines"], 2);
+    assert_eq!(value["matched"], 1);
+    let findings = value["findings"].as_array().unwrap();
+    assert_eq!(findings.len(), 50);
+    assert_eq!(
+        findings[0],
+        serde_json::json!({
+            "kind": "missing_in_ledger",
+            "order_no": "X1",
+            "refund_no": null,
+            "ledger_amount": null,
+            "statement_amount": "1.00",
+            "detail": "line 2: a payment of an order the ledger does not know",
+        })
+    );
+    assert_eq!(findings[1]["kind"], "missing_in_statement");
+    assert_eq!(findings[1]["order_no"], "A1");
+    assert_eq!(findings[2]["order_no"], "A10", "sorted by order number");
+    let names: Vec<&str> = [
+        FindingKind::MissingInLedger,
+        FindingKind::MissingInStatement,
+        FindingKind::AmountMismatch,
+        FindingKind::StatusMismatch,
+        FindingKind::DuplicateLine,
+    ]
+    .iter()
+    .map(|kind| kind.as_str())
+    .collect();
+    for (kind, name) in names.iter().enumerate() {
+        let serialized = serde_json::to_value(
+            [
+                FindingKind::MissingInLedger,
+                FindingKind::MissingInStatement,
+                FindingKind::AmountMismatch,
+                FindingKind::StatusMismatch,
+                FindingKind::DuplicateLine,
+            ][kind],
+        )
+        .unwrap();
+        assert_eq!(serialized, *name);
+    }
+    assert_eq!(
+        names,
+        [
+            "missing_in_ledger",
+            "missing_in_statement",
+            "amount_mismatch",
+            "status_mismatch",
+            "duplicate_line"
+        ]
+    );
+}
+
+#[test]
+fn importing_the_same_statement_twice_records_nothing_the_second_time() {
+    // Rule: importing the same statement twice changes nothing; a different file is recorded.
+    let ledger = ledger([paid("A1", "10.00", china(10, 0, 0))]);
+    let report = run(
+        &statement(Channel::Wechat, vec![payment(1, "A1", "10.00")]),
+        &ledger,
+    );
+    let mut history: Vec<ReconciliationEvent> = Vec::new();
+    let facts = decide_import(&history, &report, "aa11");
+    assert_eq!(facts.len(), 1);
+    let ReconciliationFact::Recorded(recorded) = &facts[0];
+    assert_eq!(recorded.statement_sha256, "aa11");
+    assert_eq!((recorded.statement_lines, recorded.matched), (1, 1));
+    history.extend(facts.into_iter().map(|fact| ReconciliationEvent {
+        at: china(12, 0, 0),
+        command_id: CommandId(Uuid::from_u128(1)),
+        fact,
+    }));
+    assert!(already_imported(&history, "aa11"));
+    assert!(decide_import(&history, &report, "aa11").is_empty());
+    assert!(!already_imported(&history, "bb22"));
+    let corrected = decide_import(&history, &report, "bb22");
+    assert_eq!(corrected.len(), 1);
+    history.extend(corrected.into_iter().map(|fact| ReconciliationEvent {
+        at: china(13, 0, 0),
+        command_id: CommandId(Uuid::from_u128(2)),
+        fact,
+    }));
+    assert_eq!(latest_report(&history).unwrap().statement_sha256, "bb22");
+    assert_eq!(latest_report(&[]), None);
+}
+
+#[test]
+fn on_alipay_a_refund_numbered_with_the_order_number_is_a_reversal_unless_the_ledger_made_it() {
+    // Rule: a refund number the ledger made is a refund; otherwise Alipay's trade or order
+    // number in the refund column marks the revoke's reversal.
+    let alipay = |mut order: LedgerOrder| {
+        order.channel = Channel::Alipay;
+        order
+    };
+    let mut reversed = alipay(paid("A1", "10.00", china(10, 0, 0)));
+    reversed.status = PaymentStatus::Reversed;
+    reversed.revoke = Some(LedgerRevoke::Returned {
+        at: china(10, 0, 31),
+        on_statement: None,
+    });
+    let refunded = alipay(with_refund(
+        paid("A2", "10.00", china(10, 0, 0)),
+        "A2",
+        "10.00",
+        RefundStatus::Succeeded,
+    ));
+    let ledger = ledger([reversed, refunded]);
+    let statement = statement(
+        Channel::Alipay,
+        vec![
+            payment(1, "A1", "10.00"),
+            refund(2, "A1", "A1", "10.00"),
+            payment(3, "A2", "10.00"),
+            refund(4, "A2", "A2", "10.00"),
+        ],
+    );
+    let report = run(&statement, &ledger);
+    assert_eq!(kinds(&report), []);
+    let matched: Vec<(&str, StatementLineKind)> = report
+        .matched
+        .iter()
+        .map(|m| (m.order_no.as_str(), m.line.kind))
+        .collect();
+    assert_eq!(
+        matched,
+        [
+            ("A1", StatementLineKind::Payment),
+            ("A1", StatementLineKind::Reversal),
+            ("A2", StatementLineKind::Payment),
+            ("A2", StatementLineKind::Refund),
+        ]
+    );
+}
+
+#[test]
+fn orders_of_the_other_channel_are_not_expected_on_this_statement() {
+    // Rule: a statement is one channel's; the ledger's orders on the other channel are not missing from it.
+    let mut alipay = paid("B1", "10.00", china(10, 0, 0));
+    alipay.channel = Channel::Alipay;
+    let ledger = ledger([alipay]);
+    assert_eq!(
+        kinds(&run(&statement(Channel::Wechat, vec![]), &ledger)),
+        []
+    );
+    assert_eq!(
+        kinds(&run(&statement(Channel::Alipay, vec![]), &ledger)),
+        [(FindingKind::MissingInStatement, Some("B1"), None)]
+    );
+}
+
+#[test]
+fn an_order_with_more_refunds_than_bits_is_still_accounted_for() {
+    // Rule: every succeeded refund is expected, however many an order has (past the 62 tracked by bits).
+    let mut order = paid("A1", "100.00", china(10, 0, 0));
+    for index in 0..64 {
+        order = with_refund(order, &format!("R{index}"), "0.01", RefundStatus::Succeeded);
+    }
+    let ledger = ledger([order]);
+    let mut rows = vec![payment(1, "A1", "100.00")];
+    // Every refund listed but R1 and R63.
+    for index in (0..64).filter(|index| ![1, 63].contains(index)) {
+        rows.push(refund(index + 2, "A1", &format!("R{index}"), "0.01"));
+    }
+    let report = run(&statement(Channel::Wechat, rows), &ledger);
+    assert_eq!(
+        kinds(&report),
+        [
+            (FindingKind::MissingInStatement, Some("A1"), Some("R1")),
+            (FindingKind::MissingInStatement, Some("A1"), Some("R63")),
+        ]
+    );
+    assert_eq!(report.matched.len(), 63);
+}
+
+#[test]
+fn a_ledger_keeps_the_last_order_given_for_a_number() {
+    // Rule: one order per number; the latest state given wins.
+    let ledger = ledger([
+        paid("A1", "10.00", china(10, 0, 0)),
+        paid("A1", "12.00", china(10, 0, 0)),
+        paid("A2", "10.00", china(10, 0, 0)),
+    ]);
+    assert_eq!(ledger.len(), 2);
+    assert_eq!(ledger.get("A1").unwrap().amount, money("12.00"));
+    assert_eq!(ledger.get("A3"), None);
+    let numbers: Vec<&str> = ledger
+        .orders()
+        .iter()
+        .map(|o| o.order_no.as_str())
+        .collect();
+    assert_eq!(numbers, ["A1", "A2"]);
+}
