@@ -8,6 +8,7 @@ pub mod channel;
 pub mod clock;
 pub mod lease;
 pub mod sandbox;
+pub mod statement;
 pub mod store;
 #[doc(hidden)]
 pub mod testkit;

@@ -1,0 +1,343 @@
+//! Statement parsers: a channel's raw daily statement turned into the
+//! channel-neutral [`Statement`] the matcher reads (DESIGN.md
+//! "Reconciliation"; protocol.md 1.9 and 2.10).
+//!
+//! - [`parse_wechat_bill`]: WeChat Pay v2's text bill (`/pay/downloadbill`),
+//!   the current 27-column and the legacy 24-column layouts, bill types
+//!   `ALL`, `SUCCESS` and `REFUND`, chosen by the header line.
+//! - [`parse_alipay_zip`]: Alipay's zip of GBK CSV files; the detail file
+//!   (`业务明细`) is read, the summary (`业务明细(汇总)`) is not.
+//! - [`parse_statement_file`]: either, for a [`StatementFile`] as a channel
+//!   client downloaded it, including "the channel has no statement that day".
+//!
+//! Invariants: a statement is checked against its own totals (WeChat's
+//! summary line, Alipay's footer) before it is returned, and any defect
+//! rejects the whole file: a caller never sees a partial statement. Amounts
+//! are parsed exactly into fen (no floats); times are China time (UTC+8)
+//! converted to UTC. Every error names the line and the column it is about.
+
+pub mod alipay;
+pub mod wechat;
+
+use chrono::{DateTime, FixedOffset, NaiveDate, NaiveDateTime, Utc};
+use paycode_domain::Channel;
+use paycode_domain::reconciliation::Statement;
+
+use crate::channel::StatementFile;
+
+pub use alipay::{
+    AlipayZipLimits, parse_alipay_detail, parse_alipay_zip, parse_alipay_zip_with_limits,
+};
+pub use wechat::parse_wechat_bill;
+
+/// Why a statement was rejected. Any of these rejects the whole file; none is
+/// a money movement, so the caller's handling is always the same shape:
+/// keep the raw file, report the error, and fetch or look again later.
+/// Variants are listed in the order the parsers check them.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StatementError {
+    /// The file is bigger than the parser reads (Alipay zip). Handle: alert;
+    /// raise the limit only after checking the file by hand.
+    #[error("the statement zip is {bytes} bytes, more than the {bytes_max} allowed")]
+    ZipTooLarge { bytes: usize, bytes_max: usize },
+    /// The zip cannot be read (not a zip, corrupt, encrypted). Handle: fetch again.
+    #[error("the statement zip cannot be read: {reason}")]
+    Zip { reason: String },
+    /// The zip has more entries than a bill has (zip-bomb guard). Handle: alert.
+    #[error("the statement zip has {entries} entries, more than the {entries_max} allowed")]
+    ZipTooManyEntries { entries: usize, entries_max: usize },
+    /// The zip holds no detail file (`…业务明细.csv`). Handle: alert.
+    #[error("the statement zip has no detail file (业务明细, not 汇总); its entries are {names:?}")]
+    NoDetailFile { names: Vec<String> },
+    /// The zip holds more than one detail file. Handle: alert.
+    #[error("the statement zip has several detail files: {names:?}")]
+    SeveralDetailFiles { names: Vec<String> },
+    /// An entry unpacks to more than the limit (zip-bomb guard). Handle: alert.
+    #[error("zip entry {name:?} unpacks to more than the {bytes_max} bytes allowed")]
+    ZipEntryTooLarge { name: String, bytes_max: u64 },
+    /// The channel answered with an error document instead of a bill, or the
+    /// file is of the other channel. Handle: fetch again later; alert if it persists.
+    #[error("not a statement: {reason}")]
+    NotABill { reason: String },
+    /// The channel has not made the day's statement yet (WeChat "Bill
+    /// Creating"). Handle: fetch again later (WeChat: after 10:00 China time).
+    #[error("the channel has not made the day's statement yet ({code}); fetch it again later")]
+    NotReady { code: String },
+    /// A line is not in the statement's encoding (WeChat UTF-8, Alipay GBK).
+    /// Handle: alert; the file is damaged or not a statement.
+    #[error("line {line}: not valid {encoding}")]
+    Encoding { line: u32, encoding: &'static str },
+    /// The file ends before a part every statement has (the WeChat summary,
+    /// the Alipay footer). Handle: fetch again.
+    #[error("the statement is truncated: it has no {missing}")]
+    Truncated { missing: &'static str },
+    /// The header line is not one this parser knows. Handle: alert; the
+    /// channel changed its format and the parser must learn it.
+    #[error("line {line}: not a known header: {found:?}")]
+    UnknownHeader { line: u32, found: String },
+    /// A line is not shaped as the format requires (e.g. a WeChat record
+    /// without its backtick, text after the summary). Handle: alert.
+    #[error("line {line}: {reason}")]
+    Malformed { line: u32, reason: &'static str },
+    /// A line has another number of columns than its header. Handle: alert.
+    #[error("line {line}: {found} columns where the header has {expected}")]
+    ColumnCount {
+        line: u32,
+        expected: usize,
+        found: usize,
+    },
+    /// A column that must hold an amount does not. Handle: alert.
+    #[error("line {line}, column {column}: {value:?} is not a valid amount ({reason})")]
+    BadAmount {
+        line: u32,
+        column: &'static str,
+        value: String,
+        reason: &'static str,
+    },
+    /// A column that must hold a time (`yyyy-MM-dd HH:mm:ss`, China time) does not. Handle: alert.
+    #[error(
+        "line {line}, column {column}: {value:?} is not a time (yyyy-MM-dd HH:mm:ss, China time)"
+    )]
+    BadTime {
+        line: u32,
+        column: &'static str,
+        value: String,
+    },
+    /// A column holds a value this parser does not know or must not be
+    /// empty (a status, a business type, an order number). Handle: alert.
+    #[error("line {line}, column {column}: unexpected value {value:?}")]
+    BadValue {
+        line: u32,
+        column: &'static str,
+        value: String,
+    },
+    /// The statement's own total disagrees with its rows. Handle: fetch
+    /// again; alert if it persists.
+    #[error(
+        "line {line}, column {column}: the statement says {stated}, its rows add up to {computed}"
+    )]
+    SummaryMismatch {
+        line: u32,
+        column: &'static str,
+        stated: String,
+        computed: String,
+    },
+}
+
+/// WeChat's `return_msg` for a day without any trade.
+pub const WECHAT_NO_BILL_EXIST: &str = "No Bill Exist";
+
+/// Parses a statement as a channel client delivered it. A day the channel
+/// has no statement for (WeChat "No Bill Exist", Alipay `bill_not_exist`)
+/// is an empty statement: both channels say so only when the day had no
+/// trade. WeChat's "Bill Creating" is [`StatementError::NotReady`].
+pub fn parse_statement_file(
+    channel: Channel,
+    file: &StatementFile,
+    date: NaiveDate,
+) -> Result<Statement, StatementError> {
+    match (channel, file) {
+        (Channel::Wechat, StatementFile::WechatText(text)) => {
+            parse_wechat_bill(text.as_bytes(), date)
+        }
+        (Channel::Alipay, StatementFile::AlipayZip(bytes)) => parse_alipay_zip(bytes, date),
+        (Channel::Wechat, StatementFile::NoStatement { code })
+            if !code.trim().eq_ignore_ascii_case(WECHAT_NO_BILL_EXIST) =>
+        {
+            Err(StatementError::NotReady { code: code.clone() })
+        }
+        (_, StatementFile::NoStatement { .. }) => Ok(empty(channel, date)),
+        (_, other) => Err(StatementError::NotABill {
+            reason: format!(
+                "a {channel} statement was expected, got {}",
+                file_kind(other)
+            ),
+        }),
+    }
+}
+
+fn file_kind(file: &StatementFile) -> &'static str {
+    match file {
+        StatementFile::WechatText(_) => "a WeChat text bill",
+        StatementFile::AlipayZip(_) => "an Alipay zip",
+        StatementFile::NoStatement { .. } => "no statement",
+    }
+}
+
+/// The statement of a day without any line.
+pub(crate) fn empty(channel: Channel, date: NaiveDate) -> Statement {
+    Statement {
+        channel,
+        date,
+        rows: Vec::new(),
+    }
+}
+
+/// China Standard Time, the zone of both channels' statements.
+fn china() -> FixedOffset {
+    // 8 hours is within the ±24 h that FixedOffset accepts.
+    FixedOffset::east_opt(8 * 3600).unwrap_or_else(|| unreachable!("UTC+8 is a valid offset"))
+}
+
+/// A statement time, `yyyy-MM-dd HH:mm:ss` in China time, as UTC.
+///
+/// Tolerates the two typos of WeChat's documented sample
+/// (`2014-11-1016：33：45`): full-width colons and a missing space between
+/// date and time. Nothing else is guessed.
+pub(crate) fn parse_china_time(text: &str) -> Option<DateTime<Utc>> {
+    let mut normal = text.trim().replace('：', ":");
+    let date_len = "yyyy-MM-dd".len();
+    let glued = normal.len() == "yyyy-MM-ddHH:mm:ss".len()
+        && normal.is_char_boundary(date_len)
+        && normal[date_len..].starts_with(|c: char| c.is_ascii_digit());
+    if glued {
+        normal.insert(date_len, ' ');
+    }
+    let local = NaiveDateTime::parse_from_str(&normal, "%Y-%m-%d %H:%M:%S").ok()?;
+    let at = local.and_local_timezone(china()).single()?;
+    Some(at.with_timezone(&Utc))
+}
+
+/// The whole-yuan digits this parser accepts at most: far above any
+/// statement total, far below `i64` overflow in fen.
+const YUAN_DIGITS_MAX: usize = 15;
+
+/// An amount in yuan (`12.34`, `-0.01`, `0.0`, `3`) as signed fen, exactly:
+/// at most two decimals, no exponent, no sign other than a leading `-`.
+pub(crate) fn parse_yuan_fen(text: &str) -> Result<i64, &'static str> {
+    let (negative, unsigned) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text),
+    };
+    let (whole, fraction) = match unsigned.split_once('.') {
+        Some((whole, fraction)) => (whole, Some(fraction)),
+        None => (unsigned, None),
+    };
+    if whole.is_empty() || !whole.bytes().all(|b| b.is_ascii_digit()) {
+        return Err("not a decimal number");
+    }
+    if whole.len() > YUAN_DIGITS_MAX {
+        return Err("too large");
+    }
+    let fraction = fraction.unwrap_or("00");
+    if fraction.is_empty() || !fraction.bytes().all(|b| b.is_ascii_digit()) {
+        return Err("not a decimal number");
+    }
+    if fraction.len() > 2 {
+        return Err("more than 2 decimals");
+    }
+    let whole_fen = whole
+        .parse::<i64>()
+        .map_err(|_| "too large")?
+        .checked_mul(100)
+        .ok_or("too large")?;
+    let fraction_fen = format!("{fraction:0<2}")
+        .parse::<i64>()
+        .map_err(|_| "not a decimal number")?;
+    let fen = whole_fen + fraction_fen;
+    Ok(if negative { -fen } else { fen })
+}
+
+/// Signed fen as yuan with two decimals, for messages.
+pub(crate) fn yuan_text(fen: i128) -> String {
+    let sign = if fen < 0 { "-" } else { "" };
+    let fen = fen.unsigned_abs();
+    format!("{sign}{}.{:02}", fen / 100, fen % 100)
+}
+
+/// At most this many characters of a file's value go into an error message.
+const EXCERPT_CHARS_MAX: usize = 80;
+
+/// A value from the file, cut short for an error message.
+pub(crate) fn excerpt(text: &str) -> String {
+    match text.char_indices().nth(EXCERPT_CHARS_MAX) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.to_owned(),
+    }
+}
+
+/// A 1-based line number as the rows carry it.
+pub(crate) fn line_no(index: usize) -> u32 {
+    u32::try_from(index + 1).unwrap_or(u32::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+
+    #[test]
+    fn yuan_amounts_parse_exactly_to_fen() {
+        assert_eq!(parse_yuan_fen("12.34"), Ok(1234));
+        assert_eq!(parse_yuan_fen("0.01"), Ok(1));
+        assert_eq!(parse_yuan_fen("0.1"), Ok(10));
+        assert_eq!(parse_yuan_fen("0.0"), Ok(0));
+        assert_eq!(parse_yuan_fen("3"), Ok(300));
+        assert_eq!(parse_yuan_fen("-13.00"), Ok(-1300));
+        assert_eq!(parse_yuan_fen("100000000.00"), Ok(10_000_000_000));
+        for bad in [
+            "", "-", ".5", "1.", "1e3", "1,00", "+1", "1.234", "--1", "1.2.3", " 1",
+        ] {
+            assert!(parse_yuan_fen(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(parse_yuan_fen("0.06000"), Err("more than 2 decimals"));
+        assert_eq!(parse_yuan_fen("9999999999999999"), Err("too large"));
+        assert_eq!(yuan_text(-1300), "-13.00");
+        assert_eq!(yuan_text(5), "0.05");
+    }
+
+    #[test]
+    fn china_times_become_utc_and_the_documented_typos_are_tolerated() {
+        let expected = Utc.with_ymd_and_hms(2014, 11, 10, 8, 33, 45).unwrap();
+        assert_eq!(parse_china_time("2014-11-10 16:33:45"), Some(expected));
+        assert_eq!(parse_china_time("2014-11-10 16：33：45"), Some(expected));
+        assert_eq!(parse_china_time("2014-11-1016：33：45"), Some(expected));
+        assert_eq!(parse_china_time("2014-11-1016:33:45"), Some(expected));
+        for bad in [
+            "",
+            "2014-11-10",
+            "2014/11/10 16:33:45",
+            "2014-11-10 25:00:00",
+            "x",
+        ] {
+            assert_eq!(parse_china_time(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_no_statement_answer_is_an_empty_statement_and_bill_creating_is_not_ready() {
+        let date = NaiveDate::from_ymd_opt(2026, 11, 22).unwrap();
+        let none = |code: &str| StatementFile::NoStatement {
+            code: code.to_owned(),
+        };
+        assert_eq!(
+            parse_statement_file(Channel::Wechat, &none("No Bill Exist"), date),
+            Ok(empty(Channel::Wechat, date))
+        );
+        assert_eq!(
+            parse_statement_file(Channel::Alipay, &none("isp.bill_not_exist"), date),
+            Ok(empty(Channel::Alipay, date))
+        );
+        assert_eq!(
+            parse_statement_file(Channel::Wechat, &none("Bill Creating"), date),
+            Err(StatementError::NotReady {
+                code: "Bill Creating".to_owned()
+            })
+        );
+        let wrong = parse_statement_file(
+            Channel::Alipay,
+            &StatementFile::WechatText(String::new()),
+            date,
+        )
+        .unwrap_err();
+        assert!(wrong.to_string().contains("a WeChat text bill"), "{wrong}");
+    }
+
+    #[test]
+    fn long_values_are_cut_short_in_messages() {
+        let long = "字".repeat(200);
+        assert_eq!(excerpt(&long).chars().count(), EXCERPT_CHARS_MAX + 1);
+        assert_eq!(excerpt("short"), "short");
+    }
+}

@@ -1,0 +1,653 @@
+//! WeChat Pay v2's text bill (`/pay/downloadbill`, protocol.md 1.9) parsed
+//! into a [`Statement`].
+//!
+//! The layout is chosen by the header line, which must be one of the six
+//! documented ones: bill types `ALL`, `SUCCESS`, `REFUND`, each in the
+//! current column set (ALL 27 columns, summary 7) or the legacy one (ALL 24,
+//! summary 5). Records are backtick-prefixed fields split on ``,` `` (so a
+//! comma inside a product name cannot shift the columns); the last two lines
+//! are the summary header and its values, and the summary must agree with the
+//! records: the count, and every money total (fees are not reconciled and not
+//! checked).
+//!
+//! Decisions:
+//! - A payment's amount is the order amount (`订单金额`, legacy `总金额`), a
+//!   refund's the requested refund amount (`申请退款金额`, legacy `退款金额`):
+//!   what the ledger asked for, before coupons.
+//! - A line whose trade status (`交易状态`) or refund status (`退款状态`) is
+//!   `REVOKED` is the refund a revoke made ([`StatementLineKind::Reversal`]).
+//!   Other refund lines are [`StatementLineKind::Refund`] when their refund
+//!   status is `SUCCESS`; `PROCESSING`, `FAIL` and `CHANGE` refunds moved no
+//!   money to the customer and give no row (they still count in the summary).
+//!   Any other status rejects the file.
+//! - A row's time is its `交易时间`, except on the `REFUND` bill, where that
+//!   column is the payment's time and the refund's is `退款成功时间`.
+//! - A UTF-8 BOM and CRLF line ends are accepted; blank lines are skipped.
+//! - The XML answer "No Bill Exist" is an empty statement (WeChat says it for
+//!   a day without a trade); "Bill Creating" is [`StatementError::NotReady`];
+//!   any other XML answer is [`StatementError::NotABill`]. An empty body is
+//!   truncated: WeChat never sends one.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use paycode_domain::payment::StatementLineKind;
+use paycode_domain::reconciliation::{Statement, StatementRow};
+use paycode_domain::{Channel, Money};
+
+use super::{
+    StatementError, WECHAT_NO_BILL_EXIST, empty, excerpt, line_no, parse_china_time,
+    parse_yuan_fen, yuan_text,
+};
+
+/// WeChat's `return_msg` while the day's bill is not made yet.
+const BILL_CREATING: &str = "Bill Creating";
+
+/// Which lines a bill lists (`bill_type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BillType {
+    All,
+    Success,
+    Refund,
+}
+
+/// One documented column set.
+#[derive(Debug)]
+struct Layout {
+    bill_type: BillType,
+    header: &'static str,
+    summary_header: &'static str,
+    /// The column of a payment's amount.
+    payment_amount: &'static str,
+    /// The column of a refund's amount.
+    refund_amount: &'static str,
+    /// `(summary column, record column)`: each money total and the column it adds up.
+    /// A record column the bill type lacks adds up to zero.
+    totals: &'static [(&'static str, &'static str)],
+}
+
+const CURRENT_SUMMARY: &str =
+    "总交易单数,应结订单总金额,退款总金额,充值券退款总金额,手续费总金额,订单总金额,申请退款总金额";
+const CURRENT_TOTALS: &[(&str, &str)] = &[
+    ("应结订单总金额", "应结订单金额"),
+    ("退款总金额", "退款金额"),
+    ("充值券退款总金额", "充值券退款金额"),
+    ("订单总金额", "订单金额"),
+    ("申请退款总金额", "申请退款金额"),
+];
+const LEGACY_SUMMARY: &str =
+    "总交易单数,总交易额,总退款金额,总代金券或立减优惠退款金额,手续费总金额";
+const LEGACY_TOTALS: &[(&str, &str)] = &[
+    ("总交易额", "总金额"),
+    ("总退款金额", "退款金额"),
+    ("总代金券或立减优惠退款金额", "代金券或立减优惠退款金额"),
+];
+
+/// The summary column that counts the records.
+const COUNT_COLUMN: &str = "总交易单数";
+
+const LAYOUTS: [Layout; 6] = [
+    Layout {
+        bill_type: BillType::All,
+        header: "交易时间,公众账号ID,商户号,特约商户号,设备号,微信订单号,商户订单号,用户标识,交易类型,交易状态,付款银行,货币种类,应结订单金额,代金券金额,微信退款单号,商户退款单号,退款金额,充值券退款金额,退款类型,退款状态,商品名称,商户数据包,手续费,费率,订单金额,申请退款金额,费率备注",
+        summary_header: CURRENT_SUMMARY,
+        payment_amount: "订单金额",
+        refund_amount: "申请退款金额",
+        totals: CURRENT_TOTALS,
+    },
+    Layout {
+        bill_type: BillType::Success,
+        header: "交易时间,公众账号ID,商户号,特约商户号,设备号,微信订单号,商户订单号,用户标识,交易类型,交易状态,付款银行,货币种类,应结订单金额,代金券金额,商品名称,商户数据包,手续费,费率,订单金额,费率备注",
+        summary_header: CURRENT_SUMMARY,
+        payment_amount: "订单金额",
+        refund_amount: "申请退款金额",
+        totals: CURRENT_TOTALS,
+    },
+    Layout {
+        bill_type: BillType::Refund,
+        header: "交易时间,公众账号ID,商户号,特约商户号,设备号,微信订单号,商户订单号,用户标识,交易类型,交易状态,付款银行,货币种类,应结订单金额,代金券金额,退款申请时间,退款成功时间,微信退款单号,商户退款单号,退款金额,充值券退款金额,退款类型,退款状态,商品名称,商户数据包,手续费,费率,订单金额,申请退款金额,费率备注",
+        summary_header: CURRENT_SUMMARY,
+        payment_amount: "订单金额",
+        refund_amount: "申请退款金额",
+        totals: CURRENT_TOTALS,
+    },
+    Layout {
+        bill_type: BillType::All,
+        header: "交易时间,公众账号ID,商户号,子商户号,设备号,微信订单号,商户订单号,用户标识,交易类型,交易状态,付款银行,货币种类,总金额,代金券或立减优惠金额,微信退款单号,商户退款单号,退款金额,代金券或立减优惠退款金额,退款类型,退款状态,商品名称,商户数据包,手续费,费率",
+        summary_header: LEGACY_SUMMARY,
+        payment_amount: "总金额",
+        refund_amount: "退款金额",
+        totals: LEGACY_TOTALS,
+    },
+    Layout {
+        bill_type: BillType::Success,
+        header: "交易时间,公众账号ID,商户号,子商户号,设备号,微信订单号,商户订单号,用户标识,交易类型,交易状态,付款银行,货币种类,总金额,代金券或立减优惠金额,商品名称,商户数据包,手续费,费率",
+        summary_header: LEGACY_SUMMARY,
+        payment_amount: "总金额",
+        refund_amount: "退款金额",
+        totals: LEGACY_TOTALS,
+    },
+    Layout {
+        bill_type: BillType::Refund,
+        header: "交易时间,公众账号ID,商户号,子商户号,设备号,微信订单号,商户订单号,用户标识,交易类型,交易状态,付款银行,货币种类,总金额,代金券或立减优惠金额,退款申请时间,退款成功时间,微信退款单号,商户退款单号,退款金额,代金券或立减优惠退款金额,退款类型,退款状态,商品名称,商户数据包,手续费,费率",
+        summary_header: LEGACY_SUMMARY,
+        payment_amount: "总金额",
+        refund_amount: "退款金额",
+        totals: LEGACY_TOTALS,
+    },
+];
+
+impl Layout {
+    /// The layout whose header is `line` (names compared after trimming).
+    fn of_header(line: &str) -> Option<&'static Layout> {
+        let names: Vec<&str> = line.split(',').map(str::trim).collect();
+        LAYOUTS
+            .iter()
+            .find(|layout| layout.header.split(',').eq(names.iter().copied()))
+    }
+
+    fn columns(&self) -> usize {
+        self.header.split(',').count()
+    }
+
+    /// The index of a column this layout has.
+    fn index(&self, name: &str) -> Option<usize> {
+        self.header.split(',').position(|column| column == name)
+    }
+}
+
+/// One record, split, with its line number.
+struct Record<'a> {
+    line: u32,
+    fields: Vec<&'a str>,
+    layout: &'static Layout,
+}
+
+impl<'a> Record<'a> {
+    /// The field of `column`, or `""` when the layout has no such column.
+    fn get(&self, column: &str) -> &'a str {
+        self.layout
+            .index(column)
+            .and_then(|index| self.fields.get(index).copied())
+            .unwrap_or("")
+    }
+
+    /// A field that must not be empty.
+    fn required(&self, column: &'static str) -> Result<&'a str, StatementError> {
+        let value = self.get(column);
+        if value.is_empty() {
+            return Err(StatementError::BadValue {
+                line: self.line,
+                column,
+                value: String::new(),
+            });
+        }
+        Ok(value)
+    }
+
+    /// A signed amount in fen; an empty field is zero (only for totals).
+    fn fen_or_zero(&self, column: &'static str) -> Result<i64, StatementError> {
+        match self.get(column) {
+            "" => Ok(0),
+            value => self.fen(column, value),
+        }
+    }
+
+    fn fen(&self, column: &'static str, value: &str) -> Result<i64, StatementError> {
+        parse_yuan_fen(value).map_err(|reason| StatementError::BadAmount {
+            line: self.line,
+            column,
+            value: excerpt(value),
+            reason,
+        })
+    }
+
+    /// The row's positive amount.
+    fn money(&self, column: &'static str) -> Result<Money, StatementError> {
+        let value = self.get(column);
+        let fen = self.fen(column, value)?;
+        u64::try_from(fen)
+            .ok()
+            .and_then(|fen| Money::from_fen(fen).ok())
+            .ok_or_else(|| StatementError::BadAmount {
+                line: self.line,
+                column,
+                value: excerpt(value),
+                reason: "must be positive and at most 100000000.00",
+            })
+    }
+
+    fn time(&self, column: &'static str) -> Result<DateTime<Utc>, StatementError> {
+        let value = self.get(column);
+        parse_china_time(value).ok_or_else(|| StatementError::BadTime {
+            line: self.line,
+            column,
+            value: excerpt(value),
+        })
+    }
+
+    fn bad_value(&self, column: &'static str) -> StatementError {
+        StatementError::BadValue {
+            line: self.line,
+            column,
+            value: excerpt(self.get(column)),
+        }
+    }
+}
+
+/// Splits a backtick-prefixed line: strip the first backtick, split on ``,` ``.
+fn split_backticked(line: &str) -> Option<Vec<&str>> {
+    let rest = line.strip_prefix('`')?;
+    Some(rest.split(",`").map(str::trim).collect())
+}
+
+/// Parses a WeChat text bill of China-time day `date`. See the module
+/// documentation for the layouts and decisions.
+pub fn parse_wechat_bill(bytes: &[u8], date: NaiveDate) -> Result<Statement, StatementError> {
+    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+    let text = std::str::from_utf8(bytes).map_err(|error| {
+        let before = &bytes[..error.valid_up_to()];
+        let newlines = before.iter().filter(|&&b| b == b'\n').count();
+        StatementError::Encoding {
+            line: line_no(newlines),
+            encoding: "UTF-8",
+        }
+    })?;
+    if text.trim_start().starts_with('<') {
+        return error_answer(text, date);
+    }
+    let lines: Vec<(u32, &str)> = text
+        .split('\n')
+        .enumerate()
+        .map(|(index, line)| (line_no(index), line.strip_suffix('\r').unwrap_or(line)))
+        .filter(|(_, line)| !line.trim().is_empty())
+        .collect();
+    let Some(&(header_line, header)) = lines.first() else {
+        return Err(StatementError::Truncated {
+            missing: "header line",
+        });
+    };
+    let layout = Layout::of_header(header).ok_or_else(|| StatementError::UnknownHeader {
+        line: header_line,
+        found: excerpt(header),
+    })?;
+    let body = &lines[1..];
+    let Some(summary_at) = body
+        .iter()
+        .position(|(_, line)| line.trim().starts_with(COUNT_COLUMN))
+    else {
+        return Err(StatementError::Truncated {
+            missing: "summary (总交易单数)",
+        });
+    };
+    let (summary_header_line, summary_header) = body[summary_at];
+    let summary_names: Vec<&str> = summary_header.split(',').map(str::trim).collect();
+    if !layout
+        .summary_header
+        .split(',')
+        .eq(summary_names.iter().copied())
+    {
+        return Err(StatementError::UnknownHeader {
+            line: summary_header_line,
+            found: excerpt(summary_header),
+        });
+    }
+    let Some(&(summary_line, summary_values)) = body.get(summary_at + 1) else {
+        return Err(StatementError::Truncated {
+            missing: "summary values",
+        });
+    };
+    if let Some(&(line, _)) = body.get(summary_at + 2) {
+        return Err(StatementError::Malformed {
+            line,
+            reason: "text after the summary",
+        });
+    }
+
+    let records = body[..summary_at]
+        .iter()
+        .map(|&(line, text)| split_record(layout, line, text))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut rows = Vec::with_capacity(records.len());
+    for record in &records {
+        if let Some(row) = row(record)? {
+            rows.push(row);
+        }
+    }
+    check_summary(layout, &records, summary_line, summary_values)?;
+    Ok(Statement {
+        channel: Channel::Wechat,
+        date,
+        rows,
+    })
+}
+
+/// An XML answer where a bill was expected: WeChat's failure document.
+fn error_answer(text: &str, date: NaiveDate) -> Result<Statement, StatementError> {
+    let params = crate::wechat::xml::parse(text).map_err(|error| StatementError::NotABill {
+        reason: format!("an XML answer that cannot be read: {error}"),
+    })?;
+    let message = ["return_msg", "err_code_des"]
+        .iter()
+        .filter_map(|name| params.get(*name))
+        .map(|value| value.trim())
+        .find(|value| !value.is_empty())
+        .unwrap_or("");
+    if message.eq_ignore_ascii_case(WECHAT_NO_BILL_EXIST) {
+        return Ok(empty(Channel::Wechat, date));
+    }
+    if message.eq_ignore_ascii_case(BILL_CREATING) {
+        return Err(StatementError::NotReady {
+            code: message.to_owned(),
+        });
+    }
+    Err(StatementError::NotABill {
+        reason: format!("WeChat answered an error: {}", excerpt(message)),
+    })
+}
+
+fn split_record<'a>(
+    layout: &'static Layout,
+    line: u32,
+    text: &'a str,
+) -> Result<Record<'a>, StatementError> {
+    let fields = split_backticked(text).ok_or(StatementError::Malformed {
+        line,
+        reason: "a record must start with a backtick (`)",
+    })?;
+    if fields.len() != layout.columns() {
+        return Err(StatementError::ColumnCount {
+            line,
+            expected: layout.columns(),
+            found: fields.len(),
+        });
+    }
+    Ok(Record {
+        line,
+        fields,
+        layout,
+    })
+}
+
+/// What a record's statuses say it is: `None` for a refund that moved no money.
+fn kind(record: &Record<'_>) -> Result<Option<StatementLineKind>, StatementError> {
+    let trade_status = record.get("交易状态");
+    let refund_status = record.get("退款状态");
+    let refund_kind = || match (trade_status, refund_status) {
+        (_, "REVOKED") | ("REVOKED", "SUCCESS") => Ok(Some(StatementLineKind::Reversal)),
+        (_, "SUCCESS") => Ok(Some(StatementLineKind::Refund)),
+        (_, "PROCESSING" | "FAIL" | "CHANGE") => Ok(None),
+        _ => Err(record.bad_value("退款状态")),
+    };
+    match (record.layout.bill_type, trade_status) {
+        (BillType::Success | BillType::All, "SUCCESS") => Ok(Some(StatementLineKind::Payment)),
+        (BillType::All, "REFUND" | "REVOKED") => refund_kind(),
+        // The REFUND bill lists refunds only, whatever its trade status column says.
+        (BillType::Refund, _) => refund_kind(),
+        _ => Err(record.bad_value("交易状态")),
+    }
+}
+
+fn row(record: &Record<'_>) -> Result<Option<StatementRow>, StatementError> {
+    let Some(kind) = kind(record)? else {
+        return Ok(None);
+    };
+    let order_no = record.required("商户订单号")?.to_owned();
+    let channel_trade_no = record.required("微信订单号")?.to_owned();
+    let layout = record.layout;
+    let optional = |column: &str| Some(record.get(column).to_owned()).filter(|v| !v.is_empty());
+    let row = match kind {
+        StatementLineKind::Payment => StatementRow {
+            line_no: record.line,
+            kind,
+            order_no,
+            channel_trade_no,
+            refund_no: None,
+            channel_refund_no: None,
+            amount: record.money(layout.payment_amount)?,
+            at: record.time("交易时间")?,
+        },
+        StatementLineKind::Refund | StatementLineKind::Reversal => StatementRow {
+            line_no: record.line,
+            kind,
+            order_no,
+            channel_trade_no,
+            refund_no: optional("商户退款单号"),
+            channel_refund_no: optional("微信退款单号"),
+            amount: record.money(layout.refund_amount)?,
+            at: if layout.bill_type == BillType::Refund {
+                record.time("退款成功时间")?
+            } else {
+                record.time("交易时间")?
+            },
+        },
+    };
+    Ok(Some(row))
+}
+
+/// Checks the summary values against the records: the count, then each total.
+fn check_summary(
+    layout: &'static Layout,
+    records: &[Record<'_>],
+    line: u32,
+    text: &str,
+) -> Result<(), StatementError> {
+    let columns: Vec<&str> = layout.summary_header.split(',').collect();
+    let values = split_backticked(text).ok_or(StatementError::Malformed {
+        line,
+        reason: "the summary values must start with a backtick (`)",
+    })?;
+    if values.len() != columns.len() {
+        return Err(StatementError::ColumnCount {
+            line,
+            expected: columns.len(),
+            found: values.len(),
+        });
+    }
+    let value = |column: &str| {
+        columns
+            .iter()
+            .position(|name| *name == column)
+            .and_then(|index| values.get(index).copied())
+            .unwrap_or("")
+    };
+    let stated_count = value(COUNT_COLUMN);
+    let count: usize = stated_count.parse().map_err(|_| StatementError::BadValue {
+        line,
+        column: COUNT_COLUMN,
+        value: excerpt(stated_count),
+    })?;
+    if count != records.len() {
+        return Err(StatementError::SummaryMismatch {
+            line,
+            column: COUNT_COLUMN,
+            stated: count.to_string(),
+            computed: records.len().to_string(),
+        });
+    }
+    for &(total_column, record_column) in layout.totals {
+        let stated_text = value(total_column);
+        let stated = parse_yuan_fen(stated_text).map_err(|reason| StatementError::BadAmount {
+            line,
+            column: total_column,
+            value: excerpt(stated_text),
+            reason,
+        })?;
+        let mut computed: i128 = 0;
+        for record in records {
+            computed += i128::from(record.fen_or_zero(record_column)?);
+        }
+        if i128::from(stated) != computed {
+            return Err(StatementError::SummaryMismatch {
+                line,
+                column: total_column,
+                stated: yuan_text(i128::from(stated)),
+                computed: yuan_text(computed),
+            });
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+
+    fn date() -> NaiveDate {
+        NaiveDate::from_ymd_opt(2026, 11, 22).unwrap()
+    }
+
+    const HEADER: &str = "交易时间,公众账号ID,商户号,特约商户号,设备号,微信订单号,商户订单号,用户标识,交易类型,交易状态,付款银行,货币种类,应结订单金额,代金券金额,微信退款单号,商户退款单号,退款金额,充值券退款金额,退款类型,退款状态,商品名称,商户数据包,手续费,费率,订单金额,申请退款金额,费率备注";
+
+    fn payment(order: &str, amount: &str) -> String {
+        format!(
+            "`2026-11-22 10:00:00,`wx1,`10000100,`0,`,`4200{order},`{order},`oX,`MICROPAY,`SUCCESS,`OTHERS,`CNY,`{amount},`0.00,`0,`0,`0.00,`0.00,`,`,`Coffee,`,`0.06000,`0.60%,`{amount},`0.00,`"
+        )
+    }
+
+    fn refund(order: &str, status: &str, refund_status: &str, amount: &str) -> String {
+        format!(
+            "`2026-11-22 11:00:00,`wx1,`10000100,`0,`,`4200{order},`{order},`oX,`MICROPAY,`{status},`OTHERS,`CNY,`0.00,`0.00,`5030{order},`R{order},`{amount},`0.00,`ORIGINAL,`{refund_status},`Coffee,`,`-0.06000,`0.60%,`0.00,`{amount},`"
+        )
+    }
+
+    fn bill(records: &[String], summary: &str) -> String {
+        let mut text = format!("{HEADER}\n");
+        for record in records {
+            text.push_str(record);
+            text.push('\n');
+        }
+        text.push_str(CURRENT_SUMMARY);
+        text.push('\n');
+        text.push_str(summary);
+        text.push('\n');
+        text
+    }
+
+    #[test]
+    fn a_bill_with_bom_and_crlf_parses_and_refund_statuses_choose_the_kind() {
+        let text = bill(
+            &[
+                payment("A", "10.00"),
+                refund("A", "REFUND", "SUCCESS", "3.00"),
+                refund("A", "REFUND", "PROCESSING", "1.00"),
+                refund("A", "REFUND", "REVOKED", "6.00"),
+            ],
+            "`4,`10.00,`10.00,`0.00,`0.00000,`10.00,`10.00",
+        );
+        let crlf = format!("\u{feff}{}", text.replace('\n', "\r\n"));
+        let statement = parse_wechat_bill(crlf.as_bytes(), date()).unwrap();
+        assert_eq!(
+            statement,
+            parse_wechat_bill(text.as_bytes(), date()).unwrap()
+        );
+        let kinds: Vec<_> = statement.rows.iter().map(|row| row.kind).collect();
+        assert_eq!(
+            kinds,
+            [
+                StatementLineKind::Payment,
+                StatementLineKind::Refund,
+                StatementLineKind::Reversal
+            ],
+            "the processing refund moved no money and gives no row"
+        );
+        let refund = &statement.rows[1];
+        assert_eq!(refund.line_no, 3);
+        assert_eq!(refund.refund_no.as_deref(), Some("RA"));
+        assert_eq!(refund.channel_refund_no.as_deref(), Some("5030A"));
+        assert_eq!(refund.amount, "3.00".parse().unwrap());
+        assert_eq!(
+            refund.at,
+            Utc.with_ymd_and_hms(2026, 11, 22, 3, 0, 0).unwrap()
+        );
+        assert_eq!(statement.rows[0].refund_no, None);
+    }
+
+    #[test]
+    fn no_bill_exist_is_an_empty_statement_and_other_error_answers_are_not_bills() {
+        let no_bill = crate::testkit::vector("wx_v2_downloadbill_resp_no_bill_exist.xml");
+        let statement = parse_wechat_bill(no_bill.as_bytes(), date()).unwrap();
+        assert_eq!(statement.channel, Channel::Wechat);
+        assert!(statement.rows.is_empty());
+        let creating =
+            "<xml><return_code>FAIL</return_code><return_msg>Bill Creating</return_msg></xml>";
+        assert!(matches!(
+            parse_wechat_bill(creating.as_bytes(), date()),
+            Err(StatementError::NotReady { .. })
+        ));
+        let sign = "<xml><return_code>FAIL</return_code><return_msg>SIGN ERROR</return_msg></xml>";
+        let error = parse_wechat_bill(sign.as_bytes(), date()).unwrap_err();
+        assert!(matches!(error, StatementError::NotABill { .. }), "{error}");
+        assert!(error.to_string().contains("SIGN ERROR"), "{error}");
+        assert_eq!(
+            parse_wechat_bill(b"", date()),
+            Err(StatementError::Truncated {
+                missing: "header line"
+            })
+        );
+    }
+
+    #[test]
+    fn an_unknown_status_a_missing_backtick_and_text_after_the_summary_are_rejected() {
+        let odd = bill(
+            &[payment("A", "1.00").replace("`SUCCESS", "`NOTPAY")],
+            "`1,`1.00,`0.00,`0.00,`0.00000,`1.00,`0.00",
+        );
+        assert_eq!(
+            parse_wechat_bill(odd.as_bytes(), date()),
+            Err(StatementError::BadValue {
+                line: 2,
+                column: "交易状态",
+                value: "NOTPAY".to_owned()
+            })
+        );
+        let bare = bill(
+            &[payment("A", "1.00")[1..].to_owned()],
+            "`1,`1.00,`0.00,`0.00,`0.00000,`1.00,`0.00",
+        );
+        assert!(matches!(
+            parse_wechat_bill(bare.as_bytes(), date()),
+            Err(StatementError::Malformed { line: 2, .. })
+        ));
+        let trailing = format!(
+            "{}extra\n",
+            bill(
+                &[payment("A", "1.00")],
+                "`1,`1.00,`0.00,`0.00,`0.00000,`1.00,`0.00"
+            )
+        );
+        assert!(matches!(
+            parse_wechat_bill(trailing.as_bytes(), date()),
+            Err(StatementError::Malformed { line: 5, .. })
+        ));
+    }
+
+    #[test]
+    fn a_zero_amount_row_and_a_bad_time_are_rejected_naming_the_column() {
+        let zero = bill(
+            &[payment("A", "0.00")],
+            "`1,`0.00,`0.00,`0.00,`0.00000,`0.00,`0.00",
+        );
+        let error = parse_wechat_bill(zero.as_bytes(), date()).unwrap_err();
+        assert!(
+            matches!(
+                error,
+                StatementError::BadAmount {
+                    line: 2,
+                    column: "订单金额",
+                    ..
+                }
+            ),
+            "{error}"
+        );
+        let late = bill(
+            &[payment("A", "1.00").replace("10:00:00", "24:00:00")],
+            "`1,`1.00,`0.00,`0.00,`0.00000,`1.00,`0.00",
+        );
+        let error = parse_wechat_bill(late.as_bytes(), date()).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "line 2, column 交易时间: \"2026-11-22 24:00:00\" is not a time (yyyy-MM-dd HH:mm:ss, China time)"
+        );
+    }
+}
