@@ -1,6 +1,6 @@
 //! `paycode bench NAME`: benchmarks that print figures. Human-readable lines
 //! first, then, as the last line of standard output, one JSON object that
-//! scripts can parse.
+//! scripts can parse. `e2e` and `pending` live in their own files.
 //!
 //! `append` measures the embedded SQLite store as the runtime uses it: many
 //! tasks each appending single-event commits (a realistic ~300-byte payment
@@ -19,12 +19,30 @@ use clap::Args;
 use paycode_adapters::store::{EventStore, ExpectedVersion, NewEvent, SqliteStore};
 use uuid::Uuid;
 
+mod e2e;
+mod pending;
+
 /// Arguments of `paycode bench`.
 #[derive(Debug, Args)]
 pub struct BenchArgs {
-    /// Which benchmark: `append`.
+    /// Which benchmark: `append`, `e2e` or `pending`.
     pub name: String,
-    /// Events to append in total.
+    /// `e2e`: payments to make in total.
+    #[arg(long, default_value_t = 20_000)]
+    pub payments: u64,
+    /// `e2e`: concurrent HTTP clients (each one request in flight at a time).
+    #[arg(long, default_value_t = 64)]
+    pub clients: u64,
+    /// `e2e`: the channel of the instant-pay codes: wechat, alipay or mixed.
+    #[arg(long, default_value = "wechat")]
+    pub channel: String,
+    /// `pending`: orders waiting for the password at once.
+    #[arg(long, default_value_t = 100_000)]
+    pub orders: u64,
+    /// `pending`: simulated seconds per wall second once the clock runs.
+    #[arg(long, default_value_t = 0.1)]
+    pub speed: f64,
+    /// `append`: events to append in total.
     #[arg(long, default_value_t = 200_000)]
     pub events: u64,
     /// Concurrent appending tasks (each one append in flight at a time).
@@ -48,7 +66,9 @@ pub struct BenchArgs {
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.name.as_str() {
         "append" => append(&args),
-        other => anyhow::bail!("unknown benchmark {other:?} (known: append)"),
+        "e2e" => e2e::run(&args),
+        "pending" => pending::run(&args),
+        other => anyhow::bail!("unknown benchmark {other:?} (known: append, e2e, pending)"),
     }
 }
 
@@ -153,11 +173,48 @@ fn append(args: &BenchArgs) -> anyhow::Result<()> {
         avg_batch: round3(avg_batch),
         baseline_events_per_sec: baseline.round(),
     };
-    let summary = serde_json::to_string(&summary)?;
+    write_summary(&summary)
+}
+
+/// Prints the benchmark's JSON summary as the last line of standard output.
+fn write_summary(summary: &impl serde::Serialize) -> anyhow::Result<()> {
+    let summary = serde_json::to_string(summary)?;
     let mut stdout = std::io::stdout().lock();
     writeln!(stdout, "{summary}")?;
     stdout.flush()?;
     Ok(())
+}
+
+/// The benchmark's working directory: `--dir`, or a temporary one removed afterwards.
+struct BenchDir {
+    path: PathBuf,
+    _temp: Option<tempfile::TempDir>,
+}
+
+impl BenchDir {
+    fn new(dir: Option<&Path>) -> anyhow::Result<BenchDir> {
+        match dir {
+            Some(dir) => {
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("creating {}", dir.display()))?;
+                Ok(BenchDir {
+                    path: dir.to_owned(),
+                    _temp: None,
+                })
+            }
+            None => {
+                let temp = tempfile::tempdir().context("creating a temporary directory")?;
+                Ok(BenchDir {
+                    path: temp.path().to_owned(),
+                    _temp: Some(temp),
+                })
+            }
+        }
+    }
+
+    fn path(&self) -> &Path {
+        &self.path
+    }
 }
 
 /// The last line of `bench append`'s output.

@@ -71,6 +71,16 @@ impl RateLimits {
         statement_per_sec: 10,
     };
 
+    /// No practical limit: for benchmarks against the sandbox, never for a real channel.
+    pub const LIFTED: RateLimits = RateLimits {
+        pay_per_sec: 1_000_000,
+        query_per_sec: 1_000_000,
+        revoke_per_sec: 1_000_000,
+        refund_per_sec: 1_000_000,
+        refund_query_per_sec: 1_000_000,
+        statement_per_sec: 1_000_000,
+    };
+
     pub fn for_channel(channel: Channel) -> RateLimits {
         match channel {
             Channel::Wechat => RateLimits::WECHAT,
