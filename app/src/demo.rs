@@ -60,6 +60,7 @@ pub async fn run(orders: usize, seed: u64) -> anyhow::Result<String> {
         state_path: Some(dir.path().join("sandbox.db")),
         client_timeout: Duration::from_millis(500),
         slow_answer: Duration::from_secs(1),
+        ..SandboxOptions::default()
     };
     let (sandbox, channels, _sandbox_server, _) =
         sandbox_and_channels(options, shared.clone()).await?;

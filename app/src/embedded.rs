@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use paycode_adapters::alipay::{AlipayClient, AlipayConfig};
+use paycode_adapters::channel::rate_limit::RateLimits;
 use paycode_adapters::clock::{Clock, SystemClock};
 use paycode_adapters::lease::SqliteLeases;
 use paycode_adapters::sandbox::{
@@ -66,6 +67,10 @@ pub struct SandboxOptions {
     pub client_timeout: std::time::Duration,
     /// How long the sandbox holds the answer of code `05`.
     pub slow_answer: std::time::Duration,
+    /// The clients' per-API limits; each channel's documented defaults when `None`.
+    pub rate_limits: Option<RateLimits>,
+    /// Misbehaviour and statement defects to plant (none by default).
+    pub faults: paycode_adapters::sandbox::Faults,
 }
 
 impl Default for SandboxOptions {
@@ -74,6 +79,8 @@ impl Default for SandboxOptions {
             state_path: None,
             client_timeout: std::time::Duration::from_secs(10),
             slow_answer: paycode_adapters::sandbox::SLOW_ANSWER_DEFAULT,
+            rate_limits: None,
+            faults: paycode_adapters::sandbox::Faults::default(),
         }
     }
 }
@@ -101,6 +108,7 @@ pub async fn sandbox_and_channels(
     let mut config = SandboxConfig::new(merchants, sandbox_private);
     config.state_path = options.state_path;
     config.slow_answer = options.slow_answer;
+    config.faults = options.faults;
     let sandbox = Sandbox::open(config, clock).context("opening the sandbox")?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -118,6 +126,9 @@ pub async fn sandbox_and_channels(
     );
     wechat.sign_type = SignType::HmacSha256;
     wechat.timeout = options.client_timeout;
+    if let Some(limits) = options.rate_limits {
+        wechat.rate_limits = limits;
+    }
     let mut alipay = AlipayConfig::new(
         DEMO_ALIPAY_APP_ID,
         app_private,
@@ -125,6 +136,9 @@ pub async fn sandbox_and_channels(
         format!("{base_url}/gateway.do"),
     );
     alipay.timeout = options.client_timeout;
+    if let Some(limits) = options.rate_limits {
+        alipay.rate_limits = limits;
+    }
     let merchant = MerchantId::parse(DEMO_MERCHANT).expect("demo is a merchant id");
     let mut channels = Channels::default();
     channels.insert(merchant.clone(), Arc::new(WechatClient::new(wechat)?));

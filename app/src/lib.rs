@@ -12,6 +12,8 @@ pub mod index;
 pub mod ledger;
 pub mod metrics;
 pub mod migrate;
+pub mod reconcile;
+pub mod reconcile_cli;
 pub mod runtime;
 pub mod sandbox_cli;
 pub mod service;

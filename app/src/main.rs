@@ -51,6 +51,9 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Reconcile one day's statement of a channel against the ledger and
+    /// print the report (the statement is downloaded unless --file is given).
+    Reconcile(paycode::reconcile_cli::ReconcileArgs),
     /// Run a benchmark; the last line of standard output is one JSON object of figures.
     Bench(bench::BenchArgs),
     /// Copy the SQLite ledger (`store.path`, or --from) into an EventStoreDB
@@ -75,6 +78,10 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Bench(args) => bench::run(args),
+        Command::Reconcile(args) => runtime()?.block_on(async {
+            print!("{}", paycode::reconcile_cli::run(args).await?);
+            Ok(())
+        }),
         Command::Serve { config, listen } => runtime()?.block_on(async {
             match cli::load_config(config.as_deref())? {
                 Some(mut config) => {

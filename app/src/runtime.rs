@@ -197,6 +197,15 @@ impl Runtime {
         &self.inner.ledger
     }
 
+    /// The merchant's client of `channel`, if one is configured.
+    pub fn channel_client(
+        &self,
+        merchant: &MerchantId,
+        channel: Channel,
+    ) -> Option<Arc<dyn ChannelClient>> {
+        self.inner.channels.get(merchant, channel).cloned()
+    }
+
     pub fn metrics(&self) -> &Metrics {
         &self.inner.metrics
     }

@@ -359,12 +359,19 @@ impl std::fmt::Debug for SandboxApp {
 impl SandboxApp {
     /// Client timeout 300 ms, code `05` held 1 s, truth in memory.
     pub async fn spawn() -> SandboxApp {
+        SandboxApp::spawn_with_faults(paycode_adapters::sandbox::Faults::default()).await
+    }
+
+    /// As [`SandboxApp::spawn`], with the sandbox misbehaving as `faults` says.
+    pub async fn spawn_with_faults(faults: paycode_adapters::sandbox::Faults) -> SandboxApp {
         let clock = ManualClock::starting_at(start_time());
         let shared: Arc<dyn Clock> = Arc::new(clock.clone());
         let options = paycode::embedded::SandboxOptions {
             state_path: None,
             client_timeout: std::time::Duration::from_millis(300),
             slow_answer: std::time::Duration::from_secs(1),
+            faults,
+            ..paycode::embedded::SandboxOptions::default()
         };
         let (sandbox, channels, server, _) =
             paycode::embedded::sandbox_and_channels(options, shared.clone())

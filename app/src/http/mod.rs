@@ -1,10 +1,11 @@
 //! The HTTP API of CONTRACT.md (axum): payments, refunds, revoke, events,
-//! health and metrics. Handlers validate, then hand a command to the
+//! reconciliations, health and metrics. Handlers validate, then hand a command to the
 //! [`Runtime`]; they never write anything themselves.
 
 mod body;
 pub mod error;
 mod payments;
+mod reconciliations;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -151,6 +152,16 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/payments/{order_no}/refunds/{refund_no}",
             get(payments::get_refund),
+        )
+        .route(
+            "/reconciliations",
+            post(reconciliations::create).layer(axum::extract::DefaultBodyLimit::max(
+                reconciliations::STATEMENT_LIMIT_BYTES,
+            )),
+        )
+        .route(
+            "/reconciliations/{channel}/{date}",
+            get(reconciliations::get),
         )
         .route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
     Router::new()

@@ -1,0 +1,259 @@
+//! Reconciliation as the service runs it: a statement file (downloaded from
+//! the channel or handed in) is parsed whole, set against the merchant's
+//! orders by the pure matcher, and imported as events:
+//!
+//! 1. each matched line as `StatementLineMatched` on its order's stream
+//!    (idempotent: the decider appends nothing for a line already recorded);
+//! 2. then the report as `ReconciliationRecorded` on the stream of the
+//!    channel, merchant and day, unless the same file (by SHA-256) was
+//!    imported before.
+//!
+//! A crash between the two steps is harmless: importing again re-checks
+//! the matches (appending nothing) and records the report. A file that
+//! does not parse is rejected whole and nothing is written.
+
+use std::collections::HashMap;
+
+use chrono::NaiveDate;
+use paycode_adapters::channel::{ChannelClient, StatementFile};
+use paycode_adapters::statement::{StatementError, parse_statement_file};
+use paycode_adapters::store::{ExpectedVersion, NewEvent, StoreError};
+use paycode_domain::Channel;
+use paycode_domain::ids::{parse_payment_stream, reconciliation_stream};
+use paycode_domain::payment::{Command, CommandKind, PaymentState, evolve, stored};
+use paycode_domain::reconciliation::{
+    self, Ledger as ReconLedger, LedgerOrder, ReconcilePolicy, ReconciliationEvent,
+    ReconciliationRecorded, decide_import, latest_report,
+};
+use paycode_domain::{CommandId, MerchantId};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use crate::ledger::{Ledger, LedgerError};
+
+/// Why a reconciliation could not be carried out. Nothing was written.
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    /// The statement file is not a whole, consistent statement of the channel.
+    #[error("the statement was rejected whole, nothing imported: {0}")]
+    Statement(#[from] StatementError),
+    /// The channel did not hand out the statement (not yet generated, refused, unreachable).
+    #[error("{0}")]
+    Download(#[from] paycode_adapters::channel::StatementError),
+    /// No client of that channel is configured for the merchant.
+    #[error("no {channel} channel is configured for merchant {merchant}")]
+    NoChannel {
+        channel: Channel,
+        merchant: MerchantId,
+    },
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+}
+
+impl From<StoreError> for ReconcileError {
+    fn from(error: StoreError) -> Self {
+        ReconcileError::Ledger(error.into())
+    }
+}
+
+/// What an import did.
+#[derive(Debug, Clone)]
+pub struct Imported {
+    /// The report, as recorded (or as recorded before, for a re-import).
+    pub report: ReconciliationRecorded,
+    /// `StatementLineMatched` events appended to order streams by this import.
+    pub lines_recorded: usize,
+    /// Whether the report was appended (false: the same file was imported before).
+    pub report_recorded: bool,
+}
+
+/// Lowercase hex SHA-256 of the statement file's bytes.
+pub fn statement_sha256(file: &StatementFile) -> String {
+    let bytes: &[u8] = match file {
+        StatementFile::WechatText(text) => text.as_bytes(),
+        StatementFile::AlipayZip(bytes) => bytes,
+        StatementFile::NoStatement { code } => code.as_bytes(),
+    };
+    Sha256::digest(bytes)
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
+}
+
+/// Downloads the day's statement from the channel, then imports it.
+pub async fn download_and_import(
+    ledger: &Ledger,
+    client: &dyn ChannelClient,
+    merchant: &MerchantId,
+    date: NaiveDate,
+) -> Result<Imported, ReconcileError> {
+    let file = client.download_statement(date).await?;
+    import(ledger, merchant, client.channel(), date, &file).await
+}
+
+/// Parses `file` whole, reconciles it against the merchant's orders and
+/// records the outcome (see the module's doc).
+pub async fn import(
+    ledger: &Ledger,
+    merchant: &MerchantId,
+    channel: Channel,
+    date: NaiveDate,
+    file: &StatementFile,
+) -> Result<Imported, ReconcileError> {
+    let statement = parse_statement_file(channel, file, date)?;
+    let sha256 = statement_sha256(file);
+    let orders = merchant_orders(ledger, merchant).await?;
+    let report = reconciliation::reconcile(&statement, &orders, &ReconcilePolicy::default());
+
+    let mut lines_recorded = 0;
+    for matched in report.matched.iter().filter(|m| !m.already_recorded) {
+        let command = Command::new(
+            derived_command_id(&sha256, match_key(matched)),
+            CommandKind::MatchStatementLine(matched.line.clone()),
+        );
+        let executed = ledger
+            .execute(merchant, &matched.order_no, &command)
+            .await?;
+        lines_recorded += executed.appended.len();
+    }
+
+    let stream = reconciliation_stream(channel, merchant, date);
+    let history = reconciliation_history(ledger, &stream).await?;
+    let facts = decide_import(&history.events, &report, &sha256);
+    let report_recorded = !facts.is_empty();
+    if report_recorded {
+        let command_id = derived_command_id(&sha256, "report".to_owned());
+        let now = ledger.clock().now();
+        let events: Vec<NewEvent> = facts
+            .into_iter()
+            .enumerate()
+            .map(|(index, fact)| {
+                let encoded = reconciliation::stored::encode(&ReconciliationEvent {
+                    at: now,
+                    command_id,
+                    fact,
+                });
+                NewEvent {
+                    event_id: command_id.event_id(index),
+                    event_type: encoded.name.to_owned(),
+                    schema_version: encoded.schema_version,
+                    data: encoded.data,
+                }
+            })
+            .collect();
+        ledger
+            .store()
+            .append(
+                &stream,
+                ExpectedVersion::after(history.last_version),
+                events,
+            )
+            .await?;
+    }
+    Ok(Imported {
+        report: ReconciliationRecorded::from_report(&report, &sha256),
+        lines_recorded,
+        report_recorded,
+    })
+}
+
+/// The latest recorded report of a channel, merchant and day.
+pub async fn latest(
+    ledger: &Ledger,
+    merchant: &MerchantId,
+    channel: Channel,
+    date: NaiveDate,
+) -> Result<Option<ReconciliationRecorded>, ReconcileError> {
+    let stream = reconciliation_stream(channel, merchant, date);
+    let history = reconciliation_history(ledger, &stream).await?;
+    Ok(latest_report(&history.events).cloned())
+}
+
+struct ReconciliationHistory {
+    events: Vec<ReconciliationEvent>,
+    last_version: Option<u64>,
+}
+
+async fn reconciliation_history(
+    ledger: &Ledger,
+    stream: &str,
+) -> Result<ReconciliationHistory, ReconcileError> {
+    let recorded = ledger.store().read_stream(stream).await?;
+    let last_version = recorded.last().map(|event| event.version);
+    let events = recorded
+        .iter()
+        .map(|event| {
+            reconciliation::stored::decode(&event.event_type, event.schema_version, &event.data)
+                .map_err(|source| LedgerError::Undecodable {
+                    stream: stream.to_owned(),
+                    source,
+                })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(ReconciliationHistory {
+        events,
+        last_version,
+    })
+}
+
+/// Every order of the merchant, folded from the log in global order.
+async fn merchant_orders(
+    ledger: &Ledger,
+    merchant: &MerchantId,
+) -> Result<ReconLedger, ReconcileError> {
+    let store = ledger.store();
+    let mut states: HashMap<String, PaymentState> = HashMap::new();
+    let mut position = 1;
+    loop {
+        let batch = store.read_all(position, 10_000).await?;
+        let Some(last) = batch.last() else { break };
+        position = last.position + 1;
+        for recorded in batch {
+            match parse_payment_stream(&recorded.stream) {
+                Some((owner, _)) if &owner == merchant => {}
+                _ => continue,
+            }
+            let event = stored::decode(
+                &recorded.event_type,
+                recorded.schema_version,
+                &recorded.data,
+            )
+            .map_err(|source| LedgerError::Undecodable {
+                stream: recorded.stream.clone(),
+                source,
+            })?;
+            let state = states
+                .entry(recorded.stream)
+                .or_insert(PaymentState::Initial);
+            *state = evolve(std::mem::replace(state, PaymentState::Initial), &event);
+        }
+    }
+    Ok(states
+        .values()
+        .filter_map(LedgerOrder::from_state)
+        .collect())
+}
+
+/// A command id that is the same every time this statement is imported, so
+/// a retried append is recognised by the store as the same append.
+fn derived_command_id(sha256: &str, part: String) -> CommandId {
+    let digest = Sha256::digest(format!("{sha256}/{part}").as_bytes());
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    CommandId(Uuid::from_bytes(bytes))
+}
+
+/// What tells one matched line from another within a statement.
+fn match_key(matched: &reconciliation::Match) -> String {
+    format!(
+        "{}/{:?}/{}",
+        matched.order_no,
+        matched.line.kind,
+        matched
+            .line
+            .refund_no
+            .as_ref()
+            .map(|refund_no| refund_no.to_string())
+            .unwrap_or_default()
+    )
+}

@@ -1,0 +1,186 @@
+//! `paycode reconcile --channel C --date D [--file F] [--merchant M]
+//! [--format table|json|csv] [--config FILE]`: reconciles one day from the
+//! command line, exactly as `POST /v1/reconciliations` does, and prints the
+//! report. Without `--file` the statement is downloaded: from the configured
+//! channel, or, on the embedded defaults, from the sandbox's truth in
+//! `./sandbox.db` (what `paycode serve` recorded).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context;
+use chrono::NaiveDate;
+use paycode_adapters::channel::StatementFile;
+use paycode_adapters::clock::{Clock, SystemClock};
+use paycode_domain::payment::PaymentDecider;
+use paycode_domain::{Channel, MerchantId};
+
+use crate::embedded::{EmbeddedPaths, SandboxOptions, sandbox_and_channels};
+use crate::ledger::Ledger;
+use crate::reconcile::{self, Imported};
+
+/// How the report is printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Table,
+    Json,
+    Csv,
+}
+
+/// The arguments of `paycode reconcile`.
+#[derive(Debug, clap::Args)]
+pub struct ReconcileArgs {
+    /// `wechat` or `alipay`.
+    #[arg(long)]
+    pub channel: String,
+    /// The statement's day, China time (YYYY-MM-DD).
+    #[arg(long)]
+    pub date: String,
+    /// A statement file to import instead of downloading it (the WeChat
+    /// text bill, or the Alipay zip).
+    #[arg(long)]
+    pub file: Option<PathBuf>,
+    #[arg(long, default_value = "demo")]
+    pub merchant: String,
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: Format,
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+}
+
+/// Runs `paycode reconcile` and returns what to print.
+pub async fn run(args: ReconcileArgs) -> anyhow::Result<String> {
+    let channel = Channel::parse(&args.channel)
+        .with_context(|| format!("--channel: {:?} is not wechat or alipay", args.channel))?;
+    let date = NaiveDate::parse_from_str(&args.date, "%Y-%m-%d")
+        .with_context(|| format!("--date: {:?} is not a day as YYYY-MM-DD", args.date))?;
+    let merchant = MerchantId::parse(&args.merchant)
+        .map_err(|error| anyhow::anyhow!("--merchant: {error}"))?;
+    let config = crate::cli::load_config(args.config.as_deref())?;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let (store, policy) = match &config {
+        Some(config) => (crate::cli::open_store(config)?, config.policy.policy()?),
+        None => {
+            let path = EmbeddedPaths::default().ledger;
+            (
+                Arc::new(
+                    paycode_adapters::store::SqliteStore::open(&path)
+                        .with_context(|| format!("opening the ledger {}", path.display()))?,
+                ) as Arc<dyn paycode_adapters::store::EventStore>,
+                paycode_domain::Policy::default(),
+            )
+        }
+    };
+    let ledger = Ledger::new(store, PaymentDecider::new(policy), clock.clone());
+    let imported = match &args.file {
+        Some(path) => {
+            let file = read_statement(channel, path)?;
+            reconcile::import(&ledger, &merchant, channel, date, &file).await?
+        }
+        None => {
+            let channels = match &config {
+                Some(config) => crate::clients::build(config)?.0,
+                None => {
+                    let paths = EmbeddedPaths::default();
+                    anyhow::ensure!(
+                        paths.sandbox_state.exists(),
+                        "no --file given and no {} here to download the sandbox's statement from",
+                        paths.sandbox_state.display()
+                    );
+                    let options = SandboxOptions {
+                        state_path: Some(paths.sandbox_state),
+                        ..SandboxOptions::default()
+                    };
+                    sandbox_and_channels(options, clock).await?.1
+                }
+            };
+            let client = channels
+                .get(&merchant, channel)
+                .with_context(|| {
+                    format!("--channel: no {channel} channel for merchant {merchant}")
+                })?
+                .clone();
+            reconcile::download_and_import(&ledger, client.as_ref(), &merchant, date).await?
+        }
+    };
+    render(&imported, args.format)
+}
+
+/// Reads a statement file as its channel delivers it.
+fn read_statement(channel: Channel, path: &Path) -> anyhow::Result<StatementFile> {
+    let bytes =
+        std::fs::read(path).with_context(|| format!("--file: reading {}", path.display()))?;
+    Ok(match channel {
+        Channel::Wechat => StatementFile::WechatText(
+            String::from_utf8(bytes).context("--file: a WeChat bill must be UTF-8 text")?,
+        ),
+        Channel::Alipay => StatementFile::AlipayZip(bytes),
+    })
+}
+
+fn amount(money: Option<paycode_domain::Money>) -> String {
+    money.map(|money| money.to_string()).unwrap_or_default()
+}
+
+/// The report in the chosen format.
+pub fn render(imported: &Imported, format: Format) -> anyhow::Result<String> {
+    let report = &imported.report;
+    Ok(match format {
+        Format::Json => format!("{}\n", serde_json::to_string_pretty(report)?),
+        Format::Csv => {
+            let mut writer = csv::Writer::from_writer(Vec::new());
+            writer.write_record([
+                "kind",
+                "order_no",
+                "refund_no",
+                "ledger_amount",
+                "statement_amount",
+                "detail",
+            ])?;
+            for finding in &report.findings {
+                writer.write_record([
+                    finding.kind.as_str(),
+                    finding.order_no.as_deref().unwrap_or(""),
+                    finding.refund_no.as_deref().unwrap_or(""),
+                    &amount(finding.ledger_amount),
+                    &amount(finding.statement_amount),
+                    &finding.detail,
+                ])?;
+            }
+            String::from_utf8(writer.into_inner()?)?
+        }
+        Format::Table => {
+            let mut out = format!(
+                "reconciliation {} {}: {} statement lines, {} matched, {} findings{}\n",
+                report.channel,
+                report.date,
+                report.statement_lines,
+                report.matched,
+                report.findings.len(),
+                if imported.report_recorded {
+                    ""
+                } else {
+                    " (this statement was imported before; nothing new recorded)"
+                }
+            );
+            if !report.findings.is_empty() {
+                out.push_str(&format!(
+                    "{:<22}  {:<32}  {:<20}  {:>12}  {:>12}  {}\n",
+                    "kind", "order_no", "refund_no", "ledger", "statement", "detail"
+                ));
+                for finding in &report.findings {
+                    out.push_str(&format!(
+                        "{:<22}  {:<32}  {:<20}  {:>12}  {:>12}  {}\n",
+                        finding.kind.as_str(),
+                        finding.order_no.as_deref().unwrap_or("-"),
+                        finding.refund_no.as_deref().unwrap_or("-"),
+                        amount(finding.ledger_amount),
+                        amount(finding.statement_amount),
+                        finding.detail,
+                    ));
+                }
+            }
+            out
+        }
+    })
+}
