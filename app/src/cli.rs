@@ -128,7 +128,7 @@ pub async fn shutdown_signal() {
         _ = ctrl_c => {},
         _ = terminate => {},
     }
-    eprintln!("paycode: stopping; in-flight steps finish, pending orders resume on the next start");
+    tracing::info!("stopping; in-flight steps finish, pending orders resume on the next start");
 }
 
 /// `paycode history ORDER_NO [--merchant ID]`: the timeline with the status after every event.
@@ -178,8 +178,16 @@ pub async fn history(
 }
 
 /// `paycode serve` without `--config`: the embedded defaults.
-pub async fn serve_embedded(listen: Option<std::net::SocketAddr>) -> anyhow::Result<()> {
+pub async fn serve_embedded(
+    listen: Option<std::net::SocketAddr>,
+    log_format: LogFormat,
+) -> anyhow::Result<()> {
     let listen = listen.map(|address| address.to_string());
     let listen = listen.as_deref().unwrap_or(crate::embedded::LISTEN_DEFAULT);
-    crate::embedded::serve(crate::embedded::EmbeddedPaths::default(), listen).await
+    crate::embedded::serve(
+        crate::embedded::EmbeddedPaths::default(),
+        listen,
+        log_format,
+    )
+    .await
 }

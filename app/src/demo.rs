@@ -2,8 +2,10 @@
 //! Starts the service on its embedded defaults in a temporary directory (the
 //! ledger in SQLite, the sandbox in-process) on a simulated clock, drives a
 //! realistic mix of the sandbox's test payment codes and refunds through the
-//! HTTP API, moves time on until every order has settled, and prints a
-//! summary: orders by final status, channel calls by API, time taken.
+//! HTTP API, moves time on until every order has settled, reconciles each
+//! channel's statement of the day through the API, and prints a summary:
+//! orders by final status, channel calls by API, reconciliation findings,
+//! time taken.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -190,6 +192,30 @@ pub async fn run(orders: usize, seed: u64) -> anyhow::Result<String> {
     }
     bar.finish_with_message("settled");
 
+    // The next morning: reconcile each channel's statement of every China
+    // day the traffic touched, through the API as a back office would.
+    let mut reconciliations = Vec::new();
+    let first_day = paycode_adapters::sandbox::truth::china_day(simulation_start);
+    let last_day = paycode_adapters::sandbox::truth::china_day(clock.now());
+    for channel in ["wechat", "alipay"] {
+        let mut day = first_day;
+        while day <= last_day {
+            let body = format!(r#"{{"channel":"{channel}","date":"{day}"}}"#);
+            let (status, report) = call(
+                reqwest::Method::POST,
+                "/v1/reconciliations".into(),
+                Some(body),
+            )
+            .await?;
+            anyhow::ensure!(
+                status == 200,
+                "reconciling {channel} {day}: {status} {report}"
+            );
+            reconciliations.push(report);
+            day = day.succ_opt().context("the calendar ends")?;
+        }
+    }
+
     let mut by_status = BTreeMap::<&str, usize>::new();
     for status in settled.values() {
         *by_status.entry(status.as_str()).or_default() += 1;
@@ -211,6 +237,35 @@ pub async fn run(orders: usize, seed: u64) -> anyhow::Result<String> {
     out.push_str(&format!("\n{:<30}{:>8}\n", "channel calls", "count"));
     for (api, count) in &by_api {
         out.push_str(&format!("{api:<30}{count:>8}\n"));
+    }
+    out.push_str(&format!(
+        "\n{:<22}{:>8}{:>9}{:>10}  kinds\n",
+        "reconciliation", "lines", "matched", "findings"
+    ));
+    for report in &reconciliations {
+        let findings = report["findings"].as_array().cloned().unwrap_or_default();
+        let mut kinds = BTreeMap::<String, usize>::new();
+        for finding in &findings {
+            *kinds
+                .entry(finding["kind"].as_str().unwrap_or("?").to_owned())
+                .or_default() += 1;
+        }
+        let kinds: Vec<String> = kinds
+            .iter()
+            .map(|(kind, count)| format!("{kind} {count}"))
+            .collect();
+        out.push_str(&format!(
+            "{:<22}{:>8}{:>9}{:>10}  {}\n",
+            format!(
+                "{} {}",
+                report["channel"].as_str().unwrap_or("?"),
+                report["date"].as_str().unwrap_or("?")
+            ),
+            report["statement_lines"].as_u64().unwrap_or_default(),
+            report["matched"].as_u64().unwrap_or_default(),
+            findings.len(),
+            kinds.join(", ")
+        ));
     }
     out.push_str(&format!(
         "\ntook {:.1} s of wall time for {} of simulated time\n",

@@ -69,6 +69,8 @@ pub struct SandboxOptions {
     pub slow_answer: std::time::Duration,
     /// The clients' per-API limits; each channel's documented defaults when `None`.
     pub rate_limits: Option<RateLimits>,
+    /// Whether the truth file is synced on every change (true by default).
+    pub state_durable: bool,
     /// Misbehaviour and statement defects to plant (none by default).
     pub faults: paycode_adapters::sandbox::Faults,
 }
@@ -80,6 +82,7 @@ impl Default for SandboxOptions {
             client_timeout: std::time::Duration::from_secs(10),
             slow_answer: paycode_adapters::sandbox::SLOW_ANSWER_DEFAULT,
             rate_limits: None,
+            state_durable: true,
             faults: paycode_adapters::sandbox::Faults::default(),
         }
     }
@@ -109,6 +112,7 @@ pub async fn sandbox_and_channels(
     config.state_path = options.state_path;
     config.slow_answer = options.slow_answer;
     config.faults = options.faults;
+    config.state_durable = options.state_durable;
     let sandbox = Sandbox::open(config, clock).context("opening the sandbox")?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -147,8 +151,12 @@ pub async fn sandbox_and_channels(
 }
 
 /// `paycode serve` without a configuration file.
-pub async fn serve(paths: EmbeddedPaths, listen: &str) -> anyhow::Result<()> {
-    crate::cli::init_logging(crate::config::LogFormat::Text);
+pub async fn serve(
+    paths: EmbeddedPaths,
+    listen: &str,
+    log_format: crate::config::LogFormat,
+) -> anyhow::Result<()> {
+    crate::cli::init_logging(log_format);
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let store = Arc::new(
         SqliteStore::open(&paths.ledger)

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
+use paycode::config::LogFormat;
 use paycode::{bench, cli};
 
 #[derive(Debug, Parser)]
@@ -26,6 +27,9 @@ enum Command {
         /// Where to listen (overrides `[server] listen`; default 127.0.0.1:8080).
         #[arg(long)]
         listen: Option<std::net::SocketAddr>,
+        /// `text` or `json` log lines on standard error (overrides `[server] log_format`).
+        #[arg(long, value_parser = ["text", "json"])]
+        log_format: Option<String>,
     },
     /// Only the simulated channels (WeChat at the real paths, Alipay at
     /// /gateway.do) for the merchants of the configuration.
@@ -82,15 +86,26 @@ fn main() -> anyhow::Result<()> {
             print!("{}", paycode::reconcile_cli::run(args).await?);
             Ok(())
         }),
-        Command::Serve { config, listen } => runtime()?.block_on(async {
+        Command::Serve {
+            config,
+            listen,
+            log_format,
+        } => runtime()?.block_on(async {
+            let log_format = log_format.map(|format| match format.as_str() {
+                "json" => LogFormat::Json,
+                _ => LogFormat::Text,
+            });
             match cli::load_config(config.as_deref())? {
                 Some(mut config) => {
                     if let Some(listen) = listen {
                         config.server.listen = listen;
                     }
+                    if let Some(format) = log_format {
+                        config.server.log_format = format;
+                    }
                     cli::serve_with_config(config).await
                 }
-                None => cli::serve_embedded(listen).await,
+                None => cli::serve_embedded(listen, log_format.unwrap_or(LogFormat::Text)).await,
             }
         }),
         Command::Sandbox { listen, config } => runtime()?.block_on(async {

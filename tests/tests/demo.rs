@@ -37,4 +37,32 @@ async fn the_demo_settles_every_order_and_its_summary_adds_up() {
         summary.contains("wechat pay") && summary.contains("alipay pay"),
         "{summary}"
     );
+    // Then each channel's statement was reconciled: every line is accounted
+    // for, and the only findings are WeChat's code 06 (paid at the instant of
+    // the revoke: the ledger closed it, the channel shows paid and reversed).
+    let reconciled: Vec<Vec<&str>> = summary
+        .lines()
+        .skip_while(|line| !line.starts_with("reconciliation"))
+        .skip(1)
+        .take_while(|line| !line.trim().is_empty())
+        .map(|line| line.split_whitespace().collect())
+        .collect();
+    assert!(reconciled.len() >= 2, "{summary}");
+    let mut matched_total = 0;
+    for row in &reconciled {
+        let (lines, matched, findings): (usize, usize, usize) = (
+            row[2].parse().unwrap(),
+            row[3].parse().unwrap(),
+            row[4].parse().unwrap(),
+        );
+        assert!(matched <= lines, "{summary}");
+        assert!(findings > 0 || matched == lines, "{summary}");
+        matched_total += matched;
+        let kinds = row[5..].join(" ");
+        assert!(
+            findings == 0 || (row[0] == "wechat" && kinds.starts_with("status_mismatch")),
+            "{summary}"
+        );
+    }
+    assert!(matched_total > 20, "{summary}");
 }

@@ -86,6 +86,9 @@ pub struct SandboxConfig {
     pub merchants: Vec<SandboxMerchant>,
     /// The SQLite file of its truth; `None` keeps it in memory.
     pub state_path: Option<PathBuf>,
+    /// Whether each change of the truth file is synced to disk before the
+    /// answer (true by default; benchmarks turn it off).
+    pub state_durable: bool,
     /// The RSA private key (PEM) that signs Alipay answers; its public half
     /// is every merchant's `alipay_public_key_file`.
     pub alipay_private_key_pem: String,
@@ -109,6 +112,7 @@ impl SandboxConfig {
         SandboxConfig {
             merchants,
             state_path: None,
+            state_durable: true,
             alipay_private_key_pem,
             faults: Faults::default(),
             seed: 0,
@@ -334,12 +338,13 @@ impl Sandbox {
                 }
             }
         }
-        let store = TruthStore::open(config.state_path.as_deref()).map_err(|e| {
-            config_error(
-                "sandbox.state_path",
-                format!("cannot open the sandbox state: {e}"),
-            )
-        })?;
+        let store = TruthStore::open_with(config.state_path.as_deref(), config.state_durable)
+            .map_err(|e| {
+                config_error(
+                    "sandbox.state_path",
+                    format!("cannot open the sandbox state: {e}"),
+                )
+            })?;
         Ok(Sandbox {
             inner: Arc::new(Inner {
                 clock,
