@@ -15,3 +15,4 @@ pub mod migrate;
 pub mod runtime;
 pub mod sandbox_cli;
 pub mod service;
+pub mod verify;
