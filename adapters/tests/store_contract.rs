@@ -46,6 +46,11 @@ macro_rules! contract_tests {
             }
 
             #[tokio::test]
+            async fn chains_every_stream() {
+                contract::chains_every_stream($fresh).await;
+            }
+
+            #[tokio::test]
             async fn atomic_multi_event_appends() {
                 contract::atomic_multi_event_appends($fresh).await;
             }
@@ -302,4 +307,131 @@ async fn sqlite_concurrent_appends_share_transactions() {
         stats.commits
     );
     assert_eq!(store.head_position().await.expect("head"), appends);
+}
+
+/// The schema of a file written before the hash chain (schema 1), as that
+/// program created it.
+const SCHEMA_1: &str = "
+    CREATE TABLE streams (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
+    CREATE TABLE events (
+        position       INTEGER PRIMARY KEY,
+        stream_id      INTEGER NOT NULL,
+        version        INTEGER NOT NULL,
+        event_id       BLOB    NOT NULL,
+        event_type     TEXT    NOT NULL,
+        schema_version INTEGER NOT NULL,
+        data           BLOB    NOT NULL,
+        recorded_at    INTEGER NOT NULL
+    );
+    CREATE UNIQUE INDEX events_stream_version ON events (stream_id, version);
+    CREATE UNIQUE INDEX events_event_id ON events (event_id);
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+    INSERT INTO meta (key, value) VALUES ('format', 'paycode-event-store'), ('schema_version', '1');
+    PRAGMA application_id = 1346459971;
+    PRAGMA user_version = 1;
+";
+
+#[tokio::test]
+async fn sqlite_upgrades_a_schema_1_file_in_place_and_chains_its_events() {
+    // Shows that a file from before the hash chain opens: its events keep
+    // their ids, versions and bytes, every stream is chained from GENESIS,
+    // and appends after the upgrade continue the chain.
+    use paycode_adapters::store::GENESIS;
+    use paycode_adapters::store::chain::recompute;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("old.db");
+    // Interleaved streams, so that stream order and position order differ.
+    let rows = [
+        ("payment-m-1", 0, "Submitted"),
+        ("payment-m-2", 0, "Submitted"),
+        ("payment-m-1", 1, "UserPaying"),
+        ("payment-m-2", 1, "Paid"),
+        ("payment-m-1", 2, "QueryResult"),
+    ];
+    let mut ids = Vec::new();
+    {
+        let conn = rusqlite::Connection::open(&path).expect("create");
+        conn.execute_batch(SCHEMA_1).expect("schema 1");
+        for (position, (stream, version, kind)) in (1i64..).zip(rows) {
+            conn.execute("INSERT OR IGNORE INTO streams (name) VALUES (?1)", [stream])
+                .expect("stream");
+            let id = uuid::Uuid::new_v4();
+            ids.push(id);
+            conn.execute(
+                "INSERT INTO events (position, stream_id, version, event_id, event_type, \
+                 schema_version, data, recorded_at) \
+                 VALUES (?1, (SELECT id FROM streams WHERE name = ?2), ?3, ?4, ?5, 1, ?6, 0)",
+                rusqlite::params![
+                    position,
+                    stream,
+                    version,
+                    id.as_bytes().as_slice(),
+                    kind,
+                    format!("{{\"p\":{position}}}").into_bytes(),
+                ],
+            )
+            .expect("event");
+        }
+    }
+
+    let store = SqliteStore::open(&path).expect("a schema 1 file is upgraded");
+    let all = store.read_all(1, 100).await.expect("read_all");
+    assert_eq!(
+        all.iter().map(|event| event.event_id).collect::<Vec<_>>(),
+        ids
+    );
+    for stream in ["payment-m-1", "payment-m-2"] {
+        let events = store.read_stream(stream).await.expect("read");
+        let mut previous = GENESIS;
+        for event in &events {
+            assert_eq!(event.previous_hash, previous, "{stream}@{}", event.version);
+            assert_eq!(event.hash, recompute(event), "{stream}@{}", event.version);
+            previous = event.hash;
+        }
+    }
+    store
+        .append(
+            "payment-m-1",
+            ExpectedVersion::Exact(2),
+            vec![event("Paid", "after")],
+        )
+        .await
+        .expect("append after the upgrade");
+    let events = store.read_stream("payment-m-1").await.expect("read");
+    assert_eq!(events[3].previous_hash, events[2].hash);
+    assert_eq!(events[3].hash, recompute(&events[3]));
+    store.close().await.expect("close");
+
+    let conn = rusqlite::Connection::open(&path).expect("reopen by hand");
+    let schema: String = conn
+        .query_row(
+            "SELECT value FROM meta WHERE key = 'schema_version'",
+            [],
+            |row| row.get(0),
+        )
+        .expect("meta");
+    assert_eq!(schema, "2");
+    drop(conn);
+    let store = SqliteStore::open(&path).expect("an upgraded file reopens");
+    assert_eq!(store.head_position().await.expect("head"), 6);
+}
+
+#[test]
+fn sqlite_refuses_an_unknown_schema_and_leaves_the_file_unchanged() {
+    // Shows that a paycode file of a schema this program does not know
+    // (a newer one) is refused as Corrupt, naming the file, untouched.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("newer.db");
+    {
+        let conn = rusqlite::Connection::open(&path).expect("create");
+        conn.execute_batch(SCHEMA_1).expect("schema 1");
+        conn.execute(
+            "UPDATE meta SET value = '99' WHERE key = 'schema_version'",
+            [],
+        )
+        .expect("meta");
+    }
+    let original = std::fs::read(&path).expect("read");
+    assert_refused_untouched(&path, &original);
 }

@@ -76,6 +76,8 @@ eventstoredb_contract_tests! {
     #[tokio::test]
     idempotent_retry,
     #[tokio::test]
+    chains_every_stream,
+    #[tokio::test]
     atomic_multi_event_appends,
     #[tokio::test]
     global_order_across_streams,

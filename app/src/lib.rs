@@ -17,3 +17,4 @@ pub mod reconcile_cli;
 pub mod runtime;
 pub mod sandbox_cli;
 pub mod service;
+pub mod verify;

@@ -1,6 +1,7 @@
 //! The `paycode` binary: parses arguments and dispatches to the library.
 
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use paycode::config::LogFormat;
@@ -76,11 +77,24 @@ enum Command {
         #[arg(long)]
         url: Option<String>,
     },
+    /// Re-walk every stream: check its hash chain (every event as appended)
+    /// and the payment rules (refunds never above the payment, nothing after
+    /// a terminal status but statement matches). Prints a summary and each
+    /// problem as `stream@version: what`; exits 1 if there is any.
+    Verify {
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
 }
 
-fn main() -> anyhow::Result<()> {
+/// The exit status of `paycode verify` when it found problems (a run that
+/// could not read the log exits 1 too, with the error on standard error).
+const VERIFY_PROBLEMS_EXIT: u8 = 1;
+
+fn main() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
-    match cli.command {
+    let done = match cli.command {
+        Command::Verify { config } => return verify(config),
         Command::Bench(args) => bench::run(args),
         Command::Reconcile(args) => runtime()?.block_on(async {
             print!("{}", paycode::reconcile_cli::run(args).await?);
@@ -135,7 +149,22 @@ fn main() -> anyhow::Result<()> {
             print!("{}", paycode::migrate::run(config, from, url).await?);
             Ok(())
         }),
-    }
+    };
+    done.map(|()| ExitCode::SUCCESS)
+}
+
+/// `paycode verify`: the report on standard output, and the exit status.
+fn verify(config: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let report = runtime()?.block_on(async {
+        let config = cli::load_config(config.as_deref())?;
+        paycode::verify::run(config).await
+    })?;
+    print!("{}", report.render());
+    Ok(if report.is_clean() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(VERIFY_PROBLEMS_EXIT)
+    })
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {

@@ -9,15 +9,24 @@
 //! is the same events) and goes on; a retried append is de-duplicated by id.
 //! It refuses to mix ledgers: a target stream that differs from the source
 //! stops the copy before anything is written to that stream.
+//!
+//! The hash chain comes along unchanged: the target computes each link
+//! itself (ADR 0004), from the same fields and the same previous link, so a
+//! faithful copy has the source's links byte for byte. The copy checks each
+//! source link before copying it and stops at the first that does not hold
+//! (`BrokenChain`): re-chaining a changed event in a new store would hide
+//! the change. Run `paycode verify` on the source to see every problem.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
+use paycode_adapters::store::chain::recompute;
 use paycode_adapters::store::eventstoredb::{EventStoreDbStore, Namespace};
 use paycode_adapters::store::{
-    EventStore, ExpectedVersion, NewEvent, RecordedEvent, SqliteStore, StoreError,
+    ChainHash, EventStore, ExpectedVersion, GENESIS, NewEvent, RecordedEvent, SqliteStore,
+    StoreError,
 };
 
 use crate::config::Config;
@@ -60,6 +69,17 @@ pub enum MigrationError {
         target: uuid::Uuid,
         source_id: uuid::Uuid,
     },
+    /// The source's hash chain does not hold at this event: it was changed
+    /// after it was appended. Nothing of it was copied; run `paycode verify`
+    /// on the source and get an operator.
+    #[error(
+        "stream {stream} version {version}: the source's hash chain is broken here; run `paycode verify` on it"
+    )]
+    BrokenChain { stream: String, version: u64 },
+    /// The target holds this event (same id) with another chain link: its
+    /// contents, or those of an event before it, differ from the source's.
+    #[error("stream {stream} version {version}: the target holds this event with another hash")]
+    ChainDiffers { stream: String, version: u64 },
     /// The target stream is longer than the source's at the end of the copy
     /// (someone appended to it): the copy is complete but not exact.
     #[error("stream {stream} has {target} events in the target but {source_len} in the source")]
@@ -73,10 +93,12 @@ pub enum MigrationError {
 /// What the copy knows of one target stream.
 #[derive(Debug)]
 struct TargetStream {
-    /// The target's event ids, in version order, as read at first sight.
-    existing: Vec<uuid::Uuid>,
+    /// The target's event ids and hashes, in version order, as read at first sight.
+    existing: Vec<(uuid::Uuid, ChainHash)>,
     /// The number of events of this stream seen in the source so far.
     source_len: u64,
+    /// The hash of the last source event of this stream (`GENESIS` before any).
+    source_hash: ChainHash,
 }
 
 /// Copies every event of `source` to `target` in global order, appending
@@ -131,13 +153,14 @@ async fn copy_run(
             .read_stream(stream)
             .await?
             .iter()
-            .map(|event| event.event_id)
+            .map(|event| (event.event_id, event.hash))
             .collect();
         streams.insert(
             stream.to_owned(),
             TargetStream {
                 existing,
                 source_len: 0,
+                source_hash: GENESIS,
             },
         );
     }
@@ -150,13 +173,28 @@ async fn copy_run(
             event.version, known.source_len,
             "the source's stream versions are gapless"
         );
+        if event.previous_hash != known.source_hash || recompute(event) != event.hash {
+            return Err(MigrationError::BrokenChain {
+                stream: stream.to_owned(),
+                version: event.version,
+            });
+        }
         known.source_len += 1;
+        known.source_hash = event.hash;
         match usize::try_from(event.version)
             .ok()
             .and_then(|index| known.existing.get(index))
         {
-            Some(&there) if there == event.event_id => report.events_already_there += 1,
-            Some(&there) => {
+            Some(&(there, hash)) if there == event.event_id && hash == event.hash => {
+                report.events_already_there += 1
+            }
+            Some(&(there, _)) if there == event.event_id => {
+                return Err(MigrationError::ChainDiffers {
+                    stream: stream.to_owned(),
+                    version: event.version,
+                });
+            }
+            Some(&(there, _)) => {
                 return Err(MigrationError::Diverged {
                     stream: stream.to_owned(),
                     version: event.version,
@@ -266,9 +304,19 @@ mod tests {
         store
     }
 
-    fn without_positions(
-        events: Vec<RecordedEvent>,
-    ) -> Vec<(String, u64, uuid::Uuid, String, u32, Vec<u8>)> {
+    /// Everything a copy keeps: all but the store's own position and time.
+    type Kept = (
+        String,
+        u64,
+        uuid::Uuid,
+        String,
+        u32,
+        Vec<u8>,
+        ChainHash,
+        ChainHash,
+    );
+
+    fn without_positions(events: Vec<RecordedEvent>) -> Vec<Kept> {
         events
             .into_iter()
             .map(|e| {
@@ -279,9 +327,57 @@ mod tests {
                     e.event_type,
                     e.schema_version,
                     e.data,
+                    e.previous_hash,
+                    e.hash,
                 )
             })
             .collect()
+    }
+
+    /// A source whose event at `position` reads with one payload byte changed,
+    /// as if the file had been edited after the append.
+    #[derive(Debug)]
+    struct Tampered {
+        inner: MemoryStore,
+        position: u64,
+    }
+
+    #[async_trait::async_trait]
+    impl EventStore for Tampered {
+        async fn append(
+            &self,
+            stream: &str,
+            expected: ExpectedVersion,
+            events: Vec<NewEvent>,
+        ) -> Result<paycode_adapters::store::AppendOutcome, StoreError> {
+            self.inner.append(stream, expected, events).await
+        }
+
+        async fn read_stream(&self, stream: &str) -> Result<Vec<RecordedEvent>, StoreError> {
+            self.inner.read_stream(stream).await
+        }
+
+        async fn read_all(
+            &self,
+            from_position: u64,
+            max_count: usize,
+        ) -> Result<Vec<RecordedEvent>, StoreError> {
+            let mut events = self.inner.read_all(from_position, max_count).await?;
+            for event in &mut events {
+                if event.position == self.position {
+                    event.data[0] ^= 1;
+                }
+            }
+            Ok(events)
+        }
+
+        async fn head_position(&self) -> Result<u64, StoreError> {
+            self.inner.head_position().await
+        }
+
+        async fn wait_for_head_past(&self, position: u64) -> Result<(), StoreError> {
+            self.inner.wait_for_head_past(position).await
+        }
     }
 
     #[tokio::test]
@@ -305,7 +401,52 @@ mod tests {
         let target_events = target.read_all(1, usize::MAX).await.expect("read");
         assert_eq!(
             without_positions(target_events),
-            without_positions(source_events)
+            without_positions(source_events),
+            "the copy keeps every field and every chain link"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_source_whose_chain_is_broken_is_not_copied_past_the_break() {
+        // Shows that an event changed after its append stops the copy at
+        // that event: the target never re-chains a changed event.
+        let source = Tampered {
+            inner: MemoryStore::new(),
+            position: 3,
+        };
+        source
+            .append(
+                "payment-m-1",
+                ExpectedVersion::NoStream,
+                vec![event("Submitted", "1"), event("UserPaying", "1")],
+            )
+            .await
+            .expect("append");
+        source
+            .append(
+                "payment-m-2",
+                ExpectedVersion::NoStream,
+                vec![event("Submitted", "2")],
+            )
+            .await
+            .expect("append");
+        let target = MemoryStore::new();
+        let refused = copy_ledger(&source, &target, |_| {}).await;
+        assert!(
+            matches!(refused, Err(MigrationError::BrokenChain { ref stream, version: 0 }) if stream == "payment-m-2"),
+            "{refused:?}"
+        );
+        assert!(
+            target
+                .read_stream("payment-m-2")
+                .await
+                .expect("read")
+                .is_empty()
+        );
+        assert_eq!(
+            target.read_stream("payment-m-1").await.expect("read").len(),
+            2,
+            "the intact stream before the break was copied"
         );
     }
 

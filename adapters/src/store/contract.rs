@@ -7,6 +7,9 @@
 //! it panics with a message naming the broken rule. They are test code that
 //! lives in the library so that other crates' tests can run it too.
 //!
+//! `chains_every_stream` holds every store to the per-stream hash chain
+//! (ADR 0004), links kept byte for byte.
+//!
 //! The checks every store runs rely only on what the port promises about
 //! positions: from 1, strictly increasing in commit order. Two checks hold
 //! the embedded stores to more than that, and are run for them only:
@@ -22,6 +25,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use uuid::Uuid;
 
+use super::chain::{GENESIS, recompute};
 use super::{
     AppendOutcome, EventStore, ExpectedVersion, Follower, NewEvent, RecordedEvent, StoreError,
 };
@@ -341,6 +345,137 @@ where
         4,
         "a retry wrote again"
     );
+}
+
+/// Every stream is a hash chain the store computed and keeps byte for byte:
+/// version 0 links to `GENESIS`, every event to its predecessor's hash, and
+/// each hash is `chain::recompute` of the event's own fields. Batches chain
+/// inside themselves, streams never chain to each other, reads by stream and
+/// in global order agree, and neither a retry nor a refused append changes a
+/// link.
+pub async fn chains_every_stream<S, F, Fut>(fresh: F)
+where
+    S: EventStore,
+    F: Fn() -> Fut,
+    Fut: Future<Output = S>,
+{
+    let store = fresh().await;
+    let first = vec![event("Submitted", "a0"), event("UserPaying", "a1")];
+    store
+        .append("chain-a", ExpectedVersion::NoStream, first.clone())
+        .await
+        .expect("append");
+    // The same payloads in another stream: the stream name is in the link.
+    let twin: Vec<NewEvent> = first
+        .iter()
+        .map(|original| NewEvent {
+            event_id: Uuid::new_v4(),
+            ..original.clone()
+        })
+        .collect();
+    store
+        .append("chain-b", ExpectedVersion::NoStream, twin)
+        .await
+        .expect("append");
+    store
+        .append(
+            "chain-a",
+            ExpectedVersion::Exact(1),
+            vec![event("QueryResult", "a2")],
+        )
+        .await
+        .expect("append");
+    store
+        .append(
+            "chain-b",
+            ExpectedVersion::Exact(1),
+            vec![
+                event("QueryResult", "b2"),
+                event("Paid", "b3"),
+                event("RefundRequested", "b4"),
+            ],
+        )
+        .await
+        .expect("append");
+
+    let check = |stream: &str, events: &[RecordedEvent]| {
+        let mut previous = GENESIS;
+        for (expected_version, recorded) in (0u64..).zip(events) {
+            assert_eq!(recorded.version, expected_version, "{stream}: versions");
+            assert_eq!(
+                recorded.previous_hash, previous,
+                "{stream}@{}: previous_hash must be the hash of the event before \
+                 (GENESIS at version 0)",
+                recorded.version
+            );
+            assert_eq!(
+                recorded.hash,
+                recompute(recorded),
+                "{stream}@{}: hash must be chain_hash of the event's fields",
+                recorded.version
+            );
+            previous = recorded.hash;
+        }
+    };
+    let chain_a = store.read_stream("chain-a").await.expect("read");
+    let chain_b = store.read_stream("chain-b").await.expect("read");
+    assert_eq!(chain_a.len(), 3);
+    assert_eq!(chain_b.len(), 5);
+    check("chain-a", &chain_a);
+    check("chain-b", &chain_b);
+    assert_ne!(
+        chain_a[0].hash, chain_b[0].hash,
+        "the same payload in two streams must get two links"
+    );
+
+    // Global order carries the same links, byte for byte.
+    let all = read_everything(&store).await;
+    for stream_events in [&chain_a, &chain_b] {
+        for recorded in stream_events.iter() {
+            let in_order = all
+                .iter()
+                .find(|other| other.event_id == recorded.event_id)
+                .expect("every event is in the global order");
+            assert_eq!(
+                (in_order.previous_hash, in_order.hash),
+                (recorded.previous_hash, recorded.hash),
+                "read_all and read_stream disagree on {}@{}",
+                recorded.stream,
+                recorded.version
+            );
+        }
+    }
+
+    // A retry and a refused append change no link.
+    store
+        .append("chain-a", ExpectedVersion::NoStream, first)
+        .await
+        .expect("a retry must succeed");
+    let conflict = store
+        .append(
+            "chain-a",
+            ExpectedVersion::Exact(1),
+            vec![event("QueryResult", "late")],
+        )
+        .await;
+    assert!(is_conflict(&conflict), "{conflict:?}");
+    assert_eq!(
+        store.read_stream("chain-a").await.expect("read"),
+        chain_a,
+        "a retry or a refused append changed the stream"
+    );
+    let next = store
+        .append(
+            "chain-a",
+            ExpectedVersion::Exact(2),
+            vec![event("Paid", "a3")],
+        )
+        .await
+        .expect("append after the retry");
+    assert_eq!(next.last_version, 3);
+    let chain_a = store.read_stream("chain-a").await.expect("read");
+    check("chain-a", &chain_a);
+    assert_eq!(chain_a[3].previous_hash, chain_a[2].hash);
 }
 
 /// Using a stored event id in anything but a retry is `InvalidAppend` and

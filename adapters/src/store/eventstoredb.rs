@@ -16,6 +16,12 @@
 //!   `StreamExists`: only an exact revision makes EventStoreDB de-duplicate a
 //!   retry. Event ids are our event ids. After `WrongExpectedVersion` the
 //!   stream is read and our ids looked for before anything is decided.
+//! - Hash chain: the metadata of each event holds `previous_hash` and `hash`
+//!   (hex). An append at `Exact(n)` first reads the stream's event `n` (which
+//!   cannot change) for its hash and links the batch to it; if the append
+//!   then meets `WrongExpectedVersion`, the links were never stored. No lock
+//!   beyond the expected revision. An event without links (written before
+//!   the chain existed) reads as `Corrupt`.
 //! - Positions: EventStoreDB's `$all` position of an event written by a gRPC
 //!   append is one log offset (commit = prepare). The port's position is
 //!   **twice the commit position**: strictly increasing in commit order, never
@@ -43,6 +49,7 @@ use eventstore::{
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use super::chain::{ChainHash, GENESIS, from_hex, link_new, to_hex};
 use super::{
     AppendOutcome, EventStore, ExpectedVersion, NewEvent, RecordedEvent, StoreError, StoredId,
     check_batch, retry_outcome,
@@ -131,8 +138,10 @@ pub struct EventMetadata {
     /// does not carry it yet, so it is written absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub causation_id: Option<Uuid>,
-    /// Hash-chain fields: the previous event's hash and this event's. Reserved
-    /// like `causation_id`, so that adding the chain is not a format change.
+    /// Hash-chain fields (lower-case hex of 32 bytes): the previous event's
+    /// hash and this event's (`chain.rs`). Always written; optional in the
+    /// format only because it was reserved before the chain existed, and an
+    /// event without them is refused as `Corrupt` when read.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub previous_hash: Option<String>,
     /// See `previous_hash`.
@@ -154,13 +163,17 @@ pub struct EventParts {
     pub metadata: Bytes,
 }
 
-/// The server-side form of `event`.
-pub fn event_parts(event: &NewEvent) -> Result<EventParts, StoreError> {
+/// The server-side form of `event`, with its chain link.
+pub fn event_parts(
+    event: &NewEvent,
+    previous_hash: &ChainHash,
+    hash: &ChainHash,
+) -> Result<EventParts, StoreError> {
     let metadata = EventMetadata {
         schema_version: event.schema_version,
         causation_id: None,
-        previous_hash: None,
-        hash: None,
+        previous_hash: Some(to_hex(previous_hash)),
+        hash: Some(to_hex(hash)),
     };
     let metadata = serde_json::to_vec(&metadata).map_err(|error| StoreError::InvalidAppend {
         stream: String::new(),
@@ -260,6 +273,17 @@ pub fn recorded_event(
                 event.id, event.stream_id, event.revision
             ))
         })?;
+    let link = |value: &Option<String>, name: &str| {
+        value.as_deref().and_then(from_hex).ok_or_else(|| {
+            StoreError::Corrupt(format!(
+                "event {} in {} (revision {}) has no valid {name} in its metadata \
+                 (written before the hash chain, or changed)",
+                event.id, event.stream_id, event.revision
+            ))
+        })
+    };
+    let previous_hash = link(&metadata.previous_hash, "previous_hash")?;
+    let hash = link(&metadata.hash, "hash")?;
     Ok(Some(RecordedEvent {
         stream: stream.to_owned(),
         version: event.revision,
@@ -269,6 +293,8 @@ pub fn recorded_event(
         schema_version: metadata.schema_version,
         data: event.data.to_vec(),
         recorded_at: event.created,
+        previous_hash,
+        hash,
     }))
 }
 
@@ -594,9 +620,26 @@ impl EventStore for EventStoreDbStore {
         events: Vec<NewEvent>,
     ) -> Result<AppendOutcome, StoreError> {
         check_batch(stream, &events)?;
+        let mut previous_hash = match expected {
+            ExpectedVersion::NoStream => GENESIS,
+            ExpectedVersion::Exact(version) => {
+                match self.read_stream_from(stream, version, 1).await?.first() {
+                    Some(head) if head.version == version => head.hash,
+                    // The stream has no event `version`: the append cannot
+                    // succeed now. Decide as after `WrongExpectedVersion`.
+                    _ => {
+                        let found = self.read_stream_from(stream, 0, usize::MAX).await?;
+                        return decide_append(stream, expected, &events, &found);
+                    }
+                }
+            }
+        };
         let mut data = Vec::with_capacity(events.len());
-        for event in &events {
-            let parts = event_parts(event).map_err(|error| match error {
+        for (version, event) in (expected.next_version()..).zip(&events) {
+            let hash = link_new(&previous_hash, stream, version, event);
+            let parts = event_parts(event, &previous_hash, &hash);
+            previous_hash = hash;
+            let parts = parts.map_err(|error| match error {
                 StoreError::InvalidAppend { reason, .. } => StoreError::InvalidAppend {
                     stream: stream.to_owned(),
                     reason,
@@ -742,6 +785,11 @@ mod tests {
         }
     }
 
+    /// `event_parts` with an arbitrary link, for tests of the mappings.
+    fn parts_of(event: &NewEvent) -> EventParts {
+        event_parts(event, &[1; 32], &[2; 32]).expect("parts")
+    }
+
     /// What the server would hand back for `parts` stored at `revision` in
     /// `server_stream` at commit position `commit`.
     fn stored(
@@ -783,6 +831,8 @@ mod tests {
                 .with_ymd_and_hms(2025, 3, 1, 8, 0, 0)
                 .single()
                 .expect("valid time"),
+            previous_hash: GENESIS,
+            hash: GENESIS,
         }
     }
 
@@ -810,13 +860,19 @@ mod tests {
         // went in: our id, our stored name, the payload byte for byte, and
         // the schema version from the metadata.
         let event = new_event("Submitted", "{\"b\":1,  \"a\":\"\u{4e2d}\"}");
-        let parts = event_parts(&event).expect("parts");
+        let previous_hash = [0xab; 32];
+        let hash = link_new(&previous_hash, "payment-m-1", 4, &event);
+        let parts = event_parts(&event, &previous_hash, &hash).expect("parts");
         assert_eq!(parts.event_id, event.event_id);
         assert_eq!(parts.event_type, "Submitted");
         assert_eq!(parts.payload.as_ref(), event.data.as_slice());
         assert_eq!(
             std::str::from_utf8(&parts.metadata).expect("utf-8"),
-            "{\"schema_version\":3}"
+            format!(
+                "{{\"schema_version\":3,\"previous_hash\":\"{}\",\"hash\":\"{}\"}}",
+                "ab".repeat(32),
+                to_hex(&hash)
+            )
         );
 
         let namespace = Namespace::prefixed("t1-");
@@ -831,12 +887,16 @@ mod tests {
         assert_eq!(back.event_type, event.event_type);
         assert_eq!(back.schema_version, 3);
         assert_eq!(back.data, event.data);
+        assert_eq!(back.previous_hash, previous_hash);
+        assert_eq!(back.hash, hash);
+        assert_eq!(crate::store::chain::recompute(&back), hash);
     }
 
     #[test]
-    fn metadata_reserves_causation_and_hash_chain_fields() {
-        // Shows that the reserved fields are read when present, so adding
-        // them later is not a format change, and that unknown keys are Corrupt.
+    fn metadata_reads_causation_and_requires_hash_chain_fields() {
+        // Shows that the reserved fields are read when present, that an
+        // event without valid chain links is Corrupt (never a link of zeros),
+        // and that unknown keys are Corrupt.
         let full: EventMetadata = serde_json::from_str(
             "{\"schema_version\":2,\"causation_id\":\"0190f5a0-0000-7000-8000-000000000001\",\
              \"previous_hash\":\"ab\",\"hash\":\"cd\"}",
@@ -847,20 +907,37 @@ mod tests {
         assert_eq!(full.hash.as_deref(), Some("cd"));
 
         let namespace = Namespace::whole_cluster();
-        let mut parts = event_parts(&new_event("Submitted", "{}")).expect("parts");
+        let mut parts = parts_of(&new_event("Submitted", "{}"));
         parts.metadata = Bytes::from_static(b"{\"schema\":1}");
         let foreign = stored(&parts, "payment-m-1", 0, 10);
         assert!(matches!(
             recorded_event(&namespace, &foreign),
             Err(StoreError::Corrupt(_))
         ));
+        let unchained_metadata: [&'static [u8]; 3] = [
+            b"{\"schema_version\":1}",
+            b"{\"schema_version\":1,\"previous_hash\":\"ab\",\"hash\":\"cd\"}",
+            b"{\"schema_version\":1,\"hash\":\"0000000000000000000000000000000000000000000000000000000000000000\"}",
+        ];
+        for metadata in unchained_metadata {
+            parts.metadata = Bytes::from_static(metadata);
+            let unchained = stored(&parts, "payment-m-1", 0, 10);
+            assert!(
+                matches!(
+                    recorded_event(&namespace, &unchained),
+                    Err(StoreError::Corrupt(_))
+                ),
+                "{}",
+                String::from_utf8_lossy(metadata)
+            );
+        }
     }
 
     #[test]
     fn system_events_and_other_namespaces_are_skipped() {
         // Shows the $all filter: system streams and event types, and streams
         // outside the prefix, are not the ledger's.
-        let parts = event_parts(&new_event("Submitted", "{}")).expect("parts");
+        let parts = parts_of(&new_event("Submitted", "{}"));
         let whole = Namespace::whole_cluster();
         let prefixed = Namespace::prefixed("t1-");
         let mut system_type = stored(&parts, "payment-m-1", 0, 10);

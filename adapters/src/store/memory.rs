@@ -14,6 +14,7 @@ use chrono::Utc;
 use tokio::sync::watch;
 use uuid::Uuid;
 
+use super::chain::{GENESIS, link_new};
 use super::{
     AppendOutcome, EventStore, ExpectedVersion, NewEvent, RecordedEvent, StoreError, StoredId,
     check_batch, retry_outcome,
@@ -85,11 +86,13 @@ impl Log {
             return retry_outcome(stream, expected, &stored);
         }
 
-        let actual = self
+        let head = self
             .streams
             .get(stream)
             .and_then(|indices| indices.last())
-            .map(|&index| self.events[index].version);
+            .map(|&index| &self.events[index]);
+        let actual = head.map(|head| head.version);
+        let mut previous_hash = head.map_or(GENESIS, |head| head.hash);
         if ExpectedVersion::after(actual) != expected {
             return Err(StoreError::Conflict {
                 stream: stream.to_owned(),
@@ -105,6 +108,7 @@ impl Log {
             let index = self.events.len();
             self.ids.insert(event.event_id, index);
             indices.push(index);
+            let hash = link_new(&previous_hash, stream, version, &event);
             self.events.push(RecordedEvent {
                 stream: stream.to_owned(),
                 version,
@@ -114,7 +118,10 @@ impl Log {
                 schema_version: event.schema_version,
                 data: event.data,
                 recorded_at,
+                previous_hash,
+                hash,
             });
+            previous_hash = hash;
             version += 1;
         }
         Ok(AppendOutcome {

@@ -2,7 +2,9 @@
 //! global order across all streams, and a way to follow new events.
 //!
 //! The store knows nothing of payments: an event is a stored name, a schema
-//! version and JSON bytes. Every implementation runs the same contract suite
+//! version and JSON bytes. Each store also chains every stream: a recorded
+//! event carries the hash of the event before it and its own (`chain.rs`),
+//! computed by the store inside the append. Every implementation runs the same contract suite
 //! (`contract.rs`), so callers may rely on exactly what this file promises.
 
 use std::collections::HashSet;
@@ -11,6 +13,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
+pub mod chain;
 #[doc(hidden)]
 pub mod contract;
 pub mod eventstoredb;
@@ -18,6 +21,7 @@ pub mod follow;
 pub mod memory;
 pub mod sqlite;
 
+pub use chain::{ChainHash, GENESIS};
 pub use eventstoredb::EventStoreDbStore;
 pub use follow::Follower;
 pub use memory::MemoryStore;
@@ -53,6 +57,8 @@ impl ExpectedVersion {
 
 /// An event to append. `event_id` makes the append idempotent: retrying the
 /// same ids with the same expected version is answered as the first success.
+/// It carries no chain link: the store computes it from the stream's head
+/// (ADR 0004), so no caller can append a link that does not fit.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewEvent {
     pub event_id: Uuid,
@@ -80,6 +86,14 @@ pub struct RecordedEvent {
     pub data: Vec<u8>,
     /// When the store durably recorded it.
     pub recorded_at: DateTime<Utc>,
+    /// The `hash` of this stream's event at `version - 1`; `GENESIS` (32
+    /// zero bytes) at version 0. Kept byte for byte as the store computed it.
+    pub previous_hash: ChainHash,
+    /// `chain::chain_hash(previous_hash, stream, version, event_id,
+    /// event_type, schema_version, data)`, computed by the store when it
+    /// appended the event and kept byte for byte. `paycode verify`
+    /// recomputes it: a difference means the stored event was changed.
+    pub hash: ChainHash,
 }
 
 /// What a successful append tells the writer.
@@ -125,6 +139,9 @@ pub trait EventStore: Send + Sync + std::fmt::Debug + 'static {
     /// Appends `events` atomically at `expected`. Acknowledged only once durable.
     /// Retrying the same event ids at the same expected version after a
     /// success returns the original outcome instead of a conflict.
+    /// Each event is chained to the one before it: the first to the stream's
+    /// event at `expected` (which cannot change under an exact expected
+    /// version), the rest to their predecessor in the batch.
     async fn append(
         &self,
         stream: &str,

@@ -11,6 +11,12 @@
 //! carries an application id and a `meta` table, so a file that is not a
 //! paycode store is refused as `Corrupt` and never modified. See
 //! `docs/decisions/0002-sqlite-embedded-store.md` for why and for figures.
+//!
+//! The writer chains every stream (`chain.rs`): it knows each stream's head
+//! (cached with its hash, re-read when another process committed) and links
+//! each new event to it inside the transaction. A file of schema 1 (before
+//! the chain) is upgraded in place when opened: one transaction adds the
+//! link columns and chains the events it holds (ADR 0004).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -26,6 +32,7 @@ use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, params};
 use tokio::sync::{oneshot, watch};
 use uuid::Uuid;
 
+use super::chain::{ChainHash, GENESIS, chain_hash, link_new};
 use super::{
     AppendOutcome, EventStore, ExpectedVersion, NewEvent, RecordedEvent, StoreError, StoredId,
     check_batch, retry_outcome,
@@ -35,8 +42,13 @@ use super::{
 const APPLICATION_ID: i32 = 0x5041_5943;
 /// The `meta` row that names the format.
 const FORMAT_NAME: &str = "paycode-event-store";
-/// The schema this code writes and reads; another one is refused as corrupt.
-const SCHEMA_VERSION: u32 = 1;
+/// The schema this code writes and reads. Schema 1 (no hash chain) is
+/// upgraded in place on open; any other is refused as corrupt.
+const SCHEMA_VERSION: u32 = 2;
+/// The schema before the hash chain, which `open` upgrades.
+const SCHEMA_VERSION_UNCHAINED: u32 = 1;
+/// Events chained per statement batch while upgrading a schema 1 file.
+const UPGRADE_PAGE_EVENTS: i64 = 1000;
 /// Upper bound of events in one group-commit transaction: large enough to
 /// amortise the commit's fsync, small enough to bound the callers' latency.
 const GROUP_EVENTS_MAX: usize = 5000;
@@ -97,7 +109,9 @@ const SCHEMA: &str = "
         event_type     TEXT    NOT NULL,
         schema_version INTEGER NOT NULL,
         data           BLOB    NOT NULL,
-        recorded_at    INTEGER NOT NULL
+        recorded_at    INTEGER NOT NULL,
+        previous_hash  BLOB    NOT NULL,
+        hash           BLOB    NOT NULL
     );
     CREATE UNIQUE INDEX events_stream_version ON events (stream_id, version);
     CREATE UNIQUE INDEX events_event_id ON events (event_id);
@@ -105,11 +119,12 @@ const SCHEMA: &str = "
 ";
 
 const INSERT_EVENT: &str = "INSERT INTO events \
-    (position, stream_id, version, event_id, event_type, schema_version, data, recorded_at) \
-    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
+    (position, stream_id, version, event_id, event_type, schema_version, data, recorded_at, \
+    previous_hash, hash) \
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)";
 /// The columns `raw_row` decodes, from `events e` and `streams s`.
 const EVENT_COLUMNS: &str = "e.position, s.name, e.version, e.event_id, e.event_type, \
-    e.schema_version, e.data, e.recorded_at";
+    e.schema_version, e.data, e.recorded_at, e.previous_hash, e.hash";
 
 /// Counters of the writer, for benchmarks and for tests that check that
 /// concurrent appends really share transactions.
@@ -395,6 +410,9 @@ struct Writer {
 struct StreamHead {
     id: i64,
     version: u64,
+    /// The last event's hash; `None` when the stored value is not a hash
+    /// (a row this program did not write): appending to it is refused.
+    hash: Option<ChainHash>,
 }
 
 /// Why a request could not be written, decided inside the transaction.
@@ -571,6 +589,18 @@ impl Writer {
 
         let first_position = self.next_position;
         let first_version = expected.next_version();
+        let mut previous_hash = match head {
+            None => GENESIS,
+            Some(StreamHead {
+                hash: Some(hash), ..
+            }) => hash,
+            Some(StreamHead { hash: None, .. }) => {
+                return Err(Rejected::Answer(Err(StoreError::Corrupt(format!(
+                    "{}: the last event of stream {stream} has no valid chain hash",
+                    self.path.display()
+                )))));
+            }
+        };
         let (stream_id, created) = match head {
             Some(head) => (head.id, false),
             None => {
@@ -599,6 +629,7 @@ impl Writer {
             for ((position, version), event) in
                 (first_position..).zip(first_version..).zip(&request.events)
             {
+                let hash = link_new(&previous_hash, stream, version, event);
                 result = insert
                     .execute(params![
                         to_sql_int(position),
@@ -609,8 +640,11 @@ impl Writer {
                         event.schema_version,
                         event.data,
                         recorded_at,
+                        previous_hash.as_slice(),
+                        hash.as_slice(),
                     ])
                     .map(|_| ());
+                previous_hash = hash;
                 if result.is_err() {
                     break;
                 }
@@ -625,6 +659,7 @@ impl Writer {
                 let head = StreamHead {
                     id: stream_id,
                     version: last_version,
+                    hash: Some(previous_hash),
                 };
                 match self.heads.get_mut(stream) {
                     Some(cached) => *cached = head,
@@ -871,6 +906,7 @@ fn open_writer(path: &Path) -> Result<Connection, StoreError> {
         .query_row("SELECT count(*) FROM sqlite_schema", [], |row| row.get(0))
         .map_err(|error| sqlite_error(path, error))?;
     let fresh = application_id == 0 && objects == 0;
+    let mut schema = SCHEMA_VERSION;
     if !fresh {
         if application_id != APPLICATION_ID {
             return Err(StoreError::Corrupt(format!(
@@ -879,7 +915,7 @@ fn open_writer(path: &Path) -> Result<Connection, StoreError> {
                 path.display()
             )));
         }
-        check_meta(&conn, path)?;
+        schema = check_meta(&conn, path)?;
     }
     guard(false).map_err(|error| sqlite_error(path, error))?;
 
@@ -915,12 +951,27 @@ fn open_writer(path: &Path) -> Result<Connection, StoreError> {
         Ok(())
     };
     configure().map_err(|error| sqlite_error(path, error))?;
+    if schema == SCHEMA_VERSION_UNCHAINED {
+        let chained = upgrade_to_chained(&conn).map_err(|error| {
+            if !conn.is_autocommit() {
+                // Nothing of the upgrade is kept: the file stays schema 1.
+                let _ = conn.execute_batch("ROLLBACK");
+            }
+            sqlite_error(path, error)
+        })?;
+        tracing::info!(
+            path = %path.display(),
+            events = chained,
+            "upgraded the event store to schema {SCHEMA_VERSION}: chained the events it held"
+        );
+    }
     conn.set_prepared_statement_cache_capacity(16);
     Ok(conn)
 }
 
-/// Checks the `meta` table of a file that carries our application id.
-fn check_meta(conn: &Connection, path: &Path) -> Result<(), StoreError> {
+/// Checks the `meta` table of a file that carries our application id and
+/// returns its schema: `SCHEMA_VERSION`, or `SCHEMA_VERSION_UNCHAINED` to upgrade.
+fn check_meta(conn: &Connection, path: &Path) -> Result<u32, StoreError> {
     let value = |key: &str| -> Result<Option<String>, StoreError> {
         conn.query_row("SELECT value FROM meta WHERE key = ?1", [key], |row| {
             row.get(0)
@@ -941,13 +992,127 @@ fn check_meta(conn: &Connection, path: &Path) -> Result<(), StoreError> {
         )));
     }
     let schema = value("schema_version")?;
-    if schema.as_deref() != Some(SCHEMA_VERSION.to_string().as_str()) {
-        return Err(StoreError::Corrupt(format!(
-            "{} has event store schema {schema:?}, this program reads only schema {SCHEMA_VERSION}",
+    match schema
+        .as_deref()
+        .and_then(|schema| schema.parse::<u32>().ok())
+    {
+        Some(known @ (SCHEMA_VERSION | SCHEMA_VERSION_UNCHAINED)) => Ok(known),
+        _ => Err(StoreError::Corrupt(format!(
+            "{} has event store schema {schema:?}, this program reads only schema \
+             {SCHEMA_VERSION} (and upgrades schema {SCHEMA_VERSION_UNCHAINED})",
             path.display()
-        )));
+        ))),
     }
-    Ok(())
+}
+
+/// Upgrades a schema 1 file in place, in one transaction: adds the link
+/// columns, chains every stream's events in version order, and records
+/// schema 2. The events a file held before its upgrade are vouched for by
+/// the upgrade, not by their append (ADR 0004). Returns the events chained.
+/// Rows written afterwards by a program that predates the chain get empty
+/// links (the columns' default) and read as `Corrupt`, never as valid.
+fn upgrade_to_chained(conn: &Connection) -> rusqlite::Result<u64> {
+    /// One event of a schema 1 file, as the upgrade reads it.
+    struct UnchainedRow {
+        stream_id: i64,
+        version: i64,
+        position: i64,
+        stream: String,
+        event_id: Vec<u8>,
+        event_type: String,
+        schema_version: i64,
+        data: Vec<u8>,
+    }
+
+    conn.execute_batch("BEGIN IMMEDIATE")?;
+    // Another process may have upgraded the file since we looked.
+    let schema: String = conn.query_row(
+        "SELECT value FROM meta WHERE key = 'schema_version'",
+        [],
+        |row| row.get(0),
+    )?;
+    if schema != SCHEMA_VERSION_UNCHAINED.to_string() {
+        conn.execute_batch("COMMIT")?;
+        return Ok(0);
+    }
+    conn.execute_batch(
+        "ALTER TABLE events ADD COLUMN previous_hash BLOB NOT NULL DEFAULT x'';
+         ALTER TABLE events ADD COLUMN hash BLOB NOT NULL DEFAULT x'';",
+    )?;
+    let mut chained = 0u64;
+    // Keyset pages in (stream_id, version) order: each stream's events are
+    // consecutive, so one running hash per page boundary is enough.
+    let mut after: (i64, i64) = (i64::MIN, i64::MIN);
+    let mut previous: (i64, ChainHash) = (i64::MIN, GENESIS);
+    loop {
+        let page: Vec<UnchainedRow> = {
+            let mut select = conn.prepare_cached(
+                "SELECT e.stream_id, e.version, e.position, s.name, e.event_id, e.event_type, \
+                 e.schema_version, e.data FROM events e CROSS JOIN streams s \
+                 ON s.id = e.stream_id WHERE (e.stream_id, e.version) > (?1, ?2) \
+                 ORDER BY e.stream_id, e.version LIMIT ?3",
+            )?;
+            let rows = select.query_map(params![after.0, after.1, UPGRADE_PAGE_EVENTS], |row| {
+                Ok(UnchainedRow {
+                    stream_id: row.get(0)?,
+                    version: row.get(1)?,
+                    position: row.get(2)?,
+                    stream: row.get(3)?,
+                    event_id: row.get(4)?,
+                    event_type: row.get(5)?,
+                    schema_version: row.get(6)?,
+                    data: row.get(7)?,
+                })
+            })?;
+            rows.collect::<rusqlite::Result<_>>()?
+        };
+        let Some(last) = page.last() else { break };
+        after = (last.stream_id, last.version);
+        let mut update = conn.prepare_cached(
+            "UPDATE events SET previous_hash = ?1, hash = ?2 WHERE position = ?3",
+        )?;
+        for row in &page {
+            let event_id = Uuid::from_slice(&row.event_id).map_err(|_| {
+                rusqlite::Error::FromSqlConversionFailure(
+                    4,
+                    rusqlite::types::Type::Blob,
+                    format!(
+                        "event at position {}: event id is not 16 bytes",
+                        row.position
+                    )
+                    .into(),
+                )
+            })?;
+            let previous_hash = if previous.0 == row.stream_id {
+                previous.1
+            } else {
+                GENESIS
+            };
+            let hash = chain_hash(
+                &previous_hash,
+                &row.stream,
+                from_sql_int(row.version),
+                event_id,
+                &row.event_type,
+                u32::try_from(row.schema_version).unwrap_or(u32::MAX),
+                &row.data,
+            );
+            update.execute(params![
+                previous_hash.as_slice(),
+                hash.as_slice(),
+                row.position
+            ])?;
+            previous = (row.stream_id, hash);
+            chained += 1;
+        }
+    }
+    conn.execute(
+        "UPDATE meta SET value = ?1 WHERE key = 'schema_version'",
+        [SCHEMA_VERSION.to_string()],
+    )?;
+    conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+    conn.execute_batch("COMMIT")?;
+    Ok(chained)
 }
 
 fn open_reader(path: &Path) -> Result<Connection, StoreError> {
@@ -967,20 +1132,21 @@ fn read_head(conn: &Connection) -> rusqlite::Result<u64> {
     Ok(head.map_or(0, from_sql_int))
 }
 
-/// A stream's id and last version, `None` when it has no event.
+/// A stream's id, last version and last hash, `None` when it has no event.
 fn stream_head(conn: &Connection, stream: &str) -> rusqlite::Result<Option<StreamHead>> {
+    // CROSS JOIN fixes the loop order: the stream by name, then its last
+    // event by the (stream_id, version) index.
     let mut statement = conn.prepare_cached(
-        "SELECT s.id, (SELECT max(e.version) FROM events e WHERE e.stream_id = s.id) \
-         FROM streams s WHERE s.name = ?1",
+        "SELECT s.id, e.version, e.hash FROM streams s CROSS JOIN events e \
+         ON e.stream_id = s.id WHERE s.name = ?1 ORDER BY e.version DESC LIMIT 1",
     )?;
-    let row: Option<(i64, Option<i64>)> = statement
-        .query_row([stream], |row| Ok((row.get(0)?, row.get(1)?)))
+    let row: Option<(i64, i64, Vec<u8>)> = statement
+        .query_row([stream], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
         .optional()?;
-    Ok(row.and_then(|(id, version)| {
-        version.map(|version| StreamHead {
-            id,
-            version: from_sql_int(version),
-        })
+    Ok(row.map(|(id, version, hash)| StreamHead {
+        id,
+        version: from_sql_int(version),
+        hash: ChainHash::try_from(hash.as_slice()).ok(),
     }))
 }
 
@@ -1032,6 +1198,8 @@ struct RawRow {
     schema_version: i64,
     data: Vec<u8>,
     recorded_at: i64,
+    previous_hash: Vec<u8>,
+    hash: Vec<u8>,
 }
 
 fn raw_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<RawRow> {
@@ -1044,6 +1212,8 @@ fn raw_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<RawRow> {
         schema_version: row.get(5)?,
         data: row.get(6)?,
         recorded_at: row.get(7)?,
+        previous_hash: row.get(8)?,
+        hash: row.get(9)?,
     })
 }
 
@@ -1060,6 +1230,10 @@ impl RawRow {
             .map_err(|_| corrupt("schema version out of range"))?;
         let recorded_at: DateTime<Utc> = DateTime::from_timestamp_micros(self.recorded_at)
             .ok_or_else(|| corrupt("recorded_at out of range"))?;
+        let previous_hash = ChainHash::try_from(self.previous_hash.as_slice())
+            .map_err(|_| corrupt("previous_hash is not 32 bytes"))?;
+        let hash = ChainHash::try_from(self.hash.as_slice())
+            .map_err(|_| corrupt("hash is not 32 bytes"))?;
         Ok(RecordedEvent {
             stream: self.stream,
             version,
@@ -1069,6 +1243,8 @@ impl RawRow {
             schema_version,
             data: self.data,
             recorded_at,
+            previous_hash,
+            hash,
         })
     }
 }

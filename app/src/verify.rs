@@ -1,0 +1,925 @@
+//! `paycode verify`: re-walks the whole log in global order and reports
+//! every event that is not what was appended, or that the payment rules
+//! would never have decided.
+//!
+//! Two kinds of check, both pure (`Verifier`, fed one recorded event at a
+//! time, so that it is unit-tested without a store):
+//! - **The chain** (every stream): versions run 0, 1, 2, ... without gaps;
+//!   each event's `previous_hash` is the hash of the event before it
+//!   (`GENESIS` at version 0); each `hash` is `chain::recompute` of the
+//!   event's own fields. An edited payload, type, id or link shows here.
+//! - **The rules** (payment streams): the events decode and fold through the
+//!   domain's `evolve`, and the facts stay ones `decide` could have produced:
+//!   `Submitted` first and once, for the order the stream is named after;
+//!   after a terminal status (`PaymentStatus::is_terminal`) only statement
+//!   matches; refunds only on a paid order, for refunds it knows, and the
+//!   refunds holding the balance (`Refund::reserves_balance`) never above the
+//!   payment.
+//!
+//! A problem is reported as `stream@version: what`. The walk goes on after
+//! a problem so that one run shows them all; after an event that does not
+//! decode, the rules of that stream are no longer checked (its state is
+//! unknown), its chain still is.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use paycode_adapters::store::chain::{recompute, to_hex};
+use paycode_adapters::store::{ChainHash, EventStore, GENESIS, RecordedEvent, StoreError};
+use paycode_domain::ids::parse_payment_stream;
+use paycode_domain::money::{Money, Total};
+use paycode_domain::payment::stored;
+use paycode_domain::payment::{Event, Fact, PaymentState, PaymentStatus, Resolution, evolve};
+
+use crate::config::{Config, StoreKind};
+
+/// How many events one `read_all` asks for.
+pub const READ_PAGE_EVENTS: usize = 1_000;
+
+/// One thing wrong with one stored event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub stream: String,
+    pub version: u64,
+    pub kind: ProblemKind,
+}
+
+/// What is wrong. Chain problems first, then the rules.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProblemKind {
+    /// The stream's versions skip or repeat: an event was removed or added.
+    VersionOutOfSequence { expected: u64 },
+    /// `previous_hash` is not the hash of the stream's event before it.
+    PreviousHashMismatch {
+        expected: ChainHash,
+        stored: ChainHash,
+    },
+    /// `hash` is not the hash of the event's own fields: the event was
+    /// changed after it was appended.
+    HashMismatch {
+        computed: ChainHash,
+        stored: ChainHash,
+    },
+    /// The payload does not decode as the event its type names.
+    Undecodable { detail: String },
+    /// A payment stream does not start with `Submitted`.
+    NotSubmittedFirst { event_type: String },
+    /// `Submitted` again on an order that exists.
+    SubmittedAgain,
+    /// `Submitted` names another merchant or order than the stream does.
+    WrongOrder,
+    /// An event after a terminal status other than a statement match.
+    AfterTerminal {
+        status: PaymentStatus,
+        event_type: String,
+    },
+    /// A refund event on an order that is not paid.
+    RefundWithoutPayment {
+        status: Option<PaymentStatus>,
+        event_type: String,
+    },
+    /// A refund event for a refund number the order does not have.
+    UnknownRefund { refund_no: String },
+    /// `RefundRequested` for a refund number already in use.
+    RefundNoReused { refund_no: String },
+    /// `Refunded` for another amount than the refund requested.
+    RefundedAmountDiffers {
+        refund_no: String,
+        requested: Money,
+        refunded: Money,
+    },
+    /// The refunds holding the balance add up to more than the payment.
+    RefundsExceedPayment { refunds: Total, paid: Money },
+}
+
+impl fmt::Display for ProblemKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ProblemKind::VersionOutOfSequence { expected } => {
+                write!(f, "version out of sequence (expected version {expected})")
+            }
+            ProblemKind::PreviousHashMismatch { expected, stored } => write!(
+                f,
+                "broken link: previous_hash {} is not the hash of the event before ({})",
+                to_hex(stored),
+                to_hex(expected)
+            ),
+            ProblemKind::HashMismatch { computed, stored } => write!(
+                f,
+                "broken link: the event was changed after it was appended (stored hash {}, its contents hash to {})",
+                to_hex(stored),
+                to_hex(computed)
+            ),
+            ProblemKind::Undecodable { detail } => write!(f, "does not decode: {detail}"),
+            ProblemKind::NotSubmittedFirst { event_type } => {
+                write!(f, "{event_type} before Submitted")
+            }
+            ProblemKind::SubmittedAgain => f.write_str("Submitted on an order that exists"),
+            ProblemKind::WrongOrder => {
+                f.write_str("Submitted names another merchant or order than the stream")
+            }
+            ProblemKind::AfterTerminal { status, event_type } => write!(
+                f,
+                "{event_type} after the terminal status {}",
+                status.as_str()
+            ),
+            ProblemKind::RefundWithoutPayment { status, event_type } => write!(
+                f,
+                "{event_type} on an order that is {}, not paid",
+                status.map_or("not submitted", PaymentStatus::as_str)
+            ),
+            ProblemKind::UnknownRefund { refund_no } => {
+                write!(f, "refund {refund_no} was never requested")
+            }
+            ProblemKind::RefundNoReused { refund_no } => {
+                write!(f, "refund {refund_no} requested twice")
+            }
+            ProblemKind::RefundedAmountDiffers {
+                refund_no,
+                requested,
+                refunded,
+            } => write!(
+                f,
+                "refund {refund_no} refunded {refunded}, but {requested} was requested"
+            ),
+            ProblemKind::RefundsExceedPayment { refunds, paid } => {
+                write!(f, "refunds of {refunds} exceed the payment of {paid}")
+            }
+        }
+    }
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}@{}: {}", self.stream, self.version, self.kind)
+    }
+}
+
+/// What a walk found.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct VerifyReport {
+    pub streams: u64,
+    pub events: u64,
+    /// In the order met (global order of the log).
+    pub problems: Vec<Problem>,
+}
+
+impl VerifyReport {
+    pub fn is_clean(&self) -> bool {
+        self.problems.is_empty()
+    }
+
+    /// The summary line, then one line per problem.
+    pub fn render(&self) -> String {
+        let mut out = format!(
+            "verified {} streams, {} events: {} problem{}\n",
+            self.streams,
+            self.events,
+            self.problems.len(),
+            if self.problems.len() == 1 { "" } else { "s" }
+        );
+        for problem in &self.problems {
+            out.push_str(&format!("{problem}\n"));
+        }
+        out
+    }
+}
+
+/// What the walk knows of one stream.
+#[derive(Debug)]
+struct StreamWalk {
+    /// The version the next event must have.
+    next_version: u64,
+    /// The stored hash of the last event seen (what the next must link to).
+    last_hash: ChainHash,
+    /// The folded payment, for payment streams whose events all decoded.
+    payment: Option<PaymentState>,
+}
+
+/// The pure core of `paycode verify`: feed it every recorded event in
+/// global order, then `finish`.
+#[derive(Debug, Default)]
+pub struct Verifier {
+    streams: HashMap<String, StreamWalk>,
+    events: u64,
+    problems: Vec<Problem>,
+}
+
+impl Verifier {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Checks one event against what came before it in its stream.
+    pub fn check(&mut self, event: &RecordedEvent) {
+        self.events += 1;
+        let walk = self
+            .streams
+            .entry(event.stream.clone())
+            .or_insert_with(|| StreamWalk {
+                next_version: 0,
+                last_hash: GENESIS,
+                payment: parse_payment_stream(&event.stream).map(|_| PaymentState::Initial),
+            });
+        let mut found = Vec::new();
+        if event.version != walk.next_version {
+            found.push(ProblemKind::VersionOutOfSequence {
+                expected: walk.next_version,
+            });
+        }
+        if event.previous_hash != walk.last_hash {
+            found.push(ProblemKind::PreviousHashMismatch {
+                expected: walk.last_hash,
+                stored: event.previous_hash,
+            });
+        }
+        let computed = recompute(event);
+        if computed != event.hash {
+            found.push(ProblemKind::HashMismatch {
+                computed,
+                stored: event.hash,
+            });
+        }
+        walk.next_version = event.version.saturating_add(1);
+        walk.last_hash = event.hash;
+
+        if let Some(state) = walk.payment.take() {
+            match stored::decode(&event.event_type, event.schema_version, &event.data) {
+                Ok(decoded) => {
+                    found.extend(rule_problems(&event.stream, &state, &decoded));
+                    let after = evolve(state, &decoded);
+                    found.extend(state_problems(&after));
+                    walk.payment = Some(after);
+                }
+                // The state is unknown from here: stop checking the rules.
+                Err(error) => found.push(ProblemKind::Undecodable {
+                    detail: error.to_string(),
+                }),
+            }
+        }
+        self.problems.extend(found.into_iter().map(|kind| Problem {
+            stream: event.stream.clone(),
+            version: event.version,
+            kind,
+        }));
+    }
+
+    pub fn finish(self) -> VerifyReport {
+        VerifyReport {
+            streams: self.streams.len() as u64,
+            events: self.events,
+            problems: self.problems,
+        }
+    }
+}
+
+/// What breaks the rules in recording `event` on an order in `before`.
+/// Listed in the order they are checked; all that apply are reported.
+pub fn rule_problems(stream: &str, before: &PaymentState, event: &Event) -> Vec<ProblemKind> {
+    let event_type = event.fact.stored_name().to_owned();
+    let mut found = Vec::new();
+    match (before, &event.fact) {
+        (PaymentState::Initial, Fact::Submitted(submitted)) => {
+            let named = parse_payment_stream(stream);
+            if named.as_ref().is_none_or(|(merchant, order_no)| {
+                merchant != &submitted.merchant_id || order_no != &submitted.order_no
+            }) {
+                found.push(ProblemKind::WrongOrder);
+            }
+            return found;
+        }
+        (PaymentState::Initial, _) => {
+            found.push(ProblemKind::NotSubmittedFirst { event_type });
+            return found;
+        }
+        (_, Fact::Submitted(_)) => {
+            found.push(ProblemKind::SubmittedAgain);
+            return found;
+        }
+        _ => {}
+    }
+    let status = before.status();
+    if let Some(status) = status.filter(|status| status.is_terminal())
+        && !matches!(event.fact, Fact::StatementLineMatched(_))
+    {
+        found.push(ProblemKind::AfterTerminal {
+            status,
+            event_type: event_type.clone(),
+        });
+    }
+    let Some(refund_no) = refund_of(&event.fact) else {
+        return found;
+    };
+    let PaymentState::Paid(paid) = before else {
+        found.push(ProblemKind::RefundWithoutPayment { status, event_type });
+        return found;
+    };
+    let known = paid
+        .refunds
+        .iter()
+        .find(|refund| refund.refund_no.as_str() == refund_no);
+    match (&event.fact, known) {
+        (Fact::RefundRequested(_), Some(_)) => found.push(ProblemKind::RefundNoReused {
+            refund_no: refund_no.to_owned(),
+        }),
+        (Fact::RefundRequested(_), None) => {}
+        (_, None) => found.push(ProblemKind::UnknownRefund {
+            refund_no: refund_no.to_owned(),
+        }),
+        (Fact::Refunded(refunded), Some(refund)) if refunded.amount != refund.amount => {
+            found.push(ProblemKind::RefundedAmountDiffers {
+                refund_no: refund_no.to_owned(),
+                requested: refund.amount,
+                refunded: refunded.amount,
+            })
+        }
+        (_, Some(_)) => {}
+    }
+    found
+}
+
+/// What is wrong with the state an event left: refunds above the payment.
+pub fn state_problems(after: &PaymentState) -> Vec<ProblemKind> {
+    let PaymentState::Paid(paid) = after else {
+        return Vec::new();
+    };
+    let refunds = paid
+        .refunds
+        .iter()
+        .filter(|refund| refund.reserves_balance())
+        .fold(Total::ZERO, |total, refund| total.plus(refund.amount));
+    if refunds > Total::from(paid.order.amount) {
+        vec![ProblemKind::RefundsExceedPayment {
+            refunds,
+            paid: paid.order.amount,
+        }]
+    } else {
+        Vec::new()
+    }
+}
+
+/// The refund a fact is about, if it is a refund fact (as `evolve` files them).
+fn refund_of(fact: &Fact) -> Option<&str> {
+    match fact {
+        Fact::RefundRequested(requested) => Some(requested.refund_no.as_str()),
+        Fact::RefundPending(pending) => Some(pending.refund_no.as_str()),
+        Fact::Refunded(refunded) => Some(refunded.refund_no.as_str()),
+        Fact::RefundFailed(failed) => Some(failed.refund_no.as_str()),
+        Fact::ManualReviewRequired(review) => review.refund_no.as_ref().map(|no| no.as_str()),
+        Fact::OperatorResolved(resolved) => match &resolved.resolution {
+            Resolution::RefundSucceeded { refund_no, .. }
+            | Resolution::RefundFailed { refund_no } => Some(refund_no.as_str()),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// Walks every event of `store` in global order, `READ_PAGE_EVENTS` at a time.
+pub async fn verify_store(store: &dyn EventStore) -> Result<VerifyReport, StoreError> {
+    let mut verifier = Verifier::new();
+    let mut position = 1;
+    loop {
+        let page = store.read_all(position, READ_PAGE_EVENTS).await?;
+        let Some(last) = page.last() else { break };
+        position = last.position + 1;
+        for event in &page {
+            verifier.check(event);
+        }
+    }
+    Ok(verifier.finish())
+}
+
+/// `paycode verify [--config FILE]`: the configured store (SQLite
+/// `./paycode.db` without a config). A SQLite file that does not exist is an
+/// error, never created. The report says whether the log is clean.
+pub async fn run(config: Option<Config>) -> anyhow::Result<VerifyReport> {
+    let config = match config {
+        Some(config) => config,
+        None => Config::parse("", PathBuf::new()).context("the embedded configuration")?,
+    };
+    if config.store.kind == StoreKind::Sqlite {
+        let path = config.resolve(&config.store.path);
+        if !path.exists() {
+            anyhow::bail!("store.path: no SQLite ledger at {}", path.display());
+        }
+    }
+    let store: Arc<dyn EventStore> = crate::cli::open_store(&config)?;
+    verify_store(store.as_ref())
+        .await
+        .context("reading the log")
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{DateTime, Duration, TimeZone, Utc};
+    use paycode_adapters::store::chain::chain_hash;
+    use paycode_domain::payment::{
+        ChannelAnswer, Command, CommandKind, PayOutcome, PaymentDecider, RefundOutcome,
+        RefundRequested, RequestRefund, RevokeOutcome, RevokeReason, RevokeResult, SubmitPayment,
+    };
+    use paycode_domain::{AuthCode, CommandId, MerchantId, OrderNo, RefundNo};
+    use uuid::Uuid;
+
+    use super::*;
+
+    const STREAM: &str = "payment-demo-V1";
+
+    /// A payment's history decided by the real decider, then stored as a
+    /// store would: each event chained to the one before.
+    struct Scenario {
+        decider: PaymentDecider,
+        state: PaymentState,
+        events: Vec<Event>,
+        now: DateTime<Utc>,
+        commands: u128,
+    }
+
+    impl Scenario {
+        fn submitted(amount: &str) -> Scenario {
+            let mut ledger = Scenario {
+                decider: PaymentDecider::default(),
+                state: PaymentState::Initial,
+                events: Vec::new(),
+                now: Utc.with_ymd_and_hms(2026, 11, 22, 2, 0, 0).unwrap(),
+                commands: 0,
+            };
+            ledger.when(CommandKind::SubmitPayment(SubmitPayment {
+                merchant_id: MerchantId::parse("demo").unwrap(),
+                order_no: OrderNo::parse("V1").unwrap(),
+                auth_code: AuthCode::parse("134567890123456789").unwrap(),
+                amount: amount.parse().unwrap(),
+                subject: "Coffee".to_owned(),
+            }));
+            ledger
+        }
+
+        fn paid(amount: &str) -> Scenario {
+            let mut ledger = Scenario::submitted(amount);
+            let paid_at = ledger.now;
+            ledger.when(CommandKind::RecordPayAnswer(ChannelAnswer::new(
+                PayOutcome::Paid {
+                    channel_trade_no: "4200000001".to_owned(),
+                    paid_at,
+                },
+            )));
+            ledger
+        }
+
+        fn when(&mut self, kind: CommandKind) {
+            self.commands += 1;
+            self.now += Duration::seconds(1);
+            let command = Command::new(CommandId(Uuid::from_u128(self.commands)), kind);
+            let events = self
+                .decider
+                .decide(&self.state, &command, self.now)
+                .expect("the decider accepts the scenario");
+            for event in events {
+                self.state = evolve(self.state.clone(), &event);
+                self.events.push(event);
+            }
+        }
+
+        fn refund(&mut self, refund_no: &str, amount: &str) {
+            self.when(CommandKind::RequestRefund(RequestRefund {
+                refund_no: RefundNo::parse(refund_no).unwrap(),
+                amount: amount.parse().unwrap(),
+                reason: "returned".to_owned(),
+            }));
+        }
+
+        /// Appends an event the decider would not have decided.
+        fn forge(&mut self, fact: Fact) {
+            self.events.push(Event {
+                at: self.now,
+                command_id: CommandId(Uuid::from_u128(999)),
+                fact,
+            });
+        }
+
+        fn recorded(&self) -> Vec<RecordedEvent> {
+            chained(STREAM, &self.events)
+        }
+    }
+
+    fn chained(stream: &str, events: &[Event]) -> Vec<RecordedEvent> {
+        let mut previous_hash = GENESIS;
+        (0u64..)
+            .zip(events)
+            .map(|(version, event)| {
+                let encoded = stored::encode(event);
+                let event_id = Uuid::from_u128(u128::from(version) + 1);
+                let hash = chain_hash(
+                    &previous_hash,
+                    stream,
+                    version,
+                    event_id,
+                    encoded.name,
+                    encoded.schema_version,
+                    &encoded.data,
+                );
+                let recorded = RecordedEvent {
+                    stream: stream.to_owned(),
+                    version,
+                    position: version + 1,
+                    event_id,
+                    event_type: encoded.name.to_owned(),
+                    schema_version: encoded.schema_version,
+                    data: encoded.data,
+                    recorded_at: event.at,
+                    previous_hash,
+                    hash,
+                };
+                previous_hash = hash;
+                recorded
+            })
+            .collect()
+    }
+
+    fn verify(events: &[RecordedEvent]) -> VerifyReport {
+        let mut verifier = Verifier::new();
+        for event in events {
+            verifier.check(event);
+        }
+        verifier.finish()
+    }
+
+    fn kinds(report: &VerifyReport) -> Vec<(u64, ProblemKind)> {
+        report
+            .problems
+            .iter()
+            .map(|problem| (problem.version, problem.kind.clone()))
+            .collect()
+    }
+
+    #[test]
+    fn a_history_the_decider_made_verifies_clean() {
+        // Shows that a paid, partly refunded, then fully refunded order
+        // passes every check, and the summary counts it.
+        let mut ledger = Scenario::paid("10.00");
+        ledger.refund("R1", "4.00");
+        ledger.refund("R2", "6.00");
+        for refund_no in ["R1", "R2"] {
+            let refunded_at = ledger.now;
+            ledger.when(CommandKind::RecordRefundAnswer {
+                refund_no: RefundNo::parse(refund_no).unwrap(),
+                answer: ChannelAnswer::new(RefundOutcome::Succeeded {
+                    channel_refund_no: None,
+                    refunded_at,
+                }),
+            });
+        }
+        assert_eq!(ledger.state.status(), Some(PaymentStatus::Refunded));
+        let report = verify(&ledger.recorded());
+        assert_eq!(report.problems, Vec::new(), "{}", report.render());
+        assert_eq!((report.streams, report.events), (1, 6));
+        assert!(report.is_clean());
+        assert_eq!(
+            report.render(),
+            "verified 1 streams, 6 events: 0 problems\n"
+        );
+    }
+
+    #[test]
+    fn an_edited_payload_is_reported_at_its_stream_and_version() {
+        // Shows the chain catching a changed byte: exactly that event's hash
+        // no longer matches; the events after it still link to its stored hash.
+        let mut ledger = Scenario::paid("10.00");
+        ledger.refund("R1", "4.00");
+        let mut events = ledger.recorded();
+        let subject = events[0]
+            .data
+            .windows(6)
+            .position(|window| window == b"Coffee")
+            .expect("the subject is in the payload");
+        events[0].data[subject] = b'T';
+        let report = verify(&events);
+        assert_eq!(report.problems.len(), 1, "{}", report.render());
+        let problem = &report.problems[0];
+        assert_eq!((problem.stream.as_str(), problem.version), (STREAM, 0));
+        assert!(matches!(problem.kind, ProblemKind::HashMismatch { .. }));
+        assert!(
+            problem
+                .to_string()
+                .starts_with("payment-demo-V1@0: broken link"),
+            "{problem}"
+        );
+    }
+
+    #[test]
+    fn a_rehashed_edit_breaks_the_next_link() {
+        // Shows that recomputing the edited event's own hash does not hide
+        // the edit: the next event's previous_hash no longer matches.
+        let mut ledger = Scenario::paid("10.00");
+        ledger.refund("R1", "4.00");
+        let mut events = ledger.recorded();
+        events[1].data = events[1].data.replace_first(b"4200000001", b"4200000002");
+        events[1].hash = recompute(&events[1]);
+        let report = verify(&events);
+        assert_eq!(
+            kinds(&report),
+            vec![(
+                2,
+                ProblemKind::PreviousHashMismatch {
+                    expected: events[1].hash,
+                    stored: events[2].previous_hash,
+                }
+            )],
+            "{}",
+            report.render()
+        );
+    }
+
+    #[test]
+    fn a_removed_event_is_a_gap_and_a_broken_link() {
+        // Shows that deleting an event from the middle of a stream is seen
+        // at the event after the hole (and here the rules see it too: the
+        // refund now follows an unpaid order).
+        let mut ledger = Scenario::paid("10.00");
+        ledger.refund("R1", "4.00");
+        let mut events = ledger.recorded();
+        events.remove(1);
+        let report = verify(&events);
+        let found = kinds(&report);
+        assert!(
+            found.contains(&(2, ProblemKind::VersionOutOfSequence { expected: 1 })),
+            "{}",
+            report.render()
+        );
+        assert!(
+            found.iter().any(|(version, kind)| *version == 2
+                && matches!(kind, ProblemKind::PreviousHashMismatch { .. })),
+            "{}",
+            report.render()
+        );
+        assert!(
+            found.contains(&(
+                2,
+                ProblemKind::RefundWithoutPayment {
+                    status: Some(PaymentStatus::Paying),
+                    event_type: "RefundRequested".to_owned(),
+                }
+            )),
+            "{}",
+            report.render()
+        );
+        assert_eq!(found.len(), 3, "{}", report.render());
+    }
+
+    #[test]
+    fn refunds_above_the_payment_are_reported_even_with_an_intact_chain() {
+        // Shows the rules check: a RefundRequested the decider would have
+        // refused (balance 6.00 left, 7.00 asked) is a problem of its own.
+        let mut ledger = Scenario::paid("10.00");
+        ledger.refund("R1", "4.00");
+        let requested_at = ledger.now;
+        ledger.forge(Fact::RefundRequested(RefundRequested {
+            refund_no: RefundNo::parse("R2").unwrap(),
+            amount: "7.00".parse().unwrap(),
+            reason: "forged".to_owned(),
+            first_query_at: requested_at,
+            settle_by: requested_at,
+        }));
+        let report = verify(&ledger.recorded());
+        assert_eq!(
+            kinds(&report),
+            vec![(
+                3,
+                ProblemKind::RefundsExceedPayment {
+                    refunds: Total::ZERO
+                        .plus("4.00".parse().unwrap())
+                        .plus("7.00".parse().unwrap()),
+                    paid: "10.00".parse().unwrap(),
+                }
+            )]
+        );
+        assert_eq!(
+            report.problems[0].to_string(),
+            "payment-demo-V1@3: refunds of 11.00 exceed the payment of 10.00"
+        );
+    }
+
+    #[test]
+    fn nothing_but_statement_matches_follows_a_terminal_status() {
+        // Shows that a closed order that gets another answer is reported,
+        // and that the status comes from the domain's own `is_terminal`.
+        let mut ledger = Scenario::submitted("10.00");
+        ledger.now += Duration::seconds(60);
+        ledger.when(CommandKind::RequestRevoke {
+            reason: RevokeReason::MerchantRequested,
+        });
+        ledger.when(CommandKind::RecordRevokeAnswer(ChannelAnswer::new(
+            RevokeOutcome::Done {
+                result: RevokeResult::Closed,
+            },
+        )));
+        assert_eq!(ledger.state.status(), Some(PaymentStatus::Closed));
+        let paid_at = ledger.now;
+        ledger.forge(Fact::Paid(paycode_domain::payment::Paid {
+            channel_trade_no: "4200000009".to_owned(),
+            paid_at,
+            source: paycode_domain::payment::PaidSource::Query,
+            codes: paycode_domain::ChannelCodes::new(),
+        }));
+        let report = verify(&ledger.recorded());
+        assert_eq!(
+            kinds(&report),
+            vec![(
+                3,
+                ProblemKind::AfterTerminal {
+                    status: PaymentStatus::Closed,
+                    event_type: "Paid".to_owned(),
+                }
+            )]
+        );
+    }
+
+    #[test]
+    fn refund_events_need_a_paid_order_and_a_known_refund() {
+        // Shows the refund bookkeeping rules: a refund on an unpaid order, an
+        // answer for a refund never requested, and a request reusing a number.
+        let mut unpaid = Scenario::submitted("10.00");
+        let at = unpaid.now;
+        unpaid.forge(Fact::RefundRequested(RefundRequested {
+            refund_no: RefundNo::parse("R1").unwrap(),
+            amount: "1.00".parse().unwrap(),
+            reason: "forged".to_owned(),
+            first_query_at: at,
+            settle_by: at,
+        }));
+        assert_eq!(
+            kinds(&verify(&unpaid.recorded())),
+            vec![(
+                1,
+                ProblemKind::RefundWithoutPayment {
+                    status: Some(PaymentStatus::Paying),
+                    event_type: "RefundRequested".to_owned(),
+                }
+            )]
+        );
+
+        let mut paid = Scenario::paid("10.00");
+        paid.refund("R1", "1.00");
+        let at = paid.now;
+        paid.forge(Fact::RefundFailed(paycode_domain::payment::RefundFailed {
+            refund_no: RefundNo::parse("R9").unwrap(),
+            code: "X".to_owned(),
+            codes: paycode_domain::ChannelCodes::new(),
+        }));
+        paid.forge(Fact::RefundRequested(RefundRequested {
+            refund_no: RefundNo::parse("R1").unwrap(),
+            amount: "1.00".parse().unwrap(),
+            reason: "again".to_owned(),
+            first_query_at: at,
+            settle_by: at,
+        }));
+        assert_eq!(
+            kinds(&verify(&paid.recorded())),
+            vec![
+                (
+                    3,
+                    ProblemKind::UnknownRefund {
+                        refund_no: "R9".to_owned()
+                    }
+                ),
+                (
+                    4,
+                    ProblemKind::RefundNoReused {
+                        refund_no: "R1".to_owned()
+                    }
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_stream_must_start_with_the_submission_of_its_own_order() {
+        // Shows the first-event rules: Submitted first, for the order the
+        // stream is named after, and only once.
+        let ledger = Scenario::paid("10.00");
+        let events = chained("payment-demo-OTHER", &ledger.events);
+        assert_eq!(kinds(&verify(&events)), vec![(0, ProblemKind::WrongOrder)]);
+        let events = chained(STREAM, &ledger.events[1..]);
+        assert_eq!(
+            kinds(&verify(&events)),
+            vec![(
+                0,
+                ProblemKind::NotSubmittedFirst {
+                    event_type: "Paid".to_owned()
+                }
+            )]
+        );
+        let mut twice = ledger.events.clone();
+        twice.push(ledger.events[0].clone());
+        assert_eq!(
+            kinds(&verify(&chained(STREAM, &twice))),
+            vec![(2, ProblemKind::SubmittedAgain)]
+        );
+    }
+
+    #[test]
+    fn an_undecodable_event_is_reported_once_and_the_chain_still_checked() {
+        // Shows that a payload that no longer decodes is one problem, and
+        // that later chain breaks in that stream are still found.
+        let mut ledger = Scenario::paid("10.00");
+        ledger.refund("R1", "4.00");
+        let mut events = chained(STREAM, &ledger.events);
+        events[1].data = b"{}".to_vec();
+        events[1].hash = recompute(&events[1]);
+        events[2].previous_hash = events[1].hash;
+        events[2].data.push(b' ');
+        let report = verify(&events);
+        let found = kinds(&report);
+        assert!(
+            matches!(found[0], (1, ProblemKind::Undecodable { .. })),
+            "{}",
+            report.render()
+        );
+        assert!(
+            matches!(found[1], (2, ProblemKind::HashMismatch { .. })),
+            "{}",
+            report.render()
+        );
+        assert_eq!(found.len(), 2, "{}", report.render());
+    }
+
+    #[test]
+    fn other_streams_are_checked_for_their_chain_only() {
+        // Shows that a stream that is not a payment's is walked for its
+        // chain, without the payment rules.
+        let ledger = Scenario::paid("10.00");
+        let mut events = chained("reconciliation-wechat-2026-11-21", &ledger.events[1..]);
+        assert!(verify(&events).is_clean());
+        events[0].version = 5;
+        assert_eq!(
+            kinds(&verify(&events)),
+            vec![
+                (5, ProblemKind::VersionOutOfSequence { expected: 0 }),
+                (
+                    5,
+                    ProblemKind::HashMismatch {
+                        computed: recompute(&events[0]),
+                        stored: events[0].hash
+                    }
+                ),
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn verify_store_walks_a_real_store_in_pages() {
+        // Shows the walk over the port: more events than one page, several
+        // streams, all clean when the store chained them.
+        use paycode_adapters::store::{ExpectedVersion, MemoryStore, NewEvent};
+        let store = MemoryStore::new();
+        for order in 0..(READ_PAGE_EVENTS / 2 + 1) {
+            let ledger = Scenario::paid("1.00");
+            let stream = format!("payment-demo-V{order}");
+            let mut events = ledger.events.clone();
+            if let Fact::Submitted(submitted) = &mut events[0].fact {
+                submitted.order_no = OrderNo::parse(&format!("V{order}")).unwrap();
+            }
+            let new: Vec<NewEvent> = events
+                .iter()
+                .map(|event| {
+                    let encoded = stored::encode(event);
+                    NewEvent {
+                        event_id: Uuid::new_v4(),
+                        event_type: encoded.name.to_owned(),
+                        schema_version: encoded.schema_version,
+                        data: encoded.data,
+                    }
+                })
+                .collect();
+            store
+                .append(&stream, ExpectedVersion::NoStream, new)
+                .await
+                .expect("append");
+        }
+        let report = verify_store(&store).await.expect("walk");
+        assert!(report.is_clean(), "{}", report.render());
+        assert_eq!(report.streams, (READ_PAGE_EVENTS / 2 + 1) as u64);
+        assert_eq!(report.events, 2 * report.streams);
+    }
+
+    /// `replace_first` for byte strings of equal length, for the tests.
+    trait ReplaceFirst {
+        fn replace_first(&self, from: &[u8], to: &[u8]) -> Vec<u8>;
+    }
+
+    impl ReplaceFirst for Vec<u8> {
+        fn replace_first(&self, from: &[u8], to: &[u8]) -> Vec<u8> {
+            assert_eq!(from.len(), to.len());
+            let mut out = self.clone();
+            let at = self
+                .windows(from.len())
+                .position(|window| window == from)
+                .expect("the bytes to replace are there");
+            out[at..at + to.len()].copy_from_slice(to);
+            out
+        }
+    }
+}
