@@ -1,5 +1,5 @@
-//! The command line's subcommands (except benchmarks): `serve` and
-//! `history`. Each reads the configuration (or the embedded defaults) and
+//! The command line's subcommands (except benchmarks): `serve`,
+//! `history` and `replay`. Each reads the configuration (or the embedded defaults) and
 //! prints what it chose; errors name the setting at fault.
 
 use std::path::{Path, PathBuf};
@@ -93,7 +93,12 @@ pub async fn serve_with_config(config: Config) -> anyhow::Result<()> {
         requests_per_sec: config.server.requests_per_sec,
         leases,
     };
-    let service = Service::start(parts)
+    let views = match crate::replay::views_path(&config) {
+        Some(path) => crate::views::ViewStore::open(&path)
+            .with_context(|| format!("store.path: opening the read models {}", path.display()))?,
+        None => crate::views::ViewStore::in_memory()?,
+    };
+    let service = Service::start_with_views(parts, Some(views))
         .await
         .context("recovering pending orders from the log")?;
     println!(
@@ -175,6 +180,14 @@ pub async fn history(
         ));
     }
     Ok(out)
+}
+
+/// `paycode replay [--config FILE]`: rebuilds the read models from the log
+/// and compares them with the stored ones. Returns the summary and the exit code.
+pub async fn replay(config: Option<Config>) -> anyhow::Result<(String, i32)> {
+    use std::io::IsTerminal;
+    let report = crate::replay::run(config, std::io::stderr().is_terminal()).await?;
+    Ok((report.to_string(), report.exit_code()))
 }
 
 /// `paycode serve` without `--config`: the embedded defaults.

@@ -1,7 +1,8 @@
 //! The embedded defaults of `paycode serve` without a configuration file:
-//! SQLite in `./paycode.db`, the sandbox playing both channels in-process
-//! (its truth in `./sandbox.db`, beside the ledger), merchant `demo` with API
-//! key `sk_test_demo`, listening on 127.0.0.1:8080. Credentials between the
+//! SQLite in `./paycode.db` (read models in `./paycode-views.db`), the
+//! sandbox playing both channels in-process (its truth in `./sandbox.db`,
+//! beside the ledger), merchant `demo` with API key `sk_test_demo`,
+//! listening on 127.0.0.1:8080. Credentials between the
 //! ledger and its in-process sandbox are generated at each start; nothing
 //! secret is written to disk.
 
@@ -186,11 +187,15 @@ pub async fn serve(
         requests_per_sec: REQUESTS_PER_SEC_DEFAULT,
         leases,
     };
-    let service = Service::start(parts)
+    let views_path = crate::views::views_path_beside(&paths.ledger);
+    let views = crate::views::ViewStore::open(&views_path)
+        .with_context(|| format!("opening the read models {}", views_path.display()))?;
+    let service = Service::start_with_views(parts, Some(views))
         .await
         .context("recovering pending orders from the log")?;
     println!("paycode: no --config given, running on the embedded defaults:");
     println!("  ledger      SQLite {}", paths.ledger.display());
+    println!("  read models SQLite {}", views_path.display());
     println!(
         "  channels    the sandbox, in-process at {sandbox_url} (its truth in {})",
         paths.sandbox_state.display()

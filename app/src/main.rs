@@ -59,6 +59,12 @@ enum Command {
     /// Reconcile one day's statement of a channel against the ledger and
     /// print the report (the statement is downloaded unless --file is given).
     Reconcile(paycode::reconcile_cli::ReconcileArgs),
+    /// Rebuild every read model from the log into memory, compare it row by
+    /// row with the stored read models, print a summary; exit 1 on any difference.
+    Replay {
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
     /// Run a benchmark; the last line of standard output is one JSON object of figures.
     Bench(bench::BenchArgs),
     /// Copy the SQLite ledger (`store.path`, or --from) into an EventStoreDB
@@ -139,6 +145,17 @@ fn main() -> anyhow::Result<ExitCode> {
             print!("{}", cli::history(config, &order_no, &merchant).await?);
             Ok(())
         }),
+        Command::Replay { config } => {
+            let (summary, code) = runtime()?.block_on(async {
+                let config = cli::load_config(config.as_deref())?;
+                cli::replay(config).await
+            })?;
+            print!("{summary}");
+            if code != 0 {
+                std::process::exit(code);
+            }
+            Ok(())
+        }
         Command::Migrate {
             to: _,
             config,

@@ -1,6 +1,7 @@
 //! Assembles the service from its parts (store, channel clients, clock,
 //! policy, API keys): recovers pending orders from the log, starts the timer
-//! loop and the index follower, and serves the HTTP API until shutdown.
+//! loop, the index follower and the read-model runner, and serves the HTTP
+//! API until shutdown.
 
 use std::sync::Arc;
 
@@ -13,13 +14,15 @@ use paycode_domain::payment::PaymentDecider;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 use crate::http::{ApiKey, AppState, router};
 use crate::index::OrderIndex;
 use crate::ledger::{Ledger, LedgerError};
 use crate::metrics::Metrics;
+use crate::projection_runner::{ProjectionRunner, RunnerOptions};
 use crate::runtime::{Channels, Runtime};
+use crate::views::ViewStore;
 
 /// Each merchant's API request budget when the configuration does not say.
 pub const REQUESTS_PER_SEC_DEFAULT: u32 = 20_000;
@@ -46,11 +49,30 @@ pub struct Service {
     tasks: Vec<JoinHandle<()>>,
     /// Orders re-derived from the log at start.
     pub recovered_orders: usize,
+    /// The stored read models the background runner keeps current.
+    views: Option<ViewStore>,
 }
 
 impl Service {
-    /// Recovers pending orders from the log and starts the background tasks.
+    /// Recovers pending orders from the log and starts the background tasks,
+    /// with the read models in memory (tests, the memory store).
     pub async fn start(parts: Parts) -> Result<Service, LedgerError> {
+        let views = match ViewStore::in_memory() {
+            Ok(views) => Some(views),
+            Err(error) => {
+                warn!(%error, "no read models: in-memory SQLite did not open");
+                None
+            }
+        };
+        Service::start_with_views(parts, views).await
+    }
+
+    /// Like [`Service::start`], with the read models stored in `views`
+    /// (`None`: no read-model runner).
+    pub async fn start_with_views(
+        parts: Parts,
+        views: Option<ViewStore>,
+    ) -> Result<Service, LedgerError> {
         let metrics = Metrics::new();
         let ledger = Ledger::new(
             parts.store.clone(),
@@ -88,17 +110,45 @@ impl Service {
                 }
             }));
         }
+        if let Some(views) = views.clone() {
+            let store = parts.store.clone();
+            let mut stop = shutdown.subscribe();
+            tasks.push(tokio::spawn(async move {
+                // The HTTP API still reads streams and the index; the stored
+                // read models are kept for `paycode replay` and future readers.
+                let follow = async {
+                    ProjectionRunner::open(store, views, RunnerOptions::default())
+                        .await?
+                        .follow()
+                        .await
+                };
+                tokio::select! {
+                    result = follow => {
+                        if let Err(error) = result {
+                            error!(%error, "the read models stopped following the store");
+                        }
+                    }
+                    _ = stop.wait_for(|s| *s) => {}
+                }
+            }));
+        }
         let state = AppState::new(runtime, index, parts.api_keys, parts.requests_per_sec);
         Ok(Service {
             state,
             shutdown,
             tasks,
             recovered_orders,
+            views,
         })
     }
 
     pub fn router(&self) -> Router {
         router(self.state.clone())
+    }
+
+    /// The stored read models, if a runner keeps them.
+    pub fn views(&self) -> Option<&ViewStore> {
+        self.views.as_ref()
     }
 
     pub fn runtime(&self) -> &Runtime {

@@ -1,6 +1,29 @@
 //! Pure read models of paycode: folds of recorded events, no IO (see
-//! ARCHITECTURE.md). The app runs them; they can be rebuilt at any time.
+//! ARCHITECTURE.md). The app runs them from the store's global order and
+//! stores their rows beside a checkpoint; they can be rebuilt at any time.
+//!
+//! - [`fold`]: one order's fold, shared by every read model.
+//! - [`projection`]: the [`Projection`] trait and [`Table`].
+//! - [`order_status`], [`refunds`], [`operator_queue`], [`in_flight`]: the read models.
+//! - [`set`]: [`Projections`], all of them fed by global position.
+//! - Planned: `reconciliation_diffs` (statement lines against the ledger),
+//!   added as one more module and one more table in [`set`].
 
+pub mod fold;
+pub mod in_flight;
+pub mod operator_queue;
+pub mod order_status;
 pub mod payment_view;
+pub mod projection;
+pub mod refunds;
+#[doc(hidden)]
+pub mod sample;
+pub mod set;
 
+#[cfg(test)]
+mod properties;
+
+pub use fold::{OrderFold, OrderKey, PositionedEvent};
 pub use payment_view::{PaymentView, PendingAction, RefundView};
+pub use projection::{Change, Projection, Table};
+pub use set::{Changes, PROJECTION_NAMES, Projections, StoredChange, is_payment_stream};

@@ -766,6 +766,11 @@ impl EventStore for EventStoreDbStore {
         let mut subscription = self.subscribe(Checkpoint::after(position)).await;
         subscription.next().await.map(|_| ())
     }
+
+    /// Positions are twice the commit position: sparse, and a gap is never filled.
+    fn dense_positions(&self) -> bool {
+        false
+    }
 }
 
 #[cfg(test)]

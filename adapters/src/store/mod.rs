@@ -165,6 +165,15 @@ pub trait EventStore: Send + Sync + std::fmt::Debug + 'static {
     /// Resolves once the head position may have moved past `position`
     /// (spurious wake-ups are allowed). Followers call it between reads.
     async fn wait_for_head_past(&self, position: u64) -> Result<(), StoreError>;
+
+    /// Whether committed positions are dense (1, 2, 3, ... with no number
+    /// unused). Then a follower that reads `p + 2` right after `p` has met a
+    /// commit not yet visible and waits for `p + 1` instead of moving past it.
+    /// EventStoreDB's positions are log offsets, sparse by design: `false`.
+    /// A store answering `true` runs `contract::dense_positions`.
+    fn dense_positions(&self) -> bool {
+        true
+    }
 }
 
 /// Rejects the appends no store may accept whatever its contents: an empty

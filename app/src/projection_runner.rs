@@ -1,0 +1,288 @@
+//! Runs the read models (`paycode-projections`) from the store's global
+//! order and stores each batch's changed rows with the checkpoint in one
+//! transaction (`views.rs`). On start it continues after the stored
+//! checkpoint; an order first met again after a restart is seeded from its
+//! stream (the events at or before the checkpoint), so the pure fold goes on
+//! where it stopped.
+//!
+//! The gap rule: when the store's positions are dense
+//! (`EventStore::dense_positions`, the memory and SQLite stores), the runner
+//! never moves past a missing position. A read that returns `p + 2` after
+//! `p` is a commit not yet visible: the runner applies nothing beyond `p`
+//! and re-reads every `hole_poll` until `p + 1` appears. Only one rule
+//! declares a hole permanent: it is still missing after `hole_wait_max`;
+//! the runner then logs it, counts it (`holes_skipped`) and goes on, and
+//! `paycode replay` shows any event that fills it later as a difference.
+//! With sparse positions (EventStoreDB) every event read is final and the
+//! runner never waits.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use paycode_adapters::store::{EventStore, RecordedEvent, StoreError};
+use paycode_domain::payment::{PaymentStatus, stored};
+use paycode_projections::{PositionedEvent, Projections, is_payment_stream};
+use tokio::time::Instant;
+use tracing::{info, warn};
+
+use crate::views::{ViewStore, ViewStoreError};
+
+/// How the runner reads and waits.
+#[derive(Debug, Clone, Copy)]
+pub struct RunnerOptions {
+    /// Events read and stored per batch (one transaction).
+    pub batch_max: usize,
+    /// How long a missing position of a dense store is waited for before
+    /// it is declared permanent.
+    pub hole_wait_max: Duration,
+    /// How often a missing position is re-read while waiting.
+    pub hole_poll: Duration,
+}
+
+impl Default for RunnerOptions {
+    fn default() -> Self {
+        RunnerOptions {
+            batch_max: 1_000,
+            hole_wait_max: Duration::from_secs(30),
+            hole_poll: Duration::from_millis(20),
+        }
+    }
+}
+
+/// Why the runner stopped. Every variant stops it; a restart resumes from
+/// the stored checkpoint.
+#[derive(Debug, thiserror::Error)]
+pub enum RunnerError {
+    /// The store failed: retry later (the checkpoint did not move).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The read-model storage failed: fix or delete the views file, restart.
+    #[error(transparent)]
+    Views(#[from] ViewStoreError),
+    /// An event of a payment stream does not decode: an operator must look
+    /// (a newer program's schema, or a damaged log). Never skipped.
+    #[error("event at position {position} does not decode: {source}")]
+    Undecodable {
+        position: u64,
+        #[source]
+        source: stored::DecodeError,
+    },
+    /// The storage task panicked or was cancelled.
+    #[error("the read-model storage task failed: {0}")]
+    Task(String),
+}
+
+/// What one step did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// A batch was applied and stored; the checkpoint is now `position`.
+    Applied { events: usize, position: u64 },
+    /// Nothing after the checkpoint yet.
+    CaughtUp,
+    /// The next position is missing (a slow commit); nothing was applied.
+    WaitingForHole { position: u64 },
+}
+
+/// The read models, following one store.
+#[derive(Debug)]
+pub struct ProjectionRunner {
+    store: Arc<dyn EventStore>,
+    views: ViewStore,
+    projections: Projections,
+    options: RunnerOptions,
+    /// The missing position being waited for, and since when.
+    hole: Option<(u64, Instant)>,
+    /// Holes declared permanent since the start.
+    pub holes_skipped: u64,
+}
+
+impl ProjectionRunner {
+    /// A runner that continues after `views`' checkpoint. A checkpoint past
+    /// the store's head means the views belong to another log (a memory
+    /// store restarted, a ledger replaced): they are emptied and rebuilt.
+    pub async fn open(
+        store: Arc<dyn EventStore>,
+        views: ViewStore,
+        options: RunnerOptions,
+    ) -> Result<ProjectionRunner, RunnerError> {
+        let mut checkpoint = views.checkpoint()?;
+        let head = store.head_position().await?;
+        if checkpoint > head {
+            warn!(
+                checkpoint,
+                head,
+                views = views.label(),
+                "the stored read models are ahead of the log: rebuilding them from the start"
+            );
+            views.reset()?;
+            checkpoint = 0;
+        }
+        info!(
+            checkpoint,
+            head,
+            views = views.label(),
+            "read models resume"
+        );
+        Ok(ProjectionRunner {
+            store,
+            views,
+            projections: Projections::starting_after(checkpoint),
+            options,
+            hole: None,
+            holes_skipped: 0,
+        })
+    }
+
+    /// The position the stored read models reflect.
+    pub fn checkpoint(&self) -> u64 {
+        self.projections.position()
+    }
+
+    pub fn views(&self) -> &ViewStore {
+        &self.views
+    }
+
+    /// Reads, applies and stores one batch.
+    pub async fn step(&mut self) -> Result<Step, RunnerError> {
+        let checkpoint = self.projections.position();
+        let from = checkpoint + 1;
+        let batch = self.store.read_all(from, self.options.batch_max).await?;
+        let Some(first) = batch.first() else {
+            self.hole = None;
+            return Ok(Step::CaughtUp);
+        };
+        let usable = if self.store.dense_positions() {
+            let contiguous_from = |start: u64| {
+                batch
+                    .iter()
+                    .zip(start..)
+                    .take_while(|(event, expected)| event.position == *expected)
+                    .count()
+            };
+            match contiguous_from(from) {
+                0 => {
+                    let since = match self.hole {
+                        Some((position, since)) if position == from => since,
+                        _ => {
+                            let now = Instant::now();
+                            self.hole = Some((from, now));
+                            now
+                        }
+                    };
+                    if since.elapsed() < self.options.hole_wait_max {
+                        return Ok(Step::WaitingForHole { position: from });
+                    }
+                    warn!(
+                        missing_from = from,
+                        next_present = first.position,
+                        waited_ms = since.elapsed().as_millis() as u64,
+                        "positions still missing after the wait: declared permanent, moving on"
+                    );
+                    self.holes_skipped += 1;
+                    self.hole = None;
+                    contiguous_from(first.position)
+                }
+                usable => {
+                    self.hole = None;
+                    usable
+                }
+            }
+        } else {
+            batch.len()
+        };
+        let result = self.apply_and_store(&batch[..usable]).await;
+        if result.is_err() {
+            // The stored checkpoint did not move: start over from it, so the
+            // next step re-applies exactly what was not stored.
+            self.projections = Projections::starting_after(checkpoint);
+        }
+        result?;
+        Ok(Step::Applied {
+            events: usable,
+            position: self.projections.position(),
+        })
+    }
+
+    async fn apply_and_store(&mut self, events: &[RecordedEvent]) -> Result<(), RunnerError> {
+        for record in events {
+            if !is_payment_stream(&record.stream) {
+                self.projections.pass(record.position);
+                continue;
+            }
+            let event = decode(record)?;
+            if record.version > 0 && !self.projections.knows(&record.stream) {
+                self.seed(record).await?;
+            }
+            self.projections.apply(PositionedEvent {
+                position: record.position,
+                stream: &record.stream,
+                version: record.version,
+                event: &event,
+            });
+        }
+        let changes = self.projections.take_changes();
+        let stored = changes.to_stored();
+        let views = self.views.clone();
+        let position = changes.position;
+        tokio::task::spawn_blocking(move || views.write(&stored, position))
+            .await
+            .map_err(|error| RunnerError::Task(error.to_string()))??;
+        // Settled orders need no fold in memory; a late event seeds them again.
+        self.projections
+            .forget(|fold| fold.state.status().is_some_and(PaymentStatus::is_terminal));
+        Ok(())
+    }
+
+    /// Folds the events of `record`'s stream that came before it: those the
+    /// stored rows already reflect.
+    async fn seed(&mut self, record: &RecordedEvent) -> Result<(), RunnerError> {
+        let earlier: Vec<(u64, paycode_domain::payment::Event)> = self
+            .store
+            .read_stream(&record.stream)
+            .await?
+            .iter()
+            .filter(|earlier| earlier.position < record.position)
+            .map(|earlier| decode(earlier).map(|event| (earlier.version, event)))
+            .collect::<Result<_, RunnerError>>()?;
+        self.projections.seed(
+            &record.stream,
+            earlier.iter().map(|(version, event)| (*version, event)),
+        );
+        Ok(())
+    }
+
+    /// Applies until nothing is left after the checkpoint (waiting out holes).
+    pub async fn catch_up(&mut self) -> Result<u64, RunnerError> {
+        loop {
+            match self.step().await? {
+                Step::Applied { .. } => {}
+                Step::CaughtUp => return Ok(self.checkpoint()),
+                Step::WaitingForHole { .. } => tokio::time::sleep(self.options.hole_poll).await,
+            }
+        }
+    }
+
+    /// Follows the store until the future is dropped or a step fails.
+    /// Cancel-safe between batches: a dropped future loses nothing stored.
+    pub async fn follow(mut self) -> Result<(), RunnerError> {
+        loop {
+            match self.step().await? {
+                Step::Applied { .. } => {}
+                Step::CaughtUp => self.store.wait_for_head_past(self.checkpoint()).await?,
+                Step::WaitingForHole { .. } => tokio::time::sleep(self.options.hole_poll).await,
+            }
+        }
+    }
+}
+
+fn decode(record: &RecordedEvent) -> Result<paycode_domain::payment::Event, RunnerError> {
+    stored::decode(&record.event_type, record.schema_version, &record.data).map_err(|source| {
+        RunnerError::Undecodable {
+            position: record.position,
+            source,
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,123 @@
+//! The `Projection` trait and `Table`, the rows one projection holds.
+//!
+//! A projection says which rows one order's fold gives (`rows_of`, pure);
+//! a `Table` keeps those rows and, when an order moves, replaces that
+//! order's rows and reports which keys changed. Rows are serializable so the
+//! app can store them; a key serializes to the stored key.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Debug;
+
+use serde::Serialize;
+
+use crate::fold::{OrderFold, OrderKey};
+
+/// One read model of the log, as a pure function of each order's fold.
+pub trait Projection {
+    /// The stored name (a SQL table name: lower case, `_`). A contract:
+    /// renaming it orphans the stored rows.
+    const NAME: &'static str;
+    /// What identifies a row; its JSON form is the stored key.
+    type Key: Clone + Ord + Debug + Serialize;
+    /// One row; its JSON form is what is stored and compared.
+    type Row: Clone + PartialEq + Debug + Serialize;
+
+    /// Pushes every row this read model holds for `order` now, in any order,
+    /// each key at most once. Pure: the same fold always gives the same rows.
+    fn rows_of(order: &OrderFold, rows: &mut Vec<(Self::Key, Self::Row)>);
+}
+
+/// A change to one stored row: the new row, or `None` when it is gone.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Change<P: Projection> {
+    pub key: P::Key,
+    pub row: Option<P::Row>,
+}
+
+/// The rows of one projection, with the keys each order contributed.
+#[derive(Debug)]
+pub struct Table<P: Projection> {
+    rows: BTreeMap<P::Key, P::Row>,
+    keys_by_order: HashMap<OrderKey, Vec<P::Key>>,
+    /// Scratch space reused across refreshes (no allocation per event).
+    scratch: Vec<(P::Key, P::Row)>,
+}
+
+impl<P: Projection> Default for Table<P> {
+    fn default() -> Self {
+        Table {
+            rows: BTreeMap::new(),
+            keys_by_order: HashMap::new(),
+            scratch: Vec::new(),
+        }
+    }
+}
+
+impl<P: Projection> PartialEq for Table<P> {
+    /// Two tables are equal when they hold the same rows.
+    fn eq(&self, other: &Self) -> bool {
+        self.rows == other.rows
+    }
+}
+
+impl<P: Projection> Table<P> {
+    /// Every row, in key order.
+    pub fn rows(&self) -> &BTreeMap<P::Key, P::Row> {
+        &self.rows
+    }
+
+    pub fn get(&self, key: &P::Key) -> Option<&P::Row> {
+        self.rows.get(key)
+    }
+
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    /// Replaces `order`'s rows with what its fold gives now; pushes the
+    /// changes (rows added, altered or gone) onto `changes` when given.
+    pub fn refresh(&mut self, order: &OrderFold, changes: Option<&mut Vec<Change<P>>>) {
+        let mut scratch = std::mem::take(&mut self.scratch);
+        scratch.clear();
+        P::rows_of(order, &mut scratch);
+        let old_keys = self.keys_by_order.remove(&order.key).unwrap_or_default();
+        let mut new_keys = Vec::with_capacity(scratch.len());
+        let mut changes = changes;
+        for key in old_keys {
+            if !scratch.iter().any(|(new_key, _)| *new_key == key) {
+                self.rows.remove(&key);
+                if let Some(changes) = changes.as_deref_mut() {
+                    changes.push(Change { key, row: None });
+                }
+            }
+        }
+        for (key, row) in scratch.drain(..) {
+            new_keys.push(key.clone());
+            if self.rows.get(&key) == Some(&row) {
+                continue;
+            }
+            if let Some(changes) = changes.as_deref_mut() {
+                changes.push(Change {
+                    key: key.clone(),
+                    row: Some(row.clone()),
+                });
+            }
+            self.rows.insert(key, row);
+        }
+        if !new_keys.is_empty() {
+            self.keys_by_order.insert(order.key.clone(), new_keys);
+        }
+        self.scratch = scratch;
+    }
+
+    /// Forgets `order`'s rows without reporting a change (they stay stored).
+    pub fn forget(&mut self, order: &OrderKey) {
+        for key in self.keys_by_order.remove(order).unwrap_or_default() {
+            self.rows.remove(&key);
+        }
+    }
+}

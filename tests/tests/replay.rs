@@ -1,0 +1,128 @@
+//! `paycode replay` over a real SQLite ledger: after a few orders through
+//! the service (a refund included) and the read-model runner that `serve`
+//! runs, the rebuild equals the stored read models; a stored row edited by
+//! hand is reported by key and makes the exit code non-zero.
+
+use std::sync::Arc;
+
+use paycode::config::Config;
+use paycode::projection_runner::{ProjectionRunner, RunnerOptions};
+use paycode::replay::DifferenceKind;
+use paycode::views::{ViewStore, views_path_beside};
+use paycode_adapters::store::{EventStore, SqliteStore};
+use paycode_tests::TestApp;
+
+fn payment(order_no: &str, code: &str) -> String {
+    format!(
+        r#"{{"order_no":"{order_no}","auth_code":"{code}","amount":"10.00","subject":"Replay"}}"#
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_finds_no_difference_then_reports_a_tampered_row() {
+    // Three orders and a refund: replay reports 0 differences and exit 0; after an edit of
+    // RP1's stored refunded_amount it names RP1's order_status row and exits 1.
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = dir.path().join("paycode.db");
+    let store: Arc<dyn EventStore> = Arc::new(SqliteStore::open(&ledger).unwrap());
+    let app = TestApp::spawn_on(store.clone()).await;
+    for (order, code) in [
+        ("RP1", "134567890123456700"),
+        ("RP2", "284567890123456700"),
+        ("RP3", "134567890123456703"),
+    ] {
+        let (status, body) = app
+            .call("POST", "/v1/payments", Some(&payment(order, code)))
+            .await;
+        assert_eq!(status, 201, "{body}");
+    }
+    app.settle("RP1", "paid", 1).await;
+    app.settle("RP2", "paid", 1).await;
+    app.settle("RP3", "closed", 5).await;
+    let (status, body) = app
+        .call(
+            "POST",
+            "/v1/payments/RP1/refunds",
+            Some(r#"{"refund_no":"RF1","amount":"4.00","reason":"returned"}"#),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let paid = app.settle("RP1", "partially_refunded", 5).await;
+    assert_eq!(paid["refunded_amount"], "4.00");
+    drop(app);
+
+    // What `serve` does in the background: keep paycode-views.db beside the ledger.
+    let views_path = views_path_beside(&ledger);
+    let views = ViewStore::open(&views_path).unwrap();
+    let mut runner = ProjectionRunner::open(store.clone(), views, RunnerOptions::default())
+        .await
+        .unwrap();
+    let head = store.head_position().await.unwrap();
+    assert_eq!(runner.catch_up().await.unwrap(), head);
+    drop(runner);
+
+    let config_path = dir.path().join("paycode.toml");
+    std::fs::write(
+        &config_path,
+        "[store]\nkind = \"sqlite\"\npath = \"paycode.db\"\n",
+    )
+    .unwrap();
+    let config = Config::load(&config_path).unwrap();
+    let report = paycode::replay::run(Some(config.clone()), false)
+        .await
+        .unwrap();
+    assert!(report.is_clean(), "{report}");
+    assert_eq!(report.exit_code(), 0);
+    assert_eq!((report.checkpoint, report.events), (head, head));
+    let rows: Vec<(&str, usize)> = report
+        .projections
+        .iter()
+        .map(|p| (p.name, p.stored_rows))
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            ("order_status", 3),
+            ("refunds", 1),
+            ("operator_queue", 0),
+            ("in_flight", 0)
+        ]
+    );
+    assert!(report.to_string().contains("no differences"), "{report}");
+
+    // Tamper with the stored read model: RP1's refunded total goes back to zero.
+    let conn = rusqlite::Connection::open(&views_path).unwrap();
+    let edited = conn
+        .execute(
+            "UPDATE order_status SET row = json_set(row, '$.refunded_amount', '0.00') \
+             WHERE key LIKE '%\"RP1\"%'",
+            [],
+        )
+        .unwrap();
+    assert_eq!(edited, 1);
+    drop(conn);
+    let report = paycode::replay::run(Some(config), false).await.unwrap();
+    assert_eq!(report.exit_code(), 1, "{report}");
+    assert_eq!(report.differences.len(), 1, "{report}");
+    let difference = &report.differences[0];
+    assert_eq!(difference.projection, "order_status");
+    assert_eq!(difference.kind, DifferenceKind::Different);
+    assert!(difference.key.contains("\"RP1\""), "{}", difference.key);
+    let printed = report.to_string();
+    assert!(printed.contains("1 difference(s)"), "{printed}");
+    assert!(printed.contains("RP1"), "{printed}");
+}
+
+#[tokio::test]
+async fn replay_without_stored_read_models_says_where_it_looked() {
+    // No views file beside the ledger: an error naming the path, not a false "no differences".
+    let dir = tempfile::tempdir().unwrap();
+    let config_path = dir.path().join("paycode.toml");
+    std::fs::write(&config_path, "[store]\npath = \"ledger.db\"\n").unwrap();
+    let config = Config::load(&config_path).unwrap();
+    let error = paycode::replay::run(Some(config), false)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("ledger-views.db"), "{error}");
+}
