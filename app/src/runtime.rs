@@ -33,8 +33,10 @@ pub const STEPS_IN_PARALLEL_MAX: usize = 256;
 const STEPS_PER_TURN_MAX: u32 = 16;
 /// How long to wait before retrying an order whose step failed on the store.
 const STORE_RETRY_SECS: i64 = 1;
-/// How long a step lease lasts: longer than any channel call with its rate-limit wait.
-const LEASE_TTL_SECS: i64 = 120;
+/// How long a step lease lasts: longer than one channel call (10 s timeout)
+/// with its rate-limit wait; renewed while a turn goes on. Also how long
+/// orders wait after a crash of the process that held their lease, so short.
+const LEASE_TTL_SECS: i64 = 30;
 /// How long to wait before looking again at an order another process is working on.
 const LEASE_BUSY_RETRY_SECS: i64 = 2;
 
@@ -560,6 +562,8 @@ impl Runtime {
 
     async fn step_turn(&self, stream: &str, leased: &mut bool) {
         let clock = self.inner.ledger.clock().clone();
+        let ttl = Duration::seconds(LEASE_TTL_SECS);
+        let mut leased_at = clock.now();
         for _ in 0..STEPS_PER_TURN_MAX {
             let history = match self.inner.ledger.history_of(stream).await {
                 Ok(history) => history,
@@ -578,9 +582,13 @@ impl Runtime {
                 self.notify_watchers(stream);
                 return;
             }
+            // Renew a lease half spent, so a long turn never outlives it.
+            if *leased && clock.now() - leased_at > ttl / 2 {
+                *leased = false;
+            }
             if !*leased {
                 // Another process sharing the store may be due for the same step.
-                let ttl = Duration::seconds(LEASE_TTL_SECS);
+                leased_at = clock.now();
                 match self
                     .inner
                     .leases

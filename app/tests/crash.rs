@@ -165,7 +165,8 @@ async fn load(base: String, run: usize, worker: usize, seed: u64, record: Arc<Mu
         // Now and then, refund part of an earlier order of this client.
         if n >= 4 && rng.gen_bool(0.3) {
             let target = format!("K{run}W{worker}N{}", n - 4);
-            let refund_no = format!("R{n}");
+            // Refund numbers are unique per merchant, as both channels require.
+            let refund_no = format!("R{target}");
             let refund = json!({"refund_no": refund_no, "amount": "0.50", "reason": "crash test"});
             match post(
                 &client,
@@ -246,10 +247,12 @@ async fn refund_settled(
         if refund["status"] != "pending" {
             return refund;
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "refund {order_no}/{refund_no} did not settle"
-        );
+        if tokio::time::Instant::now() >= deadline {
+            let (_, history) = get(client, format!("{base}/v1/payments/{order_no}/events"))
+                .await
+                .unwrap();
+            panic!("refund {order_no}/{refund_no} did not settle: {refund}\n{history:#}");
+        }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
