@@ -212,7 +212,10 @@ async fn settle(base: &str, orders: &[String]) -> BTreeMap<String, Value> {
                 status, 200,
                 "{order_no} is known after the crashes: {payment}"
             );
-            if SETTLED.contains(&payment["status"].as_str().unwrap_or_default()) {
+            // Settled, with no refund still being followed.
+            if SETTLED.contains(&payment["status"].as_str().unwrap_or_default())
+                && payment["pending_action"].is_null()
+            {
                 settled.insert(order_no.clone(), payment);
                 break;
             }
