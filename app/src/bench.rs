@@ -1,6 +1,6 @@
 //! `paycode bench NAME`: benchmarks that print figures. Human-readable lines
 //! first, then, as the last line of standard output, one JSON object that
-//! scripts can parse. `e2e` and `pending` live in their own files.
+//! scripts can parse. `e2e`, `pending` and `reconcile` live in their own files.
 //!
 //! `append` measures the embedded SQLite store as the runtime uses it: many
 //! tasks each appending single-event commits (a realistic ~300-byte payment
@@ -21,11 +21,12 @@ use uuid::Uuid;
 
 mod e2e;
 mod pending;
+mod reconcile;
 
 /// Arguments of `paycode bench`.
 #[derive(Debug, Args)]
 pub struct BenchArgs {
-    /// Which benchmark: `append`, `e2e` or `pending`.
+    /// Which benchmark: `append`, `e2e`, `pending` or `reconcile`.
     pub name: String,
     /// `e2e`: payments to make in total.
     #[arg(long, default_value_t = 20_000)]
@@ -42,6 +43,14 @@ pub struct BenchArgs {
     /// `pending`: simulated seconds per wall second once the clock runs.
     #[arg(long, default_value_t = 0.1)]
     pub speed: f64,
+    /// `reconcile`: lines of the day's WeChat bill (the ledger holds about
+    /// as many paid orders).
+    #[arg(long, default_value_t = 1_000_000)]
+    pub lines: u64,
+    /// `reconcile`: differences to plant between the bill and the ledger,
+    /// spread over the five kinds of finding.
+    #[arg(long, default_value_t = 300)]
+    pub planted: u64,
     /// `append`: events to append in total.
     #[arg(long, default_value_t = 200_000)]
     pub events: u64,
@@ -68,7 +77,10 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         "append" => append(&args),
         "e2e" => e2e::run(&args),
         "pending" => pending::run(&args),
-        other => anyhow::bail!("unknown benchmark {other:?} (known: append, e2e, pending)"),
+        "reconcile" => reconcile::run(&args),
+        other => {
+            anyhow::bail!("unknown benchmark {other:?} (known: append, e2e, pending, reconcile)")
+        }
     }
 }
 

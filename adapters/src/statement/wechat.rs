@@ -154,29 +154,85 @@ impl Layout {
     }
 }
 
-/// One record, split, with its line number.
-struct Record<'a> {
-    line: u32,
-    fields: Vec<&'a str>,
-    layout: &'static Layout,
+/// A column the parser reads: its name (for messages) and its position in
+/// the bill's layout; `None` when the layout lacks it (it reads as empty).
+#[derive(Debug, Clone, Copy)]
+struct Column {
+    name: &'static str,
+    index: Option<usize>,
 }
 
-impl<'a> Record<'a> {
+/// The columns the parser reads, looked up once per bill in its layout, so
+/// that reading a field is an index, not a search of the header.
+#[derive(Debug)]
+struct Columns {
+    /// How many columns a record of the layout has.
+    count: usize,
+    trade_status: Column,
+    refund_status: Column,
+    order_no: Column,
+    trade_no: Column,
+    refund_no: Column,
+    refund_id: Column,
+    time: Column,
+    refund_time: Column,
+    payment_amount: Column,
+    refund_amount: Column,
+    /// `(summary column, record column)`: as [`Layout::totals`].
+    totals: Vec<(&'static str, Column)>,
+}
+
+impl Columns {
+    fn of(layout: &Layout) -> Columns {
+        let column = |name: &'static str| Column {
+            name,
+            index: layout.index(name),
+        };
+        Columns {
+            count: layout.columns(),
+            trade_status: column("交易状态"),
+            refund_status: column("退款状态"),
+            order_no: column("商户订单号"),
+            trade_no: column("微信订单号"),
+            refund_no: column("商户退款单号"),
+            refund_id: column("微信退款单号"),
+            time: column("交易时间"),
+            refund_time: column("退款成功时间"),
+            payment_amount: column(layout.payment_amount),
+            refund_amount: column(layout.refund_amount),
+            totals: layout
+                .totals
+                .iter()
+                .map(|&(total, record)| (total, column(record)))
+                .collect(),
+        }
+    }
+}
+
+/// One record, split, with its line number.
+struct Record<'r, 'a> {
+    line: u32,
+    fields: &'r [&'a str],
+    layout: &'static Layout,
+    columns: &'r Columns,
+}
+
+impl<'a> Record<'_, 'a> {
     /// The field of `column`, or `""` when the layout has no such column.
-    fn get(&self, column: &str) -> &'a str {
-        self.layout
-            .index(column)
+    fn get(&self, column: Column) -> &'a str {
+        column
+            .index
             .and_then(|index| self.fields.get(index).copied())
             .unwrap_or("")
     }
 
     /// A field that must not be empty.
-    fn required(&self, column: &'static str) -> Result<&'a str, StatementError> {
+    fn required(&self, column: Column) -> Result<&'a str, StatementError> {
         let value = self.get(column);
         if value.is_empty() {
             return Err(StatementError::BadValue {
                 line: self.line,
-                column,
+                column: column.name,
                 value: String::new(),
             });
         }
@@ -184,24 +240,24 @@ impl<'a> Record<'a> {
     }
 
     /// A signed amount in fen; an empty field is zero (only for totals).
-    fn fen_or_zero(&self, column: &'static str) -> Result<i64, StatementError> {
+    fn fen_or_zero(&self, column: Column) -> Result<i64, StatementError> {
         match self.get(column) {
             "" => Ok(0),
             value => self.fen(column, value),
         }
     }
 
-    fn fen(&self, column: &'static str, value: &str) -> Result<i64, StatementError> {
+    fn fen(&self, column: Column, value: &str) -> Result<i64, StatementError> {
         parse_yuan_fen(value).map_err(|reason| StatementError::BadAmount {
             line: self.line,
-            column,
+            column: column.name,
             value: excerpt(value),
             reason,
         })
     }
 
     /// The row's positive amount.
-    fn money(&self, column: &'static str) -> Result<Money, StatementError> {
+    fn money(&self, column: Column) -> Result<Money, StatementError> {
         let value = self.get(column);
         let fen = self.fen(column, value)?;
         u64::try_from(fen)
@@ -209,25 +265,25 @@ impl<'a> Record<'a> {
             .and_then(|fen| Money::from_fen(fen).ok())
             .ok_or_else(|| StatementError::BadAmount {
                 line: self.line,
-                column,
+                column: column.name,
                 value: excerpt(value),
                 reason: "must be positive and at most 100000000.00",
             })
     }
 
-    fn time(&self, column: &'static str) -> Result<DateTime<Utc>, StatementError> {
+    fn time(&self, column: Column) -> Result<DateTime<Utc>, StatementError> {
         let value = self.get(column);
         parse_china_time(value).ok_or_else(|| StatementError::BadTime {
             line: self.line,
-            column,
+            column: column.name,
             value: excerpt(value),
         })
     }
 
-    fn bad_value(&self, column: &'static str) -> StatementError {
+    fn bad_value(&self, column: Column) -> StatementError {
         StatementError::BadValue {
             line: self.line,
-            column,
+            column: column.name,
             value: excerpt(self.get(column)),
         }
     }
@@ -235,8 +291,40 @@ impl<'a> Record<'a> {
 
 /// Splits a backtick-prefixed line: strip the first backtick, split on ``,` ``.
 fn split_backticked(line: &str) -> Option<Vec<&str>> {
-    let rest = line.strip_prefix('`')?;
-    Some(rest.split(",`").map(str::trim).collect())
+    let mut fields = Vec::new();
+    split_backticked_into(line, &mut fields).then_some(fields)
+}
+
+/// [`split_backticked`] into a buffer the caller reuses; false when the
+/// line does not start with a backtick.
+fn split_backticked_into<'a>(line: &'a str, fields: &mut Vec<&'a str>) -> bool {
+    fields.clear();
+    let Some(rest) = line.strip_prefix('`') else {
+        return false;
+    };
+    fields.extend(rest.split(",`").map(str::trim));
+    true
+}
+
+/// The money totals of the records so far, one per summary total, each the
+/// sum or the first record's error in that column.
+struct Totals(Vec<Result<i128, StatementError>>);
+
+impl Totals {
+    fn new(columns: &Columns) -> Totals {
+        Totals(columns.totals.iter().map(|_| Ok(0)).collect())
+    }
+
+    fn add(&mut self, record: &Record<'_, '_>) {
+        for (total, &(_, column)) in self.0.iter_mut().zip(&record.columns.totals) {
+            if let Ok(sum) = total {
+                match record.fen_or_zero(column) {
+                    Ok(fen) => *sum += i128::from(fen),
+                    Err(error) => *total = Err(error),
+                }
+            }
+        }
+    }
 }
 
 /// Parses a WeChat text bill of China-time day `date`. See the module
@@ -302,17 +390,35 @@ pub fn parse_wechat_bill(bytes: &[u8], date: NaiveDate) -> Result<Statement, Sta
         });
     }
 
-    let records = body[..summary_at]
-        .iter()
-        .map(|&(line, text)| split_record(layout, line, text))
-        .collect::<Result<Vec<_>, _>>()?;
+    // One pass, holding no record after its line: a million-line bill must
+    // not cost a vector of fields per line. The errors still come in the
+    // order of the checks: any record's shape (split_record), then any
+    // record's row, then the summary.
+    let columns = Columns::of(layout);
+    let records = &body[..summary_at];
+    let mut fields = Vec::with_capacity(layout.columns());
     let mut rows = Vec::with_capacity(records.len());
-    for record in &records {
-        if let Some(row) = row(record)? {
-            rows.push(row);
+    let mut totals = Totals::new(&columns);
+    let mut row_error = None;
+    for &(line, text) in records {
+        let record = split_record(layout, &columns, line, text, &mut fields)?;
+        if row_error.is_some() {
+            continue;
         }
+        match row(&record) {
+            Ok(Some(row)) => rows.push(row),
+            Ok(None) => {}
+            Err(error) => {
+                row_error = Some(error);
+                continue;
+            }
+        }
+        totals.add(&record);
     }
-    check_summary(layout, &records, summary_line, summary_values)?;
+    if let Some(error) = row_error {
+        return Err(error);
+    }
+    check_summary(layout, records.len(), totals, summary_line, summary_values)?;
     Ok(Statement {
         channel: Channel::Wechat,
         date,
@@ -344,19 +450,23 @@ fn error_answer(text: &str, date: NaiveDate) -> Result<Statement, StatementError
     })
 }
 
-fn split_record<'a>(
+fn split_record<'r, 'a>(
     layout: &'static Layout,
+    columns: &'r Columns,
     line: u32,
     text: &'a str,
-) -> Result<Record<'a>, StatementError> {
-    let fields = split_backticked(text).ok_or(StatementError::Malformed {
-        line,
-        reason: "a record must start with a backtick (`)",
-    })?;
-    if fields.len() != layout.columns() {
+    fields: &'r mut Vec<&'a str>,
+) -> Result<Record<'r, 'a>, StatementError> {
+    if !split_backticked_into(text, fields) {
+        return Err(StatementError::Malformed {
+            line,
+            reason: "a record must start with a backtick (`)",
+        });
+    }
+    if fields.len() != columns.count {
         return Err(StatementError::ColumnCount {
             line,
-            expected: layout.columns(),
+            expected: columns.count,
             found: fields.len(),
         });
     }
@@ -364,36 +474,39 @@ fn split_record<'a>(
         line,
         fields,
         layout,
+        columns,
     })
 }
 
 /// What a record's statuses say it is: `None` for a refund that moved no money.
-fn kind(record: &Record<'_>) -> Result<Option<StatementLineKind>, StatementError> {
-    let trade_status = record.get("交易状态");
-    let refund_status = record.get("退款状态");
+fn kind(record: &Record<'_, '_>) -> Result<Option<StatementLineKind>, StatementError> {
+    let columns = record.columns;
+    let trade_status = record.get(columns.trade_status);
+    let refund_status = record.get(columns.refund_status);
     let refund_kind = || match (trade_status, refund_status) {
         (_, "REVOKED") | ("REVOKED", "SUCCESS") => Ok(Some(StatementLineKind::Reversal)),
         (_, "SUCCESS") => Ok(Some(StatementLineKind::Refund)),
         (_, "PROCESSING" | "FAIL" | "CHANGE") => Ok(None),
-        _ => Err(record.bad_value("退款状态")),
+        _ => Err(record.bad_value(columns.refund_status)),
     };
     match (record.layout.bill_type, trade_status) {
         (BillType::Success | BillType::All, "SUCCESS") => Ok(Some(StatementLineKind::Payment)),
         (BillType::All, "REFUND" | "REVOKED") => refund_kind(),
         // The REFUND bill lists refunds only, whatever its trade status column says.
         (BillType::Refund, _) => refund_kind(),
-        _ => Err(record.bad_value("交易状态")),
+        _ => Err(record.bad_value(columns.trade_status)),
     }
 }
 
-fn row(record: &Record<'_>) -> Result<Option<StatementRow>, StatementError> {
+fn row(record: &Record<'_, '_>) -> Result<Option<StatementRow>, StatementError> {
     let Some(kind) = kind(record)? else {
         return Ok(None);
     };
-    let order_no = record.required("商户订单号")?.to_owned();
-    let channel_trade_no = record.required("微信订单号")?.to_owned();
+    let columns = record.columns;
+    let order_no = record.required(columns.order_no)?.to_owned();
+    let channel_trade_no = record.required(columns.trade_no)?.to_owned();
     let layout = record.layout;
-    let optional = |column: &str| Some(record.get(column).to_owned()).filter(|v| !v.is_empty());
+    let optional = |column: Column| Some(record.get(column).to_owned()).filter(|v| !v.is_empty());
     let row = match kind {
         StatementLineKind::Payment => StatementRow {
             line_no: record.line,
@@ -402,31 +515,33 @@ fn row(record: &Record<'_>) -> Result<Option<StatementRow>, StatementError> {
             channel_trade_no,
             refund_no: None,
             channel_refund_no: None,
-            amount: record.money(layout.payment_amount)?,
-            at: record.time("交易时间")?,
+            amount: record.money(columns.payment_amount)?,
+            at: record.time(columns.time)?,
         },
         StatementLineKind::Refund | StatementLineKind::Reversal => StatementRow {
             line_no: record.line,
             kind,
             order_no,
             channel_trade_no,
-            refund_no: optional("商户退款单号"),
-            channel_refund_no: optional("微信退款单号"),
-            amount: record.money(layout.refund_amount)?,
+            refund_no: optional(columns.refund_no),
+            channel_refund_no: optional(columns.refund_id),
+            amount: record.money(columns.refund_amount)?,
             at: if layout.bill_type == BillType::Refund {
-                record.time("退款成功时间")?
+                record.time(columns.refund_time)?
             } else {
-                record.time("交易时间")?
+                record.time(columns.time)?
             },
         },
     };
     Ok(Some(row))
 }
 
-/// Checks the summary values against the records: the count, then each total.
+/// Checks the summary values against the records (`count` of them, their
+/// `totals`): the count, then each total.
 fn check_summary(
     layout: &'static Layout,
-    records: &[Record<'_>],
+    count: usize,
+    totals: Totals,
     line: u32,
     text: &str,
 ) -> Result<(), StatementError> {
@@ -450,20 +565,20 @@ fn check_summary(
             .unwrap_or("")
     };
     let stated_count = value(COUNT_COLUMN);
-    let count: usize = stated_count.parse().map_err(|_| StatementError::BadValue {
+    let stated: usize = stated_count.parse().map_err(|_| StatementError::BadValue {
         line,
         column: COUNT_COLUMN,
         value: excerpt(stated_count),
     })?;
-    if count != records.len() {
+    if stated != count {
         return Err(StatementError::SummaryMismatch {
             line,
             column: COUNT_COLUMN,
-            stated: count.to_string(),
-            computed: records.len().to_string(),
+            stated: stated.to_string(),
+            computed: count.to_string(),
         });
     }
-    for &(total_column, record_column) in layout.totals {
+    for (&(total_column, _), computed) in layout.totals.iter().zip(totals.0) {
         let stated_text = value(total_column);
         let stated = parse_yuan_fen(stated_text).map_err(|reason| StatementError::BadAmount {
             line,
@@ -471,10 +586,7 @@ fn check_summary(
             value: excerpt(stated_text),
             reason,
         })?;
-        let mut computed: i128 = 0;
-        for record in records {
-            computed += i128::from(record.fen_or_zero(record_column)?);
-        }
+        let computed = computed?;
         if i128::from(stated) != computed {
             return Err(StatementError::SummaryMismatch {
                 line,
