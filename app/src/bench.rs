@@ -22,11 +22,12 @@ use uuid::Uuid;
 mod e2e;
 mod pending;
 mod reconcile;
+mod replay;
 
 /// Arguments of `paycode bench`.
 #[derive(Debug, Args)]
 pub struct BenchArgs {
-    /// Which benchmark: `append`, `e2e`, `pending` or `reconcile`.
+    /// Which benchmark: `append`, `e2e`, `pending`, `reconcile` or `replay`.
     pub name: String,
     /// `e2e`: payments to make in total.
     #[arg(long, default_value_t = 20_000)]
@@ -37,6 +38,9 @@ pub struct BenchArgs {
     /// `e2e`: the channel of the instant-pay codes: wechat, alipay or mixed.
     #[arg(long, default_value = "wechat")]
     pub channel: String,
+    /// `replay`: events in the ledger the read models are rebuilt from.
+    #[arg(long, default_value_t = 5_000_000)]
+    pub log_events: u64,
     /// `pending`: orders waiting for the password at once.
     #[arg(long, default_value_t = 100_000)]
     pub orders: u64,
@@ -78,8 +82,11 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         "e2e" => e2e::run(&args),
         "pending" => pending::run(&args),
         "reconcile" => reconcile::run(&args),
+        "replay" => replay::run(&args),
         other => {
-            anyhow::bail!("unknown benchmark {other:?} (known: append, e2e, pending, reconcile)")
+            anyhow::bail!(
+                "unknown benchmark {other:?} (known: append, e2e, pending, reconcile, replay)"
+            )
         }
     }
 }

@@ -1,0 +1,156 @@
+//! `paycode bench replay`: how fast every read model is rebuilt from the log.
+//!
+//! Setup (timed on its own line): a SQLite ledger of at least `--events`
+//! events, made of whole payment histories driven through the real decider
+//! by `next_action` (`paycode_projections::sample`: paid, refunded, revoked,
+//! manual reviews), each history appended as one batch by concurrent tasks.
+//! Timed: [`crate::replay::rebuild`], the fold `paycode replay` runs (read
+//! the log in global order in batches, decode, apply to every projection).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use anyhow::Context;
+use indicatif::ProgressBar;
+use paycode_adapters::store::{EventStore, ExpectedVersion, NewEvent, SqliteStore};
+use paycode_domain::ids::payment_stream;
+use paycode_domain::payment::stored;
+use paycode_domain::{CommandId, MerchantId, OrderNo};
+use paycode_projections::sample;
+use uuid::Uuid;
+
+use super::{BenchArgs, round3, write_summary};
+
+/// Appending tasks while the ledger is built.
+const WRITERS: u64 = 256;
+
+/// The last line of `bench replay`'s output.
+#[derive(Debug, serde::Serialize)]
+struct Summary {
+    bench: &'static str,
+    events: u64,
+    secs: f64,
+    events_per_sec: f64,
+    orders: u64,
+    setup_secs: f64,
+}
+
+pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(args.log_events > 0, "--log-events must be at least 1");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(args.workers.max(1))
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")?;
+    runtime.block_on(replay(args.log_events, args.dir.as_deref()))
+}
+
+/// Appends whole sample histories until at least `events` are stored; returns the orders made.
+async fn fill(store: Arc<SqliteStore>, events: u64) -> anyhow::Result<u64> {
+    let appended = Arc::new(AtomicU64::new(0));
+    let next_order = Arc::new(AtomicU64::new(0));
+    let merchant = MerchantId::parse("bench").expect("a merchant id");
+    let mut tasks = Vec::new();
+    for _ in 0..WRITERS {
+        let (store, appended, next_order) = (store.clone(), appended.clone(), next_order.clone());
+        let merchant = merchant.clone();
+        tasks.push(tokio::spawn(async move {
+            while appended.load(Ordering::Relaxed) < events {
+                let index = next_order.fetch_add(1, Ordering::Relaxed);
+                let mut rng = sample::Rng::new(index);
+                let history = sample::order_events("bench", index as usize, &mut rng);
+                let order_no = OrderNo::parse(&format!("B{index}")).expect("an order number");
+                let stream = payment_stream(&merchant, &order_no);
+                let command = CommandId(Uuid::now_v7());
+                let batch: Vec<NewEvent> = history
+                    .iter()
+                    .enumerate()
+                    .map(|(n, event)| {
+                        let encoded = stored::encode(event);
+                        NewEvent {
+                            event_id: command.event_id(n),
+                            event_type: encoded.name.to_owned(),
+                            schema_version: encoded.schema_version,
+                            data: encoded.data,
+                        }
+                    })
+                    .collect();
+                let count = batch.len() as u64;
+                store
+                    .append(&stream, ExpectedVersion::NoStream, batch)
+                    .await
+                    .with_context(|| format!("appending {stream}"))?;
+                appended.fetch_add(count, Ordering::Relaxed);
+            }
+            anyhow::Ok(())
+        }));
+    }
+    for task in tasks {
+        task.await.context("a writer panicked")??;
+    }
+    Ok(next_order.load(Ordering::Relaxed))
+}
+
+async fn replay(events: u64, dir: Option<&std::path::Path>) -> anyhow::Result<()> {
+    let dir = super::BenchDir::new(dir)?;
+    let db_path = dir.path().join("bench-replay.db");
+    for suffix in ["", "-wal", "-shm"] {
+        super::remove_if_present(&dir.path().join(format!("bench-replay.db{suffix}")))?;
+    }
+    let store = Arc::new(
+        SqliteStore::open(&db_path).with_context(|| format!("opening {}", db_path.display()))?,
+    );
+    println!(
+        "bench replay: building a ledger of at least {events} events in {}",
+        db_path.display()
+    );
+    let setup_started = Instant::now();
+    let orders = fill(store.clone(), events).await?;
+    let head = store.head_position().await?;
+    let setup_secs = setup_started.elapsed().as_secs_f64();
+    println!("setup: {head} events of {orders} orders in {setup_secs:.1} s");
+
+    let started = Instant::now();
+    let (projections, replayed) =
+        crate::replay::rebuild(store.as_ref(), head, &ProgressBar::hidden()).await?;
+    let secs = started.elapsed().as_secs_f64();
+    anyhow::ensure!(
+        replayed == head,
+        "replayed {replayed} events of {head}: the rebuild skipped some"
+    );
+    let events_per_sec = replayed as f64 / secs;
+    println!(
+        "rebuild: {replayed} events into every read model in {secs:.2} s = {events_per_sec:.0} events/s (up to position {})",
+        projections.position()
+    );
+    write_summary(&Summary {
+        bench: "replay",
+        events: replayed,
+        secs: round3(secs),
+        events_per_sec: events_per_sec.round(),
+        orders,
+        setup_secs: round3(setup_secs),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_ledger_holds_at_least_the_events_asked_for_and_the_rebuild_reads_them_all() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(SqliteStore::open(dir.path().join("r.db")).unwrap());
+        let orders = fill(store.clone(), 2_000).await.unwrap();
+        let head = store.head_position().await.unwrap();
+        assert!(head >= 2_000, "{head}");
+        assert!(orders > 100, "{orders}");
+        let (projections, replayed) =
+            crate::replay::rebuild(store.as_ref(), head, &ProgressBar::hidden())
+                .await
+                .unwrap();
+        assert_eq!(replayed, head);
+        assert_eq!(projections.position(), head);
+    }
+}
