@@ -275,7 +275,9 @@ impl ProjectionRunner {
     }
 }
 
-fn decode(record: &RecordedEvent) -> Result<paycode_domain::payment::Event, RunnerError> {
+pub(crate) fn decode(
+    record: &RecordedEvent,
+) -> Result<paycode_domain::payment::Event, RunnerError> {
     stored::decode(&record.event_type, record.schema_version, &record.data).map_err(|source| {
         RunnerError::Undecodable {
             position: record.position,

@@ -12,16 +12,16 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
-use paycode_adapters::store::EventStore;
-use paycode_domain::payment::stored;
+use paycode_adapters::store::{EventStore, RecordedEvent};
+use paycode_domain::payment::Event;
 use paycode_projections::{PositionedEvent, Projections, is_payment_stream};
 
 use crate::config::{Config, StoreKind};
-use crate::projection_runner::RunnerError;
+use crate::projection_runner::{RunnerError, decode};
 use crate::views::{ViewStore, views_path_beside};
 
 /// Events read per batch while rebuilding.
-const REBUILD_BATCH_MAX: usize = 10_000;
+pub(crate) const REBUILD_BATCH_MAX: usize = 10_000;
 
 /// What is wrong with one stored row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -128,42 +128,119 @@ impl fmt::Display for ReplayReport {
 /// Folds every event at positions `1..=up_to` into fresh read models,
 /// ticking `progress` by position. Holes are not waited for: the log is
 /// taken as it stands.
+///
+/// Three stages overlap, one batch apart: reading batch k+2 (the SQLite
+/// store reads on a blocking thread), decoding batch k+1 (in chunks on
+/// blocking threads, one per core), and folding batch k on this task (the
+/// fold is sequential: it follows the global order).
 pub async fn rebuild(
     store: &dyn EventStore,
     up_to: u64,
     progress: &ProgressBar,
 ) -> Result<(Projections, u64), RunnerError> {
+    rebuild_in_batches(store, up_to, REBUILD_BATCH_MAX, progress).await
+}
+
+async fn rebuild_in_batches(
+    store: &dyn EventStore,
+    up_to: u64,
+    batch_max: usize,
+    progress: &ProgressBar,
+) -> Result<(Projections, u64), RunnerError> {
     let mut projections = Projections::new();
     let mut events = 0u64;
-    let mut from = 1;
-    while from <= up_to {
-        let batch = store.read_all(from, REBUILD_BATCH_MAX).await?;
-        let Some(last) = batch.last() else {
-            break;
-        };
-        from = last.position + 1;
-        for record in batch.iter().take_while(|record| record.position <= up_to) {
-            events += 1;
-            if !is_payment_stream(&record.stream) {
-                projections.pass(record.position);
-                continue;
-            }
-            let event = stored::decode(&record.event_type, record.schema_version, &record.data)
-                .map_err(|source| RunnerError::Undecodable {
-                    position: record.position,
-                    source,
-                })?;
-            projections.apply(PositionedEvent {
-                position: record.position,
-                stream: &record.stream,
-                version: record.version,
-                event: &event,
-            });
+    // Reads the batch after position `after` (an empty one past `up_to`).
+    let read_after = |after: u64| async move {
+        if after < up_to {
+            store.read_all(after + 1, batch_max).await
+        } else {
+            Ok(Vec::new())
         }
-        projections.flush();
-        progress.set_position(projections.position().min(up_to));
+    };
+    let mut raw = read_after(0).await?;
+    let mut decoded = Vec::new();
+    while !raw.is_empty() || !decoded.is_empty() {
+        let read_up_to = raw.last().map_or(up_to, |last| last.position);
+        let fold = async {
+            for event in &decoded {
+                fold_one(&mut projections, event);
+            }
+            projections.flush();
+            progress.set_position(projections.position().min(up_to));
+        };
+        let (next_raw, next_decoded, ()) = tokio::join!(
+            read_after(read_up_to),
+            decode_batch(std::mem::take(&mut raw), up_to),
+            fold
+        );
+        events += decoded.len() as u64;
+        raw = next_raw?;
+        decoded = next_decoded?;
     }
     Ok((projections, events))
+}
+
+/// One event ready to fold: `None` for a stream the read models ignore.
+struct Decoded {
+    position: u64,
+    stream: String,
+    version: u64,
+    event: Option<Event>,
+}
+
+/// Decodes the events of `batch` at positions up to `up_to`, in order,
+/// spreading the work over the blocking threads.
+async fn decode_batch(
+    mut batch: Vec<RecordedEvent>,
+    up_to: u64,
+) -> Result<Vec<Decoded>, RunnerError> {
+    batch.retain(|record| record.position <= up_to);
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    let chunk_len = batch.len().div_ceil(cores).max(1);
+    let mut chunks = Vec::new();
+    while !batch.is_empty() {
+        let rest = batch.split_off(chunk_len.min(batch.len()));
+        let chunk = std::mem::replace(&mut batch, rest);
+        chunks.push(tokio::task::spawn_blocking(move || {
+            chunk
+                .into_iter()
+                .map(|record| {
+                    let event = is_payment_stream(&record.stream)
+                        .then(|| decode(&record))
+                        .transpose()?;
+                    Ok(Decoded {
+                        position: record.position,
+                        stream: record.stream,
+                        version: record.version,
+                        event,
+                    })
+                })
+                .collect::<Result<Vec<_>, RunnerError>>()
+        }));
+    }
+    let mut decoded = Vec::new();
+    for chunk in chunks {
+        decoded.extend(
+            chunk
+                .await
+                .map_err(|error| RunnerError::Task(error.to_string()))??,
+        );
+    }
+    Ok(decoded)
+}
+
+fn fold_one(projections: &mut Projections, decoded: &Decoded) {
+    match &decoded.event {
+        Some(event) => {
+            projections.apply(PositionedEvent {
+                position: decoded.position,
+                stream: &decoded.stream,
+                version: decoded.version,
+                event,
+            });
+        }
+        None => projections.pass(decoded.position),
+    }
 }
 
 /// Rebuilds up to `views`' checkpoint and compares row by row.
@@ -300,4 +377,115 @@ pub async fn compare_arc(
     views: &ViewStore,
 ) -> Result<ReplayReport, RunnerError> {
     compare(store.as_ref(), views, &ProgressBar::hidden()).await
+}
+
+#[cfg(test)]
+mod tests {
+    use paycode_adapters::store::{ExpectedVersion, MemoryStore, NewEvent};
+    use paycode_domain::payment::stored;
+    use paycode_projections::sample;
+    use uuid::Uuid;
+
+    use super::*;
+
+    /// A log of interleaved sample payment histories with an event of
+    /// another stream after every tenth, in a memory store.
+    async fn sample_store() -> MemoryStore {
+        let store = MemoryStore::new();
+        let mut other_version = None;
+        for (index, sampled) in sample::log("m", 40, 7).into_iter().enumerate() {
+            let encoded = stored::encode(&sampled.event);
+            let expected = ExpectedVersion::after(sampled.version.checked_sub(1));
+            let event = NewEvent {
+                event_id: Uuid::new_v4(),
+                event_type: encoded.name.to_owned(),
+                schema_version: encoded.schema_version,
+                data: encoded.data,
+            };
+            store
+                .append(&sampled.stream, expected, vec![event])
+                .await
+                .unwrap();
+            if index % 10 == 9 {
+                let other = NewEvent {
+                    event_id: Uuid::new_v4(),
+                    event_type: "ReconciliationRecorded".into(),
+                    schema_version: 1,
+                    data: b"not an event the read models decode".to_vec(),
+                };
+                let expected = ExpectedVersion::after(other_version);
+                store
+                    .append("reconciliation-m-wechat-2026-11-22", expected, vec![other])
+                    .await
+                    .unwrap();
+                other_version = Some(other_version.map_or(0, |version| version + 1));
+            }
+        }
+        store
+    }
+
+    /// The read models folded one event at a time, up to `up_to`.
+    async fn one_by_one(store: &MemoryStore, up_to: u64) -> Projections {
+        let mut projections = Projections::new();
+        for record in store.read_all(1, usize::MAX).await.unwrap() {
+            if record.position > up_to {
+                break;
+            }
+            if !is_payment_stream(&record.stream) {
+                projections.pass(record.position);
+                continue;
+            }
+            let event = decode(&record).unwrap();
+            projections.apply(PositionedEvent {
+                position: record.position,
+                stream: &record.stream,
+                version: record.version,
+                event: &event,
+            });
+            projections.flush();
+        }
+        projections
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_pipelined_rebuild_equals_folding_one_event_at_a_time() {
+        let store = sample_store().await;
+        let head = store.head_position().await.unwrap();
+        assert!(head > 100, "{head}");
+        for (up_to, batch_max) in [(head, 7), (head, 10_000), (head - 3, 7), (5, 2), (0, 7)] {
+            let (rebuilt, events) =
+                rebuild_in_batches(&store, up_to, batch_max, &ProgressBar::hidden())
+                    .await
+                    .unwrap();
+            assert_eq!(events, up_to, "up to {up_to} in batches of {batch_max}");
+            assert_eq!(rebuilt.position(), up_to);
+            assert!(
+                rebuilt == one_by_one(&store, up_to).await,
+                "up to {up_to} in batches of {batch_max}"
+            );
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_undecodable_payment_event_stops_the_rebuild_naming_its_position() {
+        let store = sample_store().await;
+        let bad = NewEvent {
+            event_id: Uuid::new_v4(),
+            event_type: "Paid".into(),
+            schema_version: 1,
+            data: b"{}".to_vec(),
+        };
+        store
+            .append("payment-m-BROKEN", ExpectedVersion::NoStream, vec![bad])
+            .await
+            .unwrap();
+        let head = store.head_position().await.unwrap();
+        let error = rebuild_in_batches(&store, head, 7, &ProgressBar::hidden())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(error, RunnerError::Undecodable { position, .. } if position == head),
+            "{error}"
+        );
+    }
 }

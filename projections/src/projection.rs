@@ -5,7 +5,9 @@
 //! order's rows and reports which keys changed. Rows are serializable so the
 //! app can store them; a key serializes to the stored key.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use foldhash::HashMap;
 use std::fmt::Debug;
 
 use serde::Serialize;
@@ -47,7 +49,7 @@ impl<P: Projection> Default for Table<P> {
     fn default() -> Self {
         Table {
             rows: BTreeMap::new(),
-            keys_by_order: HashMap::new(),
+            keys_by_order: HashMap::default(),
             scratch: Vec::new(),
         }
     }

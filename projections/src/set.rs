@@ -8,8 +8,7 @@
 //! rows are derived once per touched order when changes are taken, so a
 //! batch costs one `evolve` per event and one derivation per order.
 
-use std::collections::HashMap;
-
+use foldhash::HashMap;
 use paycode_domain::ids::parse_payment_stream;
 use paycode_domain::payment::Event;
 use serde::Serialize;

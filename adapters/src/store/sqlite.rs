@@ -85,6 +85,11 @@ const JOURNAL_SIZE_LIMIT_BYTES: u64 = 64 * 1024 * 1024;
 /// Enough for the indexes' hot pages; not larger, because SQLite walks the
 /// cache's hash table at the end of every write transaction.
 const CACHE_SIZE_KIB: i64 = 16 * 1024;
+/// Bytes of the file each read connection maps into memory: pages are read
+/// in place instead of copied by a `pread` each. Address space only; the
+/// kernel's page cache holds the data either way. Writes never go through
+/// the map (SQLite uses it for reads only unless told otherwise).
+const READER_MMAP_BYTES: i64 = 1 << 30;
 /// Idle read connections kept open.
 const READERS_IDLE_MAX: usize = 4;
 /// How often a waiting follower looks at the file, to notice commits made by
@@ -1122,6 +1127,8 @@ fn open_reader(path: &Path) -> Result<Connection, StoreError> {
     conn.busy_timeout(Duration::from_millis(BUSY_TIMEOUT_MS))
         .map_err(|error| sqlite_error(path, error))?;
     conn.pragma_update(None, "cache_size", -CACHE_SIZE_KIB / 4)
+        .map_err(|error| sqlite_error(path, error))?;
+    conn.pragma_update(None, "mmap_size", READER_MMAP_BYTES)
         .map_err(|error| sqlite_error(path, error))?;
     Ok(conn)
 }
