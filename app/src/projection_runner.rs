@@ -20,8 +20,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use paycode_adapters::store::{EventStore, RecordedEvent, StoreError};
-use paycode_domain::payment::{PaymentStatus, stored};
-use paycode_projections::{PositionedEvent, Projections, is_payment_stream};
+use paycode_domain::payment::{self, PaymentStatus};
+use paycode_domain::reconciliation::{self, ReconciliationEvent};
+use paycode_projections::{
+    PositionedEvent, PositionedReconciliation, Projections, is_payment_stream,
+    is_reconciliation_stream,
+};
 use tokio::time::Instant;
 use tracing::{info, warn};
 
@@ -65,7 +69,7 @@ pub enum RunnerError {
     Undecodable {
         position: u64,
         #[source]
-        source: stored::DecodeError,
+        source: payment::stored::DecodeError,
     },
     /// The storage task panicked or was cancelled.
     #[error("the read-model storage task failed: {0}")]
@@ -205,20 +209,14 @@ impl ProjectionRunner {
 
     async fn apply_and_store(&mut self, events: &[RecordedEvent]) -> Result<(), RunnerError> {
         for record in events {
-            if !is_payment_stream(&record.stream) {
-                self.projections.pass(record.position);
-                continue;
-            }
             let event = decode(record)?;
-            if record.version > 0 && !self.projections.knows(&record.stream) {
+            if !matches!(event, Decoded::Ignored)
+                && record.version > 0
+                && !self.projections.knows(&record.stream)
+            {
                 self.seed(record).await?;
             }
-            self.projections.apply(PositionedEvent {
-                position: record.position,
-                stream: &record.stream,
-                version: record.version,
-                event: &event,
-            });
+            apply(&mut self.projections, record, &event);
         }
         let changes = self.projections.take_changes();
         let stored = changes.to_stored();
@@ -236,7 +234,7 @@ impl ProjectionRunner {
     /// Folds the events of `record`'s stream that came before it: those the
     /// stored rows already reflect.
     async fn seed(&mut self, record: &RecordedEvent) -> Result<(), RunnerError> {
-        let earlier: Vec<(u64, paycode_domain::payment::Event)> = self
+        let earlier: Vec<(u64, Decoded)> = self
             .store
             .read_stream(&record.stream)
             .await?
@@ -244,10 +242,19 @@ impl ProjectionRunner {
             .filter(|earlier| earlier.position < record.position)
             .map(|earlier| decode(earlier).map(|event| (earlier.version, event)))
             .collect::<Result<_, RunnerError>>()?;
-        self.projections.seed(
-            &record.stream,
-            earlier.iter().map(|(version, event)| (*version, event)),
-        );
+        if is_reconciliation_stream(&record.stream) {
+            let events = earlier.iter().filter_map(|(version, event)| match event {
+                Decoded::Reconciliation(event) => Some((*version, event)),
+                _ => None,
+            });
+            self.projections.seed_reconciliation(&record.stream, events);
+        } else {
+            let events = earlier.iter().filter_map(|(version, event)| match event {
+                Decoded::Payment(event) => Some((*version, event)),
+                _ => None,
+            });
+            self.projections.seed(&record.stream, events);
+        }
         Ok(())
     }
 
@@ -275,15 +282,69 @@ impl ProjectionRunner {
     }
 }
 
-pub(crate) fn decode(
-    record: &RecordedEvent,
-) -> Result<paycode_domain::payment::Event, RunnerError> {
-    stored::decode(&record.event_type, record.schema_version, &record.data).map_err(|source| {
-        RunnerError::Undecodable {
-            position: record.position,
-            source,
-        }
+/// A stored event as the read models see it.
+#[derive(Debug)]
+pub(crate) enum Decoded {
+    Payment(payment::Event),
+    Reconciliation(ReconciliationEvent),
+    /// An event of a stream no read model reads: it only moves the position.
+    Ignored,
+}
+
+/// Decodes `record` by the kind of its stream.
+pub(crate) fn decode(record: &RecordedEvent) -> Result<Decoded, RunnerError> {
+    let (name, version, data) = (&record.event_type, record.schema_version, &record.data);
+    let decoded = if is_payment_stream(&record.stream) {
+        payment::stored::decode(name, version, data).map(Decoded::Payment)
+    } else if is_reconciliation_stream(&record.stream) {
+        reconciliation::stored::decode(name, version, data).map(Decoded::Reconciliation)
+    } else {
+        Ok(Decoded::Ignored)
+    };
+    decoded.map_err(|source| RunnerError::Undecodable {
+        position: record.position,
+        source,
     })
+}
+
+/// Applies a decoded event at `record`'s place in the log (idempotent by position).
+pub(crate) fn apply(projections: &mut Projections, record: &RecordedEvent, event: &Decoded) {
+    apply_at(
+        projections,
+        record.position,
+        &record.stream,
+        record.version,
+        event,
+    );
+}
+
+/// [`apply`] for an event whose record was taken apart.
+pub(crate) fn apply_at(
+    projections: &mut Projections,
+    position: u64,
+    stream: &str,
+    version: u64,
+    event: &Decoded,
+) {
+    match event {
+        Decoded::Payment(event) => {
+            projections.apply(PositionedEvent {
+                position,
+                stream,
+                version,
+                event,
+            });
+        }
+        Decoded::Reconciliation(event) => {
+            projections.apply_reconciliation(PositionedReconciliation {
+                position,
+                stream,
+                version,
+                event,
+            });
+        }
+        Decoded::Ignored => projections.pass(position),
+    }
 }
 
 #[cfg(test)]

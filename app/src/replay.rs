@@ -13,11 +13,10 @@ use std::sync::Arc;
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 use paycode_adapters::store::{EventStore, RecordedEvent};
-use paycode_domain::payment::Event;
-use paycode_projections::{PositionedEvent, Projections, is_payment_stream};
+use paycode_projections::Projections;
 
 use crate::config::{Config, StoreKind};
-use crate::projection_runner::{RunnerError, decode};
+use crate::projection_runner::{Decoded, RunnerError, apply_at, decode};
 use crate::views::{ViewStore, views_path_beside};
 
 /// Events read per batch while rebuilding.
@@ -180,12 +179,12 @@ async fn rebuild_in_batches(
     Ok((projections, events))
 }
 
-/// One event ready to fold: `None` for a stream the read models ignore.
-struct Decoded {
+/// One event ready to fold.
+struct Ready {
     position: u64,
     stream: String,
     version: u64,
-    event: Option<Event>,
+    event: Decoded,
 }
 
 /// Decodes the events of `batch` at positions up to `up_to`, in order,
@@ -193,7 +192,7 @@ struct Decoded {
 async fn decode_batch(
     mut batch: Vec<RecordedEvent>,
     up_to: u64,
-) -> Result<Vec<Decoded>, RunnerError> {
+) -> Result<Vec<Ready>, RunnerError> {
     batch.retain(|record| record.position <= up_to);
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
     let chunk_len = batch.len().div_ceil(cores).max(1);
@@ -205,10 +204,8 @@ async fn decode_batch(
             chunk
                 .into_iter()
                 .map(|record| {
-                    let event = is_payment_stream(&record.stream)
-                        .then(|| decode(&record))
-                        .transpose()?;
-                    Ok(Decoded {
+                    let event = decode(&record)?;
+                    Ok(Ready {
                         position: record.position,
                         stream: record.stream,
                         version: record.version,
@@ -229,18 +226,14 @@ async fn decode_batch(
     Ok(decoded)
 }
 
-fn fold_one(projections: &mut Projections, decoded: &Decoded) {
-    match &decoded.event {
-        Some(event) => {
-            projections.apply(PositionedEvent {
-                position: decoded.position,
-                stream: &decoded.stream,
-                version: decoded.version,
-                event,
-            });
-        }
-        None => projections.pass(decoded.position),
-    }
+fn fold_one(projections: &mut Projections, ready: &Ready) {
+    apply_at(
+        projections,
+        ready.position,
+        &ready.stream,
+        ready.version,
+        &ready.event,
+    );
 }
 
 /// Rebuilds up to `views`' checkpoint and compares row by row.
@@ -383,16 +376,21 @@ pub async fn compare_arc(
 mod tests {
     use paycode_adapters::store::{ExpectedVersion, MemoryStore, NewEvent};
     use paycode_domain::payment::stored;
+    use paycode_domain::reconciliation::{
+        self, Finding, FindingKind, ReconciliationEvent, ReconciliationFact, ReconciliationRecorded,
+    };
+    use paycode_domain::{Channel, CommandId};
     use paycode_projections::sample;
     use uuid::Uuid;
 
     use super::*;
 
-    /// A log of interleaved sample payment histories with an event of
-    /// another stream after every tenth, in a memory store.
+    /// A log of interleaved sample payment histories with, after every
+    /// tenth event, a new report of one statement day and an event of a
+    /// stream no read model reads, in a memory store.
     async fn sample_store() -> MemoryStore {
         let store = MemoryStore::new();
-        let mut other_version = None;
+        let mut report_version = None;
         for (index, sampled) in sample::log("m", 40, 7).into_iter().enumerate() {
             let encoded = stored::encode(&sampled.event);
             let expected = ExpectedVersion::after(sampled.version.checked_sub(1));
@@ -407,18 +405,56 @@ mod tests {
                 .await
                 .unwrap();
             if index % 10 == 9 {
+                // A corrected statement each time: the day's findings change.
+                let findings = (0..index % 4)
+                    .map(|n| Finding {
+                        kind: FindingKind::MissingInLedger,
+                        order_no: Some(format!("X{n}")),
+                        refund_no: None,
+                        ledger_amount: None,
+                        statement_amount: Some("2.00".parse().unwrap()),
+                        detail: format!("import {index}"),
+                    })
+                    .collect();
+                let report = ReconciliationEvent {
+                    at: chrono::Utc::now(),
+                    command_id: CommandId(Uuid::new_v4()),
+                    fact: ReconciliationFact::Recorded(ReconciliationRecorded {
+                        channel: Channel::Wechat,
+                        date: chrono::NaiveDate::from_ymd_opt(2026, 11, 22).unwrap(),
+                        statement_sha256: format!("{index:064}"),
+                        statement_lines: 10,
+                        matched: 10,
+                        findings,
+                    }),
+                };
+                let encoded = reconciliation::stored::encode(&report);
+                let report = NewEvent {
+                    event_id: Uuid::new_v4(),
+                    event_type: encoded.name.to_owned(),
+                    schema_version: encoded.schema_version,
+                    data: encoded.data,
+                };
+                let expected = ExpectedVersion::after(report_version);
+                store
+                    .append("reconciliation-m-wechat-2026-11-22", expected, vec![report])
+                    .await
+                    .unwrap();
+                report_version = Some(report_version.map_or(0, |version| version + 1));
                 let other = NewEvent {
                     event_id: Uuid::new_v4(),
-                    event_type: "ReconciliationRecorded".into(),
+                    event_type: "SomethingElse".into(),
                     schema_version: 1,
                     data: b"not an event the read models decode".to_vec(),
                 };
-                let expected = ExpectedVersion::after(other_version);
                 store
-                    .append("reconciliation-m-wechat-2026-11-22", expected, vec![other])
+                    .append(
+                        &format!("other-{index}"),
+                        ExpectedVersion::NoStream,
+                        vec![other],
+                    )
                     .await
                     .unwrap();
-                other_version = Some(other_version.map_or(0, |version| version + 1));
             }
         }
         store
@@ -431,17 +467,8 @@ mod tests {
             if record.position > up_to {
                 break;
             }
-            if !is_payment_stream(&record.stream) {
-                projections.pass(record.position);
-                continue;
-            }
             let event = decode(&record).unwrap();
-            projections.apply(PositionedEvent {
-                position: record.position,
-                stream: &record.stream,
-                version: record.version,
-                event: &event,
-            });
+            crate::projection_runner::apply(&mut projections, &record, &event);
             projections.flush();
         }
         projections
@@ -463,6 +490,9 @@ mod tests {
                 rebuilt == one_by_one(&store, up_to).await,
                 "up to {up_to} in batches of {batch_max}"
             );
+            if up_to == head {
+                assert!(!rebuilt.reconciliation_diffs.is_empty());
+            }
         }
     }
 

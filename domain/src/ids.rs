@@ -125,6 +125,18 @@ pub fn reconciliation_stream(channel: Channel, merchant: &MerchantId, date: Naiv
     format!("reconciliation-{merchant}-{channel}-{date}")
 }
 
+/// Splits a stream name made by [`reconciliation_stream`]; `None` for other streams.
+pub fn parse_reconciliation_stream(stream: &str) -> Option<(MerchantId, Channel, NaiveDate)> {
+    let rest = stream.strip_prefix("reconciliation-")?;
+    let (merchant, rest) = rest.split_once('-')?;
+    let (channel, date) = rest.split_once('-')?;
+    Some((
+        MerchantId::parse(merchant).ok()?,
+        Channel::parse(channel)?,
+        NaiveDate::parse_from_str(date, "%Y-%m-%d").ok()?,
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -167,6 +179,19 @@ mod tests {
             reconciliation_stream(Channel::Alipay, &merchant, date)
         );
         assert_eq!(parse_payment_stream(&stream), None);
+        assert_eq!(
+            parse_reconciliation_stream(&stream),
+            Some((merchant.clone(), Channel::Wechat, date))
+        );
+        for other in [
+            "payment-demo-A1",
+            "reconciliation-demo-wechat",
+            "reconciliation-demo-paypal-2026-11-21",
+            "reconciliation-demo-wechat-2026-13-01",
+            "reconciliation--wechat-2026-11-21",
+        ] {
+            assert_eq!(parse_reconciliation_stream(other), None, "{other}");
+        }
     }
 
     #[test]

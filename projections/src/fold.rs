@@ -9,18 +9,21 @@ use paycode_domain::{MerchantId, OrderNo};
 use serde::Serialize;
 
 use crate::payment_view::PaymentView;
+use crate::projection::Source;
 
 /// One decoded event as the store recorded it: where it sits in the global
 /// order and in its stream. Borrowed, so applying it allocates nothing.
+/// A payment event by default; see also `PositionedReconciliation`.
 #[derive(Debug, Clone, Copy)]
-pub struct PositionedEvent<'a> {
+pub struct PositionedEvent<'a, E = Event> {
     /// The store's global position (from 1).
     pub position: u64,
-    /// The stream it belongs to (`payment-{merchant}-{order_no}`).
+    /// The stream it belongs to (`payment-{merchant}-{order_no}`, or
+    /// `reconciliation-{merchant}-{channel}-{date}`).
     pub stream: &'a str,
     /// Its version within the stream (from 0).
     pub version: u64,
-    pub event: &'a Event,
+    pub event: &'a E,
 }
 
 /// Which order a row is about. Serialized as the stored key of one-row-per-order read models.
@@ -72,5 +75,13 @@ impl OrderFold {
             self.updated_at?,
             self.version,
         )
+    }
+}
+
+impl Source for OrderFold {
+    type Id = OrderKey;
+
+    fn id(&self) -> &OrderKey {
+        &self.key
     }
 }

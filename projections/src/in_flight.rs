@@ -32,6 +32,7 @@ impl Projection for InFlight {
     const NAME: &'static str = "in_flight";
     type Key = OrderKey;
     type Row = InFlightOrder;
+    type Source = OrderFold;
 
     fn rows_of(fold: &OrderFold, rows: &mut Vec<(OrderKey, InFlightOrder)>) {
         let (Some(order), Some(status)) = (fold.state.order(), fold.state.status()) else {

@@ -4,10 +4,11 @@
 //!
 //! - [`fold`]: one order's fold, shared by every read model.
 //! - [`projection`]: the [`Projection`] trait and [`Table`].
-//! - [`order_status`], [`refunds`], [`operator_queue`], [`in_flight`]: the read models.
+//! - [`order_status`], [`refunds`], [`operator_queue`], [`in_flight`]: the
+//!   read models of payment streams, from each order's fold.
+//! - [`reconciliation_diffs`]: the findings of each statement day's latest
+//!   report, from the reconciliation streams.
 //! - [`set`]: [`Projections`], all of them fed by global position.
-//! - Planned: `reconciliation_diffs` (statement lines against the ledger),
-//!   added as one more module and one more table in [`set`].
 
 pub mod fold;
 pub mod in_flight;
@@ -15,6 +16,7 @@ pub mod operator_queue;
 pub mod order_status;
 pub mod payment_view;
 pub mod projection;
+pub mod reconciliation_diffs;
 pub mod refunds;
 #[doc(hidden)]
 pub mod sample;
@@ -25,5 +27,9 @@ mod properties;
 
 pub use fold::{OrderFold, OrderKey, PositionedEvent};
 pub use payment_view::{PaymentView, PendingAction, RefundView};
-pub use projection::{Change, Projection, Table};
-pub use set::{Changes, PROJECTION_NAMES, Projections, StoredChange, is_payment_stream};
+pub use projection::{Change, Projection, Source, Table};
+pub use reconciliation_diffs::PositionedReconciliation;
+pub use set::{
+    Changes, PROJECTION_NAMES, Projections, StoredChange, is_payment_stream,
+    is_reconciliation_stream,
+};

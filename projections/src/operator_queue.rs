@@ -38,6 +38,7 @@ impl Projection for OperatorQueue {
     const NAME: &'static str = "operator_queue";
     type Key = ReviewKey;
     type Row = ReviewItem;
+    type Source = OrderFold;
 
     fn rows_of(order: &OrderFold, rows: &mut Vec<(ReviewKey, ReviewItem)>) {
         let key = |refund_no: Option<&RefundNo>| ReviewKey {

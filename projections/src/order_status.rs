@@ -14,6 +14,7 @@ impl Projection for OrderStatus {
     const NAME: &'static str = "order_status";
     type Key = OrderKey;
     type Row = PaymentView;
+    type Source = OrderFold;
 
     fn rows_of(order: &OrderFold, rows: &mut Vec<(OrderKey, PaymentView)>) {
         if let Some(view) = order.view() {

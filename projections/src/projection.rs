@@ -1,20 +1,26 @@
 //! The `Projection` trait and `Table`, the rows one projection holds.
 //!
-//! A projection says which rows one order's fold gives (`rows_of`, pure);
-//! a `Table` keeps those rows and, when an order moves, replaces that
-//! order's rows and reports which keys changed. Rows are serializable so the
-//! app can store them; a key serializes to the stored key.
+//! A projection says which rows one source gives (`rows_of`, pure): an
+//! order's fold, or a statement day's latest report. A `Table` keeps those
+//! rows and, when a source moves, replaces that source's rows and reports
+//! which keys changed. Rows are serializable so the app can store them; a
+//! key serializes to the stored key.
 
 use std::collections::BTreeMap;
+use std::fmt::Debug;
+use std::hash::Hash;
 
 use foldhash::HashMap;
-use std::fmt::Debug;
-
 use serde::Serialize;
 
-use crate::fold::{OrderFold, OrderKey};
+/// What a projection derives its rows from: one stream's fold.
+pub trait Source {
+    /// Which source it is (an order, a statement day).
+    type Id: Clone + Eq + Hash + Debug;
+    fn id(&self) -> &Self::Id;
+}
 
-/// One read model of the log, as a pure function of each order's fold.
+/// One read model of the log, as a pure function of each source's fold.
 pub trait Projection {
     /// The stored name (a SQL table name: lower case, `_`). A contract:
     /// renaming it orphans the stored rows.
@@ -23,11 +29,17 @@ pub trait Projection {
     type Key: Clone + Ord + Debug + Serialize;
     /// One row; its JSON form is what is stored and compared.
     type Row: Clone + PartialEq + Debug + Serialize;
+    /// The fold the rows come from.
+    type Source: Source;
 
-    /// Pushes every row this read model holds for `order` now, in any order,
-    /// each key at most once. Pure: the same fold always gives the same rows.
-    fn rows_of(order: &OrderFold, rows: &mut Vec<(Self::Key, Self::Row)>);
+    /// Pushes every row this read model holds for `source` now, in any
+    /// order, each key at most once. Pure: the same fold always gives the
+    /// same rows.
+    fn rows_of(source: &Self::Source, rows: &mut Vec<(Self::Key, Self::Row)>);
 }
+
+/// The id of a projection's sources.
+type SourceId<P> = <<P as Projection>::Source as Source>::Id;
 
 /// A change to one stored row: the new row, or `None` when it is gone.
 #[derive(Debug, Clone, PartialEq)]
@@ -36,11 +48,11 @@ pub struct Change<P: Projection> {
     pub row: Option<P::Row>,
 }
 
-/// The rows of one projection, with the keys each order contributed.
+/// The rows of one projection, with the keys each source contributed.
 #[derive(Debug)]
 pub struct Table<P: Projection> {
     rows: BTreeMap<P::Key, P::Row>,
-    keys_by_order: HashMap<OrderKey, Vec<P::Key>>,
+    keys_by_source: HashMap<SourceId<P>, Vec<P::Key>>,
     /// Scratch space reused across refreshes (no allocation per event).
     scratch: Vec<(P::Key, P::Row)>,
 }
@@ -49,7 +61,7 @@ impl<P: Projection> Default for Table<P> {
     fn default() -> Self {
         Table {
             rows: BTreeMap::new(),
-            keys_by_order: HashMap::default(),
+            keys_by_source: HashMap::default(),
             scratch: Vec::new(),
         }
     }
@@ -80,13 +92,13 @@ impl<P: Projection> Table<P> {
         self.rows.is_empty()
     }
 
-    /// Replaces `order`'s rows with what its fold gives now; pushes the
+    /// Replaces `source`'s rows with what its fold gives now; pushes the
     /// changes (rows added, altered or gone) onto `changes` when given.
-    pub fn refresh(&mut self, order: &OrderFold, changes: Option<&mut Vec<Change<P>>>) {
+    pub fn refresh(&mut self, source: &P::Source, changes: Option<&mut Vec<Change<P>>>) {
         let mut scratch = std::mem::take(&mut self.scratch);
         scratch.clear();
-        P::rows_of(order, &mut scratch);
-        let old_keys = self.keys_by_order.remove(&order.key).unwrap_or_default();
+        P::rows_of(source, &mut scratch);
+        let old_keys = self.keys_by_source.remove(source.id()).unwrap_or_default();
         let mut new_keys = Vec::with_capacity(scratch.len());
         let mut changes = changes;
         for key in old_keys {
@@ -111,14 +123,14 @@ impl<P: Projection> Table<P> {
             self.rows.insert(key, row);
         }
         if !new_keys.is_empty() {
-            self.keys_by_order.insert(order.key.clone(), new_keys);
+            self.keys_by_source.insert(source.id().clone(), new_keys);
         }
         self.scratch = scratch;
     }
 
-    /// Forgets `order`'s rows without reporting a change (they stay stored).
-    pub fn forget(&mut self, order: &OrderKey) {
-        for key in self.keys_by_order.remove(order).unwrap_or_default() {
+    /// Forgets `source`'s rows without reporting a change (they stay stored).
+    pub fn forget(&mut self, source: &SourceId<P>) {
+        for key in self.keys_by_source.remove(source).unwrap_or_default() {
             self.rows.remove(&key);
         }
     }

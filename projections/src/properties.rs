@@ -2,34 +2,156 @@
 //! in one batch or in arbitrary chunks gives the same rows; a follower that
 //! stores changes, restarts from its checkpoint and forgets settled orders
 //! ends with exactly the rows of a rebuild from position 0; re-applying an
-//! applied position changes nothing.
+//! applied position changes nothing. The logs mix payment histories with
+//! reconciliation reports, corrected statements included.
 
 use std::collections::BTreeMap;
 
+use chrono::{NaiveDate, TimeZone, Utc};
+use paycode_domain::ids::reconciliation_stream;
 use paycode_domain::payment::PaymentStatus;
+use paycode_domain::reconciliation::{
+    Finding, FindingKind, ReconciliationEvent, ReconciliationFact, ReconciliationRecorded,
+};
+use paycode_domain::{Channel, CommandId, MerchantId};
 use proptest::prelude::*;
+use uuid::Uuid;
 
 use crate::fold::PositionedEvent;
-use crate::sample::{self, SampleEvent};
+use crate::reconciliation_diffs::PositionedReconciliation;
+use crate::sample::{self, Rng};
 use crate::set::{Projections, StoredChange};
 
 /// The stored form of every row: (projection, key) → row.
 type Stored = BTreeMap<(&'static str, String), String>;
 
-fn positioned(log: &[SampleEvent], index: usize) -> PositionedEvent<'_> {
-    let sample = &log[index];
-    PositionedEvent {
-        position: index as u64 + 1,
-        stream: &sample.stream,
-        version: sample.version,
-        event: &sample.event,
+/// One event of a mixed log.
+enum Entry {
+    Payment(sample::SampleEvent),
+    Reconciliation {
+        stream: String,
+        version: u64,
+        event: ReconciliationEvent,
+    },
+}
+
+impl Entry {
+    fn stream(&self) -> &str {
+        match self {
+            Entry::Payment(sample) => &sample.stream,
+            Entry::Reconciliation { stream, .. } => stream,
+        }
+    }
+
+    fn version(&self) -> u64 {
+        match self {
+            Entry::Payment(sample) => sample.version,
+            Entry::Reconciliation { version, .. } => *version,
+        }
     }
 }
 
-fn rebuild(log: &[SampleEvent]) -> Projections {
+/// `orders` sample payment histories with, spread among them, reports of
+/// two statement days (each day reported 1–3 times, 0–3 findings each).
+fn log(orders: usize, seed: u64) -> Vec<Entry> {
+    let mut rng = Rng::new(seed ^ 0x5eed);
+    let mut entries: Vec<Entry> = sample::log("demo", orders, seed)
+        .into_iter()
+        .map(Entry::Payment)
+        .collect();
+    let merchant = MerchantId::parse("demo").expect("a merchant id");
+    for (day, channel) in [(21, Channel::Wechat), (22, Channel::Alipay)] {
+        let date = NaiveDate::from_ymd_opt(2026, 11, day).expect("a date");
+        let stream = reconciliation_stream(channel, &merchant, date);
+        let mut at = rng.below(entries.len() as u64 + 1) as usize;
+        for version in 0..=rng.below(3) {
+            let findings = (0..rng.below(4))
+                .map(|n| Finding {
+                    kind: FindingKind::MissingInStatement,
+                    order_no: Some(format!("S{n}")),
+                    refund_no: None,
+                    ledger_amount: Some("1.00".parse().expect("an amount")),
+                    statement_amount: None,
+                    detail: format!("report {version}"),
+                })
+                .collect();
+            let event = ReconciliationEvent {
+                at: Utc.with_ymd_and_hms(2026, 11, day + 1, 2, 0, 0).unwrap(),
+                command_id: CommandId(Uuid::from_u128(u128::from(version))),
+                fact: ReconciliationFact::Recorded(ReconciliationRecorded {
+                    channel,
+                    date,
+                    statement_sha256: format!("{version:064}"),
+                    statement_lines: 10,
+                    matched: 7,
+                    findings,
+                }),
+            };
+            entries.insert(
+                at,
+                Entry::Reconciliation {
+                    stream: stream.clone(),
+                    version,
+                    event,
+                },
+            );
+            at += 1 + rng.below((entries.len() - at) as u64) as usize;
+            at = at.min(entries.len());
+        }
+    }
+    entries
+}
+
+/// Applies the log's event at `index` (position `index + 1`).
+fn apply(projections: &mut Projections, log: &[Entry], index: usize) -> bool {
+    let position = index as u64 + 1;
+    match &log[index] {
+        Entry::Payment(sample) => projections.apply(PositionedEvent {
+            position,
+            stream: &sample.stream,
+            version: sample.version,
+            event: &sample.event,
+        }),
+        Entry::Reconciliation {
+            stream,
+            version,
+            event,
+        } => projections.apply_reconciliation(PositionedReconciliation {
+            position,
+            stream,
+            version: *version,
+            event,
+        }),
+    }
+}
+
+/// What the app does after a restart: read the stream, fold what came
+/// before `index`.
+fn seed_before(projections: &mut Projections, log: &[Entry], index: usize) {
+    let stream = log[index].stream();
+    let before = log[..index].iter().filter(|entry| entry.stream() == stream);
+    match &log[index] {
+        Entry::Payment(_) => projections.seed(
+            stream,
+            before.filter_map(|entry| match entry {
+                Entry::Payment(sample) => Some((sample.version, &sample.event)),
+                Entry::Reconciliation { .. } => None,
+            }),
+        ),
+        Entry::Reconciliation { .. } => projections.seed_reconciliation(
+            stream,
+            before.filter_map(|entry| match entry {
+                Entry::Reconciliation { version, event, .. } => Some((*version, event)),
+                Entry::Payment(_) => None,
+            }),
+        ),
+    }
+}
+
+fn rebuild(log: &[Entry]) -> Projections {
     let mut projections = Projections::new();
     for index in 0..log.len() {
-        projections.apply(positioned(log, index));
+        apply(&mut projections, log, index);
     }
     projections.flush();
     projections
@@ -77,13 +199,13 @@ proptest! {
         seed in any::<u64>(),
         sizes in prop::collection::vec(1..40usize, 1..8),
     ) {
-        let log = sample::log("demo", orders, seed);
+        let log = log(orders, seed);
         let whole = rebuild(&log);
         let mut chunked = Projections::new();
         let mut stored = Stored::new();
         for chunk in chunks(log.len(), &sizes) {
             for index in chunk {
-                prop_assert!(chunked.apply(positioned(&log, index)));
+                prop_assert!(apply(&mut chunked, &log, index));
             }
             let changes = chunked.take_changes();
             prop_assert_eq!(changes.position, chunked.position());
@@ -103,7 +225,7 @@ proptest! {
         sizes in prop::collection::vec(1..30usize, 1..6),
         restarts in prop::collection::vec(any::<bool>(), 1..10),
     ) {
-        let log = sample::log("demo", orders, seed);
+        let log = log(orders, seed);
         let mut follower = Projections::new();
         let mut stored = Stored::new();
         let mut checkpoint = 0u64;
@@ -112,16 +234,10 @@ proptest! {
                 follower = Projections::starting_after(checkpoint);
             }
             for index in chunk {
-                let event = positioned(&log, index);
-                if event.version > 0 && !follower.knows(event.stream) {
-                    // What the app does after a restart: read the stream, fold what came before.
-                    let before = log[..index]
-                        .iter()
-                        .filter(|e| e.stream == event.stream)
-                        .map(|e| (e.version, &e.event));
-                    follower.seed(event.stream, before);
+                if log[index].version() > 0 && !follower.knows(log[index].stream()) {
+                    seed_before(&mut follower, &log, index);
                 }
-                follower.apply(event);
+                apply(&mut follower, &log, index);
             }
             let changes = follower.take_changes();
             store(&mut stored, changes.to_stored());
@@ -139,11 +255,11 @@ proptest! {
         seed in any::<u64>(),
         replay_from in 0..200usize,
     ) {
-        let log = sample::log("demo", orders, seed);
+        let log = log(orders, seed);
         let mut projections = rebuild(&log);
         let before = stored_form(&projections);
         for index in replay_from.min(log.len())..log.len() {
-            prop_assert!(!projections.apply(positioned(&log, index)));
+            prop_assert!(!apply(&mut projections, &log, index));
         }
         prop_assert!(projections.take_changes().is_empty());
         prop_assert_eq!(stored_form(&projections), before);
@@ -154,7 +270,7 @@ proptest! {
 fn the_read_models_agree_with_each_order_s_fold() {
     // On a fixed sample: every order has a status row, in-flight rows are exactly the unsettled
     // orders, queue rows are exactly the reviews, refund rows sum to the refunded totals.
-    let log = sample::log("demo", 60, 7);
+    let log = log(60, 7);
     let projections = rebuild(&log);
     let statuses = projections.order_status.rows();
     assert_eq!(statuses.len(), 60);
@@ -195,6 +311,7 @@ fn the_read_models_agree_with_each_order_s_fold() {
         assert_eq!(view.refunded_amount.fen(), refunded, "{key:?}");
     }
     // The sample exercises every read model.
+    assert!(!projections.reconciliation_diffs.is_empty());
     assert!(!projections.refunds.is_empty());
     assert!(!projections.operator_queue.is_empty());
     assert!(!projections.in_flight.is_empty());

@@ -24,6 +24,7 @@ impl Projection for Refunds {
     const NAME: &'static str = "refunds";
     type Key = RefundKey;
     type Row = RefundView;
+    type Source = OrderFold;
 
     fn rows_of(order: &OrderFold, rows: &mut Vec<(RefundKey, RefundView)>) {
         for view in RefundView::all(&order.state) {

@@ -9,8 +9,9 @@
 //! batch costs one `evolve` per event and one derivation per order.
 
 use foldhash::HashMap;
-use paycode_domain::ids::parse_payment_stream;
+use paycode_domain::ids::{parse_payment_stream, parse_reconciliation_stream};
 use paycode_domain::payment::Event;
+use paycode_domain::reconciliation::ReconciliationEvent;
 use serde::Serialize;
 
 use crate::fold::{OrderFold, OrderKey, PositionedEvent};
@@ -18,17 +19,18 @@ use crate::in_flight::InFlight;
 use crate::operator_queue::OperatorQueue;
 use crate::order_status::OrderStatus;
 use crate::projection::{Change, Projection, Table};
+use crate::reconciliation_diffs::{DayFold, DayKey, PositionedReconciliation, ReconciliationDiffs};
 use crate::refunds::Refunds;
 
 /// The stored names of every read model, in the order they are reported.
-/// A reconciliation-diffs read model is planned: it gets a module, a table
-/// field below, and its name here (the stored layout then changes, and the
-/// app rebuilds every read model once).
-pub const PROJECTION_NAMES: [&str; 4] = [
+/// A new read model gets a module, a table field below, and its name here
+/// (the stored layout then changes, and the app rebuilds every read model once).
+pub const PROJECTION_NAMES: [&str; 5] = [
     OrderStatus::NAME,
     Refunds::NAME,
     OperatorQueue::NAME,
     InFlight::NAME,
+    ReconciliationDiffs::NAME,
 ];
 
 #[derive(Debug)]
@@ -46,11 +48,15 @@ pub struct Projections {
     slots: Vec<Slot>,
     by_stream: HashMap<String, usize>,
     dirty: Vec<usize>,
+    /// Statement days by stream. Few (merchants × channels × days) and
+    /// small, so they stay in memory.
+    days: HashMap<String, DayFold>,
+    dirty_days: Vec<String>,
     pub order_status: Table<OrderStatus>,
     pub refunds: Table<Refunds>,
     pub operator_queue: Table<OperatorQueue>,
     pub in_flight: Table<InFlight>,
-    // Planned: `pub reconciliation_diffs: Table<ReconciliationDiffs>` (another change).
+    pub reconciliation_diffs: Table<ReconciliationDiffs>,
 }
 
 impl PartialEq for Projections {
@@ -61,6 +67,7 @@ impl PartialEq for Projections {
             && self.refunds == other.refunds
             && self.operator_queue == other.operator_queue
             && self.in_flight == other.in_flight
+            && self.reconciliation_diffs == other.reconciliation_diffs
     }
 }
 
@@ -73,6 +80,7 @@ pub struct Changes {
     pub refunds: Vec<Change<Refunds>>,
     pub operator_queue: Vec<Change<OperatorQueue>>,
     pub in_flight: Vec<Change<InFlight>>,
+    pub reconciliation_diffs: Vec<Change<ReconciliationDiffs>>,
 }
 
 /// A row change in its stored form: JSON key and JSON row (`None`: delete).
@@ -114,6 +122,7 @@ impl Changes {
             && self.refunds.is_empty()
             && self.operator_queue.is_empty()
             && self.in_flight.is_empty()
+            && self.reconciliation_diffs.is_empty()
     }
 
     pub fn len(&self) -> usize {
@@ -121,6 +130,7 @@ impl Changes {
             + self.refunds.len()
             + self.operator_queue.len()
             + self.in_flight.len()
+            + self.reconciliation_diffs.len()
     }
 
     /// Every change in its stored form.
@@ -130,13 +140,20 @@ impl Changes {
         stored(&self.refunds, &mut out);
         stored(&self.operator_queue, &mut out);
         stored(&self.in_flight, &mut out);
+        stored(&self.reconciliation_diffs, &mut out);
         out
     }
 }
 
-/// Whether the projections read a stream at all (payment streams only).
+/// Whether a stream holds payment events, which [`Projections::apply`] reads.
 pub fn is_payment_stream(stream: &str) -> bool {
     parse_payment_stream(stream).is_some()
+}
+
+/// Whether a stream holds reconciliation events, which
+/// [`Projections::apply_reconciliation`] reads.
+pub fn is_reconciliation_stream(stream: &str) -> bool {
+    parse_reconciliation_stream(stream).is_some()
 }
 
 impl Projections {
@@ -160,7 +177,7 @@ impl Projections {
 
     /// Whether the fold of `stream` is in memory (applied or seeded).
     pub fn knows(&self, stream: &str) -> bool {
-        self.by_stream.contains_key(stream)
+        self.by_stream.contains_key(stream) || self.days.contains_key(stream)
     }
 
     /// How many orders are folded in memory.
@@ -186,6 +203,41 @@ impl Projections {
             self.dirty.push(index);
         }
         true
+    }
+
+    /// Applies one decoded reconciliation event, like [`Projections::apply`]:
+    /// idempotent by position; an event of a stream that is not a
+    /// reconciliation stream only moves the position.
+    pub fn apply_reconciliation(&mut self, event: PositionedReconciliation<'_>) -> bool {
+        if event.position <= self.position {
+            return false;
+        }
+        self.position = event.position;
+        if let Some(day) = self.day_of(event.stream) {
+            day.apply(event.version, event.event);
+            self.mark_day(event.stream);
+        }
+        true
+    }
+
+    /// Folds the events of a reconciliation stream that the stored rows
+    /// already reflect, like [`Projections::seed`].
+    pub fn seed_reconciliation<'a>(
+        &mut self,
+        stream: &str,
+        events: impl IntoIterator<Item = (u64, &'a ReconciliationEvent)>,
+    ) {
+        if self.knows(stream) {
+            return;
+        }
+        let Some(day) = self.day_of(stream) else {
+            return;
+        };
+        for (version, event) in events {
+            day.apply(version, event);
+        }
+        let day = &self.days[stream];
+        self.reconciliation_diffs.refresh(day, None);
     }
 
     /// Moves past `position` without an event to apply (an event of a stream
@@ -216,6 +268,25 @@ impl Projections {
         self.in_flight.refresh(fold, None);
     }
 
+    fn day_of(&mut self, stream: &str) -> Option<&mut DayFold> {
+        if !self.days.contains_key(stream) {
+            let (merchant_id, channel, date) = parse_reconciliation_stream(stream)?;
+            let key = DayKey {
+                merchant_id,
+                channel,
+                date,
+            };
+            self.days.insert(stream.to_owned(), DayFold::new(key));
+        }
+        self.days.get_mut(stream)
+    }
+
+    fn mark_day(&mut self, stream: &str) {
+        if !self.dirty_days.iter().any(|dirty| dirty == stream) {
+            self.dirty_days.push(stream.to_owned());
+        }
+    }
+
     /// Derives the rows of every order touched since the last call and
     /// returns what changed: the batch to store with [`Changes::position`].
     pub fn take_changes(&mut self) -> Changes {
@@ -225,6 +296,7 @@ impl Projections {
             refunds: Vec::new(),
             operator_queue: Vec::new(),
             in_flight: Vec::new(),
+            reconciliation_diffs: Vec::new(),
         };
         for index in self.dirty.drain(..) {
             let slot = &mut self.slots[index];
@@ -236,6 +308,10 @@ impl Projections {
             self.operator_queue
                 .refresh(fold, Some(&mut changes.operator_queue));
             self.in_flight.refresh(fold, Some(&mut changes.in_flight));
+        }
+        for stream in self.dirty_days.drain(..) {
+            self.reconciliation_diffs
+                .refresh(&self.days[&stream], Some(&mut changes.reconciliation_diffs));
         }
         changes
     }
@@ -251,6 +327,9 @@ impl Projections {
             self.refunds.refresh(fold, None);
             self.operator_queue.refresh(fold, None);
             self.in_flight.refresh(fold, None);
+        }
+        for stream in self.dirty_days.drain(..) {
+            self.reconciliation_diffs.refresh(&self.days[&stream], None);
         }
     }
 
@@ -287,6 +366,7 @@ impl Projections {
             stored_rows(&self.refunds),
             stored_rows(&self.operator_queue),
             stored_rows(&self.in_flight),
+            stored_rows(&self.reconciliation_diffs),
         ]
     }
 

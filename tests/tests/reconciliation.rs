@@ -271,6 +271,28 @@ async fn planted_defects(channel: Channel) {
         .unwrap();
     assert_eq!(changed["ledger_amount"], "25.00", "{changed}");
     assert_eq!(changed["statement_amount"], "24.00", "{changed}");
+
+    // The reconciliation-diffs read model, rebuilt from the log, holds the same findings.
+    let head = app.app.store.head_position().await.unwrap();
+    let (projections, _) = paycode::replay::rebuild(
+        app.app.store.as_ref(),
+        head,
+        &indicatif::ProgressBar::hidden(),
+    )
+    .await
+    .unwrap();
+    let diffs: BTreeSet<(String, String)> = projections
+        .reconciliation_diffs
+        .rows()
+        .iter()
+        .map(|(key, row)| {
+            assert_eq!((key.channel, key.date), (channel, date));
+            assert_eq!(row.statement_sha256, report["statement_sha256"]);
+            let order_no = row.finding.order_no.clone().unwrap_or_default();
+            (row.finding.kind.as_str().to_owned(), order_no)
+        })
+        .collect();
+    assert_eq!(diffs, expected);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

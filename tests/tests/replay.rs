@@ -85,7 +85,8 @@ async fn replay_finds_no_difference_then_reports_a_tampered_row() {
             ("order_status", 3),
             ("refunds", 1),
             ("operator_queue", 0),
-            ("in_flight", 0)
+            ("in_flight", 0),
+            ("reconciliation_diffs", 0)
         ]
     );
     assert!(report.to_string().contains("no differences"), "{report}");

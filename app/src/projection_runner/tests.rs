@@ -11,6 +11,7 @@ use indicatif::ProgressBar;
 use paycode_adapters::store::{
     AppendOutcome, ExpectedVersion, MemoryStore, NewEvent, RecordedEvent,
 };
+use paycode_domain::payment::stored;
 use paycode_projections::sample;
 use uuid::Uuid;
 
@@ -352,4 +353,80 @@ async fn follow_keeps_up_with_new_appends() {
     assert_eq!(views.checkpoint().unwrap(), total);
     task.abort();
     assert_eq!(stored_rows(&views), rebuilt_rows(store.as_ref()).await);
+}
+
+/// Appends a report of the demo merchant's WeChat statement of 2026-11-22
+/// with `findings` findings, as the `version`-th report of that day.
+async fn append_report(store: &MemoryStore, version: u64, findings: usize) {
+    use paycode_domain::reconciliation::{
+        Finding, FindingKind, ReconciliationEvent, ReconciliationFact, ReconciliationRecorded,
+        stored as reconciliation_stored,
+    };
+    let event = ReconciliationEvent {
+        at: chrono::Utc::now(),
+        command_id: paycode_domain::CommandId(Uuid::new_v4()),
+        fact: ReconciliationFact::Recorded(ReconciliationRecorded {
+            channel: paycode_domain::Channel::Wechat,
+            date: chrono::NaiveDate::from_ymd_opt(2026, 11, 22).unwrap(),
+            statement_sha256: format!("{version:064}"),
+            statement_lines: 5,
+            matched: 5,
+            findings: (0..findings)
+                .map(|n| Finding {
+                    kind: FindingKind::MissingInStatement,
+                    order_no: Some(format!("S{n}")),
+                    refund_no: None,
+                    ledger_amount: Some("3.00".parse().unwrap()),
+                    statement_amount: None,
+                    detail: format!("report {version}"),
+                })
+                .collect(),
+        }),
+    };
+    let encoded = reconciliation_stored::encode(&event);
+    store
+        .append(
+            "reconciliation-demo-wechat-2026-11-22",
+            ExpectedVersion::after(version.checked_sub(1)),
+            vec![NewEvent {
+                event_id: Uuid::new_v4(),
+                event_type: encoded.name.to_owned(),
+                schema_version: encoded.schema_version,
+                data: encoded.data,
+            }],
+        )
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_corrected_statement_after_a_restart_leaves_only_its_own_findings_stored() {
+    // Report 0 (three findings) is stored, the process stops; report 1 (one finding) comes in.
+    // The restarted runner seeds the day from its stream, so findings 1 and 2 are deleted.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("paycode-views.db");
+    let (store, _) = sample_store(10, 5).await;
+    append_report(&store, 0, 3).await;
+    let store = Arc::new(store);
+    {
+        let views = ViewStore::open(&path).unwrap();
+        let dyn_store: Arc<dyn EventStore> = store.clone();
+        let mut runner = ProjectionRunner::open(dyn_store, views.clone(), options(7))
+            .await
+            .unwrap();
+        runner.catch_up().await.unwrap();
+        assert_eq!(views.rows("reconciliation_diffs").unwrap().len(), 3);
+    }
+    append_report(&store, 1, 1).await;
+    let views = ViewStore::open(&path).unwrap();
+    let dyn_store: Arc<dyn EventStore> = store.clone();
+    let mut runner = ProjectionRunner::open(dyn_store.clone(), views.clone(), options(7))
+        .await
+        .unwrap();
+    runner.catch_up().await.unwrap();
+    let diffs = views.rows("reconciliation_diffs").unwrap();
+    assert_eq!(diffs.len(), 1, "{diffs:?}");
+    let row = diffs.values().next().unwrap();
+    assert!(row.contains("report 1"), "{row}");
+    assert_eq!(stored_rows(&views), rebuilt_rows(dyn_store.as_ref()).await);
 }
