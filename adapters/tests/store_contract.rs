@@ -88,6 +88,50 @@ contract_tests!(memory, fresh_memory);
 contract_tests!(sqlite, fresh_sqlite);
 
 #[tokio::test]
+async fn sqlite_reads_a_wrongly_sized_id_or_hash_as_corrupt_naming_position_and_column() {
+    // Replay reads these columns in place as fixed-size arrays; a blob of any
+    // other size (a damaged or hand-edited file) must be refused, not cut or padded.
+    for (column, bytes, said) in [
+        ("event_id", vec![7u8; 15], "event id is not 16 bytes"),
+        (
+            "previous_hash",
+            vec![0u8; 31],
+            "previous_hash is not 32 bytes",
+        ),
+        ("hash", vec![1u8; 33], "hash is not 32 bytes"),
+    ] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("events.db");
+        let store = SqliteStore::open(&path).expect("open");
+        store
+            .append(
+                "order",
+                ExpectedVersion::NoStream,
+                vec![event("Submitted", "1"), event("UserPaying", "2")],
+            )
+            .await
+            .expect("append");
+        store.close().await.expect("close");
+        let conn = rusqlite::Connection::open(&path).expect("open by hand");
+        conn.execute(
+            &format!("UPDATE events SET {column} = ?1 WHERE position = 2"),
+            [bytes],
+        )
+        .expect("damage the row");
+        drop(conn);
+
+        let store = SqliteStore::open(&path).expect("reopen");
+        match store.read_all(1, 10).await {
+            Err(StoreError::Corrupt(message)) => {
+                assert!(message.contains("position 2"), "{column}: {message}");
+                assert!(message.contains(said), "{column}: {message}");
+            }
+            other => panic!("{column}: expected Corrupt, got {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
 async fn sqlite_reopened_file_keeps_every_event_and_positions_continue() {
     // Shows that a closed store reopens with all events, stream heads and the
     // global position intact, and that appends go on from there.

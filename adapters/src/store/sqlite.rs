@@ -28,6 +28,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rusqlite::config::DbConfig;
+use rusqlite::types::ValueRef;
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, params};
 use tokio::sync::{oneshot, watch};
 use uuid::Uuid;
@@ -1200,13 +1201,27 @@ struct RawRow {
     position: i64,
     stream: String,
     version: i64,
-    event_id: Vec<u8>,
+    /// `None` when the stored blob is not 16 bytes (reported as corrupt).
+    event_id: Option<[u8; 16]>,
     event_type: String,
     schema_version: i64,
     data: Vec<u8>,
     recorded_at: i64,
-    previous_hash: Vec<u8>,
-    hash: Vec<u8>,
+    /// `None` when the stored blob is not 32 bytes (reported as corrupt).
+    previous_hash: Option<ChainHash>,
+    hash: Option<ChainHash>,
+}
+
+/// A fixed-size blob column, read in place rather than through a `Vec`
+/// (replay reads millions of rows): `None` for any other size or type.
+fn fixed_blob<const N: usize>(
+    row: &rusqlite::Row<'_>,
+    index: usize,
+) -> rusqlite::Result<Option<[u8; N]>> {
+    Ok(match row.get_ref(index)? {
+        ValueRef::Blob(bytes) => bytes.try_into().ok(),
+        _ => None,
+    })
 }
 
 fn raw_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<RawRow> {
@@ -1214,13 +1229,13 @@ fn raw_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<RawRow> {
         position: row.get(0)?,
         stream: row.get(1)?,
         version: row.get(2)?,
-        event_id: row.get(3)?,
+        event_id: fixed_blob(row, 3)?,
         event_type: row.get(4)?,
         schema_version: row.get(5)?,
         data: row.get(6)?,
         recorded_at: row.get(7)?,
-        previous_hash: row.get(8)?,
-        hash: row.get(9)?,
+        previous_hash: fixed_blob(row, 8)?,
+        hash: fixed_blob(row, 9)?,
     })
 }
 
@@ -1229,18 +1244,20 @@ impl RawRow {
         let corrupt = |what: &str| {
             StoreError::Corrupt(format!("event at position {}: {what}", self.position))
         };
-        let event_id =
-            Uuid::from_slice(&self.event_id).map_err(|_| corrupt("event id is not 16 bytes"))?;
+        let event_id = Uuid::from_bytes(
+            self.event_id
+                .ok_or_else(|| corrupt("event id is not 16 bytes"))?,
+        );
         let position = u64::try_from(self.position).map_err(|_| corrupt("negative position"))?;
         let version = u64::try_from(self.version).map_err(|_| corrupt("negative version"))?;
         let schema_version = u32::try_from(self.schema_version)
             .map_err(|_| corrupt("schema version out of range"))?;
         let recorded_at: DateTime<Utc> = DateTime::from_timestamp_micros(self.recorded_at)
             .ok_or_else(|| corrupt("recorded_at out of range"))?;
-        let previous_hash = ChainHash::try_from(self.previous_hash.as_slice())
-            .map_err(|_| corrupt("previous_hash is not 32 bytes"))?;
-        let hash = ChainHash::try_from(self.hash.as_slice())
-            .map_err(|_| corrupt("hash is not 32 bytes"))?;
+        let previous_hash = self
+            .previous_hash
+            .ok_or_else(|| corrupt("previous_hash is not 32 bytes"))?;
+        let hash = self.hash.ok_or_else(|| corrupt("hash is not 32 bytes"))?;
         Ok(RecordedEvent {
             stream: self.stream,
             version,
