@@ -174,7 +174,10 @@ async fn rebuild_in_batches(
         );
         events += decoded.len() as u64;
         raw = next_raw?;
-        decoded = next_decoded?;
+        // Freeing a folded batch (millions of small allocations) is work the
+        // fold need not wait for: it goes to a blocking thread.
+        let folded = std::mem::replace(&mut decoded, next_decoded?);
+        drop(tokio::task::spawn_blocking(move || drop(folded)));
     }
     Ok((projections, events))
 }
