@@ -157,12 +157,18 @@ async fn rebuild_in_batches(
         }
     };
     let mut raw = read_after(0).await?;
-    let mut decoded = Vec::new();
+    let mut decoded: Vec<Ready> = Vec::new();
     while !raw.is_empty() || !decoded.is_empty() {
         let read_up_to = raw.last().map_or(up_to, |last| last.position);
         let fold = async {
-            for event in &decoded {
-                fold_one(&mut projections, event);
+            for ready in &decoded {
+                apply_at(
+                    &mut projections,
+                    ready.position,
+                    &ready.stream,
+                    ready.version,
+                    &ready.event,
+                );
             }
             projections.flush();
             progress.set_position(projections.position().min(up_to));
@@ -227,16 +233,6 @@ async fn decode_batch(
         );
     }
     Ok(decoded)
-}
-
-fn fold_one(projections: &mut Projections, ready: &Ready) {
-    apply_at(
-        projections,
-        ready.position,
-        &ready.stream,
-        ready.version,
-        &ready.event,
-    );
 }
 
 /// Rebuilds up to `views`' checkpoint and compares row by row.
