@@ -9,8 +9,8 @@ use anyhow::Context;
 use paycode_adapters::clock::SystemClock;
 use paycode_adapters::lease::{LocalLeases, SqliteLeases, StepLease};
 use paycode_adapters::store::{EventStore, MemoryStore, SqliteStore};
-use paycode_domain::payment::{PaymentState, evolve};
 use paycode_domain::{MerchantId, OrderNo};
+use paycode_projections::statuses_after;
 use tracing_subscriber::EnvFilter;
 
 use crate::config::{Config, LogFormat, StoreKind};
@@ -160,9 +160,8 @@ pub async fn history(
         "{:>4}  {:<24}  {:<22}  {:<18}  {}\n",
         "ver", "at", "event", "status after", "details"
     ));
-    let mut state = PaymentState::Initial;
-    for recorded in &history.events {
-        state = evolve(state, &recorded.event);
+    let statuses = statuses_after(history.events.iter().map(|recorded| &recorded.event));
+    for (recorded, status_after) in history.events.iter().zip(statuses) {
         let mut data = serde_json::to_value(&recorded.event).unwrap_or_default();
         let name = recorded.event.fact.stored_name();
         if let Some(object) = data.as_object_mut() {
@@ -175,7 +174,7 @@ pub async fn history(
             recorded.version,
             recorded.event.at.format("%Y-%m-%dT%H:%M:%S%.3fZ"),
             name,
-            state.status().map(|s| s.as_str()).unwrap_or("-"),
+            status_after.map_or("-", |status| status.as_str()),
             data,
         ));
     }

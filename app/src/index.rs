@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use paycode_adapters::store::{EventStore, Follower, StoreError};
 use paycode_domain::ids::parse_payment_stream;
-use paycode_domain::payment::{PaymentState, PaymentStatus, evolve, stored};
+use paycode_domain::payment::{Event, PaymentState, PaymentStatus, evolve};
 use paycode_domain::{MerchantId, OrderNo};
 use tracing::warn;
 
@@ -50,11 +50,7 @@ impl OrderIndex {
                 let Some((merchant, order_no)) = parse_payment_stream(&record.stream) else {
                     continue;
                 };
-                let event = match stored::decode(
-                    &record.event_type,
-                    record.schema_version,
-                    &record.data,
-                ) {
+                let event = match record.decode::<Event>() {
                     Ok(event) => event,
                     Err(error) => {
                         warn!(%error, stream = record.stream, "index skips an undecodable event");
@@ -133,7 +129,10 @@ impl Entries {
             .entry(stream)
             .or_insert_with(|| (merchant.clone(), order_no.clone(), PaymentState::Initial));
         let before = state.status();
-        *state = evolve(std::mem::replace(state, PaymentState::Initial), event);
+        // An event `evolve` refuses leaves the order as it was, as in the
+        // stored read models; `paycode verify` names it.
+        *state = evolve(std::mem::replace(state, PaymentState::Initial), event)
+            .unwrap_or_else(|refused| refused.state);
         let after = state.status();
         if before == after {
             return;

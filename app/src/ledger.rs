@@ -1,7 +1,10 @@
-//! The ledger service: the one path by which anything is written. It loads
-//! an order's stream, folds it, asks the decider, and appends the decided
-//! events with the exact expected version. A conflict means another writer
-//! moved the stream: reload and decide again, a bounded number of times.
+//! The ledger: the one path by which anything is written, for every
+//! aggregate (`Ledger<PaymentDecider>` for orders,
+//! `Ledger<ReconciliationDecider>` for statement days). It loads a stream,
+//! folds it, asks the decider, checks the decided events against the
+//! invariants, and appends them with the exact expected version. A conflict
+//! means another writer moved the stream: reload and decide again, a
+//! bounded number of times.
 
 use std::sync::Arc;
 
@@ -9,51 +12,55 @@ use chrono::{DateTime, Utc};
 use paycode_adapters::clock::Clock;
 use paycode_adapters::store::{EventStore, ExpectedVersion, NewEvent, StoreError};
 use paycode_domain::ids::payment_stream;
-use paycode_domain::payment::stored::{self, DecodeError};
-use paycode_domain::payment::{Command, Event, PaymentDecider, PaymentState, Rejection};
-use paycode_domain::{MerchantId, OrderNo};
+use paycode_domain::invariants::Violation;
+use paycode_domain::payment::PaymentDecider;
+use paycode_domain::stored::{self, DecodeError, EventSchema};
+use paycode_domain::{Decider, MerchantId, OrderNo};
 
 /// How often a command is decided again after losing a race for the stream.
 pub const CONFLICT_RETRIES_MAX: u32 = 8;
 /// How often an append whose outcome is unknown is retried (idempotent: same ids, same version).
 pub const UNAVAILABLE_RETRIES_MAX: u32 = 2;
 
-/// One event of an order's history as stored.
+/// One event of a stream's history as stored.
 #[derive(Debug, Clone)]
-pub struct HistoryEvent {
+pub struct Recorded<E> {
     pub version: u64,
     pub recorded_at: DateTime<Utc>,
-    pub event: Event,
+    pub event: E,
 }
 
-/// An order's full history and the state it folds to.
+/// A stream's full history and the state it folds to.
 #[derive(Debug, Clone)]
-pub struct OrderHistory {
-    pub events: Vec<HistoryEvent>,
-    pub state: PaymentState,
+pub struct History<D: Decider> {
+    pub events: Vec<Recorded<D::Event>>,
+    pub state: D::State,
 }
 
-impl OrderHistory {
-    /// The version of the last event, `None` when the order does not exist.
+impl<D: Decider> History<D> {
+    /// The version of the last event, `None` when the stream does not exist.
     pub fn version(&self) -> Option<u64> {
         self.events.last().map(|e| e.version)
     }
 }
 
+/// An order's history.
+pub type OrderHistory = History<PaymentDecider>;
+
 /// What executing a command did.
 #[derive(Debug, Clone)]
-pub struct Executed {
+pub struct Executed<D: Decider> {
     /// The history after the command (including its events).
-    pub history: OrderHistory,
+    pub history: History<D>,
     /// The events this command appended (empty when it was already carried out).
-    pub appended: Vec<Event>,
+    pub appended: Vec<D::Event>,
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum LedgerError {
+pub enum LedgerError<R> {
     /// The command breaks a business rule; nothing was written.
     #[error(transparent)]
-    Rejected(#[from] Rejection),
+    Rejected(R),
     /// The store failed; whether the append landed is unknown only if it says
     /// `Unavailable`, and then retrying the same command is safe.
     #[error(transparent)]
@@ -65,25 +72,82 @@ pub enum LedgerError {
         #[source]
         source: DecodeError,
     },
+    /// A stored event (at `version`), or one the decider just decided
+    /// (`version` `None`; nothing was written), breaks an invariant. A bug
+    /// or a damaged ledger: stop and get an operator (`paycode verify`).
+    #[error("stream {stream} breaks an invariant at {}: {violation}", version.map_or("the decided events".to_owned(), |v| format!("version {v}")))]
+    Invariant {
+        stream: String,
+        version: Option<u64>,
+        violation: Violation,
+    },
     /// Others kept moving the stream; the caller may try again later.
     #[error("stream {stream} kept changing; gave up after {attempts} attempts")]
     Contention { stream: String, attempts: u32 },
 }
 
-/// Decides and records commands against the event store.
-#[derive(Debug, Clone)]
-pub struct Ledger {
+impl<R> LedgerError<R> {
+    /// The same failure, with the rejection (if it is one) converted.
+    pub fn map_rejected<S>(self, convert: impl FnOnce(R) -> S) -> LedgerError<S> {
+        match self {
+            LedgerError::Rejected(rejection) => LedgerError::Rejected(convert(rejection)),
+            LedgerError::Store(error) => LedgerError::Store(error),
+            LedgerError::Undecodable { stream, source } => {
+                LedgerError::Undecodable { stream, source }
+            }
+            LedgerError::Invariant {
+                stream,
+                version,
+                violation,
+            } => LedgerError::Invariant {
+                stream,
+                version,
+                violation,
+            },
+            LedgerError::Contention { stream, attempts } => {
+                LedgerError::Contention { stream, attempts }
+            }
+        }
+    }
+}
+
+/// Decides and records commands of one aggregate against the event store.
+#[derive(Debug)]
+pub struct Ledger<D> {
     store: Arc<dyn EventStore>,
-    decider: Arc<PaymentDecider>,
+    decider: Arc<D>,
     clock: Arc<dyn Clock>,
 }
 
-impl Ledger {
-    pub fn new(store: Arc<dyn EventStore>, decider: PaymentDecider, clock: Arc<dyn Clock>) -> Self {
+impl<D> Clone for Ledger<D> {
+    fn clone(&self) -> Self {
+        Ledger {
+            store: self.store.clone(),
+            decider: self.decider.clone(),
+            clock: self.clock.clone(),
+        }
+    }
+}
+
+impl<D> Ledger<D>
+where
+    D: Decider,
+    D::Event: EventSchema + Clone,
+{
+    pub fn new(store: Arc<dyn EventStore>, decider: D, clock: Arc<dyn Clock>) -> Self {
         Ledger {
             store,
             decider: Arc::new(decider),
             clock,
+        }
+    }
+
+    /// The same store and clock with another aggregate's decider.
+    pub fn with_decider<O: Decider>(&self, decider: O) -> Ledger<O> {
+        Ledger {
+            store: self.store.clone(),
+            decider: Arc::new(decider),
+            clock: self.clock.clone(),
         }
     }
 
@@ -95,54 +159,50 @@ impl Ledger {
         &self.clock
     }
 
-    pub fn decider(&self) -> &PaymentDecider {
+    pub fn decider(&self) -> &D {
         &self.decider
     }
 
-    /// The order's history, oldest first.
-    pub async fn history(
-        &self,
-        merchant: &MerchantId,
-        order_no: &OrderNo,
-    ) -> Result<OrderHistory, LedgerError> {
-        self.history_of(&payment_stream(merchant, order_no)).await
-    }
-
-    /// The history of a payment stream by name.
-    pub async fn history_of(&self, stream: &str) -> Result<OrderHistory, LedgerError> {
+    /// The history of a stream by name, oldest first.
+    pub async fn history_of(&self, stream: &str) -> Result<History<D>, LedgerError<D::Rejection>> {
         let recorded = self.store.read_stream(stream).await?;
         let mut events = Vec::with_capacity(recorded.len());
-        let mut state = PaymentState::Initial;
+        let mut state = self.decider.initial_state();
         for record in recorded {
-            let event = stored::decode(&record.event_type, record.schema_version, &record.data)
-                .map_err(|source| LedgerError::Undecodable {
-                    stream: stream.to_owned(),
-                    source,
-                })?;
-            state = paycode_domain::payment::evolve(state, &event);
-            events.push(HistoryEvent {
+            let event: D::Event = record.decode().map_err(|source| LedgerError::Undecodable {
+                stream: stream.to_owned(),
+                source,
+            })?;
+            state =
+                self.decider
+                    .evolve(state, &event)
+                    .map_err(|refused| LedgerError::Invariant {
+                        stream: stream.to_owned(),
+                        version: Some(record.version),
+                        violation: refused.violation,
+                    })?;
+            events.push(Recorded {
                 version: record.version,
                 recorded_at: record.recorded_at,
                 event,
             });
         }
-        Ok(OrderHistory { events, state })
+        Ok(History { events, state })
     }
 
-    /// Decides `command` against the order's current state and records the
-    /// events. Returns the state after, or the first rule it breaks.
+    /// Decides `command` against the stream's current state and records the
+    /// events. Returns the history after, or the first rule it breaks.
     pub async fn execute(
         &self,
-        merchant: &MerchantId,
-        order_no: &OrderNo,
-        command: &Command,
-    ) -> Result<Executed, LedgerError> {
-        let stream = payment_stream(merchant, order_no);
+        stream: &str,
+        command: &D::Command,
+    ) -> Result<Executed<D>, LedgerError<D::Rejection>> {
         for _ in 0..CONFLICT_RETRIES_MAX {
-            let mut history = self.history_of(&stream).await?;
+            let history = self.history_of(stream).await?;
             let events = self
                 .decider
-                .decide(&history.state, command, self.clock.now())?;
+                .decide(&history.state, command, self.clock.now())
+                .map_err(LedgerError::Rejected)?;
             if events.is_empty() {
                 return Ok(Executed {
                     history,
@@ -150,34 +210,37 @@ impl Ledger {
                 });
             }
             let expected = ExpectedVersion::after(history.version());
+            let History {
+                events: mut recorded,
+                state,
+            } = history;
+            // An event that breaks an invariant is never written.
+            let state = self.fold_decided(stream, state, &events)?;
+            let command_id = D::command_id(command);
             let new_events: Vec<NewEvent> = events
                 .iter()
                 .enumerate()
                 .map(|(index, event)| {
-                    let encoded = stored::encode(event);
-                    NewEvent {
-                        event_id: command.id.event_id(index),
-                        event_type: encoded.name.to_owned(),
-                        schema_version: encoded.schema_version,
-                        data: encoded.data,
-                    }
+                    NewEvent::encoded(command_id.event_id(index), stored::encode(event))
                 })
                 .collect();
             match self
-                .append_retrying_unavailable(&stream, expected, new_events)
+                .append_retrying_unavailable(stream, expected, new_events)
                 .await
             {
                 Ok(recorded_at) => {
-                    for (version, event) in (expected.next_version()..).zip(&events) {
-                        history.state = paycode_domain::payment::evolve(history.state, event);
-                        history.events.push(HistoryEvent {
+                    recorded.extend((expected.next_version()..).zip(&events).map(
+                        |(version, event)| Recorded {
                             version,
                             recorded_at,
                             event: event.clone(),
-                        });
-                    }
+                        },
+                    ));
                     return Ok(Executed {
-                        history,
+                        history: History {
+                            events: recorded,
+                            state,
+                        },
                         appended: events,
                     });
                 }
@@ -186,8 +249,34 @@ impl Ledger {
             }
         }
         Err(LedgerError::Contention {
-            stream,
+            stream: stream.to_owned(),
             attempts: CONFLICT_RETRIES_MAX,
+        })
+    }
+
+    /// The state after the decided events. A decided event that breaks an
+    /// invariant is a bug in the decider: loud in tests (a panic), refused
+    /// in production (nothing is written, the error names the invariant).
+    fn fold_decided(
+        &self,
+        stream: &str,
+        state: D::State,
+        events: &[D::Event],
+    ) -> Result<D::State, LedgerError<D::Rejection>> {
+        events.iter().try_fold(state, |state, event| {
+            self.decider.evolve(state, event).map_err(|refused| {
+                if cfg!(debug_assertions) {
+                    panic!(
+                        "the decider decided an event that breaks an invariant on {stream}: {}",
+                        refused.violation
+                    );
+                }
+                LedgerError::Invariant {
+                    stream: stream.to_owned(),
+                    version: None,
+                    violation: refused.violation,
+                }
+            })
         })
     }
 
@@ -208,5 +297,143 @@ impl Ledger {
                 Err(error) => return Err(error),
             }
         }
+    }
+}
+
+impl Ledger<PaymentDecider> {
+    /// The order's history, oldest first.
+    pub async fn history(
+        &self,
+        merchant: &MerchantId,
+        order_no: &OrderNo,
+    ) -> Result<OrderHistory, PaymentLedgerError> {
+        self.history_of(&payment_stream(merchant, order_no)).await
+    }
+
+    /// Decides and records a command on the order's stream.
+    pub async fn execute_on_order(
+        &self,
+        merchant: &MerchantId,
+        order_no: &OrderNo,
+        command: &paycode_domain::payment::Command,
+    ) -> Result<Executed<PaymentDecider>, PaymentLedgerError> {
+        self.execute(&payment_stream(merchant, order_no), command)
+            .await
+    }
+}
+
+/// What the payment ledger answers when it cannot record a command.
+pub type PaymentLedgerError = LedgerError<paycode_domain::payment::Rejection>;
+
+#[cfg(test)]
+mod tests {
+    //! The ledger over any decider: an event that breaks an invariant is
+    //! never written, whatever the decider says.
+
+    use chrono::TimeZone;
+    use paycode_adapters::clock::ManualClock;
+    use paycode_adapters::store::MemoryStore;
+    use paycode_domain::payment::{
+        ChannelAnswer, Command, CommandKind, Event, Fact, PayOutcome, PaymentState, Rejection,
+        SubmitPayment,
+    };
+    use paycode_domain::{AuthCode, CommandId, Refused};
+    use uuid::Uuid;
+
+    use super::*;
+
+    /// The payment decider, except that it records every pay answer twice:
+    /// a bug the invariants must catch (a second `Paid` does not fit).
+    #[derive(Debug, Clone, Default)]
+    struct PaysTwice(PaymentDecider);
+
+    impl Decider for PaysTwice {
+        type State = PaymentState;
+        type Command = Command;
+        type Event = Event;
+        type Rejection = Rejection;
+
+        fn initial_state(&self) -> PaymentState {
+            self.0.initial_state()
+        }
+
+        fn decide(
+            &self,
+            state: &PaymentState,
+            command: &Command,
+            now: DateTime<Utc>,
+        ) -> Result<Vec<Event>, Rejection> {
+            let mut events = self.0.decide(state, command, now)?;
+            if let Some(paid) = events.iter().find(|e| matches!(e.fact, Fact::Paid(_))) {
+                events.push(paid.clone());
+            }
+            Ok(events)
+        }
+
+        fn evolve(
+            &self,
+            state: PaymentState,
+            event: &Event,
+        ) -> Result<PaymentState, Refused<PaymentState>> {
+            self.0.evolve(state, event)
+        }
+
+        fn is_terminal(&self, state: &PaymentState) -> bool {
+            self.0.is_terminal(state)
+        }
+
+        fn command_id(command: &Command) -> CommandId {
+            command.id
+        }
+    }
+
+    #[tokio::test]
+    async fn a_decided_event_that_breaks_an_invariant_is_a_loud_failure_and_never_written() {
+        // Debug builds (tests) panic; release builds answer LedgerError::Invariant. Either way
+        // nothing reaches the store: the check comes before the append.
+        let store = Arc::new(MemoryStore::new());
+        let start = Utc.with_ymd_and_hms(2026, 11, 22, 2, 0, 0).unwrap();
+        let ledger = Ledger::new(
+            store.clone(),
+            PaysTwice::default(),
+            Arc::new(ManualClock::starting_at(start)),
+        );
+        let stream = "payment-demo-A1";
+        let submit = Command::new(
+            CommandId(Uuid::from_u128(1)),
+            CommandKind::SubmitPayment(SubmitPayment {
+                merchant_id: MerchantId::parse("demo").unwrap(),
+                order_no: OrderNo::parse("A1").unwrap(),
+                auth_code: AuthCode::parse("134567890123456789").unwrap(),
+                amount: "1.00".parse().unwrap(),
+                subject: "Coffee".into(),
+            }),
+        );
+        ledger.execute(stream, &submit).await.unwrap();
+        let paid = Command::new(
+            CommandId(Uuid::from_u128(2)),
+            CommandKind::RecordPayAnswer(ChannelAnswer::new(PayOutcome::Paid {
+                channel_trade_no: "4200000001".into(),
+                paid_at: start,
+            })),
+        );
+        let outcome = tokio::spawn(async move { ledger.execute(stream, &paid).await }).await;
+        match outcome {
+            Err(panicked) => {
+                let message = panicked.into_panic();
+                let message = message
+                    .downcast_ref::<String>()
+                    .expect("a formatted panic message");
+                assert!(
+                    message.contains("breaks an invariant on payment-demo-A1: Paid does not fit"),
+                    "{message}"
+                );
+            }
+            Ok(answer) => assert!(
+                matches!(answer, Err(LedgerError::Invariant { version: None, .. })),
+                "{answer:?}"
+            ),
+        }
+        assert_eq!(store.read_stream(stream).await.unwrap().len(), 1);
     }
 }

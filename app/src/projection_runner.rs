@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use paycode_adapters::store::{EventStore, RecordedEvent, StoreError};
 use paycode_domain::payment::{self, PaymentStatus};
-use paycode_domain::reconciliation::{self, ReconciliationEvent};
+use paycode_domain::reconciliation::ReconciliationEvent;
 use paycode_projections::{
     PositionedEvent, PositionedReconciliation, Projections, is_payment_stream,
     is_reconciliation_stream,
@@ -69,7 +69,7 @@ pub enum RunnerError {
     Undecodable {
         position: u64,
         #[source]
-        source: payment::stored::DecodeError,
+        source: paycode_domain::stored::DecodeError,
     },
     /// The storage task panicked or was cancelled.
     #[error("the read-model storage task failed: {0}")]
@@ -293,11 +293,10 @@ pub(crate) enum Decoded {
 
 /// Decodes `record` by the kind of its stream.
 pub(crate) fn decode(record: &RecordedEvent) -> Result<Decoded, RunnerError> {
-    let (name, version, data) = (&record.event_type, record.schema_version, &record.data);
     let decoded = if is_payment_stream(&record.stream) {
-        payment::stored::decode(name, version, data).map(Decoded::Payment)
+        record.decode().map(Decoded::Payment)
     } else if is_reconciliation_stream(&record.stream) {
-        reconciliation::stored::decode(name, version, data).map(Decoded::Reconciliation)
+        record.decode().map(Decoded::Reconciliation)
     } else {
         Ok(Decoded::Ignored)
     };

@@ -13,23 +13,23 @@
 //! does not parse is rejected whole and nothing is written.
 
 use std::collections::HashMap;
+use std::convert::Infallible;
 
 use chrono::NaiveDate;
 use paycode_adapters::channel::{ChannelClient, StatementFile};
 use paycode_adapters::statement::{StatementError, parse_statement_file};
-use paycode_adapters::store::{ExpectedVersion, NewEvent, StoreError};
-use paycode_domain::Channel;
+use paycode_adapters::store::StoreError;
 use paycode_domain::ids::{parse_payment_stream, reconciliation_stream};
-use paycode_domain::payment::{Command, CommandKind, PaymentState, evolve, stored};
+use paycode_domain::payment::{Command, CommandKind, Event, PaymentDecider, PaymentState, evolve};
 use paycode_domain::reconciliation::{
-    self, Ledger as ReconLedger, LedgerOrder, ReconcilePolicy, ReconciliationEvent,
-    ReconciliationRecorded, decide_import, latest_report,
+    self, Ledger as ReconLedger, LedgerOrder, ReconcilePolicy, ReconciliationDecider,
+    ReconciliationRecorded, RecordReport,
 };
-use paycode_domain::{CommandId, MerchantId};
+use paycode_domain::{Channel, CommandId, MerchantId};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use crate::ledger::{Ledger, LedgerError};
+use crate::ledger::{Ledger, LedgerError, PaymentLedgerError};
 
 /// Why a reconciliation could not be carried out. Nothing was written.
 #[derive(Debug, thiserror::Error)]
@@ -47,12 +47,18 @@ pub enum ReconcileError {
         merchant: MerchantId,
     },
     #[error(transparent)]
-    Ledger(#[from] LedgerError),
+    Ledger(#[from] PaymentLedgerError),
 }
 
 impl From<StoreError> for ReconcileError {
     fn from(error: StoreError) -> Self {
         ReconcileError::Ledger(error.into())
+    }
+}
+
+impl From<LedgerError<Infallible>> for ReconcileError {
+    fn from(error: LedgerError<Infallible>) -> Self {
+        ReconcileError::Ledger(error.map_rejected(|never| match never {}))
     }
 }
 
@@ -82,7 +88,7 @@ pub fn statement_sha256(file: &StatementFile) -> String {
 
 /// Downloads the day's statement from the channel, then imports it.
 pub async fn download_and_import(
-    ledger: &Ledger,
+    ledger: &Ledger<PaymentDecider>,
     client: &dyn ChannelClient,
     merchant: &MerchantId,
     date: NaiveDate,
@@ -94,7 +100,7 @@ pub async fn download_and_import(
 /// Parses `file` whole, reconciles it against the merchant's orders and
 /// records the outcome (see the module's doc).
 pub async fn import(
-    ledger: &Ledger,
+    ledger: &Ledger<PaymentDecider>,
     merchant: &MerchantId,
     channel: Channel,
     date: NaiveDate,
@@ -112,44 +118,19 @@ pub async fn import(
             CommandKind::MatchStatementLine(matched.line.clone()),
         );
         let executed = ledger
-            .execute(merchant, &matched.order_no, &command)
+            .execute_on_order(merchant, &matched.order_no, &command)
             .await?;
         lines_recorded += executed.appended.len();
     }
 
+    let days = ledger.with_decider(ReconciliationDecider);
     let stream = reconciliation_stream(channel, merchant, date);
-    let history = reconciliation_history(ledger, &stream).await?;
-    let facts = decide_import(&history.events, &report, &sha256);
-    let report_recorded = !facts.is_empty();
-    if report_recorded {
-        let command_id = derived_command_id(&sha256, "report".to_owned());
-        let now = ledger.clock().now();
-        let events: Vec<NewEvent> = facts
-            .into_iter()
-            .enumerate()
-            .map(|(index, fact)| {
-                let encoded = reconciliation::stored::encode(&ReconciliationEvent {
-                    at: now,
-                    command_id,
-                    fact,
-                });
-                NewEvent {
-                    event_id: command_id.event_id(index),
-                    event_type: encoded.name.to_owned(),
-                    schema_version: encoded.schema_version,
-                    data: encoded.data,
-                }
-            })
-            .collect();
-        ledger
-            .store()
-            .append(
-                &stream,
-                ExpectedVersion::after(history.last_version),
-                events,
-            )
-            .await?;
-    }
+    let record = RecordReport {
+        id: derived_command_id(&sha256, format!("report/{stream}")),
+        report: ReconciliationRecorded::from_report(&report, &sha256),
+    };
+    let executed = days.execute(&stream, &record).await?;
+    let report_recorded = !executed.appended.is_empty();
     Ok(Imported {
         report: ReconciliationRecorded::from_report(&report, &sha256),
         lines_recorded,
@@ -159,46 +140,19 @@ pub async fn import(
 
 /// The latest recorded report of a channel, merchant and day.
 pub async fn latest(
-    ledger: &Ledger,
+    ledger: &Ledger<PaymentDecider>,
     merchant: &MerchantId,
     channel: Channel,
     date: NaiveDate,
 ) -> Result<Option<ReconciliationRecorded>, ReconcileError> {
     let stream = reconciliation_stream(channel, merchant, date);
-    let history = reconciliation_history(ledger, &stream).await?;
-    Ok(latest_report(&history.events).cloned())
-}
-
-struct ReconciliationHistory {
-    events: Vec<ReconciliationEvent>,
-    last_version: Option<u64>,
-}
-
-async fn reconciliation_history(
-    ledger: &Ledger,
-    stream: &str,
-) -> Result<ReconciliationHistory, ReconcileError> {
-    let recorded = ledger.store().read_stream(stream).await?;
-    let last_version = recorded.last().map(|event| event.version);
-    let events = recorded
-        .iter()
-        .map(|event| {
-            reconciliation::stored::decode(&event.event_type, event.schema_version, &event.data)
-                .map_err(|source| LedgerError::Undecodable {
-                    stream: stream.to_owned(),
-                    source,
-                })
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(ReconciliationHistory {
-        events,
-        last_version,
-    })
+    let days = ledger.with_decider(ReconciliationDecider);
+    Ok(days.history_of(&stream).await?.state.latest)
 }
 
 /// Every order of the merchant, folded from the log in global order.
 async fn merchant_orders(
-    ledger: &Ledger,
+    ledger: &Ledger<PaymentDecider>,
     merchant: &MerchantId,
 ) -> Result<ReconLedger, ReconcileError> {
     let store = ledger.store();
@@ -213,19 +167,23 @@ async fn merchant_orders(
                 Some((owner, _)) if &owner == merchant => {}
                 _ => continue,
             }
-            let event = stored::decode(
-                &recorded.event_type,
-                recorded.schema_version,
-                &recorded.data,
-            )
-            .map_err(|source| LedgerError::Undecodable {
-                stream: recorded.stream.clone(),
-                source,
-            })?;
+            let event: Event =
+                recorded
+                    .decode()
+                    .map_err(|source| PaymentLedgerError::Undecodable {
+                        stream: recorded.stream.clone(),
+                        source,
+                    })?;
             let state = states
-                .entry(recorded.stream)
+                .entry(recorded.stream.clone())
                 .or_insert(PaymentState::Initial);
-            *state = evolve(std::mem::replace(state, PaymentState::Initial), &event);
+            *state = evolve(std::mem::replace(state, PaymentState::Initial), &event).map_err(
+                |refused| PaymentLedgerError::Invariant {
+                    stream: recorded.stream,
+                    version: Some(recorded.version),
+                    violation: refused.violation,
+                },
+            )?;
         }
     }
     Ok(states

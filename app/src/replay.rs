@@ -374,10 +374,10 @@ pub async fn compare_arc(
 #[cfg(test)]
 mod tests {
     use paycode_adapters::store::{ExpectedVersion, MemoryStore, NewEvent};
-    use paycode_domain::payment::stored;
     use paycode_domain::reconciliation::{
-        self, Finding, FindingKind, ReconciliationEvent, ReconciliationFact, ReconciliationRecorded,
+        Finding, FindingKind, ReconciliationEvent, ReconciliationFact, ReconciliationRecorded,
     };
+    use paycode_domain::stored;
     use paycode_domain::{Channel, CommandId};
     use paycode_projections::sample;
     use uuid::Uuid;
@@ -393,12 +393,7 @@ mod tests {
         for (index, sampled) in sample::log("m", 40, 7).into_iter().enumerate() {
             let encoded = stored::encode(&sampled.event);
             let expected = ExpectedVersion::after(sampled.version.checked_sub(1));
-            let event = NewEvent {
-                event_id: Uuid::new_v4(),
-                event_type: encoded.name.to_owned(),
-                schema_version: encoded.schema_version,
-                data: encoded.data,
-            };
+            let event = NewEvent::encoded(Uuid::new_v4(), encoded);
             store
                 .append(&sampled.stream, expected, vec![event])
                 .await
@@ -427,13 +422,8 @@ mod tests {
                         findings,
                     }),
                 };
-                let encoded = reconciliation::stored::encode(&report);
-                let report = NewEvent {
-                    event_id: Uuid::new_v4(),
-                    event_type: encoded.name.to_owned(),
-                    schema_version: encoded.schema_version,
-                    data: encoded.data,
-                };
+                let encoded = stored::encode(&report);
+                let report = NewEvent::encoded(Uuid::new_v4(), encoded);
                 let expected = ExpectedVersion::after(report_version);
                 store
                     .append("reconciliation-m-wechat-2026-11-22", expected, vec![report])

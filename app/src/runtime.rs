@@ -17,14 +17,15 @@ use paycode_adapters::channel::{ChannelClient, PayRequest, RefundRequest};
 use paycode_adapters::lease::StepLease;
 use paycode_domain::ids::parse_payment_stream;
 use paycode_domain::payment::{
-    Action, ChannelAnswer, Command, CommandKind, PaymentState, RefundStage, next_action,
+    Action, ChannelAnswer, Command, CommandKind, PaymentDecider, PaymentState, RefundStage,
+    next_action,
 };
 use paycode_domain::{AuthCode, Channel, CommandId, MerchantId, Money, OrderNo};
 use tokio::sync::{Notify, Semaphore};
 use tracing::{Instrument, info_span, warn};
 use uuid::Uuid;
 
-use crate::ledger::{Ledger, LedgerError, OrderHistory};
+use crate::ledger::{Ledger, OrderHistory, PaymentLedgerError};
 use crate::metrics::Metrics;
 
 /// Most orders worked on at once.
@@ -130,7 +131,7 @@ pub struct Runtime {
 
 #[derive(Debug)]
 struct Inner {
-    ledger: Ledger,
+    ledger: Ledger<PaymentDecider>,
     channels: Channels,
     timers: Mutex<Timers>,
     timer_changed: Notify,
@@ -174,7 +175,7 @@ impl Drop for InFlight {
 
 impl Runtime {
     pub fn new(
-        ledger: Ledger,
+        ledger: Ledger<PaymentDecider>,
         channels: Channels,
         metrics: Metrics,
         leases: Arc<dyn StepLease>,
@@ -195,7 +196,7 @@ impl Runtime {
         }
     }
 
-    pub fn ledger(&self) -> &Ledger {
+    pub fn ledger(&self) -> &Ledger<PaymentDecider> {
         &self.inner.ledger
     }
 
@@ -228,7 +229,7 @@ impl Runtime {
     }
 
     /// Re-derives every pending order from the log; returns how many were scheduled.
-    pub async fn recover(&self) -> Result<usize, LedgerError> {
+    pub async fn recover(&self) -> Result<usize, PaymentLedgerError> {
         let store = self.inner.ledger.store().clone();
         let mut streams = HashSet::new();
         let mut position = 1;
@@ -376,7 +377,7 @@ impl Runtime {
         auth_code: AuthCode,
         amount: Money,
         subject: String,
-    ) -> Result<OrderHistory, LedgerError> {
+    ) -> Result<OrderHistory, PaymentLedgerError> {
         let submit = Command::new(
             command_id,
             CommandKind::SubmitPayment(paycode_domain::payment::SubmitPayment {
@@ -390,11 +391,16 @@ impl Runtime {
         let stream = paycode_domain::ids::payment_stream(merchant, order_no);
         // Claimed before the intent is written, so no timer step can race the pay call.
         let claim = self.try_claim(&stream);
-        let executed = match self.inner.ledger.execute(merchant, order_no, &submit).await {
+        let executed = match self
+            .inner
+            .ledger
+            .execute_on_order(merchant, order_no, &submit)
+            .await
+        {
             Ok(executed) => executed,
             Err(error) => {
                 let outcome = match &error {
-                    LedgerError::Rejected(rejection) => rejection.code(),
+                    PaymentLedgerError::Rejected(rejection) => rejection.code(),
                     _ => "error",
                 };
                 self.inner.metrics.command("submit_payment", outcome);
@@ -453,7 +459,7 @@ impl Runtime {
                 match runtime
                     .inner
                     .ledger
-                    .execute(&merchant, &order_no, &record)
+                    .execute_on_order(&merchant, &order_no, &record)
                     .await
                 {
                     Ok(executed) => {
@@ -481,17 +487,17 @@ impl Runtime {
         merchant: &MerchantId,
         order_no: &OrderNo,
         command: Command,
-    ) -> Result<OrderHistory, LedgerError> {
+    ) -> Result<OrderHistory, PaymentLedgerError> {
         let name = command_name(&command.kind);
         let stream = paycode_domain::ids::payment_stream(merchant, order_no);
         let result = self
             .inner
             .ledger
-            .execute(merchant, order_no, &command)
+            .execute_on_order(merchant, order_no, &command)
             .await;
         match &result {
             Ok(_) => self.inner.metrics.command(name, "accepted"),
-            Err(LedgerError::Rejected(rejection)) => {
+            Err(PaymentLedgerError::Rejected(rejection)) => {
                 self.inner.metrics.command(name, rejection.code())
             }
             Err(_) => self.inner.metrics.command(name, "error"),
@@ -527,7 +533,7 @@ impl Runtime {
         if let Err(error) = self
             .inner
             .ledger
-            .execute(&order.merchant_id, &order.order_no, &record)
+            .execute_on_order(&order.merchant_id, &order.order_no, &record)
             .await
         {
             warn!(%error, "refund answer not recorded; the refund will be queried");
@@ -628,7 +634,7 @@ impl Runtime {
             match self
                 .inner
                 .ledger
-                .execute(
+                .execute_on_order(
                     &merchant,
                     &order_no,
                     &Command::new(CommandId(Uuid::now_v7()), kind),
@@ -640,7 +646,7 @@ impl Runtime {
                     self.notify_watchers(stream);
                 }
                 // The order moved under us (another writer): reload and decide again.
-                Err(LedgerError::Rejected(rejection)) => {
+                Err(PaymentLedgerError::Rejected(rejection)) => {
                     self.inner.metrics.command(name, rejection.code())
                 }
                 Err(error) => {
@@ -759,7 +765,7 @@ impl Runtime {
         &self,
         stream: &str,
         timeout: StdDuration,
-    ) -> Result<OrderHistory, LedgerError> {
+    ) -> Result<OrderHistory, PaymentLedgerError> {
         let deadline = tokio::time::Instant::now() + timeout;
         let notify = self
             .inner

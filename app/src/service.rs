@@ -18,7 +18,7 @@ use tracing::{error, info, warn};
 
 use crate::http::{ApiKey, AppState, router};
 use crate::index::OrderIndex;
-use crate::ledger::{Ledger, LedgerError};
+use crate::ledger::{Ledger, PaymentLedgerError};
 use crate::metrics::Metrics;
 use crate::projection_runner::{ProjectionRunner, RunnerOptions};
 use crate::runtime::{Channels, Runtime};
@@ -56,7 +56,7 @@ pub struct Service {
 impl Service {
     /// Recovers pending orders from the log and starts the background tasks,
     /// with the read models in memory (tests, the memory store).
-    pub async fn start(parts: Parts) -> Result<Service, LedgerError> {
+    pub async fn start(parts: Parts) -> Result<Service, PaymentLedgerError> {
         let views = match ViewStore::in_memory() {
             Ok(views) => Some(views),
             Err(error) => {
@@ -72,7 +72,7 @@ impl Service {
     pub async fn start_with_views(
         parts: Parts,
         views: Option<ViewStore>,
-    ) -> Result<Service, LedgerError> {
+    ) -> Result<Service, PaymentLedgerError> {
         let metrics = Metrics::new();
         let ledger = Ledger::new(
             parts.store.clone(),

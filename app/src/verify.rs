@@ -9,17 +9,18 @@
 //!   (`GENESIS` at version 0); each `hash` is `chain::recompute` of the
 //!   event's own fields. An edited payload, type, id or link shows here.
 //! - **The rules** (payment streams): the events decode and fold through the
-//!   domain's `evolve`, and the facts stay ones `decide` could have produced:
-//!   `Submitted` first and once, for the order the stream is named after;
-//!   after a terminal status (`PaymentStatus::is_terminal`) only statement
-//!   matches; refunds only on a paid order, for refunds it knows, and the
-//!   refunds holding the balance (`Refund::reserves_balance`) never above the
-//!   payment.
+//!   domain's `evolve`, which refuses any event that breaks an invariant
+//!   (`paycode_domain::invariants`: `Submitted` first and once; after a
+//!   terminal status only statement matches; refunds only on a paid order,
+//!   for refunds it knows, never above the payment; every event fitting
+//!   the order's status); and `Submitted` names the order the stream is
+//!   named after.
 //!
 //! A problem is reported as `stream@version: what`. The walk goes on after
-//! a problem so that one run shows them all; after an event that does not
-//! decode, the rules of that stream are no longer checked (its state is
-//! unknown), its chain still is.
+//! a problem so that one run shows them all: an event that breaks a rule
+//! leaves the order's state as it was. After an event that does not decode,
+//! the rules of that stream are no longer checked (its state is unknown),
+//! its chain still is.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -30,9 +31,8 @@ use anyhow::Context;
 use paycode_adapters::store::chain::{recompute, to_hex};
 use paycode_adapters::store::{ChainHash, EventStore, GENESIS, RecordedEvent, StoreError};
 use paycode_domain::ids::parse_payment_stream;
-use paycode_domain::money::{Money, Total};
-use paycode_domain::payment::stored;
-use paycode_domain::payment::{Event, Fact, PaymentState, PaymentStatus, Resolution, evolve};
+use paycode_domain::invariants::Violation;
+use paycode_domain::payment::{Event, Fact, PaymentState, evolve};
 
 use crate::config::{Config, StoreKind};
 
@@ -65,34 +65,12 @@ pub enum ProblemKind {
     },
     /// The payload does not decode as the event its type names.
     Undecodable { detail: String },
-    /// A payment stream does not start with `Submitted`.
-    NotSubmittedFirst { event_type: String },
-    /// `Submitted` again on an order that exists.
-    SubmittedAgain,
     /// `Submitted` names another merchant or order than the stream does.
     WrongOrder,
-    /// An event after a terminal status other than a statement match.
-    AfterTerminal {
-        status: PaymentStatus,
-        event_type: String,
-    },
-    /// A refund event on an order that is not paid.
-    RefundWithoutPayment {
-        status: Option<PaymentStatus>,
-        event_type: String,
-    },
-    /// A refund event for a refund number the order does not have.
-    UnknownRefund { refund_no: String },
-    /// `RefundRequested` for a refund number already in use.
-    RefundNoReused { refund_no: String },
-    /// `Refunded` for another amount than the refund requested.
-    RefundedAmountDiffers {
-        refund_no: String,
-        requested: Money,
-        refunded: Money,
-    },
-    /// The refunds holding the balance add up to more than the payment.
-    RefundsExceedPayment { refunds: Total, paid: Money },
+    /// The event breaks one of the payment's invariants (see
+    /// `paycode_domain::invariants`): `evolve` refuses it, and the order's
+    /// state is checked on as it was before it.
+    Broken(Violation),
 }
 
 impl fmt::Display for ProblemKind {
@@ -114,40 +92,10 @@ impl fmt::Display for ProblemKind {
                 to_hex(computed)
             ),
             ProblemKind::Undecodable { detail } => write!(f, "does not decode: {detail}"),
-            ProblemKind::NotSubmittedFirst { event_type } => {
-                write!(f, "{event_type} before Submitted")
-            }
-            ProblemKind::SubmittedAgain => f.write_str("Submitted on an order that exists"),
             ProblemKind::WrongOrder => {
                 f.write_str("Submitted names another merchant or order than the stream")
             }
-            ProblemKind::AfterTerminal { status, event_type } => write!(
-                f,
-                "{event_type} after the terminal status {}",
-                status.as_str()
-            ),
-            ProblemKind::RefundWithoutPayment { status, event_type } => write!(
-                f,
-                "{event_type} on an order that is {}, not paid",
-                status.map_or("not submitted", PaymentStatus::as_str)
-            ),
-            ProblemKind::UnknownRefund { refund_no } => {
-                write!(f, "refund {refund_no} was never requested")
-            }
-            ProblemKind::RefundNoReused { refund_no } => {
-                write!(f, "refund {refund_no} requested twice")
-            }
-            ProblemKind::RefundedAmountDiffers {
-                refund_no,
-                requested,
-                refunded,
-            } => write!(
-                f,
-                "refund {refund_no} refunded {refunded}, but {requested} was requested"
-            ),
-            ProblemKind::RefundsExceedPayment { refunds, paid } => {
-                write!(f, "refunds of {refunds} exceed the payment of {paid}")
-            }
+            ProblemKind::Broken(violation) => violation.fmt(f),
         }
     }
 }
@@ -247,12 +195,18 @@ impl Verifier {
         walk.last_hash = event.hash;
 
         if let Some(state) = walk.payment.take() {
-            match stored::decode(&event.event_type, event.schema_version, &event.data) {
+            match event.decode::<Event>() {
                 Ok(decoded) => {
-                    found.extend(rule_problems(&event.stream, &state, &decoded));
-                    let after = evolve(state, &decoded);
-                    found.extend(state_problems(&after));
-                    walk.payment = Some(after);
+                    if names_another_order(&event.stream, &decoded) {
+                        found.push(ProblemKind::WrongOrder);
+                    }
+                    walk.payment = Some(match evolve(state, &decoded) {
+                        Ok(after) => after,
+                        Err(refused) => {
+                            found.push(ProblemKind::Broken(refused.violation));
+                            refused.state
+                        }
+                    });
                 }
                 // The state is unknown from here: stop checking the rules.
                 Err(error) => found.push(ProblemKind::Undecodable {
@@ -276,106 +230,15 @@ impl Verifier {
     }
 }
 
-/// What breaks the rules in recording `event` on an order in `before`.
-/// Listed in the order they are checked; all that apply are reported.
-pub fn rule_problems(stream: &str, before: &PaymentState, event: &Event) -> Vec<ProblemKind> {
-    let event_type = event.fact.stored_name().to_owned();
-    let mut found = Vec::new();
-    match (before, &event.fact) {
-        (PaymentState::Initial, Fact::Submitted(submitted)) => {
-            let named = parse_payment_stream(stream);
-            if named.as_ref().is_none_or(|(merchant, order_no)| {
-                merchant != &submitted.merchant_id || order_no != &submitted.order_no
-            }) {
-                found.push(ProblemKind::WrongOrder);
-            }
-            return found;
-        }
-        (PaymentState::Initial, _) => {
-            found.push(ProblemKind::NotSubmittedFirst { event_type });
-            return found;
-        }
-        (_, Fact::Submitted(_)) => {
-            found.push(ProblemKind::SubmittedAgain);
-            return found;
-        }
-        _ => {}
-    }
-    let status = before.status();
-    if let Some(status) = status.filter(|status| status.is_terminal())
-        && !matches!(event.fact, Fact::StatementLineMatched(_))
-    {
-        found.push(ProblemKind::AfterTerminal {
-            status,
-            event_type: event_type.clone(),
-        });
-    }
-    let Some(refund_no) = refund_of(&event.fact) else {
-        return found;
+/// Whether `event` is a `Submitted` for another merchant or order than
+/// the payment stream it is in.
+fn names_another_order(stream: &str, event: &Event) -> bool {
+    let Fact::Submitted(submitted) = &event.fact else {
+        return false;
     };
-    let PaymentState::Paid(paid) = before else {
-        found.push(ProblemKind::RefundWithoutPayment { status, event_type });
-        return found;
-    };
-    let known = paid
-        .refunds
-        .iter()
-        .find(|refund| refund.refund_no.as_str() == refund_no);
-    match (&event.fact, known) {
-        (Fact::RefundRequested(_), Some(_)) => found.push(ProblemKind::RefundNoReused {
-            refund_no: refund_no.to_owned(),
-        }),
-        (Fact::RefundRequested(_), None) => {}
-        (_, None) => found.push(ProblemKind::UnknownRefund {
-            refund_no: refund_no.to_owned(),
-        }),
-        (Fact::Refunded(refunded), Some(refund)) if refunded.amount != refund.amount => {
-            found.push(ProblemKind::RefundedAmountDiffers {
-                refund_no: refund_no.to_owned(),
-                requested: refund.amount,
-                refunded: refunded.amount,
-            })
-        }
-        (_, Some(_)) => {}
-    }
-    found
-}
-
-/// What is wrong with the state an event left: refunds above the payment.
-pub fn state_problems(after: &PaymentState) -> Vec<ProblemKind> {
-    let PaymentState::Paid(paid) = after else {
-        return Vec::new();
-    };
-    let refunds = paid
-        .refunds
-        .iter()
-        .filter(|refund| refund.reserves_balance())
-        .fold(Total::ZERO, |total, refund| total.plus(refund.amount));
-    if refunds > Total::from(paid.order.amount) {
-        vec![ProblemKind::RefundsExceedPayment {
-            refunds,
-            paid: paid.order.amount,
-        }]
-    } else {
-        Vec::new()
-    }
-}
-
-/// The refund a fact is about, if it is a refund fact (as `evolve` files them).
-fn refund_of(fact: &Fact) -> Option<&str> {
-    match fact {
-        Fact::RefundRequested(requested) => Some(requested.refund_no.as_str()),
-        Fact::RefundPending(pending) => Some(pending.refund_no.as_str()),
-        Fact::Refunded(refunded) => Some(refunded.refund_no.as_str()),
-        Fact::RefundFailed(failed) => Some(failed.refund_no.as_str()),
-        Fact::ManualReviewRequired(review) => review.refund_no.as_ref().map(|no| no.as_str()),
-        Fact::OperatorResolved(resolved) => match &resolved.resolution {
-            Resolution::RefundSucceeded { refund_no, .. }
-            | Resolution::RefundFailed { refund_no } => Some(refund_no.as_str()),
-            _ => None,
-        },
-        _ => None,
-    }
+    parse_payment_stream(stream).is_none_or(|(merchant, order_no)| {
+        merchant != submitted.merchant_id || order_no != submitted.order_no
+    })
 }
 
 /// Walks every event of `store` in global order, `READ_PAGE_EVENTS` at a time.
@@ -423,6 +286,11 @@ mod tests {
     };
     use paycode_domain::{AuthCode, CommandId, MerchantId, OrderNo, RefundNo};
     use uuid::Uuid;
+
+    use paycode_domain::Decider;
+    use paycode_domain::money::Total;
+    use paycode_domain::payment::PaymentStatus;
+    use paycode_domain::stored;
 
     use super::*;
 
@@ -478,7 +346,7 @@ mod tests {
                 .decide(&self.state, &command, self.now)
                 .expect("the decider accepts the scenario");
             for event in events {
-                self.state = evolve(self.state.clone(), &event);
+                self.state = evolve(self.state.clone(), &event).expect("a decided event");
                 self.events.push(event);
             }
         }
@@ -658,10 +526,10 @@ mod tests {
         assert!(
             found.contains(&(
                 2,
-                ProblemKind::RefundWithoutPayment {
+                ProblemKind::Broken(Violation::RefundWithoutPayment {
                     status: Some(PaymentStatus::Paying),
-                    event_type: "RefundRequested".to_owned(),
-                }
+                    event_type: "RefundRequested",
+                })
             )),
             "{}",
             report.render()
@@ -688,12 +556,11 @@ mod tests {
             kinds(&report),
             vec![(
                 3,
-                ProblemKind::RefundsExceedPayment {
-                    refunds: Total::ZERO
-                        .plus("4.00".parse().unwrap())
-                        .plus("7.00".parse().unwrap()),
+                ProblemKind::Broken(Violation::RefundsExceedPayment {
+                    refunds: Total::sum(["4.00".parse().unwrap(), "7.00".parse().unwrap()])
+                        .unwrap(),
                     paid: "10.00".parse().unwrap(),
-                }
+                })
             )]
         );
         assert_eq!(
@@ -729,10 +596,10 @@ mod tests {
             kinds(&report),
             vec![(
                 3,
-                ProblemKind::AfterTerminal {
+                ProblemKind::Broken(Violation::AfterTerminal {
                     status: PaymentStatus::Closed,
-                    event_type: "Paid".to_owned(),
-                }
+                    event_type: "Paid",
+                })
             )]
         );
     }
@@ -754,10 +621,10 @@ mod tests {
             kinds(&verify(&unpaid.recorded())),
             vec![(
                 1,
-                ProblemKind::RefundWithoutPayment {
+                ProblemKind::Broken(Violation::RefundWithoutPayment {
                     status: Some(PaymentStatus::Paying),
-                    event_type: "RefundRequested".to_owned(),
-                }
+                    event_type: "RefundRequested",
+                })
             )]
         );
 
@@ -781,15 +648,15 @@ mod tests {
             vec![
                 (
                     3,
-                    ProblemKind::UnknownRefund {
-                        refund_no: "R9".to_owned()
-                    }
+                    ProblemKind::Broken(Violation::UnknownRefund {
+                        refund_no: RefundNo::parse("R9").unwrap()
+                    })
                 ),
                 (
                     4,
-                    ProblemKind::RefundNoReused {
-                        refund_no: "R1".to_owned()
-                    }
+                    ProblemKind::Broken(Violation::RefundNoReused {
+                        refund_no: RefundNo::parse("R1").unwrap()
+                    })
                 ),
             ]
         );
@@ -807,16 +674,14 @@ mod tests {
             kinds(&verify(&events)),
             vec![(
                 0,
-                ProblemKind::NotSubmittedFirst {
-                    event_type: "Paid".to_owned()
-                }
+                ProblemKind::Broken(Violation::NotSubmittedFirst { event_type: "Paid" })
             )]
         );
         let mut twice = ledger.events.clone();
         twice.push(ledger.events[0].clone());
         assert_eq!(
             kinds(&verify(&chained(STREAM, &twice))),
-            vec![(2, ProblemKind::SubmittedAgain)]
+            vec![(2, ProblemKind::Broken(Violation::SubmittedAgain))]
         );
     }
 
@@ -886,12 +751,7 @@ mod tests {
                 .iter()
                 .map(|event| {
                     let encoded = stored::encode(event);
-                    NewEvent {
-                        event_id: Uuid::new_v4(),
-                        event_type: encoded.name.to_owned(),
-                        schema_version: encoded.schema_version,
-                        data: encoded.data,
-                    }
+                    NewEvent::encoded(Uuid::new_v4(), encoded)
                 })
                 .collect();
             store

@@ -34,7 +34,7 @@ async fn paid_order(path: &Path) {
     }));
     for kind in [submit, paid] {
         ledger
-            .execute(
+            .execute_on_order(
                 &merchant,
                 &order_no,
                 &Command::new(CommandId(Uuid::now_v7()), kind),

@@ -1,17 +1,24 @@
 //! The pure core of paycode: money, payment codes, identifiers, the policy,
-//! and the Payment decider. No IO, no clock, no async: time is an argument.
+//! the invariants, and the deciders (payments, reconciliation days) with the
+//! one codec of their stored events. No IO, no clock, no async: time is an
+//! argument.
 #![deny(clippy::float_arithmetic)]
 
 pub mod auth_code;
+pub mod calendar;
 pub mod channel;
+pub mod decider;
 pub mod ids;
+pub mod invariants;
 pub mod money;
 pub mod payment;
 pub mod policy;
 pub mod reconciliation;
+pub mod stored;
 
 pub use auth_code::{AuthCode, AuthCodeError, MaskedAuthCode};
 pub use channel::{Channel, ChannelCodes};
+pub use decider::{Decider, Refused};
 pub use ids::{CommandId, IdError, MerchantId, OrderNo, RefundNo};
 pub use money::{Currency, Money, MoneyError, Total};
 pub use policy::Policy;

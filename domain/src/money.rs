@@ -179,17 +179,28 @@ impl Total {
         self.fen
     }
 
-    pub fn plus(self, amount: Money) -> Total {
-        Total {
-            fen: self.fen.saturating_add(amount.fen()),
-        }
+    /// `self + amount`, or `None` past what a `u64` of fen holds. A sum of
+    /// amounts never silently stops growing.
+    pub fn checked_plus(self, amount: Money) -> Option<Total> {
+        Some(Total {
+            fen: self.fen.checked_add(amount.fen())?,
+        })
     }
 
-    /// `amount - self`, or zero when the total already reaches it.
-    pub fn remaining_of(self, amount: Money) -> Total {
-        Total {
-            fen: amount.fen().saturating_sub(self.fen),
-        }
+    /// What is left of `amount` after this total: `amount - self`, or
+    /// `None` when the total is above it (more refunded than paid is a
+    /// broken invariant, never "nothing left").
+    pub fn remaining_of(self, amount: Money) -> Option<Total> {
+        Some(Total {
+            fen: amount.fen().checked_sub(self.fen)?,
+        })
+    }
+
+    /// The sum of `amounts`, or `None` past what a `u64` of fen holds.
+    pub fn sum(amounts: impl IntoIterator<Item = Money>) -> Option<Total> {
+        amounts
+            .into_iter()
+            .try_fold(Total::ZERO, |total, amount| total.checked_plus(amount))
     }
 
     /// Shown like money, zero included: "0.00".
@@ -279,11 +290,20 @@ mod tests {
     }
 
     #[test]
-    fn totals_track_refunds_without_going_negative() {
+    fn totals_track_refunds_and_fail_instead_of_going_negative() {
+        // 3.00 of 10.00 leaves 7.00; the whole of it leaves zero; more than
+        // all of it is not "zero left" but no answer at all.
         let paid = money("10.00").unwrap();
-        let total = Total::ZERO.plus(money("3.00").unwrap());
-        assert_eq!(total.remaining_of(paid).to_yuan_string(), "7.00");
-        assert_eq!(Total::from(paid).plus(paid).remaining_of(paid), Total::ZERO);
+        let total = Total::ZERO.checked_plus(money("3.00").unwrap()).unwrap();
+        assert_eq!(total.remaining_of(paid).unwrap().to_yuan_string(), "7.00");
+        assert_eq!(Total::from(paid).remaining_of(paid), Some(Total::ZERO));
+        let twice = Total::from(paid).checked_plus(paid).unwrap();
+        assert_eq!(twice.remaining_of(paid), None);
+        assert_eq!(Total::sum([paid, paid]), Some(twice));
+        assert_eq!(
+            Total { fen: u64::MAX }.checked_plus(money("0.01").unwrap()),
+            None
+        );
         assert_eq!(Total::ZERO.to_string(), "0.00");
     }
 

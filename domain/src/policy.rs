@@ -5,20 +5,11 @@
 //! recorded in the events, so replaying a history never depends on today's
 //! configuration.
 
-use chrono::{DateTime, Duration, FixedOffset, Months, Utc};
+use chrono::{DateTime, Duration, Months, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::calendar::china_date;
 use crate::channel::Channel;
-
-/// China Standard Time (UTC+8, no daylight saving): the channels' calendar.
-pub fn china_time() -> FixedOffset {
-    FixedOffset::east_opt(8 * 3600).expect("UTC+8 is a valid offset")
-}
-
-/// The China-time calendar date of an instant.
-pub fn china_date(at: DateTime<Utc>) -> chrono::NaiveDate {
-    at.with_timezone(&china_time()).date_naive()
-}
 
 /// How long after payment a channel accepts a revoke.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -206,22 +197,10 @@ fn backoff(base_secs: u32, cap_secs: u32, step: u32) -> Duration {
     Duration::seconds(i64::try_from(secs).unwrap_or(i64::MAX))
 }
 
-/// The China-time midnight that ends the China day of `at`: when an Alipay revoke window closes.
-pub fn china_day_end(at: DateTime<Utc>) -> DateTime<Utc> {
-    let date = china_date(at);
-    let next = date.succ_opt().unwrap_or(date);
-    let midnight = next
-        .and_hms_opt(0, 0, 0)
-        .expect("midnight exists")
-        .and_local_timezone(china_time())
-        .single()
-        .expect("a fixed offset has one local time");
-    midnight.with_timezone(&Utc)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::calendar::china_day_end;
     use chrono::TimeZone;
 
     fn utc(y: i32, m: u32, d: u32, h: u32, min: u32) -> DateTime<Utc> {

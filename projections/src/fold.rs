@@ -58,10 +58,12 @@ impl OrderFold {
         }
     }
 
-    /// Moves the fold by the event at `version` of the order's stream.
+    /// Moves the fold by the event at `version` of the order's stream. An
+    /// event `evolve` refuses (it breaks an invariant: `paycode verify`
+    /// names it) leaves the order as it was.
     pub fn apply(&mut self, version: u64, event: &Event) {
         let state = std::mem::replace(&mut self.state, PaymentState::Initial);
-        self.state = evolve(state, event);
+        self.state = evolve(state, event).unwrap_or_else(|refused| refused.state);
         self.created_at.get_or_insert(event.at);
         self.updated_at = Some(event.at);
         self.version = version;

@@ -26,7 +26,7 @@ pub mod set;
 mod properties;
 
 pub use fold::{OrderFold, OrderKey, PositionedEvent};
-pub use payment_view::{PaymentView, PendingAction, RefundView};
+pub use payment_view::{PaymentView, PendingAction, RefundView, statuses_after};
 pub use projection::{Change, Projection, Source, Table};
 pub use reconciliation_diffs::PositionedReconciliation;
 pub use set::{

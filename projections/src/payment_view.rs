@@ -107,18 +107,37 @@ impl PaymentView {
     }
 
     /// Folds a whole history (events with their versions) into the view.
+    /// An event `evolve` refuses leaves the order as it was, as in the
+    /// stored read models (`OrderFold::apply`).
     pub fn fold<'a>(events: impl IntoIterator<Item = (u64, &'a Event)>) -> Option<Self> {
         let mut state = PaymentState::Initial;
         let mut first_at = None;
         let mut last = None;
         for (version, event) in events {
-            state = evolve(state, event);
+            state = evolve(state, event).unwrap_or_else(|refused| refused.state);
             first_at.get_or_insert(event.at);
             last = Some((version, event.at));
         }
         let (version, updated_at) = last?;
         PaymentView::of(&state, first_at?, updated_at, version)
     }
+}
+
+/// The status after each event of an order's history, as `GET
+/// /v1/payments/{order_no}/events` and `paycode history` show it. An event
+/// `evolve` refuses leaves the status as it was.
+pub fn statuses_after<'a>(
+    events: impl IntoIterator<Item = &'a Event>,
+) -> Vec<Option<PaymentStatus>> {
+    let mut state = PaymentState::Initial;
+    events
+        .into_iter()
+        .map(|event| {
+            let before = std::mem::replace(&mut state, PaymentState::Initial);
+            state = evolve(before, event).unwrap_or_else(|refused| refused.state);
+            state.status()
+        })
+        .collect()
 }
 
 impl RefundView {
@@ -159,6 +178,7 @@ impl RefundView {
 mod tests {
     use super::*;
     use chrono::TimeZone;
+    use paycode_domain::Decider;
     use paycode_domain::payment::*;
     use paycode_domain::{AuthCode, CommandId};
     use uuid::Uuid;
@@ -174,7 +194,7 @@ mod tests {
                 .decide(&state, &command, start + chrono::Duration::seconds(secs))
                 .unwrap()
             {
-                state = evolve(state, &event);
+                state = evolve(state, &event).unwrap();
                 events.push(event);
             }
         }
@@ -236,7 +256,7 @@ mod tests {
         assert_eq!(json["version"], 3);
         assert_eq!(json["failure_code"], serde_json::Value::Null);
         assert_eq!(json["pending_action"], serde_json::Value::Null);
-        let state = PaymentState::replay(&events);
+        let state = PaymentDecider::default().replay(&events).unwrap();
         let refund = serde_json::to_value(
             RefundView::find(&state, &RefundNo::parse("R1").unwrap()).unwrap(),
         )

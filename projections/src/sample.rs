@@ -10,7 +10,7 @@ use paycode_domain::payment::{
     QueryOutcome, RefundOutcome, RequestRefund, Resolution, RevokeOutcome, RevokeResult,
     SubmitPayment, evolve, next_action,
 };
-use paycode_domain::{AuthCode, CommandId, MerchantId, Money, OrderNo, RefundNo};
+use paycode_domain::{AuthCode, CommandId, Decider, MerchantId, Money, OrderNo, RefundNo};
 use uuid::Uuid;
 
 /// One event of a sample log; its global position is its index + 1.
@@ -64,7 +64,10 @@ pub fn order_events(merchant: &str, order_index: usize, rng: &mut Rng) -> Vec<Ev
         let command = Command::new(CommandId(Uuid::from_u128(base_id + commands)), kind);
         if let Ok(new_events) = decider.decide(state, &command, now) {
             for event in new_events {
-                *state = evolve(std::mem::replace(state, PaymentState::Initial), &event);
+                *state = evolve(std::mem::replace(state, PaymentState::Initial), &event)
+                    .unwrap_or_else(|refused| {
+                        panic!("the decider decided a refused event: {}", refused.violation)
+                    });
                 events.push(event);
             }
         }

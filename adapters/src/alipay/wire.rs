@@ -9,7 +9,8 @@
 
 use std::fmt;
 
-use chrono::{DateTime, FixedOffset, NaiveDateTime, TimeZone, Utc};
+use chrono::{DateTime, NaiveDateTime, Utc};
+use paycode_domain::calendar::{china_time, from_china_local};
 use serde::{Deserialize, Serialize};
 
 /// `alipay.trade.pay`: the payment-code payment.
@@ -35,12 +36,6 @@ pub const QUERY_OPTION_GMT_REFUND_PAY: &str = "gmt_refund_pay";
 /// Alipay's timestamps are China time, `yyyy-MM-dd HH:mm:ss`.
 const TIME_FORMAT: &str = "%Y-%m-%d %H:%M:%S";
 
-/// UTC+8, the zone of every Alipay timestamp.
-pub fn china_time() -> FixedOffset {
-    // 8 hours is within the ±24 h that FixedOffset accepts.
-    FixedOffset::east_opt(8 * 3600).unwrap_or_else(|| unreachable!("UTC+8 is a valid offset"))
-}
-
 /// `at` as Alipay's request `timestamp`: China time, `yyyy-MM-dd HH:mm:ss`.
 pub fn format_timestamp(at: DateTime<Utc>) -> String {
     at.with_timezone(&china_time())
@@ -51,8 +46,7 @@ pub fn format_timestamp(at: DateTime<Utc>) -> String {
 /// An answered China-time `yyyy-MM-dd HH:mm:ss` (`gmt_payment`, `send_pay_date`, `gmt_refund_pay`) in UTC.
 pub fn parse_china_time(text: &str) -> Option<DateTime<Utc>> {
     let naive = NaiveDateTime::parse_from_str(text.trim(), TIME_FORMAT).ok()?;
-    let local = china_time().from_local_datetime(&naive).single()?;
-    Some(local.with_timezone(&Utc))
+    Some(from_china_local(naive))
 }
 
 /// An answered yuan amount (`"20.00"`, `"20.5"`, `"0.00"`, or a JSON number's
@@ -173,6 +167,7 @@ pub struct BillContent {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::TimeZone;
 
     #[test]
     fn timestamps_are_china_time_both_ways() {

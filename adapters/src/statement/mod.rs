@@ -19,8 +19,9 @@
 pub mod alipay;
 pub mod wechat;
 
-use chrono::{DateTime, FixedOffset, NaiveDate, NaiveDateTime, NaiveTime, Utc};
+use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Utc};
 use paycode_domain::Channel;
+use paycode_domain::calendar::from_china_local;
 use paycode_domain::reconciliation::Statement;
 
 use crate::channel::StatementFile;
@@ -173,12 +174,6 @@ pub(crate) fn empty(channel: Channel, date: NaiveDate) -> Statement {
     }
 }
 
-/// China Standard Time, the zone of both channels' statements.
-fn china() -> FixedOffset {
-    // 8 hours is within the ±24 h that FixedOffset accepts.
-    FixedOffset::east_opt(8 * 3600).unwrap_or_else(|| unreachable!("UTC+8 is a valid offset"))
-}
-
 /// A statement time, `yyyy-MM-dd HH:mm:ss` in China time, as UTC.
 ///
 /// Tolerates the two typos of WeChat's documented sample
@@ -197,8 +192,7 @@ pub(crate) fn parse_china_time(text: &str) -> Option<DateTime<Utc>> {
         normal.insert(date_len, ' ');
     }
     let local = NaiveDateTime::parse_from_str(&normal, "%Y-%m-%d %H:%M:%S").ok()?;
-    let at = local.and_local_timezone(china()).single()?;
-    Some(at.with_timezone(&Utc))
+    Some(from_china_local(local))
 }
 
 /// The common case of [`parse_china_time`], exactly `yyyy-MM-dd HH:mm:ss`
@@ -224,8 +218,7 @@ fn plain_china_time(text: &[u8]) -> Option<DateTime<Utc>> {
     let year = i32::try_from(number(0, 4)?).ok()?;
     let date = NaiveDate::from_ymd_opt(year, number(5, 7)?, number(8, 10)?)?;
     let time = NaiveTime::from_hms_opt(number(11, 13)?, number(14, 16)?, number(17, 19)?)?;
-    let at = date.and_time(time).and_local_timezone(china()).single()?;
-    Some(at.with_timezone(&Utc))
+    Some(from_china_local(date.and_time(time)))
 }
 
 /// The whole-yuan digits this parser accepts at most: far above any

@@ -11,6 +11,7 @@ use std::collections::HashSet;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use paycode_domain::stored::{self, DecodeError, EventSchema, StoredEvent};
 use uuid::Uuid;
 
 pub mod chain;
@@ -70,6 +71,19 @@ pub struct NewEvent {
     pub data: Vec<u8>,
 }
 
+impl NewEvent {
+    /// An encoded event with its id: the one mapping from the domain's stored
+    /// form to what the store appends.
+    pub fn encoded(event_id: Uuid, stored: StoredEvent) -> NewEvent {
+        NewEvent {
+            event_id,
+            event_type: stored.name.to_owned(),
+            schema_version: stored.schema_version,
+            data: stored.data,
+        }
+    }
+}
+
 /// An event as the store recorded it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecordedEvent {
@@ -94,6 +108,13 @@ pub struct RecordedEvent {
     /// appended the event and kept byte for byte. `paycode verify`
     /// recomputes it: a difference means the stored event was changed.
     pub hash: ChainHash,
+}
+
+impl RecordedEvent {
+    /// The domain event it holds, upcast from older schemas if need be.
+    pub fn decode<E: EventSchema>(&self) -> Result<E, DecodeError> {
+        stored::decode(&self.event_type, self.schema_version, &self.data)
+    }
 }
 
 /// What a successful append tells the writer.

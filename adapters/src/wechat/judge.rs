@@ -10,7 +10,8 @@
 //! reason, and the caller queries. The tables below list each code in
 //! precedence order with its source (protocol.md section 1).
 
-use chrono::{DateTime, FixedOffset, NaiveDateTime, TimeZone, Utc};
+use chrono::{DateTime, NaiveDateTime, Utc};
+use paycode_domain::calendar::from_china_local;
 use paycode_domain::payment::{
     PayOutcome, QueryOutcome, RefundOutcome, RevokeOutcome, RevokeResult,
 };
@@ -551,20 +552,11 @@ fn answered_money(answer: &Verified<'_>, name: &str) -> Result<Money, String> {
     Money::from_fen(fen).map_err(|_| not_fen())
 }
 
-/// China Standard Time (UTC+8, no daylight saving), as every WeChat time is.
-fn china_offset() -> FixedOffset {
-    FixedOffset::east_opt(8 * 3600).expect("UTC+8 is a valid offset")
-}
-
 /// Parses a China-time field and converts it to UTC.
 fn china_time(text: &str, format: &str, name: &str) -> Result<DateTime<Utc>, String> {
     let local = NaiveDateTime::parse_from_str(text, format)
         .map_err(|_| format!("the answer's {name} {text:?} is not a time like {format}"))?;
-    china_offset()
-        .from_local_datetime(&local)
-        .single()
-        .map(|t| t.with_timezone(&Utc))
-        .ok_or_else(|| format!("the answer's {name} {text:?} is not a valid China time"))
+    Ok(from_china_local(local))
 }
 
 #[cfg(test)]

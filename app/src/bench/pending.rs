@@ -25,8 +25,8 @@ use paycode_adapters::channel::rate_limit::RateLimits;
 use paycode_adapters::clock::Clock;
 use paycode_adapters::lease::LocalLeases;
 use paycode_adapters::store::{EventStore, SqliteStore};
-use paycode_domain::payment::stored;
-use paycode_domain::payment::{Fact, UserPaying};
+use paycode_domain::payment::{Event, Fact, UserPaying};
+
 use paycode_domain::{AuthCode, CommandId, MerchantId, Money, OrderNo, Policy};
 use tokio::sync::{Semaphore, watch};
 use uuid::Uuid;
@@ -260,11 +260,7 @@ async fn pending(args: &BenchArgs) -> anyhow::Result<()> {
         for recorded in &events {
             position = recorded.position + 1;
             if recorded.event_type == "UserPaying" {
-                let event = stored::decode(
-                    &recorded.event_type,
-                    recorded.schema_version,
-                    &recorded.data,
-                )?;
+                let event: Event = recorded.decode()?;
                 if let Fact::UserPaying(UserPaying { next_query_at, .. }) = event.fact {
                     due.insert(recorded.stream.clone(), next_query_at);
                 }
@@ -315,11 +311,7 @@ async fn pending(args: &BenchArgs) -> anyhow::Result<()> {
             let Some(due_at) = due.get(&recorded.stream) else {
                 continue;
             };
-            let event = stored::decode(
-                &recorded.event_type,
-                recorded.schema_version,
-                &recorded.data,
-            )?;
+            let event: Event = recorded.decode()?;
             let late_sim_us = (event.at - *due_at).num_microseconds().unwrap_or(0).max(0);
             let late_us = (late_sim_us as f64 / args.speed) as u64;
             lateness_us.push(u32::try_from(late_us).unwrap_or(u32::MAX));

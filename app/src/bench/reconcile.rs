@@ -32,15 +32,15 @@ use paycode_adapters::sandbox::statement::{
 use paycode_adapters::sandbox::truth::{SandboxOrder, SandboxOrderState, SandboxRefund};
 use paycode_adapters::statement::parse_wechat_bill;
 use paycode_domain::payment::{
-    Event, Fact, Paid, PaidSource, PaymentState, RefundRequested, Refunded, RevokeReason,
-    RevokeRequested, RevokeResult, Revoked, Submitted, UserPaying, evolve,
+    Event, Fact, Paid, PaidSource, PaymentDecider, RefundRequested, Refunded, RevokeReason,
+    RevokeRequested, RevokeResult, Revoked, Submitted, UserPaying,
 };
 use paycode_domain::reconciliation::{
     FindingKind, Ledger, LedgerOrder, ReconcilePolicy, Report, reconcile,
 };
 use paycode_domain::{
-    AuthCode, Channel, ChannelCodes, CommandId, Currency, MaskedAuthCode, MerchantId, Money,
-    OrderNo, RefundNo,
+    AuthCode, Channel, ChannelCodes, CommandId, Currency, Decider, MaskedAuthCode, MerchantId,
+    Money, OrderNo, RefundNo,
 };
 use uuid::Uuid;
 
@@ -495,7 +495,9 @@ impl DayOrder {
                 }
             }
         }
-        let state = events.iter().fold(PaymentState::Initial, evolve);
+        let state = PaymentDecider::default()
+            .replay(&events)
+            .context("a history the rules allow")?;
         LedgerOrder::from_state(&state).context("a submitted order has a ledger form")
     }
 

@@ -15,7 +15,7 @@ use anyhow::Context;
 use indicatif::ProgressBar;
 use paycode_adapters::store::{EventStore, ExpectedVersion, NewEvent, SqliteStore};
 use paycode_domain::ids::payment_stream;
-use paycode_domain::payment::stored;
+use paycode_domain::stored;
 use paycode_domain::{CommandId, MerchantId, OrderNo};
 use paycode_projections::sample;
 use uuid::Uuid;
@@ -70,15 +70,7 @@ async fn fill(store: Arc<SqliteStore>, events: u64) -> anyhow::Result<u64> {
                 let batch: Vec<NewEvent> = history
                     .iter()
                     .enumerate()
-                    .map(|(n, event)| {
-                        let encoded = stored::encode(event);
-                        NewEvent {
-                            event_id: command.event_id(n),
-                            event_type: encoded.name.to_owned(),
-                            schema_version: encoded.schema_version,
-                            data: encoded.data,
-                        }
-                    })
+                    .map(|(n, event)| NewEvent::encoded(command.event_id(n), stored::encode(event)))
                     .collect();
                 let count = batch.len() as u64;
                 store

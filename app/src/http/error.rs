@@ -7,7 +7,7 @@ use paycode_adapters::store::StoreError;
 use paycode_domain::payment::Rejection;
 use serde_json::json;
 
-use crate::ledger::LedgerError;
+use crate::ledger::PaymentLedgerError;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {
@@ -73,14 +73,15 @@ impl From<Rejection> for ApiError {
     }
 }
 
-impl From<LedgerError> for ApiError {
-    fn from(error: LedgerError) -> Self {
+impl From<PaymentLedgerError> for ApiError {
+    fn from(error: PaymentLedgerError) -> Self {
         match error {
-            LedgerError::Rejected(rejection) => rejection.into(),
-            LedgerError::Store(StoreError::Unavailable(_)) | LedgerError::Contention { .. } => {
+            PaymentLedgerError::Rejected(rejection) => rejection.into(),
+            PaymentLedgerError::Store(StoreError::Unavailable(_))
+            | PaymentLedgerError::Contention { .. } => {
                 ApiError::unavailable("the event store is unavailable; retry the same request")
             }
-            LedgerError::Store(StoreError::Conflict { .. }) => {
+            PaymentLedgerError::Store(StoreError::Conflict { .. }) => {
                 ApiError::unavailable("the order changed concurrently; retry the same request")
             }
             other => {

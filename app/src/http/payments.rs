@@ -10,18 +10,16 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use paycode_domain::ids::payment_stream;
-use paycode_domain::payment::{
-    Command, CommandKind, Fact, PaymentState, RequestRefund, RevokeReason, evolve,
-};
+use paycode_domain::payment::{Command, CommandKind, Fact, RequestRefund, RevokeReason};
 use paycode_domain::{AuthCode, Channel, CommandId, Currency, Money, OrderNo, RefundNo};
-use paycode_projections::{PaymentView, RefundView};
+use paycode_projections::{PaymentView, RefundView, statuses_after};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
 use super::body::Fields;
 use super::error::ApiError;
 use super::{AppState, Merchant};
-use crate::ledger::{LedgerError, OrderHistory};
+use crate::ledger::{OrderHistory, PaymentLedgerError};
 
 /// The longest `?wait` allowed, in seconds.
 pub const WAIT_MAX_SECS: u64 = 60;
@@ -160,7 +158,7 @@ pub async fn create(
         .await
     {
         Ok(history) => (StatusCode::CREATED, history),
-        Err(LedgerError::Rejected(paycode_domain::payment::Rejection::AlreadySubmitted)) => {
+        Err(PaymentLedgerError::Rejected(paycode_domain::payment::Rejection::AlreadySubmitted)) => {
             let history = runtime.ledger().history(&merchant, &order_no).await?;
             let same = match history.events.first().map(|e| &e.event.fact) {
                 Some(Fact::Submitted(submitted)) => {
@@ -273,12 +271,12 @@ pub async fn events(
     if history.events.is_empty() {
         return Err(ApiError::not_found("order"));
     }
-    let mut status_state = PaymentState::Initial;
+    let statuses = statuses_after(history.events.iter().map(|recorded| &recorded.event));
     let events: Vec<Value> = history
         .events
         .iter()
-        .map(|recorded| {
-            status_state = evolve(status_state.clone(), &recorded.event);
+        .zip(statuses)
+        .map(|(recorded, status_after)| {
             let mut data = serde_json::to_value(&recorded.event).unwrap_or(Value::Null);
             let event_type = data
                 .as_object_mut()
@@ -289,7 +287,7 @@ pub async fn events(
                 "type": event_type,
                 "recorded_at": recorded.recorded_at,
                 "data": data,
-                "status_after": status_state.status(),
+                "status_after": status_after,
             })
         })
         .collect();
@@ -355,7 +353,7 @@ pub async fn create_refund(
     );
     let (status, history) = match state.runtime.command(&merchant, &order_no, command).await {
         Ok(history) => (StatusCode::CREATED, history),
-        Err(LedgerError::Rejected(paycode_domain::payment::Rejection::RefundNoInUse)) => {
+        Err(PaymentLedgerError::Rejected(paycode_domain::payment::Rejection::RefundNoInUse)) => {
             let history = state.runtime.ledger().history(&merchant, &order_no).await?;
             let existing = RefundView::find(&history.state, &refund_no);
             if !existing.is_some_and(|r| r.amount == amount && r.reason == reason) {

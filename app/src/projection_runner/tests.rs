@@ -11,7 +11,7 @@ use indicatif::ProgressBar;
 use paycode_adapters::store::{
     AppendOutcome, ExpectedVersion, MemoryStore, NewEvent, RecordedEvent,
 };
-use paycode_domain::payment::stored;
+use paycode_domain::stored;
 use paycode_projections::sample;
 use uuid::Uuid;
 
@@ -83,12 +83,10 @@ async fn sample_store(orders: usize, seed: u64) -> (MemoryStore, u64) {
             .append(
                 &sample.stream,
                 ExpectedVersion::after(sample.version.checked_sub(1)),
-                vec![NewEvent {
-                    event_id: Uuid::from_u128(index as u128 + 1),
-                    event_type: encoded.name.to_owned(),
-                    schema_version: encoded.schema_version,
-                    data: encoded.data,
-                }],
+                vec![NewEvent::encoded(
+                    Uuid::from_u128(index as u128 + 1),
+                    encoded,
+                )],
             )
             .await
             .unwrap();
@@ -333,12 +331,10 @@ async fn follow_keeps_up_with_new_appends() {
             .append(
                 &sample.stream,
                 ExpectedVersion::after(sample.version.checked_sub(1)),
-                vec![NewEvent {
-                    event_id: Uuid::from_u128(10_000 + index as u128),
-                    event_type: encoded.name.to_owned(),
-                    schema_version: encoded.schema_version,
-                    data: encoded.data,
-                }],
+                vec![NewEvent::encoded(
+                    Uuid::from_u128(10_000 + index as u128),
+                    encoded,
+                )],
             )
             .await
             .unwrap();
@@ -360,7 +356,6 @@ async fn follow_keeps_up_with_new_appends() {
 async fn append_report(store: &MemoryStore, version: u64, findings: usize) {
     use paycode_domain::reconciliation::{
         Finding, FindingKind, ReconciliationEvent, ReconciliationFact, ReconciliationRecorded,
-        stored as reconciliation_stored,
     };
     let event = ReconciliationEvent {
         at: chrono::Utc::now(),
@@ -383,17 +378,12 @@ async fn append_report(store: &MemoryStore, version: u64, findings: usize) {
                 .collect(),
         }),
     };
-    let encoded = reconciliation_stored::encode(&event);
+    let encoded = stored::encode(&event);
     store
         .append(
             "reconciliation-demo-wechat-2026-11-22",
             ExpectedVersion::after(version.checked_sub(1)),
-            vec![NewEvent {
-                event_id: Uuid::new_v4(),
-                event_type: encoded.name.to_owned(),
-                schema_version: encoded.schema_version,
-                data: encoded.data,
-            }],
+            vec![NewEvent::encoded(Uuid::new_v4(), encoded)],
         )
         .await
         .unwrap();

@@ -1,13 +1,11 @@
 //! Commands: what a caller (the HTTP API, the runtime, an operator) asks the
 //! Payment aggregate to do. Each carries the id that the resulting events record.
 
-use chrono::{DateTime, Utc};
-
 use crate::auth_code::AuthCode;
 use crate::ids::{CommandId, MerchantId, OrderNo, RefundNo};
 use crate::money::Money;
 
-use super::event::{RevokeReason, StatementLine};
+use super::event::{Resolution, RevokeReason, StatementLine};
 use super::outcome::{ChannelAnswer, PayOutcome, QueryOutcome, RefundOutcome, RevokeOutcome};
 
 /// A command with the id of the request or step that issued it.
@@ -62,28 +60,6 @@ pub struct RequestRefund {
     pub refund_no: RefundNo,
     pub amount: Money,
     pub reason: String,
-}
-
-/// What an operator found out and decided, after checking with the channel.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(tag = "verdict", rename_all = "snake_case")]
-pub enum Resolution {
-    /// The payment is in fact paid (and stays so).
-    Paid {
-        channel_trade_no: String,
-        paid_at: DateTime<Utc>,
-    },
-    /// No money moved; the order is closed.
-    Closed,
-    /// Money moved and was returned to the customer.
-    Reversed,
-    /// A refund in manual review did succeed.
-    RefundSucceeded {
-        refund_no: RefundNo,
-        refunded_at: DateTime<Utc>,
-    },
-    /// A refund in manual review did not happen; its amount is refundable again.
-    RefundFailed { refund_no: RefundNo },
 }
 
 impl Command {

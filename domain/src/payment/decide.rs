@@ -5,18 +5,19 @@
 use chrono::{DateTime, Utc};
 
 use crate::channel::ChannelCodes;
+use crate::decider::{Decider, Refused};
 use crate::ids::CommandId;
 use crate::money::Currency;
 use crate::policy::Policy;
 
-use super::command::{Command, CommandKind, RequestRefund, Resolution, SubmitPayment};
+use super::command::{Command, CommandKind, RequestRefund, SubmitPayment};
 use super::event::*;
 use super::next_action::{Action, next_action};
 use super::outcome::{
     ChannelAnswer, PayOutcome, QueryOutcome, RefundOutcome, RevokeOutcome, RevokeResult,
 };
 use super::rejection::Rejection;
-use super::state::{PaidOrder, PaymentState, PaymentStatus, RefundStage, RevokeNext};
+use super::state::{PaidOrder, PaymentState, PaymentStatus, RefundStage, RevokeNext, evolve};
 
 /// The Payment decider: the policy in force plus the pure functions.
 #[derive(Debug, Clone, Default)]
@@ -27,18 +28,6 @@ pub struct PaymentDecider {
 impl PaymentDecider {
     pub fn new(policy: Policy) -> Self {
         PaymentDecider { policy }
-    }
-
-    /// The events `command` produces in `state` at `now`, or why it is refused.
-    /// An empty list means the command was already carried out (idempotent).
-    pub fn decide(
-        &self,
-        state: &PaymentState,
-        command: &Command,
-        now: DateTime<Utc>,
-    ) -> Result<Vec<Event>, Rejection> {
-        let facts = self.decide_facts(state, &command.kind, now)?;
-        Ok(stamp(facts, command.id, now))
     }
 
     fn decide_facts(
@@ -409,6 +398,45 @@ impl PaymentDecider {
                 })]
             }
         })
+    }
+}
+
+impl Decider for PaymentDecider {
+    type State = PaymentState;
+    type Command = Command;
+    type Event = Event;
+    type Rejection = Rejection;
+
+    fn initial_state(&self) -> PaymentState {
+        PaymentState::Initial
+    }
+
+    /// The events `command` produces in `state` at `now`, or why it is refused.
+    /// An empty list means the command was already carried out (idempotent).
+    fn decide(
+        &self,
+        state: &PaymentState,
+        command: &Command,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Event>, Rejection> {
+        let facts = self.decide_facts(state, &command.kind, now)?;
+        Ok(stamp(facts, command.id, now))
+    }
+
+    fn evolve(
+        &self,
+        state: PaymentState,
+        event: &Event,
+    ) -> Result<PaymentState, Refused<PaymentState>> {
+        evolve(state, event)
+    }
+
+    fn is_terminal(&self, state: &PaymentState) -> bool {
+        state.status().is_some_and(PaymentStatus::is_terminal)
+    }
+
+    fn command_id(command: &Command) -> CommandId {
+        command.id
     }
 }
 

@@ -12,7 +12,6 @@ use crate::channel::{Channel, ChannelCodes};
 use crate::ids::{CommandId, MerchantId, OrderNo, RefundNo};
 use crate::money::{Currency, Money};
 
-use super::command::Resolution;
 use super::outcome::{QueryOutcome, RefundOutcome, RevokeResult};
 
 /// One recorded fact with its time and cause.
@@ -215,6 +214,28 @@ pub struct ManualReviewRequired {
     pub reason: ManualReviewReason,
     /// The raw codes of the answer that caused it, if an answer did.
     pub codes: ChannelCodes,
+}
+
+/// What an operator found out and decided, after checking with the channel.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "verdict", rename_all = "snake_case")]
+pub enum Resolution {
+    /// The payment is in fact paid (and stays so).
+    Paid {
+        channel_trade_no: String,
+        paid_at: DateTime<Utc>,
+    },
+    /// No money moved; the order is closed.
+    Closed,
+    /// Money moved and was returned to the customer.
+    Reversed,
+    /// A refund in manual review did succeed.
+    RefundSucceeded {
+        refund_no: RefundNo,
+        refunded_at: DateTime<Utc>,
+    },
+    /// A refund in manual review did not happen; its amount is refundable again.
+    RefundFailed { refund_no: RefundNo },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

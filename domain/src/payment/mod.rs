@@ -12,7 +12,7 @@ mod rejection;
 mod state;
 pub mod stored;
 
-pub use command::{Command, CommandKind, RequestRefund, Resolution, SubmitPayment};
+pub use command::{Command, CommandKind, RequestRefund, SubmitPayment};
 pub use decide::PaymentDecider;
 pub use event::*;
 pub use next_action::{Action, next_action};

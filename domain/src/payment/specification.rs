@@ -8,6 +8,7 @@ use uuid::Uuid;
 use super::*;
 use crate::auth_code::AuthCode;
 use crate::channel::{Channel, ChannelCodes};
+use crate::decider::Decider;
 use crate::ids::{CommandId, MerchantId, OrderNo, RefundNo};
 use crate::money::Money;
 use crate::policy::Policy;
@@ -80,7 +81,9 @@ impl Scenario {
         let events = self.decider.decide(&self.state, &command, self.now)?;
         let names = events.iter().map(|e| e.fact.stored_name()).collect();
         for event in events {
-            self.state = evolve(self.state.clone(), &event);
+            self.state = evolve(self.state.clone(), &event).unwrap_or_else(|refused| {
+                panic!("decided {event:?}, refused: {}", refused.violation)
+            });
             self.history.push(event);
         }
         Ok(names)
@@ -785,7 +788,7 @@ fn a_second_submission_of_the_same_order_is_refused() {
 fn the_submitted_event_never_holds_the_full_payment_code() {
     // Rule: the full auth_code is never stored, not even encrypted.
     let s = Scenario::submitted(WECHAT_CODE, "10.00");
-    let stored = stored::encode(&s.history[0]);
+    let stored = crate::stored::encode(&s.history[0]);
     let text = String::from_utf8(stored.data).unwrap();
     assert!(!text.contains(WECHAT_CODE));
     assert!(text.contains("13**************89"));

@@ -2,20 +2,24 @@
 //! pure fold that moves it by one recorded event.
 //!
 //! Impossible states cannot be written down: only `Paid` has refunds, only
-//! `Revoking` has revoke attempts. `evolve` never fails: it trusts the log
-//! (events were decided against the state they apply to) and ignores an
-//! event that does not fit its stage rather than inventing a state.
+//! `Revoking` has revoke attempts. `evolve` refuses an event that breaks an
+//! invariant (`crate::invariants`) or has no transition from the state: the
+//! ledger then writes nothing, and a reader of a stored history stops there.
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::auth_code::MaskedAuthCode;
 use crate::channel::Channel;
+use crate::decider::Refused;
 use crate::ids::{MerchantId, OrderNo, RefundNo};
+use crate::invariants::{self, Violation};
 use crate::money::{Currency, Money, Total};
 
-use super::command::Resolution;
-use super::event::{Event, Fact, ManualReviewReason, RevokeReason, StatementLine};
+use super::event::{
+    Event, Fact, ManualReviewReason, ManualReviewRequired, OperatorResolved, Resolution,
+    RevokeReason, StatementLine,
+};
 use super::outcome::{RefundOutcome, RevokeResult};
 
 /// What the API shows as `status`.
@@ -235,19 +239,27 @@ impl Refund {
 impl PaidOrder {
     /// The total of succeeded refunds.
     pub fn refunded_total(&self) -> Total {
-        self.refunds
-            .iter()
-            .filter(|refund| refund.status() == RefundStatus::Succeeded)
-            .fold(Total::ZERO, |total, refund| total.plus(refund.amount))
+        self.sum_of(|refund| refund.status() == RefundStatus::Succeeded)
     }
 
     /// What may still be refunded: the payment less every refund not failed.
     pub fn refundable(&self) -> Total {
-        self.refunds
-            .iter()
-            .filter(|refund| refund.reserves_balance())
-            .fold(Total::ZERO, |total, refund| total.plus(refund.amount))
+        self.sum_of(Refund::reserves_balance)
             .remaining_of(self.order.amount)
+            .unwrap_or_else(|| unreachable!("evolve refuses refunds above the payment"))
+    }
+
+    /// The sum of the refunds `which` picks. Never above the payment: `evolve`
+    /// refuses a refund that would take the refunds holding the balance
+    /// above it (`invariants::check_event`).
+    fn sum_of(&self, which: impl Fn(&Refund) -> bool) -> Total {
+        Total::sum(
+            self.refunds
+                .iter()
+                .filter(|refund| which(refund))
+                .map(|refund| refund.amount),
+        )
+        .unwrap_or_else(|| unreachable!("refunds within one payment fit in a u64 of fen"))
     }
 
     pub fn refund(&self, refund_no: &RefundNo) -> Option<&Refund> {
@@ -256,10 +268,13 @@ impl PaidOrder {
             .find(|refund| &refund.refund_no == refund_no)
     }
 
-    fn refund_mut(&mut self, refund_no: &RefundNo) -> Option<&mut Refund> {
+    /// The refund a refund fact is about. `invariants::check_event` refuses
+    /// a fact for a refund the order does not have, so it is there.
+    fn refund_mut(&mut self, refund_no: &RefundNo) -> &mut Refund {
         self.refunds
             .iter_mut()
             .find(|refund| &refund.refund_no == refund_no)
+            .unwrap_or_else(|| unreachable!("check_event refuses facts of unknown refunds"))
     }
 }
 
@@ -298,7 +313,7 @@ impl PaymentState {
                 let refunded = paid.refunded_total();
                 if refunded == Total::ZERO {
                     PaymentStatus::Paid
-                } else if refunded.remaining_of(paid.order.amount) == Total::ZERO {
+                } else if refunded.remaining_of(paid.order.amount) == Some(Total::ZERO) {
                     PaymentStatus::Refunded
                 } else {
                     PaymentStatus::PartiallyRefunded
@@ -320,17 +335,36 @@ impl PaymentState {
             _ => None,
         }
     }
-
-    /// Folds a whole history from the start.
-    pub fn replay<'a>(events: impl IntoIterator<Item = &'a Event>) -> PaymentState {
-        events.into_iter().fold(PaymentState::Initial, evolve)
-    }
 }
 
-/// Moves the state by one event. Pure and total.
-pub fn evolve(state: PaymentState, event: &Event) -> PaymentState {
+/// Moves the state by one event, or refuses it: an event that breaks an
+/// invariant or has no transition from this state is never applied.
+#[expect(
+    clippy::result_large_err,
+    reason = "the refusal hands the state back by value, as success does; both are the same size"
+)]
+pub fn evolve(state: PaymentState, event: &Event) -> Result<PaymentState, Refused<PaymentState>> {
+    if let Err(violation) = invariants::check_event(&state, event) {
+        return Err(Refused { state, violation });
+    }
+    let after = transition(state, event)?;
+    debug_assert_eq!(
+        invariants::check_state(&after),
+        Ok(()),
+        "check_event let through a state that breaks an invariant"
+    );
+    Ok(after)
+}
+
+/// The transition table. `check_event` has already refused what breaks an
+/// invariant; an event with no row here is refused as not fitting.
+#[expect(
+    clippy::result_large_err,
+    reason = "the refusal hands the state back by value, as success does; both are the same size"
+)]
+fn transition(state: PaymentState, event: &Event) -> Result<PaymentState, Refused<PaymentState>> {
     let at = event.at;
-    match (state, &event.fact) {
+    Ok(match (state, &event.fact) {
         (PaymentState::Initial, Fact::Submitted(submitted)) => PaymentState::Paying(Paying {
             order: Order {
                 merchant_id: submitted.merchant_id.clone(),
@@ -503,8 +537,15 @@ pub fn evolve(state: PaymentState, event: &Event) -> PaymentState {
                     paid: review.paid,
                     reversed_at: at,
                 }),
+                // A refund's resolution belongs to a paid order (and check_event
+                // already refuses it here as a refund without payment).
                 Resolution::RefundSucceeded { .. } | Resolution::RefundFailed { .. } => {
-                    PaymentState::ManualReview(review)
+                    let violation = Violation::DoesNotFit {
+                        status: Some(PaymentStatus::ManualReview),
+                        event_type: event.fact.stored_name(),
+                    };
+                    let state = PaymentState::ManualReview(review);
+                    return Err(Refused { state, violation });
                 }
             }
         }
@@ -523,25 +564,18 @@ pub fn evolve(state: PaymentState, event: &Event) -> PaymentState {
             state
         }
 
-        // An event that does not fit: the log is the truth, but this state
-        // has nothing to change for it (e.g. a late answer recorded for audit).
-        (state, _) => state,
-    }
+        (state, fact) => {
+            let violation = Violation::DoesNotFit {
+                status: state.status(),
+                event_type: fact.stored_name(),
+            };
+            return Err(Refused { state, violation });
+        }
+    })
 }
 
 fn is_refund_fact(fact: &Fact) -> bool {
-    match fact {
-        Fact::RefundRequested(_)
-        | Fact::RefundPending(_)
-        | Fact::Refunded(_)
-        | Fact::RefundFailed(_) => true,
-        Fact::ManualReviewRequired(review) => review.refund_no.is_some(),
-        Fact::OperatorResolved(resolved) => matches!(
-            resolved.resolution,
-            Resolution::RefundSucceeded { .. } | Resolution::RefundFailed { .. }
-        ),
-        _ => false,
-    }
+    invariants::refund_of(fact).is_some()
 }
 
 fn evolve_refund(paid: &mut PaidOrder, fact: &Fact, at: DateTime<Utc>) {
@@ -559,62 +593,59 @@ fn evolve_refund(paid: &mut PaidOrder, fact: &Fact, at: DateTime<Utc>) {
             },
         }),
         Fact::RefundPending(pending) => {
-            if let Some(refund) = paid.refund_mut(&pending.refund_no) {
-                if matches!(refund.stage, RefundStage::Resend { .. }) {
-                    // The answer to a resend: one more refund call was made.
-                    refund.calls += 1;
-                }
-                refund.answers += 1;
-                refund.stage = match (&pending.outcome, pending.next_query_at) {
-                    (RefundOutcome::NotFound, _) | (_, None) => RefundStage::Resend { since: at },
-                    (_, Some(next_query_at)) => RefundStage::Pending { next_query_at },
-                };
+            let refund = paid.refund_mut(&pending.refund_no);
+            if matches!(refund.stage, RefundStage::Resend { .. }) {
+                // The answer to a resend: one more refund call was made.
+                refund.calls += 1;
             }
+            refund.answers += 1;
+            refund.stage = match (&pending.outcome, pending.next_query_at) {
+                (RefundOutcome::NotFound, _) | (_, None) => RefundStage::Resend { since: at },
+                (_, Some(next_query_at)) => RefundStage::Pending { next_query_at },
+            };
         }
         Fact::Refunded(refunded) => {
-            if let Some(refund) = paid.refund_mut(&refunded.refund_no) {
-                refund.stage = RefundStage::Succeeded {
-                    refunded_at: refunded.refunded_at,
-                    channel_refund_no: refunded.channel_refund_no.clone(),
-                };
-            }
+            paid.refund_mut(&refunded.refund_no).stage = RefundStage::Succeeded {
+                refunded_at: refunded.refunded_at,
+                channel_refund_no: refunded.channel_refund_no.clone(),
+            };
         }
         Fact::RefundFailed(failed) => {
-            if let Some(refund) = paid.refund_mut(&failed.refund_no) {
-                refund.stage = RefundStage::Failed {
-                    code: failed.code.clone(),
-                };
-            }
+            paid.refund_mut(&failed.refund_no).stage = RefundStage::Failed {
+                code: failed.code.clone(),
+            };
         }
-        Fact::ManualReviewRequired(review) => {
-            if let Some(refund) = review.refund_no.as_ref().and_then(|no| paid.refund_mut(no)) {
-                refund.stage = RefundStage::ManualReview {
-                    reason: review.reason.clone(),
-                    since: at,
-                };
-            }
+        Fact::ManualReviewRequired(ManualReviewRequired {
+            refund_no: Some(refund_no),
+            reason,
+            ..
+        }) => {
+            paid.refund_mut(refund_no).stage = RefundStage::ManualReview {
+                reason: reason.clone(),
+                since: at,
+            };
         }
-        Fact::OperatorResolved(resolved) => match &resolved.resolution {
-            Resolution::RefundSucceeded {
-                refund_no,
-                refunded_at,
-            } => {
-                if let Some(refund) = paid.refund_mut(refund_no) {
-                    refund.stage = RefundStage::Succeeded {
-                        refunded_at: *refunded_at,
-                        channel_refund_no: None,
-                    };
-                }
-            }
-            Resolution::RefundFailed { refund_no } => {
-                if let Some(refund) = paid.refund_mut(refund_no) {
-                    refund.stage = RefundStage::Failed {
-                        code: "OPERATOR_RESOLVED_FAILED".to_owned(),
-                    };
-                }
-            }
-            _ => {}
-        },
-        _ => {}
+        Fact::OperatorResolved(OperatorResolved {
+            resolution:
+                Resolution::RefundSucceeded {
+                    refund_no,
+                    refunded_at,
+                },
+            ..
+        }) => {
+            paid.refund_mut(refund_no).stage = RefundStage::Succeeded {
+                refunded_at: *refunded_at,
+                channel_refund_no: None,
+            };
+        }
+        Fact::OperatorResolved(OperatorResolved {
+            resolution: Resolution::RefundFailed { refund_no },
+            ..
+        }) => {
+            paid.refund_mut(refund_no).stage = RefundStage::Failed {
+                code: "OPERATOR_RESOLVED_FAILED".to_owned(),
+            };
+        }
+        other => unreachable!("is_refund_fact let {} through", other.stored_name()),
     }
 }

@@ -1,19 +1,13 @@
-//! The stored form of events: a name, a schema version and a JSON object.
-//!
-//! This is the one place that knows how events are written down. Old schema
-//! versions are upcast here before decoding, so every event ever written
-//! still loads after the schema grows.
+//! How payment events are stored: their names, their schema version, and
+//! the fast decoding of the current schema (the codec itself is
+//! [`crate::stored`], shared with every aggregate).
 
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
-use serde_json::{Map, Value};
 
 use super::event::{Event, Fact};
 use crate::ids::CommandId;
-
-/// The schema version every event is written with today. Bump it for a
-/// stored name when its payload changes, and teach [`upcast`] the old form.
-pub const SCHEMA_VERSION: u32 = 1;
+use crate::stored::{EventSchema, decode_object};
 
 /// Every stored event name, in the order of a payment's life.
 pub const STORED_NAMES: [&str; 17] = [
@@ -36,81 +30,19 @@ pub const STORED_NAMES: [&str; 17] = [
     "StatementLineMatched",
 ];
 
-/// An event ready for the store.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StoredEvent {
-    pub name: &'static str,
-    pub schema_version: u32,
-    pub data: Vec<u8>,
-}
+impl EventSchema for Event {
+    /// Bump it for a stored name when its payload changes, and teach
+    /// `upcast` the old form. Version 1 is the first schema.
+    const SCHEMA_VERSION: u32 = 1;
+    const STORED_NAMES: &'static [&'static str] = &STORED_NAMES;
 
-/// Why stored bytes do not decode into an event.
-#[derive(Debug, thiserror::Error)]
-pub enum DecodeError {
-    #[error("unknown stored event name {0:?}")]
-    UnknownName(String),
-    #[error("event {name} has schema version {version}, newer than this program knows ({known})")]
-    FutureVersion {
-        name: String,
-        version: u32,
-        known: u32,
-    },
-    #[error("event {name} does not decode: {source}")]
-    Malformed {
-        name: String,
-        #[source]
-        source: serde_json::Error,
-    },
-}
-
-/// Encodes an event for the store.
-pub fn encode(event: &Event) -> StoredEvent {
-    let mut object = match serde_json::to_value(event) {
-        Ok(Value::Object(object)) => object,
-        // Every field is a string, number, bool, map or list: serialising cannot fail.
-        other => unreachable!("an event serialises to a JSON object, got {other:?}"),
-    };
-    object.remove("type");
-    let data = serde_json::to_vec(&Value::Object(object)).expect("a JSON value serialises");
-    StoredEvent {
-        name: event.fact.stored_name(),
-        schema_version: SCHEMA_VERSION,
-        data,
+    fn stored_name(&self) -> &'static str {
+        self.fact.stored_name()
     }
-}
 
-/// Decodes a stored event, upcasting older schema versions first.
-pub fn decode(name: &str, schema_version: u32, data: &[u8]) -> Result<Event, DecodeError> {
-    if !STORED_NAMES.contains(&name) {
-        return Err(DecodeError::UnknownName(name.to_owned()));
+    fn decode_current(name: &str, data: &[u8]) -> Result<Event, serde_json::Error> {
+        decode_current(name, data)
     }
-    if schema_version > SCHEMA_VERSION {
-        return Err(DecodeError::FutureVersion {
-            name: name.to_owned(),
-            version: schema_version,
-            known: SCHEMA_VERSION,
-        });
-    }
-    let malformed = |source| DecodeError::Malformed {
-        name: name.to_owned(),
-        source,
-    };
-    if schema_version == SCHEMA_VERSION {
-        return decode_current(name, data).map_err(malformed);
-    }
-    let mut object: Map<String, Value> = serde_json::from_slice(data).map_err(malformed)?;
-    upcast(name, schema_version, &mut object);
-    decode_object(name, object).map_err(malformed)
-}
-
-/// Decodes a payload of the current schema through a `serde_json::Value`.
-fn decode_value(name: &str, data: &[u8]) -> Result<Event, serde_json::Error> {
-    decode_object(name, serde_json::from_slice(data)?)
-}
-
-fn decode_object(name: &str, mut object: Map<String, Value>) -> Result<Event, serde_json::Error> {
-    object.insert("type".to_owned(), Value::String(name.to_owned()));
-    serde_json::from_value(Value::Object(object))
 }
 
 /// The fields every stored payload holds beside its fact's own.
@@ -124,7 +56,7 @@ struct Envelope {
 /// no `serde_json::Value` in between: the envelope in one pass, the fact
 /// (named by `name`, which the caller checked) in another. Each pass skips
 /// the other's fields. Replays decode every event ever written, so this is
-/// their hottest path; [`decode`] upcasts older payloads the slow way.
+/// their hottest path; older payloads are upcast the slow way.
 fn decode_current(name: &str, data: &[u8]) -> Result<Event, serde_json::Error> {
     let Envelope { at, command_id } = serde_json::from_slice(data)?;
     macro_rules! fact {
@@ -132,7 +64,7 @@ fn decode_current(name: &str, data: &[u8]) -> Result<Event, serde_json::Error> {
             match name {
                 $(stringify!($variant) => Fact::$variant(serde_json::from_slice(data)?),)+
                 // A name added to `STORED_NAMES` but not here: the slow way.
-                other => return decode_value(other, data),
+                other => return decode_object(other, serde_json::from_slice(data)?),
             }
         };
     }
@@ -162,10 +94,6 @@ fn decode_current(name: &str, data: &[u8]) -> Result<Event, serde_json::Error> {
     })
 }
 
-/// Brings an older payload up to [`SCHEMA_VERSION`]. Version 1 is the first
-/// schema, so there is nothing to do yet; each future bump adds a step here.
-fn upcast(_name: &str, _schema_version: u32, _object: &mut Map<String, Value>) {}
-
 #[cfg(test)]
 mod tests {
     //! Pins the stored form of every event: a schema change shows up as a
@@ -174,12 +102,15 @@ mod tests {
     use chrono::{NaiveDate, TimeZone, Utc};
     use uuid::Uuid;
 
+    use serde_json::{Map, Value};
+
     use super::*;
     use crate::auth_code::AuthCode;
     use crate::channel::{Channel, ChannelCodes};
     use crate::ids::{CommandId, MerchantId, OrderNo, RefundNo};
     use crate::money::{Currency, Money};
     use crate::payment::*;
+    use crate::stored::{DecodeError, decode, encode};
 
     fn one_of_each() -> Vec<Fact> {
         let t = |secs| Utc.with_ymd_and_hms(2026, 11, 22, 2, 0, secs).unwrap();
@@ -344,7 +275,8 @@ mod tests {
             let stored = encode(&event(fact));
             assert_eq!(
                 decode_current(stored.name, &stored.data).unwrap(),
-                decode_value(stored.name, &stored.data).unwrap(),
+                decode_object::<Event>(stored.name, serde_json::from_slice(&stored.data).unwrap())
+                    .unwrap(),
                 "{}",
                 stored.name
             );
@@ -359,7 +291,7 @@ mod tests {
             let mut cut = object.clone();
             cut.remove(field);
             let data = serde_json::to_vec(&cut).unwrap();
-            let error = decode(stored.name, stored.schema_version, &data).unwrap_err();
+            let error = decode::<Event>(stored.name, stored.schema_version, &data).unwrap_err();
             assert!(
                 matches!(&error, DecodeError::Malformed { name, .. } if name == "Submitted"),
                 "{field}: {error}"
@@ -368,7 +300,7 @@ mod tests {
         }
         object.insert("at".into(), Value::String("yesterday".into()));
         let data = serde_json::to_vec(&object).unwrap();
-        assert!(decode(stored.name, stored.schema_version, &data).is_err());
+        assert!(decode::<Event>(stored.name, stored.schema_version, &data).is_err());
     }
 
     #[test]
@@ -377,7 +309,7 @@ mod tests {
             let original = event(fact);
             let stored = encode(&original);
             assert_eq!(
-                decode(stored.name, stored.schema_version, &stored.data).unwrap(),
+                decode::<Event>(stored.name, stored.schema_version, &stored.data).unwrap(),
                 original
             );
         }
@@ -386,9 +318,9 @@ mod tests {
     #[test]
     fn unknown_names_future_versions_and_garbage_are_clear_errors() {
         let stored = encode(&event(one_of_each().remove(0)));
-        let err = decode("Teleported", 1, &stored.data).unwrap_err();
+        let err = decode::<Event>("Teleported", 1, &stored.data).unwrap_err();
         assert_eq!(err.to_string(), "unknown stored event name \"Teleported\"");
-        let err = decode("Submitted", 2, &stored.data).unwrap_err();
+        let err = decode::<Event>("Submitted", 2, &stored.data).unwrap_err();
         assert!(
             matches!(
                 err,
@@ -400,7 +332,7 @@ mod tests {
             ),
             "{err}"
         );
-        let err = decode("Submitted", 1, b"{\"at\": 3}").unwrap_err();
+        let err = decode::<Event>("Submitted", 1, b"{\"at\": 3}").unwrap_err();
         assert!(
             err.to_string()
                 .starts_with("event Submitted does not decode"),

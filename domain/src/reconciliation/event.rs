@@ -1,16 +1,20 @@
 //! Events of a reconciliation stream: one stream per channel, merchant and
 //! statement day ([`crate::ids::reconciliation_stream`]). Each import of a
 //! statement that differs from every earlier one records the report; the
-//! same statement imported again records nothing. The matched lines
+//! same statement imported again records nothing ([`ReconciliationDecider`]). The matched lines
 //! themselves go to the orders' streams (`StatementLineMatched`), which are
 //! idempotent on their own. Stored names are set explicitly and are a contract.
 
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
+use std::convert::Infallible;
+
 use super::report::{Finding, Report};
 use crate::channel::Channel;
+use crate::decider::{Decider, Refused};
 use crate::ids::CommandId;
+use crate::invariants::Violation;
 
 /// One recorded fact of a reconciliation stream, with its time and cause.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -71,35 +75,97 @@ impl ReconciliationRecorded {
     }
 }
 
-/// Whether the stream already holds the report of this very statement file.
-/// Check it before matching: a re-import then costs no matching at all.
-pub fn already_imported(history: &[ReconciliationEvent], statement_sha256: &str) -> bool {
-    history.iter().any(|event| match &event.fact {
-        ReconciliationFact::Recorded(recorded) => recorded.statement_sha256 == statement_sha256,
-    })
+/// A statement day's stream folded: every statement file it has recorded a
+/// report of, and the latest report (the day's report).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DayState {
+    /// SHA-256 of every statement file recorded, oldest first.
+    pub imported: Vec<String>,
+    /// The latest report recorded.
+    pub latest: Option<ReconciliationRecorded>,
 }
 
-/// The decision of an import: record the report, unless this statement file
-/// was imported before (then nothing, so importing twice changes nothing).
-/// A different file for the same day (a corrected statement) is recorded;
-/// the latest recorded report is the day's report.
-pub fn decide_import(
-    history: &[ReconciliationEvent],
-    report: &Report,
-    statement_sha256: &str,
-) -> Vec<ReconciliationFact> {
-    if already_imported(history, statement_sha256) {
-        return Vec::new();
+impl DayState {
+    /// Whether the stream already holds the report of this very statement
+    /// file. Check it before matching: a re-import then costs no matching.
+    pub fn already_imported(&self, statement_sha256: &str) -> bool {
+        self.imported
+            .iter()
+            .any(|sha256| sha256 == statement_sha256)
     }
-    vec![ReconciliationFact::Recorded(
-        ReconciliationRecorded::from_report(report, statement_sha256),
-    )]
 }
 
-/// The day's report: the latest one recorded. (Every fact of the stream is
-/// a report today; a new kind of fact must be skipped here.)
-pub fn latest_report(history: &[ReconciliationEvent]) -> Option<&ReconciliationRecorded> {
-    history.last().map(|event| match &event.fact {
-        ReconciliationFact::Recorded(recorded) => recorded,
-    })
+/// Record the report of a statement file reconciled against the ledger.
+#[derive(Debug, Clone)]
+pub struct RecordReport {
+    /// The request or run that imports it; the event id derives from it.
+    pub id: CommandId,
+    pub report: ReconciliationRecorded,
+}
+
+/// The decider of a statement day's stream
+/// (`reconciliation-{merchant}-{channel}-{date}`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ReconciliationDecider;
+
+impl Decider for ReconciliationDecider {
+    type State = DayState;
+    type Command = RecordReport;
+    type Event = ReconciliationEvent;
+    /// Recording a report is never refused.
+    type Rejection = Infallible;
+
+    fn initial_state(&self) -> DayState {
+        DayState::default()
+    }
+
+    /// Records the report, unless this statement file was imported before
+    /// (then nothing, so importing twice changes nothing). A different file
+    /// for the same day (a corrected statement) is recorded; the latest
+    /// recorded report is the day's report.
+    fn decide(
+        &self,
+        state: &DayState,
+        command: &RecordReport,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<ReconciliationEvent>, Infallible> {
+        if state.already_imported(&command.report.statement_sha256) {
+            return Ok(Vec::new());
+        }
+        Ok(vec![ReconciliationEvent {
+            at: now,
+            command_id: command.id,
+            fact: ReconciliationFact::Recorded(command.report.clone()),
+        }])
+    }
+
+    /// A day's stream holds the reports of one channel and one day.
+    fn evolve(
+        &self,
+        mut state: DayState,
+        event: &ReconciliationEvent,
+    ) -> Result<DayState, Refused<DayState>> {
+        let ReconciliationFact::Recorded(recorded) = &event.fact;
+        if let Some(latest) = &state.latest
+            && (latest.channel, latest.date) != (recorded.channel, recorded.date)
+        {
+            let violation = Violation::ReportOfAnotherDay {
+                stream_day: latest.date,
+                report_day: recorded.date,
+            };
+            return Err(Refused { state, violation });
+        }
+        state.imported.push(recorded.statement_sha256.clone());
+        state.latest = Some(recorded.clone());
+        Ok(state)
+    }
+
+    /// A corrected statement may always come.
+    fn is_terminal(&self, _state: &DayState) -> bool {
+        false
+    }
+
+    fn command_id(command: &RecordReport) -> CommandId {
+        command.id
+    }
 }

@@ -51,16 +51,16 @@
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 
-use chrono::{DateTime, Duration, NaiveDate, NaiveTime, SecondsFormat, Utc};
+use chrono::{DateTime, Duration, NaiveDate, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::ledger::{Ledger, LedgerOrder, LedgerRevoke};
 use super::report::{Finding, FindingKind, Match, Report};
 use super::{Statement, StatementRow};
+use crate::calendar::{china_midnight, china_time};
 use crate::channel::Channel;
 use crate::money::Money;
 use crate::payment::{PaymentStatus, RefundStatus, StatementLine, StatementLineKind};
-use crate::policy::china_time;
 
 /// The rules of reconciliation that are a matter of configuration.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -270,9 +270,8 @@ struct DayWindow {
 
 impl DayWindow {
     fn new(date: NaiveDate, policy: &ReconcilePolicy) -> Self {
-        let china_offset = Duration::hours(8);
         let grace = Duration::seconds(i64::from(policy.midnight_grace_secs));
-        let midnight = date.and_time(NaiveTime::MIN).and_utc() - china_offset;
+        let midnight = china_midnight(date);
         DayWindow {
             from: midnight - grace,
             until: midnight + Duration::days(1) - grace,

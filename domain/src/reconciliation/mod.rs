@@ -20,8 +20,8 @@ mod properties;
 mod specification;
 
 pub use event::{
-    ReconciliationEvent, ReconciliationFact, ReconciliationRecorded, already_imported,
-    decide_import, latest_report,
+    DayState, ReconciliationDecider, ReconciliationEvent, ReconciliationFact,
+    ReconciliationRecorded, RecordReport,
 };
 pub use ledger::{Ledger, LedgerOrder, LedgerRefund, LedgerRevoke};
 pub use matching::{ReconcilePolicy, reconcile};

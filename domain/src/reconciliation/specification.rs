@@ -10,6 +10,7 @@ use uuid::Uuid;
 use super::*;
 use crate::auth_code::AuthCode;
 use crate::channel::{Channel, ChannelCodes};
+use crate::decider::Decider;
 use crate::ids::{CommandId, MerchantId, OrderNo, RefundNo};
 use crate::money::{Currency, Money};
 use crate::payment::{
@@ -135,7 +136,9 @@ fn state_of(facts: Vec<(DateTime<Utc>, Fact)>) -> PaymentState {
             fact,
         })
         .collect();
-    PaymentState::replay(&events)
+    PaymentDecider::default()
+        .replay(&events)
+        .expect("a history the rules allow")
 }
 
 fn submitted(order_no: &str, amount: &str) -> Fact {
@@ -906,7 +909,7 @@ fn every_match_is_accepted_by_the_payment_decider_once() {
         );
         let events = decider.decide(state, &command, china(12, 0, 0)).unwrap();
         assert_eq!(events.len(), 1, "{matched:?}");
-        let after = crate::payment::evolve(state.clone(), &events[0]);
+        let after = crate::payment::evolve(state.clone(), &events[0]).unwrap();
         assert!(
             decider
                 .decide(&after, &command, china(12, 0, 1))
@@ -998,29 +1001,35 @@ fn importing_the_same_statement_twice_records_nothing_the_second_time() {
         &statement(Channel::Wechat, vec![payment(1, "A1", "10.00")]),
         &ledger,
     );
-    let mut history: Vec<ReconciliationEvent> = Vec::new();
-    let facts = decide_import(&history, &report, "aa11");
-    assert_eq!(facts.len(), 1);
-    let ReconciliationFact::Recorded(recorded) = &facts[0];
+    let decider = ReconciliationDecider;
+    let record = |id: u128, sha256: &str| RecordReport {
+        id: CommandId(Uuid::from_u128(id)),
+        report: ReconciliationRecorded::from_report(&report, sha256),
+    };
+    let mut state = decider.initial_state();
+    assert_eq!(state.latest, None);
+    let events = decider
+        .decide(&state, &record(1, "aa11"), china(12, 0, 0))
+        .unwrap();
+    assert_eq!(events.len(), 1);
+    let ReconciliationFact::Recorded(recorded) = &events[0].fact;
     assert_eq!(recorded.statement_sha256, "aa11");
     assert_eq!((recorded.statement_lines, recorded.matched), (1, 1));
-    history.extend(facts.into_iter().map(|fact| ReconciliationEvent {
-        at: china(12, 0, 0),
-        command_id: CommandId(Uuid::from_u128(1)),
-        fact,
-    }));
-    assert!(already_imported(&history, "aa11"));
-    assert!(decide_import(&history, &report, "aa11").is_empty());
-    assert!(!already_imported(&history, "bb22"));
-    let corrected = decide_import(&history, &report, "bb22");
+    state = decider.evolve(state, &events[0]).unwrap();
+    assert!(state.already_imported("aa11"));
+    assert!(
+        decider
+            .decide(&state, &record(2, "aa11"), china(12, 30, 0))
+            .unwrap()
+            .is_empty()
+    );
+    assert!(!state.already_imported("bb22"));
+    let corrected = decider
+        .decide(&state, &record(3, "bb22"), china(13, 0, 0))
+        .unwrap();
     assert_eq!(corrected.len(), 1);
-    history.extend(corrected.into_iter().map(|fact| ReconciliationEvent {
-        at: china(13, 0, 0),
-        command_id: CommandId(Uuid::from_u128(2)),
-        fact,
-    }));
-    assert_eq!(latest_report(&history).unwrap().statement_sha256, "bb22");
-    assert_eq!(latest_report(&[]), None);
+    state = decider.evolve(state, &corrected[0]).unwrap();
+    assert_eq!(state.latest.unwrap().statement_sha256, "bb22");
 }
 
 #[test]

@@ -1,64 +1,23 @@
-//! The stored form of reconciliation events: a name, a schema version and a
-//! JSON object, in the same envelope as payment events
-//! ([`crate::payment::stored`]), so one store writes both.
-
-use serde_json::{Map, Value};
+//! How reconciliation events are stored: their names and schema version,
+//! through the codec every aggregate shares ([`crate::stored`]), so one
+//! store writes both.
 
 use super::event::ReconciliationEvent;
-use crate::payment::stored::{DecodeError, StoredEvent};
-
-/// The schema version every reconciliation event is written with today.
-/// Bump it when a payload changes, and teach [`upcast`] the old form.
-pub const SCHEMA_VERSION: u32 = 1;
+use crate::stored::EventSchema;
 
 /// Every stored reconciliation event name.
 pub const STORED_NAMES: [&str; 1] = ["ReconciliationRecorded"];
 
-/// Encodes an event for the store.
-pub fn encode(event: &ReconciliationEvent) -> StoredEvent {
-    let mut object = match serde_json::to_value(event) {
-        Ok(Value::Object(object)) => object,
-        // Every field is a string, number, bool, map or list: serialising cannot fail.
-        other => unreachable!("an event serialises to a JSON object, got {other:?}"),
-    };
-    object.remove("type");
-    let data = serde_json::to_vec(&Value::Object(object)).expect("a JSON value serialises");
-    StoredEvent {
-        name: event.fact.stored_name(),
-        schema_version: SCHEMA_VERSION,
-        data,
+impl EventSchema for ReconciliationEvent {
+    /// Bump it when a payload changes, and teach `upcast` the old form.
+    /// Version 1 is the first schema.
+    const SCHEMA_VERSION: u32 = 1;
+    const STORED_NAMES: &'static [&'static str] = &STORED_NAMES;
+
+    fn stored_name(&self) -> &'static str {
+        self.fact.stored_name()
     }
 }
-
-/// Decodes a stored event, upcasting older schema versions first.
-pub fn decode(
-    name: &str,
-    schema_version: u32,
-    data: &[u8],
-) -> Result<ReconciliationEvent, DecodeError> {
-    if !STORED_NAMES.contains(&name) {
-        return Err(DecodeError::UnknownName(name.to_owned()));
-    }
-    if schema_version > SCHEMA_VERSION {
-        return Err(DecodeError::FutureVersion {
-            name: name.to_owned(),
-            version: schema_version,
-            known: SCHEMA_VERSION,
-        });
-    }
-    let malformed = |source| DecodeError::Malformed {
-        name: name.to_owned(),
-        source,
-    };
-    let mut object: Map<String, Value> = serde_json::from_slice(data).map_err(malformed)?;
-    upcast(name, schema_version, &mut object);
-    object.insert("type".to_owned(), Value::String(name.to_owned()));
-    serde_json::from_value(Value::Object(object)).map_err(malformed)
-}
-
-/// Brings an older payload up to [`SCHEMA_VERSION`]. Version 1 is the first
-/// schema, so there is nothing to do yet.
-fn upcast(_name: &str, _schema_version: u32, _object: &mut Map<String, Value>) {}
 
 #[cfg(test)]
 mod tests {
@@ -68,10 +27,13 @@ mod tests {
     use chrono::{NaiveDate, TimeZone, Utc};
     use uuid::Uuid;
 
+    use serde_json::Value;
+
     use super::*;
     use crate::channel::Channel;
     use crate::ids::CommandId;
     use crate::reconciliation::{Finding, FindingKind, ReconciliationFact, ReconciliationRecorded};
+    use crate::stored::{DecodeError, decode, encode};
 
     fn recorded() -> ReconciliationEvent {
         let money = |text: &str| text.parse().unwrap();
@@ -128,7 +90,8 @@ mod tests {
         let original = recorded();
         let stored = encode(&original);
         assert_eq!(
-            decode(stored.name, stored.schema_version, &stored.data).unwrap(),
+            decode::<ReconciliationEvent>(stored.name, stored.schema_version, &stored.data)
+                .unwrap(),
             original
         );
     }
@@ -138,11 +101,11 @@ mod tests {
         // A stream that holds something this program cannot read says so.
         let stored = encode(&recorded());
         assert!(matches!(
-            decode("Submitted", 1, &stored.data),
+            decode::<ReconciliationEvent>("Submitted", 1, &stored.data),
             Err(DecodeError::UnknownName(name)) if name == "Submitted"
         ));
         assert!(matches!(
-            decode("ReconciliationRecorded", 2, &stored.data),
+            decode::<ReconciliationEvent>("ReconciliationRecorded", 2, &stored.data),
             Err(DecodeError::FutureVersion {
                 version: 2,
                 known: 1,
@@ -150,7 +113,7 @@ mod tests {
             })
         ));
         assert!(matches!(
-            decode("ReconciliationRecorded", 1, b"{\"at\": 3}"),
+            decode::<ReconciliationEvent>("ReconciliationRecorded", 1, b"{\"at\": 3}"),
             Err(DecodeError::Malformed { .. })
         ));
     }
