@@ -1,13 +1,14 @@
 //! Test support, not part of the adapters' API: keys generated at test
-//! time and the shared protocol reference vectors read from disk, so that
-//! no private key, API key or copy of a vector lives in the repository.
+//! time, so that no private key or real API key lives in the repository,
+//! and the protocol vectors (public samples from the channels'
+//! documentation and SDKs) read from `adapters/testdata/vectors/`.
 //! Compiled always (not only under `cfg(test)`) so that the integration
 //! tests in `tests/` can use it too; hidden from the documentation.
 //!
 //! RSA keys are made once per process for each `(name, bits)` with
-//! [`rand::rngs::OsRng`]. The vectors are read from the `shared/` checkout
-//! beside the workspace ([`VECTORS_DIR`]); a missing checkout fails the
-//! test with a message naming the path.
+//! [`rand::rngs::OsRng`]. The vectors are read from [`VECTORS_DIR`], inside
+//! this crate; `SOURCES.md` there says where each one came from. A missing
+//! file fails the test with a message naming the path.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -20,12 +21,9 @@ use rsa::RsaPrivateKey;
 use rsa::pkcs1::EncodeRsaPrivateKey as _;
 use rsa::pkcs8::{DecodePrivateKey as _, EncodePrivateKey as _, EncodePublicKey as _, LineEnding};
 
-/// Where the shared protocol reference vectors live:
-/// `<workspace>/../shared/reference/vectors/`.
-pub const VECTORS_DIR: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../shared/reference/vectors/"
-);
+/// Where the protocol vectors live: `adapters/testdata/vectors/`, in the
+/// repository itself.
+pub const VECTORS_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/testdata/vectors/");
 
 /// A PEM pair: the private key (PKCS#8) and its public key (SPKI).
 type PemPair = (String, String);
@@ -88,24 +86,24 @@ pub fn random_api_key() -> String {
         .collect()
 }
 
-/// The text of the reference vector `name` (e.g.
+/// The text of the protocol vector `name` (e.g.
 /// `"wx_v2_sign_doc_example.json"`) from [`VECTORS_DIR`]. Panics naming the
-/// path when the file (or the whole `shared/` checkout) is missing.
+/// path when the file is missing.
 pub fn vector(name: &str) -> String {
     let path = Path::new(VECTORS_DIR).join(name);
     std::fs::read_to_string(&path).unwrap_or_else(|error| {
         panic!(
-            "cannot read the reference vector {} ({error}); these tests need the \
-             shared protocol reference checked out beside the workspace, at {VECTORS_DIR}",
+            "cannot read the protocol vector {} ({error}); the vectors live in \
+             the repository, at {VECTORS_DIR}",
             path.display()
         )
     })
 }
 
-/// The reference vector `name`, parsed as JSON.
+/// The protocol vector `name`, parsed as JSON.
 pub fn vector_json(name: &str) -> serde_json::Value {
     serde_json::from_str(&vector(name))
-        .unwrap_or_else(|error| panic!("the reference vector {name} is not JSON: {error}"))
+        .unwrap_or_else(|error| panic!("the protocol vector {name} is not JSON: {error}"))
 }
 
 /// A throwaway self-signed certificate and its private key (ECDSA P-256,
@@ -143,7 +141,7 @@ mod tests {
     }
 
     #[test]
-    #[should_panic(expected = "shared/reference/vectors/no_such_vector.json")]
+    #[should_panic(expected = "adapters/testdata/vectors/no_such_vector.json")]
     fn a_missing_vector_names_its_path() {
         vector("no_such_vector.json");
     }

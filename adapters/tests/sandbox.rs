@@ -34,8 +34,8 @@ use paycode_domain::{AuthCode, Channel, Money, OrderNo, RefundNo};
 const APPID: &str = "wx2421b1c4370ec43b";
 const MCH_ID: &str = "10000100";
 const APP_ID: &str = "2021000000000001";
-/// The WeChat documentation's example key (protocol.md 1.3), used by the
-/// fixture test; read from the shared vectors so no key sits in the tree.
+/// The WeChat documentation's published example key, used by the fixture
+/// test; read from the protocol vector rather than repeated in the code.
 fn doc_key() -> String {
     testkit::vector_json("wx_v2_micropay_roundtrip_gochat.json")["key"]
         .as_str()
@@ -987,7 +987,7 @@ async fn a_restarted_sandbox_still_knows_its_orders() {
 
 #[tokio::test]
 async fn the_documented_signed_micropay_request_is_accepted_and_an_unverifiable_one_refused() {
-    // gochat's request, signed with the documentation's key (protocol.md 1.3).
+    // gochat's request, signed with the documentation's example key.
     let env = spawn(Setup {
         wechat_key: doc_key(),
         ..Setup::default()

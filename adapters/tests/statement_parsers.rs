@@ -1,5 +1,5 @@
 //! The statement parsers against real bills and the sandbox's: the two
-//! documented WeChat bills from the shared reference vectors; round trips
+//! documented WeChat bills from the protocol vectors; round trips
 //! of the sandbox's truth (payments, partial refunds, a paid-then-revoked
 //! order) through its WeChat bills (both layouts, all bill types) and its
 //! Alipay zip; and the rejections, each naming its line and column.
@@ -109,7 +109,7 @@ struct Expected {
 
 /// Every money movement of `orders` on the test day. A revoke's refund
 /// number is what each channel prints there: WeChat (the sandbox) the
-/// order number, Alipay the trade's Alipay number (DESIGN.md).
+/// order number, Alipay the trade's Alipay number (docs/rules.md).
 fn expected(orders: &[SandboxOrder]) -> Vec<Expected> {
     let mut rows = Vec::new();
     for order in orders {

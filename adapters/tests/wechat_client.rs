@@ -4,10 +4,11 @@
 //! the official examples re-signed with the documented key). Each test
 //! asserts the normalised outcome the ledger would see.
 //!
-//! The fixtures and the documented example key are read at test time from
-//! the shared protocol reference (`paycode_adapters::testkit::vector`); the
-//! client certificate is generated at test time (`support`). Nothing secret
-//! is stored in the repository.
+//! The fixtures and the documented example key (published in WeChat's
+//! documentation, so not a secret) are read at test time from the protocol
+//! vectors in `adapters/testdata/vectors/` (`paycode_adapters::testkit::vector`);
+//! the client certificate is generated at test time (`support`). Nothing
+//! secret is stored in the repository.
 
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, Instant};
@@ -35,7 +36,7 @@ use serde_json::Value;
 mod support;
 
 /// The documented example API key, which signs the gochat round trips: read
-/// from the shared vector, never stored here.
+/// from the protocol vector, not repeated in the code.
 static KEY: LazyLock<String> = LazyLock::new(|| {
     testkit::vector_json("wx_v2_micropay_roundtrip_gochat.json")["key"]
         .as_str()
@@ -49,7 +50,7 @@ const REFUND: &str = "1415701182";
 /// The official example's payment code; tests never print it.
 const AUTH: &str = "120269300684844649";
 
-/// The shared reference fixtures, each read once at test time.
+/// The protocol fixtures, each read once at test time.
 static MICROPAY_ROUNDTRIP: LazyLock<String> =
     LazyLock::new(|| testkit::vector("wx_v2_micropay_roundtrip_gochat.json"));
 static ORDERQUERY_ROUNDTRIP: LazyLock<String> =

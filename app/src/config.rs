@@ -1,4 +1,4 @@
-//! `paycode.toml`: the configuration of CONTRACT.md, parsed strictly
+//! `paycode.toml`: the configuration of docs/configuration.md, parsed strictly
 //! (unknown keys are errors) with errors that name the key and the line.
 //! Relative paths are relative to the configuration file's directory.
 

@@ -1,7 +1,7 @@
 //! Every timing and limit of the business rules, in one value.
 //!
-//! The defaults are the channels' documented rules (see DESIGN.md, "The
-//! business in one page"). Times are decided with the policy in force and
+//! The defaults are the channels' documented rules (see docs/rules.md,
+//! whose sources say where each comes from). Times are decided with the policy in force and
 //! recorded in the events, so replaying a history never depends on today's
 //! configuration.
 

@@ -1,4 +1,4 @@
-//! The HTTP API of CONTRACT.md, black box: the real router on 127.0.0.1
+//! The HTTP API of docs/api.md, black box: the real router on 127.0.0.1
 //! port 0, a manual clock, scripted channels. Each test's first line says
 //! what it shows.
 

@@ -380,7 +380,7 @@ fn mask_auth_code(answer: &mut ChannelAnswer<PayOutcome>, auth_code: &AuthCode) 
     }
 }
 
-/// Logs a normalised answer; one that proves nothing is a warning (DESIGN: unproven answers are logged).
+/// Logs a normalised answer; one that proves nothing is a warning (docs/rules.md: unproven answers are logged).
 fn log_answer<O: fmt::Debug>(answer: &ChannelAnswer<O>, unknown: bool) {
     let code = answer.codes.get("code");
     let sub_code = answer.codes.get("sub_code");

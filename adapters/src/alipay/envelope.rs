@@ -241,7 +241,7 @@ impl<'a> Scanner<'a> {
 mod tests {
     use super::*;
 
-    /// The shared reference vector, read at test time.
+    /// The protocol vector, read at test time from `adapters/testdata/vectors/`.
     const VECTOR: &str = "ali_resp_envelope_verify_nodejs.json";
 
     #[test]

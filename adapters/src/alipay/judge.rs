@@ -7,7 +7,7 @@
 //! amounts when answered), then the gateway `code`, then the `sub_code` or
 //! the business field (`trade_status`, `action`, `refund_status`).
 //!
-//! Decisions the protocol reference leaves open, and how they are taken here:
+//! Decisions the channels' documentation leaves open, and how they are taken here:
 //! - Pay `40004`: only the sub_codes in [`PAY_DEFINITIVE_SUB_CODES`] fail;
 //!   `ACQ.SYSTEM_ERROR`, `ACQ.TRADE_HAS_SUCCESS` (a paid duplicate: the query
 //!   books it), `ACQ.CONTEXT_INCONSISTENT` (an earlier trade under this
@@ -69,8 +69,8 @@ pub const SUB_TRADE_HAS_SUCCESS: &str = "ACQ.TRADE_HAS_SUCCESS";
 /// `sub_code`: the cancel window has passed; refund instead.
 pub const SUB_TRADE_CANCEL_TIME_OUT: &str = "ACQ.TRADE_CANCEL_TIME_OUT";
 
-/// trade.pay `40004` sub_codes that prove the payment failed (protocol
-/// reference §2.5): nothing moved, and a new code or order is needed.
+/// trade.pay `40004` sub_codes that prove the payment failed (the official
+/// error table; docs/rules.md): nothing moved, and a new code or order is needed.
 pub const PAY_DEFINITIVE_SUB_CODES: [&str; 22] = [
     "ACQ.TRADE_HAS_CLOSE",
     "ACQ.PAYMENT_AUTH_CODE_INVALID",
@@ -614,7 +614,7 @@ mod tests {
         }
     }
 
-    /// The `node` of the shared reference vector `name`'s body.
+    /// The `node` of the protocol vector `name`'s body.
     fn fixture_node(name: &str, node: &str) -> Answer {
         let value = crate::testkit::vector_json(name);
         Answer::parse(&value["body"][node].to_string()).unwrap()

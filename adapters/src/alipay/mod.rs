@@ -7,7 +7,7 @@
 //! - [`envelope`]: the raw `*_response` node and `sign` of an answer body,
 //!   sliced out exactly as sent, since that text is what is signed.
 //! - [`judge`]: pure functions from a verified answer to the domain's
-//!   outcomes, with the decisions the protocol reference leaves open.
+//!   outcomes, with the decisions the channels' documentation leaves open.
 //! - [`config`] and [`client`]: [`AlipayConfig`] and [`AlipayClient`], the
 //!   [`crate::channel::ChannelClient`] for one merchant's app.
 

@@ -4,8 +4,8 @@
 //! and value are non-empty, sorted by key (byte order), joined as
 //! `k=v&k=v` with raw values (no URL-encoding; `biz_content` is its exact
 //! JSON text). `sign_type` is part of it, as in the official SDK's
-//! `getSignContent` and `rsaCheckV2` (protocol reference §2.2 and the
-//! vectors). Responses: the signature covers the exact text of the
+//! `getSignContent` and `rsaCheckV2` (see the vectors in
+//! `adapters/testdata/vectors/`). Responses: the signature covers the exact text of the
 //! `*_response` node (see [`super::envelope`]).
 //!
 //! Both sides live here so that the sandbox, which plays Alipay, can verify
@@ -272,8 +272,12 @@ mod tests {
     use super::*;
     use crate::testkit;
 
-    // The shared reference vectors, read at test time (they carry Alipay's
-    // published SDK test key, which is not copied into this repository).
+    // The protocol vectors in `adapters/testdata/vectors/`. They hold the
+    // public half of Alipay's published SDK test key and the signatures the
+    // SDK made with it; its private half is not in the repository. RSA
+    // PKCS#1 v1.5 is deterministic (one key and one content give exactly one
+    // valid signature), so a published signature that verifies over the
+    // content we build proves both that content and the algorithm.
     const JAVA_SDK: &str = "ali_rsa_request_sign_java_sdk.json";
     const TRADE_PAY: &str = "ali_rsa2_trade_pay_request_computed.json";
     const NODEJS: &str = "ali_resp_envelope_verify_nodejs.json";
@@ -291,19 +295,26 @@ mod tests {
             .collect()
     }
 
-    fn sdk_keys() -> (RsaPrivateKey, RsaPublicKey) {
-        let vector = json(JAVA_SDK);
-        let private =
-            private_key_from_pem(vector["private_key_pkcs8_base64"].as_str().unwrap()).unwrap();
-        let public = public_key_from_pem(vector["public_key_pem"].as_str().unwrap()).unwrap();
-        (private, public)
+    /// The public key of Alipay's published SDK test key pair.
+    fn sdk_public_key(vector: &serde_json::Value) -> RsaPublicKey {
+        public_key_from_pem(vector["public_key_pem"].as_str().unwrap()).unwrap()
+    }
+
+    /// A key pair generated for this test run: the signing side of the tests.
+    fn generated_keys(name: &str) -> (RsaPrivateKey, RsaPublicKey) {
+        let (private, public) = testkit::rsa_key_pair_pem(name, KEY_BITS_MIN);
+        (
+            private_key_from_pem(&private).unwrap(),
+            public_key_from_pem(&public).unwrap(),
+        )
     }
 
     #[test]
-    fn the_java_sdk_rsa2_cases_are_reproduced_byte_for_byte() {
-        // Alipay's own SDK test: same content, same key, same base64 (PKCS#1 v1.5 is deterministic).
+    fn the_java_sdk_rsa2_cases_verify_over_our_string_to_sign() {
+        // Alipay's own SDK test: our string to sign is its content exactly, and
+        // its RSA2 signature of that content verifies under its public key.
         let vector = json(JAVA_SDK);
-        let (private, public) = sdk_keys();
+        let public = sdk_public_key(&vector);
         let mut rsa2_cases = 0;
         for case in vector["cases"].as_array().unwrap() {
             let params = params_of(&case["params"]);
@@ -315,21 +326,25 @@ mod tests {
                 case["test"]
             );
             let expected = case["expected_sign"].as_str().unwrap();
+            let mut signed = params.clone();
+            signed.push(("sign".to_owned(), expected.to_owned()));
             if case["sign_type"] == "RSA2" {
                 rsa2_cases += 1;
                 assert_eq!(
-                    rsa2_sign(&private, &content).unwrap(),
-                    expected,
+                    rsa2_verify(&public, &content, expected),
+                    Ok(()),
                     "{}",
                     case["test"]
                 );
-                let mut signed = params.clone();
-                signed.push(("sign".to_owned(), expected.to_owned()));
                 assert_eq!(verify_request(&public, &signed), Ok(()));
+                // One changed byte of the content and the same signature fails.
+                let altered = content.replacen("2019", "2018", 1);
+                assert_eq!(
+                    rsa2_verify(&public, &altered, expected),
+                    Err(SignError::Mismatch)
+                );
             } else {
                 // The legacy SHA1 "RSA" case: its content rule is the same, but the type is refused.
-                let mut signed = params.clone();
-                signed.push(("sign".to_owned(), expected.to_owned()));
                 assert_eq!(
                     verify_request(&public, &signed),
                     Err(SignError::UnsupportedSignType("RSA".to_owned()))
@@ -347,25 +362,56 @@ mod tests {
     }
 
     #[test]
-    fn the_full_trade_pay_request_is_signed_as_computed() {
-        // Every common parameter plus biz_content's exact JSON text.
+    fn our_signer_makes_what_the_sdk_verified_verifier_accepts() {
+        // rsa2_verify accepts the SDK's signatures (test above); what rsa2_sign
+        // makes with any key verifies there too, and since PKCS#1 v1.5 allows one
+        // signature per key and content, it is the SDK's signature for that key.
+        let (private, public) = generated_keys("app");
+        let content = json(JAVA_SDK)["cases"][1]["expected_sign_content"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let sign = rsa2_sign(&private, &content).unwrap();
+        assert_eq!(rsa2_verify(&public, &content, &sign), Ok(()));
+        assert_eq!(
+            rsa2_sign(&private, &content).unwrap(),
+            sign,
+            "deterministic"
+        );
+        assert_eq!(
+            rsa2_verify(&public, &format!("{content}x"), &sign),
+            Err(SignError::Mismatch)
+        );
+    }
+
+    #[test]
+    fn the_full_trade_pay_request_verifies_over_our_string_to_sign() {
+        // Every common parameter plus biz_content's exact JSON text, signed with
+        // the SDK test key when the vector was made.
         let vector = json(TRADE_PAY);
-        let (private, public) = sdk_keys();
+        let public = sdk_public_key(&vector);
         let params = params_of(&vector["params"]);
         let content = sign_content(params.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         assert_eq!(content, vector["expected_sign_content"].as_str().unwrap());
+        let expected = vector["expected_sign"].as_str().unwrap();
+        assert_eq!(rsa2_verify(&public, &content, expected), Ok(()));
+        let mut signed = params.clone();
+        signed.push(("sign".to_owned(), expected.to_owned()));
+        assert_eq!(verify_request(&public, &signed), Ok(()));
+        // Any change to a signed parameter breaks it.
+        signed[0].1.push('0');
+        assert_eq!(verify_request(&public, &signed), Err(SignError::Mismatch));
+        // sign_params over the same parameters makes a signature that verifies the same way.
+        let (private, public) = generated_keys("app");
         let sign = sign_params(
             &private,
             params.iter().map(|(k, v)| (k.as_str(), v.as_str())),
         )
         .unwrap();
-        assert_eq!(sign, vector["expected_sign"].as_str().unwrap());
+        assert_eq!(rsa2_verify(&public, &content, &sign), Ok(()));
         let mut signed = params.clone();
         signed.push(("sign".to_owned(), sign));
         assert_eq!(verify_request(&public, &signed), Ok(()));
-        // Any change to a signed parameter breaks it.
-        signed[0].1.push('0');
-        assert_eq!(verify_request(&public, &signed), Err(SignError::Mismatch));
     }
 
     #[test]
@@ -407,7 +453,7 @@ mod tests {
     #[test]
     fn a_built_envelope_extracts_and_verifies() {
         // The sandbox's side and the client's side agree.
-        let (private, public) = sdk_keys();
+        let (private, public) = generated_keys("alipay");
         let node = r#"{"code":"10000","msg":"Success","url":"http:\/\/a\/b"}"#;
         let body = build_envelope(&private, "alipay.trade.pay", node).unwrap();
         let envelope = envelope::extract(&body, "alipay.trade.pay").unwrap();
@@ -422,7 +468,7 @@ mod tests {
 
     #[test]
     fn requests_with_duplicate_or_missing_parts_are_refused() {
-        let (_, public) = sdk_keys();
+        let public = sdk_public_key(&json(JAVA_SDK));
         let base = vec![
             ("app_id".to_owned(), "1".to_owned()),
             ("sign_type".to_owned(), "RSA2".to_owned()),
@@ -447,10 +493,8 @@ mod tests {
     #[test]
     fn keys_load_in_every_supported_form_and_weak_or_garbled_ones_do_not() {
         let vector = json(JAVA_SDK);
-        // The SDK key as bare base64 DER (as Alipay's key tool prints it).
-        let bare = vector["private_key_pkcs8_base64"].as_str().unwrap();
-        assert!(private_key_from_pem(bare).is_ok());
-        // A generated key as PKCS#8 PEM, as PKCS#1 PEM and as bare DER: one key.
+        // A generated key as PKCS#8 PEM, as PKCS#1 PEM and as bare base64 DER
+        // (as Alipay's key tool prints it): one key.
         let (pem, public_pem) = testkit::rsa_key_pair_pem("app", 2048);
         let pkcs8 = private_key_from_pem(&pem).unwrap();
         let pkcs1 = testkit::pkcs1_private_pem(&pem);

@@ -1,7 +1,7 @@
 //! The sandbox's Alipay: the gateway (`/gateway.do`, form-encoded
 //! parameters in the body or the query string) for the six methods the
 //! ledger uses, and the bill zip download the bill-URL query points to
-//! (protocol.md section 2).
+//! (docs/sandbox.md).
 //!
 //! Order of checks, as the gateway's: the `app_id` must be a configured
 //! app, the RSA2 signature must verify with the app's public key (else an

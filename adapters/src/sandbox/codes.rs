@@ -1,5 +1,5 @@
 //! The sandbox's test payment codes: which behaviour a scanned code asks
-//! for, chosen by its last two digits (CONTRACT.md, "Sandbox test payment
+//! for, chosen by its last two digits (docs/sandbox.md, "Test payment
 //! codes"), and whether a code has the shape its channel accepts at all.
 //! Only the masked code and those two digits ever leave this module.
 

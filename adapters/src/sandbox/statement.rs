@@ -1,5 +1,5 @@
 //! The statements of a China-time day, made from the sandbox's truth in the
-//! channels' own formats (protocol.md 1.9 and 2.10):
+//! channels' own formats (docs/sandbox.md, "Statements"):
 //!
 //! - WeChat: the text bill (`ALL`, `SUCCESS`, `REFUND`), a header line,
 //!   backtick-prefixed fields, then the summary header and values; in the
@@ -47,7 +47,7 @@ impl WechatBillType {
     }
 }
 
-/// The column set of WeChat bills; both exist in the wild (protocol.md 1.9).
+/// The column set of WeChat bills; both exist in the wild (see `adapters/testdata/vectors/`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum WechatBillLayout {
     /// Today's: ALL 27 columns (应结订单金额, 费率备注, ...), summary 7.

@@ -1,5 +1,5 @@
 //! The sandbox's WeChat Pay v2: the six XML endpoints, answered as WeChat
-//! answers them (protocol.md section 1), from the sandbox's truth.
+//! answers them (docs/rules.md), from the sandbox's truth.
 //!
 //! Order of checks, as WeChat's: the body must be UTF-8 XML; the `mch_id`
 //! must be a configured merchant and the signature must verify with its key

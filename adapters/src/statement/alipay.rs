@@ -1,5 +1,5 @@
 //! Alipay's trade bill (`alipay.data.dataservice.bill.downloadurl.query`,
-//! protocol.md 2.10) parsed into a [`Statement`]: a zip of GBK CSV files, of
+//! docs/rules.md) parsed into a [`Statement`]: a zip of GBK CSV files, of
 //! which the detail file (`…_业务明细.csv`, not `…_业务明细(汇总).csv`) is read.
 //!
 //! The zip is untrusted input, so it is opened under [`AlipayZipLimits`]:
@@ -19,10 +19,10 @@
 //! - A row's amount is `订单金额（元）` (what the ledger asked for), positive
 //!   on a `交易` row and negative on a `退款` row; its time is `完成时间`.
 //! - A `退款` row whose `退款批次号/请求号` is the trade's Alipay number is the
-//!   refund a cancel made ([`StatementLineKind::Reversal`], DESIGN.md
+//!   refund a cancel made ([`StatementLineKind::Reversal`], docs/rules.md
 //!   "Reconciliation"); so is one with an empty batch number, since the ledger
-//!   sends a refund request number with every refund and protocol.md 2.10
-//!   says a cancel's refund row may carry none. Other `退款` rows are refunds.
+//!   sends a refund request number with every refund and the public sources
+//!   say a cancel's refund row may carry none. Other `退款` rows are refunds.
 //! - A detail file that starts with a UTF-8 BOM is read as UTF-8; any other
 //!   is GBK, and a line that is not valid GBK rejects the file.
 

@@ -1,6 +1,6 @@
 //! Statement parsers: a channel's raw daily statement turned into the
-//! channel-neutral [`Statement`] the matcher reads (DESIGN.md
-//! "Reconciliation"; protocol.md 1.9 and 2.10).
+//! channel-neutral [`Statement`] the matcher reads (docs/rules.md,
+//! "Reconciliation").
 //!
 //! - [`parse_wechat_bill`]: WeChat Pay v2's text bill (`/pay/downloadbill`),
 //!   the current 27-column and the legacy 24-column layouts, bill types

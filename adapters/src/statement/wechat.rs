@@ -1,4 +1,4 @@
-//! WeChat Pay v2's text bill (`/pay/downloadbill`, protocol.md 1.9) parsed
+//! WeChat Pay v2's text bill (`/pay/downloadbill`, docs/rules.md) parsed
 //! into a [`Statement`].
 //!
 //! The layout is chosen by the header line, which must be one of the six

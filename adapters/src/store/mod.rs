@@ -29,7 +29,7 @@ pub use memory::MemoryStore;
 pub use sqlite::{SqliteStore, SqliteStoreStats};
 
 /// The version a writer believes the stream is at. There is deliberately no
-/// "any": every append says what it expects (DESIGN.md, "exact expected versions").
+/// "any": every append says what it expects (docs/rules.md, "Money safety").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ExpectedVersion {
     /// The stream must not exist yet (it has no event).

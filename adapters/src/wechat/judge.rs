@@ -8,7 +8,7 @@
 //! when every field that ties it to the request (order number, amount,
 //! refund number) is present and equal. Everything else is `Unknown`, with a
 //! reason, and the caller queries. The tables below list each code in
-//! precedence order with its source (protocol.md section 1).
+//! precedence order with its source (docs/rules.md, "Judging WeChat answers").
 
 use chrono::{DateTime, NaiveDateTime, Utc};
 use paycode_domain::calendar::from_china_local;
@@ -22,7 +22,7 @@ use super::xml::Params;
 use crate::channel::{StatementError, StatementFile};
 
 /// Micropay `err_code`s that prove no money moved (the official table's
-/// "支付确认失败" rows, protocol.md 1.4), plus `TRADE_ERROR` (seen live:
+/// "支付确认失败" rows, docs/rules.md), plus `TRADE_ERROR` (seen live:
 /// "用户取消支付"). `ORDERPAID` and `OUT_TRADE_NO_USED` are in that table
 /// too but are left out on purpose: they say the order number was used
 /// before, so the order's real state must be queried.
@@ -49,7 +49,7 @@ pub const PAY_DEFINITIVE_FAILURES: [&str; 19] = [
 ];
 
 /// Refund `err_code`s that prove the refund was not taken (WxJava's copy of
-/// the official table, protocol.md 1.7). `SYSTEMERROR`, `BIZERR_NEED_RETRY`,
+/// the official table, docs/rules.md). `SYSTEMERROR`, `BIZERR_NEED_RETRY`,
 /// `ERROR`, `INVALID_REQ_TOO_MUCH`, `FREQUENCY_LIMITED` and anything
 /// unlisted are unknown: resend with the same refund number, or query.
 pub const REFUND_DEFINITIVE_FAILURES: [&str; 11] = [
@@ -72,7 +72,7 @@ pub const REFUND_DEFINITIVE_FAILURES: [&str; 11] = [
 pub const REVOKE_RETRY_CODES: [&str; 2] = ["SYSTEMERROR", "USERPAYING"];
 
 /// Reverse's "older than 7 days" code; a refund must be used instead. The
-/// official reverse table was not retrievable (protocol.md 1.6 gap); this
+/// official reverse table was not retrievable (a gap in the public sources); this
 /// name is WeChat's as used by a third-party client (CardInfoLink/quickpay).
 pub const REVOKE_EXPIRED_CODE: &str = "REVERSE_EXPIRE";
 
@@ -412,8 +412,8 @@ pub fn refund_query(
     }
 }
 
-/// The statement texts that mean "no statement for that day" (protocol.md
-/// 1.9): no trade that day, or not generated yet. Compared ignoring ASCII
+/// The statement texts that mean "no statement for that day" (docs/rules.md,
+/// "Reconciliation"): no trade that day, or not generated yet. Compared ignoring ASCII
 /// case, since the documentation prints `NO Bill Exist`.
 pub const NO_STATEMENT_MESSAGES: [&str; 2] = ["No Bill Exist", "Bill Creating"];
 
@@ -566,7 +566,7 @@ mod tests {
     use chrono::TimeZone;
 
     /// The documented example key, which signs the gochat answers: read once
-    /// from the shared reference vector, never stored here.
+    /// from the protocol vector, not repeated in the code.
     static KEY: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
         crate::testkit::vector_json("wx_v2_micropay_roundtrip_gochat.json")["key"]
             .as_str()

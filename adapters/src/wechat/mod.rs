@@ -1,7 +1,7 @@
 //! WeChat Pay v2 (XML API) client for payment-code ("Quick Pay") orders:
 //! micropay, orderquery, reverse, refund, refundquery and downloadbill,
-//! behind [`crate::channel::ChannelClient`]. See `reference/protocol.md`
-//! section 1 for the protocol facts and their sources.
+//! behind [`crate::channel::ChannelClient`]. See `docs/rules.md`
+//! for the rules and their public sources.
 //!
 //! The building blocks are public so the sandbox can play the other side:
 //! - [`xml`]: the flat `<xml>` field map, both directions, CDATA and text alike;

@@ -1,4 +1,4 @@
-//! WeChat Pay v2 signatures, exactly as documented (安全规范, protocol.md 1.3):
+//! WeChat Pay v2 signatures, exactly as documented (安全规范; docs/rules.md):
 //! every field except `sign` and empty values, sorted by name in byte order,
 //! joined `k=v&…`, then `&key=API_KEY` appended; MD5 or HMAC-SHA256 (keyed
 //! with the API key) of that text, in upper-case hex. Used by the client for
@@ -197,8 +197,9 @@ mod tests {
     use crate::wechat::xml::parse;
     use serde_json::Value;
 
-    /// The shared reference vector `name`, read at test time (the documented
-    /// example key inside is not copied into this repository).
+    /// The protocol vector `name`, read at test time from
+    /// `adapters/testdata/vectors/` (with the documentation's published
+    /// example key, which signs nothing but the examples).
     fn vector(name: &str) -> Value {
         testkit::vector_json(name)
     }

@@ -1,5 +1,5 @@
 //! The API's error shape: `{"error": {"code", "message", "field"}}` with the
-//! status codes of CONTRACT.md. Every failure of a handler becomes one of these.
+//! status codes of docs/api.md. Every failure of a handler becomes one of these.
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};

@@ -1,4 +1,4 @@
-//! The HTTP API of CONTRACT.md (axum): payments, refunds, revoke, events,
+//! The HTTP API of docs/api.md (axum): payments, refunds, revoke, events,
 //! reconciliations, health and metrics. Handlers validate, then hand a command to the
 //! [`Runtime`]; they never write anything themselves.
 

@@ -1,5 +1,5 @@
 //! Properties of the Payment decider over random command and channel-answer
-//! sequences: the invariants DESIGN.md names must hold whatever the channels say.
+//! sequences: the invariants docs/rules.md names must hold whatever the channels say.
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use proptest::prelude::*;

@@ -1,5 +1,5 @@
 //! The specification of a payment's life, as given/when/then scenarios: one
-//! per rule of the seed articles and DESIGN.md. Each test's first line says
+//! per rule of docs/rules.md. Each test's first line says
 //! which rule it shows.
 
 use chrono::{DateTime, Duration, TimeZone, Utc};

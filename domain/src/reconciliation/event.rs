@@ -46,7 +46,7 @@ impl ReconciliationFact {
 }
 
 /// A statement reconciled. Without `statement_sha256` its JSON is
-/// CONTRACT.md's report.
+/// the report of docs/api.md.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReconciliationRecorded {
     pub channel: Channel,

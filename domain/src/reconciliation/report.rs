@@ -1,6 +1,6 @@
 //! The outcome of setting one statement against the ledger: the lines that
 //! agree (to record on their orders' streams) and the findings an operator
-//! must look at. The serialized form is CONTRACT.md's report JSON.
+//! must look at. The serialized form is the report JSON of docs/api.md.
 
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize, Serializer};
@@ -10,7 +10,7 @@ use crate::ids::OrderNo;
 use crate::money::Money;
 use crate::payment::StatementLine;
 
-/// One statement reconciled. Serializes as CONTRACT.md's report, where
+/// One statement reconciled. Serializes as docs/api.md's report, where
 /// `matched` is the number of matched lines (the lines themselves go to the
 /// orders' streams, not into the report).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -38,7 +38,7 @@ pub struct Match {
     pub already_recorded: bool,
 }
 
-/// The kinds of difference, by the names of CONTRACT.md.
+/// The kinds of difference, by the names of docs/api.md.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FindingKind {
@@ -72,7 +72,7 @@ impl FindingKind {
 }
 
 /// One difference between the statement and the ledger. Field order is the
-/// sort order and CONTRACT.md's JSON order.
+/// sort order and docs/api.md's JSON order.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Finding {
     pub kind: FindingKind,

@@ -1,4 +1,4 @@
-//! The specification of the matcher, one scenario per rule of DESIGN.md
+//! The specification of the matcher, one scenario per rule of docs/rules.md
 //! ("Reconciliation") and the module documentation of `matching`. Ledgers
 //! are built from payment histories where the rule is about the payment
 //! state, and as `LedgerOrder`s directly where it is about the matching.
@@ -921,7 +921,7 @@ fn every_match_is_accepted_by_the_payment_decider_once() {
 
 #[test]
 fn the_report_serializes_as_the_contract_says_and_is_byte_identical_across_runs() {
-    // Rule: CONTRACT.md's report shape, snake_case kinds, findings sorted whatever the map order.
+    // Rule: docs/api.md's report shape, snake_case kinds, findings sorted whatever the map order.
     let orders: Vec<LedgerOrder> = (0..50)
         .map(|index| paid(&format!("A{index}"), "10.00", china(10, 0, 0)))
         .collect();
