@@ -7,6 +7,7 @@ pub mod alipay;
 pub mod channel;
 pub mod clock;
 pub mod lease;
+pub mod read_models;
 pub mod sandbox;
 pub mod statement;
 pub mod store;

@@ -94,9 +94,9 @@ pub async fn serve_with_config(config: Config) -> anyhow::Result<()> {
         leases,
     };
     let views = match crate::replay::views_path(&config) {
-        Some(path) => crate::views::ViewStore::open(&path)
+        Some(path) => crate::projection_runner::open_read_models(&path)
             .with_context(|| format!("store.path: opening the read models {}", path.display()))?,
-        None => crate::views::ViewStore::in_memory()?,
+        None => crate::projection_runner::in_memory_read_models()?,
     };
     let service = Service::start_with_views(parts, Some(views))
         .await

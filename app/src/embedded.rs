@@ -187,8 +187,9 @@ pub async fn serve(
         requests_per_sec: REQUESTS_PER_SEC_DEFAULT,
         leases,
     };
-    let views_path = crate::views::views_path_beside(&paths.ledger);
-    let views = crate::views::ViewStore::open(&views_path)
+    let views_path =
+        paycode_adapters::read_models::SqliteReadModelStore::path_beside(&paths.ledger);
+    let views = crate::projection_runner::open_read_models(&views_path)
         .with_context(|| format!("opening the read models {}", views_path.display()))?;
     let service = Service::start_with_views(parts, Some(views))
         .await

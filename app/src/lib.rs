@@ -20,4 +20,3 @@ pub mod runtime;
 pub mod sandbox_cli;
 pub mod service;
 pub mod verify;
-pub mod views;

@@ -16,20 +16,22 @@
 //! With sparse positions (EventStoreDB) every event read is final and the
 //! runner never waits.
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use paycode_adapters::read_models::{
+    Layout, ReadModelError, ReadModelStore, RowChange, SqliteReadModelStore,
+};
 use paycode_adapters::store::{EventStore, RecordedEvent, StoreError};
 use paycode_domain::payment::{self, PaymentStatus};
 use paycode_domain::reconciliation::ReconciliationEvent;
 use paycode_projections::{
-    PositionedEvent, PositionedReconciliation, Projections, is_payment_stream,
+    PROJECTION_NAMES, PositionedEvent, PositionedReconciliation, Projections, is_payment_stream,
     is_reconciliation_stream,
 };
 use tokio::time::Instant;
 use tracing::{info, warn};
-
-use crate::views::{ViewStore, ViewStoreError};
 
 /// How the runner reads and waits.
 #[derive(Debug, Clone, Copy)]
@@ -62,7 +64,7 @@ pub enum RunnerError {
     Store(#[from] StoreError),
     /// The read-model storage failed: fix or delete the views file, restart.
     #[error(transparent)]
-    Views(#[from] ViewStoreError),
+    Views(#[from] ReadModelError),
     /// An event of a payment stream does not decode: an operator must look
     /// (a newer program's schema, or a damaged log). Never skipped.
     #[error("event at position {position} does not decode: {source}")]
@@ -74,6 +76,23 @@ pub enum RunnerError {
     /// The storage task panicked or was cancelled.
     #[error("the read-model storage task failed: {0}")]
     Task(String),
+}
+
+/// The stored form of the read models: one table per projection.
+pub const LAYOUT: Layout = Layout {
+    names: &PROJECTION_NAMES,
+    // Bump it when a row's JSON form changes; stored rows are then rebuilt.
+    version: 1,
+};
+
+/// The read models stored in `path` (created if need be).
+pub fn open_read_models(path: &Path) -> Result<Arc<dyn ReadModelStore>, ReadModelError> {
+    Ok(SqliteReadModelStore::open(path, LAYOUT)?)
+}
+
+/// The read models in memory, for a store that keeps nothing across restarts.
+pub fn in_memory_read_models() -> Result<Arc<dyn ReadModelStore>, ReadModelError> {
+    Ok(SqliteReadModelStore::in_memory(LAYOUT)?)
 }
 
 /// What one step did.
@@ -91,7 +110,7 @@ pub enum Step {
 #[derive(Debug)]
 pub struct ProjectionRunner {
     store: Arc<dyn EventStore>,
-    views: ViewStore,
+    views: Arc<dyn ReadModelStore>,
     projections: Projections,
     options: RunnerOptions,
     /// The missing position being waited for, and since when.
@@ -106,7 +125,7 @@ impl ProjectionRunner {
     /// store restarted, a ledger replaced): they are emptied and rebuilt.
     pub async fn open(
         store: Arc<dyn EventStore>,
-        views: ViewStore,
+        views: Arc<dyn ReadModelStore>,
         options: RunnerOptions,
     ) -> Result<ProjectionRunner, RunnerError> {
         let mut checkpoint = views.checkpoint()?;
@@ -142,7 +161,7 @@ impl ProjectionRunner {
         self.projections.position()
     }
 
-    pub fn views(&self) -> &ViewStore {
+    pub fn views(&self) -> &Arc<dyn ReadModelStore> {
         &self.views
     }
 
@@ -222,9 +241,19 @@ impl ProjectionRunner {
         let stored = changes.to_stored();
         let views = self.views.clone();
         let position = changes.position;
-        tokio::task::spawn_blocking(move || views.write(&stored, position))
-            .await
-            .map_err(|error| RunnerError::Task(error.to_string()))??;
+        tokio::task::spawn_blocking(move || {
+            let rows: Vec<RowChange<'_>> = stored
+                .iter()
+                .map(|change| RowChange {
+                    projection: change.projection,
+                    key: &change.key,
+                    row: change.row.as_deref(),
+                })
+                .collect();
+            views.write(&rows, position)
+        })
+        .await
+        .map_err(|error| RunnerError::Task(error.to_string()))??;
         // Settled orders need no fold in memory; a late event seeds them again.
         self.projections
             .forget(|fold| fold.state.status().is_some_and(PaymentStatus::is_terminal));

@@ -17,7 +17,9 @@ use paycode_projections::Projections;
 
 use crate::config::{Config, StoreKind};
 use crate::projection_runner::{Decoded, RunnerError, apply_at, decode};
-use crate::views::{ViewStore, views_path_beside};
+use paycode_adapters::read_models::{ReadModelStore, SqliteReadModelStore};
+
+use crate::projection_runner::open_read_models;
 
 /// Events read per batch while rebuilding.
 pub(crate) const REBUILD_BATCH_MAX: usize = 10_000;
@@ -238,7 +240,7 @@ async fn decode_batch(
 /// Rebuilds up to `views`' checkpoint and compares row by row.
 pub async fn compare(
     store: &dyn EventStore,
-    views: &ViewStore,
+    views: &dyn ReadModelStore,
     progress: &ProgressBar,
 ) -> Result<ReplayReport, RunnerError> {
     let checkpoint = views.checkpoint()?;
@@ -318,9 +320,9 @@ fn same_json(stored: &str, rebuilt: &str) -> bool {
 pub fn views_path(config: &Config) -> Option<PathBuf> {
     match config.store.kind {
         StoreKind::Memory => None,
-        StoreKind::Sqlite | StoreKind::Eventstoredb => {
-            Some(views_path_beside(&config.resolve(&config.store.path)))
-        }
+        StoreKind::Sqlite | StoreKind::Eventstoredb => Some(SqliteReadModelStore::path_beside(
+            &config.resolve(&config.store.path),
+        )),
     }
 }
 
@@ -355,9 +357,9 @@ pub async fn run(config: Option<Config>, show_progress: bool) -> anyhow::Result<
         );
     }
     let store = crate::cli::open_store(&config)?;
-    let views = ViewStore::open(&path)
+    let views = open_read_models(&path)
         .with_context(|| format!("opening the read models {}", path.display()))?;
-    let report = compare(store.as_ref(), &views, &progress_bar(show_progress))
+    let report = compare(store.as_ref(), views.as_ref(), &progress_bar(show_progress))
         .await
         .context("rebuilding the read models from the log")?;
     Ok(report)
@@ -366,7 +368,7 @@ pub async fn run(config: Option<Config>, show_progress: bool) -> anyhow::Result<
 /// For tests and tools: the store behind an `Arc`.
 pub async fn compare_arc(
     store: Arc<dyn EventStore>,
-    views: &ViewStore,
+    views: &dyn ReadModelStore,
 ) -> Result<ReplayReport, RunnerError> {
     compare(store.as_ref(), views, &ProgressBar::hidden()).await
 }

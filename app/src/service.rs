@@ -22,7 +22,7 @@ use crate::ledger::{Ledger, PaymentLedgerError};
 use crate::metrics::Metrics;
 use crate::projection_runner::{ProjectionRunner, RunnerOptions};
 use crate::runtime::{Channels, Runtime};
-use crate::views::ViewStore;
+use paycode_adapters::read_models::ReadModelStore;
 
 /// Each merchant's API request budget when the configuration does not say.
 pub const REQUESTS_PER_SEC_DEFAULT: u32 = 20_000;
@@ -50,14 +50,14 @@ pub struct Service {
     /// Orders re-derived from the log at start.
     pub recovered_orders: usize,
     /// The stored read models the background runner keeps current.
-    views: Option<ViewStore>,
+    views: Option<Arc<dyn ReadModelStore>>,
 }
 
 impl Service {
     /// Recovers pending orders from the log and starts the background tasks,
     /// with the read models in memory (tests, the memory store).
     pub async fn start(parts: Parts) -> Result<Service, PaymentLedgerError> {
-        let views = match ViewStore::in_memory() {
+        let views = match crate::projection_runner::in_memory_read_models() {
             Ok(views) => Some(views),
             Err(error) => {
                 warn!(%error, "no read models: in-memory SQLite did not open");
@@ -71,7 +71,7 @@ impl Service {
     /// (`None`: no read-model runner).
     pub async fn start_with_views(
         parts: Parts,
-        views: Option<ViewStore>,
+        views: Option<Arc<dyn ReadModelStore>>,
     ) -> Result<Service, PaymentLedgerError> {
         let metrics = Metrics::new();
         let ledger = Ledger::new(
@@ -147,7 +147,7 @@ impl Service {
     }
 
     /// The stored read models, if a runner keeps them.
-    pub fn views(&self) -> Option<&ViewStore> {
+    pub fn views(&self) -> Option<&Arc<dyn ReadModelStore>> {
         self.views.as_ref()
     }
 

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use paycode::config::Config;
 use paycode::projection_runner::{ProjectionRunner, RunnerOptions};
 use paycode::replay::DifferenceKind;
-use paycode::views::{ViewStore, views_path_beside};
+use paycode_adapters::read_models::SqliteReadModelStore;
 use paycode_adapters::store::{EventStore, SqliteStore};
 use paycode_tests::TestApp;
 
@@ -52,8 +52,8 @@ async fn replay_finds_no_difference_then_reports_a_tampered_row() {
     drop(app);
 
     // What `serve` does in the background: keep paycode-views.db beside the ledger.
-    let views_path = views_path_beside(&ledger);
-    let views = ViewStore::open(&views_path).unwrap();
+    let views_path = SqliteReadModelStore::path_beside(&ledger);
+    let views = paycode::projection_runner::open_read_models(&views_path).unwrap();
     let mut runner = ProjectionRunner::open(store.clone(), views, RunnerOptions::default())
         .await
         .unwrap();

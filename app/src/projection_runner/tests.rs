@@ -104,7 +104,7 @@ fn options(batch_max: usize) -> RunnerOptions {
 
 type Rows = BTreeMap<(&'static str, String), String>;
 
-fn stored_rows(views: &ViewStore) -> Rows {
+fn stored_rows(views: &dyn ReadModelStore) -> Rows {
     paycode_projections::PROJECTION_NAMES
         .iter()
         .flat_map(|name| {
@@ -148,7 +148,7 @@ async fn a_slow_commit_holds_the_checkpoint_before_the_hole_until_it_appears() {
         hidden: Mutex::new(Some(40)),
         dense: true,
     });
-    let views = ViewStore::in_memory().unwrap();
+    let views = SqliteReadModelStore::in_memory(LAYOUT).unwrap();
     let mut runner = ProjectionRunner::open(store.clone(), views.clone(), options(16))
         .await
         .unwrap();
@@ -170,7 +170,7 @@ async fn a_slow_commit_holds_the_checkpoint_before_the_hole_until_it_appears() {
     store.reveal();
     assert_eq!(runner.catch_up().await.unwrap(), head);
     assert_eq!(runner.holes_skipped, 0);
-    assert_eq!(stored_rows(&views), rebuilt_rows(store.as_ref()).await);
+    assert_eq!(stored_rows(&*views), rebuilt_rows(store.as_ref()).await);
 }
 
 #[tokio::test]
@@ -182,7 +182,7 @@ async fn a_hole_is_declared_permanent_only_after_the_bounded_wait() {
         hidden: Mutex::new(Some(5)),
         dense: true,
     });
-    let views = ViewStore::in_memory().unwrap();
+    let views = SqliteReadModelStore::in_memory(LAYOUT).unwrap();
     let started = Instant::now();
     let mut runner = ProjectionRunner::open(
         store.clone(),
@@ -209,7 +209,7 @@ async fn sparse_positions_are_taken_as_they_come() {
         hidden: Mutex::new(Some(5)),
         dense: false,
     });
-    let views = ViewStore::in_memory().unwrap();
+    let views = SqliteReadModelStore::in_memory(LAYOUT).unwrap();
     let mut runner = ProjectionRunner::open(store, views, options(100))
         .await
         .unwrap();
@@ -229,7 +229,7 @@ async fn a_stop_between_batches_resumes_from_the_stored_checkpoint() {
     let (store, head) = sample_store(40, 21).await;
     let store: Arc<dyn EventStore> = Arc::new(store);
     {
-        let views = ViewStore::open(&path).unwrap();
+        let views = SqliteReadModelStore::open(&path, LAYOUT).unwrap();
         let mut runner = ProjectionRunner::open(store.clone(), views, options(7))
             .await
             .unwrap();
@@ -238,13 +238,13 @@ async fn a_stop_between_batches_resumes_from_the_stored_checkpoint() {
         }
         assert_eq!(runner.checkpoint(), 21);
     }
-    let views = ViewStore::open(&path).unwrap();
+    let views = SqliteReadModelStore::open(&path, LAYOUT).unwrap();
     assert_eq!(views.checkpoint().unwrap(), 21);
     let mut runner = ProjectionRunner::open(store.clone(), views.clone(), options(7))
         .await
         .unwrap();
     assert_eq!(runner.catch_up().await.unwrap(), head);
-    let stored = stored_rows(&views);
+    let stored = stored_rows(&*views);
     let rebuilt = rebuilt_rows(store.as_ref()).await;
     assert_eq!(refunded_amounts(&stored), refunded_amounts(&rebuilt));
     assert!(
@@ -264,23 +264,23 @@ async fn a_crash_inside_a_batch_stores_nothing_of_it_and_the_batch_is_redone() {
     let path = dir.path().join("paycode-views.db");
     let (store, head) = sample_store(40, 33).await;
     let store: Arc<dyn EventStore> = Arc::new(store);
-    let views = ViewStore::open(&path).unwrap();
+    let views = SqliteReadModelStore::open(&path, LAYOUT).unwrap();
     let mut runner = ProjectionRunner::open(store.clone(), views.clone(), options(50))
         .await
         .unwrap();
     runner.step().await.unwrap();
-    let after_one = stored_rows(&views);
+    let after_one = stored_rows(&*views);
     views.crash_before_next_commit();
     assert!(matches!(
         runner.step().await,
-        Err(RunnerError::Views(ViewStoreError::SimulatedCrash))
+        Err(RunnerError::Views(ReadModelError::SimulatedCrash))
     ));
     assert_eq!(views.checkpoint().unwrap(), 50);
     assert_eq!(runner.checkpoint(), 50);
-    assert_eq!(stored_rows(&views), after_one);
+    assert_eq!(stored_rows(&*views), after_one);
     // The same runner redoes the batch from the stored checkpoint...
     assert_eq!(runner.catch_up().await.unwrap(), head);
-    assert_eq!(stored_rows(&views), rebuilt_rows(store.as_ref()).await);
+    assert_eq!(stored_rows(&*views), rebuilt_rows(store.as_ref()).await);
     // ...and so does a restarted one after the same crash.
     drop(runner);
     views.reset().unwrap();
@@ -291,20 +291,20 @@ async fn a_crash_inside_a_batch_stores_nothing_of_it_and_the_batch_is_redone() {
     views.crash_before_next_commit();
     assert!(first.step().await.is_err());
     drop(first);
-    let reopened = ViewStore::open(&path).unwrap();
+    let reopened = SqliteReadModelStore::open(&path, LAYOUT).unwrap();
     let mut second = ProjectionRunner::open(store.clone(), reopened.clone(), options(50))
         .await
         .unwrap();
     assert_eq!(second.checkpoint(), 50);
     assert_eq!(second.catch_up().await.unwrap(), head);
-    assert_eq!(stored_rows(&reopened), rebuilt_rows(store.as_ref()).await);
+    assert_eq!(stored_rows(&*reopened), rebuilt_rows(store.as_ref()).await);
 }
 
 #[tokio::test]
 async fn views_ahead_of_the_log_are_rebuilt() {
     // A views file whose checkpoint is past the head belongs to another log: emptied, rebuilt.
     let (store, head) = sample_store(5, 2).await;
-    let views = ViewStore::in_memory().unwrap();
+    let views = SqliteReadModelStore::in_memory(LAYOUT).unwrap();
     views.write(&[], head + 100).unwrap();
     let mut runner = ProjectionRunner::open(Arc::new(store), views.clone(), options(10))
         .await
@@ -319,7 +319,7 @@ async fn follow_keeps_up_with_new_appends() {
     // The background form: appends made while it follows reach the stored read models.
     let (store, head) = sample_store(5, 9).await;
     let store = Arc::new(store);
-    let views = ViewStore::in_memory().unwrap();
+    let views = SqliteReadModelStore::in_memory(LAYOUT).unwrap();
     let runner = ProjectionRunner::open(store.clone(), views.clone(), options(10))
         .await
         .unwrap();
@@ -348,7 +348,7 @@ async fn follow_keeps_up_with_new_appends() {
     }
     assert_eq!(views.checkpoint().unwrap(), total);
     task.abort();
-    assert_eq!(stored_rows(&views), rebuilt_rows(store.as_ref()).await);
+    assert_eq!(stored_rows(&*views), rebuilt_rows(store.as_ref()).await);
 }
 
 /// Appends a report of the demo merchant's WeChat statement of 2026-11-22
@@ -399,7 +399,7 @@ async fn a_corrected_statement_after_a_restart_leaves_only_its_own_findings_stor
     append_report(&store, 0, 3).await;
     let store = Arc::new(store);
     {
-        let views = ViewStore::open(&path).unwrap();
+        let views = SqliteReadModelStore::open(&path, LAYOUT).unwrap();
         let dyn_store: Arc<dyn EventStore> = store.clone();
         let mut runner = ProjectionRunner::open(dyn_store, views.clone(), options(7))
             .await
@@ -408,7 +408,7 @@ async fn a_corrected_statement_after_a_restart_leaves_only_its_own_findings_stor
         assert_eq!(views.rows("reconciliation_diffs").unwrap().len(), 3);
     }
     append_report(&store, 1, 1).await;
-    let views = ViewStore::open(&path).unwrap();
+    let views = SqliteReadModelStore::open(&path, LAYOUT).unwrap();
     let dyn_store: Arc<dyn EventStore> = store.clone();
     let mut runner = ProjectionRunner::open(dyn_store.clone(), views.clone(), options(7))
         .await
@@ -418,5 +418,5 @@ async fn a_corrected_statement_after_a_restart_leaves_only_its_own_findings_stor
     assert_eq!(diffs.len(), 1, "{diffs:?}");
     let row = diffs.values().next().unwrap();
     assert!(row.contains("report 1"), "{row}");
-    assert_eq!(stored_rows(&views), rebuilt_rows(dyn_store.as_ref()).await);
+    assert_eq!(stored_rows(&*views), rebuilt_rows(dyn_store.as_ref()).await);
 }

@@ -1,71 +1,47 @@
-//! Where the read models are stored: a SQLite file beside the ledger
-//! (`paycode-views.db` for `paycode.db`), one table per projection
-//! (`key` JSON → `row` JSON) and one checkpoint, the global position the
-//! rows reflect. Every batch writes its changed rows and the new checkpoint
-//! in one transaction, so a crash leaves either the whole batch or none of
-//! it: no event is skipped or applied twice.
+//! The read models in SQLite: a file beside the ledger (`paycode-views.db`
+//! for `paycode.db`), one table per read model (`key` JSON → `row` JSON)
+//! and one checkpoint. Every batch writes its changed rows and the new
+//! checkpoint in one transaction.
 //!
-//! The file is rebuildable: when its layout differs from this program's
-//! read models, or its checkpoint is past the log's head (another ledger),
+//! A separate file, not tables in the ledger: the ledger's single writer
+//! group-commits payments and must not queue behind read-model writes, and
+//! the file is disposable. When its layout differs from the one asked for,
 //! it is emptied and rebuilt from position 0.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use paycode_projections::{PROJECTION_NAMES, StoredChange};
 use rusqlite::{Connection, OptionalExtension, params};
 
-/// The stored layout: the read models and the version of their row forms.
-/// Bump the version when a row's JSON form changes; stored rows are then rebuilt.
-const LAYOUT_VERSION: u32 = 1;
+use super::{Layout, ReadModelError, ReadModelStore, RowChange};
 
-fn layout() -> String {
-    format!("v{LAYOUT_VERSION}:{}", PROJECTION_NAMES.join(","))
-}
-
-/// The views file of a ledger file: `paycode.db` → `paycode-views.db`, same directory.
-pub fn views_path_beside(ledger: &Path) -> PathBuf {
-    let stem = ledger
-        .file_stem()
-        .map(|stem| stem.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "paycode".to_owned());
-    ledger.with_file_name(format!("{stem}-views.db"))
-}
-
-/// A failure of the read-model storage. The runner stops; the read models
-/// are rebuildable, so the operator may delete the file and restart.
-#[derive(Debug, thiserror::Error)]
-pub enum ViewStoreError {
-    #[error("read-model storage {path}: {source}")]
-    Sqlite {
-        path: String,
-        #[source]
-        source: rusqlite::Error,
-    },
-    /// Not a read model this program knows (a bug in the caller).
-    #[error("unknown read model {0:?}")]
-    UnknownProjection(String),
-    /// A simulated crash between writing rows and committing (tests only).
-    #[error("simulated crash before the commit")]
-    SimulatedCrash,
-}
-
-/// The stored read models. Cheap to clone (one shared connection).
-#[derive(Debug, Clone)]
-pub struct ViewStore {
-    conn: Arc<Mutex<Connection>>,
+/// The read models in one SQLite connection (a file, or memory).
+#[derive(Debug)]
+pub struct SqliteReadModelStore {
+    conn: Mutex<Connection>,
+    layout: Layout,
     /// For messages: the file, or `:memory:`.
     label: String,
     /// Tests set it to make the next write fail after the rows, before the commit.
-    crash_before_commit: Arc<std::sync::atomic::AtomicBool>,
+    crash_before_commit: AtomicBool,
 }
 
-impl ViewStore {
-    /// Opens (or creates) the views file at `path`.
-    pub fn open(path: &Path) -> Result<ViewStore, ViewStoreError> {
+impl SqliteReadModelStore {
+    /// The read-model file of a ledger file: `paycode.db` → `paycode-views.db`, same directory.
+    pub fn path_beside(ledger: &Path) -> PathBuf {
+        let stem = ledger
+            .file_stem()
+            .map(|stem| stem.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "paycode".to_owned());
+        ledger.with_file_name(format!("{stem}-views.db"))
+    }
+
+    /// Opens (or creates) the read-model file at `path` for `layout`.
+    pub fn open(path: &Path, layout: Layout) -> Result<Arc<Self>, ReadModelError> {
         let label = path.display().to_string();
-        let error = |source| ViewStoreError::Sqlite {
+        let error = |source| ReadModelError::Sqlite {
             path: label.clone(),
             source,
         };
@@ -78,23 +54,24 @@ impl ViewStore {
             .map_err(error)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))
             .map_err(error)?;
-        ViewStore::init(conn, label)
+        Self::init(conn, layout, label)
     }
 
-    /// Read models in memory (a store that keeps nothing across restarts).
-    pub fn in_memory() -> Result<ViewStore, ViewStoreError> {
-        let conn = Connection::open_in_memory().map_err(|source| ViewStoreError::Sqlite {
+    /// Read models in memory (for a store that keeps nothing across restarts).
+    pub fn in_memory(layout: Layout) -> Result<Arc<Self>, ReadModelError> {
+        let conn = Connection::open_in_memory().map_err(|source| ReadModelError::Sqlite {
             path: ":memory:".into(),
             source,
         })?;
-        ViewStore::init(conn, ":memory:".into())
+        Self::init(conn, layout, ":memory:".into())
     }
 
-    fn init(conn: Connection, label: String) -> Result<ViewStore, ViewStoreError> {
-        let store = ViewStore {
-            conn: Arc::new(Mutex::new(conn)),
+    fn init(conn: Connection, layout: Layout, label: String) -> Result<Arc<Self>, ReadModelError> {
+        let store = SqliteReadModelStore {
+            conn: Mutex::new(conn),
+            layout,
             label,
-            crash_before_commit: Arc::default(),
+            crash_before_commit: AtomicBool::new(false),
         };
         store.with(|conn| {
             conn.execute_batch(
@@ -109,32 +86,52 @@ impl ViewStore {
                     row.get(0)
                 })
                 .optional()?;
-            if stored.as_deref() != Some(layout().as_str()) {
-                reset(conn)?;
+            if stored.as_deref() != Some(layout.marker().as_str()) {
+                reset(conn, layout)?;
             }
             Ok(())
         })?;
-        Ok(store)
+        Ok(Arc::new(store))
     }
 
     fn with<T>(
         &self,
         f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>,
-    ) -> Result<T, ViewStoreError> {
-        let mut conn = self.conn.lock().expect("views connection lock");
-        f(&mut conn).map_err(|source| ViewStoreError::Sqlite {
+    ) -> Result<T, ReadModelError> {
+        let mut conn = self
+            .conn
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        f(&mut conn).map_err(|source| ReadModelError::Sqlite {
             path: self.label.clone(),
             source,
         })
     }
 
-    /// The file (or `:memory:`), for messages.
-    pub fn label(&self) -> &str {
+    /// The table of `projection`, if the layout has it. Only a layout name
+    /// ever reaches SQL text.
+    fn table(&self, projection: &str) -> Result<&'static str, ReadModelError> {
+        self.layout
+            .names
+            .iter()
+            .copied()
+            .find(|name| *name == projection)
+            .ok_or_else(|| ReadModelError::UnknownProjection(projection.into()))
+    }
+
+    /// Makes the next `write` fail after writing its rows, before the commit
+    /// (the transaction rolls back): what a crash mid-batch leaves behind.
+    pub fn crash_before_next_commit(&self) {
+        self.crash_before_commit.store(true, Ordering::SeqCst);
+    }
+}
+
+impl ReadModelStore for SqliteReadModelStore {
+    fn label(&self) -> &str {
         &self.label
     }
 
-    /// The global position the stored rows reflect (0: none).
-    pub fn checkpoint(&self) -> Result<u64, ViewStoreError> {
+    fn checkpoint(&self) -> Result<u64, ReadModelError> {
         self.with(|conn| {
             let position: i64 =
                 conn.query_row("SELECT position FROM views_meta WHERE id = 1", [], |row| {
@@ -144,29 +141,21 @@ impl ViewStore {
         })
     }
 
-    /// Empties every read model and sets the checkpoint to 0 (rebuild from the start).
-    pub fn reset(&self) -> Result<(), ViewStoreError> {
-        self.with(reset)
+    fn reset(&self) -> Result<(), ReadModelError> {
+        self.with(|conn| reset(conn, self.layout))
     }
 
-    /// Stores one batch: the changed rows and the new checkpoint, in one transaction.
-    pub fn write(&self, changes: &[StoredChange], position: u64) -> Result<(), ViewStoreError> {
-        if let Some(change) = changes
+    fn write(&self, changes: &[RowChange<'_>], position: u64) -> Result<(), ReadModelError> {
+        let tables = changes
             .iter()
-            .find(|change| !PROJECTION_NAMES.contains(&change.projection))
-        {
-            return Err(ViewStoreError::UnknownProjection(change.projection.into()));
-        }
-        let crash = self
-            .crash_before_commit
-            .swap(false, std::sync::atomic::Ordering::SeqCst);
+            .map(|change| self.table(change.projection))
+            .collect::<Result<Vec<_>, _>>()?;
+        let crash = self.crash_before_commit.swap(false, Ordering::SeqCst);
         let mut crashed = false;
         self.with(|conn| {
             let tx = conn.transaction()?;
-            for change in changes {
-                // The name is one of PROJECTION_NAMES (checked above): safe in SQL.
-                let table = change.projection;
-                match &change.row {
+            for (change, table) in changes.iter().zip(tables) {
+                match change.row {
                     Some(row) => tx
                         .prepare_cached(&format!(
                             "INSERT INTO {table} (key, row) VALUES (?1, ?2) \
@@ -190,16 +179,13 @@ impl ViewStore {
             tx.commit()
         })?;
         if crashed {
-            return Err(ViewStoreError::SimulatedCrash);
+            return Err(ReadModelError::SimulatedCrash);
         }
         Ok(())
     }
 
-    /// Every stored row of one read model: key JSON → row JSON.
-    pub fn rows(&self, projection: &str) -> Result<BTreeMap<String, String>, ViewStoreError> {
-        let Some(table) = PROJECTION_NAMES.iter().find(|name| **name == projection) else {
-            return Err(ViewStoreError::UnknownProjection(projection.into()));
-        };
+    fn rows(&self, projection: &str) -> Result<BTreeMap<String, String>, ReadModelError> {
+        let table = self.table(projection)?;
         self.with(|conn| {
             let mut statement = conn.prepare(&format!("SELECT key, row FROM {table}"))?;
             let rows = statement
@@ -209,11 +195,8 @@ impl ViewStore {
         })
     }
 
-    /// One stored row, if any.
-    pub fn row(&self, projection: &str, key: &str) -> Result<Option<String>, ViewStoreError> {
-        let Some(table) = PROJECTION_NAMES.iter().find(|name| **name == projection) else {
-            return Err(ViewStoreError::UnknownProjection(projection.into()));
-        };
+    fn row(&self, projection: &str, key: &str) -> Result<Option<String>, ReadModelError> {
+        let table = self.table(projection)?;
         self.with(|conn| {
             conn.query_row(
                 &format!("SELECT row FROM {table} WHERE key = ?1"),
@@ -223,18 +206,10 @@ impl ViewStore {
             .optional()
         })
     }
-
-    /// Makes the next `write` fail after writing its rows, before the commit
-    /// (the transaction rolls back): what a crash mid-batch leaves behind.
-    #[doc(hidden)]
-    pub fn crash_before_next_commit(&self) {
-        self.crash_before_commit
-            .store(true, std::sync::atomic::Ordering::SeqCst);
-    }
 }
 
 /// Drops every read-model table, creates this layout's, checkpoint 0.
-fn reset(conn: &mut Connection) -> rusqlite::Result<()> {
+fn reset(conn: &mut Connection, layout: Layout) -> rusqlite::Result<()> {
     let tx = conn.transaction()?;
     let existing: Vec<String> = tx
         .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name != 'views_meta'")?
@@ -243,7 +218,7 @@ fn reset(conn: &mut Connection) -> rusqlite::Result<()> {
     for table in existing {
         tx.execute_batch(&format!("DROP TABLE \"{}\"", table.replace('"', "\"\"")))?;
     }
-    for table in PROJECTION_NAMES {
+    for table in layout.names {
         tx.execute_batch(&format!(
             "CREATE TABLE {table} (key TEXT PRIMARY KEY, row TEXT NOT NULL) WITHOUT ROWID"
         ))?;
@@ -251,7 +226,7 @@ fn reset(conn: &mut Connection) -> rusqlite::Result<()> {
     tx.execute(
         "INSERT INTO views_meta (id, layout, position) VALUES (1, ?1, 0) \
          ON CONFLICT (id) DO UPDATE SET layout = excluded.layout, position = 0",
-        [layout()],
+        [layout.marker()],
     )?;
     tx.commit()
 }
@@ -260,11 +235,16 @@ fn reset(conn: &mut Connection) -> rusqlite::Result<()> {
 mod tests {
     use super::*;
 
-    fn change(projection: &'static str, key: &str, row: Option<&str>) -> StoredChange {
-        StoredChange {
+    const LAYOUT: Layout = Layout {
+        names: &["order_status", "refunds", "in_flight"],
+        version: 1,
+    };
+
+    fn change<'a>(projection: &'a str, key: &'a str, row: Option<&'a str>) -> RowChange<'a> {
+        RowChange {
             projection,
-            key: key.into(),
-            row: row.map(Into::into),
+            key,
+            row,
         }
     }
 
@@ -272,9 +252,9 @@ mod tests {
     fn a_batch_stores_its_rows_and_checkpoint_together_or_not_at_all() {
         // A committed batch moves rows and checkpoint; a crash before the commit moves neither.
         let dir = tempfile::tempdir().unwrap();
-        let path = views_path_beside(&dir.path().join("paycode.db"));
+        let path = SqliteReadModelStore::path_beside(&dir.path().join("paycode.db"));
         assert!(path.ends_with("paycode-views.db"));
-        let views = ViewStore::open(&path).unwrap();
+        let views = SqliteReadModelStore::open(&path, LAYOUT).unwrap();
         assert_eq!(views.checkpoint().unwrap(), 0);
         views
             .write(&[change("order_status", "k1", Some("{\"a\":1}"))], 3)
@@ -287,9 +267,9 @@ mod tests {
             ],
             7,
         );
-        assert!(matches!(crashed, Err(ViewStoreError::SimulatedCrash)));
+        assert!(matches!(crashed, Err(ReadModelError::SimulatedCrash)));
         drop(views);
-        let views = ViewStore::open(&path).unwrap();
+        let views = SqliteReadModelStore::open(&path, LAYOUT).unwrap();
         assert_eq!(views.checkpoint().unwrap(), 3);
         assert_eq!(
             views.row("order_status", "k1").unwrap().as_deref(),
@@ -298,7 +278,7 @@ mod tests {
         assert!(views.rows("in_flight").unwrap().is_empty());
         assert!(matches!(
             views.rows("nope"),
-            Err(ViewStoreError::UnknownProjection(_))
+            Err(ReadModelError::UnknownProjection(_))
         ));
     }
 
@@ -307,15 +287,16 @@ mod tests {
         // Stored rows of an older layout are dropped and the checkpoint returns to 0.
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("v.db");
-        let views = ViewStore::open(&path).unwrap();
+        let views = SqliteReadModelStore::open(&path, LAYOUT).unwrap();
         views
             .write(&[change("refunds", "k", Some("{}"))], 9)
             .unwrap();
-        views
-            .with(|conn| conn.execute("UPDATE views_meta SET layout = 'v0:old'", []))
-            .unwrap();
         drop(views);
-        let views = ViewStore::open(&path).unwrap();
+        let newer = Layout {
+            version: 2,
+            ..LAYOUT
+        };
+        let views = SqliteReadModelStore::open(&path, newer).unwrap();
         assert_eq!(views.checkpoint().unwrap(), 0);
         assert!(views.rows("refunds").unwrap().is_empty());
     }
