@@ -6,6 +6,7 @@
 pub mod alipay;
 pub mod channel;
 pub mod clock;
+mod config_error;
 pub mod lease;
 pub mod read_models;
 pub mod sandbox;
@@ -14,3 +15,5 @@ pub mod store;
 #[doc(hidden)]
 pub mod testkit;
 pub mod wechat;
+
+pub use config_error::ConfigError;

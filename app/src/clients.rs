@@ -97,7 +97,7 @@ fn wechat_client(
         })?;
         wechat.rate_limits = limits;
     }
-    WechatClient::new(wechat).map_err(|error| ConfigError::new(error.setting, error.reason))
+    WechatClient::new(wechat)
 }
 
 fn alipay_client(
@@ -140,8 +140,10 @@ fn alipay_client(
     }
     AlipayClient::new(alipay).map_err(|error| {
         // The adapter names its settings without the merchant's index; add it.
-        let setting = error.setting.replacen("merchants.alipay", prefix, 1);
-        ConfigError::new(setting, error.reason)
+        ConfigError {
+            setting: error.setting.replacen("merchants.alipay", prefix, 1),
+            ..error
+        }
     })
 }
 

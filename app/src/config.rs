@@ -5,6 +5,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+pub use paycode_adapters::ConfigError;
 use paycode_adapters::channel::rate_limit::RateLimits;
 use paycode_domain::Policy;
 use serde::Deserialize;
@@ -232,23 +233,6 @@ pub struct SandboxConfig {
     pub seed: u64,
     /// How long code `05` holds its answer, in milliseconds.
     pub slow_answer_ms: Option<u64>,
-}
-
-/// A configuration problem, naming the key (and the line, when known).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{setting}: {reason}")]
-pub struct ConfigError {
-    pub setting: String,
-    pub reason: String,
-}
-
-impl ConfigError {
-    pub fn new(setting: impl Into<String>, reason: impl Into<String>) -> Self {
-        ConfigError {
-            setting: setting.into(),
-            reason: reason.into(),
-        }
-    }
 }
 
 impl Config {

@@ -33,10 +33,9 @@ use super::envelope;
 use super::judge::{self, Answer, BillUrlAnswer, PayExpected, RefundExpected, RefundQueryExpected};
 use super::sign;
 use super::wire::{self, BillContent, PayContent, RefundContent, RefundQueryContent, TradeContent};
+use crate::ConfigError;
 use crate::channel::rate_limit::{Api, CallLimiter};
-use crate::channel::{
-    ChannelClient, ConfigError, PayRequest, RefundRequest, StatementError, StatementFile,
-};
+use crate::channel::{ChannelClient, PayRequest, RefundRequest, StatementError, StatementFile};
 
 /// The largest API answer read; anything longer is not an answer to these calls.
 pub const ANSWER_BYTES_MAX: usize = 1024 * 1024;

@@ -9,7 +9,7 @@ use std::fmt;
 use std::path::Path;
 use std::time::Duration;
 
-use crate::channel::ConfigError;
+use crate::ConfigError;
 use crate::channel::rate_limit::RateLimits;
 
 /// The configuration keys named in errors, so an operator knows what to fix.

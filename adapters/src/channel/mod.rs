@@ -96,22 +96,3 @@ pub trait ChannelClient: Send + Sync + std::fmt::Debug {
         Vec::new()
     }
 }
-
-/// A channel client that cannot be built from its settings. `setting` names
-/// the configuration key (e.g. `merchants.wechat.key_file`) so the operator
-/// knows what to fix; the message never contains the secret itself.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{setting}: {reason}")]
-pub struct ConfigError {
-    pub setting: String,
-    pub reason: String,
-}
-
-impl ConfigError {
-    pub fn new(setting: impl Into<String>, reason: impl Into<String>) -> Self {
-        ConfigError {
-            setting: setting.into(),
-            reason: reason.into(),
-        }
-    }
-}

@@ -18,10 +18,9 @@ use super::config::WechatConfig;
 use super::judge::{self, Merchant, PayExpected, RefundExpected, Verified};
 use super::sign::{self, ApiKey, SignType};
 use super::xml::{self, Params};
+use crate::ConfigError;
 use crate::channel::rate_limit::{Api, CallLimiter};
-use crate::channel::{
-    ChannelClient, ConfigError, PayRequest, RefundRequest, StatementError, StatementFile,
-};
+use crate::channel::{ChannelClient, PayRequest, RefundRequest, StatementError, StatementFile};
 
 /// `body` is String(128) on micropay; longer subjects are cut (at a
 /// character boundary) rather than refused by WeChat.

@@ -12,7 +12,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 
 use super::sign::{ApiKey, SignType};
-use crate::channel::ConfigError;
+use crate::ConfigError;
 use crate::channel::rate_limit::RateLimits;
 
 /// The merchant's client certificate (`apiclient_cert.pem` and
