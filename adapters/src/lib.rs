@@ -12,6 +12,8 @@ pub mod read_models;
 pub mod sandbox;
 pub mod statement;
 pub mod store;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 #[doc(hidden)]
 pub mod testkit;
 pub mod wechat;

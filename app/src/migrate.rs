@@ -270,8 +270,11 @@ pub async fn run(
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use paycode_adapters::store::MemoryStore;
     use paycode_adapters::store::contract::event;
+    use paycode_adapters::testing::FaultyStore;
 
     use super::*;
 
@@ -334,52 +337,6 @@ mod tests {
             .collect()
     }
 
-    /// A source whose event at `position` reads with one payload byte changed,
-    /// as if the file had been edited after the append.
-    #[derive(Debug)]
-    struct Tampered {
-        inner: MemoryStore,
-        position: u64,
-    }
-
-    #[async_trait::async_trait]
-    impl EventStore for Tampered {
-        async fn append(
-            &self,
-            stream: &str,
-            expected: ExpectedVersion,
-            events: Vec<NewEvent>,
-        ) -> Result<paycode_adapters::store::AppendOutcome, StoreError> {
-            self.inner.append(stream, expected, events).await
-        }
-
-        async fn read_stream(&self, stream: &str) -> Result<Vec<RecordedEvent>, StoreError> {
-            self.inner.read_stream(stream).await
-        }
-
-        async fn read_all(
-            &self,
-            from_position: u64,
-            max_count: usize,
-        ) -> Result<Vec<RecordedEvent>, StoreError> {
-            let mut events = self.inner.read_all(from_position, max_count).await?;
-            for event in &mut events {
-                if event.position == self.position {
-                    event.data[0] ^= 1;
-                }
-            }
-            Ok(events)
-        }
-
-        async fn head_position(&self) -> Result<u64, StoreError> {
-            self.inner.head_position().await
-        }
-
-        async fn wait_for_head_past(&self, position: u64) -> Result<(), StoreError> {
-            self.inner.wait_for_head_past(position).await
-        }
-    }
-
     #[tokio::test]
     async fn copies_every_stream_in_order_with_its_event_ids() {
         // Shows that the target holds the source's events in the same global
@@ -410,10 +367,8 @@ mod tests {
     async fn a_source_whose_chain_is_broken_is_not_copied_past_the_break() {
         // Shows that an event changed after its append stops the copy at
         // that event: the target never re-chains a changed event.
-        let source = Tampered {
-            inner: MemoryStore::new(),
-            position: 3,
-        };
+        let source = FaultyStore::new(Arc::new(MemoryStore::new()));
+        source.tamper_position(Some(3));
         source
             .append(
                 "payment-m-1",

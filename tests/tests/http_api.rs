@@ -4,7 +4,8 @@
 
 use std::sync::Arc;
 
-use paycode_adapters::store::{EventStore, SqliteStore};
+use paycode_adapters::store::{EventStore, MemoryStore, SqliteStore};
+use paycode_adapters::testing::FaultyStore;
 use paycode_tests::{OTHER_KEY, TestApp};
 use serde_json::Value;
 
@@ -423,7 +424,7 @@ async fn a_restart_resumes_every_pending_order_from_the_log() {
 #[tokio::test]
 async fn a_store_that_is_down_answers_503_with_retry_after_and_recovers() {
     // The store fails: 503 with Retry-After, the health check says so; back up, the same request works.
-    let store = Arc::new(paycode_tests::SwitchableStore::default());
+    let store = Arc::new(FaultyStore::new(Arc::new(MemoryStore::new())));
     let app = TestApp::spawn_on(store.clone()).await;
     store.set_down(true);
     let response = app

@@ -3,74 +3,24 @@
 //! inside one resumes from the stored checkpoint with nothing skipped or
 //! applied twice; every run ends equal to the rebuild from position 0.
 
-use std::collections::BTreeMap;
-use std::sync::Mutex;
-
-use async_trait::async_trait;
 use indicatif::ProgressBar;
-use paycode_adapters::store::{
-    AppendOutcome, ExpectedVersion, MemoryStore, NewEvent, RecordedEvent,
-};
+use paycode_adapters::store::{ExpectedVersion, MemoryStore, NewEvent};
+use paycode_adapters::testing::FaultyStore;
 use paycode_domain::stored;
 use paycode_projections::sample;
+use std::collections::BTreeMap;
 use uuid::Uuid;
 
 use super::*;
 use crate::replay::rebuild;
 
-/// A store that hides one position from `read_all` until revealed: a
-/// commit that readers see late. Positions can also be declared sparse.
-#[derive(Debug)]
-struct SlowCommitStore {
-    inner: MemoryStore,
-    hidden: Mutex<Option<u64>>,
-    dense: bool,
-}
-
-impl SlowCommitStore {
-    fn reveal(&self) {
-        *self.hidden.lock().unwrap() = None;
-    }
-}
-
-#[async_trait]
-impl EventStore for SlowCommitStore {
-    async fn append(
-        &self,
-        stream: &str,
-        expected: ExpectedVersion,
-        events: Vec<NewEvent>,
-    ) -> Result<AppendOutcome, StoreError> {
-        self.inner.append(stream, expected, events).await
-    }
-
-    async fn read_stream(&self, stream: &str) -> Result<Vec<RecordedEvent>, StoreError> {
-        self.inner.read_stream(stream).await
-    }
-
-    async fn read_all(
-        &self,
-        from_position: u64,
-        max_count: usize,
-    ) -> Result<Vec<RecordedEvent>, StoreError> {
-        let hidden = *self.hidden.lock().unwrap();
-        let mut events = self.inner.read_all(from_position, max_count + 1).await?;
-        events.retain(|event| Some(event.position) != hidden);
-        events.truncate(max_count);
-        Ok(events)
-    }
-
-    async fn head_position(&self) -> Result<u64, StoreError> {
-        self.inner.head_position().await
-    }
-
-    async fn wait_for_head_past(&self, position: u64) -> Result<(), StoreError> {
-        self.inner.wait_for_head_past(position).await
-    }
-
-    fn dense_positions(&self) -> bool {
-        self.dense
-    }
+/// A memory store with one position hidden from `read_all` (a commit that
+/// readers see late), its positions dense or not.
+fn slow_commit(inner: MemoryStore, hidden: u64, dense: bool) -> Arc<FaultyStore<MemoryStore>> {
+    let store = FaultyStore::new(Arc::new(inner));
+    store.hide_position(Some(hidden));
+    store.set_sparse(!dense);
+    Arc::new(store)
 }
 
 /// A memory store holding a sample log of `orders` orders; returns it and the log's length.
@@ -143,11 +93,7 @@ async fn a_slow_commit_holds_the_checkpoint_before_the_hole_until_it_appears() {
     // Position 40 is hidden: the runner stops at 39, waits, and once 40 shows finishes equal to the rebuild.
     let (inner, head) = sample_store(30, 11).await;
     assert!(head > 60, "a log long enough: {head}");
-    let store = Arc::new(SlowCommitStore {
-        inner,
-        hidden: Mutex::new(Some(40)),
-        dense: true,
-    });
+    let store = slow_commit(inner, 40, true);
     let views = SqliteReadModelStore::in_memory(LAYOUT).unwrap();
     let mut runner = ProjectionRunner::open(store.clone(), views.clone(), options(16))
         .await
@@ -167,7 +113,7 @@ async fn a_slow_commit_holds_the_checkpoint_before_the_hole_until_it_appears() {
     }
     assert!(waits > 10, "the runner waited at the hole");
     assert_eq!(views.checkpoint().unwrap(), 39);
-    store.reveal();
+    store.hide_position(None);
     assert_eq!(runner.catch_up().await.unwrap(), head);
     assert_eq!(runner.holes_skipped, 0);
     assert_eq!(stored_rows(&*views), rebuilt_rows(store.as_ref()).await);
@@ -177,11 +123,7 @@ async fn a_slow_commit_holds_the_checkpoint_before_the_hole_until_it_appears() {
 async fn a_hole_is_declared_permanent_only_after_the_bounded_wait() {
     // Never revealed: the runner waits out hole_wait_max, counts one skipped hole, and goes on.
     let (inner, head) = sample_store(10, 3).await;
-    let store = Arc::new(SlowCommitStore {
-        inner,
-        hidden: Mutex::new(Some(5)),
-        dense: true,
-    });
+    let store = slow_commit(inner, 5, true);
     let views = SqliteReadModelStore::in_memory(LAYOUT).unwrap();
     let started = Instant::now();
     let mut runner = ProjectionRunner::open(
@@ -204,11 +146,7 @@ async fn a_hole_is_declared_permanent_only_after_the_bounded_wait() {
 async fn sparse_positions_are_taken_as_they_come() {
     // A store without dense positions: a gap is final, the runner never waits.
     let (inner, head) = sample_store(10, 5).await;
-    let store = Arc::new(SlowCommitStore {
-        inner,
-        hidden: Mutex::new(Some(5)),
-        dense: false,
-    });
+    let store = slow_commit(inner, 5, false);
     let views = SqliteReadModelStore::in_memory(LAYOUT).unwrap();
     let mut runner = ProjectionRunner::open(store, views, options(100))
         .await

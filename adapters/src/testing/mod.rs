@@ -1,0 +1,7 @@
+//! Test support, compiled only for tests and under the `testing` feature
+//! (which only dev-dependencies turn on), so nothing here is in the
+//! production graph.
+
+pub mod faulty_store;
+
+pub use faulty_store::{AppendFault, FaultyStore};
