@@ -630,7 +630,7 @@ mod tests {
     use paycode_domain::Channel;
 
     use super::*;
-    use crate::sandbox::truth::tests::order;
+    use crate::truth::tests::order;
 
     fn date() -> NaiveDate {
         NaiveDate::from_ymd_opt(2026, 11, 22).unwrap()
@@ -658,10 +658,7 @@ mod tests {
         b.trade_no = "4200000120261122000000000002".to_owned();
         b.created_at = at(10, 5);
         b.state = SandboxOrderState::Paid { paid_at: at(10, 5) };
-        assert_eq!(
-            b.revoke(at(10, 6)),
-            crate::sandbox::truth::RevokeDecision::Refunded
-        );
+        assert_eq!(b.revoke(at(10, 6)), crate::truth::RevokeDecision::Refunded);
         let mut c = order(channel, "02");
         c.out_trade_no = "C".to_owned();
         c.created_at = at(12, 0);
@@ -749,7 +746,7 @@ mod tests {
         }
         let legacy = bill(WechatBillLayout::Legacy, WechatBillType::All);
         let header = legacy.lines().next().unwrap();
-        let fixture = crate::testkit::vector("wx_v2_bill_all_legacy_wxjava.txt");
+        let fixture = paycode_adapters::testkit::vector("wx_v2_bill_all_legacy_wxjava.txt");
         assert_eq!(header, fixture.lines().next().unwrap());
         let refunds = bill(WechatBillLayout::Current, WechatBillType::Refund);
         let revoked = refunds.lines().find(|l| l.contains("`REVOKED")).unwrap();
