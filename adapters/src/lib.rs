@@ -1,6 +1,8 @@
-//! The outside world of paycode, behind traits: event stores, and later the
-//! channel clients, statement parsers and the sandbox. Vendor errors are
-//! translated here into the small error enums the callers branch on.
+//! The outside world of paycode, behind traits: event stores, the channel
+//! clients, statement parsers. Vendor errors are translated here into the
+//! small error enums the callers branch on. The simulation of the channels
+//! (the sandbox) is not an adapter and lives in `paycode-sandbox`, which is
+//! built on this crate.
 #![deny(clippy::float_arithmetic)]
 
 pub mod alipay;
@@ -9,7 +11,6 @@ pub mod clock;
 mod config_error;
 pub mod lease;
 pub mod read_models;
-pub mod sandbox;
 pub mod statement;
 pub mod store;
 #[cfg(any(test, feature = "testing"))]

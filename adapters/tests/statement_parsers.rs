@@ -7,12 +7,6 @@
 use std::io::Write as _;
 
 use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
-use paycode_adapters::sandbox::statement::{WechatBillMerchant, alipay_bill_zip, wechat_bill};
-use paycode_adapters::sandbox::truth::{RefundDecision, RevokeDecision};
-use paycode_adapters::sandbox::{
-    Behaviour, SandboxOrder, SandboxOrderState, SandboxRefundState, WechatBillLayout,
-    WechatBillType,
-};
 use paycode_adapters::statement::{
     AlipayZipLimits, StatementError, parse_alipay_zip, parse_alipay_zip_with_limits,
     parse_wechat_bill,
@@ -21,6 +15,12 @@ use paycode_adapters::testkit;
 use paycode_domain::payment::StatementLineKind;
 use paycode_domain::reconciliation::{Statement, StatementRow};
 use paycode_domain::{Channel, Money};
+use paycode_sandbox::statement::{WechatBillMerchant, alipay_bill_zip, wechat_bill};
+use paycode_sandbox::truth::{RefundDecision, RevokeDecision};
+use paycode_sandbox::{
+    Behaviour, SandboxOrder, SandboxOrderState, SandboxRefundState, WechatBillLayout,
+    WechatBillType,
+};
 
 const APPID: &str = "wx2421b1c4370ec43b";
 const MCH_ID: &str = "10000100";

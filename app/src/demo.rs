@@ -195,8 +195,8 @@ pub async fn run(orders: usize, seed: u64) -> anyhow::Result<String> {
     // The next morning: reconcile each channel's statement of every China
     // day the traffic touched, through the API as a back office would.
     let mut reconciliations = Vec::new();
-    let first_day = paycode_adapters::sandbox::truth::china_day(simulation_start);
-    let last_day = paycode_adapters::sandbox::truth::china_day(clock.now());
+    let first_day = paycode_domain::calendar::china_date(simulation_start);
+    let last_day = paycode_domain::calendar::china_date(clock.now());
     for channel in ["wechat", "alipay"] {
         let mut day = first_day;
         while day <= last_day {

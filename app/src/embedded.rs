@@ -14,13 +14,13 @@ use paycode_adapters::alipay::{AlipayClient, AlipayConfig};
 use paycode_adapters::channel::rate_limit::RateLimits;
 use paycode_adapters::clock::{Clock, SystemClock};
 use paycode_adapters::lease::SqliteLeases;
-use paycode_adapters::sandbox::{
-    Sandbox, SandboxAlipay, SandboxConfig, SandboxMerchant, SandboxWechat,
-    generate_rsa_key_pair_pem,
-};
 use paycode_adapters::store::SqliteStore;
 use paycode_adapters::wechat::{ApiKey as WechatKey, SignType, WechatClient, WechatConfig};
 use paycode_domain::{MerchantId, Policy};
+use paycode_sandbox::{
+    Sandbox, SandboxAlipay, SandboxConfig, SandboxMerchant, SandboxWechat,
+    generate_rsa_key_pair_pem,
+};
 
 use crate::http::ApiKey;
 use crate::runtime::Channels;
@@ -73,7 +73,7 @@ pub struct SandboxOptions {
     /// Whether the truth file is synced on every change (true by default).
     pub state_durable: bool,
     /// Misbehaviour and statement defects to plant (none by default).
-    pub faults: paycode_adapters::sandbox::Faults,
+    pub faults: paycode_sandbox::Faults,
 }
 
 impl Default for SandboxOptions {
@@ -81,10 +81,10 @@ impl Default for SandboxOptions {
         SandboxOptions {
             state_path: None,
             client_timeout: std::time::Duration::from_secs(10),
-            slow_answer: paycode_adapters::sandbox::SLOW_ANSWER_DEFAULT,
+            slow_answer: paycode_sandbox::SLOW_ANSWER_DEFAULT,
             rate_limits: None,
             state_durable: true,
-            faults: paycode_adapters::sandbox::Faults::default(),
+            faults: paycode_sandbox::Faults::default(),
         }
     }
 }

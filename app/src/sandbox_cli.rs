@@ -12,14 +12,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use paycode_adapters::alipay::sign::private_key_from_pem;
 use paycode_adapters::clock::SystemClock;
-use paycode_adapters::sandbox::{
-    Faults, Sandbox, SandboxAlipay, SandboxConfig, SandboxMerchant, SandboxWechat,
-    generate_rsa_key_pair_pem,
-};
 use paycode_adapters::wechat::SignType;
-use rsa::pkcs8::{EncodePublicKey, LineEnding};
+use paycode_sandbox::{
+    Faults, Sandbox, SandboxAlipay, SandboxConfig, SandboxMerchant, SandboxWechat,
+    generate_rsa_key_pair_pem, public_key_pem_of_private_pem,
+};
 
 use crate::config::{Config, SignTypeSetting};
 use crate::embedded::{
@@ -43,9 +41,8 @@ fn from_config(config: &Config) -> anyhow::Result<(SandboxConfig, Vec<String>)> 
     let (private_pem, public_pem) = match &sandbox.alipay_private_key_file {
         Some(path) => {
             let private_pem = read_text(config, path, "sandbox.alipay_private_key_file")?;
-            let key = private_key_from_pem(&private_pem)
+            let public_pem = public_key_pem_of_private_pem(&private_pem)
                 .map_err(|error| anyhow::anyhow!("sandbox.alipay_private_key_file: {error}"))?;
-            let public_pem = key.to_public_key().to_public_key_pem(LineEnding::LF)?;
             (private_pem, public_pem)
         }
         None => generate_rsa_key_pair_pem(),
@@ -72,7 +69,7 @@ fn from_config(config: &Config) -> anyhow::Result<(SandboxConfig, Vec<String>)> 
             Some(settings) => {
                 let setting = format!("merchants[{index}].alipay.private_key_file");
                 let app_private = read_text(config, &settings.private_key_file, &setting)?;
-                let app_key = private_key_from_pem(&app_private)
+                let app_public = public_key_pem_of_private_pem(&app_private)
                     .map_err(|error| anyhow::anyhow!("{setting}: {error}"))?;
                 if sandbox.alipay_private_key_file.is_none() {
                     // The merchant must verify the sandbox's answers with the key just made.
@@ -90,9 +87,7 @@ fn from_config(config: &Config) -> anyhow::Result<(SandboxConfig, Vec<String>)> 
                 }
                 Some(SandboxAlipay {
                     app_id: settings.app_id.clone(),
-                    app_public_key_pem: app_key
-                        .to_public_key()
-                        .to_public_key_pem(LineEnding::LF)?,
+                    app_public_key_pem: app_public,
                 })
             }
             None => None,

@@ -16,8 +16,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use paycode::embedded::{DEMO_ALIPAY_APP_ID, DEMO_API_KEY, DEMO_WECHAT_MCH_ID};
-use paycode_adapters::sandbox::{SandboxOrderState, SandboxRefundState, TruthStore};
 use paycode_domain::Channel;
+use paycode_sandbox::{SandboxOrderState, SandboxRefundState, TruthStore};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};

@@ -11,6 +11,7 @@ use chrono::{DateTime, NaiveDate, TimeZone, Utc};
 use paycode::http::ApiKey;
 use paycode::runtime::Channels;
 use paycode::service::{Parts, Service};
+use paycode_adapters::channel::rate_limit::Api;
 use paycode_adapters::channel::{
     ChannelClient, PayRequest, RefundRequest, StatementError, StatementFile,
 };
@@ -21,6 +22,7 @@ use paycode_domain::payment::{
     ChannelAnswer, PayOutcome, QueryOutcome, RefundOutcome, RevokeOutcome, RevokeResult,
 };
 use paycode_domain::{Channel, MerchantId, OrderNo, Policy, RefundNo};
+use paycode_sandbox::SandboxApi;
 use serde_json::Value;
 
 /// What the scripted channel knows of one order.
@@ -344,7 +346,7 @@ impl Drop for TestApp {
 /// real signatures) through the real channel clients, on a manual clock.
 pub struct SandboxApp {
     pub app: TestApp,
-    pub sandbox: paycode_adapters::sandbox::Sandbox,
+    pub sandbox: paycode_sandbox::Sandbox,
     _sandbox_server: tokio::task::JoinHandle<()>,
 }
 
@@ -359,11 +361,11 @@ impl std::fmt::Debug for SandboxApp {
 impl SandboxApp {
     /// Client timeout 300 ms, code `05` held 1 s, truth in memory.
     pub async fn spawn() -> SandboxApp {
-        SandboxApp::spawn_with_faults(paycode_adapters::sandbox::Faults::default()).await
+        SandboxApp::spawn_with_faults(paycode_sandbox::Faults::default()).await
     }
 
     /// As [`SandboxApp::spawn`], with the sandbox misbehaving as `faults` says.
-    pub async fn spawn_with_faults(faults: paycode_adapters::sandbox::Faults) -> SandboxApp {
+    pub async fn spawn_with_faults(faults: paycode_sandbox::Faults) -> SandboxApp {
         let clock = ManualClock::starting_at(start_time());
         let shared: Arc<dyn Clock> = Arc::new(clock.clone());
         let options = paycode::embedded::SandboxOptions {
@@ -416,24 +418,25 @@ impl SandboxApp {
     }
 
     /// How many calls of `api` the sandbox received for `order_no`.
-    pub fn calls(&self, api: paycode_adapters::sandbox::SandboxApi, order_no: &str) -> usize {
+    pub fn calls(&self, api: Api, order_no: &str) -> usize {
         self.sandbox
             .calls()
             .iter()
-            .filter(|call| call.api == api && call.out_trade_no.as_deref() == Some(order_no))
+            .filter(|call| {
+                call.api == SandboxApi::Channel(api)
+                    && call.out_trade_no.as_deref() == Some(order_no)
+            })
             .count()
     }
 
     /// How many calls of `api` the sandbox received naming refund `refund_no`.
-    pub fn refund_calls(
-        &self,
-        api: paycode_adapters::sandbox::SandboxApi,
-        refund_no: &str,
-    ) -> usize {
+    pub fn refund_calls(&self, api: Api, refund_no: &str) -> usize {
         self.sandbox
             .calls()
             .iter()
-            .filter(|call| call.api == api && call.refund_no.as_deref() == Some(refund_no))
+            .filter(|call| {
+                call.api == SandboxApi::Channel(api) && call.refund_no.as_deref() == Some(refund_no)
+            })
             .count()
     }
 }

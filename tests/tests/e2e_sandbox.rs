@@ -3,8 +3,9 @@
 //! the order's history, and the sandbox's own truth. The sandbox's clock is
 //! the service's manual clock, so deadlines and retries do not sleep.
 
-use paycode_adapters::sandbox::{SandboxApi, SandboxOrderState};
+use paycode_adapters::channel::rate_limit::Api;
 use paycode_domain::Channel;
+use paycode_sandbox::SandboxOrderState;
 use paycode_tests::SandboxApp;
 use serde_json::Value;
 
@@ -93,11 +94,11 @@ async fn run_table(channel: Channel) {
             assert_eq!(final_status, expect.status, "{order}: {settled}");
         }
         assert_eq!(
-            app.calls(SandboxApi::Pay, &order),
+            app.calls(Api::Pay, &order),
             1,
             "{order}: one pay call, never resubmitted"
         );
-        let revokes = app.calls(SandboxApi::Revoke, &order);
+        let revokes = app.calls(Api::Revoke, &order);
         assert!(
             expect.revokes.contains(&revokes),
             "{order}: {revokes} revokes"
@@ -145,7 +146,7 @@ async fn run_table(channel: Channel) {
         match expect.suffix {
             "01" | "04" | "05" | "08" => {
                 assert!(
-                    app.calls(SandboxApi::Query, &order) >= 1,
+                    app.calls(Api::Query, &order) >= 1,
                     "{order}: the outcome came from a query"
                 )
             }
@@ -194,7 +195,7 @@ async fn check_slow_refund(app: &SandboxApp, order: &str) {
     assert_eq!(payment["status"], "partially_refunded", "{payment}");
     assert_eq!(payment["refunded_amount"], "5.00");
     assert!(
-        app.refund_calls(SandboxApi::RefundQuery, "R09") >= 1,
+        app.refund_calls(Api::RefundQuery, "R09") >= 1,
         "the refund's success came from a query"
     );
     let (_, history) = app

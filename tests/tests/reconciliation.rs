@@ -12,8 +12,8 @@
 use std::collections::BTreeSet;
 
 use paycode_adapters::channel::StatementFile;
-use paycode_adapters::sandbox::{Faults, StatementDefect};
 use paycode_domain::Channel;
+use paycode_sandbox::{Faults, StatementDefect};
 use paycode_tests::{DEMO_KEY, SandboxApp, start_time};
 use serde_json::Value;
 

@@ -110,7 +110,7 @@ fn domain_and_projections_do_no_io() {
 
 #[test]
 fn dependencies_point_inward() {
-    // app -> adapters, projections -> domain; never the other way.
+    // app -> sandbox -> adapters, projections -> domain; never the other way.
     let metadata = metadata();
     let domain = normal_dependency_tree(metadata, "paycode-domain");
     assert!(
@@ -118,9 +118,59 @@ fn dependencies_point_inward() {
         "domain depends on {domain:?}"
     );
     let adapters = normal_dependency_tree(metadata, "paycode-adapters");
-    assert!(!adapters.contains("paycode-projections") && !adapters.contains("paycode"));
+    for outer in ["paycode-sandbox", "paycode-projections", "paycode"] {
+        assert!(!adapters.contains(outer), "adapters depend on {outer}");
+    }
+    let sandbox = normal_dependency_tree(metadata, "paycode-sandbox");
+    assert!(sandbox.contains("paycode-adapters"), "{sandbox:?}");
+    assert!(!sandbox.contains("paycode-projections") && !sandbox.contains("paycode"));
     let projections = normal_dependency_tree(metadata, "paycode-projections");
-    assert!(!projections.contains("paycode-adapters") && !projections.contains("paycode"));
+    for outer in ["paycode-adapters", "paycode-sandbox", "paycode"] {
+        assert!(
+            !projections.contains(outer),
+            "projections depend on {outer}"
+        );
+    }
+}
+
+/// The names of the `[section]` table of `krate`'s Cargo.toml
+/// (`name.workspace = true` or `name = ...`, one a line).
+fn manifest_dependencies(krate: &str, section: &str) -> BTreeSet<String> {
+    let path = workspace_root().join(krate).join("Cargo.toml");
+    let manifest = std::fs::read_to_string(&path).unwrap();
+    let header = format!("[{section}]");
+    manifest
+        .lines()
+        .map(str::trim)
+        .skip_while(|line| *line != header)
+        .skip(1)
+        .take_while(|line| !line.starts_with('['))
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+        .map(|line| {
+            let end = line.find(['.', '=', ' ']).unwrap_or(line.len());
+            line[..end].to_owned()
+        })
+        .collect()
+}
+
+#[test]
+fn only_the_sandbox_serves_http_or_makes_rsa_keys_below_app() {
+    // The adapters call out; answering HTTP as a channel does is the
+    // sandbox's (paycode-sandbox). axum may stay a dev-dependency of the
+    // adapters, for their clients' tests against a local server.
+    let adapters = manifest_dependencies("adapters", "dependencies");
+    assert!(adapters.contains("paycode-domain"), "read: {adapters:?}");
+    assert!(
+        !adapters.contains("axum"),
+        "adapters/Cargo.toml [dependencies] names axum"
+    );
+    // app makes and reads the sandbox's RSA keys through paycode-sandbox.
+    let app = manifest_dependencies("app", "dependencies");
+    assert!(app.contains("paycode-sandbox"), "read: {app:?}");
+    assert!(
+        !app.contains("rsa"),
+        "app/Cargo.toml [dependencies] names rsa"
+    );
 }
 
 fn rust_files(dir: &Path, files: &mut Vec<PathBuf>) {
@@ -139,7 +189,14 @@ fn every_source_file_says_what_it_is_for() {
     // A `//!` paragraph at the top of each file (STYLE.md, Habits).
     let root = workspace_root();
     let mut files = Vec::new();
-    for krate in ["domain", "adapters", "projections", "app", "tests"] {
+    for krate in [
+        "domain",
+        "adapters",
+        "adapters/sandbox",
+        "projections",
+        "app",
+        "tests",
+    ] {
         for dir in ["src", "tests"] {
             let path = root.join(krate).join(dir);
             if path.is_dir() {
@@ -166,9 +223,10 @@ fn every_source_file_says_what_it_is_for() {
 
 #[test]
 fn money_crates_deny_float_arithmetic() {
-    // No floats near money: domain and adapters deny clippy::float_arithmetic crate-wide.
+    // No floats near money: domain, adapters and the sandbox deny
+    // clippy::float_arithmetic crate-wide.
     let root = workspace_root();
-    for krate in ["domain", "adapters"] {
+    for krate in ["domain", "adapters", "adapters/sandbox"] {
         let lib = std::fs::read_to_string(root.join(krate).join("src/lib.rs")).unwrap();
         assert!(
             lib.contains("#![deny(clippy::float_arithmetic)]"),

@@ -11,14 +11,21 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use paycode_domain::Channel;
 use serde::{Deserialize, Serialize};
 
-/// The channel APIs that are limited separately.
+/// The channel APIs the clients call, each limited separately (and the
+/// names the sandbox records its calls under).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Api {
+    /// `/pay/micropay`, `alipay.trade.pay`.
     Pay,
+    /// `/pay/orderquery`, `alipay.trade.query`.
     Query,
+    /// `/secapi/pay/reverse`, `alipay.trade.cancel`.
     Revoke,
+    /// `/secapi/pay/refund`, `alipay.trade.refund`.
     Refund,
+    /// `/pay/refundquery`, `alipay.trade.fastpay.refund.query`.
     RefundQuery,
+    /// `/pay/downloadbill`, `alipay.data.dataservice.bill.downloadurl.query`.
     Statement,
 }
 

@@ -25,11 +25,6 @@ use std::time::Instant;
 
 use anyhow::Context;
 use chrono::{DateTime, Duration, NaiveDate, NaiveTime, Utc};
-use paycode_adapters::sandbox::codes::Behaviour;
-use paycode_adapters::sandbox::statement::{
-    WechatBillLayout, WechatBillMerchant, WechatBillType, wechat_bill,
-};
-use paycode_adapters::sandbox::truth::{SandboxOrder, SandboxOrderState, SandboxRefund};
 use paycode_adapters::statement::parse_wechat_bill;
 use paycode_domain::payment::{
     Event, Fact, Paid, PaidSource, PaymentDecider, RefundRequested, Refunded, RevokeReason,
@@ -42,6 +37,11 @@ use paycode_domain::{
     AuthCode, Channel, ChannelCodes, CommandId, Currency, Decider, MaskedAuthCode, MerchantId,
     Money, OrderNo, RefundNo,
 };
+use paycode_sandbox::codes::Behaviour;
+use paycode_sandbox::statement::{
+    WechatBillLayout, WechatBillMerchant, WechatBillType, wechat_bill,
+};
+use paycode_sandbox::truth::{SandboxOrder, SandboxOrderState, SandboxRefund};
 use uuid::Uuid;
 
 use super::{BenchArgs, round3, write_summary};

@@ -8,8 +8,9 @@
 //! at the instant it became due, not when it was noticed. So the answers are
 //! the same whether the order is looked at once or a thousand times.
 
-use chrono::{DateTime, Duration, FixedOffset, Months, NaiveDate, Utc};
+use chrono::{DateTime, Duration, Months, Utc};
 use paycode_domain::Channel;
+use paycode_domain::calendar::china_date;
 
 use super::codes::Behaviour;
 
@@ -31,17 +32,6 @@ pub const ALIPAY_REFUND_WINDOW_MONTHS: u32 = 3;
 pub const SLOW_REFUND_SECS: i64 = 20;
 /// WeChat takes at most this many partial refunds per order.
 pub const WECHAT_REFUNDS_MAX: usize = 50;
-
-/// China Standard Time, the zone of both channels' days and timestamps.
-pub fn china() -> FixedOffset {
-    // 8 hours is within the ±24 h that FixedOffset accepts.
-    FixedOffset::east_opt(8 * 3600).unwrap_or_else(|| unreachable!("UTC+8 is a valid offset"))
-}
-
-/// The China-time calendar day of an instant.
-pub fn china_day(at: DateTime<Utc>) -> NaiveDate {
-    at.with_timezone(&china()).date_naive()
-}
 
 /// Where an order stands in the sandbox's truth.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -258,7 +248,7 @@ impl SandboxOrder {
         }
         let window_open = match self.channel {
             Channel::Wechat => now <= self.created_at + Duration::days(WECHAT_REVOKE_WINDOW_DAYS),
-            Channel::Alipay => china_day(now) == china_day(self.created_at),
+            Channel::Alipay => china_date(now) == china_date(self.created_at),
         };
         if !window_open {
             return RevokeDecision::WindowClosed;

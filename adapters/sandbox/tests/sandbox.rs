@@ -16,12 +16,9 @@ use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, TimeZone, Utc};
 use paycode_adapters::alipay::{AlipayClient, AlipayConfig};
+use paycode_adapters::channel::rate_limit::Api;
 use paycode_adapters::channel::{ChannelClient, PayRequest, RefundRequest, StatementFile};
 use paycode_adapters::clock::ManualClock;
-use paycode_adapters::sandbox::{
-    FaultKind, Faults, Sandbox, SandboxAlipay, SandboxApi, SandboxConfig, SandboxMerchant,
-    SandboxOrderState, SandboxWechat,
-};
 use paycode_adapters::testkit;
 use paycode_adapters::wechat::sign::{self as wechat_sign, ApiKey, SignType};
 use paycode_adapters::wechat::xml::{self, Params};
@@ -30,6 +27,10 @@ use paycode_domain::payment::{
     ChannelAnswer, PayOutcome, QueryOutcome, RefundOutcome, RevokeOutcome, RevokeResult,
 };
 use paycode_domain::{AuthCode, Channel, Money, OrderNo, RefundNo};
+use paycode_sandbox::{
+    FaultKind, Faults, Sandbox, SandboxAlipay, SandboxApi, SandboxConfig, SandboxMerchant,
+    SandboxOrderState, SandboxWechat,
+};
 
 const APPID: &str = "wx2421b1c4370ec43b";
 const MCH_ID: &str = "10000100";
@@ -443,7 +444,7 @@ async fn code_05_gets_no_answer_in_time_but_is_paid(channel: Channel) {
     assert!(reason.contains("no answer within"), "{reason}");
     assert_paid(&query(&*env.client(channel), "O05").await);
     let call = &env.sandbox.calls()[0];
-    assert_eq!(call.api, SandboxApi::Pay);
+    assert_eq!(call.api, SandboxApi::Channel(Api::Pay));
     assert!(call.answer.ends_with(" held"), "{}", call.answer);
 }
 
@@ -508,7 +509,7 @@ async fn code_07_asks_every_revoke_to_be_retried(channel: Channel) {
         .sandbox
         .calls()
         .into_iter()
-        .filter(|call| call.api == SandboxApi::Revoke)
+        .filter(|call| call.api == SandboxApi::Channel(Api::Revoke))
         .collect();
     assert_eq!(revokes.len(), 5);
     assert!(
@@ -863,28 +864,28 @@ async fn every_call_is_recorded_with_its_answer_and_never_the_code() {
         [
             (
                 Channel::Wechat,
-                SandboxApi::Pay,
+                SandboxApi::Channel(Api::Pay),
                 MCH_ID,
                 Some("C1"),
                 "USERPAYING"
             ),
             (
                 Channel::Wechat,
-                SandboxApi::Query,
+                SandboxApi::Channel(Api::Query),
                 MCH_ID,
                 Some("C1"),
                 "SUCCESS"
             ),
             (
                 Channel::Alipay,
-                SandboxApi::Pay,
+                SandboxApi::Channel(Api::Pay),
                 APP_ID,
                 Some("C2"),
                 "40004/ACQ.BUYER_BALANCE_NOT_ENOUGH"
             ),
             (
                 Channel::Alipay,
-                SandboxApi::Refund,
+                SandboxApi::Channel(Api::Refund),
                 APP_ID,
                 Some("C2"),
                 "40004/ACQ.TRADE_STATUS_ERROR"

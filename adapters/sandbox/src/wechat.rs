@@ -10,33 +10,36 @@
 //! (unsigned, as WeChat's), and its failures unsigned XML.
 
 use chrono::{DateTime, NaiveDate, Utc};
+use paycode_adapters::channel::rate_limit::Api;
+use paycode_adapters::wechat::sign::{self, ApiKey};
+use paycode_adapters::wechat::xml::{self, Params};
 use paycode_domain::Channel;
+use paycode_domain::calendar::china_time;
 
 use super::codes::{self, Behaviour};
 use super::statement::{WechatBillType, wechat_openid};
 use super::store::{RefundKey, TruthStore};
 use super::truth::{
-    RefundDecision, RevokeDecision, SandboxOrder, SandboxOrderState, SandboxRefundState, china,
+    RefundDecision, RevokeDecision, SandboxOrder, SandboxOrderState, SandboxRefundState,
 };
 use super::{CallSummary, Handled, Inner, SandboxApi, SandboxWechat, TEXT, XML};
-use crate::wechat::sign::{self, ApiKey};
-use crate::wechat::xml::{self, Params};
 
 /// The bill failure text of a day without a line.
 pub const NO_BILL_EXIST: &str = "No Bill Exist";
 
 /// The API of a WeChat path.
 pub fn api_of_path(path: &str) -> SandboxApi {
-    use crate::wechat::client::path;
-    match path {
-        path::MICROPAY => SandboxApi::Pay,
-        path::ORDER_QUERY => SandboxApi::Query,
-        path::REVERSE => SandboxApi::Revoke,
-        path::REFUND => SandboxApi::Refund,
-        path::REFUND_QUERY => SandboxApi::RefundQuery,
-        path::DOWNLOAD_BILL => SandboxApi::Statement,
-        _ => SandboxApi::Other,
-    }
+    use paycode_adapters::wechat::client::path;
+    let api = match path {
+        path::MICROPAY => Api::Pay,
+        path::ORDER_QUERY => Api::Query,
+        path::REVERSE => Api::Revoke,
+        path::REFUND => Api::Refund,
+        path::REFUND_QUERY => Api::RefundQuery,
+        path::DOWNLOAD_BILL => Api::Statement,
+        _ => return SandboxApi::Other,
+    };
+    SandboxApi::Channel(api)
 }
 
 /// What a request names, read without checking anything (for the record
@@ -52,7 +55,7 @@ pub(super) fn peek(api: SandboxApi, body: &[u8]) -> CallSummary {
 fn summary_of(api: SandboxApi, params: &Params, answer: String) -> CallSummary {
     let field = |name: &str| params.get(name).filter(|v| !v.is_empty()).cloned();
     CallSummary {
-        api: Some(api),
+        api,
         merchant_id: field("mch_id").unwrap_or_default(),
         out_trade_no: field("out_trade_no"),
         refund_no: field("out_refund_no"),
@@ -155,12 +158,12 @@ pub(super) fn handle(inner: &Inner, api: SandboxApi, body: &[u8]) -> Handled {
         Reply::fail("APPID_MCHID_NOT_MATCH", "appid和mch_id不匹配")
     } else {
         match api {
-            SandboxApi::Pay => pay(inner, merchant, &params, now),
-            SandboxApi::Query => query(inner, merchant, &params, now),
-            SandboxApi::Revoke => revoke(inner, merchant, &params, now),
-            SandboxApi::Refund => refund(inner, merchant, &params, now),
-            SandboxApi::RefundQuery => refund_query(inner, merchant, &params, now),
-            SandboxApi::Statement => return bill(inner, merchant, &params, now),
+            SandboxApi::Channel(Api::Pay) => pay(inner, merchant, &params, now),
+            SandboxApi::Channel(Api::Query) => query(inner, merchant, &params, now),
+            SandboxApi::Channel(Api::Revoke) => revoke(inner, merchant, &params, now),
+            SandboxApi::Channel(Api::Refund) => refund(inner, merchant, &params, now),
+            SandboxApi::Channel(Api::RefundQuery) => refund_query(inner, merchant, &params, now),
+            SandboxApi::Channel(Api::Statement) => return bill(inner, merchant, &params, now),
             SandboxApi::StatementDownload | SandboxApi::Other => {
                 return return_fail(api, &params, "unknown API");
             }
@@ -207,7 +210,7 @@ fn envelope(merchant: &SandboxWechat, key: &ApiKey, request: &Params, reply: Rep
 
 /// WeChat's `yyyyMMddHHmmss` China time.
 fn compact_time(at: DateTime<Utc>) -> String {
-    at.with_timezone(&china())
+    at.with_timezone(&china_time())
         .format("%Y%m%d%H%M%S")
         .to_string()
 }
@@ -558,7 +561,7 @@ fn refund_query(
             SandboxRefundState::Processing => put("refund_status", "PROCESSING".to_owned()),
             SandboxRefundState::Succeeded { at } => {
                 put("refund_status", "SUCCESS".to_owned());
-                let time = at.with_timezone(&china()).format("%Y-%m-%d %H:%M:%S");
+                let time = at.with_timezone(&china_time()).format("%Y-%m-%d %H:%M:%S");
                 put("refund_success_time", time.to_string());
             }
         }
@@ -567,7 +570,7 @@ fn refund_query(
 }
 
 fn bill(inner: &Inner, merchant: &SandboxWechat, params: &Params, _now: DateTime<Utc>) -> Handled {
-    let api = SandboxApi::Statement;
+    let api = SandboxApi::Channel(Api::Statement);
     let failure = |message: &str, error_code: Option<&str>| {
         let mut answer = Params::from([
             ("return_code".to_owned(), "FAIL".to_owned()),

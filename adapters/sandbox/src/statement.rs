@@ -18,10 +18,12 @@
 
 use std::io::Write as _;
 
-use chrono::{DateTime, Datelike, Duration, NaiveDate, NaiveTime, Timelike, Utc};
+use chrono::{DateTime, Datelike, Duration, NaiveDate, Timelike, Utc};
 
 use super::faults::StatementDefect;
-use super::truth::{SandboxOrder, SandboxOrderState, SandboxRefundState, china, china_day};
+use paycode_domain::calendar::{china_date, china_midnight, china_time};
+
+use super::truth::{SandboxOrder, SandboxOrderState, SandboxRefundState};
 
 /// Which lines a WeChat bill lists (`bill_type`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -124,11 +126,7 @@ fn revoke_refund_id(trade_no: &str) -> String {
 
 /// The China-time midnight that starts `date`, in UTC.
 fn day_start(date: NaiveDate) -> DateTime<Utc> {
-    date.and_time(NaiveTime::MIN)
-        .and_local_timezone(china())
-        .single()
-        .map(|at| at.with_timezone(&Utc))
-        .unwrap_or_default()
+    china_midnight(date)
 }
 
 /// Every line of `date`'s statement as of `now`, in time order, with the defects applied.
@@ -139,7 +137,7 @@ fn day_lines(
     defects: &[StatementDefect],
 ) -> Vec<Line> {
     let mut lines = Vec::new();
-    let on_day = |at: DateTime<Utc>| at <= now && china_day(at) == date;
+    let on_day = |at: DateTime<Utc>| at <= now && china_date(at) == date;
     for order in orders {
         let Some(paid_at) = order.state.paid_at() else {
             continue;
@@ -241,7 +239,7 @@ fn apply_defects(lines: &mut Vec<Line>, date: NaiveDate, defects: &[StatementDef
 }
 
 fn china_time_text(at: DateTime<Utc>) -> String {
-    at.with_timezone(&china())
+    at.with_timezone(&china_time())
         .format("%Y-%m-%d %H:%M:%S")
         .to_string()
 }
@@ -465,7 +463,7 @@ const SUMMARY_HEADER: &str = "门店编号,门店名称,交易订单总笔数,�
 
 /// Alipay's `[yyyy年MM月dd日 HH:mm:ss]` China time.
 fn alipay_header_time(at: DateTime<Utc>) -> String {
-    let local = at.with_timezone(&china());
+    let local = at.with_timezone(&china_time());
     format!(
         "{:04}年{:02}月{:02}日 {:02}:{:02}:{:02}",
         local.year(),
@@ -599,7 +597,7 @@ pub fn alipay_bill_zip(
     let Some((files, exported_at)) = alipay_bill_texts(app_id, orders, date, now, defects) else {
         return Ok(None);
     };
-    let local = exported_at.with_timezone(&china());
+    let local = exported_at.with_timezone(&china_time());
     let modified = zip::DateTime::from_date_and_time(
         u16::try_from(local.year()).unwrap_or(1980),
         u8::try_from(local.month()).unwrap_or(1),
@@ -630,7 +628,7 @@ mod tests {
     use paycode_domain::Channel;
 
     use super::*;
-    use crate::sandbox::truth::tests::order;
+    use crate::truth::tests::order;
 
     fn date() -> NaiveDate {
         NaiveDate::from_ymd_opt(2026, 11, 22).unwrap()
@@ -638,7 +636,7 @@ mod tests {
 
     fn at(h: u32, m: u32) -> DateTime<Utc> {
         // China time on 2026-11-22.
-        china()
+        china_time()
             .with_ymd_and_hms(2026, 11, 22, h, m, 0)
             .unwrap()
             .with_timezone(&Utc)
@@ -658,10 +656,7 @@ mod tests {
         b.trade_no = "4200000120261122000000000002".to_owned();
         b.created_at = at(10, 5);
         b.state = SandboxOrderState::Paid { paid_at: at(10, 5) };
-        assert_eq!(
-            b.revoke(at(10, 6)),
-            crate::sandbox::truth::RevokeDecision::Refunded
-        );
+        assert_eq!(b.revoke(at(10, 6)), crate::truth::RevokeDecision::Refunded);
         let mut c = order(channel, "02");
         c.out_trade_no = "C".to_owned();
         c.created_at = at(12, 0);
@@ -749,7 +744,7 @@ mod tests {
         }
         let legacy = bill(WechatBillLayout::Legacy, WechatBillType::All);
         let header = legacy.lines().next().unwrap();
-        let fixture = crate::testkit::vector("wx_v2_bill_all_legacy_wxjava.txt");
+        let fixture = paycode_adapters::testkit::vector("wx_v2_bill_all_legacy_wxjava.txt");
         assert_eq!(header, fixture.lines().next().unwrap());
         let refunds = bill(WechatBillLayout::Current, WechatBillType::Refund);
         let revoked = refunds.lines().find(|l| l.contains("`REVOKED")).unwrap();

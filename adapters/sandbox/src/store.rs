@@ -378,7 +378,7 @@ mod tests {
     use chrono::Duration;
 
     use super::*;
-    use crate::sandbox::truth::tests::{order, start};
+    use crate::truth::tests::{order, start};
 
     #[test]
     fn pay_requests_are_counted_per_order_number_and_survive_reopening() {

@@ -11,6 +11,10 @@
 //! code `08`'s pay answer, whose signature does not match its node.
 
 use chrono::{DateTime, NaiveDate, Utc};
+use paycode_adapters::alipay::envelope::{ERROR_RESPONSE, response_node_name};
+use paycode_adapters::alipay::sign::{self, SignError};
+use paycode_adapters::alipay::wire;
+use paycode_adapters::channel::rate_limit::Api;
 use paycode_domain::Channel;
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
@@ -22,9 +26,6 @@ use super::truth::{
     RefundDecision, RevokeDecision, SandboxOrder, SandboxOrderState, SandboxRefundState,
 };
 use super::{AlipayApp, CallSummary, Handled, Inner, JSON, SandboxApi};
-use crate::alipay::envelope::{ERROR_RESPONSE, response_node_name};
-use crate::alipay::sign::{self, SignError};
-use crate::alipay::wire;
 
 /// The gateway's path.
 pub const GATEWAY_PATH: &str = "/gateway.do";
@@ -55,15 +56,16 @@ fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
 }
 
 fn api_of_method(method: Option<&str>) -> SandboxApi {
-    match method {
-        Some(wire::METHOD_PAY) => SandboxApi::Pay,
-        Some(wire::METHOD_QUERY) => SandboxApi::Query,
-        Some(wire::METHOD_CANCEL) => SandboxApi::Revoke,
-        Some(wire::METHOD_REFUND) => SandboxApi::Refund,
-        Some(wire::METHOD_REFUND_QUERY) => SandboxApi::RefundQuery,
-        Some(wire::METHOD_BILL_URL) => SandboxApi::Statement,
-        _ => SandboxApi::Other,
-    }
+    let api = match method {
+        Some(wire::METHOD_PAY) => Api::Pay,
+        Some(wire::METHOD_QUERY) => Api::Query,
+        Some(wire::METHOD_CANCEL) => Api::Revoke,
+        Some(wire::METHOD_REFUND) => Api::Refund,
+        Some(wire::METHOD_REFUND_QUERY) => Api::RefundQuery,
+        Some(wire::METHOD_BILL_URL) => Api::Statement,
+        _ => return SandboxApi::Other,
+    };
+    SandboxApi::Channel(api)
 }
 
 /// What a request names, read without checking anything.
@@ -77,7 +79,7 @@ pub(super) fn peek(params: &[(String, String)]) -> CallSummary {
 fn summary_of(params: &[(String, String)], biz: &Value, answer: String) -> CallSummary {
     let field = |name: &str| biz.get(name).and_then(Value::as_str).map(str::to_owned);
     CallSummary {
-        api: Some(api_of_method(param(params, "method"))),
+        api: api_of_method(param(params, "method")),
         merchant_id: param(params, "app_id").unwrap_or_default().to_owned(),
         out_trade_no: field("out_trade_no"),
         refund_no: field("out_request_no"),
@@ -223,12 +225,12 @@ pub(super) fn handle(inner: &Inner, params: &[(String, String)], host: Option<&s
         )
     } else {
         match api_of_method(method) {
-            SandboxApi::Pay => pay(inner, app, &biz, now),
-            SandboxApi::Query => query(inner, app, &biz, now),
-            SandboxApi::Revoke => cancel(inner, app, &biz, now),
-            SandboxApi::Refund => refund(inner, app, &biz, now),
-            SandboxApi::RefundQuery => refund_query(inner, app, &biz, now),
-            SandboxApi::Statement => bill_url(inner, app, &biz, host, now),
+            SandboxApi::Channel(Api::Pay) => pay(inner, app, &biz, now),
+            SandboxApi::Channel(Api::Query) => query(inner, app, &biz, now),
+            SandboxApi::Channel(Api::Revoke) => cancel(inner, app, &biz, now),
+            SandboxApi::Channel(Api::Refund) => refund(inner, app, &biz, now),
+            SandboxApi::Channel(Api::RefundQuery) => refund_query(inner, app, &biz, now),
+            SandboxApi::Channel(Api::Statement) => bill_url(inner, app, &biz, host, now),
             SandboxApi::StatementDownload | SandboxApi::Other => Node::with_code(
                 "40002",
                 "Invalid Arguments",
@@ -705,7 +707,7 @@ pub(super) fn download(inner: &Inner, query: Option<&str>) -> Handled {
         .unwrap_or_default();
     let app_id = param(&params, "userId").unwrap_or_default().to_owned();
     let summary = |answer: &str| CallSummary {
-        api: Some(SandboxApi::StatementDownload),
+        api: SandboxApi::StatementDownload,
         merchant_id: app_id.clone(),
         out_trade_no: None,
         refund_no: None,

@@ -1,7 +1,13 @@
-//! The sandbox: WeChat Pay v2 and Alipay played over real HTTP with real
-//! signatures, for local runs, demos and the end-to-end tests. One axum
-//! router serves both: WeChat's XML endpoints at their real paths
-//! (`/pay/micropay`, `/pay/orderquery`, `/secapi/pay/reverse`,
+//! The sandbox (`paycode-sandbox`): WeChat Pay v2 and Alipay played over
+//! real HTTP with real signatures, for local runs, demos and the end-to-end
+//! tests. Not an adapter of the ledger but a simulation of the outside world
+//! the adapters talk to: it is built on their wire formats, signatures and
+//! paths (`paycode_adapters::wechat`, `paycode_adapters::alipay`), their
+//! [`Clock`] port and their names of the channel APIs ([`Api`]), so that
+//! client and sandbox share one reading of each protocol.
+//!
+//! One axum router serves both channels: WeChat's XML endpoints at their
+//! real paths (`/pay/micropay`, `/pay/orderquery`, `/secapi/pay/reverse`,
 //! `/secapi/pay/refund`, `/pay/refundquery`, `/pay/downloadbill`) and
 //! Alipay's gateway at `/gateway.do`, plus `/downloadBillFile.resource`
 //! for the bill zips the gateway points to. A merchant's `base_url` is the
@@ -37,6 +43,8 @@
 //! - A day with no line has no statement (WeChat `No Bill Exist`, Alipay
 //!   `isp.bill_not_exist`), today included.
 
+#![deny(clippy::float_arithmetic)]
+
 mod alipay;
 pub mod codes;
 pub mod faults;
@@ -58,13 +66,15 @@ use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use chrono::{DateTime, NaiveDate, Utc};
+use paycode_adapters::alipay::sign::KeyError;
+use paycode_adapters::channel::StatementFile;
+use paycode_adapters::channel::rate_limit::Api;
+use paycode_adapters::clock::Clock;
+use paycode_adapters::wechat::SignType;
+use paycode_domain::calendar::china_date;
 use paycode_domain::{AuthCode, Channel};
 use rsa::pkcs8::{EncodePrivateKey, EncodePublicKey, LineEnding};
 use rsa::{RsaPrivateKey, RsaPublicKey};
-
-use crate::channel::StatementFile;
-use crate::clock::Clock;
-use crate::wechat::SignType;
 
 pub use alipay::{BILL_DOWNLOAD_PATH, GATEWAY_PATH};
 pub use codes::Behaviour;
@@ -183,25 +193,38 @@ pub enum SandboxError {
     UnknownMerchant(String),
 }
 
-/// The API a call was for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// What a call was for: one of the channel APIs the clients call (their
+/// own [`Api`]: WeChat's path, Alipay's `method`), or one of the sandbox's
+/// other endpoints.
+///
+/// Printed with `{:?}` as the API alone (`Pay`, `RefundQuery`,
+/// `StatementDownload`, `Other`), not `Channel(Pay)`: the logs and the
+/// demo's summary of calls name the API.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub enum SandboxApi {
-    /// `/pay/micropay`, `alipay.trade.pay`.
-    Pay,
-    /// `/pay/orderquery`, `alipay.trade.query`.
-    Query,
-    /// `/secapi/pay/reverse`, `alipay.trade.cancel`.
-    Revoke,
-    /// `/secapi/pay/refund`, `alipay.trade.refund`.
-    Refund,
-    /// `/pay/refundquery`, `alipay.trade.fastpay.refund.query`.
-    RefundQuery,
-    /// `/pay/downloadbill`, `alipay.data.dataservice.bill.downloadurl.query`.
-    Statement,
+    /// A channel API: pay, query, revoke, refund, refund query or the
+    /// statement (bill) query.
+    Channel(Api),
     /// The Alipay bill zip download.
     StatementDownload,
     /// An Alipay method the sandbox does not play, or an unreadable request.
     Other,
+}
+
+impl fmt::Debug for SandboxApi {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SandboxApi::Channel(api) => fmt::Debug::fmt(api, f),
+            SandboxApi::StatementDownload => f.write_str("StatementDownload"),
+            SandboxApi::Other => f.write_str("Other"),
+        }
+    }
+}
+
+impl From<Api> for SandboxApi {
+    fn from(api: Api) -> SandboxApi {
+        SandboxApi::Channel(api)
+    }
 }
 
 /// One call the sandbox received, as tests assert them.
@@ -275,9 +298,9 @@ struct Handled {
 }
 
 /// What a handler tells the call record.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 struct CallSummary {
-    api: Option<SandboxApi>,
+    api: SandboxApi,
     merchant_id: String,
     out_trade_no: Option<String>,
     refund_no: Option<String>,
@@ -298,7 +321,7 @@ impl Sandbox {
             reason,
         };
         let alipay_private_key =
-            crate::alipay::sign::private_key_from_pem(&config.alipay_private_key_pem)
+            paycode_adapters::alipay::sign::private_key_from_pem(&config.alipay_private_key_pem)
                 .map_err(|e| config_error("sandbox.alipay_private_key_file", e.to_string()))?;
         let mut wechat = HashMap::new();
         let mut alipay = HashMap::new();
@@ -318,13 +341,14 @@ impl Sandbox {
                 }
             }
             if let Some(a) = merchant.alipay {
-                let public_key = crate::alipay::sign::public_key_from_pem(&a.app_public_key_pem)
-                    .map_err(|e| {
-                        config_error(
-                            "merchants.alipay.app_public_key",
-                            format!("app {}: {e}", a.app_id),
-                        )
-                    })?;
+                let public_key =
+                    paycode_adapters::alipay::sign::public_key_from_pem(&a.app_public_key_pem)
+                        .map_err(|e| {
+                            config_error(
+                                "merchants.alipay.app_public_key",
+                                format!("app {}: {e}", a.app_id),
+                            )
+                        })?;
                 let app_id = a.app_id.clone();
                 let app = AlipayApp {
                     config: a,
@@ -367,16 +391,28 @@ impl Sandbox {
     /// Every endpoint of both channels.
     pub fn router(&self) -> Router {
         Router::new()
-            .route(crate::wechat::client::path::MICROPAY, post(wechat_route))
-            .route(crate::wechat::client::path::ORDER_QUERY, post(wechat_route))
-            .route(crate::wechat::client::path::REVERSE, post(wechat_route))
-            .route(crate::wechat::client::path::REFUND, post(wechat_route))
             .route(
-                crate::wechat::client::path::REFUND_QUERY,
+                paycode_adapters::wechat::client::path::MICROPAY,
                 post(wechat_route),
             )
             .route(
-                crate::wechat::client::path::DOWNLOAD_BILL,
+                paycode_adapters::wechat::client::path::ORDER_QUERY,
+                post(wechat_route),
+            )
+            .route(
+                paycode_adapters::wechat::client::path::REVERSE,
+                post(wechat_route),
+            )
+            .route(
+                paycode_adapters::wechat::client::path::REFUND,
+                post(wechat_route),
+            )
+            .route(
+                paycode_adapters::wechat::client::path::REFUND_QUERY,
+                post(wechat_route),
+            )
+            .route(
+                paycode_adapters::wechat::client::path::DOWNLOAD_BILL,
                 post(wechat_route),
             )
             .route(
@@ -487,7 +523,7 @@ impl Sandbox {
         let call = SandboxCall {
             at: self.inner.clock.now(),
             channel,
-            api: summary.api.unwrap_or(SandboxApi::Other),
+            api: summary.api,
             merchant_id: summary.merchant_id,
             out_trade_no: summary.out_trade_no,
             refund_no: summary.refund_no,
@@ -559,7 +595,7 @@ impl Inner {
         now: DateTime<Utc>,
     ) -> rusqlite::Result<String> {
         let number = store.next_number("trade_no")?;
-        let day = truth::china_day(now).format("%Y%m%d");
+        let day = china_date(now).format("%Y%m%d");
         Ok(match channel {
             Channel::Wechat => format!("4200000{day}{number:013}"),
             Channel::Alipay => format!("{day}22001{number:015}"),
@@ -569,7 +605,7 @@ impl Inner {
     /// A new refund's channel number (`refund_id`).
     fn new_refund_id(store: &mut TruthStore, now: DateTime<Utc>) -> rusqlite::Result<String> {
         let number = store.next_number("refund_id")?;
-        let day = truth::china_day(now).format("%Y%m%d");
+        let day = china_date(now).format("%Y%m%d");
         Ok(format!("50300{day}{number:015}"))
     }
 
@@ -718,11 +754,24 @@ pub fn generate_rsa_key_pair_pem() -> (String, String) {
         .to_pkcs8_pem(LineEnding::LF)
         .expect("a generated RSA key encodes as PKCS#8")
         .to_string();
-    let public_pem = private_key
+    (private_pem, public_half_pem(&private_key))
+}
+
+/// The public half (SPKI PEM) of an RSA private key given as PEM (PKCS#8
+/// or PKCS#1) or bare base64 DER, read as the Alipay client reads keys: for
+/// the merchants that must verify answers signed with it. The error never
+/// contains key material.
+pub fn public_key_pem_of_private_pem(private_pem: &str) -> Result<String, KeyError> {
+    let private_key = paycode_adapters::alipay::sign::private_key_from_pem(private_pem)?;
+    Ok(public_half_pem(&private_key))
+}
+
+fn public_half_pem(private_key: &RsaPrivateKey) -> String {
+    // Encoding a valid key's public half cannot fail.
+    private_key
         .to_public_key()
         .to_public_key_pem(LineEnding::LF)
-        .expect("a generated RSA key's public half encodes as SPKI");
-    (private_pem, public_pem)
+        .expect("an RSA key's public half encodes as SPKI")
 }
 
 #[cfg(test)]
@@ -731,12 +780,12 @@ mod tests {
     use serde_json::{Value, json};
 
     use super::*;
-    use crate::alipay::{envelope, sign as alipay_sign};
-    use crate::clock::ManualClock;
-    use crate::testkit;
-    use crate::wechat::ApiKey;
-    use crate::wechat::sign as wechat_sign;
-    use crate::wechat::xml::{self, Params};
+    use paycode_adapters::alipay::{envelope, sign as alipay_sign};
+    use paycode_adapters::clock::ManualClock;
+    use paycode_adapters::testkit;
+    use paycode_adapters::wechat::ApiKey;
+    use paycode_adapters::wechat::sign as wechat_sign;
+    use paycode_adapters::wechat::xml::{self, Params};
 
     const APPID: &str = "wx2421b1c4370ec43b";
     const MCH_ID: &str = "10000100";
@@ -791,7 +840,7 @@ mod tests {
 
     impl Fixture {
         /// A signed WeChat call, answered: its fields (signature checked when signed).
-        fn wechat(&self, api: SandboxApi, fields: &[(&str, &str)]) -> Params {
+        fn wechat(&self, api: Api, fields: &[(&str, &str)]) -> Params {
             let mut params: Params = fields
                 .iter()
                 .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
@@ -800,7 +849,11 @@ mod tests {
             params.insert("mch_id".to_owned(), MCH_ID.to_owned());
             params.insert("nonce_str".to_owned(), wechat_sign::new_nonce());
             wechat_sign::sign_request(&mut params, &self.key, SignType::Md5);
-            let handled = wechat::handle(&self.sandbox.inner, api, xml::to_xml(&params).as_bytes());
+            let handled = wechat::handle(
+                &self.sandbox.inner,
+                api.into(),
+                xml::to_xml(&params).as_bytes(),
+            );
             let answer = xml::parse(std::str::from_utf8(&handled.body).unwrap()).unwrap();
             if answer["return_code"] == "SUCCESS" {
                 assert!(wechat_sign::verify(&answer, &self.key, SignType::Md5));
@@ -810,7 +863,7 @@ mod tests {
 
         fn wechat_pay(&self, order: &str, code: &str, fen: &str) -> Params {
             self.wechat(
-                SandboxApi::Pay,
+                Api::Pay,
                 &[
                     ("out_trade_no", order),
                     ("auth_code", code),
@@ -823,7 +876,7 @@ mod tests {
 
         /// A signed Alipay call, answered: the verified node's fields.
         fn alipay(&self, method: &str, biz: Value) -> serde_json::Map<String, Value> {
-            let mut params: Vec<(String, String)> = crate::alipay::wire::request_params(
+            let mut params: Vec<(String, String)> = paycode_adapters::alipay::wire::request_params(
                 APP_ID,
                 method,
                 "2026-11-22 10:00:00",
@@ -854,7 +907,7 @@ mod tests {
             subject: &str,
         ) -> serde_json::Map<String, Value> {
             self.alipay(
-                crate::alipay::wire::METHOD_PAY,
+                paycode_adapters::alipay::wire::METHOD_PAY,
                 json!({"out_trade_no": order, "scene": "bar_code", "auth_code": code,
                        "subject": subject, "total_amount": amount}),
             )
@@ -895,7 +948,7 @@ mod tests {
             "USERPAYING"
         );
         f.advance(20);
-        let revoked = f.wechat(SandboxApi::Revoke, &[("out_trade_no", "W2")]);
+        let revoked = f.wechat(Api::Revoke, &[("out_trade_no", "W2")]);
         assert_eq!(
             (revoked["result_code"].as_str(), revoked["recall"].as_str()),
             ("SUCCESS", "N")
@@ -927,7 +980,7 @@ mod tests {
             "10003"
         );
         let cancelled = f.alipay(
-            crate::alipay::wire::METHOD_CANCEL,
+            paycode_adapters::alipay::wire::METHOD_CANCEL,
             json!({"out_trade_no": "A2"}),
         );
         assert_eq!(
@@ -937,7 +990,7 @@ mod tests {
         let closed = f.alipay_pay("A2", &alipay_code("02"), "1.00", "Tea");
         assert_eq!(closed["sub_code"], "ACQ.TRADE_HAS_CLOSE");
         let query = f.alipay(
-            crate::alipay::wire::METHOD_QUERY,
+            paycode_adapters::alipay::wire::METHOD_QUERY,
             json!({"out_trade_no": "A2"}),
         );
         assert_eq!(query["trade_status"], "TRADE_CLOSED");
@@ -950,13 +1003,13 @@ mod tests {
         // 10:00 China time + 14 h = 00:00 the next day.
         f.advance(14 * 3600);
         let late = f.alipay(
-            crate::alipay::wire::METHOD_CANCEL,
+            paycode_adapters::alipay::wire::METHOD_CANCEL,
             json!({"out_trade_no": "A1"}),
         );
         assert_eq!(late["sub_code"], "ACQ.TRADE_CANCEL_TIME_OUT");
         assert_eq!(late["retry_flag"], "N");
         let refund = f.alipay(
-            crate::alipay::wire::METHOD_REFUND,
+            paycode_adapters::alipay::wire::METHOD_REFUND,
             json!({"out_trade_no": "A1", "refund_amount": "1.00", "out_request_no": "R1"}),
         );
         assert_eq!(
@@ -964,7 +1017,7 @@ mod tests {
             (Some("10000"), Some("1.00"))
         );
         let query = f.alipay(
-            crate::alipay::wire::METHOD_QUERY,
+            paycode_adapters::alipay::wire::METHOD_QUERY,
             json!({"out_trade_no": "A1"}),
         );
         assert_eq!(query["trade_status"], "TRADE_CLOSED", "fully refunded");
@@ -987,7 +1040,7 @@ mod tests {
         wechat_sign::sign_request(&mut params, &ApiKey::new("0".repeat(32)), SignType::Md5);
         let handled = wechat::handle(
             &f.sandbox.inner,
-            SandboxApi::Pay,
+            SandboxApi::Channel(Api::Pay),
             xml::to_xml(&params).as_bytes(),
         );
         assert_eq!(
@@ -1014,7 +1067,7 @@ mod tests {
         }
         let f = fixture_at(Some(path.clone()), &key);
         f.advance(60);
-        let query = f.wechat(SandboxApi::Query, &[("out_trade_no", "W1")]);
+        let query = f.wechat(Api::Query, &[("out_trade_no", "W1")]);
         assert_eq!(
             (
                 query["trade_state"].as_str(),
@@ -1023,11 +1076,11 @@ mod tests {
             ("SUCCESS", wechat_trade_no.as_str())
         );
         assert_eq!(
-            f.wechat(SandboxApi::Revoke, &[("out_trade_no", "W1")])["result_code"],
+            f.wechat(Api::Revoke, &[("out_trade_no", "W1")])["result_code"],
             "SUCCESS"
         );
         let refund = f.alipay(
-            crate::alipay::wire::METHOD_REFUND,
+            paycode_adapters::alipay::wire::METHOD_REFUND,
             json!({"out_trade_no": "A1", "refund_amount": "0.40", "out_request_no": "R1"}),
         );
         assert_eq!(refund["code"], "10000");
@@ -1036,7 +1089,7 @@ mod tests {
             a_new_order["transaction_id"], wechat_trade_no,
             "numbers are not reused"
         );
-        let day = truth::china_day(start());
+        let day = china_date(start());
         let StatementFile::WechatText(bill) =
             f.sandbox.statement(Channel::Wechat, MCH_ID, day).unwrap()
         else {
@@ -1072,13 +1125,13 @@ mod tests {
         f.wechat_pay("W1", &wechat_code("00"), "1234");
         f.alipay_pay("A1", &alipay_code("00"), "12.34", "Coffee");
         f.advance(20);
-        f.wechat(SandboxApi::Revoke, &[("out_trade_no", "W1")]);
+        f.wechat(Api::Revoke, &[("out_trade_no", "W1")]);
         let cancel = f.alipay(
-            crate::alipay::wire::METHOD_CANCEL,
+            paycode_adapters::alipay::wire::METHOD_CANCEL,
             json!({"out_trade_no": "A1"}),
         );
         assert_eq!(cancel["action"], "refund");
-        let day = truth::china_day(start());
+        let day = china_date(start());
         let StatementFile::WechatText(bill) =
             f.sandbox.statement(Channel::Wechat, MCH_ID, day).unwrap()
         else {
@@ -1125,6 +1178,23 @@ mod tests {
 }
 
 #[cfg(test)]
+mod api_tests {
+    use super::*;
+
+    #[test]
+    fn an_api_prints_as_its_name_alone() {
+        let printed = |api: SandboxApi| format!("{api:?}");
+        assert_eq!(printed(Api::Pay.into()), "Pay");
+        assert_eq!(
+            printed(SandboxApi::Channel(Api::RefundQuery)),
+            "RefundQuery"
+        );
+        assert_eq!(printed(SandboxApi::StatementDownload), "StatementDownload");
+        assert_eq!(printed(SandboxApi::Other), "Other");
+    }
+}
+
+#[cfg(test)]
 mod key_tests {
     use super::*;
 
@@ -1133,9 +1203,21 @@ mod key_tests {
         let (private_pem, public_pem) = generate_rsa_key_pair_pem();
         assert!(private_pem.starts_with("-----BEGIN PRIVATE KEY-----"));
         assert!(public_pem.starts_with("-----BEGIN PUBLIC KEY-----"));
-        let private = crate::alipay::sign::private_key_from_pem(&private_pem).unwrap();
-        let public = crate::alipay::sign::public_key_from_pem(&public_pem).unwrap();
-        let signature = crate::alipay::sign::rsa2_sign(&private, "content").unwrap();
-        assert!(crate::alipay::sign::rsa2_verify(&public, "content", &signature).is_ok());
+        let private = paycode_adapters::alipay::sign::private_key_from_pem(&private_pem).unwrap();
+        let public = paycode_adapters::alipay::sign::public_key_from_pem(&public_pem).unwrap();
+        let signature = paycode_adapters::alipay::sign::rsa2_sign(&private, "content").unwrap();
+        assert!(
+            paycode_adapters::alipay::sign::rsa2_verify(&public, "content", &signature).is_ok()
+        );
+    }
+
+    #[test]
+    fn the_public_half_of_a_private_pem_is_the_generated_public_pem() {
+        let (private_pem, public_pem) = generate_rsa_key_pair_pem();
+        assert_eq!(public_key_pem_of_private_pem(&private_pem), Ok(public_pem));
+        assert_eq!(
+            public_key_pem_of_private_pem("not a key"),
+            Err(KeyError::UnreadablePrivateKey)
+        );
     }
 }
