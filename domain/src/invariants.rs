@@ -173,7 +173,6 @@ mod tests {
     //! Each invariant, shown by the event `evolve` refuses and the state it
     //! hands back unchanged.
 
-    use chrono::{DateTime, Duration, TimeZone, Utc};
     use uuid::Uuid;
 
     use super::*;
@@ -181,22 +180,11 @@ mod tests {
     use crate::channel::ChannelCodes;
     use crate::decider::Decider;
     use crate::ids::{CommandId, MerchantId, OrderNo};
+    use crate::payment::specification::{money, refund_no, t as at};
     use crate::payment::{
         ChannelAnswer, Command, CommandKind, PayOutcome, PaymentDecider, RefundFailed,
         RefundRequested, Refunded, RequestRefund, SubmitPayment, evolve,
     };
-
-    fn at(secs: i64) -> DateTime<Utc> {
-        Utc.with_ymd_and_hms(2026, 11, 22, 2, 0, 0).unwrap() + Duration::seconds(secs)
-    }
-
-    fn money(text: &str) -> Money {
-        text.parse().unwrap()
-    }
-
-    fn refund_no(text: &str) -> RefundNo {
-        RefundNo::parse(text).unwrap()
-    }
 
     /// The state after each command, decided by the real decider.
     fn decided(commands: Vec<CommandKind>) -> (PaymentState, Vec<Event>) {

@@ -14,6 +14,8 @@ pub mod money;
 pub mod payment;
 pub mod policy;
 pub mod reconciliation;
+#[cfg(test)]
+mod specification;
 pub mod stored;
 
 pub use auth_code::{AuthCode, AuthCodeError, MaskedAuthCode};

@@ -23,4 +23,4 @@ pub use state::*;
 #[cfg(test)]
 mod properties;
 #[cfg(test)]
-mod specification;
+pub(crate) mod specification;

@@ -1,279 +1,555 @@
-//! The specification of a payment's life, as given/when/then scenarios: one
-//! per rule of docs/rules.md. Each test's first line says
-//! which rule it shows.
+//! The specification of a payment's life, as given/when/then scenarios on
+//! values: given the events of a history, when a command at a time, then
+//! exactly the events it records or exactly the rejection. One scenario per
+//! rule of docs/rules.md; each test's first line says which rule it shows.
+//!
+//! The events are written with the builders below (`submitted`, `paid`,
+//! `refund_requested`, ...), for the given history and, restamped by
+//! `decided`, for the expected events; where a scenario is about a field the
+//! builders leave out (channel codes, a channel's refund number), it writes
+//! the whole `Event`. The reconciliation specification builds its payment
+//! histories with the same builders.
 
-use chrono::{DateTime, Duration, TimeZone, Utc};
-use uuid::Uuid;
+use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
 
 use super::*;
 use crate::auth_code::AuthCode;
 use crate::channel::{Channel, ChannelCodes};
-use crate::decider::Decider;
 use crate::ids::{CommandId, MerchantId, OrderNo, RefundNo};
-use crate::money::Money;
+use crate::money::{Currency, Money, Total};
 use crate::policy::Policy;
+use crate::specification::{Commands, GIVEN, Spec, WHEN};
 
-const WECHAT_CODE: &str = "134567890123456789";
-const ALIPAY_CODE: &str = "284567890123456789";
+pub(crate) const WECHAT_CODE: &str = "134567890123456789";
+pub(crate) const ALIPAY_CODE: &str = "284567890123456789";
+const ORDER_NO: &str = "A20261122-0001";
+const DAY: i64 = 24 * 3600;
 
-/// A payment under test: its history, its state, and a clock in seconds after submission.
-struct Scenario {
-    decider: PaymentDecider,
-    history: Vec<Event>,
-    state: PaymentState,
-    start: DateTime<Utc>,
-    now: DateTime<Utc>,
-    commands: u128,
+/// Second `secs` of a scenario. It starts at 02:00 UTC, 10:00 in China:
+/// the Alipay day has room on both sides.
+pub(crate) fn t(secs: i64) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 22, 2, 0, 0).unwrap() + Duration::seconds(secs)
 }
 
-impl Scenario {
-    fn new() -> Self {
-        // 02:00 UTC is 10:00 in China: the Alipay day has room on both sides.
-        let start = Utc.with_ymd_and_hms(2026, 11, 22, 2, 0, 0).unwrap();
-        Scenario {
-            decider: PaymentDecider::new(Policy::default()),
-            history: Vec::new(),
-            state: PaymentState::Initial,
-            start,
-            now: start,
-            commands: 0,
-        }
-    }
+pub(crate) fn money(text: &str) -> Money {
+    text.parse().unwrap()
+}
 
-    /// Given a payment of `amount` submitted at second 0 with `code`.
-    fn submitted(code: &str, amount: &str) -> Self {
-        let mut scenario = Scenario::new();
-        scenario
-            .when(CommandKind::SubmitPayment(SubmitPayment {
-                merchant_id: MerchantId::parse("demo").unwrap(),
-                order_no: OrderNo::parse("A20261122-0001").unwrap(),
-                auth_code: AuthCode::parse(code).unwrap(),
-                amount: amount.parse().unwrap(),
-                subject: "Coffee".to_owned(),
-            }))
-            .unwrap();
-        scenario
-    }
+pub(crate) fn refund_no(text: &str) -> RefundNo {
+    RefundNo::parse(text).unwrap()
+}
 
-    fn paid_wechat(amount: &str) -> Self {
-        let mut scenario = Scenario::submitted(WECHAT_CODE, amount);
-        scenario.pay_answer(PayOutcome::Paid {
-            channel_trade_no: "4200000001".into(),
-            paid_at: scenario.now,
-        });
-        scenario
-    }
+impl Commands for PaymentDecider {
+    type Request = CommandKind;
 
-    fn at(&mut self, secs: i64) -> &mut Self {
-        self.now = self.start + Duration::seconds(secs);
-        self
+    fn command(id: CommandId, kind: CommandKind) -> Command {
+        Command::new(id, kind)
     }
+}
 
-    fn at_time(&mut self, now: DateTime<Utc>) -> &mut Self {
-        self.now = now;
-        self
-    }
+/// A payment stream under the default policy.
+fn payment() -> Spec<PaymentDecider> {
+    Spec::of(PaymentDecider::new(Policy::default()))
+}
 
-    /// When `command` is decided now; its events are recorded. Returns their stored names.
-    fn when(&mut self, kind: CommandKind) -> Result<Vec<&'static str>, Rejection> {
-        self.commands += 1;
-        let command = Command::new(CommandId(Uuid::from_u128(self.commands)), kind);
-        let events = self.decider.decide(&self.state, &command, self.now)?;
-        let names = events.iter().map(|e| e.fact.stored_name()).collect();
-        for event in events {
-            self.state = evolve(self.state.clone(), &event).unwrap_or_else(|refused| {
-                panic!("decided {event:?}, refused: {}", refused.violation)
-            });
-            self.history.push(event);
-        }
-        Ok(names)
-    }
-
-    fn pay_answer(&mut self, outcome: PayOutcome) -> Vec<&'static str> {
-        self.when(CommandKind::RecordPayAnswer(ChannelAnswer::new(outcome)))
-            .unwrap()
-    }
-
-    fn query_answer(&mut self, outcome: QueryOutcome) -> Vec<&'static str> {
-        self.when(CommandKind::RecordQueryResult(ChannelAnswer::new(outcome)))
-            .unwrap()
-    }
-
-    fn revoke_answer(&mut self, outcome: RevokeOutcome) -> Vec<&'static str> {
-        self.when(CommandKind::RecordRevokeAnswer(ChannelAnswer::new(outcome)))
-            .unwrap()
-    }
-
-    fn refund(&mut self, refund_no: &str, amount: &str) -> Result<Vec<&'static str>, Rejection> {
-        self.when(CommandKind::RequestRefund(RequestRefund {
-            refund_no: RefundNo::parse(refund_no).unwrap(),
-            amount: amount.parse().unwrap(),
-            reason: "returned goods".into(),
-        }))
-    }
-
-    fn refund_answer(&mut self, refund_no: &str, outcome: RefundOutcome) -> Vec<&'static str> {
-        self.when(CommandKind::RecordRefundAnswer {
-            refund_no: RefundNo::parse(refund_no).unwrap(),
-            answer: ChannelAnswer::new(outcome),
-        })
-        .unwrap()
-    }
-
+impl Spec<PaymentDecider> {
     fn status(&self) -> PaymentStatus {
-        self.state.status().unwrap()
+        self.state().status().unwrap()
     }
 
+    /// The next action and the second it is due.
     fn next(&self) -> Option<(Action, i64)> {
-        next_action(&self.state).map(|(action, due)| (action, (due - self.start).num_seconds()))
+        next_action(self.state()).map(|(action, due)| (action, (due - t(0)).num_seconds()))
     }
 
-    /// Carries out the next action at its due time with the given channel outcome.
-    fn run_next_revoke(&mut self, outcome: RevokeOutcome) -> Vec<&'static str> {
-        let (action, due) = self.next().expect("an action is due");
-        assert!(
-            matches!(action, Action::CallRevoke { .. }),
-            "expected a revoke, got {action:?}"
-        );
-        self.at(due);
-        self.revoke_answer(outcome)
-    }
-
-    fn refund_status(&self, refund_no: &str) -> RefundStatus {
-        match &self.state {
-            PaymentState::Paid(paid) => paid
-                .refund(&RefundNo::parse(refund_no).unwrap())
-                .unwrap()
-                .status(),
+    fn refund_status(&self, refund: &str) -> RefundStatus {
+        match self.state() {
+            PaymentState::Paid(paid) => paid.refund(&refund_no(refund)).unwrap().status(),
             other => panic!("not paid: {other:?}"),
         }
     }
 }
 
-fn unknown(reason: &str) -> String {
-    reason.to_owned()
+/// `event` as the command under test decides it: with that command's id.
+fn decided(event: Event) -> Event {
+    Event {
+        command_id: WHEN,
+        ..event
+    }
 }
+
+/// An event of a given history: `fact`, recorded at `at` by an earlier command.
+fn earlier(at: DateTime<Utc>, fact: Fact) -> Event {
+    Event {
+        at,
+        command_id: GIVEN,
+        fact,
+    }
+}
+
+// The events, recorded at `at`. Their channel codes are empty.
+
+/// Order A20261122-0001 submitted at `at`, with the default policy's times.
+fn submitted(at: DateTime<Utc>, amount: &str, code: &str) -> Event {
+    order_submitted(at, ORDER_NO, amount, code)
+}
+
+/// Order `order_no` of merchant demo ("Coffee") submitted at `at`: first
+/// query 5 s later, no revoke before 15 s, deadline at 30 s.
+pub(crate) fn order_submitted(
+    at: DateTime<Utc>,
+    order_no: &str,
+    amount: &str,
+    code: &str,
+) -> Event {
+    let code = AuthCode::parse(code).unwrap();
+    earlier(
+        at,
+        Fact::Submitted(Submitted {
+            merchant_id: MerchantId::parse("demo").unwrap(),
+            order_no: OrderNo::parse(order_no).unwrap(),
+            channel: code.channel(),
+            amount: money(amount),
+            currency: Currency::Cny,
+            subject: "Coffee".into(),
+            auth_code: code.masked(),
+            deadline_at: at + Duration::seconds(30),
+            first_query_at: at + Duration::seconds(5),
+            revoke_not_before: at + Duration::seconds(15),
+        }),
+    )
+}
+
+fn user_paying(at: DateTime<Utc>, next_query_at: DateTime<Utc>) -> Event {
+    earlier(
+        at,
+        Fact::UserPaying(UserPaying {
+            codes: ChannelCodes::new(),
+            next_query_at,
+        }),
+    )
+}
+
+fn query_result(
+    at: DateTime<Utc>,
+    outcome: QueryOutcome,
+    next_query_at: Option<DateTime<Utc>>,
+) -> Event {
+    earlier(
+        at,
+        Fact::QueryResult(QueryResult {
+            outcome,
+            codes: ChannelCodes::new(),
+            next_query_at,
+        }),
+    )
+}
+
+/// Queried at seconds 5 to 25, each answer `outcome` planning the next
+/// query 5 s later; at the 30 s deadline a revoke is requested.
+fn polled_to_the_deadline(outcome: QueryOutcome) -> Vec<Event> {
+    let queries =
+        [5, 10, 15, 20, 25].map(|secs| query_result(t(secs), outcome.clone(), Some(t(secs + 5))));
+    let revoke = revoke_requested(t(30), RevokeReason::DeadlineReached, t(30));
+    queries.into_iter().chain([revoke]).collect()
+}
+
+/// Paid, as the pay call answered at `at`, with the channel's trade number.
+pub(crate) fn paid(at: DateTime<Utc>, trade_no: &str) -> Event {
+    earlier(
+        at,
+        Fact::Paid(Paid {
+            channel_trade_no: trade_no.into(),
+            paid_at: at,
+            source: PaidSource::PayAnswer,
+            codes: ChannelCodes::new(),
+        }),
+    )
+}
+
+/// A query at `at` finds the order paid at `paid_at`: its result, and the payment.
+fn found_paid(at: DateTime<Utc>, trade_no: &str, paid_at: DateTime<Utc>) -> [Event; 2] {
+    let outcome = QueryOutcome::Paid {
+        channel_trade_no: trade_no.into(),
+        paid_at,
+    };
+    let paid = Paid {
+        channel_trade_no: trade_no.into(),
+        paid_at,
+        source: PaidSource::Query,
+        codes: ChannelCodes::new(),
+    };
+    [
+        query_result(at, outcome, None),
+        earlier(at, Fact::Paid(paid)),
+    ]
+}
+
+fn payment_failed(at: DateTime<Utc>, code: &str) -> Event {
+    earlier(
+        at,
+        Fact::PaymentFailed(PaymentFailed {
+            code: code.into(),
+            codes: ChannelCodes::new(),
+        }),
+    )
+}
+
+pub(crate) fn revoke_requested(
+    at: DateTime<Utc>,
+    reason: RevokeReason,
+    not_before: DateTime<Utc>,
+) -> Event {
+    earlier(
+        at,
+        Fact::RevokeRequested(RevokeRequested { reason, not_before }),
+    )
+}
+
+/// A payment of `amount` that failed with `failure` at second 0: a revoke
+/// is requested, no sooner than second 15.
+fn failed_then_revoking(amount: &str, code: &str, failure: &str) -> [Event; 3] {
+    [
+        submitted(t(0), amount, code),
+        payment_failed(t(0), failure),
+        revoke_requested(t(0), RevokeReason::PaymentFailed, t(15)),
+    ]
+}
+
+fn revoke_retry(
+    at: DateTime<Utc>,
+    attempt: u32,
+    reason: &str,
+    retry_at: Option<DateTime<Utc>>,
+) -> Event {
+    earlier(
+        at,
+        Fact::RevokeRetryScheduled(RevokeRetryScheduled {
+            attempt,
+            reason: reason.into(),
+            codes: ChannelCodes::new(),
+            retry_at,
+        }),
+    )
+}
+
+pub(crate) fn revoked(at: DateTime<Utc>, result: RevokeResult, attempt: u32) -> Event {
+    earlier(
+        at,
+        Fact::Revoked(Revoked {
+            result,
+            attempt,
+            codes: ChannelCodes::new(),
+        }),
+    )
+}
+
+/// The order (no refund number) or one refund goes to an operator.
+fn manual_review(at: DateTime<Utc>, refund: Option<&str>, reason: ManualReviewReason) -> Event {
+    earlier(
+        at,
+        Fact::ManualReviewRequired(ManualReviewRequired {
+            refund_no: refund.map(refund_no),
+            reason,
+            codes: ChannelCodes::new(),
+        }),
+    )
+}
+
+fn operator_resolved(at: DateTime<Utc>, resolution: Resolution, note: &str) -> Event {
+    earlier(
+        at,
+        Fact::OperatorResolved(OperatorResolved {
+            resolution,
+            note: note.into(),
+        }),
+    )
+}
+
+/// Refund `refund` ("returned goods") requested at `at`, with the default
+/// policy's times: first query 10 s later, an operator after 3 days.
+pub(crate) fn refund_requested(at: DateTime<Utc>, refund: &str, amount: &str) -> Event {
+    earlier(
+        at,
+        Fact::RefundRequested(RefundRequested {
+            refund_no: refund_no(refund),
+            amount: money(amount),
+            reason: "returned goods".into(),
+            first_query_at: at + Duration::seconds(10),
+            settle_by: at + Duration::days(3),
+        }),
+    )
+}
+
+fn refund_pending(
+    at: DateTime<Utc>,
+    refund: &str,
+    outcome: RefundOutcome,
+    next_query_at: Option<DateTime<Utc>>,
+) -> Event {
+    earlier(
+        at,
+        Fact::RefundPending(RefundPending {
+            refund_no: refund_no(refund),
+            outcome,
+            codes: ChannelCodes::new(),
+            next_query_at,
+        }),
+    )
+}
+
+/// Refund `refund` succeeded at `at`; the channel gave no refund number.
+pub(crate) fn refunded(at: DateTime<Utc>, refund: &str, amount: &str) -> Event {
+    earlier(
+        at,
+        Fact::Refunded(Refunded {
+            refund_no: refund_no(refund),
+            amount: money(amount),
+            channel_refund_no: None,
+            refunded_at: at,
+            codes: ChannelCodes::new(),
+        }),
+    )
+}
+
+pub(crate) fn refund_failed(at: DateTime<Utc>, refund: &str, code: &str) -> Event {
+    earlier(
+        at,
+        Fact::RefundFailed(RefundFailed {
+            refund_no: refund_no(refund),
+            code: code.into(),
+            codes: ChannelCodes::new(),
+        }),
+    )
+}
+
+pub(crate) fn line_matched(at: DateTime<Utc>, line: StatementLine) -> Event {
+    earlier(
+        at,
+        Fact::StatementLineMatched(StatementLineMatched { line }),
+    )
+}
+
+// The commands, without their id.
+
+fn submit(amount: &str, code: &str) -> CommandKind {
+    CommandKind::SubmitPayment(SubmitPayment {
+        merchant_id: MerchantId::parse("demo").unwrap(),
+        order_no: OrderNo::parse(ORDER_NO).unwrap(),
+        auth_code: AuthCode::parse(code).unwrap(),
+        amount: money(amount),
+        subject: "Coffee".into(),
+    })
+}
+
+fn pay_answer(outcome: PayOutcome) -> CommandKind {
+    CommandKind::RecordPayAnswer(ChannelAnswer::new(outcome))
+}
+
+fn query_answer(outcome: QueryOutcome) -> CommandKind {
+    CommandKind::RecordQueryResult(ChannelAnswer::new(outcome))
+}
+
+fn revoke(reason: RevokeReason) -> CommandKind {
+    CommandKind::RequestRevoke { reason }
+}
+
+fn revoke_answer(outcome: RevokeOutcome) -> CommandKind {
+    CommandKind::RecordRevokeAnswer(ChannelAnswer::new(outcome))
+}
+
+fn revoke_done(result: RevokeResult) -> CommandKind {
+    revoke_answer(RevokeOutcome::Done { result })
+}
+
+/// A refund of `amount` for "returned goods".
+fn refund(refund: &str, amount: &str) -> CommandKind {
+    CommandKind::RequestRefund(RequestRefund {
+        refund_no: refund_no(refund),
+        amount: money(amount),
+        reason: "returned goods".into(),
+    })
+}
+
+fn refund_answer(refund: &str, outcome: RefundOutcome) -> CommandKind {
+    CommandKind::RecordRefundAnswer {
+        refund_no: refund_no(refund),
+        answer: ChannelAnswer::new(outcome),
+    }
+}
+
+/// Revoke attempts of a payment that failed at second 0, as (attempt, its
+/// second, the retry it schedules): 15 s at the earliest, then 5, 10, 20 and
+/// 40 s of back-off; none after the fifth.
+const REVOKE_ATTEMPTS: [(u32, i64, Option<i64>); 5] = [
+    (1, 15, Some(20)),
+    (2, 20, Some(30)),
+    (3, 30, Some(50)),
+    (4, 50, Some(90)),
+    (5, 90, None),
+];
 
 #[test]
 fn paid_at_once_settles_without_further_action() {
     // Rule: a pay answer of success is final; nothing else is called.
-    let scenario = Scenario::paid_wechat("12.34");
-    assert_eq!(scenario.status(), PaymentStatus::Paid);
-    assert_eq!(scenario.next(), None);
-    assert_eq!(scenario.history.len(), 2);
+    let spec = payment()
+        .given([submitted(t(0), "12.34", WECHAT_CODE)])
+        .when_at(
+            t(1),
+            pay_answer(PayOutcome::Paid {
+                channel_trade_no: "4200000001".into(),
+                paid_at: t(1),
+            }),
+        )
+        .then([Event {
+            at: t(1),
+            command_id: WHEN,
+            fact: Fact::Paid(Paid {
+                channel_trade_no: "4200000001".into(),
+                paid_at: t(1),
+                source: PaidSource::PayAnswer,
+                codes: ChannelCodes::new(),
+            }),
+        }]);
+    assert_eq!(spec.status(), PaymentStatus::Paid);
+    assert_eq!(spec.next(), None);
 }
 
 #[test]
 fn password_wait_then_paid() {
     // Rule: USERPAYING means poll the query API every 5 s; the query's trade state decides.
-    let mut s = Scenario::submitted(WECHAT_CODE, "2500.00");
-    assert_eq!(s.pay_answer(PayOutcome::WaitingForPassword), ["UserPaying"]);
-    assert_eq!(s.status(), PaymentStatus::Paying);
-    assert_eq!(s.next(), Some((Action::QueryPayment, 5)));
+    let spec = payment()
+        .given([submitted(t(0), "2500.00", WECHAT_CODE)])
+        .when_at(t(0), pay_answer(PayOutcome::WaitingForPassword))
+        .then([decided(user_paying(t(0), t(5)))]);
+    assert_eq!(spec.status(), PaymentStatus::Paying);
+    assert_eq!(spec.next(), Some((Action::QueryPayment, 5)));
 
-    s.at(5);
-    assert_eq!(
-        s.query_answer(QueryOutcome::WaitingForPassword),
-        ["QueryResult"]
-    );
-    assert_eq!(s.next(), Some((Action::QueryPayment, 10)));
+    let spec = spec
+        .when_at(t(5), query_answer(QueryOutcome::WaitingForPassword))
+        .then([decided(query_result(
+            t(5),
+            QueryOutcome::WaitingForPassword,
+            Some(t(10)),
+        ))]);
+    assert_eq!(spec.next(), Some((Action::QueryPayment, 10)));
 
-    s.at(10);
     let paid = QueryOutcome::Paid {
         channel_trade_no: "4200000002".into(),
-        paid_at: s.now,
+        paid_at: t(9),
     };
-    assert_eq!(s.query_answer(paid), ["QueryResult", "Paid"]);
-    assert_eq!(s.status(), PaymentStatus::Paid);
-    assert_eq!(s.next(), None);
+    let spec = spec
+        .when_at(t(10), query_answer(paid))
+        .then(found_paid(t(10), "4200000002", t(9)).map(decided));
+    assert_eq!(spec.status(), PaymentStatus::Paid);
+    assert_eq!(spec.next(), None);
 }
 
 #[test]
 fn password_wait_then_deadline_then_revoke() {
     // Rule: still waiting after 30 s of polling means revoke; an unpaid order revoked is closed.
-    let mut s = Scenario::submitted(WECHAT_CODE, "2500.00");
-    s.pay_answer(PayOutcome::WaitingForPassword);
+    let mut spec = payment().given([
+        submitted(t(0), "2500.00", WECHAT_CODE),
+        user_paying(t(0), t(5)),
+    ]);
     for secs in [5, 10, 15, 20, 25] {
-        assert_eq!(s.next(), Some((Action::QueryPayment, secs)));
-        s.at(secs).query_answer(QueryOutcome::WaitingForPassword);
+        assert_eq!(spec.next(), Some((Action::QueryPayment, secs)));
+        spec = spec
+            .when_at(t(secs), query_answer(QueryOutcome::WaitingForPassword))
+            .then([decided(query_result(
+                t(secs),
+                QueryOutcome::WaitingForPassword,
+                Some(t(secs + 5)),
+            ))]);
     }
     // The next query would be at 30 s, the deadline: revoke instead.
     let start_revoke = Action::StartRevoke {
         reason: RevokeReason::DeadlineReached,
     };
-    assert_eq!(s.next(), Some((start_revoke, 30)));
-    s.at(30);
-    assert_eq!(
-        s.when(CommandKind::RequestRevoke {
-            reason: RevokeReason::DeadlineReached
-        })
-        .unwrap(),
-        ["RevokeRequested"]
-    );
-    assert_eq!(s.status(), PaymentStatus::Revoking);
-    assert_eq!(s.next(), Some((Action::CallRevoke { attempt: 1 }, 30)));
-    assert_eq!(
-        s.run_next_revoke(RevokeOutcome::Done {
-            result: RevokeResult::Closed
-        }),
-        ["Revoked"]
-    );
-    assert_eq!(s.status(), PaymentStatus::Closed);
-    assert_eq!(s.next(), None);
+    assert_eq!(spec.next(), Some((start_revoke, 30)));
+
+    let spec = spec
+        .when_at(t(30), revoke(RevokeReason::DeadlineReached))
+        .then([decided(revoke_requested(
+            t(30),
+            RevokeReason::DeadlineReached,
+            t(30),
+        ))]);
+    assert_eq!(spec.status(), PaymentStatus::Revoking);
+    assert_eq!(spec.next(), Some((Action::CallRevoke { attempt: 1 }, 30)));
+
+    let spec = spec
+        .when_at(t(30), revoke_done(RevokeResult::Closed))
+        .then([decided(revoked(t(30), RevokeResult::Closed, 1))]);
+    assert_eq!(spec.status(), PaymentStatus::Closed);
+    assert_eq!(spec.next(), None);
 }
 
 #[test]
 fn a_system_error_on_pay_is_not_a_failure() {
     // Rule: result_code=FAIL with SYSTEMERROR (or a timeout) proves nothing: query, never fail.
-    let mut s = Scenario::submitted(WECHAT_CODE, "10.00");
+    let codes = ChannelCodes::new()
+        .with("result_code", "FAIL")
+        .with("err_code", "SYSTEMERROR");
     let answer = ChannelAnswer::with_codes(
         PayOutcome::Unknown {
-            reason: unknown("SYSTEMERROR"),
+            reason: "SYSTEMERROR".into(),
         },
-        ChannelCodes::new()
-            .with("result_code", "FAIL")
-            .with("err_code", "SYSTEMERROR"),
+        codes.clone(),
     );
-    assert_eq!(
-        s.when(CommandKind::RecordPayAnswer(answer)).unwrap(),
-        ["PayAnswerUnknown"]
-    );
-    assert_eq!(s.status(), PaymentStatus::Paying);
-    assert_eq!(s.next(), Some((Action::QueryPayment, 5)));
-    // The raw codes are kept for the auditor.
-    match &s.history[1].fact {
-        Fact::PayAnswerUnknown(unknown) => {
-            assert_eq!(unknown.codes.get("err_code"), Some("SYSTEMERROR"))
-        }
-        other => panic!("{other:?}"),
-    }
+    let spec = payment()
+        .given([submitted(t(0), "10.00", WECHAT_CODE)])
+        .when_at(t(1), CommandKind::RecordPayAnswer(answer))
+        // The raw codes are kept for the auditor.
+        .then([Event {
+            at: t(1),
+            command_id: WHEN,
+            fact: Fact::PayAnswerUnknown(PayAnswerUnknown {
+                reason: "SYSTEMERROR".into(),
+                codes,
+                next_query_at: t(6),
+            }),
+        }]);
+    assert_eq!(spec.status(), PaymentStatus::Paying);
+    assert_eq!(spec.next(), Some((Action::QueryPayment, 6)));
+
     // And the query finds it paid.
-    s.at(5);
-    s.query_answer(QueryOutcome::Paid {
+    let paid = QueryOutcome::Paid {
         channel_trade_no: "42".into(),
-        paid_at: s.now,
-    });
-    assert_eq!(s.status(), PaymentStatus::Paid);
+        paid_at: t(1),
+    };
+    let spec = spec
+        .when_at(t(6), query_answer(paid))
+        .then(found_paid(t(6), "42", t(1)).map(decided));
+    assert_eq!(spec.status(), PaymentStatus::Paid);
 }
 
 #[test]
 fn a_definitive_failure_still_closes_with_a_revoke_no_sooner_than_15_seconds() {
     // Rule: after NOTENOUGH the order is closed with a revoke (closed loop), 15 s after pay at the earliest.
-    let mut s = Scenario::submitted(WECHAT_CODE, "10.00");
-    s.at(1);
-    assert_eq!(
-        s.pay_answer(PayOutcome::Failed {
-            code: "NOTENOUGH".into()
-        }),
-        ["PaymentFailed", "RevokeRequested"]
-    );
-    assert_eq!(s.status(), PaymentStatus::Revoking);
-    assert_eq!(s.next(), Some((Action::CallRevoke { attempt: 1 }, 15)));
-    s.run_next_revoke(RevokeOutcome::Done {
-        result: RevokeResult::Closed,
-    });
-    assert_eq!(s.status(), PaymentStatus::Closed);
-    match &s.state {
+    let spec = payment()
+        .given([submitted(t(0), "10.00", WECHAT_CODE)])
+        .when_at(
+            t(1),
+            pay_answer(PayOutcome::Failed {
+                code: "NOTENOUGH".into(),
+            }),
+        )
+        .then(
+            [
+                payment_failed(t(1), "NOTENOUGH"),
+                revoke_requested(t(1), RevokeReason::PaymentFailed, t(15)),
+            ]
+            .map(decided),
+        );
+    assert_eq!(spec.status(), PaymentStatus::Revoking);
+    assert_eq!(spec.next(), Some((Action::CallRevoke { attempt: 1 }, 15)));
+
+    let spec = spec
+        .when_at(t(15), revoke_done(RevokeResult::Closed))
+        .then([decided(revoked(t(15), RevokeResult::Closed, 1))]);
+    assert_eq!(spec.status(), PaymentStatus::Closed);
+    match spec.state() {
         PaymentState::Closed(closed) => {
             assert_eq!(closed.failure_code.as_deref(), Some("NOTENOUGH"))
         }
@@ -284,561 +560,675 @@ fn a_definitive_failure_still_closes_with_a_revoke_no_sooner_than_15_seconds() {
 #[test]
 fn recall_y_is_retried_with_back_off_then_given_to_an_operator() {
     // Rule: recall=Y means call again; after repeated failures a human takes over, never a loop.
-    let mut s = Scenario::submitted(WECHAT_CODE, "10.00");
-    s.pay_answer(PayOutcome::Failed {
-        code: "AUTHCODEEXPIRE".into(),
-    });
-    let retry = || RevokeOutcome::MustRetry {
-        reason: "recall=Y".into(),
-    };
-    let mut dues = vec![];
-    for attempt in 1..=5 {
-        let (action, due) = s.next().unwrap();
-        assert_eq!(action, Action::CallRevoke { attempt });
-        dues.push(due);
-        assert_eq!(s.run_next_revoke(retry()), ["RevokeRetryScheduled"]);
-    }
-    // 15 s earliest, then 5, 10, 20, 40 s of back-off.
-    assert_eq!(dues, vec![15, 20, 30, 50, 90]);
-    let (action, due) = s.next().unwrap();
-    assert_eq!(
-        action,
-        Action::EscalateToManualReview {
-            refund_no: None,
-            reason: ManualReviewReason::RevokeAttemptsExhausted { attempts: 5 }
-        }
-    );
-    assert_eq!(due, 90);
-    s.at(90);
-    assert_eq!(
-        s.when(CommandKind::EscalateToManualReview { refund_no: None })
-            .unwrap(),
-        ["ManualReviewRequired"]
-    );
-    assert_eq!(s.status(), PaymentStatus::ManualReview);
-    assert_eq!(s.next(), None, "waits for an operator");
-    // A late retry answer is refused rather than recorded against the wrong step.
-    let late = s.when(CommandKind::RecordRevokeAnswer(ChannelAnswer::new(retry())));
-    assert_eq!(
-        late,
-        Err(Rejection::UnexpectedAnswer {
-            status: PaymentStatus::ManualReview
+    let retry = || {
+        revoke_answer(RevokeOutcome::MustRetry {
+            reason: "recall=Y".into(),
         })
+    };
+    let mut spec = payment().given(failed_then_revoking("10.00", WECHAT_CODE, "AUTHCODEEXPIRE"));
+    for (attempt, secs, retry_at) in REVOKE_ATTEMPTS {
+        assert_eq!(spec.next(), Some((Action::CallRevoke { attempt }, secs)));
+        spec = spec.when_at(t(secs), retry()).then([decided(revoke_retry(
+            t(secs),
+            attempt,
+            "recall=Y",
+            retry_at.map(t),
+        ))]);
+    }
+    let exhausted = ManualReviewReason::RevokeAttemptsExhausted { attempts: 5 };
+    assert_eq!(
+        spec.next(),
+        Some((
+            Action::EscalateToManualReview {
+                refund_no: None,
+                reason: exhausted.clone(),
+            },
+            90
+        ))
     );
+
+    let spec = spec
+        .when_at(
+            t(90),
+            CommandKind::EscalateToManualReview { refund_no: None },
+        )
+        .then([decided(manual_review(t(90), None, exhausted))]);
+    assert_eq!(spec.status(), PaymentStatus::ManualReview);
+    assert_eq!(spec.next(), None, "waits for an operator");
+
+    // A late retry answer is refused rather than recorded against the wrong step.
+    spec.when_at(t(91), retry())
+        .then_rejected(Rejection::UnexpectedAnswer {
+            status: PaymentStatus::ManualReview,
+        });
 }
 
 #[test]
 fn an_operator_resolves_a_manual_review() {
     // Rule: the operator's verdict is recorded as a fact and settles the order.
-    let mut s = Scenario::submitted(WECHAT_CODE, "10.00");
-    s.pay_answer(PayOutcome::Failed {
-        code: "AUTHCODEEXPIRE".into(),
-    });
-    for _ in 0..5 {
-        s.run_next_revoke(RevokeOutcome::Unknown {
-            reason: "timeout".into(),
-        });
-    }
-    s.at(200)
-        .when(CommandKind::EscalateToManualReview { refund_no: None })
-        .unwrap();
-    let resolve = CommandKind::Resolve {
+    let resolve = || CommandKind::Resolve {
         resolution: Resolution::Closed,
         note: "checked with WeChat".into(),
     };
-    assert_eq!(s.when(resolve.clone()).unwrap(), ["OperatorResolved"]);
-    assert_eq!(s.status(), PaymentStatus::Closed);
-    assert_eq!(s.when(resolve), Err(Rejection::NotInManualReview));
+    let spec = payment()
+        .given(failed_then_revoking("10.00", WECHAT_CODE, "AUTHCODEEXPIRE"))
+        .given(REVOKE_ATTEMPTS.map(|(attempt, secs, retry_at)| {
+            revoke_retry(t(secs), attempt, "timeout", retry_at.map(t))
+        }))
+        .given([manual_review(
+            t(200),
+            None,
+            ManualReviewReason::RevokeAttemptsExhausted { attempts: 5 },
+        )])
+        .when_at(t(300), resolve())
+        .then([decided(operator_resolved(
+            t(300),
+            Resolution::Closed,
+            "checked with WeChat",
+        ))]);
+    assert_eq!(spec.status(), PaymentStatus::Closed);
+    spec.when_at(t(301), resolve())
+        .then_rejected(Rejection::NotInManualReview);
 }
 
 #[test]
 fn a_payment_landing_between_the_last_query_and_the_revoke_ends_reversed() {
     // Rule: the revoke then refunds the payment, and the ledger shows both.
-    let mut s = Scenario::submitted(ALIPAY_CODE, "2500.00");
-    s.pay_answer(PayOutcome::WaitingForPassword);
-    for secs in [5, 10, 15, 20, 25] {
-        s.at(secs).query_answer(QueryOutcome::WaitingForPassword);
-    }
-    s.at(30)
-        .when(CommandKind::RequestRevoke {
-            reason: RevokeReason::DeadlineReached,
-        })
-        .unwrap();
-    assert_eq!(
-        s.run_next_revoke(RevokeOutcome::Done {
-            result: RevokeResult::Refunded
-        }),
-        ["Revoked"]
-    );
-    assert_eq!(s.status(), PaymentStatus::Reversed);
-    assert_eq!(s.next(), None);
+    let spec = payment()
+        .given([
+            submitted(t(0), "2500.00", ALIPAY_CODE),
+            user_paying(t(0), t(5)),
+        ])
+        .given(polled_to_the_deadline(QueryOutcome::WaitingForPassword))
+        .when_at(t(30), revoke_done(RevokeResult::Refunded))
+        .then([decided(revoked(t(30), RevokeResult::Refunded, 1))]);
+    assert_eq!(spec.status(), PaymentStatus::Reversed);
+    assert_eq!(spec.next(), None);
     // Money moved and came back: refunds are impossible, the statement's two lines both match.
-    assert_eq!(
-        s.refund("R1", "1.00"),
-        Err(Rejection::NotRefundable {
-            status: PaymentStatus::Reversed
-        })
-    );
+    spec.when_at(t(60), refund("R1", "1.00"))
+        .then_rejected(Rejection::NotRefundable {
+            status: PaymentStatus::Reversed,
+        });
 }
 
 #[test]
 fn a_revoke_that_finds_the_order_unknown_to_the_channel_closes_it() {
     // Rule: revoking an order the channel does not know succeeds (a crash before the pay call).
-    let mut s = Scenario::submitted(WECHAT_CODE, "10.00");
+    let spec = payment().given([submitted(t(0), "10.00", WECHAT_CODE)]);
     // No pay answer was ever recorded: recovery is by query, never by paying again.
-    assert_eq!(s.next(), Some((Action::QueryPayment, 5)));
-    for secs in [5, 10, 15, 20, 25] {
-        s.at(secs).query_answer(QueryOutcome::NotFound);
-    }
-    s.at(30)
-        .when(CommandKind::RequestRevoke {
-            reason: RevokeReason::DeadlineReached,
-        })
-        .unwrap();
-    s.run_next_revoke(RevokeOutcome::Done {
-        result: RevokeResult::Closed,
-    });
-    assert_eq!(s.status(), PaymentStatus::Closed);
+    assert_eq!(spec.next(), Some((Action::QueryPayment, 5)));
+    let spec = spec
+        .given(polled_to_the_deadline(QueryOutcome::NotFound))
+        .when_at(t(30), revoke_done(RevokeResult::Closed))
+        .then([decided(revoked(t(30), RevokeResult::Closed, 1))]);
+    assert_eq!(spec.status(), PaymentStatus::Closed);
 }
 
 #[test]
 fn an_order_the_channel_closed_by_itself_is_still_closed_with_our_revoke() {
     // Rule: WeChat revokes unpaid orders after 45 s; a query saying REVOKED/CLOSED closes the loop.
-    let mut s = Scenario::submitted(WECHAT_CODE, "10.00");
-    s.pay_answer(PayOutcome::WaitingForPassword);
-    s.at(5);
-    assert_eq!(
-        s.query_answer(QueryOutcome::Closed),
-        ["QueryResult", "PaymentFailed", "RevokeRequested"]
-    );
-    assert_eq!(s.next(), Some((Action::CallRevoke { attempt: 1 }, 15)));
+    let spec = payment()
+        .given([
+            submitted(t(0), "10.00", WECHAT_CODE),
+            user_paying(t(0), t(5)),
+        ])
+        .when_at(t(5), query_answer(QueryOutcome::Closed))
+        .then(
+            [
+                query_result(t(5), QueryOutcome::Closed, None),
+                payment_failed(t(5), "CLOSED"),
+                revoke_requested(t(5), RevokeReason::PaymentFailed, t(15)),
+            ]
+            .map(decided),
+        );
+    assert_eq!(spec.next(), Some((Action::CallRevoke { attempt: 1 }, 15)));
 }
 
 #[test]
 fn a_revoke_that_closes_an_order_recorded_as_paid_goes_to_an_operator() {
     // Rule: a channel answer that contradicts recorded money movement never silently wins.
-    let mut s = Scenario::paid_wechat("10.00");
-    s.at(20)
-        .when(CommandKind::RequestRevoke {
-            reason: RevokeReason::MerchantRequested,
-        })
-        .unwrap();
-    assert_eq!(
-        s.run_next_revoke(RevokeOutcome::Done {
-            result: RevokeResult::Closed
-        }),
-        ["Revoked", "ManualReviewRequired"]
-    );
-    assert_eq!(s.status(), PaymentStatus::ManualReview);
+    let spec = payment()
+        .given([
+            submitted(t(0), "10.00", WECHAT_CODE),
+            paid(t(0), "4200000001"),
+            revoke_requested(t(20), RevokeReason::MerchantRequested, t(20)),
+        ])
+        .when_at(t(20), revoke_done(RevokeResult::Closed))
+        .then(
+            [
+                revoked(t(20), RevokeResult::Closed, 1),
+                manual_review(t(20), None, ManualReviewReason::RevokeContradictsPayment),
+            ]
+            .map(decided),
+        );
+    assert_eq!(spec.status(), PaymentStatus::ManualReview);
 }
 
 #[test]
 fn the_merchant_revokes_a_paid_order_and_it_is_reversed() {
     // Rule: revoke refunds a paid order in full; a second revoke request changes nothing.
-    let mut s = Scenario::paid_wechat("10.00");
-    s.at(60);
-    let revoke = CommandKind::RequestRevoke {
-        reason: RevokeReason::MerchantRequested,
-    };
-    assert_eq!(s.when(revoke.clone()).unwrap(), ["RevokeRequested"]);
-    assert_eq!(s.when(revoke).unwrap(), Vec::<&str>::new());
-    s.run_next_revoke(RevokeOutcome::Done {
-        result: RevokeResult::Refunded,
-    });
-    assert_eq!(s.status(), PaymentStatus::Reversed);
+    let spec = payment()
+        .given([
+            submitted(t(0), "10.00", WECHAT_CODE),
+            paid(t(0), "4200000001"),
+        ])
+        .when_at(t(60), revoke(RevokeReason::MerchantRequested))
+        .then([decided(revoke_requested(
+            t(60),
+            RevokeReason::MerchantRequested,
+            t(60),
+        ))])
+        .when_at(t(61), revoke(RevokeReason::MerchantRequested))
+        .then([])
+        .when_at(t(62), revoke_done(RevokeResult::Refunded))
+        .then([decided(revoked(t(62), RevokeResult::Refunded, 1))]);
+    assert_eq!(spec.status(), PaymentStatus::Reversed);
 }
 
 #[test]
 fn a_revoke_outside_its_window_is_rejected_with_a_hint_to_refund() {
     // Rule: WeChat revokes within 7 days, Alipay the same China-time day; after that, refund.
-    let mut wechat = Scenario::paid_wechat("10.00");
-    wechat.at(8 * 24 * 3600);
-    let revoke = CommandKind::RequestRevoke {
-        reason: RevokeReason::MerchantRequested,
-    };
-    let rejection = wechat.when(revoke.clone()).unwrap_err();
-    assert_eq!(rejection, Rejection::RevokeWindowClosed);
+    let rejection = Rejection::RevokeWindowClosed;
     assert_eq!(rejection.code(), "revoke_window_closed");
     assert!(rejection.to_string().contains("refund"), "{rejection}");
-    assert!(
-        wechat.refund("R1", "10.00").is_ok(),
-        "a refund is still possible"
-    );
+    payment()
+        .given([
+            submitted(t(0), "10.00", WECHAT_CODE),
+            paid(t(0), "4200000001"),
+        ])
+        .when_at(t(8 * DAY), revoke(RevokeReason::MerchantRequested))
+        .then_rejected(rejection)
+        // A refund is still possible.
+        .when_at(t(8 * DAY), refund("R1", "10.00"))
+        .then([decided(refund_requested(t(8 * DAY), "R1", "10.00"))]);
 
-    let mut alipay = Scenario::submitted(ALIPAY_CODE, "10.00");
-    alipay.pay_answer(PayOutcome::Paid {
-        channel_trade_no: "2026".into(),
-        paid_at: alipay.now,
-    });
-    // Submitted at 10:00 China time; 14 h later it is the next China day.
-    alipay.at(14 * 3600);
-    assert_eq!(
-        alipay.when(revoke.clone()),
-        Err(Rejection::RevokeWindowClosed)
-    );
-    alipay.at(13 * 3600);
-    assert!(
-        alipay.when(revoke).is_ok(),
-        "23:00 China time is still the same day"
-    );
+    payment()
+        .given([submitted(t(0), "10.00", ALIPAY_CODE), paid(t(0), "2026")])
+        // Submitted at 10:00 China time; 14 h later it is the next China day.
+        .when_at(t(14 * 3600), revoke(RevokeReason::MerchantRequested))
+        .then_rejected(Rejection::RevokeWindowClosed)
+        // 23:00 China time is still the same day.
+        .when_at(t(13 * 3600), revoke(RevokeReason::MerchantRequested))
+        .then([decided(revoke_requested(
+            t(13 * 3600),
+            RevokeReason::MerchantRequested,
+            t(13 * 3600),
+        ))]);
 }
 
 #[test]
 fn the_channel_refusing_a_late_revoke_goes_to_an_operator() {
     // Rule: ACQ.TRADE_CANCEL_TIME_OUT means the revoke can never succeed: a human decides.
-    let mut s = Scenario::submitted(ALIPAY_CODE, "10.00");
-    s.pay_answer(PayOutcome::Failed {
-        code: "ACQ.PAYMENT_AUTH_CODE_INVALID".into(),
-    });
-    let names = s.run_next_revoke(RevokeOutcome::WindowClosed {
-        code: "ACQ.TRADE_CANCEL_TIME_OUT".into(),
-    });
-    assert_eq!(names, ["RevokeRejected"]);
-    let (action, _) = s.next().unwrap();
-    assert!(matches!(
-        action,
-        Action::EscalateToManualReview {
-            refund_no: None,
-            ..
-        }
-    ));
+    let spec = payment()
+        .given(failed_then_revoking(
+            "10.00",
+            ALIPAY_CODE,
+            "ACQ.PAYMENT_AUTH_CODE_INVALID",
+        ))
+        .when_at(
+            t(15),
+            revoke_answer(RevokeOutcome::WindowClosed {
+                code: "ACQ.TRADE_CANCEL_TIME_OUT".into(),
+            }),
+        )
+        .then([Event {
+            at: t(15),
+            command_id: WHEN,
+            fact: Fact::RevokeRejected(RevokeRejected {
+                attempt: 1,
+                code: "ACQ.TRADE_CANCEL_TIME_OUT".into(),
+                codes: ChannelCodes::new(),
+            }),
+        }]);
+    assert_eq!(
+        spec.next(),
+        Some((
+            Action::EscalateToManualReview {
+                refund_no: None,
+                reason: ManualReviewReason::RevokeRejected {
+                    code: "ACQ.TRADE_CANCEL_TIME_OUT".into()
+                },
+            },
+            15
+        ))
+    );
 }
 
 #[test]
 fn refunds_never_exceed_the_paid_amount() {
     // Rule: the sum of refunds (pending ones included) never exceeds what was paid.
-    let mut s = Scenario::paid_wechat("10.00");
-    s.at(60);
-    assert_eq!(s.refund("R1", "6.00").unwrap(), ["RefundRequested"]);
-    let too_much = s.refund("R2", "4.01").unwrap_err();
-    assert_eq!(
-        too_much,
-        Rejection::RefundExceedsBalance {
-            requested: "4.01".parse().unwrap(),
-            refundable: Money::from_fen(400).unwrap().into()
-        }
-    );
+    let too_much = Rejection::RefundExceedsBalance {
+        requested: money("4.01"),
+        refundable: money("4.00").into(),
+    };
     assert_eq!(too_much.code(), "refund_exceeds_balance");
-    // A failed refund gives its amount back to the balance.
-    s.refund_answer(
-        "R1",
-        RefundOutcome::Failed {
-            code: "NOTENOUGH".into(),
-        },
-    );
-    assert_eq!(s.refund_status("R1"), RefundStatus::Failed);
-    assert!(s.refund("R2", "10.00").is_ok());
-    assert!(s.refund("R3", "0.01").is_err());
+    let spec = payment()
+        .given([
+            submitted(t(0), "10.00", WECHAT_CODE),
+            paid(t(0), "4200000001"),
+        ])
+        .when_at(t(60), refund("R1", "6.00"))
+        .then([Event {
+            at: t(60),
+            command_id: WHEN,
+            fact: Fact::RefundRequested(RefundRequested {
+                refund_no: refund_no("R1"),
+                amount: money("6.00"),
+                reason: "returned goods".into(),
+                // The policy's times, fixed in the event.
+                first_query_at: t(70),
+                settle_by: t(60 + 3 * DAY),
+            }),
+        }])
+        .when_at(t(61), refund("R2", "4.01"))
+        .then_rejected(too_much)
+        // A failed refund gives its amount back to the balance.
+        .when_at(
+            t(70),
+            refund_answer(
+                "R1",
+                RefundOutcome::Failed {
+                    code: "NOTENOUGH".into(),
+                },
+            ),
+        )
+        .then([decided(refund_failed(t(70), "R1", "NOTENOUGH"))]);
+    assert_eq!(spec.refund_status("R1"), RefundStatus::Failed);
+    spec.when_at(t(80), refund("R2", "10.00"))
+        .then([decided(refund_requested(t(80), "R2", "10.00"))])
+        .when_at(t(81), refund("R3", "0.01"))
+        .then_rejected(Rejection::RefundExceedsBalance {
+            requested: money("0.01"),
+            refundable: Total::ZERO,
+        });
 }
 
 #[test]
 fn a_refund_accepted_is_not_a_refund_succeeded() {
     // Rule: acceptance is not success; query the refund until it is final.
-    let mut s = Scenario::paid_wechat("10.00");
-    s.at(100);
-    s.refund("R1", "4.00").unwrap();
-    assert_eq!(
-        s.refund_answer(
+    let query_r1 = || Action::QueryRefund {
+        refund_no: refund_no("R1"),
+    };
+    let accepted = RefundOutcome::Accepted {
+        channel_refund_no: Some("5000".into()),
+    };
+    let spec = payment()
+        .given([
+            submitted(t(0), "10.00", WECHAT_CODE),
+            paid(t(0), "4200000001"),
+            refund_requested(t(100), "R1", "4.00"),
+        ])
+        .when_at(t(100), refund_answer("R1", accepted.clone()))
+        .then([decided(refund_pending(
+            t(100),
             "R1",
-            RefundOutcome::Accepted {
-                channel_refund_no: Some("5000".into())
-            }
-        ),
-        ["RefundPending"]
-    );
-    assert_eq!(s.refund_status("R1"), RefundStatus::Pending);
+            accepted,
+            Some(t(120)),
+        ))]);
+    assert_eq!(spec.refund_status("R1"), RefundStatus::Pending);
     assert_eq!(
-        s.status(),
+        spec.status(),
         PaymentStatus::Paid,
         "no money has gone back yet"
     );
-    let refund_no = RefundNo::parse("R1").unwrap();
-    assert_eq!(
-        s.next(),
-        Some((
-            Action::QueryRefund {
-                refund_no: refund_no.clone()
-            },
-            120
-        ))
-    );
-    s.at(120);
-    assert_eq!(
-        s.refund_answer("R1", RefundOutcome::Processing),
-        ["RefundPending"]
-    );
-    assert_eq!(s.next(), Some((Action::QueryRefund { refund_no }, 160)));
-    s.at(160);
-    let succeeded = RefundOutcome::Succeeded {
-        channel_refund_no: Some("5000".into()),
-        refunded_at: s.now,
-    };
-    assert_eq!(s.refund_answer("R1", succeeded), ["Refunded"]);
-    assert_eq!(s.status(), PaymentStatus::PartiallyRefunded);
-    s.refund("R2", "6.00").unwrap();
-    s.refund_answer(
-        "R2",
-        RefundOutcome::Succeeded {
-            channel_refund_no: None,
-            refunded_at: s.now,
-        },
-    );
-    assert_eq!(s.status(), PaymentStatus::Refunded);
-    assert!(s.status().is_terminal());
-    assert_eq!(s.next(), None);
+    assert_eq!(spec.next(), Some((query_r1(), 120)));
+
+    let spec = spec
+        .when_at(t(120), refund_answer("R1", RefundOutcome::Processing))
+        .then([decided(refund_pending(
+            t(120),
+            "R1",
+            RefundOutcome::Processing,
+            Some(t(160)),
+        ))]);
+    assert_eq!(spec.next(), Some((query_r1(), 160)));
+
+    let spec = spec
+        .when_at(
+            t(160),
+            refund_answer(
+                "R1",
+                RefundOutcome::Succeeded {
+                    channel_refund_no: Some("5000".into()),
+                    refunded_at: t(158),
+                },
+            ),
+        )
+        .then([Event {
+            at: t(160),
+            command_id: WHEN,
+            fact: Fact::Refunded(Refunded {
+                refund_no: refund_no("R1"),
+                amount: money("4.00"),
+                channel_refund_no: Some("5000".into()),
+                refunded_at: t(158),
+                codes: ChannelCodes::new(),
+            }),
+        }]);
+    assert_eq!(spec.status(), PaymentStatus::PartiallyRefunded);
+
+    let spec = spec
+        .when_at(t(200), refund("R2", "6.00"))
+        .then([decided(refund_requested(t(200), "R2", "6.00"))])
+        .when_at(
+            t(201),
+            refund_answer(
+                "R2",
+                RefundOutcome::Succeeded {
+                    channel_refund_no: None,
+                    refunded_at: t(201),
+                },
+            ),
+        )
+        .then([decided(refunded(t(201), "R2", "6.00"))]);
+    assert_eq!(spec.status(), PaymentStatus::Refunded);
+    assert!(spec.status().is_terminal());
+    assert_eq!(spec.next(), None);
 }
 
 #[test]
 fn a_refund_lost_in_a_crash_is_found_by_query_and_resent_with_the_same_number() {
     // Rule: the refund number is the idempotency key; an unknown refund is resent, never renumbered.
-    let mut s = Scenario::paid_wechat("10.00");
-    s.refund("R1", "1.00").unwrap();
-    let refund_no = RefundNo::parse("R1").unwrap();
+    let mut spec = payment().given([
+        submitted(t(0), "10.00", WECHAT_CODE),
+        paid(t(0), "4200000001"),
+        refund_requested(t(0), "R1", "1.00"),
+    ]);
     assert_eq!(
-        s.next(),
+        spec.next(),
         Some((
             Action::QueryRefund {
-                refund_no: refund_no.clone()
+                refund_no: refund_no("R1")
             },
             10
         ))
     );
-    s.at(10);
-    assert_eq!(
-        s.refund_answer("R1", RefundOutcome::NotFound),
-        ["RefundPending"]
-    );
-    assert_eq!(
-        s.next(),
-        Some((
-            Action::CallRefund {
-                refund_no: refund_no.clone()
-            },
-            10
-        ))
-    );
-    // Every resend meets "not found" again: after 5 calls in all, an operator takes over.
-    for _ in 0..3 {
-        assert_eq!(
-            s.refund_answer("R1", RefundOutcome::NotFound),
-            ["RefundPending"]
-        );
+    // The query and every resend meet "not found": after 5 calls in all, an operator takes over.
+    for secs in [10, 11, 12, 13] {
+        spec = spec
+            .when_at(t(secs), refund_answer("R1", RefundOutcome::NotFound))
+            .then([decided(refund_pending(
+                t(secs),
+                "R1",
+                RefundOutcome::NotFound,
+                None,
+            ))]);
+        let resend = Action::CallRefund {
+            refund_no: refund_no("R1"),
+        };
+        assert_eq!(spec.next(), Some((resend, secs)));
     }
-    assert_eq!(
-        s.refund_answer("R1", RefundOutcome::NotFound),
-        ["RefundPending", "ManualReviewRequired"]
-    );
-    assert_eq!(s.refund_status("R1"), RefundStatus::ManualReview);
+    let spec = spec
+        .when_at(t(14), refund_answer("R1", RefundOutcome::NotFound))
+        .then(
+            [
+                refund_pending(t(14), "R1", RefundOutcome::NotFound, None),
+                manual_review(
+                    t(14),
+                    Some("R1"),
+                    ManualReviewReason::RefundAttemptsExhausted { attempts: 5 },
+                ),
+            ]
+            .map(decided),
+        );
+    assert_eq!(spec.refund_status("R1"), RefundStatus::ManualReview);
+
+    let resolution = Resolution::RefundFailed {
+        refund_no: refund_no("R1"),
+    };
     let resolve = CommandKind::Resolve {
-        resolution: Resolution::RefundFailed { refund_no },
+        resolution: resolution.clone(),
         note: "never reached the channel".into(),
     };
-    assert_eq!(s.when(resolve).unwrap(), ["OperatorResolved"]);
-    assert_eq!(s.refund_status("R1"), RefundStatus::Failed);
+    let spec = spec
+        .when_at(t(100), resolve)
+        .then([decided(operator_resolved(
+            t(100),
+            resolution,
+            "never reached the channel",
+        ))]);
+    assert_eq!(spec.refund_status("R1"), RefundStatus::Failed);
 }
 
 #[test]
 fn a_refund_not_final_by_its_settle_by_time_goes_to_an_operator() {
     // Rule: a refund is followed until final, but not forever.
-    let mut s = Scenario::paid_wechat("10.00");
-    s.refund("R1", "1.00").unwrap();
-    let mut steps = 0;
-    while let Some((Action::QueryRefund { .. }, due)) = s.next() {
-        s.at(due).refund_answer("R1", RefundOutcome::Processing);
-        steps += 1;
-        assert!(steps < 200, "polling must end");
+    let mut spec = payment().given([
+        submitted(t(0), "10.00", WECHAT_CODE),
+        paid(t(0), "4200000001"),
+        refund_requested(t(0), "R1", "1.00"),
+    ]);
+    // Queried 10 s after the request, then 20, 40, 80 s... apart, an hour at the most.
+    let (mut due, mut gap, mut queries) = (10, 20, 0);
+    while due < 3 * DAY {
+        let query = Action::QueryRefund {
+            refund_no: refund_no("R1"),
+        };
+        assert_eq!(spec.next(), Some((query, due)));
+        spec = spec
+            .when_at(t(due), refund_answer("R1", RefundOutcome::Processing))
+            .then([decided(refund_pending(
+                t(due),
+                "R1",
+                RefundOutcome::Processing,
+                Some(t(due + gap)),
+            ))]);
+        due += gap;
+        gap = (gap * 2).min(3600);
+        queries += 1;
     }
-    let (action, due) = s.next().unwrap();
-    assert!(matches!(
-        action,
-        Action::EscalateToManualReview {
-            reason: ManualReviewReason::RefundNotSettled,
-            ..
-        }
-    ));
-    assert_eq!(due, 3 * 24 * 3600);
-    let escalate = CommandKind::EscalateToManualReview {
-        refund_no: Some(RefundNo::parse("R1").unwrap()),
+    assert_eq!(queries, 79, "polling ends");
+    let not_settled = ManualReviewReason::RefundNotSettled;
+    let escalate = Action::EscalateToManualReview {
+        refund_no: Some(refund_no("R1")),
+        reason: not_settled.clone(),
     };
-    assert_eq!(
-        s.at(due - 1).when(escalate.clone()),
-        Err(Rejection::NothingToEscalate),
-        "not before it is due"
-    );
-    assert_eq!(s.at(due).when(escalate).unwrap(), ["ManualReviewRequired"]);
+    assert_eq!(spec.next(), Some((escalate, 3 * DAY)));
+    let escalate = || CommandKind::EscalateToManualReview {
+        refund_no: Some(refund_no("R1")),
+    };
+    spec.when_at(t(3 * DAY - 1), escalate())
+        // Not before it is due.
+        .then_rejected(Rejection::NothingToEscalate)
+        .when_at(t(3 * DAY), escalate())
+        .then([decided(manual_review(t(3 * DAY), Some("R1"), not_settled))]);
 }
 
 #[test]
 fn an_abnormal_refund_goes_to_an_operator() {
     // Rule: WeChat's CHANGE (refund to a closed bank card) needs a human.
-    let mut s = Scenario::paid_wechat("10.00");
-    s.refund("R1", "1.00").unwrap();
-    assert_eq!(
-        s.refund_answer(
-            "R1",
-            RefundOutcome::Abnormal {
-                code: "CHANGE".into()
-            }
-        ),
-        ["ManualReviewRequired"]
-    );
-    assert_eq!(s.refund_status("R1"), RefundStatus::ManualReview);
-    assert_eq!(s.status(), PaymentStatus::Paid);
+    let abnormal = ManualReviewReason::RefundAbnormal {
+        code: "CHANGE".into(),
+    };
+    let spec = payment()
+        .given([
+            submitted(t(0), "10.00", WECHAT_CODE),
+            paid(t(0), "4200000001"),
+            refund_requested(t(0), "R1", "1.00"),
+        ])
+        .when_at(
+            t(10),
+            refund_answer(
+                "R1",
+                RefundOutcome::Abnormal {
+                    code: "CHANGE".into(),
+                },
+            ),
+        )
+        .then([decided(manual_review(t(10), Some("R1"), abnormal))]);
+    assert_eq!(spec.refund_status("R1"), RefundStatus::ManualReview);
+    assert_eq!(spec.status(), PaymentStatus::Paid);
 }
 
 #[test]
 fn a_refund_outside_its_window_is_rejected() {
     // Rule: refunds within 1 year (WeChat) or 3 months (Alipay) of payment.
-    let mut wechat = Scenario::paid_wechat("10.00");
-    wechat.at_time(Utc.with_ymd_and_hms(2027, 11, 22, 2, 0, 0).unwrap());
-    assert_eq!(
-        wechat.refund("R1", "1.00"),
-        Err(Rejection::RefundWindowClosed)
-    );
-    wechat.at_time(Utc.with_ymd_and_hms(2027, 11, 22, 1, 59, 59).unwrap());
-    assert!(wechat.refund("R1", "1.00").is_ok());
+    let utc = |y, m, d, h, min, s| Utc.with_ymd_and_hms(y, m, d, h, min, s).unwrap();
+    // Paid 2026-11-22 02:00 UTC.
+    assert_eq!(t(0), utc(2026, 11, 22, 2, 0, 0));
+    payment()
+        .given([
+            submitted(t(0), "10.00", WECHAT_CODE),
+            paid(t(0), "4200000001"),
+        ])
+        .when_at(utc(2027, 11, 22, 2, 0, 0), refund("R1", "1.00"))
+        .then_rejected(Rejection::RefundWindowClosed)
+        .when_at(utc(2027, 11, 22, 1, 59, 59), refund("R1", "1.00"))
+        .then([decided(refund_requested(
+            utc(2027, 11, 22, 1, 59, 59),
+            "R1",
+            "1.00",
+        ))]);
 
-    let mut alipay = Scenario::submitted(ALIPAY_CODE, "10.00");
-    alipay.pay_answer(PayOutcome::Paid {
-        channel_trade_no: "2026".into(),
-        paid_at: alipay.now,
-    });
-    alipay.at_time(Utc.with_ymd_and_hms(2027, 2, 22, 2, 0, 0).unwrap());
-    assert_eq!(
-        alipay.refund("R1", "1.00"),
-        Err(Rejection::RefundWindowClosed)
-    );
+    payment()
+        .given([submitted(t(0), "10.00", ALIPAY_CODE), paid(t(0), "2026")])
+        .when_at(utc(2027, 2, 22, 2, 0, 0), refund("R1", "1.00"))
+        .then_rejected(Rejection::RefundWindowClosed);
 }
 
 #[test]
 fn at_most_50_refunds_per_order() {
     // Rule: WeChat allows at most 50 refunds on one order; failed ones count.
-    let mut s = Scenario::paid_wechat("100.00");
-    for n in 0..50 {
-        s.refund(&format!("R{n}"), "0.01").unwrap();
-    }
-    assert_eq!(
-        s.refund("R50", "0.01"),
-        Err(Rejection::RefundLimitReached { max: 50 })
-    );
+    payment()
+        .given([
+            submitted(t(0), "100.00", WECHAT_CODE),
+            paid(t(0), "4200000001"),
+        ])
+        .given((0..49).map(|n| refund_requested(t(60), &format!("R{n}"), "0.01")))
+        .given([refund_failed(t(70), "R0", "FAIL")])
+        .when_at(t(80), refund("R49", "0.01"))
+        .then([decided(refund_requested(t(80), "R49", "0.01"))])
+        .when_at(t(81), refund("R50", "0.01"))
+        .then_rejected(Rejection::RefundLimitReached { max: 50 });
 }
 
 #[test]
 fn a_paid_order_with_refunds_cannot_be_revoked() {
     // Rule: revoke returns everything; once refunds exist only refunds may follow.
-    let mut s = Scenario::paid_wechat("10.00");
-    s.refund("R1", "1.00").unwrap();
-    let revoke = CommandKind::RequestRevoke {
-        reason: RevokeReason::MerchantRequested,
-    };
-    assert_eq!(s.when(revoke), Err(Rejection::RevokeAfterRefund));
+    payment()
+        .given([
+            submitted(t(0), "10.00", WECHAT_CODE),
+            paid(t(0), "4200000001"),
+            refund_requested(t(0), "R1", "1.00"),
+        ])
+        .when_at(t(1), revoke(RevokeReason::MerchantRequested))
+        .then_rejected(Rejection::RevokeAfterRefund);
 }
 
 #[test]
 fn rejections_come_in_precedence_order() {
     // Rule: the first broken rule is reported: state before window before limit before balance.
-    let mut closed = Scenario::submitted(WECHAT_CODE, "10.00");
-    closed.pay_answer(PayOutcome::Failed {
-        code: "NOTENOUGH".into(),
-    });
-    closed.run_next_revoke(RevokeOutcome::Done {
-        result: RevokeResult::Closed,
-    });
-    closed.at(400 * 24 * 3600);
-    assert_eq!(
-        closed.refund("R1", "99.00"),
-        Err(Rejection::NotRefundable {
-            status: PaymentStatus::Closed
-        })
-    );
+    payment()
+        .given(failed_then_revoking("10.00", WECHAT_CODE, "NOTENOUGH"))
+        .given([revoked(t(15), RevokeResult::Closed, 1)])
+        .when_at(t(400 * DAY), refund("R1", "99.00"))
+        .then_rejected(Rejection::NotRefundable {
+            status: PaymentStatus::Closed,
+        });
 
-    let mut paid = Scenario::paid_wechat("10.00");
-    paid.refund("R1", "1.00").unwrap();
-    paid.at(400 * 24 * 3600);
-    assert_eq!(paid.refund("R1", "99.00"), Err(Rejection::RefundNoInUse));
-    assert_eq!(
-        paid.refund("R2", "99.00"),
-        Err(Rejection::RefundWindowClosed)
-    );
+    payment()
+        .given([
+            submitted(t(0), "10.00", WECHAT_CODE),
+            paid(t(0), "4200000001"),
+            refund_requested(t(0), "R1", "1.00"),
+        ])
+        .when_at(t(400 * DAY), refund("R1", "99.00"))
+        .then_rejected(Rejection::RefundNoInUse)
+        .when_at(t(400 * DAY), refund("R2", "99.00"))
+        .then_rejected(Rejection::RefundWindowClosed);
 
-    let mut fresh = Scenario::new();
-    assert_eq!(fresh.refund("R1", "1.00"), Err(Rejection::OrderNotFound));
-    let revoke = CommandKind::RequestRevoke {
-        reason: RevokeReason::MerchantRequested,
-    };
-    assert_eq!(fresh.when(revoke), Err(Rejection::OrderNotFound));
+    payment()
+        .given([])
+        .when_at(t(0), refund("R1", "1.00"))
+        .then_rejected(Rejection::OrderNotFound)
+        .when_at(t(0), revoke(RevokeReason::MerchantRequested))
+        .then_rejected(Rejection::OrderNotFound);
 }
 
 #[test]
 fn a_second_submission_of_the_same_order_is_refused() {
     // Rule: never resubmit a payment code; the order number is taken.
-    let mut s = Scenario::submitted(WECHAT_CODE, "10.00");
-    let again = CommandKind::SubmitPayment(SubmitPayment {
-        merchant_id: MerchantId::parse("demo").unwrap(),
-        order_no: OrderNo::parse("A20261122-0001").unwrap(),
-        auth_code: AuthCode::parse(WECHAT_CODE).unwrap(),
-        amount: "10.00".parse().unwrap(),
-        subject: "Coffee".into(),
-    });
-    assert_eq!(s.when(again), Err(Rejection::AlreadySubmitted));
     assert_eq!(Rejection::AlreadySubmitted.code(), "order_no_conflict");
+    payment()
+        .given([submitted(t(0), "10.00", WECHAT_CODE)])
+        .when_at(t(1), submit("10.00", WECHAT_CODE))
+        .then_rejected(Rejection::AlreadySubmitted);
 }
 
 #[test]
 fn the_submitted_event_never_holds_the_full_payment_code() {
     // Rule: the full auth_code is never stored, not even encrypted.
-    let s = Scenario::submitted(WECHAT_CODE, "10.00");
-    let stored = crate::stored::encode(&s.history[0]);
+    let masked = AuthCode::parse(WECHAT_CODE).unwrap().masked();
+    assert_eq!(masked.as_str(), "13**************89");
+    let recorded = Event {
+        at: t(0),
+        command_id: WHEN,
+        fact: Fact::Submitted(Submitted {
+            merchant_id: MerchantId::parse("demo").unwrap(),
+            order_no: OrderNo::parse("A20261122-0001").unwrap(),
+            channel: Channel::Wechat,
+            amount: money("10.00"),
+            currency: Currency::Cny,
+            subject: "Coffee".into(),
+            auth_code: masked,
+            // The policy's times, fixed in the event.
+            deadline_at: t(30),
+            first_query_at: t(5),
+            revoke_not_before: t(15),
+        }),
+    };
+    let spec = payment()
+        .given([])
+        .when_at(t(0), submit("10.00", WECHAT_CODE))
+        .then([recorded.clone()]);
+    let stored = crate::stored::encode(&recorded);
     let text = String::from_utf8(stored.data).unwrap();
     assert!(!text.contains(WECHAT_CODE));
     assert!(text.contains("13**************89"));
-    match &s.state {
+    match spec.state() {
         PaymentState::Paying(paying) => assert_eq!(paying.order.channel, Channel::Wechat),
         other => panic!("{other:?}"),
     }
+    // The builder of given histories writes what the decider records.
+    assert_eq!(decided(submitted(t(0), "10.00", WECHAT_CODE)), recorded);
 }
 
 #[test]
 fn statement_lines_match_once_and_disagreeing_lines_are_refused() {
     // Rule: reconciliation records a matched line once; a line that disagrees is a finding, not a match.
-    let mut s = Scenario::paid_wechat("10.00");
     let line = StatementLine {
         channel: Channel::Wechat,
-        statement_date: s.now.date_naive(),
+        statement_date: NaiveDate::from_ymd_opt(2026, 11, 22).unwrap(),
         kind: StatementLineKind::Payment,
         refund_no: None,
-        amount: "10.00".parse().unwrap(),
+        amount: money("10.00"),
         channel_trade_no: "4200000001".into(),
     };
-    assert_eq!(
-        s.when(CommandKind::MatchStatementLine(line.clone()))
-            .unwrap(),
-        ["StatementLineMatched"]
-    );
-    assert_eq!(
-        s.when(CommandKind::MatchStatementLine(line.clone()))
-            .unwrap(),
-        Vec::<&str>::new()
-    );
     let wrong_amount = StatementLine {
-        amount: "9.99".parse().unwrap(),
+        amount: money("9.99"),
         ..line.clone()
     };
-    assert_eq!(
-        s.when(CommandKind::MatchStatementLine(wrong_amount)),
-        Err(Rejection::StatementLineDisagrees)
-    );
     let refund_line = StatementLine {
         kind: StatementLineKind::Refund,
-        refund_no: Some(RefundNo::parse("R1").unwrap()),
-        ..line
+        refund_no: Some(refund_no("R1")),
+        ..line.clone()
     };
+    let matching = CommandKind::MatchStatementLine;
+    let spec = payment()
+        .given([
+            submitted(t(0), "10.00", WECHAT_CODE),
+            paid(t(0), "4200000001"),
+        ])
+        .when_at(t(DAY), matching(line.clone()))
+        .then([decided(line_matched(t(DAY), line.clone()))])
+        .when_at(t(DAY + 1), matching(line))
+        .then([])
+        .when_at(t(DAY + 2), matching(wrong_amount))
+        .then_rejected(Rejection::StatementLineDisagrees)
+        .when_at(t(DAY + 3), matching(refund_line))
+        .then_rejected(Rejection::StatementLineDisagrees);
     assert_eq!(
-        s.when(CommandKind::MatchStatementLine(refund_line)),
-        Err(Rejection::StatementLineDisagrees)
-    );
-    assert_eq!(
-        s.status(),
+        spec.status(),
         PaymentStatus::Paid,
         "matching never changes the status"
     );
@@ -847,53 +1237,68 @@ fn statement_lines_match_once_and_disagreeing_lines_are_refused() {
 #[test]
 fn a_revoke_that_does_not_say_what_it_did_is_read_from_what_the_ledger_knows() {
     // Rule: WeChat's reverse never says closed or refunded: paid orders end reversed, others closed.
-    let mut paid = Scenario::paid_wechat("10.00");
-    paid.at(20)
-        .when(CommandKind::RequestRevoke {
-            reason: RevokeReason::MerchantRequested,
-        })
-        .unwrap();
-    assert_eq!(
-        paid.run_next_revoke(RevokeOutcome::Done {
-            result: RevokeResult::Unspecified
-        }),
-        ["Revoked"]
-    );
-    assert_eq!(paid.status(), PaymentStatus::Reversed);
+    let paid_order = payment()
+        .given([
+            submitted(t(0), "10.00", WECHAT_CODE),
+            paid(t(0), "4200000001"),
+            revoke_requested(t(20), RevokeReason::MerchantRequested, t(20)),
+        ])
+        .when_at(t(20), revoke_done(RevokeResult::Unspecified))
+        .then([decided(revoked(t(20), RevokeResult::Unspecified, 1))]);
+    assert_eq!(paid_order.status(), PaymentStatus::Reversed);
 
-    let mut unpaid = Scenario::submitted(WECHAT_CODE, "10.00");
-    unpaid.pay_answer(PayOutcome::Failed {
-        code: "NOTENOUGH".into(),
-    });
-    unpaid.run_next_revoke(RevokeOutcome::Done {
-        result: RevokeResult::Unspecified,
-    });
+    let unpaid = payment()
+        .given(failed_then_revoking("10.00", WECHAT_CODE, "NOTENOUGH"))
+        .when_at(t(15), revoke_done(RevokeResult::Unspecified))
+        .then([decided(revoked(t(15), RevokeResult::Unspecified, 1))]);
     assert_eq!(unpaid.status(), PaymentStatus::Closed);
 }
 
 #[test]
 fn a_pay_answer_that_comes_after_the_deadline_is_still_followed_by_a_query() {
     // Rule: query first; revoke only when the query gives no clear result.
-    let mut s = Scenario::submitted(WECHAT_CODE, "10.00");
-    s.at(40);
-    s.pay_answer(PayOutcome::Unknown {
-        reason: "timeout".into(),
-    });
+    let spec = payment()
+        .given([submitted(t(0), "10.00", WECHAT_CODE)])
+        .when_at(
+            t(40),
+            pay_answer(PayOutcome::Unknown {
+                reason: "timeout".into(),
+            }),
+        )
+        .then([Event {
+            at: t(40),
+            command_id: WHEN,
+            fact: Fact::PayAnswerUnknown(PayAnswerUnknown {
+                reason: "timeout".into(),
+                codes: ChannelCodes::new(),
+                next_query_at: t(45),
+            }),
+        }]);
     assert_eq!(
-        s.next(),
+        spec.next(),
         Some((Action::QueryPayment, 30)),
         "due at once: the deadline has passed"
     );
-    s.query_answer(QueryOutcome::Paid {
+    let paid = QueryOutcome::Paid {
         channel_trade_no: "42".into(),
-        paid_at: s.now,
-    });
-    assert_eq!(s.status(), PaymentStatus::Paid);
+        paid_at: t(35),
+    };
+    let spec = spec
+        .when_at(t(40), query_answer(paid))
+        .then(found_paid(t(40), "42", t(35)).map(decided));
+    assert_eq!(spec.status(), PaymentStatus::Paid);
 
-    let mut waiting = Scenario::submitted(WECHAT_CODE, "10.00");
-    waiting.at(40);
-    waiting.pay_answer(PayOutcome::WaitingForPassword);
-    waiting.query_answer(QueryOutcome::WaitingForPassword);
+    let waiting = payment()
+        .given([
+            submitted(t(0), "10.00", WECHAT_CODE),
+            user_paying(t(40), t(45)),
+        ])
+        .when_at(t(40), query_answer(QueryOutcome::WaitingForPassword))
+        .then([decided(query_result(
+            t(40),
+            QueryOutcome::WaitingForPassword,
+            Some(t(45)),
+        ))]);
     assert_eq!(
         waiting.next(),
         Some((
