@@ -1,22 +1,19 @@
-//! The `paycode` service as a library: the binary (`main.rs`) and the
-//! black-box tests in `tests/` both start it from here.
+//! The `paycode` service as a library, in rooms that each hold one kind of
+//! thing (ARCHITECTURE.md):
+//!
+//! - [`config`]: `paycode.toml`, the embedded defaults as a configuration
+//!   value, and what a configuration opens (stores, channel clients).
+//! - [`service`]: the running service: ledger, runtime, order index,
+//!   metrics, reconciliation import, and the one path that serves.
+//! - [`http`]: the HTTP API.
+//! - [`read`]: the read side (read-model runner, rebuild, verify).
+//! - [`bench`]: the benchmarks.
+//!
+//! The binary's command line (`src/cli/`, declared by `main.rs`) parses
+//! arguments and prints; nothing here imports it.
 
 pub mod bench;
-pub mod cli;
-pub mod clients;
 pub mod config;
-pub mod demo;
-pub mod embedded;
 pub mod http;
-pub mod index;
-pub mod ledger;
-pub mod metrics;
-pub mod migrate;
-pub mod projection_runner;
-pub mod reconcile;
-pub mod reconcile_cli;
-pub mod replay;
-pub mod runtime;
-pub mod sandbox_cli;
+pub mod read;
 pub mod service;
-pub mod verify;

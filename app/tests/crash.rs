@@ -15,7 +15,7 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use paycode::embedded::{DEMO_ALIPAY_APP_ID, DEMO_API_KEY, DEMO_WECHAT_MCH_ID};
+use paycode::config::embedded::{DEMO_ALIPAY_APP_ID, DEMO_API_KEY, DEMO_WECHAT_MCH_ID};
 use paycode_domain::Channel;
 use paycode_sandbox::{SandboxOrderState, SandboxRefundState, TruthStore};
 use rand::rngs::StdRng;

@@ -5,7 +5,7 @@
 use std::process::Stdio;
 use std::time::Duration;
 
-use paycode::embedded::DEMO_API_KEY;
+use paycode::config::embedded::DEMO_API_KEY;
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::{Command as Process, Output};
 use std::sync::Arc;
 
-use paycode::ledger::Ledger;
+use paycode::service::ledger::Ledger;
 use paycode_adapters::clock::SystemClock;
 use paycode_adapters::store::{EventStore, SqliteStore};
 use paycode_domain::payment::{ChannelAnswer, Command, CommandKind, PayOutcome, SubmitPayment};

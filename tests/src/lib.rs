@@ -8,8 +8,9 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, TimeZone, Utc};
+use paycode::config::embedded::{InProcessSandbox, SandboxOptions};
 use paycode::http::ApiKey;
-use paycode::runtime::Channels;
+use paycode::service::runtime::Channels;
 use paycode::service::{Parts, Service};
 use paycode_adapters::channel::rate_limit::Api;
 use paycode_adapters::channel::{
@@ -347,7 +348,8 @@ impl Drop for TestApp {
 pub struct SandboxApp {
     pub app: TestApp,
     pub sandbox: paycode_sandbox::Sandbox,
-    _sandbox_server: tokio::task::JoinHandle<()>,
+    /// Keeps the sandbox's server running as long as the app.
+    _in_process: InProcessSandbox,
 }
 
 impl std::fmt::Debug for SandboxApp {
@@ -368,21 +370,20 @@ impl SandboxApp {
     pub async fn spawn_with_faults(faults: paycode_sandbox::Faults) -> SandboxApp {
         let clock = ManualClock::starting_at(start_time());
         let shared: Arc<dyn Clock> = Arc::new(clock.clone());
-        let options = paycode::embedded::SandboxOptions {
+        let options = SandboxOptions {
             state_path: None,
             client_timeout: std::time::Duration::from_millis(300),
             slow_answer: std::time::Duration::from_secs(1),
             faults,
-            ..paycode::embedded::SandboxOptions::default()
+            ..SandboxOptions::default()
         };
-        let (sandbox, channels, server, _) =
-            paycode::embedded::sandbox_and_channels(options, shared.clone())
-                .await
-                .expect("the sandbox starts");
+        let in_process = InProcessSandbox::for_demo(options, shared.clone())
+            .await
+            .expect("the sandbox starts");
         let store: Arc<dyn EventStore> = Arc::new(MemoryStore::new());
         let parts = Parts {
             store: store.clone(),
-            channels,
+            channels: in_process.channels.clone(),
             clock: shared.clone(),
             policy: Policy::default(),
             api_keys: vec![ApiKey {
@@ -412,8 +413,8 @@ impl SandboxApp {
         };
         SandboxApp {
             app,
-            sandbox,
-            _sandbox_server: server,
+            sandbox: in_process.sandbox.clone(),
+            _in_process: in_process,
         }
     }
 

@@ -274,7 +274,7 @@ async fn planted_defects(channel: Channel) {
 
     // The reconciliation-diffs read model, rebuilt from the log, holds the same findings.
     let head = app.app.store.head_position().await.unwrap();
-    let (projections, _) = paycode::replay::rebuild(
+    let (projections, _) = paycode::read::rebuild::rebuild(
         app.app.store.as_ref(),
         head,
         &indicatif::ProgressBar::hidden(),

@@ -6,8 +6,8 @@
 use std::sync::Arc;
 
 use paycode::config::Config;
-use paycode::projection_runner::{ProjectionRunner, RunnerOptions};
-use paycode::replay::DifferenceKind;
+use paycode::read::rebuild::DifferenceKind;
+use paycode::read::runner::{ProjectionRunner, RunnerOptions};
 use paycode_adapters::read_models::SqliteReadModelStore;
 use paycode_adapters::store::{EventStore, SqliteStore};
 use paycode_tests::TestApp;
@@ -53,7 +53,7 @@ async fn replay_finds_no_difference_then_reports_a_tampered_row() {
 
     // What `serve` does in the background: keep paycode-views.db beside the ledger.
     let views_path = SqliteReadModelStore::path_beside(&ledger);
-    let views = paycode::projection_runner::open_read_models(&views_path).unwrap();
+    let views = paycode::read::runner::open_read_models(&views_path).unwrap();
     let mut runner = ProjectionRunner::open(store.clone(), views, RunnerOptions::default())
         .await
         .unwrap();
@@ -68,7 +68,7 @@ async fn replay_finds_no_difference_then_reports_a_tampered_row() {
     )
     .unwrap();
     let config = Config::load(&config_path).unwrap();
-    let report = paycode::replay::run(Some(config.clone()), false)
+    let report = paycode::read::rebuild::run(Some(config.clone()), false)
         .await
         .unwrap();
     assert!(report.is_clean(), "{report}");
@@ -102,7 +102,9 @@ async fn replay_finds_no_difference_then_reports_a_tampered_row() {
         .unwrap();
     assert_eq!(edited, 1);
     drop(conn);
-    let report = paycode::replay::run(Some(config), false).await.unwrap();
+    let report = paycode::read::rebuild::run(Some(config), false)
+        .await
+        .unwrap();
     assert_eq!(report.exit_code(), 1, "{report}");
     assert_eq!(report.differences.len(), 1, "{report}");
     let difference = &report.differences[0];
@@ -121,7 +123,7 @@ async fn replay_without_stored_read_models_says_where_it_looked() {
     let config_path = dir.path().join("paycode.toml");
     std::fs::write(&config_path, "[store]\npath = \"ledger.db\"\n").unwrap();
     let config = Config::load(&config_path).unwrap();
-    let error = paycode::replay::run(Some(config), false)
+    let error = paycode::read::rebuild::run(Some(config), false)
         .await
         .unwrap_err()
         .to_string();

@@ -236,3 +236,97 @@ fn money_crates_deny_float_arithmetic() {
     let manifest = std::fs::read_to_string(root.join("Cargo.toml")).unwrap();
     assert!(manifest.contains("unsafe_code = \"forbid\""));
 }
+
+/// The library half of a Rust file: everything before its first `#[cfg(test)]`.
+fn production_part(text: &str) -> &str {
+    text.split("#[cfg(test)]").next().unwrap_or(text)
+}
+
+fn app_sources() -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    rust_files(&workspace_root().join("app/src"), &mut files);
+    assert!(files.len() > 20, "found the app's sources: {files:?}");
+    files
+}
+
+#[test]
+fn the_app_is_in_rooms_and_nothing_imports_the_command_line() {
+    // app/src holds the binary's two roots and one folder per kind of thing;
+    // the command line (cli/, declared by main.rs) is imported by nothing.
+    let src = workspace_root().join("app/src");
+    let mut entries: Vec<String> = std::fs::read_dir(&src)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    entries.sort();
+    assert_eq!(
+        entries,
+        [
+            "bench", "cli", "config", "http", "lib.rs", "main.rs", "read", "service"
+        ]
+    );
+    let lib = std::fs::read_to_string(src.join("lib.rs")).unwrap();
+    assert!(!lib.contains("mod cli"), "lib.rs declares the command line");
+    for file in app_sources() {
+        let relative = file.strip_prefix(&src).unwrap();
+        if relative.starts_with("cli") || relative == Path::new("main.rs") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&file).unwrap();
+        assert!(
+            !text.contains("cli::"),
+            "{} imports the command line",
+            relative.display()
+        );
+    }
+}
+
+#[test]
+fn the_ledger_is_the_only_write_path() {
+    // Outside the ledger only the benchmarks (which measure the store itself)
+    // append to a store; tests (`#[cfg(test)]` code, `tests.rs` modules) may
+    // set stores up as they like.
+    let src = workspace_root().join("app/src");
+    let writers: Vec<String> = app_sources()
+        .into_iter()
+        .filter(|file| !file.ends_with("tests.rs"))
+        .filter(|file| {
+            let text = std::fs::read_to_string(file).unwrap();
+            production_part(&text).contains(".append(")
+        })
+        .map(|file| file.strip_prefix(&src).unwrap().display().to_string())
+        .filter(|file| !file.starts_with("bench/") && file != "service/ledger.rs")
+        .collect();
+    assert!(
+        writers.is_empty(),
+        "files that append around the ledger: {writers:?}"
+    );
+}
+
+#[test]
+fn the_repository_stands_alone() {
+    // No file points at a folder beside the clone: docs, vectors and tests are all inside.
+    let root = workspace_root();
+    let beside = ["..", "/shared"].concat();
+    let mut offenders = Vec::new();
+    let mut stack = vec![root.clone()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            if path.is_dir() {
+                if !name.starts_with('.') && name != "target" {
+                    stack.push(path);
+                }
+            } else if let Ok(text) = std::fs::read_to_string(&path)
+                && text.contains(&beside)
+            {
+                offenders.push(path.strip_prefix(&root).unwrap().display().to_string());
+            }
+        }
+    }
+    assert!(
+        offenders.is_empty(),
+        "files pointing outside the repository: {offenders:?}"
+    );
+}

@@ -7,7 +7,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use paycode::verify::{ProblemKind, verify_store};
+use paycode::read::verify::{ProblemKind, verify_store};
 use paycode_adapters::store::{EventStore, SqliteStore};
 use paycode_tests::TestApp;
 

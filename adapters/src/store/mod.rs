@@ -17,6 +17,7 @@ use uuid::Uuid;
 pub mod chain;
 #[doc(hidden)]
 pub mod contract;
+pub mod copy;
 pub mod eventstoredb;
 pub mod follow;
 pub mod memory;

@@ -17,7 +17,7 @@ use paycode_adapters::store::SqliteStore;
 use paycode_domain::{MerchantId, Policy};
 
 use super::{BenchArgs, percentile_us, round3, write_summary};
-use crate::embedded::{DEMO_API_KEY, DEMO_MERCHANT, SandboxOptions, sandbox_and_channels};
+use crate::config::embedded::{DEMO_API_KEY, DEMO_MERCHANT, InProcessSandbox, SandboxOptions};
 use crate::http::ApiKey;
 use crate::service::{Parts, Service};
 
@@ -65,7 +65,7 @@ async fn e2e(args: &BenchArgs) -> anyhow::Result<()> {
         super::remove_if_present(&dir.path().join(format!("bench-e2e.db{suffix}")))?;
     }
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let (_sandbox, channels, _sandbox_server, _) = sandbox_and_channels(
+    let in_process = InProcessSandbox::for_demo(
         SandboxOptions {
             rate_limits: Some(RateLimits::LIFTED),
             ..SandboxOptions::default()
@@ -78,7 +78,7 @@ async fn e2e(args: &BenchArgs) -> anyhow::Result<()> {
     );
     let service = Service::start(Parts {
         store,
-        channels,
+        channels: in_process.channels.clone(),
         clock,
         policy: Policy::default(),
         api_keys: vec![ApiKey {

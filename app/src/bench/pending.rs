@@ -32,7 +32,7 @@ use tokio::sync::{Semaphore, watch};
 use uuid::Uuid;
 
 use super::{BenchArgs, percentile_us, round3, write_summary};
-use crate::embedded::{DEMO_API_KEY, DEMO_MERCHANT, SandboxOptions, sandbox_and_channels};
+use crate::config::embedded::{DEMO_API_KEY, DEMO_MERCHANT, InProcessSandbox, SandboxOptions};
 use crate::http::ApiKey;
 use crate::service::{Parts, Service};
 
@@ -174,7 +174,7 @@ async fn pending(args: &BenchArgs) -> anyhow::Result<()> {
     let start = Utc::now();
     let clock = Arc::new(SimClock::stopped_at(start));
     let shared: Arc<dyn Clock> = clock.clone();
-    let (_sandbox, channels, _sandbox_server, _) = sandbox_and_channels(
+    let in_process = InProcessSandbox::for_demo(
         SandboxOptions {
             // In a file, so the sandbox's truth stays out of this process's
             // memory figure; not synced, so it does not slow the channel down.
@@ -193,7 +193,7 @@ async fn pending(args: &BenchArgs) -> anyhow::Result<()> {
     let merchant = MerchantId::parse(DEMO_MERCHANT)?;
     let service = Service::start(Parts {
         store: store.clone(),
-        channels,
+        channels: in_process.channels.clone(),
         clock: shared,
         policy,
         api_keys: vec![ApiKey {

@@ -4,7 +4,7 @@
 //! events, made of whole payment histories driven through the real decider
 //! by `next_action` (`paycode_projections::sample`: paid, refunded, revoked,
 //! manual reviews), each history appended as one batch by concurrent tasks.
-//! Timed: [`crate::replay::rebuild`], the fold `paycode replay` runs (read
+//! Timed: [`crate::read::rebuild::rebuild`], the fold `paycode replay` runs (read
 //! the log in global order in batches, decode, apply to every projection).
 
 use std::sync::Arc;
@@ -140,7 +140,7 @@ async fn replay(events: u64, dir: Option<&std::path::Path>) -> anyhow::Result<()
 
     let started = Instant::now();
     let (projections, replayed) =
-        crate::replay::rebuild(store.as_ref(), head, &ProgressBar::hidden()).await?;
+        crate::read::rebuild::rebuild(store.as_ref(), head, &ProgressBar::hidden()).await?;
     let secs = started.elapsed().as_secs_f64();
     anyhow::ensure!(
         replayed == head,
@@ -168,7 +168,7 @@ async fn read_everything(store: &SqliteStore, head: u64) -> anyhow::Result<u64> 
     let mut read = 0;
     while read < head {
         let batch = store
-            .read_all(read + 1, crate::replay::REBUILD_BATCH_MAX)
+            .read_all(read + 1, crate::read::rebuild::REBUILD_BATCH_MAX)
             .await?;
         let Some(last) = batch.last() else { break };
         read = last.position;
@@ -189,7 +189,7 @@ mod tests {
         assert!(head >= 2_000, "{head}");
         assert!(orders > 100, "{orders}");
         let (projections, replayed) =
-            crate::replay::rebuild(store.as_ref(), head, &ProgressBar::hidden())
+            crate::read::rebuild::rebuild(store.as_ref(), head, &ProgressBar::hidden())
                 .await
                 .unwrap();
         assert_eq!(replayed, head);

@@ -7,7 +7,7 @@ use paycode_adapters::store::StoreError;
 use paycode_domain::payment::Rejection;
 use serde_json::json;
 
-use crate::ledger::PaymentLedgerError;
+use crate::service::ledger::PaymentLedgerError;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {

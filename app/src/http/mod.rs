@@ -20,7 +20,7 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use paycode_domain::MerchantId;
 use subtle::ConstantTimeEq;
 
-use crate::runtime::Runtime;
+use crate::service::runtime::Runtime;
 use error::ApiError;
 
 /// The largest request body accepted (a payment is a few hundred bytes).
@@ -43,7 +43,7 @@ impl std::fmt::Debug for ApiKey {
 #[derive(Debug, Clone)]
 pub struct AppState {
     pub runtime: Runtime,
-    pub index: Arc<crate::index::OrderIndex>,
+    pub index: Arc<crate::service::index::OrderIndex>,
     keys: Arc<Vec<ApiKey>>,
     limiter: Arc<DefaultKeyedRateLimiter<MerchantId>>,
 }
@@ -52,7 +52,7 @@ impl AppState {
     /// `requests_per_sec` is each merchant's API request budget (429 beyond it).
     pub fn new(
         runtime: Runtime,
-        index: Arc<crate::index::OrderIndex>,
+        index: Arc<crate::service::index::OrderIndex>,
         keys: Vec<ApiKey>,
         requests_per_sec: u32,
     ) -> Self {

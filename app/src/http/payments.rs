@@ -19,7 +19,7 @@ use uuid::Uuid;
 use super::body::Fields;
 use super::error::ApiError;
 use super::{AppState, Merchant};
-use crate::ledger::{OrderHistory, PaymentLedgerError};
+use crate::service::ledger::{OrderHistory, PaymentLedgerError};
 
 /// The longest `?wait` allowed, in seconds.
 pub const WAIT_MAX_SECS: u64 = 60;

@@ -1,6 +1,6 @@
 //! Handlers of `/v1/reconciliations`: reconcile a day (the statement
 //! downloaded from the channel, or uploaded as the raw body) and read the
-//! latest report. The logic is in [`crate::reconcile`].
+//! latest report. The logic is in [`crate::service::reconcile`].
 
 use axum::Extension;
 use axum::body::Bytes;
@@ -16,7 +16,7 @@ use serde_json::json;
 use super::body::Fields;
 use super::error::ApiError;
 use super::{AppState, Merchant};
-use crate::reconcile::{self, Imported, ReconcileError};
+use crate::service::reconcile::{self, Imported, ReconcileError};
 
 /// The largest statement file accepted as an upload.
 pub const STATEMENT_LIMIT_BYTES: usize = 256 * 1024 * 1024;

@@ -1,7 +1,23 @@
-//! Assembles the service from its parts (store, channel clients, clock,
-//! policy, API keys): recovers pending orders from the log, starts the timer
-//! loop, the index follower and the read-model runner, and serves the HTTP
-//! API until shutdown.
+//! The running service. [`Service`] is assembled from its parts (store,
+//! channel clients, clock, policy, API keys): it recovers pending orders
+//! from the log, starts the timer loop, the index follower and the
+//! read-model runner, and serves the HTTP API until shutdown; [`serve`] is
+//! the one path from a configuration to a running service.
+//!
+//! - [`ledger`]: the only write path, over any decider;
+//! - [`runtime`]: executes what the deciders say must happen next;
+//! - [`index`]: orders by merchant and status, for lists;
+//! - [`metrics`]: the Prometheus figures;
+//! - [`reconcile`]: statement import.
+
+pub mod index;
+pub mod ledger;
+pub mod metrics;
+pub mod reconcile;
+pub mod runtime;
+mod serve;
+
+pub use serve::{init_logging, serve, shutdown_signal};
 
 use std::sync::Arc;
 
@@ -16,12 +32,12 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{error, info, warn};
 
+use self::index::OrderIndex;
+use self::ledger::{Ledger, PaymentLedgerError};
+use self::metrics::Metrics;
+use self::runtime::{Channels, Runtime};
 use crate::http::{ApiKey, AppState, router};
-use crate::index::OrderIndex;
-use crate::ledger::{Ledger, PaymentLedgerError};
-use crate::metrics::Metrics;
-use crate::projection_runner::{ProjectionRunner, RunnerOptions};
-use crate::runtime::{Channels, Runtime};
+use crate::read::runner::{ProjectionRunner, RunnerOptions};
 use paycode_adapters::read_models::ReadModelStore;
 
 /// Each merchant's API request budget when the configuration does not say.
@@ -57,7 +73,7 @@ impl Service {
     /// Recovers pending orders from the log and starts the background tasks,
     /// with the read models in memory (tests, the memory store).
     pub async fn start(parts: Parts) -> Result<Service, PaymentLedgerError> {
-        let views = match crate::projection_runner::in_memory_read_models() {
+        let views = match crate::read::runner::in_memory_read_models() {
             Ok(views) => Some(views),
             Err(error) => {
                 warn!(%error, "no read models: in-memory SQLite did not open");

@@ -13,7 +13,7 @@ use paycode_domain::payment::{Event, PaymentState, PaymentStatus, evolve};
 use paycode_domain::{MerchantId, OrderNo};
 use tracing::warn;
 
-use crate::metrics::Metrics;
+use crate::service::metrics::Metrics;
 
 #[derive(Debug, Default)]
 struct Entries {

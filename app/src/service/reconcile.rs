@@ -29,7 +29,7 @@ use paycode_domain::{Channel, CommandId, MerchantId};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use crate::ledger::{Ledger, LedgerError, PaymentLedgerError};
+use crate::service::ledger::{Ledger, LedgerError, PaymentLedgerError};
 
 /// Why a reconciliation could not be carried out. Nothing was written.
 #[derive(Debug, thiserror::Error)]

@@ -2,6 +2,10 @@
 //! (unknown keys are errors) with errors that name the key and the line.
 //! Relative paths are relative to the configuration file's directory.
 
+pub mod clients;
+pub mod embedded;
+pub mod store;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -220,6 +224,10 @@ fn alipay_base_url() -> String {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SandboxConfig {
+    /// The sandbox plays both channels inside `paycode serve` for every
+    /// merchant, with credentials made at each start (the embedded
+    /// defaults). The merchants then have no channel settings of their own.
+    pub in_process: bool,
     /// Signs the sandbox's Alipay answers; generated (public half written to
     /// each merchant's `alipay_public_key_file`) when absent.
     pub alipay_private_key_file: Option<PathBuf>,
@@ -233,6 +241,19 @@ pub struct SandboxConfig {
     pub seed: u64,
     /// How long code `05` holds its answer, in milliseconds.
     pub slow_answer_ms: Option<u64>,
+}
+
+impl SandboxConfig {
+    /// The misbehaviour the section asks for.
+    pub fn faults(&self) -> paycode_sandbox::Faults {
+        paycode_sandbox::Faults {
+            drop_per_mille: self.drop_per_mille,
+            slow_per_mille: self.slow_per_mille,
+            server_error_per_mille: self.server_error_per_mille,
+            garbled_per_mille: self.garbled_per_mille,
+            ..paycode_sandbox::Faults::default()
+        }
+    }
 }
 
 impl Config {
@@ -307,7 +328,19 @@ impl Config {
                     ));
                 }
             }
-            if merchant.wechat.is_none() && merchant.alipay.is_none() {
+            let has_channels = merchant.wechat.is_some() || merchant.alipay.is_some();
+            if self.sandbox_in_process() && has_channels {
+                let channel = if merchant.wechat.is_some() {
+                    "wechat"
+                } else {
+                    "alipay"
+                };
+                return Err(ConfigError::new(
+                    at(channel),
+                    "the in-process sandbox plays every channel ([sandbox] in_process = true); remove this section or the setting",
+                ));
+            }
+            if !self.sandbox_in_process() && !has_channels {
                 return Err(ConfigError::new(
                     at("wechat"),
                     "configure [merchants.wechat], [merchants.alipay] or both",

@@ -15,9 +15,11 @@ use paycode_adapters::clock::{Clock, SystemClock};
 use paycode_domain::payment::PaymentDecider;
 use paycode_domain::{Channel, MerchantId};
 
-use crate::embedded::{EmbeddedPaths, SandboxOptions, sandbox_and_channels};
-use crate::ledger::Ledger;
-use crate::reconcile::{self, Imported};
+use paycode::config::Config;
+use paycode::config::clients::ConnectedChannels;
+use paycode::config::store::open_store;
+use paycode::service::ledger::Ledger;
+use paycode::service::reconcile::{self, Imported};
 
 /// How the report is printed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -56,45 +58,37 @@ pub async fn run(args: ReconcileArgs) -> anyhow::Result<String> {
         .with_context(|| format!("--date: {:?} is not a day as YYYY-MM-DD", args.date))?;
     let merchant = MerchantId::parse(&args.merchant)
         .map_err(|error| anyhow::anyhow!("--merchant: {error}"))?;
-    let config = crate::cli::load_config(args.config.as_deref())?;
+    let config = super::load_config(args.config.as_deref())?.unwrap_or_else(Config::embedded);
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let (store, policy) = match &config {
-        Some(config) => (crate::cli::open_store(config)?, config.policy.policy()?),
-        None => {
-            let path = EmbeddedPaths::default().ledger;
-            (
-                Arc::new(
-                    paycode_adapters::store::SqliteStore::open(&path)
-                        .with_context(|| format!("opening the ledger {}", path.display()))?,
-                ) as Arc<dyn paycode_adapters::store::EventStore>,
-                paycode_domain::Policy::default(),
-            )
-        }
-    };
-    let ledger = Ledger::new(store, PaymentDecider::new(policy), clock.clone());
+    let store = open_store(&config)?;
+    let ledger = Ledger::new(
+        store,
+        PaymentDecider::new(config.policy.policy()?),
+        clock.clone(),
+    );
     let imported = match &args.file {
         Some(path) => {
             let file = read_statement(channel, path)?;
             reconcile::import(&ledger, &merchant, channel, date, &file).await?
         }
         None => {
-            let channels = match &config {
-                Some(config) => crate::clients::build(config)?.0,
-                None => {
-                    let paths = EmbeddedPaths::default();
-                    anyhow::ensure!(
-                        paths.sandbox_state.exists(),
-                        "no --file given and no {} here to download the sandbox's statement from",
-                        paths.sandbox_state.display()
-                    );
-                    let options = SandboxOptions {
-                        state_path: Some(paths.sandbox_state),
-                        ..SandboxOptions::default()
-                    };
-                    sandbox_and_channels(options, clock).await?.1
-                }
-            };
-            let client = channels
+            if let Some(state) = config
+                .sandbox
+                .as_ref()
+                .filter(|sandbox| sandbox.in_process)
+                .and_then(|sandbox| sandbox.state_path.as_ref())
+            {
+                // The in-process sandbox's truth is what `paycode serve` recorded.
+                let state = config.resolve(state);
+                anyhow::ensure!(
+                    state.exists(),
+                    "no --file given and no {} here to download the sandbox's statement from",
+                    state.display()
+                );
+            }
+            let connected = ConnectedChannels::connect(&config, clock).await?;
+            let client = connected
+                .channels
                 .get(&merchant, channel)
                 .with_context(|| {
                     format!("--channel: no {channel} channel for merchant {merchant}")

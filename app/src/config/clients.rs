@@ -1,9 +1,13 @@
 //! Builds the channel clients of every configured merchant: reads the secret
 //! files named in `paycode.toml` and hands the settings to the adapters, so
 //! that a bad key or certificate stops the start with the setting's name.
+//! With `[sandbox] in_process = true` the clients talk to a sandbox started
+//! in this process instead ([`Channels::connect`]).
 
 use std::sync::Arc;
 use std::time::Duration;
+
+use paycode_adapters::clock::Clock;
 
 use paycode_adapters::alipay::{AlipayClient, AlipayConfig, Secret};
 use paycode_adapters::wechat::{
@@ -11,18 +15,78 @@ use paycode_adapters::wechat::{
 };
 use paycode_domain::MerchantId;
 
-use crate::config::{AlipaySettings, Config, ConfigError, SignTypeSetting, WechatSettings};
+use super::embedded::{InProcessSandbox, SandboxOptions};
+use super::{AlipaySettings, Config, ConfigError, SignTypeSetting, WechatSettings};
 use crate::http::ApiKey;
-use crate::runtime::Channels;
+use crate::service::runtime::Channels;
 
-/// The clients and API keys of every merchant in `config`.
-pub fn build(config: &Config) -> Result<(Channels, Vec<ApiKey>), ConfigError> {
+/// The channel clients a configuration serves with, and the in-process
+/// sandbox they talk to when it asks for one (kept alive as long as this).
+#[derive(Debug)]
+pub struct ConnectedChannels {
+    pub channels: Channels,
+    pub sandbox: Option<InProcessSandbox>,
+}
+
+impl ConnectedChannels {
+    /// The configured merchants' clients, or the in-process sandbox and its
+    /// clients for `[sandbox] in_process = true`.
+    pub async fn connect(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
+        if !config.sandbox_in_process() {
+            return Ok(ConnectedChannels {
+                channels: build(config)?,
+                sandbox: None,
+            });
+        }
+        let merchants = merchant_ids(config)?;
+        let sandbox =
+            InProcessSandbox::start(&merchants, SandboxOptions::from_config(config), clock).await?;
+        Ok(ConnectedChannels {
+            channels: sandbox.channels.clone(),
+            sandbox: Some(sandbox),
+        })
+    }
+}
+
+/// Every merchant's id, in the order of the file.
+pub fn merchant_ids(config: &Config) -> Result<Vec<MerchantId>, ConfigError> {
+    config
+        .merchants
+        .iter()
+        .enumerate()
+        .map(|(index, merchant)| {
+            MerchantId::parse(&merchant.id).map_err(|error| {
+                ConfigError::new(format!("merchants[{index}].id"), error.to_string())
+            })
+        })
+        .collect()
+}
+
+/// Every merchant's API keys.
+pub fn api_keys(config: &Config) -> Result<Vec<ApiKey>, ConfigError> {
+    let ids = merchant_ids(config)?;
+    Ok(config
+        .merchants
+        .iter()
+        .zip(ids)
+        .flat_map(|(merchant, id)| {
+            merchant.api_keys.iter().map(move |key| ApiKey {
+                key: key.clone(),
+                merchant: id.clone(),
+            })
+        })
+        .collect())
+}
+
+/// The clients of every merchant in `config`, from their channel settings.
+pub fn build(config: &Config) -> Result<Channels, ConfigError> {
     let mut channels = Channels::default();
-    let mut api_keys = Vec::new();
-    for (index, merchant) in config.merchants.iter().enumerate() {
-        let id = MerchantId::parse(&merchant.id).map_err(|error| {
-            ConfigError::new(format!("merchants[{index}].id"), error.to_string())
-        })?;
+    for ((index, merchant), id) in config
+        .merchants
+        .iter()
+        .enumerate()
+        .zip(merchant_ids(config)?)
+    {
         let prefix = format!("merchants[{index}]");
         if let Some(wechat) = &merchant.wechat {
             channels.insert(
@@ -36,14 +100,8 @@ pub fn build(config: &Config) -> Result<(Channels, Vec<ApiKey>), ConfigError> {
                 Arc::new(alipay_client(config, alipay, &format!("{prefix}.alipay"))?),
             );
         }
-        for key in &merchant.api_keys {
-            api_keys.push(ApiKey {
-                key: key.clone(),
-                merchant: id.clone(),
-            });
-        }
     }
-    Ok((channels, api_keys))
+    Ok(channels)
 }
 
 fn read(config: &Config, path: &std::path::Path, setting: String) -> Result<Vec<u8>, ConfigError> {
@@ -184,7 +242,7 @@ base_url = "http://127.0.0.1:9/gateway.do"
         Config::parse(&edit(text.to_owned()), PathBuf::from(dir))
     }
 
-    fn setting_of(result: Result<(Channels, Vec<ApiKey>), ConfigError>) -> String {
+    fn setting_of(result: Result<Channels, ConfigError>) -> String {
         result.map(|_| ()).unwrap_err().setting
     }
 
@@ -192,7 +250,8 @@ base_url = "http://127.0.0.1:9/gateway.do"
     fn a_good_configuration_builds_both_clients_and_the_keys() {
         let dir = tempfile::tempdir().unwrap();
         let config = config_in(dir.path(), |text| text).unwrap();
-        let (channels, keys) = build(&config).unwrap();
+        let channels = build(&config).unwrap();
+        let keys = api_keys(&config).unwrap();
         let shop = MerchantId::parse("shop").unwrap();
         assert!(channels.get(&shop, Channel::Wechat).is_some());
         assert!(channels.get(&shop, Channel::Alipay).is_some());

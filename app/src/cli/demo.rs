@@ -22,9 +22,9 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::Value;
 
-use crate::embedded::{DEMO_API_KEY, DEMO_MERCHANT, SandboxOptions, sandbox_and_channels};
-use crate::http::ApiKey;
-use crate::service::{Parts, Service};
+use paycode::config::embedded::{DEMO_API_KEY, DEMO_MERCHANT, InProcessSandbox, SandboxOptions};
+use paycode::http::ApiKey;
+use paycode::service::{Parts, Service};
 
 /// The mix of test codes (last two digits) and their weights in percent.
 const MIX: [(&str, u32); 10] = [
@@ -64,12 +64,11 @@ pub async fn run(orders: usize, seed: u64) -> anyhow::Result<String> {
         slow_answer: Duration::from_secs(1),
         ..SandboxOptions::default()
     };
-    let (sandbox, channels, _sandbox_server, _) =
-        sandbox_and_channels(options, shared.clone()).await?;
+    let in_process = InProcessSandbox::for_demo(options, shared.clone()).await?;
     let store = Arc::new(SqliteStore::open(dir.path().join("paycode.db"))?);
     let parts = Parts {
         store,
-        channels,
+        channels: in_process.channels.clone(),
         clock: shared.clone(),
         policy: Policy::default(),
         api_keys: vec![ApiKey {
@@ -221,7 +220,7 @@ pub async fn run(orders: usize, seed: u64) -> anyhow::Result<String> {
         *by_status.entry(status.as_str()).or_default() += 1;
     }
     let mut by_api = BTreeMap::<String, usize>::new();
-    for call in sandbox.calls() {
+    for call in in_process.sandbox.calls() {
         *by_api
             .entry(format!("{} {:?}", call.channel, call.api).to_lowercase())
             .or_default() += 1;

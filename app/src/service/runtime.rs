@@ -25,8 +25,8 @@ use tokio::sync::{Notify, Semaphore};
 use tracing::{Instrument, info_span, warn};
 use uuid::Uuid;
 
-use crate::ledger::{Ledger, OrderHistory, PaymentLedgerError};
-use crate::metrics::Metrics;
+use crate::service::ledger::{Ledger, OrderHistory, PaymentLedgerError};
+use crate::service::metrics::Metrics;
 
 /// Most orders worked on at once.
 pub const STEPS_IN_PARALLEL_MAX: usize = 256;

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use uuid::Uuid;
 
 use super::*;
-use crate::replay::rebuild;
+use crate::read::rebuild::rebuild;
 
 /// A memory store with one position hidden from `read_all` (a commit that
 /// readers see late), its positions dense or not.

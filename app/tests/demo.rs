@@ -1,10 +1,26 @@
-//! `paycode demo` drives a mix of test codes and refunds through the real
-//! service and sandbox until everything settles, and its summary adds up.
+//! `paycode demo` (the real binary) drives a mix of test codes and refunds
+//! through the real service and sandbox until everything settles, and its
+//! summary adds up.
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_demo_settles_every_order_and_its_summary_adds_up() {
+use std::process::Command;
+
+#[test]
+fn the_demo_settles_every_order_and_its_summary_adds_up() {
     // 40 payments of the demo mix: the summary counts 40 settled orders and real channel calls.
-    let summary = paycode::demo::run(40, 7).await.expect("the demo runs");
+    let dir = tempfile::tempdir().unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_paycode"))
+        .args(["demo", "--orders", "40", "--seed", "7"])
+        .current_dir(dir.path())
+        .output()
+        .expect("paycode demo runs");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let summary = String::from_utf8(output.stdout).expect("UTF-8");
+    // The demo works in a directory of its own and leaves nothing behind.
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
     assert!(summary.contains("40 payments"), "{summary}");
     assert!(summary.contains("all settled"), "{summary}");
     let table: Vec<(&str, usize)> = summary

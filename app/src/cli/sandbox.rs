@@ -15,14 +15,14 @@ use anyhow::Context;
 use paycode_adapters::clock::SystemClock;
 use paycode_adapters::wechat::SignType;
 use paycode_sandbox::{
-    Faults, Sandbox, SandboxAlipay, SandboxConfig, SandboxMerchant, SandboxWechat,
+    Sandbox, SandboxAlipay, SandboxConfig, SandboxMerchant, SandboxWechat,
     generate_rsa_key_pair_pem, public_key_pem_of_private_pem,
 };
 
-use crate::config::{Config, SignTypeSetting};
-use crate::embedded::{
+use paycode::config::embedded::{
     DEMO_ALIPAY_APP_ID, DEMO_API_KEY, DEMO_MERCHANT, DEMO_WECHAT_APPID, DEMO_WECHAT_MCH_ID,
 };
+use paycode::config::{Config, SignTypeSetting};
 
 /// Where the sandbox listens when neither `--listen` nor `[sandbox] listen` says.
 pub const LISTEN_DEFAULT: &str = "127.0.0.1:8081";
@@ -103,13 +103,7 @@ fn from_config(config: &Config) -> anyhow::Result<(SandboxConfig, Vec<String>)> 
                 .unwrap_or_else(|| PathBuf::from("sandbox.db")),
         ),
     );
-    sandbox_config.faults = Faults {
-        drop_per_mille: sandbox.drop_per_mille,
-        slow_per_mille: sandbox.slow_per_mille,
-        server_error_per_mille: sandbox.server_error_per_mille,
-        garbled_per_mille: sandbox.garbled_per_mille,
-        ..Faults::default()
-    };
+    sandbox_config.faults = sandbox.faults();
     sandbox_config.seed = sandbox.seed;
     if let Some(ms) = sandbox.slow_answer_ms {
         sandbox_config.slow_answer = Duration::from_millis(ms);
@@ -163,7 +157,7 @@ state_path = "sandbox.db"
 
 /// Runs the sandbox until Ctrl-C or SIGTERM.
 pub async fn run(config: Option<Config>, listen: Option<SocketAddr>) -> anyhow::Result<()> {
-    crate::cli::init_logging(crate::config::LogFormat::Text);
+    paycode::service::init_logging(paycode::config::LogFormat::Text);
     let listen = listen
         .or_else(|| {
             config
@@ -203,7 +197,7 @@ pub async fn run(config: Option<Config>, listen: Option<SocketAddr>) -> anyhow::
             .unwrap_or_else(|| "memory".into()),
     );
     axum::serve(listener, sandbox.router())
-        .with_graceful_shutdown(crate::cli::shutdown_signal())
+        .with_graceful_shutdown(paycode::service::shutdown_signal())
         .await?;
     Ok(())
 }
@@ -230,7 +224,8 @@ mod tests {
         assert_eq!(wechat.key.len(), 32, "the merchant's key file, read");
         assert_eq!(sandbox.state_path, Some(dir.path().join("sandbox.db")));
         // The written configuration is one the ledger accepts as it is.
-        let (channels, keys) = crate::clients::build(&demo).unwrap();
+        let channels = paycode::config::clients::build(&demo).unwrap();
+        let keys = paycode::config::clients::api_keys(&demo).unwrap();
         assert_eq!(keys[0].key, DEMO_API_KEY);
         let merchant = paycode_domain::MerchantId::parse(DEMO_MERCHANT).unwrap();
         assert!(

@@ -7,7 +7,6 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -15,11 +14,11 @@ use indicatif::{ProgressBar, ProgressStyle};
 use paycode_adapters::store::{EventStore, RecordedEvent};
 use paycode_projections::Projections;
 
-use crate::config::{Config, StoreKind};
-use crate::projection_runner::{Decoded, RunnerError, apply_at, decode};
-use paycode_adapters::read_models::{ReadModelStore, SqliteReadModelStore};
+use paycode_adapters::read_models::ReadModelStore;
 
-use crate::projection_runner::open_read_models;
+use crate::config::Config;
+use crate::config::store::{open_store, read_models_path};
+use crate::read::runner::{Decoded, RunnerError, apply_at, decode, open_read_models};
 
 /// Events read per batch while rebuilding.
 pub(crate) const REBUILD_BATCH_MAX: usize = 10_000;
@@ -315,17 +314,6 @@ fn same_json(stored: &str, rebuilt: &str) -> bool {
         )
 }
 
-/// The views file of a configuration: beside the SQLite ledger, or beside
-/// `store.path` for EventStoreDB; `None` for the memory store (nothing kept).
-pub fn views_path(config: &Config) -> Option<PathBuf> {
-    match config.store.kind {
-        StoreKind::Memory => None,
-        StoreKind::Sqlite | StoreKind::Eventstoredb => Some(SqliteReadModelStore::path_beside(
-            &config.resolve(&config.store.path),
-        )),
-    }
-}
-
 /// A progress bar on standard error (hidden when it is not a terminal).
 pub fn progress_bar(show: bool) -> ProgressBar {
     if !show {
@@ -342,10 +330,8 @@ pub fn progress_bar(show: bool) -> ProgressBar {
 
 /// `paycode replay [--config FILE]`: the configured store and its views file.
 pub async fn run(config: Option<Config>, show_progress: bool) -> anyhow::Result<ReplayReport> {
-    let config = config.unwrap_or_else(|| {
-        Config::parse("", PathBuf::new()).expect("the empty configuration parses")
-    });
-    let Some(path) = views_path(&config) else {
+    let config = config.unwrap_or_else(Config::embedded);
+    let Some(path) = read_models_path(&config) else {
         anyhow::bail!(
             "store.kind = \"memory\": the log and its read models live only inside `paycode serve`; nothing to compare"
         );
@@ -356,7 +342,7 @@ pub async fn run(config: Option<Config>, show_progress: bool) -> anyhow::Result<
             path.display()
         );
     }
-    let store = crate::cli::open_store(&config)?;
+    let store = open_store(&config)?;
     let views = open_read_models(&path)
         .with_context(|| format!("opening the read models {}", path.display()))?;
     let report = compare(store.as_ref(), views.as_ref(), &progress_bar(show_progress))
@@ -459,7 +445,7 @@ mod tests {
                 break;
             }
             let event = decode(&record).unwrap();
-            crate::projection_runner::apply(&mut projections, &record, &event);
+            crate::read::runner::apply(&mut projections, &record, &event);
             projections.flush();
         }
         projections

@@ -1,41 +1,18 @@
-//! `paycode migrate --to eventstoredb`: copies a SQLite ledger into an
-//! EventStoreDB cluster, every stream in order, keeping event ids, stored
-//! names, schema versions and payloads.
-//!
-//! The copy is written against the `EventStore` port (`copy_ledger`), so it
-//! is tested SQLite → memory without a server. Each event is appended at the
-//! exact version it has in the source, with its own id: a rerun after an
-//! interruption skips what the target already holds (after checking that it
-//! is the same events) and goes on; a retried append is de-duplicated by id.
-//! It refuses to mix ledgers: a target stream that differs from the source
-//! stops the copy before anything is written to that stream.
-//!
-//! The hash chain comes along unchanged: the target computes each link
-//! itself (ADR 0004), from the same fields and the same previous link, so a
-//! faithful copy has the source's links byte for byte. The copy checks each
-//! source link before copying it and stops at the first that does not hold
-//! (`BrokenChain`): re-chaining a changed event in a new store would hide
-//! the change. Run `paycode verify` on the source to see every problem.
+//! Copies one event store into another over the port: every stream in
+//! global order, keeping event ids, stored names, schema versions,
+//! payloads and chain links (`paycode migrate` moves a SQLite ledger to
+//! EventStoreDB with it). Each event is appended at the version it has in
+//! the source, so the target's expected-version checks hold; a source event
+//! whose link does not hold stops the copy (the target never re-chains a
+//! changed event); rerunning copies only what is missing.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
-use std::time::Duration;
 
-use anyhow::Context;
-use paycode_adapters::store::chain::recompute;
-use paycode_adapters::store::eventstoredb::{EventStoreDbStore, Namespace};
-use paycode_adapters::store::{
-    ChainHash, EventStore, ExpectedVersion, GENESIS, NewEvent, RecordedEvent, SqliteStore,
-    StoreError,
-};
-
-use crate::config::Config;
+use super::chain::recompute;
+use super::{ChainHash, EventStore, ExpectedVersion, GENESIS, NewEvent, RecordedEvent, StoreError};
 
 /// How many source events are read at a time.
 const READ_PAGE_EVENTS: usize = 1_000;
-
-/// How long the target cluster may take to answer at start-up.
-const CONNECT_TIMEOUT_SECS: u64 = 5;
 
 /// What a copy did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -221,60 +198,13 @@ async fn copy_run(
     Ok(())
 }
 
-/// `paycode migrate --to eventstoredb`: the SQLite file at `from` (default
-/// `store.path`) into the cluster at `url` (default `store.url`).
-pub async fn run(
-    config: Option<Config>,
-    from: Option<PathBuf>,
-    url: Option<String>,
-) -> anyhow::Result<String> {
-    let path = match (from, &config) {
-        (Some(path), _) => path,
-        (None, Some(config)) => config.resolve(&config.store.path),
-        (None, None) => PathBuf::from("paycode.db"),
-    };
-    let url = url
-        .or_else(|| config.as_ref().and_then(|config| config.store.url.clone()))
-        .context("store.url: the EventStoreDB connection string is required (or pass --url)")?;
-    if !path.exists() {
-        anyhow::bail!("store.path: no SQLite ledger at {}", path.display());
-    }
-    let source = SqliteStore::open(&path)
-        .with_context(|| format!("store.path: opening {}", path.display()))?;
-    let target = EventStoreDbStore::connect(
-        &url,
-        Namespace::whole_cluster(),
-        Duration::from_secs(CONNECT_TIMEOUT_SECS),
-    )
-    .await
-    .with_context(|| {
-        format!("store.url: cannot reach the EventStoreDB cluster within {CONNECT_TIMEOUT_SECS} s")
-    })?;
-    let report = copy_ledger(&source, &target, |report| {
-        eprintln!(
-            "read {} events, copied {}, already there {}",
-            report.events_read, report.events_copied, report.events_already_there
-        );
-    })
-    .await
-    .context("migrate")?;
-    Ok(format!(
-        "migrated {}: {} events in {} streams ({} copied now, {} already there)\n",
-        path.display(),
-        report.events_read,
-        report.streams,
-        report.events_copied,
-        report.events_already_there
-    ))
-}
-
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
 
-    use paycode_adapters::store::MemoryStore;
-    use paycode_adapters::store::contract::event;
-    use paycode_adapters::testing::FaultyStore;
+    use crate::store::contract::event;
+    use crate::store::{MemoryStore, SqliteStore};
+    use crate::testing::FaultyStore;
 
     use super::*;
 

@@ -24,7 +24,6 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -260,17 +259,14 @@ pub async fn verify_store(store: &dyn EventStore) -> Result<VerifyReport, StoreE
 /// `./paycode.db` without a config). A SQLite file that does not exist is an
 /// error, never created. The report says whether the log is clean.
 pub async fn run(config: Option<Config>) -> anyhow::Result<VerifyReport> {
-    let config = match config {
-        Some(config) => config,
-        None => Config::parse("", PathBuf::new()).context("the embedded configuration")?,
-    };
+    let config = config.unwrap_or_else(Config::embedded);
     if config.store.kind == StoreKind::Sqlite {
         let path = config.resolve(&config.store.path);
         if !path.exists() {
             anyhow::bail!("store.path: no SQLite ledger at {}", path.display());
         }
     }
-    let store: Arc<dyn EventStore> = crate::cli::open_store(&config)?;
+    let store: Arc<dyn EventStore> = crate::config::store::open_store(&config)?;
     verify_store(store.as_ref())
         .await
         .context("reading the log")

@@ -1,0 +1,157 @@
+//! The command line: argument parsing, and one module per subcommand that
+//! reads the configuration (or the embedded defaults), calls the library
+//! and prints. Declared by `main.rs` only: nothing in the library imports
+//! it (a tidy test checks).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use paycode::bench::BenchArgs;
+use paycode::config::Config;
+
+mod demo;
+mod history;
+mod migrate;
+mod reconcile;
+mod replay;
+mod sandbox;
+mod serve;
+mod verify;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "paycode",
+    version,
+    about = "An event-sourced ledger for payment-code payments"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the service. With a config file, the configured channels; without
+    /// one, the embedded defaults (SQLite ./paycode.db, the sandbox in-process).
+    Serve(serve::ServeArgs),
+    /// Only the simulated channels (WeChat at the real paths, Alipay at
+    /// /gateway.do) for the merchants of the configuration.
+    Sandbox {
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// A stretch of traffic through the in-process sandbox on a simulated
+    /// clock, until every order settles; prints a summary.
+    Demo {
+        #[arg(long, default_value_t = 200)]
+        orders: usize,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
+    /// Print an order's timeline with the status after every event.
+    History {
+        order_no: String,
+        #[arg(long, default_value = "demo")]
+        merchant: String,
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Reconcile one day's statement of a channel against the ledger and
+    /// print the report (the statement is downloaded unless --file is given).
+    Reconcile(reconcile::ReconcileArgs),
+    /// Rebuild every read model from the log into memory, compare it row by
+    /// row with the stored read models, print a summary; exit 1 on any difference.
+    Replay {
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Run a benchmark; the last line of standard output is one JSON object of figures.
+    Bench(BenchArgs),
+    /// Copy the SQLite ledger (`store.path`, or --from) into an EventStoreDB
+    /// cluster (`store.url`, or --url): every stream in order, event ids kept.
+    /// Safe to rerun: it copies only what is missing.
+    Migrate {
+        /// The target store; only `eventstoredb` is supported.
+        #[arg(long, value_parser = ["eventstoredb"])]
+        to: String,
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// The SQLite file to copy (default: the configuration's store.path).
+        #[arg(long)]
+        from: Option<PathBuf>,
+        /// The cluster's connection string (default: the configuration's store.url).
+        #[arg(long)]
+        url: Option<String>,
+    },
+    /// Re-walk every stream: check its hash chain (every event as appended)
+    /// and the payment rules (refunds never above the payment, nothing after
+    /// a terminal status but statement matches). Prints a summary and each
+    /// problem as `stream@version: what`; exits 1 if there is any.
+    Verify {
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+}
+
+/// Parses the arguments and runs the subcommand.
+pub fn main() -> anyhow::Result<ExitCode> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Bench(args) => paycode::bench::run(args).map(|()| ExitCode::SUCCESS),
+        Command::Serve(args) => runtime()?
+            .block_on(serve::run(args))
+            .map(|()| ExitCode::SUCCESS),
+        Command::Sandbox { listen, config } => runtime()?
+            .block_on(sandbox::run(load_config(config.as_deref())?, listen))
+            .map(|()| ExitCode::SUCCESS),
+        Command::Demo { orders, seed } => runtime()?.block_on(async {
+            print!("{}", demo::run(orders, seed).await?);
+            Ok(ExitCode::SUCCESS)
+        }),
+        Command::History {
+            order_no,
+            merchant,
+            config,
+        } => runtime()?.block_on(async {
+            let config = load_config(config.as_deref())?;
+            print!("{}", history::run(config, &order_no, &merchant).await?);
+            Ok(ExitCode::SUCCESS)
+        }),
+        Command::Reconcile(args) => runtime()?.block_on(async {
+            print!("{}", reconcile::run(args).await?);
+            Ok(ExitCode::SUCCESS)
+        }),
+        Command::Replay { config } => {
+            runtime()?.block_on(replay::run(load_config(config.as_deref())?))
+        }
+        Command::Migrate {
+            to: _,
+            config,
+            from,
+            url,
+        } => runtime()?.block_on(async {
+            let config = load_config(config.as_deref())?;
+            print!("{}", migrate::run(config, from, url).await?);
+            Ok(ExitCode::SUCCESS)
+        }),
+        Command::Verify { config } => {
+            runtime()?.block_on(verify::run(load_config(config.as_deref())?))
+        }
+    }
+}
+
+/// Reads `--config FILE`, or `None` for the embedded defaults.
+fn load_config(path: Option<&Path>) -> anyhow::Result<Option<Config>> {
+    path.map(|path| Config::load(path).map_err(anyhow::Error::from))
+        .transpose()
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
+}

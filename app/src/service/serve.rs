@@ -1,0 +1,141 @@
+//! `serve`: the one path that runs the service, for a configuration file
+//! and for the embedded defaults alike (they are a configuration too,
+//! `Config::embedded`). It sets up logging, connects the channels (the
+//! configured clients, or the in-process sandbox), opens the store, the
+//! step leases and the read models, recovers pending orders, prints what it
+//! chose, and serves HTTP until Ctrl-C or SIGTERM.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use paycode_adapters::clock::{Clock, SystemClock};
+use tracing_subscriber::EnvFilter;
+
+use super::{Parts, Service};
+use crate::config::clients::{ConnectedChannels, api_keys};
+use crate::config::store::{open_leases, open_serving_read_models, open_store, read_models_path};
+use crate::config::{Config, LogFormat, StoreKind};
+
+/// Sets up logging: `RUST_LOG` filters (default `info`), JSON when asked.
+pub fn init_logging(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+    tracing::info!("stopping; in-flight steps finish, pending orders resume on the next start");
+}
+
+/// Runs the service on `config` until Ctrl-C or SIGTERM.
+pub async fn serve(config: Config) -> anyhow::Result<()> {
+    init_logging(config.server.log_format);
+    let policy = config.policy.policy()?;
+    let api_keys = api_keys(&config)?;
+    if api_keys.is_empty() {
+        anyhow::bail!("merchants: configure at least one merchant with an API key");
+    }
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let connected = ConnectedChannels::connect(&config, clock.clone()).await?;
+    let store = open_store(&config)?;
+    let leases = open_leases(&config)?;
+    let read_models = open_serving_read_models(&config)?;
+    let listener = tokio::net::TcpListener::bind(config.server.listen)
+        .await
+        .with_context(|| format!("server.listen: cannot listen on {}", config.server.listen))?;
+    let parts = Parts {
+        store,
+        channels: connected.channels.clone(),
+        clock,
+        policy,
+        api_keys,
+        requests_per_sec: config.server.requests_per_sec,
+        leases,
+    };
+    let service = Service::start_with_views(parts, Some(read_models))
+        .await
+        .context("recovering pending orders from the log")?;
+    let address = listener.local_addr()?;
+    let ledger = match config.store.kind {
+        StoreKind::Sqlite => format!("SQLite {}", config.resolve(&config.store.path).display()),
+        StoreKind::Memory => "in memory (nothing survives a restart)".to_owned(),
+        StoreKind::Eventstoredb => "EventStoreDB (store.url)".to_owned(),
+    };
+    println!("  ledger      {ledger}");
+    if let Some(path) = read_models_path(&config) {
+        println!("  read models SQLite {}", path.display());
+    }
+    match &connected.sandbox {
+        Some(sandbox) => {
+            let truth = SandboxTruth(config.sandbox.as_ref().and_then(|s| s.state_path.clone()));
+            println!(
+                "  channels    the sandbox, in-process at {} (its truth in {truth})",
+                sandbox.base_url
+            );
+        }
+        None => println!("  channels    the configured WeChat and Alipay accounts"),
+    }
+    for merchant in &config.merchants {
+        if connected.sandbox.is_some() {
+            // Sandbox merchants only: test keys, printed so a newcomer can try them.
+            println!(
+                "  merchant    {}, API key {}",
+                merchant.id,
+                merchant.api_keys.join(", ")
+            );
+        } else {
+            println!("  merchant    {}", merchant.id);
+        }
+    }
+    println!("  listening   http://{address}");
+    println!(
+        "  resumed     {} pending order(s)",
+        service.recovered_orders
+    );
+    if let (Some(_), Some(merchant)) = (&connected.sandbox, config.merchants.first())
+        && let Some(key) = merchant.api_keys.first()
+    {
+        println!(
+            "try: curl -s -H 'Authorization: Bearer {key}' -d '{{\"order_no\":\"A1\",\"auth_code\":\"134567890123456700\",\"amount\":\"12.34\",\"subject\":\"Coffee\"}}' 'http://{address}/v1/payments?wait=10'"
+        );
+    }
+    service.serve(listener, shutdown_signal()).await?;
+    drop(connected);
+    Ok(())
+}
+
+/// Where the in-process sandbox keeps its truth, for the start-up lines.
+struct SandboxTruth(Option<std::path::PathBuf>);
+
+impl std::fmt::Display for SandboxTruth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.0 {
+            Some(path) => write!(f, "{}", path.display()),
+            None => f.write_str("memory"),
+        }
+    }
+}
