@@ -15,8 +15,6 @@ pub mod statement;
 pub mod store;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
-#[doc(hidden)]
-pub mod testkit;
 pub mod wechat;
 
 pub use config_error::ConfigError;

@@ -782,7 +782,7 @@ mod tests {
     use super::*;
     use paycode_adapters::alipay::{envelope, sign as alipay_sign};
     use paycode_adapters::clock::ManualClock;
-    use paycode_adapters::testkit;
+    use paycode_adapters::testing;
     use paycode_adapters::wechat::ApiKey;
     use paycode_adapters::wechat::sign as wechat_sign;
     use paycode_adapters::wechat::xml::{self, Params};
@@ -805,8 +805,8 @@ mod tests {
     }
 
     fn fixture_at(state_path: Option<PathBuf>, key: &str) -> Fixture {
-        let (app_private, app_public) = testkit::rsa_key_pair_pem("app", 2048);
-        let (alipay_private, alipay_public) = testkit::rsa_key_pair_pem("alipay", 2048);
+        let (app_private, app_public) = testing::rsa_key_pair_pem("app", 2048);
+        let (alipay_private, alipay_public) = testing::rsa_key_pair_pem("alipay", 2048);
         let clock = ManualClock::starting_at(start());
         let mut config = SandboxConfig::new(
             vec![SandboxMerchant {
@@ -835,7 +835,7 @@ mod tests {
     }
 
     fn fixture() -> Fixture {
-        fixture_at(None, &testkit::random_api_key())
+        fixture_at(None, &testing::random_api_key())
     }
 
     impl Fixture {
@@ -1054,7 +1054,7 @@ mod tests {
     fn the_truth_survives_a_restart_and_the_full_code_is_never_stored() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("sandbox.db");
-        let key = testkit::random_api_key();
+        let key = testing::random_api_key();
         let (wechat_code, alipay_code) = (wechat_code("00"), alipay_code("00"));
         let wechat_trade_no;
         {

@@ -744,7 +744,7 @@ mod tests {
         }
         let legacy = bill(WechatBillLayout::Legacy, WechatBillType::All);
         let header = legacy.lines().next().unwrap();
-        let fixture = paycode_adapters::testkit::vector("wx_v2_bill_all_legacy_wxjava.txt");
+        let fixture = paycode_adapters::testing::vector("wx_v2_bill_all_legacy_wxjava.txt");
         assert_eq!(header, fixture.lines().next().unwrap());
         let refunds = bill(WechatBillLayout::Current, WechatBillType::Refund);
         let revoked = refunds.lines().find(|l| l.contains("`REVOKED")).unwrap();

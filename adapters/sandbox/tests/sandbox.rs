@@ -7,7 +7,7 @@
 //!
 //! The sandbox runs on a `ManualClock`: the 8 s, 20 s, 45 s rules are
 //! reached by moving it, never by sleeping. Keys are generated at test time
-//! (`paycode_adapters::testkit`); no key lives in the repository.
+//! (`paycode_adapters::testing`); no key lives in the repository.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -19,7 +19,7 @@ use paycode_adapters::alipay::{AlipayClient, AlipayConfig};
 use paycode_adapters::channel::rate_limit::Api;
 use paycode_adapters::channel::{ChannelClient, PayRequest, RefundRequest, StatementFile};
 use paycode_adapters::clock::ManualClock;
-use paycode_adapters::testkit;
+use paycode_adapters::testing;
 use paycode_adapters::wechat::sign::{self as wechat_sign, ApiKey, SignType};
 use paycode_adapters::wechat::xml::{self, Params};
 use paycode_adapters::wechat::{WechatClient, WechatConfig};
@@ -38,7 +38,7 @@ const APP_ID: &str = "2021000000000001";
 /// The WeChat documentation's published example key, used by the fixture
 /// test; read from the protocol vector rather than repeated in the code.
 fn doc_key() -> String {
-    testkit::vector_json("wx_v2_micropay_roundtrip_gochat.json")["key"]
+    testing::vector_json("wx_v2_micropay_roundtrip_gochat.json")["key"]
         .as_str()
         .expect("the vector names its key")
         .to_owned()
@@ -86,7 +86,7 @@ struct Setup {
 impl Default for Setup {
     fn default() -> Setup {
         Setup {
-            wechat_key: testkit::random_api_key(),
+            wechat_key: testing::random_api_key(),
             wechat_sign_type: SignType::Md5,
             app_public_pem: None,
             state_path: None,
@@ -98,8 +98,8 @@ impl Default for Setup {
 }
 
 async fn spawn(setup: Setup) -> Env {
-    let (app_private_pem, app_public_pem) = testkit::rsa_key_pair_pem("app", 2048);
-    let (alipay_private_pem, alipay_public_pem) = testkit::rsa_key_pair_pem("alipay", 2048);
+    let (app_private_pem, app_public_pem) = testing::rsa_key_pair_pem("app", 2048);
+    let (alipay_private_pem, alipay_public_pem) = testing::rsa_key_pair_pem("alipay", 2048);
     let mut config = SandboxConfig::new(
         vec![SandboxMerchant {
             wechat: Some(SandboxWechat {
@@ -745,7 +745,7 @@ async fn refunds_are_idempotent_by_number_and_never_exceed_the_payment() {
 async fn a_wechat_request_with_a_bad_signature_is_refused_as_wechat_does() {
     let env = sandbox().await;
     let mut config = env.wechat_config();
-    config.key = ApiKey::new(testkit::random_api_key());
+    config.key = ApiKey::new(testing::random_api_key());
     let impostor = WechatClient::new(config).unwrap();
     let answer = pay(&impostor, "BAD", &code(Channel::Wechat, "00")).await;
     let PayOutcome::Unknown { reason } = &answer.outcome else {
@@ -774,7 +774,7 @@ async fn a_wechat_request_with_a_bad_signature_is_refused_as_wechat_does() {
 #[tokio::test]
 async fn an_alipay_request_with_a_bad_signature_is_refused_as_alipay_does() {
     // The sandbox verifies the app's requests with a key that is not the app's.
-    let (_, other_public) = testkit::rsa_key_pair_pem("alipay", 2048);
+    let (_, other_public) = testing::rsa_key_pair_pem("alipay", 2048);
     let env = spawn(Setup {
         app_public_pem: Some(other_public),
         ..Setup::default()
@@ -953,7 +953,7 @@ async fn injected_faults_strike_before_or_after_processing() {
 async fn a_restarted_sandbox_still_knows_its_orders() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("sandbox.db");
-    let key = testkit::random_api_key();
+    let key = testing::random_api_key();
     let clock = ManualClock::starting_at(start());
     let setup = || Setup {
         wechat_key: key.clone(),
@@ -994,7 +994,7 @@ async fn the_documented_signed_micropay_request_is_accepted_and_an_unverifiable_
         ..Setup::default()
     })
     .await;
-    let vector = testkit::vector_json("wx_v2_micropay_roundtrip_gochat.json");
+    let vector = testing::vector_json("wx_v2_micropay_roundtrip_gochat.json");
     let request: Params = vector["requests"][0]["params"]
         .as_object()
         .unwrap()
@@ -1034,7 +1034,7 @@ async fn the_documented_signed_micropay_request_is_accepted_and_an_unverifiable_
     ));
     // The official example XML was signed with a key that was never published:
     // with the documentation's key its signature does not verify.
-    let official = testkit::vector("wx_v2_micropay_req_official.xml");
+    let official = testing::vector("wx_v2_micropay_req_official.xml");
     let answer = post(official).await;
     assert_eq!(answer["return_code"], "FAIL");
     assert_eq!(answer["return_msg"], "签名失败");

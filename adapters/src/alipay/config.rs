@@ -169,7 +169,7 @@ mod tests {
     #[test]
     fn secrets_do_not_show_in_debug() {
         // A generated key (made once per test process): none of it may show.
-        let (private_pem, _) = crate::testkit::rsa_key_pair_pem("app", 2048);
+        let (private_pem, _) = crate::testing::rsa_key_pair_pem("app", 2048);
         let mut config = AlipayConfig::new("2019", private_pem.as_str(), "pub", "http://x");
         config.app_auth_token = Some(Secret::new("token-value"));
         let shown = format!("{config:?}");

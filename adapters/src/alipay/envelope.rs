@@ -247,7 +247,7 @@ mod tests {
     #[test]
     fn the_nodejs_vector_node_is_extracted_byte_for_byte() {
         // The SDK vector: a real gateway answer; the extracted text is what Alipay signed.
-        let vector: serde_json::Value = crate::testkit::vector_json(VECTOR);
+        let vector: serde_json::Value = crate::testing::vector_json(VECTOR);
         let body = vector["raw_response_body"].as_str().unwrap();
         let envelope = extract(body, "alipay.open.file.upload").unwrap();
         assert_eq!(

@@ -616,7 +616,7 @@ mod tests {
 
     /// The `node` of the protocol vector `name`'s body.
     fn fixture_node(name: &str, node: &str) -> Answer {
-        let value = crate::testkit::vector_json(name);
+        let value = crate::testing::vector_json(name);
         Answer::parse(&value["body"][node].to_string()).unwrap()
     }
 

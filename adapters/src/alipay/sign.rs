@@ -270,7 +270,7 @@ pub fn build_named_envelope(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testkit;
+    use crate::testing;
 
     // The protocol vectors in `adapters/testdata/vectors/`. They hold the
     // public half of Alipay's published SDK test key and the signatures the
@@ -283,7 +283,7 @@ mod tests {
     const NODEJS: &str = "ali_resp_envelope_verify_nodejs.json";
 
     fn json(name: &str) -> serde_json::Value {
-        testkit::vector_json(name)
+        testing::vector_json(name)
     }
 
     fn params_of(value: &serde_json::Value) -> Vec<(String, String)> {
@@ -302,7 +302,7 @@ mod tests {
 
     /// A key pair generated for this test run: the signing side of the tests.
     fn generated_keys(name: &str) -> (RsaPrivateKey, RsaPublicKey) {
-        let (private, public) = testkit::rsa_key_pair_pem(name, KEY_BITS_MIN);
+        let (private, public) = testing::rsa_key_pair_pem(name, KEY_BITS_MIN);
         (
             private_key_from_pem(&private).unwrap(),
             public_key_from_pem(&public).unwrap(),
@@ -495,26 +495,26 @@ mod tests {
         let vector = json(JAVA_SDK);
         // A generated key as PKCS#8 PEM, as PKCS#1 PEM and as bare base64 DER
         // (as Alipay's key tool prints it): one key.
-        let (pem, public_pem) = testkit::rsa_key_pair_pem("app", 2048);
+        let (pem, public_pem) = testing::rsa_key_pair_pem("app", 2048);
         let pkcs8 = private_key_from_pem(&pem).unwrap();
-        let pkcs1 = testkit::pkcs1_private_pem(&pem);
+        let pkcs1 = testing::pkcs1_private_pem(&pem);
         assert!(pkcs1.starts_with("-----BEGIN RSA "), "the PKCS#1 form");
         assert_eq!(private_key_from_pem(&pkcs1).unwrap(), pkcs8);
         assert_eq!(
-            private_key_from_pem(&testkit::pem_body(&pem)).unwrap(),
+            private_key_from_pem(&testing::pem_body(&pem)).unwrap(),
             pkcs8
         );
         assert_eq!(
             public_key_from_pem(&public_pem).unwrap(),
             pkcs8.to_public_key()
         );
-        let (weak, _) = testkit::rsa_key_pair_pem("weak", 1024);
+        let (weak, _) = testing::rsa_key_pair_pem("weak", 1024);
         assert_eq!(
             private_key_from_pem(&weak).unwrap_err(),
             KeyError::TooShort { bits: 1024 }
         );
         assert_eq!(
-            private_key_from_pem(&testkit::pkcs1_private_pem(&weak)).unwrap_err(),
+            private_key_from_pem(&testing::pkcs1_private_pem(&weak)).unwrap_err(),
             KeyError::TooShort { bits: 1024 }
         );
         assert_eq!(

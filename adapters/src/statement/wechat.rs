@@ -677,7 +677,7 @@ mod tests {
 
     #[test]
     fn no_bill_exist_is_an_empty_statement_and_other_error_answers_are_not_bills() {
-        let no_bill = crate::testkit::vector("wx_v2_downloadbill_resp_no_bill_exist.xml");
+        let no_bill = crate::testing::vector("wx_v2_downloadbill_resp_no_bill_exist.xml");
         let statement = parse_wechat_bill(no_bill.as_bytes(), date()).unwrap();
         assert_eq!(statement.channel, Channel::Wechat);
         assert!(statement.rows.is_empty());

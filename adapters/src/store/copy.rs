@@ -202,9 +202,9 @@ async fn copy_run(
 mod tests {
     use std::sync::Arc;
 
-    use crate::store::contract::event;
     use crate::store::{MemoryStore, SqliteStore};
     use crate::testing::FaultyStore;
+    use crate::testing::store_contract::event;
 
     use super::*;
 

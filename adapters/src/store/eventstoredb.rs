@@ -9,7 +9,7 @@
 //! (expected versions, event data and metadata, positions, checkpoints,
 //! errors) are plain functions, unit-tested without a server; the contract
 //! suite runs against a real cluster only when `PAYCODE_EVENTSTORE_URL` is set
-//! (`adapters/tests/store_contract_eventstoredb.rs`).
+//! (`adapters/tests/it/store_contract_eventstoredb.rs`).
 //!
 //! How the port's promises are kept:
 //! - Appends name `ExpectedRevision::NoStream` or `Exact(n)`, never `Any` or

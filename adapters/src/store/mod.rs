@@ -15,8 +15,6 @@ use paycode_domain::stored::{self, DecodeError, EventSchema, StoredEvent};
 use uuid::Uuid;
 
 pub mod chain;
-#[doc(hidden)]
-pub mod contract;
 pub mod copy;
 pub mod eventstoredb;
 pub mod follow;

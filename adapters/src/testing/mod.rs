@@ -3,5 +3,8 @@
 //! production graph.
 
 pub mod faulty_store;
+pub mod store_contract;
+mod testkit;
 
 pub use faulty_store::{AppendFault, FaultyStore};
+pub use testkit::*;

@@ -318,12 +318,12 @@ fn pem_labels(pem: &[u8]) -> Result<Vec<String>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testkit;
+    use crate::testing;
 
     /// A throwaway self-signed certificate and its key, made at test time:
     /// `(certificate PEM, key PEM)`.
     fn cert_and_key() -> (String, String) {
-        testkit::self_signed_client_certificate_pem()
+        testing::self_signed_client_certificate_pem()
     }
 
     /// Settings with a random API key, made at test time.
@@ -331,7 +331,7 @@ mod tests {
         WechatConfig::new(
             "wx2421b1c4370ec43b",
             "10000100",
-            ApiKey::new(testkit::random_api_key()),
+            ApiKey::new(testing::random_api_key()),
             base_url,
         )
     }
@@ -446,7 +446,7 @@ mod tests {
     #[test]
     fn files_are_read_and_a_missing_one_is_named() {
         let (cert_pem, key_pem) = cert_and_key();
-        let secret = testkit::random_api_key();
+        let secret = testing::random_api_key();
         let dir = tempfile::tempdir().unwrap();
         let api_key = dir.path().join("api_key");
         std::fs::write(&api_key, format!("{secret}\n")).unwrap();

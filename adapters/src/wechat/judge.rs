@@ -568,7 +568,7 @@ mod tests {
     /// The documented example key, which signs the gochat answers: read once
     /// from the protocol vector, not repeated in the code.
     static KEY: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-        crate::testkit::vector_json("wx_v2_micropay_roundtrip_gochat.json")["key"]
+        crate::testing::vector_json("wx_v2_micropay_roundtrip_gochat.json")["key"]
             .as_str()
             .expect("the round trip names its key")
             .to_owned()
@@ -689,7 +689,7 @@ mod tests {
     #[test]
     fn return_code_fail_is_unknown_even_unsigned() {
         // wx_v2_resp_return_fail_sign_error_zhangv.xml: 签名失败, no sign.
-        let params = parse(&crate::testkit::vector(
+        let params = parse(&crate::testing::vector(
             "wx_v2_resp_return_fail_sign_error_zhangv.xml",
         ))
         .unwrap();
@@ -701,7 +701,7 @@ mod tests {
     #[test]
     fn an_unsigned_business_answer_is_unknown_whatever_it_says() {
         // wx_v2_resp_result_fail_noauth_zhangv.xml: result FAIL NOAUTH, but no sign.
-        let params = parse(&crate::testkit::vector(
+        let params = parse(&crate::testing::vector(
             "wx_v2_resp_result_fail_noauth_zhangv.xml",
         ))
         .unwrap();
@@ -772,7 +772,7 @@ mod tests {
 
     #[test]
     fn the_signed_micropay_success_is_paid_at_china_time_converted_to_utc() {
-        let v: serde_json::Value = serde_json::from_str(&crate::testkit::vector(
+        let v: serde_json::Value = serde_json::from_str(&crate::testing::vector(
             "wx_v2_micropay_roundtrip_gochat.json",
         ))
         .unwrap();
@@ -795,7 +795,7 @@ mod tests {
 
     #[test]
     fn a_success_for_another_order_or_amount_or_without_proof_is_unknown() {
-        let official = &crate::testkit::vector("wx_v2_micropay_resp_success_official.xml");
+        let official = &crate::testing::vector("wx_v2_micropay_resp_success_official.xml");
         assert!(matches!(
             pay_of(&resigned(official, &[])),
             PayOutcome::Paid { .. }
@@ -874,7 +874,7 @@ mod tests {
 
     #[test]
     fn the_signed_query_success_is_paid() {
-        let v: serde_json::Value = serde_json::from_str(&crate::testkit::vector(
+        let v: serde_json::Value = serde_json::from_str(&crate::testing::vector(
             "wx_v2_orderquery_roundtrip_gochat.json",
         ))
         .unwrap();
@@ -891,7 +891,7 @@ mod tests {
 
     #[test]
     fn each_trade_state_has_its_outcome() {
-        let official = &crate::testkit::vector("wx_v2_orderquery_resp_success_official.xml");
+        let official = &crate::testing::vector("wx_v2_orderquery_resp_success_official.xml");
         let cases = [
             ("USERPAYING", QueryOutcome::WaitingForPassword),
             ("NOTPAY", QueryOutcome::NotPaid),
@@ -930,7 +930,7 @@ mod tests {
 
     #[test]
     fn a_query_state_of_another_order_or_without_order_number_is_unknown() {
-        let official = &crate::testkit::vector("wx_v2_orderquery_resp_success_official.xml");
+        let official = &crate::testing::vector("wx_v2_orderquery_resp_success_official.xml");
         for change in [
             ("out_trade_no", "other"),
             ("out_trade_no", ""),
@@ -957,7 +957,7 @@ mod tests {
 
     #[test]
     fn ordernotexist_is_not_found_and_other_query_errors_are_unknown() {
-        let fixture = &crate::testkit::vector("wx_v2_orderquery_resp_ordernotexist_zhangv.xml");
+        let fixture = &crate::testing::vector("wx_v2_orderquery_resp_ordernotexist_zhangv.xml");
         assert_eq!(query_of(&resigned(fixture, &[])), QueryOutcome::NotFound);
         for code in ["SYSTEMERROR", "OUT_TRADE_NO_USED"] {
             let outcome = query_of(&resigned(fixture, &[("err_code", code)]));
@@ -969,7 +969,7 @@ mod tests {
 
     #[test]
     fn a_reverse_with_recall_n_is_done_without_saying_what_it_did() {
-        let fixture = &crate::testkit::vector("wx_v2_reverse_resp_recall_n_zhangv.xml");
+        let fixture = &crate::testing::vector("wx_v2_reverse_resp_recall_n_zhangv.xml");
         let params = resigned(fixture, &[]);
         assert_eq!(
             revoke_of(&params),
@@ -991,7 +991,7 @@ mod tests {
     fn recall_y_must_retry_whatever_the_result_code() {
         // wx_v2_reverse_recall_y_skit.json: result SUCCESS, recall Y (service-provider mode).
         let v: serde_json::Value =
-            serde_json::from_str(&crate::testkit::vector("wx_v2_reverse_recall_y_skit.json"))
+            serde_json::from_str(&crate::testing::vector("wx_v2_reverse_recall_y_skit.json"))
                 .unwrap();
         let mut params: Params = v["response_fields"]
             .as_object()
@@ -1064,7 +1064,7 @@ mod tests {
 
     #[test]
     fn a_refund_success_is_only_accepted() {
-        let fixture = &crate::testkit::vector("wx_v2_refund_resp_success_official.xml");
+        let fixture = &crate::testing::vector("wx_v2_refund_resp_success_official.xml");
         assert_eq!(
             refund_of(&resigned(fixture, &[])),
             RefundOutcome::Accepted {
@@ -1075,7 +1075,7 @@ mod tests {
 
     #[test]
     fn a_refund_answer_for_another_order_refund_or_amount_is_unknown() {
-        let fixture = &crate::testkit::vector("wx_v2_refund_resp_success_official.xml");
+        let fixture = &crate::testing::vector("wx_v2_refund_resp_success_official.xml");
         for change in [
             ("out_trade_no", "other"),
             ("out_refund_no", "other"),
@@ -1122,7 +1122,7 @@ mod tests {
     // ---- refundquery ----------------------------------------------------
 
     fn refund_status(status: &str, extra: &[(&str, &str)]) -> Params {
-        let fixture = &crate::testkit::vector("wx_v2_refundquery_resp_processing_official.xml");
+        let fixture = &crate::testing::vector("wx_v2_refundquery_resp_processing_official.xml");
         let mut changes = vec![("refund_status_0", status)];
         changes.extend_from_slice(extra);
         resigned(fixture, &changes)
@@ -1215,7 +1215,7 @@ mod tests {
 
     #[test]
     fn a_text_bill_is_the_statement() {
-        let bill = crate::testkit::vector("wx_v2_bill_all_legacy_wxjava.txt");
+        let bill = crate::testing::vector("wx_v2_bill_all_legacy_wxjava.txt");
         assert_eq!(
             statement(bill.clone(), &key(), SignType::Md5).unwrap(),
             StatementFile::WechatText(bill)
@@ -1224,7 +1224,7 @@ mod tests {
 
     #[test]
     fn no_bill_exist_is_no_statement_and_other_failures_are_refused() {
-        let body = crate::testkit::vector("wx_v2_downloadbill_resp_no_bill_exist.xml");
+        let body = crate::testing::vector("wx_v2_downloadbill_resp_no_bill_exist.xml");
         assert_eq!(
             statement(body, &key(), SignType::Md5).unwrap(),
             StatementFile::NoStatement {

@@ -193,7 +193,7 @@ fn upper_hex(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testkit;
+    use crate::testing;
     use crate::wechat::xml::parse;
     use serde_json::Value;
 
@@ -201,7 +201,7 @@ mod tests {
     /// `adapters/testdata/vectors/` (with the documentation's published
     /// example key, which signs nothing but the examples).
     fn vector(name: &str) -> Value {
-        testkit::vector_json(name)
+        testing::vector_json(name)
     }
 
     fn params_of(value: &Value) -> Params {
@@ -316,7 +316,7 @@ mod tests {
 
     #[test]
     fn hmac_requests_sign_their_sign_type_and_lowercase_hex_still_verifies() {
-        let key = ApiKey::new(testkit::random_api_key());
+        let key = ApiKey::new(testing::random_api_key());
         let mut params: Params = [("appid", "wx1"), ("nonce_str", "n")]
             .into_iter()
             .map(|(k, v)| (k.to_owned(), v.to_owned()))
@@ -337,7 +337,7 @@ mod tests {
 
     #[test]
     fn the_key_never_prints_and_bad_keys_are_named_without_the_key() {
-        let secret = testkit::random_api_key();
+        let secret = testing::random_api_key();
         let key = ApiKey::new(secret.as_str());
         assert_eq!(format!("{key:?}"), "***");
         assert!(key.validate().is_ok());

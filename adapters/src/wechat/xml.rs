@@ -167,7 +167,7 @@ mod tests {
 
     #[test]
     fn cdata_and_plain_text_read_alike() {
-        let cdata = parse(&crate::testkit::vector(
+        let cdata = parse(&crate::testing::vector(
             "wx_v2_micropay_resp_success_official.xml",
         ))
         .unwrap();
@@ -190,7 +190,7 @@ mod tests {
         );
         let answer = parse("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<xml><a></a><b/><c><![CDATA[]]></c></xml>\n").unwrap();
         assert_eq!(answer, params(&[("a", ""), ("b", ""), ("c", "")]));
-        let request = parse(&crate::testkit::vector("wx_v2_refund_req_official.xml")).unwrap();
+        let request = parse(&crate::testing::vector("wx_v2_refund_req_official.xml")).unwrap();
         assert_eq!(request["transaction_id"], "");
     }
 
@@ -201,7 +201,7 @@ mod tests {
 
     #[test]
     fn truncated_nested_duplicated_or_foreign_bodies_are_errors() {
-        let full = &crate::testkit::vector("wx_v2_micropay_resp_success_official.xml");
+        let full = &crate::testing::vector("wx_v2_micropay_resp_success_official.xml");
         for cut in [10, full.len() / 2, full.len() - 8] {
             assert!(parse(&full[..cut]).is_err(), "cut at {cut}");
         }

@@ -209,7 +209,7 @@ fn alipay_client(
 mod tests {
     use std::path::PathBuf;
 
-    use paycode_adapters::testkit::rsa_key_pair_pem;
+    use paycode_adapters::testing::rsa_key_pair_pem;
     use paycode_domain::Channel;
 
     use super::*;

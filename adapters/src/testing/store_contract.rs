@@ -1,7 +1,7 @@
 //! The event-store contract suite: what every `EventStore` must do, written
 //! once and run against every implementation (memory and SQLite in
-//! `adapters/tests/store_contract.rs`, EventStoreDB in
-//! `adapters/tests/store_contract_eventstoredb.rs` when a server is given).
+//! `adapters/tests/it/store_contract.rs`, EventStoreDB in
+//! `adapters/tests/it/store_contract_eventstoredb.rs` when a server is given).
 //!
 //! Each check is an async function taking a factory of fresh, empty stores;
 //! it panics with a message naming the broken rule. They are test code that
@@ -25,8 +25,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use uuid::Uuid;
 
-use super::chain::{GENESIS, recompute};
-use super::{
+use crate::store::chain::{GENESIS, recompute};
+use crate::store::{
     AppendOutcome, EventStore, ExpectedVersion, Follower, NewEvent, RecordedEvent, StoreError,
 };
 

@@ -6,10 +6,10 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use paycode_adapters::store::contract::{self, Guarded, event};
 use paycode_adapters::store::{
     AppendOutcome, EventStore, ExpectedVersion, MemoryStore, SqliteStore, StoreError,
 };
+use paycode_adapters::testing::store_contract::{self as contract, Guarded, event};
 use tempfile::TempDir;
 
 type TempSqlite = Guarded<SqliteStore, TempDir>;

@@ -6,7 +6,7 @@
 //!
 //! The fixtures and the documented example key (published in WeChat's
 //! documentation, so not a secret) are read at test time from the protocol
-//! vectors in `adapters/testdata/vectors/` (`paycode_adapters::testkit::vector`);
+//! vectors in `adapters/testdata/vectors/` (`paycode_adapters::testing::vector`);
 //! the client certificate is generated at test time (`support`). Nothing
 //! secret is stored in the repository.
 
@@ -22,7 +22,7 @@ use paycode_adapters::channel::rate_limit::RateLimits;
 use paycode_adapters::channel::{
     ChannelClient, PayRequest, RefundRequest, StatementError, StatementFile,
 };
-use paycode_adapters::testkit;
+use paycode_adapters::testing;
 use paycode_adapters::wechat::judge::PAY_DEFINITIVE_FAILURES;
 use paycode_adapters::wechat::{
     ApiKey, ClientCertificate, Params, SignType, WechatClient, WechatConfig, sign, xml,
@@ -33,12 +33,12 @@ use paycode_domain::payment::{
 use paycode_domain::{AuthCode, Channel, Money, OrderNo, RefundNo};
 use serde_json::Value;
 
-mod support;
+use crate::support;
 
 /// The documented example API key, which signs the gochat round trips: read
 /// from the protocol vector, not repeated in the code.
 static KEY: LazyLock<String> = LazyLock::new(|| {
-    testkit::vector_json("wx_v2_micropay_roundtrip_gochat.json")["key"]
+    testing::vector_json("wx_v2_micropay_roundtrip_gochat.json")["key"]
         .as_str()
         .expect("the round trip names its key")
         .to_owned()
@@ -52,27 +52,27 @@ const AUTH: &str = "120269300684844649";
 
 /// The protocol fixtures, each read once at test time.
 static MICROPAY_ROUNDTRIP: LazyLock<String> =
-    LazyLock::new(|| testkit::vector("wx_v2_micropay_roundtrip_gochat.json"));
+    LazyLock::new(|| testing::vector("wx_v2_micropay_roundtrip_gochat.json"));
 static ORDERQUERY_ROUNDTRIP: LazyLock<String> =
-    LazyLock::new(|| testkit::vector("wx_v2_orderquery_roundtrip_gochat.json"));
+    LazyLock::new(|| testing::vector("wx_v2_orderquery_roundtrip_gochat.json"));
 static REFUND_ROUNDTRIP: LazyLock<String> =
-    LazyLock::new(|| testkit::vector("wx_v2_refund_roundtrip_gochat.json"));
+    LazyLock::new(|| testing::vector("wx_v2_refund_roundtrip_gochat.json"));
 static MICROPAY_SUCCESS: LazyLock<String> =
-    LazyLock::new(|| testkit::vector("wx_v2_micropay_resp_success_official.xml"));
+    LazyLock::new(|| testing::vector("wx_v2_micropay_resp_success_official.xml"));
 static ORDERQUERY_SUCCESS: LazyLock<String> =
-    LazyLock::new(|| testkit::vector("wx_v2_orderquery_resp_success_official.xml"));
+    LazyLock::new(|| testing::vector("wx_v2_orderquery_resp_success_official.xml"));
 static ORDERNOTEXIST: LazyLock<String> =
-    LazyLock::new(|| testkit::vector("wx_v2_orderquery_resp_ordernotexist_zhangv.xml"));
+    LazyLock::new(|| testing::vector("wx_v2_orderquery_resp_ordernotexist_zhangv.xml"));
 static REVERSE_RECALL_N: LazyLock<String> =
-    LazyLock::new(|| testkit::vector("wx_v2_reverse_resp_recall_n_zhangv.xml"));
+    LazyLock::new(|| testing::vector("wx_v2_reverse_resp_recall_n_zhangv.xml"));
 static REFUNDQUERY_PROCESSING: LazyLock<String> =
-    LazyLock::new(|| testkit::vector("wx_v2_refundquery_resp_processing_official.xml"));
+    LazyLock::new(|| testing::vector("wx_v2_refundquery_resp_processing_official.xml"));
 static NO_BILL: LazyLock<String> =
-    LazyLock::new(|| testkit::vector("wx_v2_downloadbill_resp_no_bill_exist.xml"));
+    LazyLock::new(|| testing::vector("wx_v2_downloadbill_resp_no_bill_exist.xml"));
 static BILL: LazyLock<String> =
-    LazyLock::new(|| testkit::vector("wx_v2_bill_all_legacy_wxjava.txt"));
+    LazyLock::new(|| testing::vector("wx_v2_bill_all_legacy_wxjava.txt"));
 static RETURN_FAIL: LazyLock<String> =
-    LazyLock::new(|| testkit::vector("wx_v2_resp_return_fail_sign_error_zhangv.xml"));
+    LazyLock::new(|| testing::vector("wx_v2_resp_return_fail_sign_error_zhangv.xml"));
 
 // ---- the peer -------------------------------------------------------------
 

@@ -11,7 +11,7 @@ use paycode_adapters::statement::{
     AlipayZipLimits, StatementError, parse_alipay_zip, parse_alipay_zip_with_limits,
     parse_wechat_bill,
 };
-use paycode_adapters::testkit;
+use paycode_adapters::testing;
 use paycode_domain::payment::StatementLineKind;
 use paycode_domain::reconciliation::{Statement, StatementRow};
 use paycode_domain::{Channel, Money};
@@ -234,14 +234,14 @@ fn assert_fixture_rows(statement: &Statement) {
 
 #[test]
 fn the_legacy_wxjava_bill_parses_into_its_two_payments() {
-    let bill = testkit::vector("wx_v2_bill_all_legacy_wxjava.txt");
+    let bill = testing::vector("wx_v2_bill_all_legacy_wxjava.txt");
     let statement = parse_wechat_bill(bill.as_bytes(), fixture_date()).unwrap();
     assert_fixture_rows(&statement);
 }
 
 #[test]
 fn the_official_2014_bill_parses_despite_its_glued_date_and_full_width_colons() {
-    let bill = testkit::vector("wx_v2_bill_all_official_2014.txt");
+    let bill = testing::vector("wx_v2_bill_all_official_2014.txt");
     assert!(
         bill.contains("`2014-11-1016：33：45,"),
         "the fixture keeps its typo"

@@ -1,5 +1,5 @@
 //! Test support shared by the integration tests that need what
-//! `paycode_adapters::testkit` cannot offer without making a
+//! `paycode_adapters::testing` cannot offer without making a
 //! dev-dependency a normal one: a client certificate made with rcgen.
 
 /// A throwaway self-signed certificate and its private key (ECDSA P-256,

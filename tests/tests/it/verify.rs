@@ -1,7 +1,7 @@
 //! `paycode verify` on a real SQLite ledger: orders made through the real
 //! service verify clean; one stored event edited in the file afterwards is
 //! reported at exactly its stream and version, and nowhere else. (The
-//! binary's exit status is shown in `app/tests/verify_cli.rs`, the only
+//! binary's exit status is shown in `app/tests/it/verify_cli.rs`, the only
 //! place Cargo hands a test the `paycode` executable.)
 
 use std::path::Path;

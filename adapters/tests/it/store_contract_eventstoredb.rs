@@ -11,7 +11,7 @@
 //! docker run --rm -p 2113:2113 docker.kurrent.io/kurrent-latest/kurrentdb \
 //!     --insecure --run-projections=None
 //! PAYCODE_EVENTSTORE_URL='esdb://localhost:2113?tls=false' \
-//!     cargo test -p paycode-adapters --test store_contract_eventstoredb -- --nocapture
+//!     cargo test -p paycode-adapters --test it store_contract_eventstoredb -- --nocapture
 //! ```
 //!
 //! For a three-node secure cluster, give the cluster's connection string,
@@ -19,8 +19,8 @@
 
 use std::time::Duration;
 
-use paycode_adapters::store::contract;
 use paycode_adapters::store::eventstoredb::{EventStoreDbStore, Namespace};
+use paycode_adapters::testing::store_contract as contract;
 use uuid::Uuid;
 
 /// The variable naming the server; unset means "skip".

@@ -4,7 +4,7 @@
 //! protocol can give, and each way an answer can fail to prove anything.
 //!
 //! The keys are generated at test time (once per test process, by
-//! `paycode_adapters::testkit`): no key is stored in the repository.
+//! `paycode_adapters::testing`): no key is stored in the repository.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -21,7 +21,7 @@ use paycode_adapters::alipay::{AlipayClient, AlipayConfig, Secret, envelope, sig
 use paycode_adapters::channel::{
     ChannelClient, PayRequest, RefundRequest, StatementError, StatementFile,
 };
-use paycode_adapters::testkit;
+use paycode_adapters::testing;
 use paycode_domain::payment::{
     PayOutcome, QueryOutcome, RefundOutcome, RevokeOutcome, RevokeResult,
 };
@@ -32,27 +32,27 @@ use serde_json::{Value, json};
 const APP_ID: &str = "2021000000000001";
 /// The fake app's private key (PKCS#8 PEM): the client signs with it.
 fn app_private_key() -> String {
-    testkit::rsa_key_pair_pem("app", 2048).0
+    testing::rsa_key_pair_pem("app", 2048).0
 }
 
 /// The fake app's public key (SPKI PEM): the local gateway verifies with it.
 fn app_public_key() -> String {
-    testkit::rsa_key_pair_pem("app", 2048).1
+    testing::rsa_key_pair_pem("app", 2048).1
 }
 
 /// The fake "Alipay" private key, in PKCS#1 PEM form: the gateway signs its answers.
 fn alipay_private_key() -> String {
-    testkit::pkcs1_private_pem(&testkit::rsa_key_pair_pem("alipay", 2048).0)
+    testing::pkcs1_private_pem(&testing::rsa_key_pair_pem("alipay", 2048).0)
 }
 
 /// The fake "Alipay" public key (SPKI PEM): the client verifies answers with it.
 fn alipay_public_key() -> String {
-    testkit::rsa_key_pair_pem("alipay", 2048).1
+    testing::rsa_key_pair_pem("alipay", 2048).1
 }
 
 /// A 1024-bit private key (PKCS#8 PEM), which configuration must refuse.
 fn weak_private_key() -> String {
-    testkit::rsa_key_pair_pem("weak", 1024).0
+    testing::rsa_key_pair_pem("weak", 1024).0
 }
 const AUTH_CODE: &str = "287634438256643941";
 /// The smallest valid zip: an empty end-of-central-directory record.

@@ -1,0 +1,11 @@
+//! The integration tests of `paycode-adapters`, in one test binary (one
+//! link of every dependency instead of one per file): the channel clients
+//! against local peers, the statement parsers, and the event-store
+//! contract suite on every store.
+
+mod alipay_client;
+mod statement_parsers;
+mod store_contract;
+mod store_contract_eventstoredb;
+mod support;
+mod wechat_client;
