@@ -70,11 +70,12 @@ use paycode_adapters::alipay::sign::KeyError;
 use paycode_adapters::channel::StatementFile;
 use paycode_adapters::channel::rate_limit::Api;
 use paycode_adapters::clock::Clock;
-use paycode_adapters::wechat::SignType;
+use paycode_adapters::wechat::{ApiKey, SignType};
 use paycode_domain::calendar::china_date;
 use paycode_domain::{AuthCode, Channel};
 use rsa::pkcs8::{EncodePrivateKey, EncodePublicKey, LineEnding};
 use rsa::{RsaPrivateKey, RsaPublicKey};
+use secrecy::ExposeSecret;
 
 pub use alipay::{BILL_DOWNLOAD_PATH, GATEWAY_PATH};
 pub use codes::Behaviour;
@@ -143,28 +144,17 @@ pub struct SandboxMerchant {
 }
 
 /// A WeChat Pay v2 merchant as the sandbox knows it.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct SandboxWechat {
     /// The app id bound to the merchant; requests must carry it.
     pub appid: String,
     /// The merchant number; requests are routed to the merchant by it.
     pub mch_id: String,
-    /// The API key that signs requests and answers.
-    pub key: String,
+    /// The API key that signs requests and answers (a secret: never printed).
+    pub key: ApiKey,
     /// The algorithm requests must be signed with (a request signed
     /// otherwise fails the signature check); answers use it too.
     pub sign_type: SignType,
-}
-
-impl fmt::Debug for SandboxWechat {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SandboxWechat")
-            .field("appid", &self.appid)
-            .field("mch_id", &self.mch_id)
-            .field("key", &"***")
-            .field("sign_type", &self.sign_type)
-            .finish()
-    }
 }
 
 /// An Alipay app as the sandbox knows it.
@@ -327,7 +317,7 @@ impl Sandbox {
         let mut alipay = HashMap::new();
         for merchant in config.merchants {
             if let Some(w) = merchant.wechat {
-                if w.mch_id.is_empty() || w.key.is_empty() {
+                if w.mch_id.is_empty() || w.key.expose_secret().is_empty() {
                     return Err(config_error(
                         "merchants.wechat",
                         "mch_id and key must not be empty".to_owned(),
@@ -813,7 +803,7 @@ mod tests {
                 wechat: Some(SandboxWechat {
                     appid: APPID.to_owned(),
                     mch_id: MCH_ID.to_owned(),
-                    key: key.to_owned(),
+                    key: ApiKey::from(key),
                     sign_type: SignType::Md5,
                 }),
                 alipay: Some(SandboxAlipay {
@@ -828,7 +818,7 @@ mod tests {
         Fixture {
             sandbox,
             clock,
-            key: ApiKey::new(key),
+            key: ApiKey::from(key),
             app_private_key: alipay_sign::private_key_from_pem(&app_private).unwrap(),
             alipay_public_key: alipay_sign::public_key_from_pem(&alipay_public).unwrap(),
         }
@@ -1037,7 +1027,7 @@ mod tests {
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect();
-        wechat_sign::sign_request(&mut params, &ApiKey::new("0".repeat(32)), SignType::Md5);
+        wechat_sign::sign_request(&mut params, &ApiKey::from("0".repeat(32)), SignType::Md5);
         let handled = wechat::handle(
             &f.sandbox.inner,
             SandboxApi::Channel(Api::Pay),

@@ -15,6 +15,7 @@ use paycode_adapters::wechat::sign::{self, ApiKey};
 use paycode_adapters::wechat::xml::{self, Params};
 use paycode_domain::Channel;
 use paycode_domain::calendar::china_time;
+use secrecy::ExposeSecret;
 
 use super::codes::{self, Behaviour};
 use super::statement::{WechatBillType, wechat_openid};
@@ -149,7 +150,7 @@ pub(super) fn handle(inner: &Inner, api: SandboxApi, body: &[u8]) -> Handled {
     else {
         return return_fail(api, &params, "mch_id参数错误");
     };
-    let key = ApiKey::new(merchant.key.clone());
+    let key = merchant.key.clone();
     if !sign::verify(&params, &key, merchant.sign_type) {
         return return_fail(api, &params, "签名失败");
     }
@@ -198,7 +199,7 @@ fn envelope(merchant: &SandboxWechat, key: &ApiKey, request: &Params, reply: Rep
         // Signed, but not with the merchant's key: a forgery.
         sign::sign(
             &answer,
-            &ApiKey::new(format!("forged-{}", merchant.key)),
+            &ApiKey::from(format!("forged-{}", merchant.key.expose_secret())),
             merchant.sign_type,
         )
     } else {

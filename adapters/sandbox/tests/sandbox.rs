@@ -105,7 +105,7 @@ async fn spawn(setup: Setup) -> Env {
             wechat: Some(SandboxWechat {
                 appid: APPID.to_owned(),
                 mch_id: MCH_ID.to_owned(),
-                key: setup.wechat_key.clone(),
+                key: setup.wechat_key.clone().into(),
                 sign_type: setup.wechat_sign_type,
             }),
             alipay: Some(SandboxAlipay {
@@ -144,7 +144,7 @@ impl Env {
         let mut config = WechatConfig::new(
             APPID,
             MCH_ID,
-            ApiKey::new(self.wechat_key.clone()),
+            ApiKey::from(self.wechat_key.clone()),
             format!("http://{}", self.addr),
         );
         config.timeout = Duration::from_secs(5);
@@ -745,7 +745,7 @@ async fn refunds_are_idempotent_by_number_and_never_exceed_the_payment() {
 async fn a_wechat_request_with_a_bad_signature_is_refused_as_wechat_does() {
     let env = sandbox().await;
     let mut config = env.wechat_config();
-    config.key = ApiKey::new(testing::random_api_key());
+    config.key = ApiKey::from(testing::random_api_key());
     let impostor = WechatClient::new(config).unwrap();
     let answer = pay(&impostor, "BAD", &code(Channel::Wechat, "00")).await;
     let PayOutcome::Unknown { reason } = &answer.outcome else {
@@ -1003,7 +1003,7 @@ async fn the_documented_signed_micropay_request_is_accepted_and_an_unverifiable_
         .collect();
     assert!(wechat_sign::verify(
         &request,
-        &ApiKey::new(doc_key()),
+        &ApiKey::from(doc_key()),
         SignType::Md5
     ));
     let post = |body: String| {
@@ -1029,7 +1029,7 @@ async fn the_documented_signed_micropay_request_is_accepted_and_an_unverifiable_
     assert_eq!(answer["attach"], "订单额外描述");
     assert!(wechat_sign::verify(
         &answer,
-        &ApiKey::new(doc_key()),
+        &ApiKey::from(doc_key()),
         SignType::Md5
     ));
     // The official example XML was signed with a key that was never published:

@@ -28,6 +28,8 @@ use rsa::{RsaPrivateKey, RsaPublicKey};
 use serde::Serialize;
 use tracing::Instrument as _;
 
+use secrecy::ExposeSecret;
+
 use super::config::{AlipayConfig, Secret, setting};
 use super::envelope;
 use super::judge::{self, Answer, BillUrlAnswer, PayExpected, RefundExpected, RefundQueryExpected};
@@ -81,7 +83,7 @@ impl AlipayClient {
                 "must be an http or https URL",
             ));
         }
-        let app_private_key = sign::private_key_from_pem(config.app_private_key.expose())
+        let app_private_key = sign::private_key_from_pem(config.app_private_key.expose_secret())
             .map_err(|error| ConfigError::new(setting::PRIVATE_KEY_FILE, error.to_string()))?;
         let alipay_public_key =
             sign::public_key_from_pem(&config.alipay_public_key).map_err(|error| {
@@ -122,7 +124,10 @@ impl AlipayClient {
         let waited = self.limiter.until_ready(api).await;
         tracing::trace!(waited_ms = waited.as_millis() as u64, "rate limit");
         let timestamp = wire::format_timestamp(Utc::now());
-        let token = self.app_auth_token.as_ref().map(Secret::expose);
+        let token = self
+            .app_auth_token
+            .as_ref()
+            .map(ExposeSecret::expose_secret);
         let mut params = wire::request_params(&self.app_id, method, &timestamp, token, biz_content);
         let signature = sign::sign_params(
             &self.app_private_key,

@@ -5,9 +5,10 @@
 //! empty app id, a base URL that is not http(s), a zero limit) with a
 //! [`ConfigError`] naming the setting, never quoting a secret.
 
-use std::fmt;
 use std::path::Path;
 use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
 
 use crate::ConfigError;
 use crate::channel::rate_limit::RateLimits;
@@ -40,27 +41,9 @@ pub const TIMEOUT_DEFAULT: Duration = Duration::from_secs(10);
 /// The default timeout of a statement download (a zip that can be large).
 pub const STATEMENT_TIMEOUT_DEFAULT: Duration = Duration::from_secs(60);
 
-/// A secret string (a private key, a token). `Debug` prints `***`; the
-/// value is reached only through [`Secret::expose`].
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Self {
-        Secret(value.into())
-    }
-
-    /// The secret itself, for the one place that needs it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
+/// A secret string (a private key, a token): `secrecy`'s, which never
+/// prints and is read only through `expose_secret`.
+pub type Secret = SecretString;
 
 /// One merchant's Alipay app.
 #[derive(Debug, Clone)]
@@ -93,7 +76,7 @@ impl AlipayConfig {
     ) -> Self {
         AlipayConfig {
             app_id: app_id.into(),
-            app_private_key: Secret::new(app_private_key_pem),
+            app_private_key: Secret::from(app_private_key_pem.into()),
             alipay_public_key: alipay_public_key_pem.into(),
             base_url: base_url.into(),
             app_auth_token: None,
@@ -133,7 +116,7 @@ impl AlipayConfig {
         if self
             .app_auth_token
             .as_ref()
-            .is_some_and(|token| token.expose().trim().is_empty())
+            .is_some_and(|token| token.expose_secret().trim().is_empty())
         {
             return Err(ConfigError::new(
                 setting::APP_AUTH_TOKEN,
@@ -171,7 +154,7 @@ mod tests {
         // A generated key (made once per test process): none of it may show.
         let (private_pem, _) = crate::testing::rsa_key_pair_pem("app", 2048);
         let mut config = AlipayConfig::new("2019", private_pem.as_str(), "pub", "http://x");
-        config.app_auth_token = Some(Secret::new("token-value"));
+        config.app_auth_token = Some(Secret::from("token-value"));
         let shown = format!("{config:?}");
         assert!(
             !shown.contains("MII") && !shown.contains("token-value"),
@@ -180,7 +163,7 @@ mod tests {
         for line in private_pem.lines() {
             assert!(!shown.contains(line), "{shown}");
         }
-        assert!(shown.contains("***"));
+        assert!(shown.contains("[REDACTED]"), "{shown}");
     }
 
     #[test]
@@ -202,7 +185,7 @@ mod tests {
             }),
             setting::APP_ID
         );
-        let token = Some(Secret::new(" "));
+        let token = Some(Secret::from(" "));
         assert_eq!(
             named(AlipayConfig {
                 app_auth_token: token,

@@ -11,7 +11,9 @@ use std::time::Duration;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 
-use super::sign::{ApiKey, SignType};
+use secrecy::{ExposeSecret, SecretSlice};
+
+use super::sign::{ApiKey, SignType, validate_api_key};
 use crate::ConfigError;
 use crate::channel::rate_limit::RateLimits;
 
@@ -20,13 +22,16 @@ use crate::channel::rate_limit::RateLimits;
 #[derive(Clone)]
 pub struct ClientCertificate {
     cert_pem: Vec<u8>,
-    key_pem: Vec<u8>,
+    key_pem: SecretSlice<u8>,
 }
 
 impl ClientCertificate {
     /// From PEM bytes; checked by [`super::WechatClient::new`].
     pub fn from_pem(cert_pem: Vec<u8>, key_pem: Vec<u8>) -> ClientCertificate {
-        ClientCertificate { cert_pem, key_pem }
+        ClientCertificate {
+            cert_pem,
+            key_pem: key_pem.into(),
+        }
     }
 
     /// Reads both PEM files; an unreadable file is an error naming
@@ -38,7 +43,7 @@ impl ClientCertificate {
     ) -> Result<ClientCertificate, ConfigError> {
         let cert_pem = read(cert_file, &format!("{setting_prefix}.cert_file"))?;
         let key_pem = read(key_file, &format!("{setting_prefix}.cert_key_file"))?;
-        Ok(ClientCertificate { cert_pem, key_pem })
+        Ok(ClientCertificate::from_pem(cert_pem, key_pem))
     }
 
     /// The PEM of the certificate and its private key together, checked:
@@ -55,8 +60,8 @@ impl ClientCertificate {
                 "expected one or more PEM CERTIFICATE blocks",
             ));
         }
-        let key_labels =
-            pem_labels(&self.key_pem).map_err(|reason| ConfigError::new(&key_setting, reason))?;
+        let key_labels = pem_labels(self.key_pem.expose_secret())
+            .map_err(|reason| ConfigError::new(&key_setting, reason))?;
         match key_labels.as_slice() {
             [label]
                 if ["PRIVATE KEY", "RSA PRIVATE KEY", "EC PRIVATE KEY"]
@@ -76,7 +81,7 @@ impl ClientCertificate {
         }
         let mut pem = self.cert_pem.clone();
         pem.push(b'\n');
-        pem.extend_from_slice(&self.key_pem);
+        pem.extend_from_slice(self.key_pem.expose_secret());
         Ok(pem)
     }
 }
@@ -85,7 +90,7 @@ impl fmt::Debug for ClientCertificate {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ClientCertificate")
             .field("cert_pem_bytes", &self.cert_pem.len())
-            .field("key_pem", &"***")
+            .field("key_pem", &self.key_pem)
             .finish()
     }
 }
@@ -171,10 +176,8 @@ impl WechatConfig {
         let text = String::from_utf8(bytes)
             .map_err(|_| ConfigError::new(&setting, "the file is not UTF-8 text"))?;
         // Editors add a final line break; the key itself has none.
-        self.key = ApiKey::new(text.trim_end_matches(['\n', '\r']));
-        self.key
-            .validate()
-            .map_err(|reason| ConfigError::new(&setting, reason))?;
+        self.key = ApiKey::from(text.trim_end_matches(['\n', '\r']));
+        validate_api_key(&self.key).map_err(|reason| ConfigError::new(&setting, reason))?;
         if let Some((cert_file, key_file)) = cert_and_key_files {
             self.client_certificate = Some(ClientCertificate::load(
                 cert_file,
@@ -202,8 +205,7 @@ impl WechatConfig {
         };
         plain("appid", &self.appid)?;
         plain("mch_id", &self.mch_id)?;
-        self.key
-            .validate()
+        validate_api_key(&self.key)
             .map_err(|reason| ConfigError::new(self.setting("key_file"), reason))?;
         if let Some(sub_mch_id) = &self.sub_mch_id {
             plain("sub_mch_id", sub_mch_id)?;
@@ -317,6 +319,8 @@ fn pem_labels(pem: &[u8]) -> Result<Vec<String>, String> {
 
 #[cfg(test)]
 mod tests {
+    use secrecy::ExposeSecret;
+
     use super::*;
     use crate::testing;
 
@@ -331,7 +335,7 @@ mod tests {
         WechatConfig::new(
             "wx2421b1c4370ec43b",
             "10000100",
-            ApiKey::new(testing::random_api_key()),
+            ApiKey::from(testing::random_api_key()),
             base_url,
         )
     }
@@ -355,7 +359,7 @@ mod tests {
         c.appid = String::new();
         assert_eq!(setting_of(&c), "merchants.wechat.appid");
         let mut c = config("http://127.0.0.1:8080");
-        c.key = ApiKey::new("short");
+        c.key = ApiKey::from("short");
         assert_eq!(setting_of(&c), "merchants.wechat.key_file");
         let mut c = config("ftp://example.com");
         c.setting_prefix = "merchants.m1.wechat".to_owned();
@@ -440,7 +444,7 @@ mod tests {
         for line in key.lines() {
             assert!(!shown.contains(line), "{shown}");
         }
-        assert!(shown.contains("key: ***"), "{shown}");
+        assert!(shown.contains("key: SecretBox<str>([REDACTED])"), "{shown}");
     }
 
     #[test]
@@ -455,7 +459,7 @@ mod tests {
         let key = dir.path().join("apiclient_key.pem");
         std::fs::write(&key, key_pem).unwrap();
         let mut c = config(WechatConfig::DEFAULT_BASE_URL);
-        c.key = ApiKey::new("");
+        c.key = ApiKey::from("");
         c.load_files(&api_key, Some((&cert, &key))).unwrap();
         assert_eq!(c.key.expose_secret(), secret);
         assert_eq!(c.validate(), Ok(()));

@@ -576,7 +576,7 @@ mod tests {
     const ORDER: &str = "1415757673";
 
     fn key() -> ApiKey {
-        ApiKey::new(KEY.as_str())
+        ApiKey::from(KEY.as_str())
     }
 
     fn merchant() -> Merchant {

@@ -4,10 +4,9 @@
 //! with the API key) of that text, in upper-case hex. Used by the client for
 //! requests and answers, and by the sandbox for the other direction.
 
-use std::fmt;
-
 use hmac::{Hmac, Mac};
 use md5::{Digest, Md5};
+use secrecy::{ExposeSecret, SecretString};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
@@ -43,53 +42,32 @@ impl SignType {
     }
 }
 
-/// The merchant's API key (商户平台 → API安全), a shared secret. It never
-/// prints: `Debug` shows `***` and there is no `Display`.
-#[derive(Clone, PartialEq, Eq)]
-pub struct ApiKey(String);
+/// The merchant's API key (商户平台 → API安全), a shared secret held in
+/// `secrecy`'s secret string: it never prints, and is read only through
+/// `expose_secret` (for signing and nothing else).
+pub type ApiKey = SecretString;
 
-impl ApiKey {
-    /// The length WeChat issues API keys with.
-    pub const LEN: usize = 32;
+/// The length WeChat issues API keys with.
+pub const API_KEY_LEN: usize = 32;
 
-    /// Wraps a key; see [`ApiKey::validate`] for the checks done at start-up.
-    pub fn new(key: impl Into<String>) -> ApiKey {
-        ApiKey(key.into())
+/// Why `key` cannot be WeChat's: empty, not 32 characters, or not printable
+/// ASCII (a stray newline from a key file is the usual cause). The message
+/// never contains the key.
+pub fn validate_api_key(key: &ApiKey) -> Result<(), String> {
+    let key = key.expose_secret();
+    if key.is_empty() {
+        return Err("the API key is empty".to_owned());
     }
-
-    /// Why the key cannot be WeChat's: empty, not 32 characters, or not
-    /// printable ASCII (a stray newline from a key file is the usual cause).
-    /// The message never contains the key.
-    pub fn validate(&self) -> Result<(), String> {
-        let key = &self.0;
-        if key.is_empty() {
-            return Err("the API key is empty".to_owned());
-        }
-        if !key.bytes().all(|b| b.is_ascii_graphic()) {
-            return Err(
-                "the API key must be printable ASCII without spaces or line breaks".to_owned(),
-            );
-        }
-        if key.len() != ApiKey::LEN {
-            return Err(format!(
-                "the API key must be {} characters, this one has {}",
-                ApiKey::LEN,
-                key.len()
-            ));
-        }
-        Ok(())
+    if !key.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err("the API key must be printable ASCII without spaces or line breaks".to_owned());
     }
-
-    /// The key itself, for signing and nothing else.
-    pub fn expose_secret(&self) -> &str {
-        &self.0
+    if key.len() != API_KEY_LEN {
+        return Err(format!(
+            "the API key must be {API_KEY_LEN} characters, this one has {}",
+            key.len()
+        ));
     }
-}
-
-impl fmt::Debug for ApiKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
+    Ok(())
 }
 
 /// `stringA` of the documentation: the signed fields, sorted, joined.
@@ -217,7 +195,7 @@ mod tests {
     fn the_documented_example_signs_byte_for_byte() {
         // wx_v2_sign_doc_example.json: the official MD5 and the HMAC-SHA256 of WxJava's test.
         let v = vector("wx_v2_sign_doc_example.json");
-        let key = ApiKey::new(v["key"].as_str().unwrap());
+        let key = ApiKey::from(v["key"].as_str().unwrap());
         let params = params_of(&v["params"]);
         assert_eq!(
             string_a(&params),
@@ -241,7 +219,7 @@ mod tests {
     fn the_documented_xml_verifies_and_a_changed_field_does_not() {
         // wx_v2_verify_xml_doc_example.json: the corrected official XML.
         let v = vector("wx_v2_verify_xml_doc_example.json");
-        let key = ApiKey::new(v["key"].as_str().unwrap());
+        let key = ApiKey::from(v["key"].as_str().unwrap());
         let mut params = parse(v["raw_xml"].as_str().unwrap()).unwrap();
         assert!(verify(&params, &key, SignType::Md5));
         assert!(
@@ -267,7 +245,7 @@ mod tests {
         let mut requests_checked = 0;
         for name in fixtures {
             let v = vector(name);
-            let key = ApiKey::new(v["key"].as_str().unwrap());
+            let key = ApiKey::from(v["key"].as_str().unwrap());
             for request in v["requests"].as_array().unwrap() {
                 let params = params_of(&request["params"]);
                 assert_eq!(
@@ -316,7 +294,7 @@ mod tests {
 
     #[test]
     fn hmac_requests_sign_their_sign_type_and_lowercase_hex_still_verifies() {
-        let key = ApiKey::new(testing::random_api_key());
+        let key = ApiKey::from(testing::random_api_key());
         let mut params: Params = [("appid", "wx1"), ("nonce_str", "n")]
             .into_iter()
             .map(|(k, v)| (k.to_owned(), v.to_owned()))
@@ -330,7 +308,7 @@ mod tests {
         assert!(verify(&params, &key, SignType::HmacSha256));
         assert!(!verify(
             &params,
-            &ApiKey::new("0".repeat(32)),
+            &ApiKey::from("0".repeat(32)),
             SignType::HmacSha256
         ));
     }
@@ -338,13 +316,13 @@ mod tests {
     #[test]
     fn the_key_never_prints_and_bad_keys_are_named_without_the_key() {
         let secret = testing::random_api_key();
-        let key = ApiKey::new(secret.as_str());
-        assert_eq!(format!("{key:?}"), "***");
-        assert!(key.validate().is_ok());
-        assert!(ApiKey::new("").validate().is_err());
-        let short = ApiKey::new("secret-but-short").validate().unwrap_err();
+        let key = ApiKey::from(secret.as_str());
+        assert_eq!(format!("{key:?}"), "SecretBox<str>([REDACTED])");
+        assert!(validate_api_key(&key).is_ok());
+        assert!(validate_api_key(&ApiKey::from("")).is_err());
+        let short = validate_api_key(&ApiKey::from("secret-but-short")).unwrap_err();
         assert!(!short.contains("secret"), "{short}");
-        let newline = ApiKey::new(format!("{secret}\n")).validate().unwrap_err();
+        let newline = validate_api_key(&ApiKey::from(format!("{secret}\n"))).unwrap_err();
         assert!(newline.contains("line breaks"), "{newline}");
         assert!(!newline.contains(&secret), "{newline}");
     }

@@ -666,7 +666,7 @@ async fn service_provider_mode_sends_and_signs_the_app_auth_token() {
     let peer =
         spawn(|_| Reply::Node(json!({"code": "40004", "sub_code": "ACQ.TRADE_NOT_EXIST"}))).await;
     let mut config = config(&peer);
-    config.app_auth_token = Some(Secret::new("201801BB000000000000000000000000"));
+    config.app_auth_token = Some(Secret::from("201801BB000000000000000000000000"));
     let client = AlipayClient::new(config).unwrap();
     assert!(
         !format!("{client:?}").contains("201801BB"),
@@ -704,19 +704,19 @@ fn bad_configuration_names_the_setting_and_never_quotes_a_key() {
         .map(str::to_owned)
         .collect();
     let malformed = refused(AlipayConfig {
-        app_private_key: Secret::new(format!("{}\nMIIgarbage\n{}", armour[0], armour[1])),
+        app_private_key: Secret::from(format!("{}\nMIIgarbage\n{}", armour[0], armour[1])),
         ..good()
     });
     assert_eq!(malformed.setting, setting::PRIVATE_KEY_FILE);
     assert_eq!(malformed.setting, "merchants.alipay.private_key_file");
     let weak = refused(AlipayConfig {
-        app_private_key: Secret::new(weak_private_key()),
+        app_private_key: Secret::from(weak_private_key()),
         ..good()
     });
     assert_eq!(weak.setting, setting::PRIVATE_KEY_FILE);
     assert!(weak.reason.contains("2048"), "{weak}");
     let public_as_private = refused(AlipayConfig {
-        app_private_key: Secret::new(app_public_key()),
+        app_private_key: Secret::from(app_public_key()),
         ..good()
     });
     assert_eq!(public_as_private.setting, setting::PRIVATE_KEY_FILE);

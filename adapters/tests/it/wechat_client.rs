@@ -98,7 +98,7 @@ impl Reply {
     }
 
     fn signed_with(mut params: Params, sign_type: SignType) -> Reply {
-        sign::sign_request(&mut params, &ApiKey::new(KEY.as_str()), sign_type);
+        sign::sign_request(&mut params, &ApiKey::from(KEY.as_str()), sign_type);
         Reply::raw(&xml::to_xml(&params))
     }
 
@@ -150,7 +150,7 @@ async fn handle(State(peer): State<Arc<Peer>>, uri: Uri, body: String) -> Respon
     let Ok(params) = xml::parse(&body) else {
         return (StatusCode::BAD_REQUEST, "not XML").into_response();
     };
-    let verified = sign::verify(&params, &ApiKey::new(KEY.as_str()), peer.sign_type);
+    let verified = sign::verify(&params, &ApiKey::from(KEY.as_str()), peer.sign_type);
     if !verified {
         *peer.bad_signatures.lock().unwrap() += 1;
     }
@@ -199,7 +199,7 @@ async fn spawn_peer(
 // ---- the client side ------------------------------------------------------
 
 fn config(base_url: &str) -> WechatConfig {
-    WechatConfig::new(APPID, MCH_ID, ApiKey::new(KEY.as_str()), base_url)
+    WechatConfig::new(APPID, MCH_ID, ApiKey::from(KEY.as_str()), base_url)
 }
 
 fn client(base_url: &str) -> WechatClient {
@@ -379,7 +379,7 @@ async fn a_forged_signature_is_unknown() {
     );
 
     let mut other_key = fields(&MICROPAY_SUCCESS, &[]);
-    sign::sign_request(&mut other_key, &ApiKey::new("0".repeat(32)), SignType::Md5);
+    sign::sign_request(&mut other_key, &ApiKey::from("0".repeat(32)), SignType::Md5);
     let body = xml::to_xml(&other_key);
     let (_, url) = spawn_peer(move |_, _| Reply::raw(&body)).await;
     assert!(is_unknown_pay(&pay(&client(&url)).await.outcome));
@@ -922,7 +922,7 @@ fn bad_configuration_names_the_setting() {
     );
 
     let mut empty_key = config("http://127.0.0.1:1");
-    empty_key.key = ApiKey::new("");
+    empty_key.key = ApiKey::from("");
     empty_key.setting_prefix = "merchants.shop1.wechat".to_owned();
     let error = WechatClient::new(empty_key).unwrap_err();
     assert_eq!(error.setting, "merchants.shop1.wechat.key_file");

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use paycode_adapters::clock::SystemClock;
-use paycode_adapters::wechat::SignType;
+use paycode_adapters::wechat::{ApiKey as WechatKey, SignType};
 use paycode_sandbox::{
     Sandbox, SandboxAlipay, SandboxConfig, SandboxMerchant, SandboxWechat,
     generate_rsa_key_pair_pem, public_key_pem_of_private_pem,
@@ -56,7 +56,7 @@ fn from_config(config: &Config) -> anyhow::Result<(SandboxConfig, Vec<String>)> 
                 Some(SandboxWechat {
                     appid: settings.appid.clone(),
                     mch_id: settings.mch_id.clone(),
-                    key: key.trim_end_matches(['\n', '\r']).to_owned(),
+                    key: WechatKey::from(key.trim_end_matches(['\n', '\r'])),
                     sign_type: match settings.sign_type {
                         SignTypeSetting::Md5 => SignType::Md5,
                         SignTypeSetting::HmacSha256 => SignType::HmacSha256,
@@ -221,12 +221,19 @@ mod tests {
         assert_eq!(notes.len(), 1, "it says so: {notes:?}");
         assert_eq!(sandbox.merchants.len(), 1);
         let wechat = sandbox.merchants[0].wechat.as_ref().unwrap();
-        assert_eq!(wechat.key.len(), 32, "the merchant's key file, read");
+        assert_eq!(
+            secrecy::ExposeSecret::expose_secret(&wechat.key).len(),
+            32,
+            "the merchant's key file, read"
+        );
         assert_eq!(sandbox.state_path, Some(dir.path().join("sandbox.db")));
         // The written configuration is one the ledger accepts as it is.
         let channels = paycode::config::clients::build(&demo).unwrap();
         let keys = paycode::config::clients::api_keys(&demo).unwrap();
-        assert_eq!(keys[0].key, DEMO_API_KEY);
+        assert_eq!(
+            secrecy::ExposeSecret::expose_secret(&keys[0].key),
+            DEMO_API_KEY
+        );
         let merchant = paycode_domain::MerchantId::parse(DEMO_MERCHANT).unwrap();
         assert!(
             channels

@@ -128,7 +128,7 @@ fn wechat_client(
     let mut wechat = WechatConfig::new(
         settings.appid.clone(),
         settings.mch_id.clone(),
-        WechatKey::new(key.trim_end_matches(['\n', '\r'])),
+        WechatKey::from(key.trim_end_matches(['\n', '\r'])),
         settings.base_url.clone(),
     );
     wechat.setting_prefix = prefix.to_owned();
@@ -183,7 +183,7 @@ fn alipay_client(
         public_key,
         settings.base_url.clone(),
     );
-    alipay.app_auth_token = settings.app_auth_token.clone().map(Secret::new);
+    alipay.app_auth_token = settings.app_auth_token.clone().map(Secret::from);
     if let Some(timeout_ms) = settings.timeout_ms {
         alipay.timeout = Duration::from_millis(timeout_ms);
     }

@@ -162,7 +162,7 @@ impl InProcessSandbox {
                 wechat: Some(SandboxWechat {
                     appid: account.wechat_appid.clone(),
                     mch_id: account.wechat_mch_id.clone(),
-                    key: wechat_key.clone(),
+                    key: WechatKey::from(wechat_key.clone()),
                     sign_type: SignType::HmacSha256,
                 }),
                 alipay: Some(SandboxAlipay {
@@ -192,7 +192,7 @@ impl InProcessSandbox {
             let mut wechat = WechatConfig::new(
                 account.wechat_appid,
                 account.wechat_mch_id,
-                WechatKey::new(wechat_key),
+                WechatKey::from(wechat_key),
                 base_url.clone(),
             );
             wechat.sign_type = SignType::HmacSha256;
@@ -261,6 +261,8 @@ impl Account {
 
 #[cfg(test)]
 mod tests {
+    use secrecy::ExposeSecret;
+
     use super::*;
 
     #[test]
@@ -269,7 +271,9 @@ mod tests {
         let config = Config::embedded();
         assert_eq!(config.store.path, PathBuf::from("paycode.db"));
         assert_eq!(config.merchants[0].id, DEMO_MERCHANT);
-        assert_eq!(config.merchants[0].api_keys, [DEMO_API_KEY]);
+        let keys = &config.merchants[0].api_keys;
+        assert_eq!(keys.len(), 1);
+        assert_eq!(keys[0].expose_secret(), DEMO_API_KEY);
         assert!(config.sandbox_in_process());
         assert_eq!(config.server.listen.to_string(), "127.0.0.1:8080");
         let options = SandboxOptions::from_config(&config);

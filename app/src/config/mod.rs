@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 pub use paycode_adapters::ConfigError;
 use paycode_adapters::channel::rate_limit::RateLimits;
 use paycode_domain::Policy;
+use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
 /// The whole file.
@@ -166,7 +167,8 @@ impl PolicyConfig {
 #[serde(deny_unknown_fields)]
 pub struct MerchantConfig {
     pub id: String,
-    pub api_keys: Vec<String>,
+    /// Keys with every role; secrets, never printed.
+    pub api_keys: Vec<SecretString>,
     pub wechat: Option<WechatSettings>,
     pub alipay: Option<AlipaySettings>,
 }
@@ -314,14 +316,14 @@ impl Config {
                     "give at least one API key",
                 ));
             }
-            for key in &merchant.api_keys {
+            for key in merchant.api_keys.iter().map(ExposeSecret::expose_secret) {
                 if key.len() < 12 || key.chars().any(char::is_whitespace) {
                     return Err(ConfigError::new(
                         at("api_keys"),
                         "each key must be at least 12 characters, without spaces",
                     ));
                 }
-                if !keys.insert(key.as_str()) {
+                if !keys.insert(key) {
                     return Err(ConfigError::new(
                         at("api_keys"),
                         "an API key may belong to one merchant only",

@@ -18,6 +18,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use paycode_domain::MerchantId;
+use secrecy::{ExposeSecret, SecretString};
 use subtle::ConstantTimeEq;
 
 use crate::service::runtime::Runtime;
@@ -26,17 +27,11 @@ use error::ApiError;
 /// The largest request body accepted (a payment is a few hundred bytes).
 pub const BODY_LIMIT_BYTES: usize = 16 * 1024;
 
-/// An API key and the merchant it belongs to.
-#[derive(Clone)]
+/// An API key (a secret: it never prints) and the merchant it belongs to.
+#[derive(Debug, Clone)]
 pub struct ApiKey {
-    pub key: String,
+    pub key: SecretString,
     pub merchant: MerchantId,
-}
-
-impl std::fmt::Debug for ApiKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "ApiKey(***, {})", self.merchant)
-    }
 }
 
 /// What every handler shares.
@@ -71,8 +66,9 @@ impl AppState {
     fn merchant_for(&self, presented: &str) -> Option<MerchantId> {
         let mut found = None;
         for candidate in self.keys.iter() {
-            let same_length = candidate.key.len() == presented.len();
-            let equal: bool = candidate.key.as_bytes().ct_eq(presented.as_bytes()).into();
+            let key = candidate.key.expose_secret();
+            let same_length = key.len() == presented.len();
+            let equal: bool = key.as_bytes().ct_eq(presented.as_bytes()).into();
             if same_length && equal {
                 found = Some(candidate.merchant.clone());
             }

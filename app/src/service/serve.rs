@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use paycode_adapters::clock::{Clock, SystemClock};
+use secrecy::ExposeSecret;
 use tracing_subscriber::EnvFilter;
 
 use super::{Parts, Service};
@@ -102,11 +103,12 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     for merchant in &config.merchants {
         if connected.sandbox.is_some() {
             // Sandbox merchants only: test keys, printed so a newcomer can try them.
-            println!(
-                "  merchant    {}, API key {}",
-                merchant.id,
-                merchant.api_keys.join(", ")
-            );
+            let keys: Vec<&str> = merchant
+                .api_keys
+                .iter()
+                .map(ExposeSecret::expose_secret)
+                .collect();
+            println!("  merchant    {}, API key {}", merchant.id, keys.join(", "));
         } else {
             println!("  merchant    {}", merchant.id);
         }
@@ -119,6 +121,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     if let (Some(_), Some(merchant)) = (&connected.sandbox, config.merchants.first())
         && let Some(key) = merchant.api_keys.first()
     {
+        let key = key.expose_secret();
         println!(
             "try: curl -s -H 'Authorization: Bearer {key}' -d '{{\"order_no\":\"A1\",\"auth_code\":\"134567890123456700\",\"amount\":\"12.34\",\"subject\":\"Coffee\"}}' 'http://{address}/v1/payments?wait=10'"
         );
