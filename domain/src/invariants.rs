@@ -193,7 +193,10 @@ mod tests {
         let mut history = Vec::new();
         for (index, kind) in commands.into_iter().enumerate() {
             let command = Command::new(CommandId(Uuid::from_u128(index as u128 + 1)), kind);
-            for event in decider.decide(&state, &command, at(index as i64)).unwrap() {
+            for event in decider
+                .decide(&state, &command, at(i64::try_from(index).unwrap()))
+                .unwrap()
+            {
                 state = evolve(state, &event).unwrap();
                 history.push(event);
             }

@@ -149,7 +149,7 @@ impl fmt::Display for Money {
 
 impl fmt::Debug for Money {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Money({} CNY)", self)
+        write!(f, "Money({self} CNY)")
     }
 }
 
@@ -200,7 +200,7 @@ impl Total {
     pub fn sum(amounts: impl IntoIterator<Item = Money>) -> Option<Total> {
         amounts
             .into_iter()
-            .try_fold(Total::ZERO, |total, amount| total.checked_plus(amount))
+            .try_fold(Total::ZERO, Total::checked_plus)
     }
 
     /// Shown like money, zero included: "0.00".

@@ -63,7 +63,7 @@ fn log(orders: usize, seed: u64) -> Vec<Entry> {
     for (day, channel) in [(21, Channel::Wechat), (22, Channel::Alipay)] {
         let date = NaiveDate::from_ymd_opt(2026, 11, day).expect("a date");
         let stream = reconciliation_stream(channel, &merchant, date);
-        let mut at = rng.below(entries.len() as u64 + 1) as usize;
+        let mut at = rng.index(entries.len() + 1);
         for version in 0..=rng.below(3) {
             let findings = (0..rng.below(4))
                 .map(|n| Finding {
@@ -95,7 +95,7 @@ fn log(orders: usize, seed: u64) -> Vec<Entry> {
                     event,
                 },
             );
-            at += 1 + rng.below((entries.len() - at) as u64) as usize;
+            at += 1 + rng.index(entries.len() - at);
             at = at.min(entries.len());
         }
     }

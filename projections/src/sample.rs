@@ -42,6 +42,12 @@ impl Rng {
     pub fn below(&mut self, bound: u64) -> u64 {
         self.next_u64() % bound
     }
+
+    /// An index in `0..len`.
+    pub fn index(&mut self, len: usize) -> usize {
+        let len = u64::try_from(len).expect("a length fits in u64");
+        usize::try_from(self.below(len)).expect("below a usize length")
+    }
 }
 
 fn start() -> DateTime<Utc> {
@@ -57,7 +63,8 @@ pub fn order_events(merchant: &str, order_index: usize, rng: &mut Rng) -> Vec<Ev
     let mut state = PaymentState::Initial;
     let mut events = Vec::new();
     let mut commands = 0u128;
-    let mut now = start() + Duration::seconds(order_index as i64);
+    let mut now = start()
+        + Duration::seconds(i64::try_from(order_index).expect("fewer orders than seconds in i64"));
     let base_id = (order_index as u128) << 32;
     let mut run = |state: &mut PaymentState, kind: CommandKind, now: DateTime<Utc>| {
         commands += 1;
@@ -219,7 +226,7 @@ pub fn log(merchant: &str, orders: usize, seed: u64) -> Vec<SampleEvent> {
         .collect();
     let mut log = Vec::new();
     while !streams.is_empty() {
-        let pick = rng.below(streams.len() as u64) as usize;
+        let pick = rng.index(streams.len());
         let (stream, events, version) = &mut streams[pick];
         match events.next() {
             Some(event) => {

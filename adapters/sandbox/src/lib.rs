@@ -526,7 +526,7 @@ impl Sandbox {
             merchant_id = %call.merchant_id,
             out_trade_no = call.out_trade_no.as_deref().unwrap_or(""),
             answer = %call.answer,
-            fault = fault.map(FaultKind::as_str).unwrap_or(""),
+            fault = fault.map_or("", FaultKind::as_str),
             "sandbox call"
         );
         lock(&self.inner.calls).push(call);
@@ -687,7 +687,7 @@ impl Inner {
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex
         .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 async fn wechat_route(State(sandbox): State<Sandbox>, uri: Uri, body: Bytes) -> Response {

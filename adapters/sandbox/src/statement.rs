@@ -16,6 +16,7 @@
 //! on any statement yet. A day with no line has no statement (WeChat's
 //! "No Bill Exist"). Fees are 0.60 %, rounded to the fen.
 
+use std::fmt::Write as _;
 use std::io::Write as _;
 
 use chrono::{DateTime, Datelike, Duration, NaiveDate, Timelike, Utc};
@@ -560,11 +561,12 @@ fn alipay_bill_texts(
         detail.push('\n');
     }
     let exported = format!("#导出时间：[{}]", alipay_header_time(exported_at));
-    detail.push_str(&format!(
+    let _ = write!(
+        detail,
         "{DETAIL_END}\n#交易合计：{trades}笔，商家实收共{}元，商家优惠共0.00元\n#退款合计：{refunds}笔，商家实收退款共{}元，商家优惠退款共0.00元\n{exported}\n",
         signed_yuan(trade_fen),
         signed_yuan(refund_fen),
-    ));
+    );
     let net_fen = trade_fen + refund_fen;
     let totals = format!(
         "{trades},{refunds},{net},{net},0.00,0.00,0.00,{fees},0.00,{received}",

@@ -155,9 +155,7 @@ pub(super) fn handle(inner: &Inner, api: SandboxApi, body: &[u8]) -> Handled {
         return return_fail(api, &params, "签名失败");
     }
     let now = inner.clock.now();
-    let reply = if params.get("appid") != Some(&merchant.appid) {
-        Reply::fail("APPID_MCHID_NOT_MATCH", "appid和mch_id不匹配")
-    } else {
+    let reply = if params.get("appid") == Some(&merchant.appid) {
         match api {
             SandboxApi::Channel(Api::Pay) => pay(inner, merchant, &params, now),
             SandboxApi::Channel(Api::Query) => query(inner, merchant, &params, now),
@@ -169,6 +167,8 @@ pub(super) fn handle(inner: &Inner, api: SandboxApi, body: &[u8]) -> Handled {
                 return return_fail(api, &params, "unknown API");
             }
         }
+    } else {
+        Reply::fail("APPID_MCHID_NOT_MATCH", "appid和mch_id不匹配")
     };
     let kind = reply.kind();
     let hold = reply.hold;

@@ -122,7 +122,10 @@ impl AlipayClient {
     ) -> Result<Verified, Unproven> {
         let biz_content = biz_content.map_err(Unproven::not_sent)?;
         let waited = self.limiter.until_ready(api).await;
-        tracing::trace!(waited_ms = waited.as_millis() as u64, "rate limit");
+        tracing::trace!(
+            waited_ms = u64::try_from(waited.as_millis()).unwrap_or(u64::MAX),
+            "rate limit"
+        );
         let timestamp = wire::format_timestamp(Utc::now());
         let token = self
             .app_auth_token
@@ -589,7 +592,7 @@ impl ChannelClient for AlipayClient {
             };
             match &result {
                 Ok(StatementFile::AlipayZip(bytes)) => {
-                    tracing::info!(bytes = bytes.len(), "bill downloaded")
+                    tracing::info!(bytes = bytes.len(), "bill downloaded");
                 }
                 Ok(other) => tracing::info!(statement = ?other, "no bill"),
                 Err(error) => tracing::warn!(%error, "bill not downloaded"),

@@ -31,10 +31,10 @@ pub struct SqliteReadModelStore {
 impl SqliteReadModelStore {
     /// The read-model file of a ledger file: `paycode.db` → `paycode-views.db`, same directory.
     pub fn path_beside(ledger: &Path) -> PathBuf {
-        let stem = ledger
-            .file_stem()
-            .map(|stem| stem.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "paycode".to_owned());
+        let stem = ledger.file_stem().map_or_else(
+            || "paycode".to_owned(),
+            |stem| stem.to_string_lossy().into_owned(),
+        );
         ledger.with_file_name(format!("{stem}-views.db"))
     }
 

@@ -303,7 +303,7 @@ fn decode_lines(bytes: &[u8]) -> Result<Vec<(u32, String)>, StatementError> {
             } else {
                 encoding_rs::GBK
                     .decode_without_bom_handling_and_without_replacement(raw)
-                    .map(|text| text.into_owned())
+                    .map(std::borrow::Cow::into_owned)
             };
             text.map(|text| (line, text))
                 .ok_or(StatementError::Encoding {

@@ -333,6 +333,10 @@ pub fn parse_wechat_bill(bytes: &[u8], date: NaiveDate) -> Result<Statement, Sta
     let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
     let text = std::str::from_utf8(bytes).map_err(|error| {
         let before = &bytes[..error.valid_up_to()];
+        #[expect(
+            clippy::naive_bytecount,
+            reason = "one error message; not worth a crate"
+        )]
         let newlines = before.iter().filter(|&&b| b == b'\n').count();
         StatementError::Encoding {
             line: line_no(newlines),

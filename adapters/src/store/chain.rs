@@ -87,12 +87,7 @@ pub fn recompute(event: &RecordedEvent) -> ChainHash {
 
 /// Lower-case hex, as EventStoreDB's metadata and `paycode verify` show it.
 pub fn to_hex(hash: &ChainHash) -> String {
-    use std::fmt::Write;
-    hash.iter()
-        .fold(String::with_capacity(64), |mut out, byte| {
-            let _ = write!(out, "{byte:02x}");
-            out
-        })
+    hex::encode(hash)
 }
 
 /// The inverse of `to_hex` (either case); `None` unless exactly 64 hex digits.

@@ -163,7 +163,7 @@ async fn copy_run(
             .and_then(|index| known.existing.get(index))
         {
             Some(&(there, hash)) if there == event.event_id && hash == event.hash => {
-                report.events_already_there += 1
+                report.events_already_there += 1;
             }
             Some(&(there, _)) if there == event.event_id => {
                 return Err(MigrationError::ChainDiffers {

@@ -579,15 +579,14 @@ impl Writer {
         if let Err(invalid) = check_batch(stream, &request.events) {
             return Err(Rejected::Answer(Err(invalid)));
         }
-        let head = match self.heads.get(stream) {
-            Some(head) => Some(*head),
-            None => {
-                let head = stream_head(&self.conn, stream)?;
-                if let Some(head) = head {
-                    self.heads.insert(stream.to_owned(), head);
-                }
-                head
+        let head = if let Some(head) = self.heads.get(stream) {
+            Some(*head)
+        } else {
+            let head = stream_head(&self.conn, stream)?;
+            if let Some(head) = head {
+                self.heads.insert(stream.to_owned(), head);
             }
+            head
         };
         if ExpectedVersion::after(head.map(|head| head.version)) != expected {
             return Err(self.resolve_rejection(request));
@@ -607,26 +606,23 @@ impl Writer {
                 )))));
             }
         };
-        let (stream_id, created) = match head {
-            Some(head) => (head.id, false),
-            None => {
-                let mut insert = self
-                    .conn
-                    .prepare_cached("INSERT INTO streams (name) VALUES (?1)")?;
-                match insert.execute([stream]) {
-                    Ok(_) => (self.conn.last_insert_rowid(), true),
-                    // This program writes a stream row only with its first
-                    // event, so a row without events is not its doing.
-                    Err(error)
-                        if error.sqlite_error_code() == Some(ErrorCode::ConstraintViolation) =>
-                    {
-                        return Err(Rejected::Answer(Err(StoreError::Corrupt(format!(
-                            "{}: stream {stream} is registered but has no event",
-                            self.path.display()
-                        )))));
-                    }
-                    Err(error) => return Err(Rejected::Group(error)),
+        let (stream_id, created) = if let Some(head) = head {
+            (head.id, false)
+        } else {
+            let mut insert = self
+                .conn
+                .prepare_cached("INSERT INTO streams (name) VALUES (?1)")?;
+            match insert.execute([stream]) {
+                Ok(_) => (self.conn.last_insert_rowid(), true),
+                // This program writes a stream row only with its first
+                // event, so a row without events is not its doing.
+                Err(error) if error.sqlite_error_code() == Some(ErrorCode::ConstraintViolation) => {
+                    return Err(Rejected::Answer(Err(StoreError::Corrupt(format!(
+                        "{}: stream {stream} is registered but has no event",
+                        self.path.display()
+                    )))));
                 }
+                Err(error) => return Err(Rejected::Group(error)),
             }
         };
         let inserted = {
@@ -1176,19 +1172,17 @@ fn from_sql_int(value: i64) -> u64 {
 /// Translates a rusqlite error met while opening or reading `path`.
 fn sqlite_error(path: &Path, error: rusqlite::Error) -> StoreError {
     match error.sqlite_error_code() {
-        Some(ErrorCode::NotADatabase) | Some(ErrorCode::DatabaseCorrupt) => {
-            StoreError::Corrupt(format!(
-                "{} is not a usable paycode event store: {error}",
-                path.display()
-            ))
-        }
+        Some(ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt) => StoreError::Corrupt(format!(
+            "{} is not a usable paycode event store: {error}",
+            path.display()
+        )),
         _ => StoreError::Unavailable(Box::new(error)),
     }
 }
 
 fn unavailable(error: rusqlite::Error) -> StoreError {
     match error.sqlite_error_code() {
-        Some(ErrorCode::NotADatabase) | Some(ErrorCode::DatabaseCorrupt) => {
+        Some(ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt) => {
             StoreError::Corrupt(error.to_string())
         }
         _ => StoreError::Unavailable(Box::new(error)),

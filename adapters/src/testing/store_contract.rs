@@ -98,8 +98,10 @@ async fn position_of<S: EventStore + ?Sized>(store: &S, stream: &str, version: u
         .expect("read_stream")
         .iter()
         .find(|event| event.version == version)
-        .map(|event| event.position)
-        .unwrap_or_else(|| panic!("{stream} has no version {version}"))
+        .map_or_else(
+            || panic!("{stream} has no version {version}"),
+            |event| event.position,
+        )
 }
 
 fn assert_strictly_increasing(positions: &[u64], what: &str) {
@@ -431,7 +433,7 @@ where
     // Global order carries the same links, byte for byte.
     let all = read_everything(&store).await;
     for stream_events in [&chain_a, &chain_b] {
-        for recorded in stream_events.iter() {
+        for recorded in stream_events {
             let in_order = all
                 .iter()
                 .find(|other| other.event_id == recorded.event_id)
@@ -726,7 +728,7 @@ where
     let mut last_position = 0;
     for round in 0..7u64 {
         for (index, stream) in streams.iter().enumerate() {
-            let count = 1 + (round as usize + index) % 3;
+            let count = 1 + (usize::try_from(round).unwrap() + index) % 3;
             let batch: Vec<NewEvent> = (0..count)
                 .map(|k| event("E", &format!("{stream}-{round}-{k}")))
                 .collect();
@@ -881,7 +883,7 @@ where
     );
     let seen_ids: HashSet<Uuid> = seen
         .iter()
-        .skip(BEFORE as usize)
+        .skip(usize::try_from(BEFORE).unwrap())
         .map(|e| e.event_id)
         .collect();
     assert_eq!(

@@ -40,7 +40,7 @@ pub fn rsa_key_pair_pem(name: &str, bits: usize) -> (String, String) {
     let cell = KEYS
         .get_or_init(KeyCells::default)
         .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
         .entry((name.to_owned(), bits))
         .or_default()
         .clone();

@@ -393,10 +393,10 @@ impl ChannelClient for WechatClient {
                 tracing::info!(channel = "wechat", api = "statement", %date, bytes = text.len(), "statement downloaded");
             }
             Ok(other) => {
-                tracing::info!(channel = "wechat", api = "statement", %date, ?other, "no statement")
+                tracing::info!(channel = "wechat", api = "statement", %date, ?other, "no statement");
             }
             Err(error) => {
-                tracing::warn!(channel = "wechat", api = "statement", %date, %error, "statement failed")
+                tracing::warn!(channel = "wechat", api = "statement", %date, %error, "statement failed");
             }
         }
         result

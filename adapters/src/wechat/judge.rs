@@ -9,6 +9,10 @@
 //! refund number) is present and equal. Everything else is `Unknown`, with a
 //! reason, and the caller queries. The tables below list each code in
 //! precedence order with its source (docs/rules.md, "Judging WeChat answers").
+#![expect(
+    clippy::trivially_copy_pass_by_ref,
+    reason = "every judgement takes the verified answer the same way, by reference"
+)]
 
 use chrono::{DateTime, NaiveDateTime, Utc};
 use paycode_domain::calendar::from_china_local;

@@ -402,7 +402,7 @@ async fn a_success_for_another_order_or_amount_is_unknown() {
         let outcome = pay(&client(&url)).await.outcome;
         match &outcome {
             PayOutcome::Unknown { reason } => {
-                assert!(reason.contains(change.0), "{change:?}: {reason}")
+                assert!(reason.contains(change.0), "{change:?}: {reason}");
             }
             other => panic!("{change:?}: {other:?}"),
         }

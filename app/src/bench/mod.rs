@@ -8,6 +8,13 @@
 //! after commit). It reports throughput, per-append latency and how well group
 //! commit batched, and compares with a baseline: the same bytes written and
 //! `fdatasync`ed to a plain file in batches of the size group commit achieved.
+#![expect(
+    clippy::cast_precision_loss,
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    clippy::cast_possible_wrap,
+    reason = "benchmark figures are rates and percentiles for people, in f64, of counts far below 2^52"
+)]
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -102,15 +109,12 @@ fn append(args: &BenchArgs) -> anyhow::Result<()> {
         "--events-per-stream must be at least 1"
     );
     let temp;
-    let dir: &Path = match &args.dir {
-        Some(dir) => {
-            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-            dir
-        }
-        None => {
-            temp = tempfile::tempdir().context("creating a temporary directory")?;
-            temp.path()
-        }
+    let dir: &Path = if let Some(dir) = &args.dir {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        dir
+    } else {
+        temp = tempfile::tempdir().context("creating a temporary directory")?;
+        temp.path()
     };
     let db_path = dir.join("bench-append.db");
     let baseline_path = dir.join("bench-append.baseline");
@@ -148,9 +152,9 @@ fn append(args: &BenchArgs) -> anyhow::Result<()> {
     let events = args.events;
     let secs = elapsed.as_secs_f64();
     let events_per_sec = events as f64 / secs;
-    let p50_ms = percentile_us(&latencies_us, 50) as f64 / 1000.0;
-    let p99_ms = percentile_us(&latencies_us, 99) as f64 / 1000.0;
-    let max_ms = latencies_us.last().copied().unwrap_or(0) as f64 / 1000.0;
+    let p50_ms = f64::from(percentile_us(&latencies_us, 50)) / 1000.0;
+    let p99_ms = f64::from(percentile_us(&latencies_us, 99)) / 1000.0;
+    let max_ms = f64::from(latencies_us.last().copied().unwrap_or(0)) / 1000.0;
     let commits = stats.commits.max(1);
     let avg_batch = stats.events as f64 / commits as f64;
     let db_bytes = file_len(&db_path) + file_len(&dir.join("bench-append.db-wal"));
@@ -168,7 +172,7 @@ fn append(args: &BenchArgs) -> anyhow::Result<()> {
     );
     println!(
         "files: {:.1} MiB (database and WAL)",
-        db_bytes as f64 / 1048576.0
+        db_bytes as f64 / 1_048_576.0
     );
 
     let batch_events = (avg_batch.round() as u64).max(1);
@@ -212,22 +216,18 @@ struct BenchDir {
 
 impl BenchDir {
     fn new(dir: Option<&Path>) -> anyhow::Result<BenchDir> {
-        match dir {
-            Some(dir) => {
-                std::fs::create_dir_all(dir)
-                    .with_context(|| format!("creating {}", dir.display()))?;
-                Ok(BenchDir {
-                    path: dir.to_owned(),
-                    _temp: None,
-                })
-            }
-            None => {
-                let temp = tempfile::tempdir().context("creating a temporary directory")?;
-                Ok(BenchDir {
-                    path: temp.path().to_owned(),
-                    _temp: Some(temp),
-                })
-            }
+        if let Some(dir) = dir {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+            Ok(BenchDir {
+                path: dir.to_owned(),
+                _temp: None,
+            })
+        } else {
+            let temp = tempfile::tempdir().context("creating a temporary directory")?;
+            Ok(BenchDir {
+                path: temp.path().to_owned(),
+                _temp: Some(temp),
+            })
         }
     }
 
@@ -278,7 +278,6 @@ async fn append_task(
     count: u64,
     per_stream: u64,
 ) -> anyhow::Result<Vec<u32>> {
-    let mut ids = IdSource::new(task);
     let mut latencies = Vec::with_capacity(count as usize);
     let mut stream = String::new();
     for index in 0..count {
@@ -289,7 +288,7 @@ async fn append_task(
         }
         let event_type = LIFECYCLE[(version as usize) % LIFECYCLE.len()];
         let event = NewEvent {
-            event_id: ids.next(),
+            event_id: service_event_id(),
             event_type: event_type.to_owned(),
             schema_version: 1,
             data: payload(event_type, task, order, version),
@@ -336,17 +335,8 @@ fn payload(event_type: &str, task: u64, order: u64, version: u64) -> Vec<u8> {
 /// Event ids as the service makes them: each command gets a time-ordered
 /// (version 7) id and its events derive from it (`CommandId::event_id`), so
 /// the store's id index grows at one end instead of at random pages.
-#[derive(Debug)]
-struct IdSource;
-
-impl IdSource {
-    fn new(_seed: u64) -> Self {
-        IdSource
-    }
-
-    fn next(&mut self) -> Uuid {
-        paycode_domain::CommandId(Uuid::now_v7()).event_id(0)
-    }
+fn service_event_id() -> Uuid {
+    paycode_domain::CommandId(Uuid::now_v7()).event_id(0)
 }
 
 /// The same payload bytes appended to a plain file, `fdatasync` after every
@@ -392,7 +382,7 @@ fn round3(value: f64) -> f64 {
 }
 
 fn file_len(path: &Path) -> u64 {
-    std::fs::metadata(path).map(|meta| meta.len()).unwrap_or(0)
+    std::fs::metadata(path).map_or(0, |meta| meta.len())
 }
 
 fn remove_if_present(path: &Path) -> anyhow::Result<()> {

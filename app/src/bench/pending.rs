@@ -14,7 +14,7 @@
 //! its due time to the recorded query answer, in wall milliseconds: timer
 //! wake-up, dispatch, the signed query over HTTP, and the durable append.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration as StdDuration, Instant};
 
@@ -127,7 +127,7 @@ impl Clock for SimClock {
             match wait {
                 Some(wait) => {
                     tokio::select! {
-                        _ = tokio::time::sleep(wait) => {}
+                        () = tokio::time::sleep(wait) => {}
                         _ = changes.changed() => {}
                     }
                 }
@@ -224,7 +224,7 @@ async fn pending(args: &BenchArgs) -> anyhow::Result<()> {
         let (runtime, merchant) = (runtime.clone(), merchant.clone());
         tokio::spawn(async move {
             let order_no = OrderNo::parse(&format!("P{n:09}")).expect("a valid order number");
-            let code = AuthCode::parse(&format!("13{:014}02", n)).expect("a valid code");
+            let code = AuthCode::parse(&format!("13{n:014}02")).expect("a valid code");
             let result = runtime
                 .submit(
                     CommandId(Uuid::now_v7()),
@@ -281,7 +281,7 @@ async fn pending(args: &BenchArgs) -> anyhow::Result<()> {
          ({rss_per_order} bytes per pending order, the bench's own due-time map excluded)",
         args.orders,
         runtime.pending_orders(),
-        rss_after.saturating_sub(rss_before) as f64 / 1048576.0,
+        rss_after.saturating_sub(rss_before) as f64 / 1_048_576.0,
     );
 
     // Run: the clock moves; every first query is answered and recorded.
@@ -289,7 +289,7 @@ async fn pending(args: &BenchArgs) -> anyhow::Result<()> {
     clock.run_from(first_due, args.speed);
     let run_started = Instant::now();
     let mut lateness_us: Vec<u32> = Vec::with_capacity(args.orders as usize);
-    let mut queried: HashMap<String, ()> = HashMap::with_capacity(args.orders as usize);
+    let mut queried: HashSet<String> = HashSet::with_capacity(args.orders as usize);
     let patience = StdDuration::from_secs_f64(poll.num_seconds() as f64 / args.speed + 120.0);
     while (queried.len() as u64) < args.orders {
         let events = store.read_all(position, 4096).await?;
@@ -305,7 +305,7 @@ async fn pending(args: &BenchArgs) -> anyhow::Result<()> {
         }
         for recorded in &events {
             position = recorded.position + 1;
-            if recorded.event_type != "QueryResult" || queried.contains_key(&recorded.stream) {
+            if recorded.event_type != "QueryResult" || queried.contains(&recorded.stream) {
                 continue;
             }
             let Some(due_at) = due.get(&recorded.stream) else {
@@ -315,7 +315,7 @@ async fn pending(args: &BenchArgs) -> anyhow::Result<()> {
             let late_sim_us = (event.at - *due_at).num_microseconds().unwrap_or(0).max(0);
             let late_us = (late_sim_us as f64 / args.speed) as u64;
             lateness_us.push(u32::try_from(late_us).unwrap_or(u32::MAX));
-            queried.insert(recorded.stream.clone(), ());
+            queried.insert(recorded.stream.clone());
         }
     }
     let run_secs = run_started.elapsed().as_secs_f64();

@@ -238,14 +238,14 @@ fn generate(lines: usize, planted: usize) -> anyhow::Result<Fixture> {
             .filter(|&index| shapes[index] == wanted)
             .collect()
     };
-    let (plain, refunded) = (of_shape(Shape::Plain), of_shape(Shape::Refunded));
+    let (plain_orders, refunded) = (of_shape(Shape::Plain), of_shape(Shape::Refunded));
     let plain_plants = plan.plain_plants();
     anyhow::ensure!(
-        plain.len() >= 4 * plain_plants.len() && refunded.len() >= 4 * plan.missing_refunds,
+        plain_orders.len() >= 4 * plain_plants.len() && refunded.len() >= 4 * plan.missing_refunds,
         "--lines {lines} is too small for --planted {planted}"
     );
     let mut plants = vec![Plant::None; shapes.len()];
-    for (index, plant) in spread(&plain, plain_plants.len())
+    for (index, plant) in spread(&plain_orders, plain_plants.len())
         .into_iter()
         .zip(plain_plants)
     {
@@ -613,8 +613,8 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         "setup: {} ledger orders folded from their events, a bill of {:.1} MiB, in {setup_secs:.2} s; \
          peak resident memory {:.0} MiB",
         fixture.ledger.len(),
-        fixture.bill.len() as f64 / 1048576.0,
-        setup_peak as f64 / 1048576.0,
+        fixture.bill.len() as f64 / 1_048_576.0,
+        setup_peak as f64 / 1_048_576.0,
     );
     let reset = reset_peak_rss();
 
@@ -641,7 +641,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     );
     println!(
         "total: {secs:.3} s ({lines_per_sec:.0} lines/s); peak resident memory {:.0} MiB{}",
-        peak_rss_bytes as f64 / 1048576.0,
+        peak_rss_bytes as f64 / 1_048_576.0,
         if reset {
             " (inputs held and the timed work)"
         } else {

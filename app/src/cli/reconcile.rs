@@ -66,36 +66,31 @@ pub async fn run(args: ReconcileArgs) -> anyhow::Result<String> {
         PaymentDecider::new(config.policy.policy()?),
         clock.clone(),
     );
-    let imported = match &args.file {
-        Some(path) => {
-            let file = read_statement(channel, path)?;
-            reconcile::import(&ledger, &merchant, channel, date, &file).await?
+    let imported = if let Some(path) = &args.file {
+        let file = read_statement(channel, path)?;
+        reconcile::import(&ledger, &merchant, channel, date, &file).await?
+    } else {
+        if let Some(state) = config
+            .sandbox
+            .as_ref()
+            .filter(|sandbox| sandbox.in_process)
+            .and_then(|sandbox| sandbox.state_path.as_ref())
+        {
+            // The in-process sandbox's truth is what `paycode serve` recorded.
+            let state = config.resolve(state);
+            anyhow::ensure!(
+                state.exists(),
+                "no --file given and no {} here to download the sandbox's statement from",
+                state.display()
+            );
         }
-        None => {
-            if let Some(state) = config
-                .sandbox
-                .as_ref()
-                .filter(|sandbox| sandbox.in_process)
-                .and_then(|sandbox| sandbox.state_path.as_ref())
-            {
-                // The in-process sandbox's truth is what `paycode serve` recorded.
-                let state = config.resolve(state);
-                anyhow::ensure!(
-                    state.exists(),
-                    "no --file given and no {} here to download the sandbox's statement from",
-                    state.display()
-                );
-            }
-            let connected = ConnectedChannels::connect(&config, clock).await?;
-            let client = connected
-                .channels
-                .get(&merchant, channel)
-                .with_context(|| {
-                    format!("--channel: no {channel} channel for merchant {merchant}")
-                })?
-                .clone();
-            reconcile::download_and_import(&ledger, client.as_ref(), &merchant, date).await?
-        }
+        let connected = ConnectedChannels::connect(&config, clock).await?;
+        let client = connected
+            .channels
+            .get(&merchant, channel)
+            .with_context(|| format!("--channel: no {channel} channel for merchant {merchant}"))?
+            .clone();
+        reconcile::download_and_import(&ledger, client.as_ref(), &merchant, date).await?
     };
     render(&imported, args.format)
 }

@@ -166,17 +166,16 @@ pub async fn run(config: Option<Config>, listen: Option<SocketAddr>) -> anyhow::
                 .and_then(|s| s.listen)
         })
         .unwrap_or_else(|| LISTEN_DEFAULT.parse().expect("a socket address"));
-    let config = match config {
-        Some(config) => config,
-        None => {
-            let dir = PathBuf::from("sandbox-demo");
-            let config = write_demo(&dir, listen)?;
-            println!(
-                "paycode sandbox: no --config given; playing the demo merchant, with its credentials and a ready paycode.toml in {}",
-                dir.display()
-            );
-            config
-        }
+    let config = if let Some(config) = config {
+        config
+    } else {
+        let dir = PathBuf::from("sandbox-demo");
+        let config = write_demo(&dir, listen)?;
+        println!(
+            "paycode sandbox: no --config given; playing the demo merchant, with its credentials and a ready paycode.toml in {}",
+            dir.display()
+        );
+        config
     };
     let (sandbox_config, notes) = from_config(&config)?;
     let state = sandbox_config.state_path.clone();
@@ -192,9 +191,7 @@ pub async fn run(config: Option<Config>, listen: Option<SocketAddr>) -> anyhow::
     println!(
         "paycode sandbox: {} merchant(s); WeChat at http://{address} (/pay/micropay, ...), Alipay at http://{address}/gateway.do; truth in {}",
         config.merchants.len(),
-        state
-            .map(|p| p.display().to_string())
-            .unwrap_or_else(|| "memory".into()),
+        state.map_or_else(|| "memory".into(), |p| p.display().to_string()),
     );
     axum::serve(listener, sandbox.router())
         .with_graceful_shutdown(paycode::service::shutdown_signal())

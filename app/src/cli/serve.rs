@@ -22,18 +22,15 @@ pub struct ServeArgs {
 
 /// Runs the service until Ctrl-C or SIGTERM.
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
-    let mut config = match super::load_config(args.config.as_deref())? {
-        Some(config) => {
-            println!(
-                "paycode: serving with {}:",
-                args.config.unwrap_or_default().display()
-            );
-            config
-        }
-        None => {
-            println!("paycode: no --config given, running on the embedded defaults:");
-            Config::embedded()
-        }
+    let mut config = if let Some(config) = super::load_config(args.config.as_deref())? {
+        println!(
+            "paycode: serving with {}:",
+            args.config.unwrap_or_default().display()
+        );
+        config
+    } else {
+        println!("paycode: no --config given, running on the embedded defaults:");
+        Config::embedded()
     };
     if let Some(listen) = args.listen {
         config.server.listen = listen;

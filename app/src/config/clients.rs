@@ -131,7 +131,7 @@ fn wechat_client(
         WechatKey::from(key.trim_end_matches(['\n', '\r'])),
         settings.base_url.clone(),
     );
-    wechat.setting_prefix = prefix.to_owned();
+    prefix.clone_into(&mut wechat.setting_prefix);
     wechat.sign_type = match settings.sign_type {
         SignTypeSetting::Md5 => SignType::Md5,
         SignTypeSetting::HmacSha256 => SignType::HmacSha256,
@@ -141,8 +141,8 @@ fn wechat_client(
         let key_pem = read(config, cert_key, format!("{prefix}.cert_key_file"))?;
         wechat.client_certificate = Some(ClientCertificate::from_pem(cert_pem, key_pem));
     }
-    wechat.sub_mch_id = settings.sub_mch_id.clone();
-    wechat.sub_appid = settings.sub_appid.clone();
+    wechat.sub_mch_id.clone_from(&settings.sub_mch_id);
+    wechat.sub_appid.clone_from(&settings.sub_appid);
     if let Some(timeout_ms) = settings.timeout_ms {
         wechat.timeout = Duration::from_millis(timeout_ms);
     }

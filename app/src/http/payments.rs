@@ -239,7 +239,7 @@ pub async fn list(
                         "invalid_cursor",
                         "cursor is not one this API gave",
                     )
-                })?)
+                })?);
             }
             other => {
                 return Err(ApiError::malformed(format!(

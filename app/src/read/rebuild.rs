@@ -74,7 +74,7 @@ impl ReplayReport {
 
     /// The process exit code: 0 when the stored read models equal the rebuild.
     pub fn exit_code(&self) -> i32 {
-        if self.is_clean() { 0 } else { 1 }
+        i32::from(!self.is_clean())
     }
 }
 

@@ -198,7 +198,7 @@ impl ProjectionRunner {
                     warn!(
                         missing_from = from,
                         next_present = first.position,
-                        waited_ms = since.elapsed().as_millis() as u64,
+                        waited_ms = u64::try_from(since.elapsed().as_millis()).unwrap_or(u64::MAX),
                         "positions still missing after the wait: declared permanent, moving on"
                     );
                     self.holes_skipped += 1;

@@ -23,7 +23,7 @@
 //! its chain still is.
 
 use std::collections::HashMap;
-use std::fmt;
+use std::fmt::{self, Write as _};
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -129,7 +129,7 @@ impl VerifyReport {
             if self.problems.len() == 1 { "" } else { "s" }
         );
         for problem in &self.problems {
-            out.push_str(&format!("{problem}\n"));
+            let _ = writeln!(out, "{problem}");
         }
         out
     }
@@ -736,7 +736,7 @@ mod tests {
         // streams, all clean when the store chained them.
         use paycode_adapters::store::{ExpectedVersion, MemoryStore, NewEvent};
         let store = MemoryStore::new();
-        for order in 0..(READ_PAGE_EVENTS / 2 + 1) {
+        for order in 0..=(READ_PAGE_EVENTS / 2) {
             let ledger = Scenario::paid("1.00");
             let stream = format!("payment-demo-V{order}");
             let mut events = ledger.events.clone();

@@ -71,37 +71,34 @@ impl OrderIndex {
         limit: usize,
     ) -> Page {
         let entries = self.entries.lock().expect("index lock");
-        let mut order_nos: Vec<OrderNo> = match status {
-            Some(status) => {
-                let start = match after {
-                    Some(cursor) => {
-                        Bound::Excluded((merchant.clone(), status.as_str(), cursor.clone()))
-                    }
-                    None => Bound::Unbounded,
-                };
-                entries
-                    .by_status
-                    .range((start, Bound::Unbounded))
-                    .skip_while(|(m, s, _)| m < merchant || (m == merchant && *s < status.as_str()))
-                    .take_while(|(m, s, _)| m == merchant && *s == status.as_str())
-                    .take(limit + 1)
-                    .map(|(_, _, order_no)| order_no.clone())
-                    .collect()
-            }
-            None => {
-                let start = match after {
-                    Some(cursor) => Bound::Excluded((merchant.clone(), cursor.clone())),
-                    None => Bound::Unbounded,
-                };
-                entries
-                    .by_merchant
-                    .range((start, Bound::Unbounded))
-                    .skip_while(|(m, _)| m < merchant)
-                    .take_while(|(m, _)| m == merchant)
-                    .take(limit + 1)
-                    .map(|(_, order_no)| order_no.clone())
-                    .collect()
-            }
+        let mut order_nos: Vec<OrderNo> = if let Some(status) = status {
+            let start = match after {
+                Some(cursor) => {
+                    Bound::Excluded((merchant.clone(), status.as_str(), cursor.clone()))
+                }
+                None => Bound::Unbounded,
+            };
+            entries
+                .by_status
+                .range((start, Bound::Unbounded))
+                .skip_while(|(m, s, _)| m < merchant || (m == merchant && *s < status.as_str()))
+                .take_while(|(m, s, _)| m == merchant && *s == status.as_str())
+                .take(limit + 1)
+                .map(|(_, _, order_no)| order_no.clone())
+                .collect()
+        } else {
+            let start = match after {
+                Some(cursor) => Bound::Excluded((merchant.clone(), cursor.clone())),
+                None => Bound::Unbounded,
+            };
+            entries
+                .by_merchant
+                .range((start, Bound::Unbounded))
+                .skip_while(|(m, _)| m < merchant)
+                .take_while(|(m, _)| m == merchant)
+                .take(limit + 1)
+                .map(|(_, order_no)| order_no.clone())
+                .collect()
         };
         let next_cursor = if order_nos.len() > limit {
             order_nos.truncate(limit);

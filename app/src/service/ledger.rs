@@ -244,7 +244,7 @@ where
                         appended: events,
                     });
                 }
-                Err(StoreError::Conflict { .. }) => continue,
+                Err(StoreError::Conflict { .. }) => {}
                 Err(other) => return Err(other.into()),
             }
         }
@@ -265,12 +265,12 @@ where
     ) -> Result<D::State, LedgerError<D::Rejection>> {
         events.iter().try_fold(state, |state, event| {
             self.decider.evolve(state, event).map_err(|refused| {
-                if cfg!(debug_assertions) {
-                    panic!(
-                        "the decider decided an event that breaks an invariant on {stream}: {}",
-                        refused.violation
-                    );
-                }
+                #[cfg(debug_assertions)]
+                panic!(
+                    "the decider decided an event that breaks an invariant on {stream}: {}",
+                    refused.violation
+                );
+                #[cfg(not(debug_assertions))]
                 LedgerError::Invariant {
                     stream: stream.to_owned(),
                     version: None,
@@ -292,7 +292,7 @@ where
                 Ok(_) => return Ok(self.clock.now()),
                 // Same ids, same expected version: a retry cannot append twice.
                 Err(StoreError::Unavailable(_)) if attempt < UNAVAILABLE_RETRIES_MAX => {
-                    attempt += 1
+                    attempt += 1;
                 }
                 Err(error) => return Err(error),
             }

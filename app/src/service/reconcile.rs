@@ -80,10 +80,7 @@ pub fn statement_sha256(file: &StatementFile) -> String {
         StatementFile::AlipayZip(bytes) => bytes,
         StatementFile::NoStatement { code } => code.as_bytes(),
     };
-    Sha256::digest(bytes)
-        .iter()
-        .map(|byte| format!("{byte:02x}"))
-        .collect()
+    hex::encode(Sha256::digest(bytes))
 }
 
 /// Downloads the day's statement from the channel, then imports it.
@@ -211,7 +208,7 @@ fn match_key(matched: &reconciliation::Match) -> String {
             .line
             .refund_no
             .as_ref()
-            .map(|refund_no| refund_no.to_string())
+            .map(std::string::ToString::to_string)
             .unwrap_or_default()
     )
 }

@@ -267,7 +267,7 @@ impl Runtime {
         self.inner
             .metrics
             .pending_orders
-            .set(self.pending_orders() as i64);
+            .set(i64::try_from(self.pending_orders()).unwrap_or(i64::MAX));
     }
 
     /// Schedules the order's next action from its state (or nothing when settled).
@@ -286,9 +286,9 @@ impl Runtime {
             let earliest = self.inner.timers.lock().expect("timers lock").earliest();
             let changed = self.inner.timer_changed.notified();
             tokio::select! {
-                _ = &mut shutdown => return,
-                _ = changed => continue,
-                _ = async {
+                () = &mut shutdown => return,
+                () = changed => continue,
+                () = async {
                     match earliest {
                         Some(at) => clock.sleep_until(at).await,
                         None => std::future::pending().await,
@@ -304,7 +304,7 @@ impl Runtime {
             self.inner
                 .metrics
                 .pending_orders
-                .set(self.pending_orders() as i64);
+                .set(i64::try_from(self.pending_orders()).unwrap_or(i64::MAX));
             for stream in due {
                 let Ok(permit) = self.inner.permits.clone().acquire_owned().await else {
                     return;
@@ -323,7 +323,7 @@ impl Runtime {
         let _all = self
             .inner
             .permits
-            .acquire_many(STEPS_IN_PARALLEL_MAX as u32)
+            .acquire_many(u32::try_from(STEPS_IN_PARALLEL_MAX).unwrap_or(u32::MAX))
             .await;
         while !self
             .inner
@@ -498,7 +498,7 @@ impl Runtime {
         match &result {
             Ok(_) => self.inner.metrics.command(name, "accepted"),
             Err(PaymentLedgerError::Rejected(rejection)) => {
-                self.inner.metrics.command(name, rejection.code())
+                self.inner.metrics.command(name, rejection.code());
             }
             Err(_) => self.inner.metrics.command(name, "error"),
         }
@@ -647,7 +647,7 @@ impl Runtime {
                 }
                 // The order moved under us (another writer): reload and decide again.
                 Err(PaymentLedgerError::Rejected(rejection)) => {
-                    self.inner.metrics.command(name, rejection.code())
+                    self.inner.metrics.command(name, rejection.code());
                 }
                 Err(error) => {
                     warn!(%error, stream, "step not recorded; retrying later");
@@ -781,7 +781,10 @@ impl Runtime {
                 Ok(history) => history,
                 Err(error) => break Err(error),
             };
-            let settled = history.state.status().is_none_or(|s| s.is_settled());
+            let settled = history
+                .state
+                .status()
+                .is_none_or(paycode_domain::payment::PaymentStatus::is_settled);
             if settled || tokio::time::Instant::now() >= deadline {
                 break Ok(history);
             }
@@ -838,7 +841,7 @@ mod tests {
             timers
                 .take_due(t(6))
                 .iter()
-                .map(|s| s.to_string())
+                .map(std::string::ToString::to_string)
                 .collect::<Vec<_>>(),
             ["a"]
         );

@@ -395,7 +395,8 @@ async fn killed_at_random_moments_under_load_the_ledger_loses_nothing_and_charge
         );
         assert_eq!(events[0]["type"], "Submitted", "{order_no}");
         assert_eq!(
-            events[acked_version as usize]["status_after"], ack.answer["status"],
+            events[usize::try_from(acked_version).unwrap()]["status_after"],
+            ack.answer["status"],
             "{order_no}: the acknowledged event at version {acked_version}"
         );
         assert_eq!(settled[order_no]["amount"], ack.body["amount"]);

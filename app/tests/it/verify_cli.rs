@@ -10,7 +10,9 @@ use std::sync::Arc;
 use paycode::service::ledger::Ledger;
 use paycode_adapters::clock::SystemClock;
 use paycode_adapters::store::{EventStore, SqliteStore};
-use paycode_domain::payment::{ChannelAnswer, Command, CommandKind, PayOutcome, SubmitPayment};
+use paycode_domain::payment::{
+    ChannelAnswer, Command, CommandKind, PayOutcome, PaymentDecider, SubmitPayment,
+};
 use paycode_domain::{AuthCode, CommandId, MerchantId, OrderNo};
 use uuid::Uuid;
 
@@ -18,7 +20,7 @@ use uuid::Uuid;
 async fn paid_order(path: &Path) {
     let store = Arc::new(SqliteStore::open(path).expect("open"));
     let shared: Arc<dyn EventStore> = store.clone();
-    let ledger = Ledger::new(shared, Default::default(), Arc::new(SystemClock));
+    let ledger = Ledger::new(shared, PaymentDecider::default(), Arc::new(SystemClock));
     let merchant = MerchantId::parse("demo").expect("merchant");
     let order_no = OrderNo::parse("C1").expect("order");
     let submit = CommandKind::SubmitPayment(SubmitPayment {

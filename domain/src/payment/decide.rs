@@ -11,7 +11,12 @@ use crate::money::Currency;
 use crate::policy::Policy;
 
 use super::command::{Command, CommandKind, RequestRefund, SubmitPayment};
-use super::event::*;
+use super::event::{
+    Event, Fact, ManualReviewReason, ManualReviewRequired, OperatorResolved, Paid, PaidSource,
+    PayAnswerUnknown, PaymentFailed, QueryResult, RefundFailed, RefundPending, RefundRequested,
+    Refunded, Resolution, RevokeReason, RevokeRejected, RevokeRequested, RevokeRetryScheduled,
+    Revoked, StatementLine, StatementLineKind, StatementLineMatched, Submitted, UserPaying,
+};
 use super::next_action::{Action, next_action};
 use super::outcome::{
     ChannelAnswer, PayOutcome, QueryOutcome, RefundOutcome, RevokeOutcome, RevokeResult,

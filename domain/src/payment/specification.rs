@@ -551,7 +551,7 @@ fn a_definitive_failure_still_closes_with_a_revoke_no_sooner_than_15_seconds() {
     assert_eq!(spec.status(), PaymentStatus::Closed);
     match spec.state() {
         PaymentState::Closed(closed) => {
-            assert_eq!(closed.failure_code.as_deref(), Some("NOTENOUGH"))
+            assert_eq!(closed.failure_code.as_deref(), Some("NOTENOUGH"));
         }
         other => panic!("{other:?}"),
     }

@@ -182,14 +182,13 @@ impl Ledger {
             positions: HashMap::with_capacity(orders.size_hint().0),
         };
         for order in orders {
-            match ledger.positions.get(order.order_no.as_str()) {
-                Some(&position) => ledger.orders[position] = order,
-                None => {
-                    ledger
-                        .positions
-                        .insert(order.order_no.as_str().to_owned(), ledger.orders.len());
-                    ledger.orders.push(order);
-                }
+            if let Some(&position) = ledger.positions.get(order.order_no.as_str()) {
+                ledger.orders[position] = order;
+            } else {
+                ledger
+                    .positions
+                    .insert(order.order_no.as_str().to_owned(), ledger.orders.len());
+                ledger.orders.push(order);
             }
         }
         ledger

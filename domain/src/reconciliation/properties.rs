@@ -176,7 +176,7 @@ fn names(row: &StatementRow) -> (Option<String>, Option<String>) {
 
 fn numbered(mut rows: Vec<StatementRow>) -> Vec<StatementRow> {
     for (index, row) in rows.iter_mut().enumerate() {
-        row.line_no = index as u32 + 1;
+        row.line_no = u32::try_from(index).unwrap() + 1;
     }
     rows
 }

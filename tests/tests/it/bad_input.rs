@@ -172,7 +172,7 @@ fn payment_cases() -> Vec<Case> {
         &"咖".repeat(43),
     ] {
         cases.push((
-            format!("subject {:.20?}", subject),
+            format!("subject {subject:.20?}"),
             with("subject", json!(subject)),
             422,
             Some("subject"),

@@ -148,7 +148,7 @@ async fn run_table(channel: Channel) {
                 assert!(
                     app.calls(Api::Query, &order) >= 1,
                     "{order}: the outcome came from a query"
-                )
+                );
             }
             "03" => assert!(settled["failure_code"].is_string(), "{order}: {settled}"),
             "06" if channel == Channel::Alipay => assert_eq!(final_status, "reversed", "{order}"),

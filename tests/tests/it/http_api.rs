@@ -82,7 +82,7 @@ async fn concurrent_duplicate_requests_make_one_order_and_one_pay_call() {
     for task in tasks {
         statuses.push(task.await.unwrap());
     }
-    statuses.sort();
+    statuses.sort_unstable();
     assert_eq!(
         statuses.iter().filter(|s| **s == 201).count(),
         1,

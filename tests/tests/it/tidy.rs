@@ -330,3 +330,24 @@ fn the_repository_stands_alone() {
         "files pointing outside the repository: {offenders:?}"
     );
 }
+
+#[test]
+fn pure_crates_cannot_read_the_clock_or_make_ids() {
+    // domain and projections take `now` and ids from the caller: their
+    // clippy.toml disallows the clock and id generators, and CI runs clippy.
+    for krate in ["domain", "projections"] {
+        let config = std::fs::read_to_string(workspace_root().join(krate).join("clippy.toml"))
+            .unwrap_or_else(|error| panic!("{krate}/clippy.toml: {error}"));
+        for method in [
+            "chrono::Utc::now",
+            "std::time::SystemTime::now",
+            "uuid::Uuid::new_v4",
+            "uuid::Uuid::now_v7",
+        ] {
+            assert!(
+                config.contains(&format!("\"{method}\"")),
+                "{krate}/clippy.toml does not disallow {method}"
+            );
+        }
+    }
+}
