@@ -33,7 +33,10 @@ use paycode_domain::payment::StatementLineKind;
 use paycode_domain::reconciliation::{Statement, StatementRow};
 use paycode_domain::{Channel, Money};
 
-use super::{StatementError, excerpt, line_no, parse_china_time, parse_yuan_fen, yuan_text};
+use super::{
+    StatementError, check_stated_count, check_stated_total, excerpt, line_no, parse_china_time,
+    parse_yuan_fen,
+};
 
 /// What an Alipay bill zip may be, at most. Real bills have two entries; the
 /// byte limits are far above a busy merchant's day.
@@ -427,42 +430,17 @@ fn check_footer(
             reason: "a footer total without its count, 商家实收 or 商家优惠",
         })
     };
-    let count_text = field(count_label, "笔")?;
-    let count: usize = count_text
-        .trim()
-        .parse()
-        .map_err(|_| StatementError::BadValue {
-            line,
-            column: count_label,
-            value: excerpt(count_text),
-        })?;
-    if count != totals.count {
-        return Err(StatementError::SummaryMismatch {
-            line,
-            column: count_label,
-            stated: count.to_string(),
-            computed: totals.count.to_string(),
-        });
-    }
+    check_stated_count(
+        line,
+        count_label,
+        field(count_label, "笔")?.trim(),
+        totals.count,
+    )?;
     for (label, computed) in [
         (received_label, totals.received_fen),
         (discount_label, totals.discount_fen),
     ] {
-        let value = field(label, "元")?.trim();
-        let stated = parse_yuan_fen(value).map_err(|reason| StatementError::BadAmount {
-            line,
-            column: label,
-            value: excerpt(value),
-            reason,
-        })?;
-        if i128::from(stated) != computed {
-            return Err(StatementError::SummaryMismatch {
-                line,
-                column: label,
-                stated: yuan_text(i128::from(stated)),
-                computed: yuan_text(computed),
-            });
-        }
+        check_stated_total(line, label, field(label, "元")?.trim(), computed)?;
     }
     Ok(())
 }

@@ -287,6 +287,55 @@ pub(crate) fn line_no(index: usize) -> u32 {
     u32::try_from(index + 1).unwrap_or(u32::MAX)
 }
 
+/// Checks a count a statement states (its summary or footer, at `line`)
+/// against the number of records that add up to it.
+pub(crate) fn check_stated_count(
+    line: u32,
+    column: &'static str,
+    stated_text: &str,
+    computed: usize,
+) -> Result<(), StatementError> {
+    let stated: usize = stated_text.parse().map_err(|_| StatementError::BadValue {
+        line,
+        column,
+        value: excerpt(stated_text),
+    })?;
+    if stated != computed {
+        return Err(StatementError::SummaryMismatch {
+            line,
+            column,
+            stated: stated.to_string(),
+            computed: computed.to_string(),
+        });
+    }
+    Ok(())
+}
+
+/// Checks a money total a statement states against the sum of its records,
+/// in fen: any difference rejects the whole file.
+pub(crate) fn check_stated_total(
+    line: u32,
+    column: &'static str,
+    stated_text: &str,
+    computed_fen: i128,
+) -> Result<(), StatementError> {
+    let stated = parse_yuan_fen(stated_text).map_err(|reason| StatementError::BadAmount {
+        line,
+        column,
+        value: excerpt(stated_text),
+        reason,
+    })?;
+    if i128::from(stated) != computed_fen {
+        return Err(StatementError::SummaryMismatch {
+            line,
+            column,
+            stated: yuan_text(i128::from(stated)),
+            computed: yuan_text(computed_fen),
+        });
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use chrono::TimeZone;

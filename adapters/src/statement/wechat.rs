@@ -34,8 +34,8 @@ use paycode_domain::reconciliation::{Statement, StatementRow};
 use paycode_domain::{Channel, Money};
 
 use super::{
-    StatementError, WECHAT_NO_BILL_EXIST, empty, excerpt, line_no, parse_china_time,
-    parse_yuan_fen, yuan_text,
+    StatementError, WECHAT_NO_BILL_EXIST, check_stated_count, check_stated_total, empty, excerpt,
+    line_no, parse_china_time, parse_yuan_fen,
 };
 
 /// WeChat's `return_msg` while the day's bill is not made yet.
@@ -568,37 +568,9 @@ fn check_summary(
             .and_then(|index| values.get(index).copied())
             .unwrap_or("")
     };
-    let stated_count = value(COUNT_COLUMN);
-    let stated: usize = stated_count.parse().map_err(|_| StatementError::BadValue {
-        line,
-        column: COUNT_COLUMN,
-        value: excerpt(stated_count),
-    })?;
-    if stated != count {
-        return Err(StatementError::SummaryMismatch {
-            line,
-            column: COUNT_COLUMN,
-            stated: stated.to_string(),
-            computed: count.to_string(),
-        });
-    }
+    check_stated_count(line, COUNT_COLUMN, value(COUNT_COLUMN), count)?;
     for (&(total_column, _), computed) in layout.totals.iter().zip(totals.0) {
-        let stated_text = value(total_column);
-        let stated = parse_yuan_fen(stated_text).map_err(|reason| StatementError::BadAmount {
-            line,
-            column: total_column,
-            value: excerpt(stated_text),
-            reason,
-        })?;
-        let computed = computed?;
-        if i128::from(stated) != computed {
-            return Err(StatementError::SummaryMismatch {
-                line,
-                column: total_column,
-                stated: yuan_text(i128::from(stated)),
-                computed: yuan_text(computed),
-            });
-        }
+        check_stated_total(line, total_column, value(total_column), computed?)?;
     }
     Ok(())
 }
