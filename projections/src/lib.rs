@@ -9,6 +9,9 @@
 //! - [`reconciliation_diffs`]: the findings of each statement day's latest
 //!   report, from the reconciliation streams.
 //! - [`set`]: [`Projections`], all of them fed by global position.
+//! - [`sample`]: realistic logs made by the real decider, for the property
+//!   tests and `paycode bench replay` (so part of the product, not test
+//!   support).
 
 pub mod fold;
 pub mod in_flight;
@@ -18,7 +21,6 @@ pub mod payment_view;
 pub mod projection;
 pub mod reconciliation_diffs;
 pub mod refunds;
-#[doc(hidden)]
 pub mod sample;
 pub mod set;
 

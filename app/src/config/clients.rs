@@ -7,6 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use paycode_adapters::channel::rate_limit::RateLimits;
 use paycode_adapters::clock::Clock;
 
 use paycode_adapters::alipay::{AlipayClient, AlipayConfig, Secret};
@@ -146,16 +147,27 @@ fn wechat_client(
     if let Some(timeout_ms) = settings.timeout_ms {
         wechat.timeout = Duration::from_millis(timeout_ms);
     }
-    if let Some(limits) = settings.rate_limits {
-        limits.validate().map_err(|name| {
-            ConfigError::new(
-                format!("{prefix}.rate_limits.{name}"),
-                "must be greater than 0",
-            )
-        })?;
+    if let Some(limits) = checked_limits(settings.rate_limits, prefix)? {
         wechat.rate_limits = limits;
     }
     WechatClient::new(wechat)
+}
+
+/// The `rate_limits` table of a channel's settings, if given, every limit above 0.
+fn checked_limits(
+    limits: Option<RateLimits>,
+    prefix: &str,
+) -> Result<Option<RateLimits>, ConfigError> {
+    let Some(limits) = limits else {
+        return Ok(None);
+    };
+    limits.validate().map_err(|name| {
+        ConfigError::new(
+            format!("{prefix}.rate_limits.{name}"),
+            "must be greater than 0",
+        )
+    })?;
+    Ok(Some(limits))
 }
 
 fn alipay_client(
@@ -187,13 +199,7 @@ fn alipay_client(
     if let Some(timeout_ms) = settings.timeout_ms {
         alipay.timeout = Duration::from_millis(timeout_ms);
     }
-    if let Some(limits) = settings.rate_limits {
-        limits.validate().map_err(|name| {
-            ConfigError::new(
-                format!("{prefix}.rate_limits.{name}"),
-                "must be greater than 0",
-            )
-        })?;
+    if let Some(limits) = checked_limits(settings.rate_limits, prefix)? {
         alipay.rate_limits = limits;
     }
     AlipayClient::new(alipay).map_err(|error| {

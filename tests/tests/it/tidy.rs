@@ -351,3 +351,48 @@ fn pure_crates_cannot_read_the_clock_or_make_ids() {
         }
     }
 }
+
+#[test]
+fn the_architecture_map_names_only_paths_that_exist() {
+    // Every `path/with/a/slash` in ARCHITECTURE.md is a file or folder of the
+    // repository (from the root, or from a package or source folder the text is about).
+    let root = workspace_root();
+    let map = std::fs::read_to_string(root.join("ARCHITECTURE.md")).unwrap();
+    let mut named = 0;
+    let mut missing = Vec::new();
+    for (index, quoted) in map.split('`').enumerate() {
+        let looks_like_path = index % 2 == 1
+            && quoted.contains('/')
+            && !quoted.contains(' ')
+            && !quoted.contains('{')
+            && !quoted.contains("::")
+            && (quoted.ends_with('/')
+                || [".rs", ".md", ".toml"]
+                    .iter()
+                    .any(|ext| quoted.ends_with(ext)));
+        if !looks_like_path {
+            continue;
+        }
+        named += 1;
+        let exists = [
+            "",
+            "tests",
+            "app",
+            "domain/src",
+            "adapters/src",
+            "adapters/sandbox/src",
+            "projections/src",
+            "app/src",
+        ]
+        .iter()
+        .any(|base| root.join(base).join(quoted).exists());
+        if !exists {
+            missing.push(quoted.to_owned());
+        }
+    }
+    assert!(named > 30, "read the paths: {named}");
+    assert!(
+        missing.is_empty(),
+        "ARCHITECTURE.md names paths that do not exist: {missing:?}"
+    );
+}
