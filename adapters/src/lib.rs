@@ -11,6 +11,7 @@ pub mod clock;
 mod config_error;
 pub mod lease;
 pub mod read_models;
+pub mod read_only;
 pub mod statement;
 pub mod store;
 #[cfg(any(test, feature = "testing"))]

@@ -76,6 +76,25 @@ pub enum Violation {
     },
 }
 
+impl Violation {
+    /// A stable snake_case name of the invariant, for machine-readable
+    /// reports (`paycode verify --format json`).
+    pub fn code(&self) -> &'static str {
+        match self {
+            Violation::NotSubmittedFirst { .. } => "not_submitted_first",
+            Violation::SubmittedAgain => "submitted_again",
+            Violation::AfterTerminal { .. } => "after_terminal",
+            Violation::RefundWithoutPayment { .. } => "refund_without_payment",
+            Violation::UnknownRefund { .. } => "unknown_refund",
+            Violation::RefundNoReused { .. } => "refund_no_reused",
+            Violation::RefundedAmountDiffers { .. } => "refunded_amount_differs",
+            Violation::RefundsExceedPayment { .. } => "refunds_exceed_payment",
+            Violation::ReportOfAnotherDay { .. } => "report_of_another_day",
+            Violation::DoesNotFit { .. } => "does_not_fit",
+        }
+    }
+}
+
 /// The invariants that recording `event` on an order in `before` must keep.
 pub fn check_event(before: &PaymentState, event: &Event) -> Result<(), Violation> {
     let event_type = event.fact.stored_name();

@@ -17,6 +17,7 @@ pub mod reconciliation;
 #[cfg(test)]
 mod specification;
 pub mod stored;
+pub mod utc;
 
 pub use auth_code::{AuthCode, AuthCodeError, MaskedAuthCode};
 pub use channel::{Channel, ChannelCodes};

@@ -56,7 +56,22 @@ fn start() -> DateTime<Utc> {
         .expect("a valid time")
 }
 
-/// The events of one order, in stream order.
+/// The order number of the sample order `order_index`: `S{order_index}`.
+pub fn order_no(order_index: usize) -> OrderNo {
+    OrderNo::parse(&format!("S{order_index}")).expect("an order number")
+}
+
+/// The stream of the sample order `order_index` of `merchant`, named after
+/// the order its `Submitted` names (what `paycode verify` checks).
+pub fn stream(merchant: &str, order_index: usize) -> String {
+    payment_stream(
+        &MerchantId::parse(merchant).expect("a merchant id"),
+        &order_no(order_index),
+    )
+}
+
+/// The events of one order, in stream order: the history of
+/// [`order_no`]`(order_index)`, to be stored on [`stream`]`(merchant, order_index)`.
 pub fn order_events(merchant: &str, order_index: usize, rng: &mut Rng) -> Vec<Event> {
     const STEPS_MAX: usize = 200;
     let decider = PaymentDecider::default();
@@ -89,7 +104,7 @@ pub fn order_events(merchant: &str, order_index: usize, rng: &mut Rng) -> Vec<Ev
         &mut state,
         CommandKind::SubmitPayment(SubmitPayment {
             merchant_id: MerchantId::parse(merchant).expect("a merchant id"),
-            order_no: OrderNo::parse(&format!("S{order_index}")).expect("an order number"),
+            order_no: order_no(order_index),
             auth_code: AuthCode::parse(code).expect("a payment code"),
             amount: Money::from_fen(amount_fen).expect("an amount"),
             subject: "Sample".into(),
@@ -217,11 +232,7 @@ pub fn log(merchant: &str, orders: usize, seed: u64) -> Vec<SampleEvent> {
     let mut streams: Vec<(String, std::vec::IntoIter<Event>, u64)> = (0..orders)
         .map(|index| {
             let events = order_events(merchant, index, &mut rng);
-            let stream = payment_stream(
-                &MerchantId::parse(merchant).expect("a merchant id"),
-                &OrderNo::parse(&format!("S{index}")).expect("an order number"),
-            );
-            (stream, events.into_iter(), 0)
+            (stream(merchant, index), events.into_iter(), 0)
         })
         .collect();
     let mut log = Vec::new();

@@ -50,6 +50,19 @@ pub enum ReadModelError {
         #[source]
         source: rusqlite::Error,
     },
+    /// The file cannot be opened without writing to it.
+    #[error("read-model storage: {0}")]
+    ReadOnly(#[from] crate::read_only::ReadOnlyError),
+    /// A file opened read-only holds read models of another layout.
+    #[error(
+        "read-model storage {path} holds layout {stored}, this program's is {expected} \
+         (`paycode serve` rebuilds it on start)"
+    )]
+    OtherLayout {
+        path: String,
+        stored: String,
+        expected: String,
+    },
     /// Not a read model of the layout (a bug in the caller).
     #[error("unknown read model {0:?}")]
     UnknownProjection(String),

@@ -7,6 +7,10 @@
 //! group-commits payments and must not queue behind read-model writes, and
 //! the file is disposable. When its layout differs from the one asked for,
 //! it is emptied and rebuilt from position 0.
+//!
+//! `open_read_only` is `paycode replay`'s open: nothing is written to the
+//! file or beside it (`crate::read_only`), and a file of another layout is
+//! an error, not emptied.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -16,6 +20,7 @@ use std::sync::{Arc, Mutex};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{Layout, ReadModelError, ReadModelStore, RowChange};
+use crate::read_only::ReadOnlyFile;
 
 /// The read models in one SQLite connection (a file, or memory).
 #[derive(Debug)]
@@ -55,6 +60,36 @@ impl SqliteReadModelStore {
         conn.busy_timeout(std::time::Duration::from_secs(5))
             .map_err(error)?;
         Self::init(conn, layout, label)
+    }
+
+    /// Opens the read-model file at `path` to read it, writing nothing to it
+    /// or beside it. A file of another layout is `OtherLayout`: `paycode
+    /// serve` rebuilds such a file when it starts; there is nothing to compare.
+    pub fn open_read_only(path: &Path, layout: Layout) -> Result<Arc<Self>, ReadModelError> {
+        let label = path.display().to_string();
+        let conn = ReadOnlyFile::at(path)?.connect()?;
+        let stored: Option<String> = conn
+            .query_row("SELECT layout FROM views_meta WHERE id = 1", [], |row| {
+                row.get(0)
+            })
+            .optional()
+            .map_err(|source| ReadModelError::Sqlite {
+                path: label.clone(),
+                source,
+            })?;
+        if stored.as_deref() != Some(layout.marker().as_str()) {
+            return Err(ReadModelError::OtherLayout {
+                path: label,
+                stored: stored.unwrap_or_else(|| "none".to_owned()),
+                expected: layout.marker(),
+            });
+        }
+        Ok(Arc::new(SqliteReadModelStore {
+            conn: Mutex::new(conn),
+            layout,
+            label,
+            crash_before_commit: AtomicBool::new(false),
+        }))
     }
 
     /// Read models in memory (for a store that keeps nothing across restarts).

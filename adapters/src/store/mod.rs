@@ -25,7 +25,7 @@ pub use chain::{ChainHash, GENESIS};
 pub use eventstoredb::EventStoreDbStore;
 pub use follow::Follower;
 pub use memory::MemoryStore;
-pub use sqlite::{SqliteStore, SqliteStoreStats};
+pub use sqlite::{SqliteStore, SqliteStoreStats, StreamRange};
 
 /// The version a writer believes the stream is at. There is deliberately no
 /// "any": every append says what it expects (docs/rules.md, "Money safety").
@@ -113,6 +113,58 @@ impl RecordedEvent {
     /// The domain event it holds, upcast from older schemas if need be.
     pub fn decode<E: EventSchema>(&self) -> Result<E, DecodeError> {
         stored::decode(&self.event_type, self.schema_version, &self.data)
+    }
+
+    /// The event's fields, borrowed.
+    pub fn borrowed(&self) -> EventRef<'_> {
+        EventRef {
+            stream: &self.stream,
+            version: self.version,
+            position: self.position,
+            event_id: self.event_id,
+            event_type: &self.event_type,
+            schema_version: self.schema_version,
+            data: &self.data,
+            previous_hash: self.previous_hash,
+            hash: self.hash,
+        }
+    }
+}
+
+/// A recorded event's fields, borrowed (from a `RecordedEvent`, or straight
+/// from a SQLite row: `SqliteStore::scan_range` copies nothing). Without
+/// `recorded_at`, which nothing that walks the whole log needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventRef<'a> {
+    pub stream: &'a str,
+    pub version: u64,
+    pub position: u64,
+    pub event_id: Uuid,
+    pub event_type: &'a str,
+    pub schema_version: u32,
+    pub data: &'a [u8],
+    pub previous_hash: ChainHash,
+    pub hash: ChainHash,
+}
+
+impl EventRef<'_> {
+    /// The domain event it holds, upcast from older schemas if need be.
+    pub fn decode<E: EventSchema>(&self) -> Result<E, DecodeError> {
+        stored::decode(self.event_type, self.schema_version, self.data)
+    }
+
+    /// The hash this event should carry: `chain::chain_hash` of its own
+    /// fields and the `previous_hash` it carries.
+    pub fn recompute(&self) -> ChainHash {
+        chain::chain_hash(
+            &self.previous_hash,
+            self.stream,
+            self.version,
+            self.event_id,
+            self.event_type,
+            self.schema_version,
+            self.data,
+        )
     }
 }
 

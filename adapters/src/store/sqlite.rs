@@ -17,6 +17,14 @@
 //! each new event to it inside the transaction. A file of schema 1 (before
 //! the chain) is upgraded in place when opened: one transaction adds the
 //! link columns and chains the events it holds (ADR 0004).
+//!
+//! `open_read_only` is the auditor's open: no writer, no checkpointer, every
+//! append refused, and the file (with its `-wal` and `-shm`) opened so that
+//! nothing is ever written (`crate::read_only`). `scan_range` reads the
+//! events of a range of streams in stream order, one stream after another,
+//! through the `(stream_id, version)` index, borrowed from SQLite's rows:
+//! what `paycode verify` needs to hold one stream in memory at a time, and
+//! to check ranges on several cores at once.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -35,9 +43,10 @@ use uuid::Uuid;
 
 use super::chain::{ChainHash, GENESIS, chain_hash, link_new};
 use super::{
-    AppendOutcome, EventStore, ExpectedVersion, NewEvent, RecordedEvent, StoreError, StoredId,
-    check_batch, retry_outcome,
+    AppendOutcome, EventRef, EventStore, ExpectedVersion, NewEvent, RecordedEvent, StoreError,
+    StoredId, check_batch, retry_outcome,
 };
+use crate::read_only::{ReadOnlyError, ReadOnlyFile};
 
 /// `PRAGMA application_id` of a paycode store: "PAYC" in ASCII.
 const APPLICATION_ID: i32 = 0x5041_5943;
@@ -163,7 +172,9 @@ struct Counters {
 #[derive(Debug)]
 pub struct SqliteStore {
     path: PathBuf,
+    /// `None` for a store opened read-only (and once closing).
     requests: Option<mpsc::Sender<WriteRequest>>,
+    read_only: bool,
     writer: Option<JoinHandle<()>>,
     readers: Arc<Readers>,
     head: Arc<watch::Sender<u64>>,
@@ -220,17 +231,111 @@ impl SqliteStore {
             .map_err(|error| StoreError::Unavailable(Box::new(error)))?;
         Ok(SqliteStore {
             readers: Arc::new(Readers {
-                path: path.clone(),
+                source: ReaderSource::Shared(path.clone()),
                 idle: Mutex::new(Vec::new()),
             }),
             path,
             requests: Some(requests),
+            read_only: false,
             writer: Some(writer),
             head,
             counters,
         })
     }
 
+    /// Opens the store in `path` for reading only, never writing a byte of
+    /// it, its `-wal` or `-shm`, nor creating anything beside it (how is
+    /// `crate::read_only`'s to choose). No writer thread; every append is
+    /// refused. The file must exist and be a paycode store of the current
+    /// schema (a schema 1 file would need its upgrade, which writes).
+    pub fn open_read_only(path: impl AsRef<Path>) -> Result<SqliteStore, StoreError> {
+        let path = path.as_ref().to_path_buf();
+        let source = ReaderSource::Untouched(ReadOnlyFile::at(&path).map_err(read_only_error)?);
+        let conn = source.connect()?;
+        check_readable(&conn, &path)?;
+        let head_position = read_head(&conn).map_err(|error| sqlite_error(&path, error))?;
+        let readers = Readers {
+            source,
+            idle: Mutex::new(vec![conn]),
+        };
+        Ok(SqliteStore {
+            readers: Arc::new(readers),
+            path,
+            requests: None,
+            read_only: true,
+            writer: None,
+            head: Arc::new(watch::channel(head_position).0),
+            counters: Arc::new(Counters::default()),
+        })
+    }
+
+    /// The store's streams as runs of about `streams_per_range` consecutive
+    /// ids, in id order: streams are numbered by their first event, so the
+    /// ranges one after the other are every stream in the order they began.
+    /// Ranges can be scanned side by side (`scan_range`). Blocking.
+    pub fn stream_ranges(&self, streams_per_range: u64) -> Result<Vec<StreamRange>, StoreError> {
+        let (first, last): (Option<i64>, Option<i64>) = self.readers.run(|conn| {
+            conn.query_row("SELECT min(id), max(id) FROM streams", [], |row| {
+                Ok((row.get(0)?, row.get(1)?))
+            })
+            .map_err(unavailable)
+        })?;
+        let (Some(first), Some(last)) = (first, last) else {
+            return Ok(Vec::new());
+        };
+        let step = i64::try_from(streams_per_range.max(1)).unwrap_or(i64::MAX);
+        let mut ranges = Vec::new();
+        let mut start = first;
+        while start <= last {
+            let end = start.saturating_add(step - 1).min(last);
+            ranges.push(StreamRange {
+                first: start,
+                last: end,
+            });
+            start = end.saturating_add(1);
+            if end == i64::MAX {
+                break;
+            }
+        }
+        Ok(ranges)
+    }
+
+    /// Hands every event of the streams in `range` to `each`, one stream
+    /// after another (by id), each stream's events by version, through the
+    /// `(stream_id, version)` index, in one read transaction. The events are
+    /// borrowed from SQLite's rows: nothing is copied. A row this program
+    /// did not write (a hash that is not 32 bytes, ...) stops the scan as
+    /// `Corrupt`, naming its position. Blocking: run it on a thread of its own.
+    pub fn scan_range(
+        &self,
+        range: StreamRange,
+        mut each: impl FnMut(&EventRef<'_>),
+    ) -> Result<(), StoreError> {
+        self.readers.run(|conn| {
+            // CROSS JOIN fixes the loop order: the streams by id, then each
+            // one's events by the (stream_id, version) index.
+            let mut select = conn
+                .prepare_cached(
+                    "SELECT e.position, s.name, e.version, e.event_id, e.event_type, \
+                     e.schema_version, e.data, e.previous_hash, e.hash \
+                     FROM streams s CROSS JOIN events e ON e.stream_id = s.id \
+                     WHERE s.id BETWEEN ?1 AND ?2 ORDER BY s.id, e.version",
+                )
+                .map_err(unavailable)?;
+            let mut rows = select
+                .query(params![range.first, range.last])
+                .map_err(unavailable)?;
+            while let Some(row) = rows.next().map_err(unavailable)? {
+                each(&event_row(row)?);
+            }
+            Ok(())
+        })
+    }
+
+    /// Whether this store was opened with `open_read_only`.
+    pub fn is_read_only(&self) -> bool {
+        self.read_only
+    }
     /// The file this store lives in.
     pub fn path(&self) -> &Path {
         &self.path
@@ -292,6 +397,15 @@ impl EventStore for SqliteStore {
         events: Vec<NewEvent>,
     ) -> Result<AppendOutcome, StoreError> {
         check_batch(stream, &events)?;
+        if self.read_only {
+            return Err(StoreError::Unavailable(
+                format!(
+                    "{} is opened read-only: appends are refused",
+                    self.path.display()
+                )
+                .into(),
+            ));
+        }
         let (reply, answer) = oneshot::channel();
         let request = WriteRequest {
             stream: stream.to_owned(),
@@ -365,11 +479,84 @@ impl EventStore for SqliteStore {
     }
 }
 
+/// A run of consecutive stream ids: a share of a walk in stream order
+/// (`SqliteStore::stream_ranges`, `SqliteStore::scan_range`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamRange {
+    /// The first stream id of the range.
+    pub first: i64,
+    /// The last stream id of the range (inclusive).
+    pub last: i64,
+}
+
+/// One row of the stream-ordered scan, checked for what `into_recorded`
+/// checks, without copying its variable-length columns.
+fn event_row<'a>(row: &'a rusqlite::Row<'_>) -> Result<EventRef<'a>, StoreError> {
+    let position: i64 = row.get(0).map_err(unavailable)?;
+    let corrupt = |what: &str| StoreError::Corrupt(format!("event at position {position}: {what}"));
+    let text = |index: usize, what: &str| match row.get_ref(index) {
+        Ok(ValueRef::Text(bytes)) => std::str::from_utf8(bytes).map_err(|_| corrupt(what)),
+        Ok(_) => Err(corrupt(what)),
+        Err(error) => Err(unavailable(error)),
+    };
+    let stream = text(1, "stream name is not text")?;
+    let event_type = text(4, "event type is not text")?;
+    let (ValueRef::Blob(data) | ValueRef::Text(data)) = row.get_ref(6).map_err(unavailable)? else {
+        return Err(corrupt("data is not a blob"));
+    };
+    let version: i64 = row.get(2).map_err(unavailable)?;
+    let schema_version: i64 = row.get(5).map_err(unavailable)?;
+    Ok(EventRef {
+        stream,
+        version: u64::try_from(version).map_err(|_| corrupt("negative version"))?,
+        position: u64::try_from(position).map_err(|_| corrupt("negative position"))?,
+        event_id: Uuid::from_bytes(
+            fixed_blob(row, 3)
+                .map_err(unavailable)?
+                .ok_or_else(|| corrupt("event id is not 16 bytes"))?,
+        ),
+        event_type,
+        schema_version: u32::try_from(schema_version)
+            .map_err(|_| corrupt("schema version out of range"))?,
+        data,
+        previous_hash: fixed_blob(row, 7)
+            .map_err(unavailable)?
+            .ok_or_else(|| corrupt("previous_hash is not 32 bytes"))?,
+        hash: fixed_blob(row, 8)
+            .map_err(unavailable)?
+            .ok_or_else(|| corrupt("hash is not 32 bytes"))?,
+    })
+}
+
 /// The pool of read-only connections.
 #[derive(Debug)]
 struct Readers {
-    path: PathBuf,
+    source: ReaderSource,
     idle: Mutex<Vec<Connection>>,
+}
+
+/// How the pool's connections are opened.
+#[derive(Debug)]
+enum ReaderSource {
+    /// Beside this process's writer: ordinary WAL readers.
+    Shared(PathBuf),
+    /// A store opened read-only: connections that never write.
+    Untouched(ReadOnlyFile),
+}
+
+impl ReaderSource {
+    fn connect(&self) -> Result<Connection, StoreError> {
+        match self {
+            ReaderSource::Shared(path) => open_reader(path),
+            ReaderSource::Untouched(file) => {
+                let conn = file.connect().map_err(read_only_error)?;
+                conn.pragma_update(None, "cache_size", -CACHE_SIZE_KIB / 4)
+                    .and_then(|()| conn.pragma_update(None, "mmap_size", READER_MMAP_BYTES))
+                    .map_err(|error| sqlite_error(file.path(), error))?;
+                Ok(conn)
+            }
+        }
+    }
 }
 
 impl Readers {
@@ -380,7 +567,7 @@ impl Readers {
         let pooled = self.idle.lock().expect("reader pool lock poisoned").pop();
         let conn = match pooled {
             Some(conn) => conn,
-            None => open_reader(&self.path)?,
+            None => self.source.connect()?,
         };
         let result = query(&conn);
         let mut idle = self.idle.lock().expect("reader pool lock poisoned");
@@ -1004,6 +1191,39 @@ fn check_meta(conn: &Connection, path: &Path) -> Result<u32, StoreError> {
              {SCHEMA_VERSION} (and upgrades schema {SCHEMA_VERSION_UNCHAINED})",
             path.display()
         ))),
+    }
+}
+
+/// Checks that a file opened read-only is a paycode store of the current
+/// schema: an empty file, a foreign one and one still needing its upgrade
+/// are refused, naming why.
+fn check_readable(conn: &Connection, path: &Path) -> Result<(), StoreError> {
+    let application_id: i32 = conn
+        .pragma_query_value(None, "application_id", |row| row.get(0))
+        .map_err(|error| sqlite_error(path, error))?;
+    if application_id != APPLICATION_ID {
+        return Err(StoreError::Corrupt(format!(
+            "{} is not a paycode event store (SQLite application id {application_id:#x}, \
+             expected {APPLICATION_ID:#x})",
+            path.display()
+        )));
+    }
+    match check_meta(conn, path)? {
+        SCHEMA_VERSION => Ok(()),
+        _ => Err(StoreError::Corrupt(format!(
+            "{} has event store schema {SCHEMA_VERSION_UNCHAINED}, from before the hash \
+             chain: it is upgraded (and chained) the first time `paycode serve` opens it; \
+             a read-only open cannot do that",
+            path.display()
+        ))),
+    }
+}
+
+/// A file that cannot be opened without writing, as a store error.
+fn read_only_error(error: ReadOnlyError) -> StoreError {
+    match error {
+        ReadOnlyError::Sqlite { path, source } => sqlite_error(&path, source),
+        other => StoreError::Unavailable(Box::new(other)),
     }
 }
 

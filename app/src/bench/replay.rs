@@ -3,7 +3,11 @@
 //! Setup (timed on its own line): a SQLite ledger of at least `--events`
 //! events, made of whole payment histories driven through the real decider
 //! by `next_action` (`paycode_projections::sample`: paid, refunded, revoked,
-//! manual reviews), each history appended as one batch by concurrent tasks.
+//! manual reviews), each history appended as one batch by concurrent tasks
+//! on the stream of the order its `Submitted` names. The setup ends by
+//! checking the ledger as `paycode verify` does, and stops the benchmark if
+//! it has any problem: figures of a ledger that does not verify are
+//! figures of something paycode never writes.
 //! Timed: [`crate::read::rebuild::rebuild`], the fold `paycode replay` runs (read
 //! the log in global order in batches, decode, apply to every projection).
 
@@ -14,9 +18,8 @@ use std::time::Instant;
 use anyhow::Context;
 use indicatif::ProgressBar;
 use paycode_adapters::store::{EventStore, ExpectedVersion, NewEvent, SqliteStore};
-use paycode_domain::ids::payment_stream;
+use paycode_domain::CommandId;
 use paycode_domain::stored;
-use paycode_domain::{CommandId, MerchantId, OrderNo};
 use paycode_projections::sample;
 use uuid::Uuid;
 
@@ -38,7 +41,12 @@ struct Summary {
     setup_secs: f64,
     /// Reading the log alone, in the rebuild's batches (no decoding).
     read_secs: f64,
+    /// `paycode verify` of the ledger at the end of the setup (not in `setup_secs`).
+    verify_secs: f64,
 }
+
+/// The merchant of the benchmark's orders.
+const MERCHANT: &str = "bench";
 
 pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.log_events > 0, "--log-events must be at least 1");
@@ -54,18 +62,16 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
 async fn fill(store: Arc<SqliteStore>, events: u64) -> anyhow::Result<u64> {
     let appended = Arc::new(AtomicU64::new(0));
     let next_order = Arc::new(AtomicU64::new(0));
-    let merchant = MerchantId::parse("bench").expect("a merchant id");
     let mut tasks = Vec::new();
     for _ in 0..WRITERS {
         let (store, appended, next_order) = (store.clone(), appended.clone(), next_order.clone());
-        let merchant = merchant.clone();
         tasks.push(tokio::spawn(async move {
             while appended.load(Ordering::Relaxed) < events {
                 let index = next_order.fetch_add(1, Ordering::Relaxed);
-                let mut rng = sample::Rng::new(index);
-                let history = sample::order_events("bench", index as usize, &mut rng);
-                let order_no = OrderNo::parse(&format!("B{index}")).expect("an order number");
-                let stream = payment_stream(&merchant, &order_no);
+                let index = usize::try_from(index).expect("fewer orders than usize::MAX");
+                let mut rng = sample::Rng::new(index as u64);
+                let history = sample::order_events(MERCHANT, index, &mut rng);
+                let stream = sample::stream(MERCHANT, index);
                 let command = CommandId(Uuid::now_v7());
                 let batch: Vec<NewEvent> = history
                     .iter()
@@ -128,6 +134,7 @@ async fn replay(events: u64, dir: Option<&std::path::Path>) -> anyhow::Result<()
     let head = store.head_position().await?;
     let setup_secs = setup_started.elapsed().as_secs_f64();
     println!("setup: {head} events in {setup_secs:.1} s");
+    let verify_secs = verify_or_stop(&store, &db_path).await?;
 
     // The floor: reading the same batches and nothing else.
     let started = Instant::now();
@@ -160,7 +167,42 @@ async fn replay(events: u64, dir: Option<&std::path::Path>) -> anyhow::Result<()
         reused,
         setup_secs: round3(setup_secs),
         read_secs: round3(read_secs),
+        verify_secs: round3(verify_secs),
     })
+}
+
+/// Checks the ledger as `paycode verify` does; any problem stops the
+/// benchmark, naming the first few. Returns the seconds it took.
+async fn verify_or_stop(store: &Arc<SqliteStore>, path: &std::path::Path) -> anyhow::Result<f64> {
+    let started = Instant::now();
+    let checked = Arc::clone(store);
+    let report = tokio::task::spawn_blocking(move || {
+        crate::read::verify::verify_sqlite(&checked, &ProgressBar::hidden())
+    })
+    .await
+    .context("the verify task")??;
+    let secs = started.elapsed().as_secs_f64();
+    if !report.is_clean() {
+        let first: Vec<String> = report
+            .problems
+            .iter()
+            .take(3)
+            .map(ToString::to_string)
+            .collect();
+        anyhow::bail!(
+            "the ledger in {} does not verify: {} problems in {} events (first: {}). \
+             A ledger left in --dir by an older paycode may predate a fix: remove it and run again",
+            path.display(),
+            report.problems.len(),
+            report.events,
+            first.join("; ")
+        );
+    }
+    println!(
+        "setup: verified {} streams, {} events: 0 problems in {secs:.2} s",
+        report.streams, report.events
+    );
+    Ok(secs)
 }
 
 /// Reads positions `1..=head` in the rebuild's batches; returns the events read.
@@ -188,6 +230,14 @@ mod tests {
         let head = store.head_position().await.unwrap();
         assert!(head >= 2_000, "{head}");
         assert!(orders > 100, "{orders}");
+        // The ledger is one `paycode verify` passes: the setup's own check.
+        verify_or_stop(&store, &dir.path().join("r.db"))
+            .await
+            .unwrap();
+        let report = crate::read::verify::verify_sqlite(&store, &ProgressBar::hidden()).unwrap();
+        assert!(report.is_clean(), "{}", report.render());
+        assert_eq!(report.events, head);
+        assert_eq!(report.streams, orders);
         let (projections, replayed) =
             crate::read::rebuild::rebuild(store.as_ref(), head, &ProgressBar::hidden())
                 .await

@@ -10,6 +10,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use paycode::bench::BenchArgs;
 use paycode::config::Config;
+use paycode::config::store::LedgerSource;
 
 mod demo;
 mod history;
@@ -52,20 +53,22 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         seed: u64,
     },
-    /// Print an order's timeline with the status after every event.
-    History {
-        order_no: String,
-        #[arg(long, default_value = "demo")]
-        merchant: String,
-        #[arg(long)]
-        config: Option<PathBuf>,
-    },
+    /// Print an order's timeline with the status after every event; with
+    /// --evidence, also write its events as an evidence file that `paycode
+    /// verify --file` checks offline.
+    History(history::HistoryArgs),
     /// Reconcile one day's statement of a channel against the ledger and
     /// print the report (the statement is downloaded unless --file is given).
     Reconcile(reconcile::ReconcileArgs),
     /// Rebuild every read model from the log into memory, compare it row by
-    /// row with the stored read models, print a summary; exit 1 on any difference.
+    /// row with the stored read models, print a summary; exit 1 on any
+    /// difference. Without stored read models beside the ledger, print what
+    /// was rebuilt. Reads the ledger only (never writes to it).
     Replay {
+        /// A SQLite ledger file (or a copy of one) to read, without any configuration.
+        #[arg(long, conflicts_with = "config")]
+        ledger: Option<PathBuf>,
+        /// Only its [store] section is read.
         #[arg(long)]
         config: Option<PathBuf>,
     },
@@ -90,11 +93,9 @@ enum Command {
     /// Re-walk every stream: check its hash chain (every event as appended)
     /// and the payment rules (refunds never above the payment, nothing after
     /// a terminal status but statement matches). Prints a summary and each
-    /// problem as `stream@version: what`; exits 1 if there is any.
-    Verify {
-        #[arg(long)]
-        config: Option<PathBuf>,
-    },
+    /// problem as `stream@version: what`; exits 1 if there is any. Reads the
+    /// ledger only (never writes to it).
+    Verify(verify::VerifyArgs),
 }
 
 /// Parses the arguments and runs the subcommand.
@@ -112,21 +113,17 @@ pub fn main() -> anyhow::Result<ExitCode> {
             print!("{}", demo::run(orders, seed).await?);
             Ok(ExitCode::SUCCESS)
         }),
-        Command::History {
-            order_no,
-            merchant,
-            config,
-        } => runtime()?.block_on(async {
-            let config = load_config(config.as_deref())?;
-            print!("{}", history::run(config, &order_no, &merchant).await?);
+        Command::History(args) => runtime()?.block_on(async {
+            print!("{}", history::run(args).await?);
             Ok(ExitCode::SUCCESS)
         }),
         Command::Reconcile(args) => runtime()?.block_on(async {
             print!("{}", reconcile::run(args).await?);
             Ok(ExitCode::SUCCESS)
         }),
-        Command::Replay { config } => {
-            runtime()?.block_on(replay::run(load_config(config.as_deref())?))
+        Command::Replay { ledger, config } => {
+            let source = LedgerSource::from_args(ledger.as_deref(), config.as_deref())?;
+            runtime()?.block_on(replay::run(&source))
         }
         Command::Migrate {
             to: _,
@@ -138,9 +135,7 @@ pub fn main() -> anyhow::Result<ExitCode> {
             print!("{}", migrate::run(config, from, url).await?);
             Ok(ExitCode::SUCCESS)
         }),
-        Command::Verify { config } => {
-            runtime()?.block_on(verify::run(load_config(config.as_deref())?))
-        }
+        Command::Verify(args) => runtime()?.block_on(verify::run(args)),
     }
 }
 

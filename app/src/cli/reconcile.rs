@@ -1,9 +1,13 @@
 //! `paycode reconcile --channel C --date D [--file F] [--merchant M]
-//! [--format table|json|csv] [--config FILE]`: reconciles one day from the
-//! command line, exactly as `POST /v1/reconciliations` does, and prints the
-//! report. Without `--file` the statement is downloaded: from the configured
-//! channel, or, on the embedded defaults, from the sandbox's truth in
-//! `./sandbox.db` (what `paycode serve` recorded).
+//! [--format table|json|csv] [--config FILE | --ledger PATH]`: reconciles
+//! one day from the command line, exactly as `POST /v1/reconciliations`
+//! does, and prints the report. Without `--file` the statement is
+//! downloaded: from the configured channel, or, on the embedded defaults,
+//! from the sandbox's truth in `./sandbox.db` (what `paycode serve`
+//! recorded). With `--file`, only `[store]` and `[policy]` of `--config`
+//! are read (no channel settings or key files); with `--file --ledger
+//! PATH`, the ledger (a copy, usually) is opened read-only and the report
+//! is printed without recording anything.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -17,7 +21,7 @@ use paycode_domain::{Channel, MerchantId};
 
 use paycode::config::Config;
 use paycode::config::clients::ConnectedChannels;
-use paycode::config::store::open_store;
+use paycode::config::store::{LedgerSource, open_ledger_read_only, open_store};
 use paycode::service::ledger::Ledger;
 use paycode::service::reconcile::{self, Imported};
 
@@ -46,8 +50,14 @@ pub struct ReconcileArgs {
     pub merchant: String,
     #[arg(long, value_enum, default_value = "table")]
     pub format: Format,
+    /// With --file: only its [store] and [policy] sections are read.
     #[arg(long)]
     pub config: Option<PathBuf>,
+    /// With --file: a SQLite ledger file (or a copy of one) to reconcile
+    /// against, read-only, without any configuration: the report is
+    /// printed, nothing is recorded.
+    #[arg(long, conflicts_with = "config", requires = "file")]
+    pub ledger: Option<PathBuf>,
 }
 
 /// Runs `paycode reconcile` and returns what to print.
@@ -58,18 +68,35 @@ pub async fn run(args: ReconcileArgs) -> anyhow::Result<String> {
         .with_context(|| format!("--date: {:?} is not a day as YYYY-MM-DD", args.date))?;
     let merchant = MerchantId::parse(&args.merchant)
         .map_err(|error| anyhow::anyhow!("--merchant: {error}"))?;
-    let config = super::load_config(args.config.as_deref())?.unwrap_or_else(Config::embedded);
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    if let Some(path) = &args.file {
+        let file = read_statement(channel, path)?;
+        let source = LedgerSource::from_args(args.ledger.as_deref(), args.config.as_deref())?;
+        let imported = if let LedgerSource::File(_) = source {
+            let store = open_ledger_read_only(&source)?.store();
+            reconcile::preview(store.as_ref(), &merchant, channel, date, &file).await?
+        } else {
+            let config = match source {
+                LedgerSource::Configured(config) => config.into_config(),
+                LedgerSource::File(_) | LedgerSource::Default => Config::embedded(),
+            };
+            let ledger = Ledger::new(
+                open_store(&config)?,
+                PaymentDecider::new(config.policy.policy()?),
+                clock,
+            );
+            reconcile::import(&ledger, &merchant, channel, date, &file).await?
+        };
+        return render(&imported, args.format);
+    }
+    let config = super::load_config(args.config.as_deref())?.unwrap_or_else(Config::embedded);
     let store = open_store(&config)?;
     let ledger = Ledger::new(
         store,
         PaymentDecider::new(config.policy.policy()?),
         clock.clone(),
     );
-    let imported = if let Some(path) = &args.file {
-        let file = read_statement(channel, path)?;
-        reconcile::import(&ledger, &merchant, channel, date, &file).await?
-    } else {
+    let imported = {
         if let Some(state) = config
             .sandbox
             .as_ref()
@@ -146,7 +173,9 @@ pub fn render(imported: &Imported, format: Format) -> anyhow::Result<String> {
                 report.statement_lines,
                 report.matched,
                 report.findings.len(),
-                if imported.report_recorded {
+                if imported.preview {
+                    " (--ledger: the ledger was only read; nothing recorded)"
+                } else if imported.report_recorded {
                     ""
                 } else {
                     " (this statement was imported before; nothing new recorded)"

@@ -1,6 +1,13 @@
 //! `paycode.toml`: the configuration of docs/configuration.md, parsed strictly
 //! (unknown keys are errors) with errors that name the key and the line.
 //! Relative paths are relative to the configuration file's directory.
+//!
+//! Two ways to load it: `Config::load`, the whole file with every check
+//! (`serve`, `sandbox`, `migrate`, `reconcile` downloading a statement), and
+//! `LedgerConfig::load`, only `[store]` and `[policy]` (the commands that
+//! read the ledger: `verify`, `replay`, `history`, `reconcile --file`):
+//! every other section is skipped unread, so an auditor's copy of the file
+//! needs no merchant, channel setting, API key or key file.
 
 pub mod clients;
 pub mod embedded;
@@ -258,32 +265,113 @@ impl SandboxConfig {
     }
 }
 
+/// The sections of `paycode.toml` the commands that only read the ledger
+/// need: `[store]`, and `[policy]` (the payment rules `reconcile --file`
+/// records with). Every other section is skipped unread (see the module's
+/// doc); these two are parsed and checked as strictly as `Config::load` does.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct LedgerConfig {
+    #[serde(default)]
+    pub store: StoreConfig,
+    #[serde(default)]
+    pub policy: PolicyConfig,
+    /// The directory relative paths are resolved against.
+    #[serde(skip)]
+    pub base_dir: PathBuf,
+}
+
+impl LedgerConfig {
+    /// Reads `[store]` and `[policy]` of a configuration file, and nothing else.
+    pub fn load(path: &Path) -> Result<LedgerConfig, ConfigError> {
+        let (text, base_dir) = read_file(path)?;
+        LedgerConfig::parse(&text, base_dir)
+    }
+
+    /// Parses `[store]` and `[policy]` of configuration text.
+    pub fn parse(text: &str, base_dir: PathBuf) -> Result<LedgerConfig, ConfigError> {
+        let mut config: LedgerConfig = from_toml(text)?;
+        config.base_dir = base_dir;
+        config.policy.policy()?;
+        config.store.check()?;
+        Ok(config)
+    }
+
+    /// A path from the file, anchored at the file's directory.
+    pub fn resolve(&self, path: &Path) -> PathBuf {
+        resolve(&self.base_dir, path)
+    }
+
+    /// A whole configuration of these sections and defaults elsewhere (no
+    /// merchant): what opening the store for `reconcile --file` takes.
+    pub fn into_config(self) -> Config {
+        Config {
+            server: ServerConfig::default(),
+            store: self.store,
+            policy: self.policy,
+            merchants: Vec::new(),
+            sandbox: None,
+            base_dir: self.base_dir,
+        }
+    }
+}
+
+impl StoreConfig {
+    /// The checks of `[store]` serde cannot express.
+    fn check(&self) -> Result<(), ConfigError> {
+        if self.kind == StoreKind::Eventstoredb && self.url.is_none() {
+            return Err(ConfigError::new(
+                "store.url",
+                "required when store.kind = \"eventstoredb\"",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The text of a configuration file and the directory it is in.
+fn read_file(path: &Path) -> Result<(String, PathBuf), ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|error| {
+        ConfigError::new(
+            "--config",
+            format!("cannot read {}: {error}", path.display()),
+        )
+    })?;
+    Ok((text, path.parent().map(Path::to_owned).unwrap_or_default()))
+}
+
+/// Deserialises configuration text, errors naming the line.
+fn from_toml<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, ConfigError> {
+    toml::from_str(text).map_err(|error| {
+        let line = error
+            .span()
+            .map(|span| text[..span.start.min(text.len())].matches('\n').count() + 1);
+        let message = error.message().to_owned();
+        let setting = match line {
+            Some(line) => format!("paycode.toml line {line}"),
+            None => "paycode.toml".to_owned(),
+        };
+        ConfigError::new(setting, message)
+    })
+}
+
+fn resolve(base_dir: &Path, path: &Path) -> PathBuf {
+    if path.is_absolute() {
+        path.to_owned()
+    } else {
+        base_dir.join(path)
+    }
+}
+
 impl Config {
     /// Reads and checks a configuration file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|error| {
-            ConfigError::new(
-                "--config",
-                format!("cannot read {}: {error}", path.display()),
-            )
-        })?;
-        let base_dir = path.parent().map(Path::to_owned).unwrap_or_default();
+        let (text, base_dir) = read_file(path)?;
         Config::parse(&text, base_dir)
     }
 
     /// Parses configuration text; `base_dir` anchors relative paths.
     pub fn parse(text: &str, base_dir: PathBuf) -> Result<Config, ConfigError> {
-        let mut config: Config = toml::from_str(text).map_err(|error| {
-            let line = error
-                .span()
-                .map(|span| text[..span.start.min(text.len())].matches('\n').count() + 1);
-            let message = error.message().to_owned();
-            let setting = match line {
-                Some(line) => format!("paycode.toml line {line}"),
-                None => "paycode.toml".to_owned(),
-            };
-            ConfigError::new(setting, message)
-        })?;
+        let mut config: Config = from_toml(text)?;
         config.base_dir = base_dir;
         config.check()?;
         Ok(config)
@@ -292,12 +380,7 @@ impl Config {
     /// The checks serde cannot express.
     fn check(&self) -> Result<(), ConfigError> {
         self.policy.policy()?;
-        if self.store.kind == StoreKind::Eventstoredb && self.store.url.is_none() {
-            return Err(ConfigError::new(
-                "store.url",
-                "required when store.kind = \"eventstoredb\"",
-            ));
-        }
+        self.store.check()?;
         let mut ids = std::collections::HashSet::new();
         let mut keys = std::collections::HashSet::new();
         for (index, merchant) in self.merchants.iter().enumerate() {
@@ -362,11 +445,7 @@ impl Config {
 
     /// A path from the file, anchored at the file's directory.
     pub fn resolve(&self, path: &Path) -> PathBuf {
-        if path.is_absolute() {
-            path.to_owned()
-        } else {
-            self.base_dir.join(path)
-        }
+        resolve(&self.base_dir, path)
     }
 }
 

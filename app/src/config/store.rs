@@ -1,8 +1,11 @@
 //! Opens the event store, the step leases and the read models a
 //! configuration names, so that a bad path or an unreachable cluster stops
-//! the start naming its setting.
+//! the start naming its setting. And, for the commands that only read
+//! (`verify`, `replay`, `history`, `reconcile --file --ledger`), the ledger
+//! named by `--ledger PATH` or `--config FILE`'s `[store]`, opened so that
+//! nothing is written to it (`SqliteStore::open_read_only`).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,7 +15,7 @@ use paycode_adapters::read_models::{ReadModelStore, SqliteReadModelStore};
 use paycode_adapters::store::eventstoredb::{EventStoreDbStore, Namespace};
 use paycode_adapters::store::{EventStore, MemoryStore, SqliteStore};
 
-use super::{Config, StoreKind};
+use super::{Config, ConfigError, LedgerConfig, StoreKind};
 use crate::read::runner::{in_memory_read_models, open_read_models};
 
 /// How long start-up waits for an EventStoreDB cluster to answer.
@@ -79,4 +82,104 @@ pub fn open_serving_read_models(config: &Config) -> anyhow::Result<Arc<dyn ReadM
             .with_context(|| format!("store.path: opening the read models {}", path.display()))?,
         None => in_memory_read_models()?,
     })
+}
+
+/// Where a command that only reads finds the ledger.
+#[derive(Debug, Clone)]
+pub enum LedgerSource {
+    /// `--ledger PATH`: a SQLite ledger file, or a copy of one.
+    File(PathBuf),
+    /// `--config FILE`: its `[store]` section (read with `LedgerConfig::load`).
+    Configured(LedgerConfig),
+    /// Neither: `./paycode.db`, as the embedded defaults say.
+    Default,
+}
+
+impl LedgerSource {
+    /// From the command line: `--ledger`, else `--config` (only its
+    /// `[store]` and `[policy]` are read), else `./paycode.db`.
+    pub fn from_args(
+        ledger: Option<&Path>,
+        config: Option<&Path>,
+    ) -> Result<LedgerSource, ConfigError> {
+        Ok(match (ledger, config) {
+            (Some(ledger), _) => LedgerSource::File(ledger.to_owned()),
+            (None, Some(config)) => LedgerSource::Configured(LedgerConfig::load(config)?),
+            (None, None) => LedgerSource::Default,
+        })
+    }
+
+    /// The SQLite ledger file and the option or setting that named it;
+    /// `None` for the other kinds of store.
+    pub fn sqlite_path(&self) -> Option<(PathBuf, &'static str)> {
+        match self {
+            LedgerSource::File(path) => Some((path.clone(), "--ledger")),
+            LedgerSource::Configured(config) => (config.store.kind == StoreKind::Sqlite)
+                .then(|| (config.resolve(&config.store.path), "store.path")),
+            LedgerSource::Default => Some((
+                super::StoreConfig::default().path,
+                "--ledger (not given: the default ./paycode.db)",
+            )),
+        }
+    }
+
+    /// The payment rules in force: `[policy]` of `--config`, else the defaults.
+    pub fn policy(&self) -> Result<paycode_domain::Policy, ConfigError> {
+        match self {
+            LedgerSource::Configured(config) => config.policy.policy(),
+            LedgerSource::File(_) | LedgerSource::Default => Ok(paycode_domain::Policy::default()),
+        }
+    }
+
+    /// The read-model file beside the ledger (`paycode-views.db` for
+    /// `paycode.db`); `None` for the memory store.
+    pub fn read_models_path(&self) -> Option<PathBuf> {
+        match self {
+            LedgerSource::Configured(config) if config.store.kind == StoreKind::Memory => None,
+            LedgerSource::Configured(config) => Some(SqliteReadModelStore::path_beside(
+                &config.resolve(&config.store.path),
+            )),
+            LedgerSource::File(_) | LedgerSource::Default => self
+                .sqlite_path()
+                .map(|(path, _)| SqliteReadModelStore::path_beside(&path)),
+        }
+    }
+}
+
+/// A ledger opened for reading: SQLite (read in stream order by `verify`)
+/// or any other store behind the port.
+#[derive(Debug, Clone)]
+pub enum OpenedLedger {
+    Sqlite(Arc<SqliteStore>),
+    Port(Arc<dyn EventStore>),
+}
+
+impl OpenedLedger {
+    /// The store behind the port.
+    pub fn store(&self) -> Arc<dyn EventStore> {
+        match self {
+            OpenedLedger::Sqlite(store) => store.clone(),
+            OpenedLedger::Port(store) => store.clone(),
+        }
+    }
+}
+
+/// Opens the ledger of `source` to read it: a SQLite file read-only (it
+/// must exist; nothing is written to it or beside it), EventStoreDB as
+/// configured (this process never appends to it), the memory store empty.
+pub fn open_ledger_read_only(source: &LedgerSource) -> anyhow::Result<OpenedLedger> {
+    if let Some((path, setting)) = source.sqlite_path() {
+        if !path.is_file() {
+            anyhow::bail!("{setting}: no SQLite ledger at {}", path.display());
+        }
+        let store = SqliteStore::open_read_only(&path)
+            .with_context(|| format!("{setting}: opening {} read-only", path.display()))?;
+        return Ok(OpenedLedger::Sqlite(Arc::new(store)));
+    }
+    let LedgerSource::Configured(config) = source else {
+        unreachable!("--ledger and the default are SQLite files")
+    };
+    Ok(OpenedLedger::Port(open_store(
+        &config.clone().into_config(),
+    )?))
 }

@@ -6,7 +6,10 @@
 //!   with the stored ones (`paycode replay`).
 //! - [`verify`]: re-checks every stream's hash chain and the payment
 //!   invariants (`paycode verify`).
+//! - [`evidence`]: one stream's events as a file that `paycode verify
+//!   --file` checks offline (`paycode history --evidence`).
 
+pub mod evidence;
 pub mod rebuild;
 pub mod runner;
 pub mod verify;

@@ -4,6 +4,10 @@
 //!
 //! The rebuild stops at the stored checkpoint, so a live service that is
 //! still catching up is compared at the position it claims, not at the head.
+//! Without stored read models beside the ledger (an auditor's copy of
+//! `paycode.db` alone), it rebuilds up to the head and prints what it built.
+//! The ledger and the stored read models are opened read-only: nothing is
+//! written to either file or beside them.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -16,9 +20,8 @@ use paycode_projections::Projections;
 
 use paycode_adapters::read_models::ReadModelStore;
 
-use crate::config::Config;
-use crate::config::store::{open_store, read_models_path};
-use crate::read::runner::{Decoded, RunnerError, apply_at, decode, open_read_models};
+use crate::config::store::{LedgerSource, open_ledger_read_only};
+use crate::read::runner::{Decoded, RunnerError, apply_at, decode, open_read_models_read_only};
 
 /// Events read per batch while rebuilding.
 pub(crate) const REBUILD_BATCH_MAX: usize = 10_000;
@@ -55,9 +58,11 @@ pub struct ProjectionSummary {
 /// The outcome of a replay.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReplayReport {
-    /// The views file compared.
-    pub views: String,
-    /// The stored checkpoint: the rebuild covers positions 1..=checkpoint.
+    /// The views file compared; `None` when there was none: the read models
+    /// were rebuilt up to the head and nothing was compared.
+    pub views: Option<String>,
+    /// The stored checkpoint (the head when nothing was compared): the
+    /// rebuild covers positions 1..=checkpoint.
     pub checkpoint: u64,
     /// The log's head when the replay started.
     pub head: u64,
@@ -80,6 +85,24 @@ impl ReplayReport {
 
 impl fmt::Display for ReplayReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Some(views) = &self.views else {
+            writeln!(
+                f,
+                "replay: rebuilt {} read models from {} events (positions 1..={}, the log's head)",
+                self.projections.len(),
+                self.events,
+                self.head,
+            )?;
+            writeln!(
+                f,
+                "no stored read models beside the ledger: nothing compared"
+            )?;
+            writeln!(f, "  {:<16} {:>12}", "read model", "rebuilt rows")?;
+            for summary in &self.projections {
+                writeln!(f, "  {:<16} {:>12}", summary.name, summary.rebuilt_rows)?;
+            }
+            return Ok(());
+        };
         writeln!(
             f,
             "replay: rebuilt {} read models from {} events (positions 1..={}, the stored checkpoint; the log's head is {})",
@@ -88,7 +111,7 @@ impl fmt::Display for ReplayReport {
             self.checkpoint,
             self.head,
         )?;
-        writeln!(f, "stored read models: {}", self.views)?;
+        writeln!(f, "stored read models: {views}")?;
         writeln!(
             f,
             "  {:<16} {:>12} {:>12} {:>12}",
@@ -293,12 +316,42 @@ pub async fn compare(
         });
     }
     Ok(ReplayReport {
-        views: views.label().to_owned(),
+        views: Some(views.label().to_owned()),
         checkpoint,
         head,
         events,
         projections,
         differences,
+    })
+}
+
+/// Rebuilds every read model up to the log's head, compares nothing, and
+/// reports the rows built (no stored read models to compare with).
+pub async fn rebuild_only(
+    store: &dyn EventStore,
+    progress: &ProgressBar,
+) -> Result<ReplayReport, RunnerError> {
+    let head = store.head_position().await.map_err(RunnerError::Store)?;
+    progress.set_length(head);
+    let (rebuilt, events) = rebuild(store, head, progress).await?;
+    progress.finish_and_clear();
+    let projections = rebuilt
+        .stored_rows()
+        .into_iter()
+        .map(|(name, rows)| ProjectionSummary {
+            name,
+            rebuilt_rows: rows.len(),
+            stored_rows: 0,
+            differences: 0,
+        })
+        .collect();
+    Ok(ReplayReport {
+        views: None,
+        checkpoint: head,
+        head,
+        events,
+        projections,
+        differences: Vec::new(),
     })
 }
 
@@ -328,27 +381,25 @@ pub fn progress_bar(show: bool) -> ProgressBar {
     bar
 }
 
-/// `paycode replay [--config FILE]`: the configured store and its views file.
-pub async fn run(config: Option<Config>, show_progress: bool) -> anyhow::Result<ReplayReport> {
-    let config = config.unwrap_or_else(Config::embedded);
-    let Some(path) = read_models_path(&config) else {
+/// `paycode replay [--ledger PATH | --config FILE]`: the ledger and the
+/// views file beside it, both opened read-only; without a views file, the
+/// rebuild alone.
+pub async fn run(source: &LedgerSource, show_progress: bool) -> anyhow::Result<ReplayReport> {
+    let Some(path) = source.read_models_path() else {
         anyhow::bail!(
-            "store.kind = \"memory\": the log and its read models live only inside `paycode serve`; nothing to compare"
+            "store.kind = \"memory\": the log and its read models live only inside `paycode serve`; nothing to replay"
         );
     };
-    if !path.exists() {
-        anyhow::bail!(
-            "no stored read models at {}: `paycode serve` writes them beside the ledger",
-            path.display()
-        );
-    }
-    let store = open_store(&config)?;
-    let views = open_read_models(&path)
-        .with_context(|| format!("opening the read models {}", path.display()))?;
-    let report = compare(store.as_ref(), views.as_ref(), &progress_bar(show_progress))
-        .await
-        .context("rebuilding the read models from the log")?;
-    Ok(report)
+    let store = open_ledger_read_only(source)?.store();
+    let progress = progress_bar(show_progress);
+    let report = if path.exists() {
+        let views = open_read_models_read_only(&path)
+            .with_context(|| format!("opening the read models {} read-only", path.display()))?;
+        compare(store.as_ref(), views.as_ref(), &progress).await
+    } else {
+        rebuild_only(store.as_ref(), &progress).await
+    };
+    report.context("rebuilding the read models from the log")
 }
 
 /// For tests and tools: the store behind an `Arc`.

@@ -90,6 +90,12 @@ pub fn open_read_models(path: &Path) -> Result<Arc<dyn ReadModelStore>, ReadMode
     Ok(SqliteReadModelStore::open(path, LAYOUT)?)
 }
 
+/// The read models stored in `path`, to compare only: nothing is written to
+/// the file or beside it, and a file of another layout is an error.
+pub fn open_read_models_read_only(path: &Path) -> Result<Arc<dyn ReadModelStore>, ReadModelError> {
+    Ok(SqliteReadModelStore::open_read_only(path, LAYOUT)?)
+}
+
 /// The read models in memory, for a store that keeps nothing across restarts.
 pub fn in_memory_read_models() -> Result<Arc<dyn ReadModelStore>, ReadModelError> {
     Ok(SqliteReadModelStore::in_memory(LAYOUT)?)

@@ -1,9 +1,9 @@
-//! `paycode verify`: re-walks the whole log in global order and reports
-//! every event that is not what was appended, or that the payment rules
-//! would never have decided.
+//! `paycode verify`: re-walks the whole log and reports every event that
+//! is not what was appended, or that the payment rules would never have
+//! decided.
 //!
-//! Two kinds of check, both pure (`Verifier`, fed one recorded event at a
-//! time, so that it is unit-tested without a store):
+//! Two kinds of check, both pure (`StreamCheck`, fed one recorded event of
+//! a stream at a time, so that it is unit-tested without a store):
 //! - **The chain** (every stream): versions run 0, 1, 2, ... without gaps;
 //!   each event's `previous_hash` is the hash of the event before it
 //!   (`GENESIS` at version 0); each `hash` is `chain::recompute` of the
@@ -16,27 +16,50 @@
 //!   the order's status); and `Submitted` names the order the stream is
 //!   named after.
 //!
+//! Two walks feed it. Over the `EventStore` port (any store, EventStoreDB
+//! included) the log comes in global order and `Verifier` keeps every
+//! stream's state. A SQLite ledger is read in stream order instead
+//! (`verify_sqlite`, `StreamOrderVerifier`): its streams are cut into
+//! ranges of consecutive ids, and one thread per core takes a range at a
+//! time, reads it one stream after another by the `(stream_id, version)`
+//! index (`SqliteStore::scan_range`, borrowing each row: nothing copied)
+//! and checks it as it reads; the ranges' reports are joined in stream
+//! order. Memory holds one stream's state per thread, whatever the size of
+//! the ledger (and the problems found, to be printed).
+//!
 //! A problem is reported as `stream@version: what`. The walk goes on after
 //! a problem so that one run shows them all: an event that breaks a rule
 //! leaves the order's state as it was. After an event that does not decode,
 //! the rules of that stream are no longer checked (its state is unknown),
 //! its chain still is.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::{self, Write as _};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
 
 use anyhow::Context;
-use paycode_adapters::store::chain::{recompute, to_hex};
-use paycode_adapters::store::{ChainHash, EventStore, GENESIS, RecordedEvent, StoreError};
+use indicatif::{ProgressBar, ProgressStyle};
+use paycode_adapters::store::chain::to_hex;
+use paycode_adapters::store::{
+    ChainHash, EventRef, EventStore, GENESIS, RecordedEvent, SqliteStore, StoreError,
+};
 use paycode_domain::ids::parse_payment_stream;
 use paycode_domain::invariants::Violation;
 use paycode_domain::payment::{Event, Fact, PaymentState, evolve};
+use serde::Serialize;
 
-use crate::config::{Config, StoreKind};
+use crate::config::store::{LedgerSource, OpenedLedger, open_ledger_read_only};
 
 /// How many events one `read_all` asks for.
 pub const READ_PAGE_EVENTS: usize = 1_000;
+/// Streams per range of a SQLite verify: a thread reads and checks one
+/// range at a time, holding one stream's state; a range's report waits for
+/// the ranges before it to be joined.
+pub const STREAMS_PER_RANGE: u64 = 2_048;
+/// Threads reading and checking ranges at most.
+const THREADS_MAX: usize = 8;
 
 /// One thing wrong with one stored event.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,6 +93,21 @@ pub enum ProblemKind {
     /// `paycode_domain::invariants`): `evolve` refuses it, and the order's
     /// state is checked on as it was before it.
     Broken(Violation),
+}
+
+impl ProblemKind {
+    /// A stable snake_case name, for `--format json`: the kind, or for a
+    /// broken invariant the invariant's own code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ProblemKind::VersionOutOfSequence { .. } => "version_out_of_sequence",
+            ProblemKind::PreviousHashMismatch { .. } => "previous_hash_mismatch",
+            ProblemKind::HashMismatch { .. } => "hash_mismatch",
+            ProblemKind::Undecodable { .. } => "undecodable",
+            ProblemKind::WrongOrder => "wrong_order",
+            ProblemKind::Broken(violation) => violation.code(),
+        }
+    }
 }
 
 impl fmt::Display for ProblemKind {
@@ -110,8 +148,25 @@ impl fmt::Display for Problem {
 pub struct VerifyReport {
     pub streams: u64,
     pub events: u64,
-    /// In the order met (global order of the log).
+    /// In the order met: the log's global order over the port, stream
+    /// order (streams by their first event, then versions) for SQLite.
     pub problems: Vec<Problem>,
+}
+
+/// `--format json`: the report as one object.
+#[derive(Debug, Serialize)]
+struct JsonReport<'a> {
+    streams: u64,
+    events: u64,
+    problems: Vec<JsonProblem<'a>>,
+}
+
+#[derive(Debug, Serialize)]
+struct JsonProblem<'a> {
+    stream: &'a str,
+    version: u64,
+    kind: &'static str,
+    what: String,
 }
 
 impl VerifyReport {
@@ -133,11 +188,43 @@ impl VerifyReport {
         }
         out
     }
+
+    /// One JSON object: `streams`, `events`, and `problems`, each with its
+    /// `stream`, `version`, `kind` (a stable code) and `what` (the text of
+    /// `render`). Ends with a newline.
+    pub fn render_json(&self) -> String {
+        let report = JsonReport {
+            streams: self.streams,
+            events: self.events,
+            problems: self
+                .problems
+                .iter()
+                .map(|problem| JsonProblem {
+                    stream: &problem.stream,
+                    version: problem.version,
+                    kind: problem.kind.code(),
+                    what: problem.kind.to_string(),
+                })
+                .collect(),
+        };
+        let mut out = serde_json::to_string_pretty(&report)
+            .unwrap_or_else(|error| unreachable!("a report serialises: {error}"));
+        out.push('\n');
+        out
+    }
+
+    /// Adds the report of the streams after this one's.
+    fn append(&mut self, other: VerifyReport) {
+        self.streams += other.streams;
+        self.events += other.events;
+        self.problems.extend(other.problems);
+    }
 }
 
-/// What the walk knows of one stream.
+/// What the walk knows of one stream: the pure check of its events, fed
+/// in version order.
 #[derive(Debug)]
-struct StreamWalk {
+pub struct StreamCheck {
     /// The version the next event must have.
     next_version: u64,
     /// The stored hash of the last event seen (what the next must link to).
@@ -146,11 +233,74 @@ struct StreamWalk {
     payment: Option<PaymentState>,
 }
 
-/// The pure core of `paycode verify`: feed it every recorded event in
-/// global order, then `finish`.
+impl StreamCheck {
+    /// The check of a stream before its first event.
+    pub fn new(stream: &str) -> Self {
+        StreamCheck {
+            next_version: 0,
+            last_hash: GENESIS,
+            payment: parse_payment_stream(stream).map(|_| PaymentState::Initial),
+        }
+    }
+
+    /// Checks the stream's next event against what came before it, adding
+    /// what is wrong with it to `problems`.
+    pub fn check(&mut self, event: &EventRef<'_>, problems: &mut Vec<Problem>) {
+        let mut found = Vec::new();
+        if event.version != self.next_version {
+            found.push(ProblemKind::VersionOutOfSequence {
+                expected: self.next_version,
+            });
+        }
+        if event.previous_hash != self.last_hash {
+            found.push(ProblemKind::PreviousHashMismatch {
+                expected: self.last_hash,
+                stored: event.previous_hash,
+            });
+        }
+        let computed = event.recompute();
+        if computed != event.hash {
+            found.push(ProblemKind::HashMismatch {
+                computed,
+                stored: event.hash,
+            });
+        }
+        self.next_version = event.version.saturating_add(1);
+        self.last_hash = event.hash;
+
+        if let Some(state) = self.payment.take() {
+            match event.decode::<Event>() {
+                Ok(decoded) => {
+                    if names_another_order(event.stream, &decoded) {
+                        found.push(ProblemKind::WrongOrder);
+                    }
+                    self.payment = Some(match evolve(state, &decoded) {
+                        Ok(after) => after,
+                        Err(refused) => {
+                            found.push(ProblemKind::Broken(refused.violation));
+                            refused.state
+                        }
+                    });
+                }
+                // The state is unknown from here: stop checking the rules.
+                Err(error) => found.push(ProblemKind::Undecodable {
+                    detail: error.to_string(),
+                }),
+            }
+        }
+        problems.extend(found.into_iter().map(|kind| Problem {
+            stream: event.stream.to_owned(),
+            version: event.version,
+            kind,
+        }));
+    }
+}
+
+/// The pure core of the walk over the port: feed it every recorded event
+/// in global order, then `finish`. Keeps every stream's state.
 #[derive(Debug, Default)]
 pub struct Verifier {
-    streams: HashMap<String, StreamWalk>,
+    streams: HashMap<String, StreamCheck>,
     events: u64,
     problems: Vec<Problem>,
 }
@@ -166,58 +316,8 @@ impl Verifier {
         let walk = self
             .streams
             .entry(event.stream.clone())
-            .or_insert_with(|| StreamWalk {
-                next_version: 0,
-                last_hash: GENESIS,
-                payment: parse_payment_stream(&event.stream).map(|_| PaymentState::Initial),
-            });
-        let mut found = Vec::new();
-        if event.version != walk.next_version {
-            found.push(ProblemKind::VersionOutOfSequence {
-                expected: walk.next_version,
-            });
-        }
-        if event.previous_hash != walk.last_hash {
-            found.push(ProblemKind::PreviousHashMismatch {
-                expected: walk.last_hash,
-                stored: event.previous_hash,
-            });
-        }
-        let computed = recompute(event);
-        if computed != event.hash {
-            found.push(ProblemKind::HashMismatch {
-                computed,
-                stored: event.hash,
-            });
-        }
-        walk.next_version = event.version.saturating_add(1);
-        walk.last_hash = event.hash;
-
-        if let Some(state) = walk.payment.take() {
-            match event.decode::<Event>() {
-                Ok(decoded) => {
-                    if names_another_order(&event.stream, &decoded) {
-                        found.push(ProblemKind::WrongOrder);
-                    }
-                    walk.payment = Some(match evolve(state, &decoded) {
-                        Ok(after) => after,
-                        Err(refused) => {
-                            found.push(ProblemKind::Broken(refused.violation));
-                            refused.state
-                        }
-                    });
-                }
-                // The state is unknown from here: stop checking the rules.
-                Err(error) => found.push(ProblemKind::Undecodable {
-                    detail: error.to_string(),
-                }),
-            }
-        }
-        self.problems.extend(found.into_iter().map(|kind| Problem {
-            stream: event.stream.clone(),
-            version: event.version,
-            kind,
-        }));
+            .or_insert_with(|| StreamCheck::new(&event.stream));
+        walk.check(&event.borrowed(), &mut self.problems);
     }
 
     pub fn finish(self) -> VerifyReport {
@@ -226,6 +326,39 @@ impl Verifier {
             events: self.events,
             problems: self.problems,
         }
+    }
+}
+
+/// The pure core of a walk in stream order: every event of a stream comes
+/// before any event of the next, so only the current stream's state is
+/// kept. (A stream met again after another would be checked as a new one:
+/// feed it nothing but stream-ordered events.)
+#[derive(Debug, Default)]
+pub struct StreamOrderVerifier {
+    current: Option<(String, StreamCheck)>,
+    report: VerifyReport,
+}
+
+impl StreamOrderVerifier {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Checks one event: the next of the current stream, or the first of the next one.
+    pub fn check(&mut self, event: &EventRef<'_>) {
+        self.report.events += 1;
+        let same = matches!(&self.current, Some((stream, _)) if stream == event.stream);
+        if !same {
+            self.report.streams += 1;
+            self.current = Some((event.stream.to_owned(), StreamCheck::new(event.stream)));
+        }
+        if let Some((_, walk)) = &mut self.current {
+            walk.check(event, &mut self.report.problems);
+        }
+    }
+
+    pub fn finish(self) -> VerifyReport {
+        self.report
     }
 }
 
@@ -240,8 +373,17 @@ fn names_another_order(stream: &str, event: &Event) -> bool {
     })
 }
 
-/// Walks every event of `store` in global order, `READ_PAGE_EVENTS` at a time.
+/// Walks every event of `store` in global order, `READ_PAGE_EVENTS` at a
+/// time, over the port (any store).
 pub async fn verify_store(store: &dyn EventStore) -> Result<VerifyReport, StoreError> {
+    verify_store_with(store, &ProgressBar::hidden()).await
+}
+
+async fn verify_store_with(
+    store: &dyn EventStore,
+    progress: &ProgressBar,
+) -> Result<VerifyReport, StoreError> {
+    progress.set_length(store.head_position().await?);
     let mut verifier = Verifier::new();
     let mut position = 1;
     loop {
@@ -251,31 +393,108 @@ pub async fn verify_store(store: &dyn EventStore) -> Result<VerifyReport, StoreE
         for event in &page {
             verifier.check(event);
         }
+        progress.set_position(last.position);
     }
     Ok(verifier.finish())
 }
 
-/// `paycode verify [--config FILE]`: the configured store (SQLite
-/// `./paycode.db` without a config). A SQLite file that does not exist is an
-/// error, never created. The report says whether the log is clean.
-pub async fn run(config: Option<Config>) -> anyhow::Result<VerifyReport> {
-    let config = config.unwrap_or_else(Config::embedded);
-    if config.store.kind == StoreKind::Sqlite {
-        let path = config.resolve(&config.store.path);
-        if !path.exists() {
-            anyhow::bail!("store.path: no SQLite ledger at {}", path.display());
+/// Walks every event of a SQLite ledger in stream order (see the module's
+/// doc): the streams in ranges of `STREAMS_PER_RANGE`, each range read and
+/// checked by one of the threads (one per core), the ranges' reports joined
+/// in order. Blocking.
+pub fn verify_sqlite(
+    store: &SqliteStore,
+    progress: &ProgressBar,
+) -> Result<VerifyReport, StoreError> {
+    let ranges = store.stream_ranges(STREAMS_PER_RANGE)?;
+    let threads = std::thread::available_parallelism()
+        .map_or(1, usize::from)
+        .clamp(1, THREADS_MAX)
+        .min(ranges.len().max(1));
+    let next = AtomicUsize::new(0);
+    let (checked, reports) = mpsc::channel::<(usize, Result<VerifyReport, StoreError>)>();
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            let (ranges, next, checked) = (&ranges, &next, checked.clone());
+            scope.spawn(move || {
+                loop {
+                    let index = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(range) = ranges.get(index) else {
+                        break;
+                    };
+                    let mut verifier = StreamOrderVerifier::new();
+                    let scanned = store.scan_range(*range, |event| verifier.check(event));
+                    let report = scanned.map(|()| verifier.finish());
+                    if checked.send((index, report)).is_err() {
+                        break;
+                    }
+                }
+            });
         }
+        drop(checked);
+        // Ranges come back in any order; they are joined in stream order.
+        let mut report = VerifyReport::default();
+        let mut waiting = BTreeMap::new();
+        let mut joined = 0usize;
+        for (index, part) in reports {
+            let part = part?;
+            progress.inc(part.events);
+            waiting.insert(index, part);
+            while let Some(part) = waiting.remove(&joined) {
+                report.append(part);
+                joined += 1;
+            }
+        }
+        if joined < ranges.len() {
+            return Err(StoreError::Unavailable(
+                "a verify thread stopped early".into(),
+            ));
+        }
+        Ok(report)
+    })
+}
+
+/// A progress bar on standard error (hidden when it is not a terminal).
+pub fn progress_bar(show: bool) -> ProgressBar {
+    if !show {
+        return ProgressBar::hidden();
     }
-    let store: Arc<dyn EventStore> = crate::config::store::open_store(&config)?;
-    verify_store(store.as_ref())
-        .await
-        .context("reading the log")
+    let bar = ProgressBar::new(0);
+    if let Ok(style) =
+        ProgressStyle::with_template("verifying {bar:40} {pos}/{len} events ({per_sec}, eta {eta})")
+    {
+        bar.set_style(style);
+    }
+    bar
+}
+
+/// `paycode verify [--ledger PATH | --config FILE]`: the ledger opened
+/// read-only (SQLite `./paycode.db` without either). A file that does not
+/// exist is an error, never created. The report says whether the log is clean.
+pub async fn run(source: &LedgerSource, show_progress: bool) -> anyhow::Result<VerifyReport> {
+    let opened = open_ledger_read_only(source)?;
+    let progress = progress_bar(show_progress);
+    let report = match opened {
+        OpenedLedger::Sqlite(store) => {
+            let head = store.head_position().await.context("reading the log")?;
+            progress.set_length(head);
+            let bar = progress.clone();
+            let store = Arc::clone(&store);
+            tokio::task::spawn_blocking(move || verify_sqlite(&store, &bar))
+                .await
+                .context("the verify task")?
+        }
+        OpenedLedger::Port(store) => verify_store_with(store.as_ref(), &progress).await,
+    }
+    .context("reading the log")?;
+    progress.finish_and_clear();
+    Ok(report)
 }
 
 #[cfg(test)]
 mod tests {
     use chrono::{DateTime, Duration, TimeZone, Utc};
-    use paycode_adapters::store::chain::chain_hash;
+    use paycode_adapters::store::chain::{chain_hash, recompute};
     use paycode_domain::payment::{
         ChannelAnswer, Command, CommandKind, PayOutcome, PaymentDecider, RefundOutcome,
         RefundRequested, RequestRefund, RevokeOutcome, RevokeReason, RevokeResult, SubmitPayment,
@@ -759,6 +978,147 @@ mod tests {
         assert!(report.is_clean(), "{}", report.render());
         assert_eq!(report.streams, (READ_PAGE_EVENTS / 2 + 1) as u64);
         assert_eq!(report.events, 2 * report.streams);
+    }
+
+    /// Every problem as a sortable line, for comparing walks that meet
+    /// problems in different orders.
+    fn sorted_lines(report: &VerifyReport) -> Vec<String> {
+        let mut lines: Vec<String> = report.problems.iter().map(ToString::to_string).collect();
+        lines.sort();
+        lines
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_stream_ordered_walk_of_sqlite_finds_what_the_global_walk_finds() {
+        // Shows that reading a SQLite ledger stream by stream, in ranges
+        // checked side by side, reports exactly what the global walk does:
+        // many interleaved sample orders (more streams than one range), a
+        // long stream, and edits made in the file to two payments and an
+        // event of the long stream.
+        use paycode_adapters::store::{ExpectedVersion, NewEvent, SqliteStore};
+        use paycode_projections::sample;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("paycode.db");
+        let store = SqliteStore::open(&path).unwrap();
+        let orders = usize::try_from(2 * STREAMS_PER_RANGE + 100).unwrap();
+        let log = sample::log("demo", orders, 11);
+        for sampled in &log {
+            let expected = ExpectedVersion::after(sampled.version.checked_sub(1));
+            let event = NewEvent::encoded(Uuid::new_v4(), stored::encode(&sampled.event));
+            store
+                .append(&sampled.stream, expected, vec![event])
+                .await
+                .unwrap();
+        }
+        let long_stream = 6_000;
+        for start in (0..long_stream).step_by(1_000) {
+            let batch = (start..(start + 1_000).min(long_stream))
+                .map(|n| NewEvent {
+                    event_id: Uuid::new_v4(),
+                    event_type: "Noted".to_owned(),
+                    schema_version: 1,
+                    data: format!("{{\"n\":{n}}}").into_bytes(),
+                })
+                .collect();
+            let expected = ExpectedVersion::after((start as u64).checked_sub(1));
+            store.append("other-long", expected, batch).await.unwrap();
+        }
+        store.close().await.unwrap();
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        let edited = conn
+            .execute(
+                "UPDATE events SET data = CAST(replace(CAST(data AS TEXT), '\"Sample\"', '\"Simple\"') AS BLOB) \
+                 WHERE position IN (SELECT position FROM events WHERE event_type = 'Submitted' LIMIT 2)",
+                [],
+            )
+            .unwrap();
+        assert_eq!(edited, 2);
+        let edited = conn
+            .execute(
+                "UPDATE events SET data = CAST('{\"n\":5001}' AS BLOB) WHERE data = CAST('{\"n\":5000}' AS BLOB)",
+                [],
+            )
+            .unwrap();
+        assert_eq!(edited, 1);
+        drop(conn);
+
+        let store = SqliteStore::open_read_only(&path).unwrap();
+        let global = verify_store(&store).await.unwrap();
+        let by_stream = verify_sqlite(&store, &ProgressBar::hidden()).unwrap();
+        assert_eq!(global.events, (log.len() + long_stream) as u64);
+        assert_eq!(global.streams, 2 * STREAMS_PER_RANGE + 101);
+        assert_eq!(
+            (by_stream.streams, by_stream.events),
+            (global.streams, global.events)
+        );
+        assert_eq!(global.problems.len(), 3, "{}", global.render());
+        assert_eq!(sorted_lines(&by_stream), sorted_lines(&global));
+        assert!(
+            by_stream
+                .problems
+                .iter()
+                .any(|problem| problem.stream == "other-long" && problem.version == 5_000),
+            "{}",
+            by_stream.render()
+        );
+        // Stream order: each stream's problems together, by version.
+        let order: Vec<(&str, u64)> = by_stream
+            .problems
+            .iter()
+            .map(|problem| (problem.stream.as_str(), problem.version))
+            .collect();
+        let mut grouped = order.clone();
+        grouped.sort_by_key(|(stream, _)| order.iter().position(|(s, _)| s == stream));
+        assert_eq!(order, grouped);
+    }
+
+    #[test]
+    fn the_json_report_names_each_problem_by_stream_version_and_code() {
+        // Shows the machine-readable form: the counts, and per problem its
+        // place, a stable code (a violation's own code for a rule) and the text.
+        let mut ledger = Scenario::paid("10.00");
+        ledger.refund("R1", "4.00");
+        let requested_at = ledger.now;
+        ledger.forge(Fact::RefundRequested(RefundRequested {
+            refund_no: RefundNo::parse("R2").unwrap(),
+            amount: "7.00".parse().unwrap(),
+            reason: "forged".to_owned(),
+            first_query_at: requested_at,
+            settle_by: requested_at,
+        }));
+        let mut events = ledger.recorded();
+        events[0].data.push(b' ');
+        let report = verify(&events);
+        let json: serde_json::Value = serde_json::from_str(&report.render_json()).unwrap();
+        assert_eq!(json["streams"], 1);
+        assert_eq!(json["events"], 4);
+        let problems = json["problems"].as_array().unwrap();
+        let codes: Vec<(&str, u64, &str)> = problems
+            .iter()
+            .map(|problem| {
+                (
+                    problem["stream"].as_str().unwrap(),
+                    problem["version"].as_u64().unwrap(),
+                    problem["kind"].as_str().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            codes,
+            [
+                (STREAM, 0, "hash_mismatch"),
+                (STREAM, 3, "refunds_exceed_payment"),
+            ]
+        );
+        assert_eq!(
+            problems[1]["what"],
+            "refunds of 11.00 exceed the payment of 10.00"
+        );
+        let clean = VerifyReport::default().render_json();
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&clean).unwrap(),
+            serde_json::json!({"streams": 0, "events": 0, "problems": []})
+        );
     }
 
     /// `replace_first` for byte strings of equal length, for the tests.

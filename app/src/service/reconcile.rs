@@ -11,6 +11,10 @@
 //! A crash between the two steps is harmless: importing again re-checks
 //! the matches (appending nothing) and records the report. A file that
 //! does not parse is rejected whole and nothing is written.
+//!
+//! `preview` is the same reconciliation against a ledger it only reads
+//! (`paycode reconcile --file --ledger`, an auditor's copy): the report,
+//! nothing recorded.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -18,7 +22,7 @@ use std::convert::Infallible;
 use chrono::NaiveDate;
 use paycode_adapters::channel::{ChannelClient, StatementFile};
 use paycode_adapters::statement::{StatementError, parse_statement_file};
-use paycode_adapters::store::StoreError;
+use paycode_adapters::store::{EventStore, StoreError};
 use paycode_domain::ids::{parse_payment_stream, reconciliation_stream};
 use paycode_domain::payment::{Command, CommandKind, Event, PaymentDecider, PaymentState, evolve};
 use paycode_domain::reconciliation::{
@@ -69,8 +73,11 @@ pub struct Imported {
     pub report: ReconciliationRecorded,
     /// `StatementLineMatched` events appended to order streams by this import.
     pub lines_recorded: usize,
-    /// Whether the report was appended (false: the same file was imported before).
+    /// Whether the report was appended (false: the same file was imported
+    /// before, or this was a `preview`).
     pub report_recorded: bool,
+    /// A `preview`: the ledger was only read, nothing was recorded.
+    pub preview: bool,
 }
 
 /// Lowercase hex SHA-256 of the statement file's bytes.
@@ -103,10 +110,8 @@ pub async fn import(
     date: NaiveDate,
     file: &StatementFile,
 ) -> Result<Imported, ReconcileError> {
-    let statement = parse_statement_file(channel, file, date)?;
-    let sha256 = statement_sha256(file);
-    let orders = merchant_orders(ledger, merchant).await?;
-    let report = reconciliation::reconcile(&statement, &orders, &ReconcilePolicy::default());
+    let (report, sha256) =
+        reconcile_file(ledger.store().as_ref(), merchant, channel, date, file).await?;
 
     let mut lines_recorded = 0;
     for matched in report.matched.iter().filter(|m| !m.already_recorded) {
@@ -132,7 +137,41 @@ pub async fn import(
         report: ReconciliationRecorded::from_report(&report, &sha256),
         lines_recorded,
         report_recorded,
+        preview: false,
     })
+}
+
+/// Parses `file` whole and reconciles it against the merchant's orders in
+/// `store`, recording nothing: the report `import` would record.
+pub async fn preview(
+    store: &dyn EventStore,
+    merchant: &MerchantId,
+    channel: Channel,
+    date: NaiveDate,
+    file: &StatementFile,
+) -> Result<Imported, ReconcileError> {
+    let (report, sha256) = reconcile_file(store, merchant, channel, date, file).await?;
+    Ok(Imported {
+        report: ReconciliationRecorded::from_report(&report, &sha256),
+        lines_recorded: 0,
+        report_recorded: false,
+        preview: true,
+    })
+}
+
+/// The matcher's report of `file` against the merchant's orders, and the file's SHA-256.
+async fn reconcile_file(
+    store: &dyn EventStore,
+    merchant: &MerchantId,
+    channel: Channel,
+    date: NaiveDate,
+    file: &StatementFile,
+) -> Result<(reconciliation::Report, String), ReconcileError> {
+    let statement = parse_statement_file(channel, file, date)?;
+    let sha256 = statement_sha256(file);
+    let orders = merchant_orders(store, merchant).await?;
+    let report = reconciliation::reconcile(&statement, &orders, &ReconcilePolicy::default());
+    Ok((report, sha256))
 }
 
 /// The latest recorded report of a channel, merchant and day.
@@ -149,10 +188,9 @@ pub async fn latest(
 
 /// Every order of the merchant, folded from the log in global order.
 async fn merchant_orders(
-    ledger: &Ledger<PaymentDecider>,
+    store: &dyn EventStore,
     merchant: &MerchantId,
 ) -> Result<ReconLedger, ReconcileError> {
-    let store = ledger.store();
     let mut states: HashMap<String, PaymentState> = HashMap::new();
     let mut position = 1;
     loop {

@@ -18,6 +18,7 @@ use super::outcome::{QueryOutcome, RefundOutcome, RevokeResult};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Event {
     /// When it happened (the clock of the decision, not of the store).
+    #[serde(deserialize_with = "crate::utc::deserialize")]
     pub at: DateTime<Utc>,
     /// The command (API request or runtime step) that caused it.
     pub command_id: CommandId,
@@ -93,16 +94,20 @@ pub struct Submitted {
     /// Masked: the full code is never stored.
     pub auth_code: MaskedAuthCode,
     /// Revoke if the outcome is not certain by then.
+    #[serde(deserialize_with = "crate::utc::deserialize")]
     pub deadline_at: DateTime<Utc>,
     /// Query at this time if the pay call's answer never got recorded (a crash).
+    #[serde(deserialize_with = "crate::utc::deserialize")]
     pub first_query_at: DateTime<Utc>,
     /// No revoke before this (WeChat wants 15 s between pay and revoke).
+    #[serde(deserialize_with = "crate::utc::deserialize")]
     pub revoke_not_before: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UserPaying {
     pub codes: ChannelCodes,
+    #[serde(deserialize_with = "crate::utc::deserialize")]
     pub next_query_at: DateTime<Utc>,
 }
 
@@ -110,6 +115,7 @@ pub struct UserPaying {
 pub struct PayAnswerUnknown {
     pub reason: String,
     pub codes: ChannelCodes,
+    #[serde(deserialize_with = "crate::utc::deserialize")]
     pub next_query_at: DateTime<Utc>,
 }
 
@@ -118,6 +124,7 @@ pub struct QueryResult {
     pub outcome: QueryOutcome,
     pub codes: ChannelCodes,
     /// The next query, when polling goes on.
+    #[serde(default, deserialize_with = "crate::utc::deserialize_option")]
     pub next_query_at: Option<DateTime<Utc>>,
 }
 
@@ -132,6 +139,7 @@ pub enum PaidSource {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Paid {
     pub channel_trade_no: String,
+    #[serde(deserialize_with = "crate::utc::deserialize")]
     pub paid_at: DateTime<Utc>,
     pub source: PaidSource,
     pub codes: ChannelCodes,
@@ -160,6 +168,7 @@ pub enum RevokeReason {
 pub struct RevokeRequested {
     pub reason: RevokeReason,
     /// The first revoke call happens at or after this time.
+    #[serde(deserialize_with = "crate::utc::deserialize")]
     pub not_before: DateTime<Utc>,
 }
 
@@ -170,6 +179,7 @@ pub struct RevokeRetryScheduled {
     pub reason: String,
     pub codes: ChannelCodes,
     /// `None` when this was the last allowed attempt: an operator takes over.
+    #[serde(default, deserialize_with = "crate::utc::deserialize_option")]
     pub retry_at: Option<DateTime<Utc>>,
 }
 
@@ -223,6 +233,7 @@ pub enum Resolution {
     /// The payment is in fact paid (and stays so).
     Paid {
         channel_trade_no: String,
+        #[serde(deserialize_with = "crate::utc::deserialize")]
         paid_at: DateTime<Utc>,
     },
     /// No money moved; the order is closed.
@@ -232,6 +243,7 @@ pub enum Resolution {
     /// A refund in manual review did succeed.
     RefundSucceeded {
         refund_no: RefundNo,
+        #[serde(deserialize_with = "crate::utc::deserialize")]
         refunded_at: DateTime<Utc>,
     },
     /// A refund in manual review did not happen; its amount is refundable again.
@@ -250,8 +262,10 @@ pub struct RefundRequested {
     pub amount: Money,
     pub reason: String,
     /// Query at this time if the refund call's answer never got recorded.
+    #[serde(deserialize_with = "crate::utc::deserialize")]
     pub first_query_at: DateTime<Utc>,
     /// An operator takes over if the refund is not final by then.
+    #[serde(deserialize_with = "crate::utc::deserialize")]
     pub settle_by: DateTime<Utc>,
 }
 
@@ -261,6 +275,7 @@ pub struct RefundPending {
     /// Accepted, processing, unknown, or not found (then the refund is sent again).
     pub outcome: RefundOutcome,
     pub codes: ChannelCodes,
+    #[serde(default, deserialize_with = "crate::utc::deserialize_option")]
     pub next_query_at: Option<DateTime<Utc>>,
 }
 
@@ -269,6 +284,7 @@ pub struct Refunded {
     pub refund_no: RefundNo,
     pub amount: Money,
     pub channel_refund_no: Option<String>,
+    #[serde(deserialize_with = "crate::utc::deserialize")]
     pub refunded_at: DateTime<Utc>,
     pub codes: ChannelCodes,
 }

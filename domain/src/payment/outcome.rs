@@ -35,6 +35,7 @@ pub enum PayOutcome {
     /// Money moved.
     Paid {
         channel_trade_no: String,
+        #[serde(deserialize_with = "crate::utc::deserialize")]
         paid_at: DateTime<Utc>,
     },
     /// The customer must confirm with a password (`USERPAYING`, `10003`).
@@ -52,6 +53,7 @@ pub enum PayOutcome {
 pub enum QueryOutcome {
     Paid {
         channel_trade_no: String,
+        #[serde(deserialize_with = "crate::utc::deserialize")]
         paid_at: DateTime<Utc>,
     },
     /// Still waiting for the password (`USERPAYING`, `WAIT_BUYER_PAY`).
@@ -119,6 +121,7 @@ pub enum RefundOutcome {
     Processing,
     Succeeded {
         channel_refund_no: Option<String>,
+        #[serde(deserialize_with = "crate::utc::deserialize")]
         refunded_at: DateTime<Utc>,
     },
     /// A definitive failure (`FAIL`, a refused refund).

@@ -2,8 +2,12 @@
 //! the fast decoding of the current schema (the codec itself is
 //! [`crate::stored`], shared with every aggregate).
 
+use std::fmt;
+use std::marker::PhantomData;
+
 use chrono::{DateTime, Utc};
-use serde::Deserialize;
+use serde::de::{self, DeserializeSeed, MapAccess, Visitor};
+use serde::{Deserialize, Deserializer};
 
 use super::event::{Event, Fact};
 use crate::ids::CommandId;
@@ -45,24 +49,23 @@ impl EventSchema for Event {
     }
 }
 
-/// The fields every stored payload holds beside its fact's own.
-#[derive(Deserialize)]
-struct Envelope {
-    at: DateTime<Utc>,
-    command_id: CommandId,
-}
-
 /// Decodes a payload of the current schema straight into its types, with
-/// no `serde_json::Value` in between: the envelope in one pass, the fact
-/// (named by `name`, which the caller checked) in another. Each pass skips
-/// the other's fields. Replays decode every event ever written, so this is
-/// their hottest path; older payloads are upcast the slow way.
+/// no `serde_json::Value` in between, in one pass: the fact (named by
+/// `name`, which the caller checked) is deserialized from the payload's
+/// object while the envelope's two fields (`at`, `command_id`) are taken out
+/// of it on the way (`WithEnvelope`). Replays and `paycode verify` decode
+/// every event ever written, so this is their hottest path; older payloads
+/// are upcast the slow way.
 fn decode_current(name: &str, data: &[u8]) -> Result<Event, serde_json::Error> {
-    let Envelope { at, command_id } = serde_json::from_slice(data)?;
+    let mut envelope = EnvelopeSlots::default();
+    let mut json = serde_json::Deserializer::from_slice(data);
     macro_rules! fact {
         ($($variant:ident),+ $(,)?) => {
             match name {
-                $(stringify!($variant) => Fact::$variant(serde_json::from_slice(data)?),)+
+                $(stringify!($variant) => Fact::$variant(Deserialize::deserialize(WithEnvelope {
+                    inner: &mut json,
+                    slots: &mut envelope,
+                })?),)+
                 // A name added to `STORED_NAMES` but not here: the slow way.
                 other => return decode_object(other, serde_json::from_slice(data)?),
             }
@@ -87,11 +90,204 @@ fn decode_current(name: &str, data: &[u8]) -> Result<Event, serde_json::Error> {
         RefundFailed,
         StatementLineMatched,
     );
+    json.end()?;
+    let missing = |field| <serde_json::Error as de::Error>::missing_field(field);
     Ok(Event {
-        at,
-        command_id,
+        at: envelope.at.ok_or_else(|| missing("at"))?,
+        command_id: envelope.command_id.ok_or_else(|| missing("command_id"))?,
         fact,
     })
+}
+
+/// The fields every stored payload holds beside its fact's own, as met.
+#[derive(Default)]
+struct EnvelopeSlots {
+    at: Option<DateTime<Utc>>,
+    command_id: Option<CommandId>,
+}
+
+/// A deserializer of a payload's object that hands the fact's derived
+/// `Deserialize` every key but the envelope's, which it keeps in `slots`.
+struct WithEnvelope<'a, D> {
+    inner: D,
+    slots: &'a mut EnvelopeSlots,
+}
+
+impl<'de, D: Deserializer<'de>> Deserializer<'de> for WithEnvelope<'_, D> {
+    type Error = D::Error;
+
+    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
+        self.inner.deserialize_map(Intercept {
+            visitor,
+            slots: self.slots,
+        })
+    }
+
+    fn deserialize_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        _fields: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, Self::Error> {
+        self.deserialize_any(visitor)
+    }
+
+    fn deserialize_map<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
+        self.deserialize_any(visitor)
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
+        bytes byte_buf option unit unit_struct newtype_struct seq tuple
+        tuple_struct enum identifier ignored_any
+    }
+}
+
+/// The visitor of the payload's object: it hands the fact's visitor a map
+/// without the envelope's keys.
+struct Intercept<'a, V> {
+    visitor: V,
+    slots: &'a mut EnvelopeSlots,
+}
+
+impl<'de, V: Visitor<'de>> Visitor<'de> for Intercept<'_, V> {
+    type Value = V::Value;
+
+    fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str("a stored payment event (a JSON object)")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+        self.visitor.visit_map(WithoutEnvelope {
+            map,
+            slots: self.slots,
+        })
+    }
+}
+
+/// The payload's entries but the envelope's.
+struct WithoutEnvelope<'a, A> {
+    map: A,
+    slots: &'a mut EnvelopeSlots,
+}
+
+impl<'de, A: MapAccess<'de>> MapAccess<'de> for WithoutEnvelope<'_, A> {
+    type Error = A::Error;
+
+    fn next_key_seed<K: DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, Self::Error> {
+        while let Some(key) = self.map.next_key::<Key<'de>>()? {
+            match key.as_str() {
+                "at" if self.slots.at.is_none() => {
+                    self.slots.at = Some(self.map.next_value_seed(StoredTime)?);
+                }
+                "command_id" if self.slots.command_id.is_none() => {
+                    self.slots.command_id = Some(self.map.next_value()?);
+                }
+                "at" | "command_id" => {
+                    return Err(de::Error::custom(format_args!(
+                        "duplicate field `{}`",
+                        key.as_str()
+                    )));
+                }
+                _ => return seed.deserialize(key.into_deserializer()).map(Some),
+            }
+        }
+        Ok(None)
+    }
+
+    fn next_value_seed<S: DeserializeSeed<'de>>(
+        &mut self,
+        seed: S,
+    ) -> Result<S::Value, Self::Error> {
+        self.map.next_value_seed(seed)
+    }
+}
+
+/// A key of the payload's object, borrowed from the input when it can be.
+enum Key<'de> {
+    Borrowed(&'de str),
+    Owned(String),
+}
+
+impl Key<'_> {
+    fn as_str(&self) -> &str {
+        match self {
+            Key::Borrowed(key) => key,
+            Key::Owned(key) => key,
+        }
+    }
+}
+
+impl<'de> Key<'de> {
+    fn into_deserializer<E: de::Error>(self) -> KeyDeserializer<'de, E> {
+        KeyDeserializer {
+            key: self,
+            error: PhantomData,
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl<'de> Visitor<'de> for KeyVisitor {
+            type Value = Key<'de>;
+
+            fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+                formatter.write_str("a field name")
+            }
+
+            fn visit_borrowed_str<E: de::Error>(self, key: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key::Borrowed(key))
+            }
+
+            fn visit_str<E: de::Error>(self, key: &str) -> Result<Key<'de>, E> {
+                Ok(Key::Owned(key.to_owned()))
+            }
+
+            fn visit_string<E: de::Error>(self, key: String) -> Result<Key<'de>, E> {
+                Ok(Key::Owned(key))
+            }
+        }
+        deserializer.deserialize_str(KeyVisitor)
+    }
+}
+
+/// Hands a key to the fact's field visitor.
+struct KeyDeserializer<'de, E> {
+    key: Key<'de>,
+    error: PhantomData<E>,
+}
+
+impl<'de, E: de::Error> Deserializer<'de> for KeyDeserializer<'de, E> {
+    type Error = E;
+
+    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, E> {
+        match self.key {
+            Key::Borrowed(key) => visitor.visit_borrowed_str(key),
+            Key::Owned(key) => visitor.visit_string(key),
+        }
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
+        bytes byte_buf option unit unit_struct newtype_struct seq tuple
+        tuple_struct map struct enum identifier ignored_any
+    }
+}
+
+/// `at`, read as every stored time is (`crate::utc`).
+struct StoredTime;
+
+impl<'de> DeserializeSeed<'de> for StoredTime {
+    type Value = DateTime<Utc>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        crate::utc::deserialize(deserializer)
+    }
 }
 
 #[cfg(test)]

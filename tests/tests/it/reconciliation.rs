@@ -7,7 +7,9 @@
 //!   the same statement again appends nothing;
 //! - planted statement defects give exactly the expected findings;
 //! - an uploaded statement is reconciled the same way, and a damaged one
-//!   is rejected whole with nothing written.
+//!   is rejected whole with nothing written;
+//! - several days without a trade in a row (each the same empty statement)
+//!   reconcile each with its own recorded report.
 
 use std::collections::BTreeSet;
 
@@ -411,4 +413,81 @@ async fn bad_reconciliation_requests_name_the_field_and_write_nothing() {
         .await;
     assert_eq!(status, 401);
     assert_eq!(app.app.store.head_position().await.unwrap(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_empty_days_in_a_row_reconcile_each_with_its_own_report() {
+    // Days without a trade: WeChat answers "No Bill Exist" and Alipay
+    // bill_not_exist, the same bytes every day, so every such day has the
+    // same statement SHA-256. Each day must still answer 200 and record its
+    // own report on its own stream (the report's id once collided across
+    // days and answered 500). The uploaded "No Bill Exist" answer is an
+    // empty statement too, not a rejected file.
+    let app = SandboxApp::spawn().await;
+    let days = ["2026-11-17", "2026-11-18", "2026-11-19", "2026-11-20"];
+    for channel in [Channel::Wechat, Channel::Alipay] {
+        let mut hashes = BTreeSet::new();
+        for day in days {
+            let head = app.app.store.head_position().await.unwrap();
+            let (status, report) = app
+                .app
+                .call(
+                    "POST",
+                    "/v1/reconciliations",
+                    Some(&format!(
+                        r#"{{"channel":"{}","date":"{day}"}}"#,
+                        channel.as_str()
+                    )),
+                )
+                .await;
+            assert_eq!(status, 200, "{channel:?} {day}: {report}");
+            assert_eq!(report["report_recorded"], true, "{day}: {report}");
+            assert_eq!(report["statement_lines"], 0, "{day}: {report}");
+            assert_eq!(report["findings"], serde_json::json!([]), "{day}: {report}");
+            assert_eq!(report["date"], day);
+            hashes.insert(report["statement_sha256"].as_str().unwrap().to_owned());
+            // Exactly one event: the day's report, on the day's stream.
+            assert_eq!(app.app.store.head_position().await.unwrap(), head + 1);
+            let stream = format!("reconciliation-demo-{}-{day}", channel.as_str());
+            let recorded = app.app.store.read_stream(&stream).await.unwrap();
+            assert_eq!(recorded.len(), 1, "{stream}");
+        }
+        assert_eq!(hashes.len(), 1, "the same empty statement every day");
+        for day in days {
+            let (status, stored) = app
+                .app
+                .call(
+                    "GET",
+                    &format!("/v1/reconciliations/{}/{day}", channel.as_str()),
+                    None,
+                )
+                .await;
+            assert_eq!(status, 200, "{day}: {stored}");
+            assert_eq!(stored["date"], day);
+            assert_eq!(stored["statement_lines"], 0);
+        }
+    }
+
+    // The WeChat answer for a day without a bill, uploaded as the statement.
+    let no_bill = "<xml><return_code><![CDATA[FAIL]]></return_code>\
+                   <return_msg><![CDATA[No Bill Exist]]></return_msg></xml>";
+    for day in ["2026-11-10", "2026-11-11"] {
+        let response = app
+            .app
+            .http
+            .post(format!(
+                "{}/v1/reconciliations?channel=wechat&date={day}",
+                app.app.base_url
+            ))
+            .bearer_auth(DEMO_KEY)
+            .header("content-type", "text/csv")
+            .body(no_bill)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 200, "{day}");
+        let report: Value = response.json().await.unwrap();
+        assert_eq!(report["report_recorded"], true, "{day}: {report}");
+        assert_eq!(report["statement_lines"], 0, "{day}: {report}");
+    }
 }

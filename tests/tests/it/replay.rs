@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use paycode::config::Config;
+use paycode::config::store::LedgerSource;
 use paycode::read::rebuild::DifferenceKind;
 use paycode::read::runner::{ProjectionRunner, RunnerOptions};
 use paycode_adapters::read_models::SqliteReadModelStore;
@@ -67,10 +67,8 @@ async fn replay_finds_no_difference_then_reports_a_tampered_row() {
         "[store]\nkind = \"sqlite\"\npath = \"paycode.db\"\n",
     )
     .unwrap();
-    let config = Config::load(&config_path).unwrap();
-    let report = paycode::read::rebuild::run(Some(config.clone()), false)
-        .await
-        .unwrap();
+    let config = LedgerSource::from_args(None, Some(&config_path)).unwrap();
+    let report = paycode::read::rebuild::run(&config, false).await.unwrap();
     assert!(report.is_clean(), "{report}");
     assert_eq!(report.exit_code(), 0);
     assert_eq!((report.checkpoint, report.events), (head, head));
@@ -102,9 +100,7 @@ async fn replay_finds_no_difference_then_reports_a_tampered_row() {
         .unwrap();
     assert_eq!(edited, 1);
     drop(conn);
-    let report = paycode::read::rebuild::run(Some(config), false)
-        .await
-        .unwrap();
+    let report = paycode::read::rebuild::run(&config, false).await.unwrap();
     assert_eq!(report.exit_code(), 1, "{report}");
     assert_eq!(report.differences.len(), 1, "{report}");
     let difference = &report.differences[0];
@@ -116,16 +112,74 @@ async fn replay_finds_no_difference_then_reports_a_tampered_row() {
     assert!(printed.contains("RP1"), "{printed}");
 }
 
-#[tokio::test]
-async fn replay_without_stored_read_models_says_where_it_looked() {
-    // No views file beside the ledger: an error naming the path, not a false "no differences".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_without_stored_read_models_rebuilds_and_prints_what_it_built() {
+    // No ledger at all: an error naming the setting and the path, nothing
+    // created. A ledger without a views file beside it (an auditor's copy):
+    // the read models are rebuilt to the head and their rows printed, and
+    // nothing is written beside the ledger.
     let dir = tempfile::tempdir().unwrap();
     let config_path = dir.path().join("paycode.toml");
     std::fs::write(&config_path, "[store]\npath = \"ledger.db\"\n").unwrap();
-    let config = Config::load(&config_path).unwrap();
-    let error = paycode::read::rebuild::run(Some(config), false)
-        .await
-        .unwrap_err()
-        .to_string();
-    assert!(error.contains("ledger-views.db"), "{error}");
+    let config = LedgerSource::from_args(None, Some(&config_path)).unwrap();
+    let error = format!(
+        "{:#}",
+        paycode::read::rebuild::run(&config, false)
+            .await
+            .unwrap_err()
+    );
+    assert!(
+        error.contains("store.path") && error.contains("ledger.db"),
+        "{error}"
+    );
+    assert!(!dir.path().join("ledger.db").exists());
+
+    let ledger = dir.path().join("ledger.db");
+    let store: Arc<dyn EventStore> = Arc::new(SqliteStore::open(&ledger).unwrap());
+    let app = TestApp::spawn_on(store.clone()).await;
+    let (status, body) = app
+        .call(
+            "POST",
+            "/v1/payments",
+            Some(&payment("RB1", "134567890123456700")),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    app.settle("RB1", "paid", 1).await;
+    drop(app);
+    let head = store.head_position().await.unwrap();
+    drop(store);
+    let files = |dir: &std::path::Path| {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    let before = files(dir.path());
+    assert!(
+        !before.contains(&"ledger-views.db".to_owned()),
+        "{before:?}"
+    );
+
+    let report = paycode::read::rebuild::run(&config, false).await.unwrap();
+    assert_eq!(report.views, None);
+    assert_eq!(report.exit_code(), 0, "{report}");
+    assert_eq!(
+        (report.checkpoint, report.head, report.events),
+        (head, head, head)
+    );
+    let order_rows = report
+        .projections
+        .iter()
+        .find(|summary| summary.name == "order_status")
+        .map(|summary| summary.rebuilt_rows);
+    assert_eq!(order_rows, Some(1), "{report}");
+    let printed = report.to_string();
+    assert!(
+        printed.contains("no stored read models beside the ledger: nothing compared"),
+        "{printed}"
+    );
+    assert_eq!(files(dir.path()), before, "nothing made beside the ledger");
 }
