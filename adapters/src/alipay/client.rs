@@ -15,6 +15,7 @@
 //! is logged or returned, and bodies are never logged.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -23,7 +24,6 @@ use paycode_domain::payment::{
     ChannelAnswer, PayOutcome, QueryOutcome, RefundOutcome, RevokeOutcome,
 };
 use paycode_domain::{AuthCode, Channel, ChannelCodes, OrderNo, RefundNo};
-use reqwest::header::{CONTENT_TYPE, DATE};
 use rsa::{RsaPrivateKey, RsaPublicKey};
 use serde::Serialize;
 use tracing::Instrument as _;
@@ -37,6 +37,7 @@ use super::sign;
 use super::wire::{self, BillContent, PayContent, RefundContent, RefundQueryContent, TradeContent};
 use crate::ConfigError;
 use crate::channel::rate_limit::{Api, CallLimiter};
+use crate::channel::transport::{HttpTransport, Post, Transport, TransportError};
 use crate::channel::{ChannelClient, PayRequest, RefundRequest, StatementError, StatementFile};
 
 /// The largest API answer read; anything longer is not an answer to these calls.
@@ -51,7 +52,7 @@ pub struct AlipayClient {
     alipay_public_key: RsaPublicKey,
     gateway: reqwest::Url,
     app_auth_token: Option<Secret>,
-    http: reqwest::Client,
+    transport: Arc<dyn Transport>,
     timeout: Duration,
     statement_timeout: Duration,
     limiter: CallLimiter,
@@ -73,6 +74,22 @@ impl AlipayClient {
     /// Validates `config` and builds the client. The error names the
     /// setting to fix (`merchants.alipay.private_key_file`, ...).
     pub fn new(config: AlipayConfig) -> Result<AlipayClient, ConfigError> {
+        AlipayClient::build(config, None)
+    }
+
+    /// As [`AlipayClient::new`], with requests carried by `transport`
+    /// instead of HTTP (a simulation's channel).
+    pub fn with_transport(
+        config: AlipayConfig,
+        transport: Arc<dyn Transport>,
+    ) -> Result<AlipayClient, ConfigError> {
+        AlipayClient::build(config, Some(transport))
+    }
+
+    fn build(
+        config: AlipayConfig,
+        transport: Option<Arc<dyn Transport>>,
+    ) -> Result<AlipayClient, ConfigError> {
         config.validate_plain()?;
         let gateway = reqwest::Url::parse(config.base_url.trim()).map_err(|error| {
             ConfigError::new(setting::BASE_URL, format!("is not a URL: {error}"))
@@ -89,19 +106,19 @@ impl AlipayClient {
             sign::public_key_from_pem(&config.alipay_public_key).map_err(|error| {
                 ConfigError::new(setting::ALIPAY_PUBLIC_KEY_FILE, error.to_string())
             })?;
-        let http = reqwest::Client::builder()
-            .timeout(config.timeout)
-            .build()
-            .map_err(|error| {
+        let transport: Arc<dyn Transport> = match transport {
+            Some(transport) => transport,
+            None => Arc::new(HttpTransport::new(config.timeout, None).map_err(|error| {
                 ConfigError::new(setting::BASE_URL, format!("no HTTP client: {error}"))
-            })?;
+            })?),
+        };
         Ok(AlipayClient {
             app_id: config.app_id,
             app_private_key,
             alipay_public_key,
             gateway,
             app_auth_token: config.app_auth_token,
-            http,
+            transport,
             timeout: config.timeout,
             statement_timeout: config.statement_timeout,
             limiter: CallLimiter::new(config.rate_limits),
@@ -142,30 +159,26 @@ impl AlipayClient {
             .map_err(|error| Unproven::not_sent(error.to_string()))?;
         drop(params);
 
-        let response = self
-            .http
-            .post(self.gateway.clone())
-            .header(
-                CONTENT_TYPE,
-                "application/x-www-form-urlencoded;charset=utf-8",
-            )
-            .body(body)
-            .send()
+        let answer = self
+            .transport
+            .post(Post {
+                url: self.gateway.to_string(),
+                content_type: "application/x-www-form-urlencoded;charset=utf-8",
+                body: body.into_bytes(),
+                client_certificate: false,
+                max_bytes: ANSWER_BYTES_MAX,
+                timeout: self.timeout,
+            })
             .await
-            .map_err(|error| Unproven::transport(Self::transport_reason(error, self.timeout)))?;
-        let status = response.status();
-        let answered_at = response
-            .headers()
-            .get(DATE)
-            .and_then(|value| value.to_str().ok())
-            .and_then(|text| DateTime::parse_from_rfc2822(text).ok())
-            .map(|date| date.with_timezone(&Utc));
-        if !status.is_success() {
-            return Err(Unproven::transport(format!("HTTP status {status}")));
+            .map_err(|error| Unproven::transport(Self::transport_reason(&error)))?;
+        let answered_at = answer.date;
+        if !answer.is_success() {
+            return Err(Unproven::transport(format!(
+                "HTTP status {}",
+                answer.status_text()
+            )));
         }
-        let bytes = read_capped(response, ANSWER_BYTES_MAX)
-            .await
-            .map_err(|error| Unproven::transport(Self::read_error_reason(error, self.timeout)))?;
+        let bytes = answer.body;
         let text = String::from_utf8(bytes)
             .map_err(|_| Unproven::untrusted("answer is not UTF-8".to_owned()))?;
         let envelope = envelope::extract(&text, method)
@@ -198,21 +211,11 @@ impl AlipayClient {
         })
     }
 
-    fn transport_reason(error: reqwest::Error, timeout: Duration) -> String {
-        let error = error.without_url();
-        if error.is_timeout() {
-            format!("no answer within {} ms", timeout.as_millis())
-        } else if error.is_connect() {
-            format!("cannot connect to the gateway: {}", error_chain(&error))
-        } else {
-            format!("transport error: {}", error_chain(&error))
-        }
-    }
-
-    fn read_error_reason(error: ReadError, timeout: Duration) -> String {
+    fn transport_reason(error: &TransportError) -> String {
         match error {
-            ReadError::Http(error) => Self::transport_reason(error, timeout),
-            ReadError::TooLarge(max) => format!("answer longer than {max} bytes"),
+            TransportError::Connect(reason) => format!("cannot connect to the gateway: {reason}"),
+            TransportError::TooLarge(max) => format!("answer longer than {max} bytes"),
+            other => other.to_string(),
         }
     }
 
@@ -223,26 +226,18 @@ impl AlipayClient {
             .ok_or_else(|| {
                 StatementError::Untrusted("bill_download_url is not an http(s) URL".to_owned())
             })?;
-        let response = self
-            .http
-            .get(url)
-            .timeout(self.statement_timeout)
-            .send()
+        let answer = self
+            .transport
+            .get(url.as_str(), STATEMENT_BYTES_MAX, self.statement_timeout)
             .await
-            .map_err(|error| {
-                StatementError::Transport(Self::transport_reason(error, self.statement_timeout))
-            })?;
-        let status = response.status();
-        if !status.is_success() {
+            .map_err(|error| StatementError::Transport(Self::transport_reason(&error)))?;
+        if !answer.is_success() {
             return Err(StatementError::Transport(format!(
-                "bill download answered HTTP status {status}"
+                "bill download answered HTTP status {}",
+                answer.status_text()
             )));
         }
-        let bytes = read_capped(response, STATEMENT_BYTES_MAX)
-            .await
-            .map_err(|error| {
-                StatementError::Transport(Self::read_error_reason(error, self.statement_timeout))
-            })?;
+        let bytes = answer.body;
         // Every zip starts with a local file header or, when empty, the end-of-directory record.
         if !bytes.starts_with(b"PK") {
             return Err(StatementError::Untrusted(
@@ -324,41 +319,6 @@ impl Unproven {
             UnprovenKind::Untrusted => StatementError::Untrusted(self.reason),
         }
     }
-}
-
-enum ReadError {
-    Http(reqwest::Error),
-    TooLarge(usize),
-}
-
-/// The body, refusing to hold more than `max` bytes.
-async fn read_capped(mut response: reqwest::Response, max: usize) -> Result<Vec<u8>, ReadError> {
-    if response
-        .content_length()
-        .is_some_and(|length| length > max as u64)
-    {
-        return Err(ReadError::TooLarge(max));
-    }
-    let mut body = Vec::new();
-    while let Some(chunk) = response.chunk().await.map_err(ReadError::Http)? {
-        if body.len() + chunk.len() > max {
-            return Err(ReadError::TooLarge(max));
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
-}
-
-/// An error and its sources, `: `-joined (reqwest hides the cause in the source).
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 fn to_json(content: &impl Serialize) -> Result<String, String> {

@@ -9,6 +9,7 @@
 //! auditor needs travel in `ChannelAnswer::codes`.
 
 pub mod rate_limit;
+pub mod transport;
 
 use async_trait::async_trait;
 use chrono::NaiveDate;

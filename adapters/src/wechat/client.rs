@@ -5,6 +5,7 @@
 //! Nothing here returns an error for a money call: what cannot be proven is
 //! an `Unknown` outcome with its reason.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -20,6 +21,7 @@ use super::sign::{self, ApiKey, SignType};
 use super::xml::{self, Params};
 use crate::ConfigError;
 use crate::channel::rate_limit::{Api, CallLimiter};
+use crate::channel::transport::{HttpTransport, Post, Transport, TransportError};
 use crate::channel::{ChannelClient, PayRequest, RefundRequest, StatementError, StatementFile};
 
 /// `body` is String(128) on micropay; longer subjects are cut (at a
@@ -54,10 +56,8 @@ pub struct WechatClient {
     base_url: String,
     spbill_create_ip: String,
     timeout: Duration,
-    /// For the calls without a certificate.
-    http: reqwest::Client,
-    /// For `/secapi/...`: presents the client certificate when one is configured.
-    secure_http: reqwest::Client,
+    /// Carries requests (`/secapi/...` with the client certificate).
+    transport: Arc<dyn Transport>,
     limiter: CallLimiter,
 }
 
@@ -84,37 +84,32 @@ impl WechatClient {
     /// clients; a certificate that the TLS stack refuses names `key_file`.
     pub fn new(config: WechatConfig) -> Result<WechatClient, ConfigError> {
         config.validate()?;
-        let builder = || {
-            reqwest::Client::builder()
-                .timeout(config.timeout)
-                .connect_timeout(config.timeout)
-                // A redirect would replay the signed body elsewhere (or turn
-                // the POST into a GET); an unexpected 3xx is simply unknown.
-                .redirect(reqwest::redirect::Policy::none())
-                .user_agent(concat!("paycode/", env!("CARGO_PKG_VERSION")))
-        };
-        let http = builder().build().map_err(|e| {
-            ConfigError::new(
-                config.setting("base_url"),
-                format!("cannot build the HTTP client: {e}"),
-            )
-        })?;
-        let secure_http = match &config.client_certificate {
+        let identity = match &config.client_certificate {
             Some(certificate) => {
                 let key_setting = config.setting("key_file");
                 let pem = certificate.identity_pem(&config.setting_prefix)?;
-                let identity = reqwest::Identity::from_pem(&pem).map_err(|e| {
+                Some(reqwest::Identity::from_pem(&pem).map_err(|e| {
                     ConfigError::new(&key_setting, format!("unusable certificate or key: {e}"))
-                })?;
-                builder().identity(identity).build().map_err(|e| {
-                    ConfigError::new(
-                        &key_setting,
-                        format!("the TLS stack refuses the certificate and key: {e}"),
-                    )
-                })?
+                })?)
             }
-            None => http.clone(),
+            None => None,
         };
+        let transport = HttpTransport::new(config.timeout, identity).map_err(|e| {
+            ConfigError::new(
+                config.setting("key_file"),
+                format!("the TLS stack refuses the HTTP client's settings: {e}"),
+            )
+        })?;
+        WechatClient::with_transport(config, Arc::new(transport))
+    }
+
+    /// As [`WechatClient::new`], with requests carried by `transport`
+    /// instead of HTTP (a simulation's channel).
+    pub fn with_transport(
+        config: WechatConfig,
+        transport: Arc<dyn Transport>,
+    ) -> Result<WechatClient, ConfigError> {
+        config.validate()?;
         Ok(WechatClient {
             merchant: Merchant {
                 appid: config.appid.clone(),
@@ -127,8 +122,7 @@ impl WechatClient {
             base_url: config.base_url.trim_end_matches('/').to_owned(),
             spbill_create_ip: config.spbill_create_ip.clone(),
             timeout: config.timeout,
-            http,
-            secure_http,
+            transport,
             limiter: CallLimiter::new(config.rate_limits),
         })
     }
@@ -155,36 +149,30 @@ impl WechatClient {
         sign::sign_request(&mut params, &self.key, self.sign_type);
         let body = xml::to_xml(&params);
         drop(params);
-        let client = if path.starts_with("/secapi/") {
-            &self.secure_http
-        } else {
-            &self.http
-        };
-        let mut response = client
-            .post(format!("{}{}", self.base_url, path))
-            .header(reqwest::header::CONTENT_TYPE, "text/xml; charset=utf-8")
-            .body(body)
-            .send()
+        let answer = self
+            .transport
+            .post(Post {
+                url: format!("{}{}", self.base_url, path),
+                content_type: "text/xml; charset=utf-8",
+                body: body.into_bytes(),
+                client_certificate: path.starts_with("/secapi/"),
+                max_bytes,
+                timeout: self.timeout,
+            })
             .await
-            .map_err(|e| CallError::Transport(self.describe(&e)))?;
-        let status = response.status();
-        if !status.is_success() {
-            return Err(CallError::Transport(format!("HTTP status {status}")));
+            .map_err(|error| match error {
+                TransportError::TooLarge(max) => {
+                    CallError::Unparsable(format!("the answer is larger than {max} bytes"))
+                }
+                other => CallError::Transport(other.to_string()),
+            })?;
+        if !answer.is_success() {
+            return Err(CallError::Transport(format!(
+                "HTTP status {}",
+                answer.status_text()
+            )));
         }
-        let mut bytes = Vec::new();
-        while let Some(chunk) = response
-            .chunk()
-            .await
-            .map_err(|e| CallError::Transport(self.describe(&e)))?
-        {
-            if bytes.len().saturating_add(chunk.len()) > max_bytes {
-                return Err(CallError::Unparsable(format!(
-                    "the answer is larger than {max_bytes} bytes"
-                )));
-            }
-            bytes.extend_from_slice(&chunk);
-        }
-        String::from_utf8(bytes)
+        String::from_utf8(answer.body)
             .map_err(|_| CallError::Unparsable("the answer is not UTF-8".to_owned()))
     }
 
@@ -192,16 +180,6 @@ impl WechatClient {
     async fn call(&self, api: Api, path: &str, params: Params) -> Result<Params, CallError> {
         let body = self.send(api, path, params, ANSWER_MAX_BYTES).await?;
         xml::parse(&body).map_err(|e| CallError::Unparsable(e.to_string()))
-    }
-
-    fn describe(&self, error: &reqwest::Error) -> String {
-        if error.is_timeout() {
-            format!("no answer within {} ms", self.timeout.as_millis())
-        } else if error.is_connect() {
-            format!("cannot connect: {error}")
-        } else {
-            format!("transport error: {error}")
-        }
     }
 
     /// Calls, verifies the envelope, and judges: the shared path of the five
