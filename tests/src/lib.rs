@@ -3,6 +3,8 @@
 //! plays a channel whose behaviour is chosen by the payment code's last two
 //! digits (a small stand-in until a suite runs against the sandbox).
 
+pub mod sim;
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -262,6 +264,7 @@ impl TestApp {
             ],
             requests_per_sec: 100_000,
             leases,
+            ids: Arc::new(paycode_adapters::ids::RandomIds),
         };
         let service = Service::start(parts).await.expect("service starts");
         let router = service.router();
@@ -392,6 +395,7 @@ impl SandboxApp {
             }],
             requests_per_sec: 100_000,
             leases: Arc::new(LocalLeases),
+            ids: Arc::new(paycode_adapters::ids::RandomIds),
         };
         let service = Service::start(parts).await.expect("service starts");
         let router = service.router();

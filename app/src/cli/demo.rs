@@ -77,6 +77,7 @@ pub async fn run(orders: usize, seed: u64) -> anyhow::Result<String> {
         }],
         requests_per_sec: 1_000_000,
         leases: Arc::new(LocalLeases),
+        ids: Arc::new(paycode_adapters::ids::RandomIds),
     };
     let service = Service::start(parts).await?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;

@@ -8,12 +8,13 @@
 //! from the log: on start it re-derives every pending order from the events.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::collections::{BTreeSet, BinaryHeap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration as StdDuration;
 
 use chrono::{DateTime, Duration, Utc};
 use paycode_adapters::channel::{ChannelClient, PayRequest, RefundRequest};
+use paycode_adapters::ids::IdSource;
 use paycode_adapters::lease::StepLease;
 use paycode_domain::ids::parse_payment_stream;
 use paycode_domain::payment::{
@@ -22,8 +23,8 @@ use paycode_domain::payment::{
 };
 use paycode_domain::{AuthCode, Channel, CommandId, MerchantId, Money, OrderNo};
 use tokio::sync::{Notify, Semaphore};
+use tokio::task::JoinSet;
 use tracing::{Instrument, info_span, warn};
-use uuid::Uuid;
 
 use crate::service::ledger::{Ledger, OrderHistory, PaymentLedgerError};
 use crate::service::metrics::Metrics;
@@ -144,6 +145,11 @@ struct Inner {
     leases: Arc<dyn StepLease>,
     /// This process's name in the step leases.
     owner: String,
+    /// Where command ids come from.
+    ids: Arc<dyn IdSource>,
+    /// Every task this runtime started, so that [`Runtime::abort_all`] can
+    /// stop them all at once (a crash, in a simulation).
+    tasks: Mutex<JoinSet<()>>,
 }
 
 /// Releases an order's in-flight mark when dropped.
@@ -161,14 +167,14 @@ impl Drop for InFlight {
             .expect("in-flight lock")
             .remove(&self.stream);
         // A timer fired while this task held the order: its step must not be lost.
-        if rerun == Some(true) {
-            if let Ok(handle) = tokio::runtime::Handle::try_current() {
-                let runtime = Runtime {
-                    inner: self.inner.clone(),
-                };
-                let stream = self.stream.clone();
-                handle.spawn(async move { runtime.step(&stream).await });
-            }
+        if rerun == Some(true) && tokio::runtime::Handle::try_current().is_ok() {
+            let runtime = Runtime {
+                inner: self.inner.clone(),
+            };
+            let stream = self.stream.clone();
+            runtime
+                .clone()
+                .spawn(async move { runtime.step(&stream).await });
         }
     }
 }
@@ -179,7 +185,9 @@ impl Runtime {
         channels: Channels,
         metrics: Metrics,
         leases: Arc<dyn StepLease>,
+        ids: Arc<dyn IdSource>,
     ) -> Self {
+        let owner = ids.command_id().0.to_string();
         Runtime {
             inner: Arc::new(Inner {
                 ledger,
@@ -191,9 +199,31 @@ impl Runtime {
                 watchers: Mutex::new(HashMap::new()),
                 metrics,
                 leases,
-                owner: Uuid::new_v4().to_string(),
+                owner,
+                ids,
+                tasks: Mutex::new(JoinSet::new()),
             }),
         }
+    }
+
+    /// A fresh command id, from this runtime's id source.
+    pub fn new_command_id(&self) -> CommandId {
+        self.inner.ids.command_id()
+    }
+
+    /// Starts `task` on the current tokio runtime, tracked for [`Runtime::abort_all`].
+    fn spawn(&self, task: impl std::future::Future<Output = ()> + Send + 'static) {
+        let mut tasks = self.inner.tasks.lock().expect("tasks lock");
+        // Forget the finished ones, so the set holds only live tasks.
+        while tasks.try_join_next().is_some() {}
+        tasks.spawn(task);
+    }
+
+    /// Stops every task this runtime started, at whatever await point each
+    /// is: what a crash of the process does. Used by simulations; a normal
+    /// shutdown drains instead ([`Runtime::drain`]).
+    pub fn abort_all(&self) {
+        self.inner.tasks.lock().expect("tasks lock").abort_all();
     }
 
     pub fn ledger(&self) -> &Ledger<PaymentDecider> {
@@ -223,6 +253,23 @@ impl Runtime {
         self.inner.metrics.render()
     }
 
+    /// Whether this runtime will come back to the order: a timer is set, or
+    /// a task is working on it right now.
+    pub fn is_following(&self, stream: &str) -> bool {
+        self.inner
+            .timers
+            .lock()
+            .expect("timers lock")
+            .due
+            .contains_key(stream)
+            || self
+                .inner
+                .in_flight
+                .lock()
+                .expect("in-flight lock")
+                .contains_key(stream)
+    }
+
     /// Orders with a pending timer.
     pub fn pending_orders(&self) -> usize {
         self.inner.timers.lock().expect("timers lock").len()
@@ -231,7 +278,8 @@ impl Runtime {
     /// Re-derives every pending order from the log; returns how many were scheduled.
     pub async fn recover(&self) -> Result<usize, PaymentLedgerError> {
         let store = self.inner.ledger.store().clone();
-        let mut streams = HashSet::new();
+        // In order, so a recovery schedules the same way every time.
+        let mut streams = BTreeSet::new();
         let mut position = 1;
         loop {
             let batch = store.read_all(position, 10_000).await?;
@@ -285,7 +333,9 @@ impl Runtime {
         loop {
             let earliest = self.inner.timers.lock().expect("timers lock").earliest();
             let changed = self.inner.timer_changed.notified();
+            // Biased: the branches in this order, so a simulation replays alike.
             tokio::select! {
+                biased;
                 () = &mut shutdown => return,
                 () = changed => continue,
                 () = async {
@@ -310,7 +360,7 @@ impl Runtime {
                     return;
                 };
                 let runtime = self.clone();
-                tokio::spawn(async move {
+                self.spawn(async move {
                     runtime.step(&stream).await;
                     drop(permit);
                 });
@@ -425,7 +475,7 @@ impl Runtime {
         let merchant = merchant.clone();
         let order_no = order_no.clone();
         let span = info_span!("pay", merchant = %merchant, order_no = %order_no);
-        tokio::spawn(
+        self.spawn(
             async move {
                 // The intent is durable: make the one pay call.
                 let channel = auth_code.channel();
@@ -453,7 +503,7 @@ impl Runtime {
                 };
                 drop(auth_code);
                 let record = Command::new(
-                    CommandId(Uuid::now_v7()),
+                    runtime.new_command_id(),
                     CommandKind::RecordPayAnswer(answer),
                 );
                 match runtime
@@ -510,7 +560,7 @@ impl Runtime {
             }
             self.schedule_next(&stream, &executed.history.state);
             let runtime = self.clone();
-            tokio::spawn(async move { runtime.step(&stream).await });
+            self.spawn(async move { runtime.step(&stream).await });
         }
         Ok(executed.history)
     }
@@ -529,7 +579,7 @@ impl Runtime {
             return;
         };
         let order = history.state.order().expect("a refunded order exists");
-        let record = Command::new(CommandId(Uuid::now_v7()), kind);
+        let record = Command::new(self.new_command_id(), kind);
         if let Err(error) = self
             .inner
             .ledger
@@ -637,7 +687,7 @@ impl Runtime {
                 .execute_on_order(
                     &merchant,
                     &order_no,
-                    &Command::new(CommandId(Uuid::now_v7()), kind),
+                    &Command::new(self.new_command_id(), kind),
                 )
                 .await
             {
