@@ -202,6 +202,7 @@ async fn pending(args: &BenchArgs) -> anyhow::Result<()> {
         }],
         requests_per_sec: 100_000_000,
         leases: Arc::new(LocalLeases),
+        ids: Arc::new(paycode_adapters::ids::RandomIds),
     })
     .await?;
     let runtime = service.runtime().clone();

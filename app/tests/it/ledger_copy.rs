@@ -53,7 +53,7 @@ async fn make_ledger(path: &Path) {
             }),
             CommandKind::RecordPayAnswer(ChannelAnswer::new(PayOutcome::Paid {
                 channel_trade_no: format!("42000{order}"),
-                paid_at: chrono::Utc::now(),
+                paid_at: Some(chrono::Utc::now()),
             })),
         ];
         if order == "A2" {
