@@ -353,8 +353,14 @@ impl SqliteStore {
     }
 
     /// Stops accepting appends, lets the writer commit and answer everything
-    /// already queued, and waits for it to finish.
+    /// already queued, and waits for it to finish. The idle readers are
+    /// closed first, so that the writer's connection is the file's last
+    /// in this process: closing, it folds the WAL into the file and removes
+    /// the `-wal` and `-shm` (unless another process still has the file
+    /// open), which leaves a stopped ledger one file that a plain copy takes
+    /// whole (docs/auditing.md).
     pub async fn close(mut self) -> Result<(), StoreError> {
+        self.readers.close_idle();
         drop(self.requests.take());
         let Some(writer) = self.writer.take() else {
             return Ok(());
@@ -379,7 +385,11 @@ impl SqliteStore {
 
 impl Drop for SqliteStore {
     fn drop(&mut self) {
-        // Closing the channel ends the writer once it has drained the queue.
+        // Closing the channel ends the writer once it has drained the queue;
+        // the readers go first, as in `close`.
+        if self.writer.is_some() {
+            self.readers.close_idle();
+        }
         drop(self.requests.take());
         if let Some(writer) = self.writer.take() {
             // A panicked writer has nothing left to flush; there is no one to tell.
@@ -560,6 +570,11 @@ impl ReaderSource {
 }
 
 impl Readers {
+    /// Closes the pooled connections (one in use goes back to the pool).
+    fn close_idle(&self) {
+        self.idle.lock().expect("reader pool lock poisoned").clear();
+    }
+
     fn run<T>(
         &self,
         query: impl FnOnce(&Connection) -> Result<T, StoreError>,
