@@ -275,9 +275,14 @@ impl SqliteStore {
     /// Ranges can be scanned side by side (`scan_range`). Blocking.
     pub fn stream_ranges(&self, streams_per_range: u64) -> Result<Vec<StreamRange>, StoreError> {
         let (first, last): (Option<i64>, Option<i64>) = self.readers.run(|conn| {
-            conn.query_row("SELECT min(id), max(id) FROM streams", [], |row| {
-                Ok((row.get(0)?, row.get(1)?))
-            })
+            // Two subqueries: SQLite answers a lone min() or max() of the
+            // key from the ends of the table, but both in one select by
+            // reading every row.
+            conn.query_row(
+                "SELECT (SELECT min(id) FROM streams), (SELECT max(id) FROM streams)",
+                [],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
             .map_err(unavailable)
         })?;
         let (Some(first), Some(last)) = (first, last) else {
@@ -303,33 +308,61 @@ impl SqliteStore {
     /// Hands every event of the streams in `range` to `each`, one stream
     /// after another (by id), each stream's events by version, through the
     /// `(stream_id, version)` index, in one read transaction. The events are
-    /// borrowed from SQLite's rows: nothing is copied. A row this program
-    /// did not write (a hash that is not 32 bytes, ...) stops the scan as
-    /// `Corrupt`, naming its position. Blocking: run it on a thread of its own.
+    /// borrowed from SQLite's rows: nothing is copied, and each stream's
+    /// name is read once. A row this program did not write (a hash that is
+    /// not 32 bytes, an event of a stream without a name, ...) stops the
+    /// scan as `Corrupt`, naming its position.
+    ///
+    /// Each call reads through a connection of its own, closed at the end:
+    /// its page cache and memory map (the pages of the file it touched) go
+    /// with it, so a walk of the whole ledger range after range holds about
+    /// one range's pages at a time, not the file's. Blocking: run it on a
+    /// thread of its own.
     pub fn scan_range(
         &self,
         range: StreamRange,
         mut each: impl FnMut(&EventRef<'_>),
     ) -> Result<(), StoreError> {
-        self.readers.run(|conn| {
-            // CROSS JOIN fixes the loop order: the streams by id, then each
-            // one's events by the (stream_id, version) index.
-            let mut select = conn
-                .prepare_cached(
-                    "SELECT e.position, s.name, e.version, e.event_id, e.event_type, \
-                     e.schema_version, e.data, e.previous_hash, e.hash \
-                     FROM streams s CROSS JOIN events e ON e.stream_id = s.id \
-                     WHERE s.id BETWEEN ?1 AND ?2 ORDER BY s.id, e.version",
-                )
+        let conn = self.readers.source.connect()?;
+        // One snapshot for the names and the events.
+        let snapshot = conn.unchecked_transaction().map_err(unavailable)?;
+        let names: Vec<(i64, String)> = {
+            let mut select = snapshot
+                .prepare("SELECT id, name FROM streams WHERE id BETWEEN ?1 AND ?2 ORDER BY id")
                 .map_err(unavailable)?;
-            let mut rows = select
-                .query(params![range.first, range.last])
-                .map_err(unavailable)?;
-            while let Some(row) = rows.next().map_err(unavailable)? {
-                each(&event_row(row)?);
-            }
-            Ok(())
-        })
+            select
+                .query_map(params![range.first, range.last], |row| {
+                    Ok((row.get(0)?, row.get(1)?))
+                })
+                .map_err(unavailable)?
+                .collect::<Result<_, _>>()
+                .map_err(unavailable)?
+        };
+        let mut select = snapshot
+            .prepare(
+                "SELECT stream_id, position, version, event_id, event_type, schema_version, \
+                 data, previous_hash, hash FROM events INDEXED BY events_stream_version \
+                 WHERE stream_id BETWEEN ?1 AND ?2 ORDER BY stream_id, version",
+            )
+            .map_err(unavailable)?;
+        let mut rows = select
+            .query(params![range.first, range.last])
+            .map_err(unavailable)?;
+        // Both come by stream id: the name of a row's stream is the current
+        // one or one further on.
+        let mut names = names.iter().peekable();
+        while let Some(row) = rows.next().map_err(unavailable)? {
+            let stream_id: i64 = row.get(0).map_err(unavailable)?;
+            while names.next_if(|(id, _)| *id < stream_id).is_some() {}
+            let Some((_, stream)) = names.peek().filter(|(id, _)| *id == stream_id) else {
+                let position: i64 = row.get(1).map_err(unavailable)?;
+                return Err(StoreError::Corrupt(format!(
+                    "event at position {position}: its stream (id {stream_id}) has no name"
+                )));
+            };
+            each(&event_row(row, stream)?);
+        }
+        Ok(())
     }
 
     /// Whether this store was opened with `open_read_only`.
@@ -499,18 +532,19 @@ pub struct StreamRange {
     pub last: i64,
 }
 
-/// One row of the stream-ordered scan, checked for what `into_recorded`
-/// checks, without copying its variable-length columns.
-fn event_row<'a>(row: &'a rusqlite::Row<'_>) -> Result<EventRef<'a>, StoreError> {
-    let position: i64 = row.get(0).map_err(unavailable)?;
+/// One row of the stream-ordered scan (`stream_id, position, version,
+/// event_id, event_type, schema_version, data, previous_hash, hash`) of
+/// `stream`, checked for what `into_recorded` checks, without copying its
+/// variable-length columns.
+fn event_row<'a>(row: &'a rusqlite::Row<'_>, stream: &'a str) -> Result<EventRef<'a>, StoreError> {
+    let position: i64 = row.get(1).map_err(unavailable)?;
     let corrupt = |what: &str| StoreError::Corrupt(format!("event at position {position}: {what}"));
-    let text = |index: usize, what: &str| match row.get_ref(index) {
-        Ok(ValueRef::Text(bytes)) => std::str::from_utf8(bytes).map_err(|_| corrupt(what)),
-        Ok(_) => Err(corrupt(what)),
-        Err(error) => Err(unavailable(error)),
+    let event_type = match row.get_ref(4).map_err(unavailable)? {
+        ValueRef::Text(bytes) => {
+            std::str::from_utf8(bytes).map_err(|_| corrupt("event type is not text"))?
+        }
+        _ => return Err(corrupt("event type is not text")),
     };
-    let stream = text(1, "stream name is not text")?;
-    let event_type = text(4, "event type is not text")?;
     let (ValueRef::Blob(data) | ValueRef::Text(data)) = row.get_ref(6).map_err(unavailable)? else {
         return Err(corrupt("data is not a blob"));
     };

@@ -298,3 +298,38 @@ async fn a_missing_or_foreign_file_is_refused_and_left_as_it_was() {
     );
     assert_eq!(snapshot(dir.path()), before);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_whose_stream_has_no_name_stops_the_scan_as_corrupt() {
+    // A file edited outside paycode: a stream's row deleted while its
+    // events stay. The stream-ordered scan names the first orphan event's
+    // position instead of handing it over under another stream's name.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("paycode.db");
+    let store = SqliteStore::open(&path).expect("open");
+    fill(&store, &["n-1", "n-2", "n-3"], 2).await;
+    store.close().await.expect("close");
+    let conn = rusqlite::Connection::open(&path).expect("edit");
+    let removed = conn
+        .execute("DELETE FROM streams WHERE name = 'n-2'", [])
+        .expect("delete");
+    assert_eq!(removed, 1);
+    conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")
+        .expect("checkpoint");
+    drop(conn);
+    let store = SqliteStore::open_read_only(&path).expect("open read-only");
+    let mut seen = Vec::new();
+    let mut refused = None;
+    for range in store.stream_ranges(10).expect("ranges") {
+        if let Err(error) = store.scan_range(range, |event| seen.push(event.stream.to_owned())) {
+            refused = Some(error);
+            break;
+        }
+    }
+    assert_eq!(seen, ["n-1", "n-1"]);
+    let refused = refused.expect("the scan stops");
+    assert!(
+        matches!(&refused, StoreError::Corrupt(reason) if reason == "event at position 3: its stream (id 2) has no name"),
+        "{refused}"
+    );
+}

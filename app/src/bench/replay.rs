@@ -198,8 +198,9 @@ async fn verify_or_stop(store: &Arc<SqliteStore>, path: &std::path::Path) -> any
             first.join("; ")
         );
     }
+    let rate = report.events as f64 / secs.max(f64::EPSILON);
     println!(
-        "setup: verified {} streams, {} events: 0 problems in {secs:.2} s",
+        "setup: verified {} streams, {} events: 0 problems in {secs:.2} s = {rate:.0} events/s",
         report.streams, report.events
     );
     Ok(secs)
