@@ -214,7 +214,7 @@ impl VerifyReport {
     }
 
     /// Adds the report of the streams after this one's.
-    fn append(&mut self, other: VerifyReport) {
+    fn join(&mut self, other: VerifyReport) {
         self.streams += other.streams;
         self.events += other.events;
         self.problems.extend(other.problems);
@@ -441,7 +441,7 @@ pub fn verify_sqlite(
             progress.inc(part.events);
             waiting.insert(index, part);
             while let Some(part) = waiting.remove(&joined) {
-                report.append(part);
+                report.join(part);
                 joined += 1;
             }
         }
