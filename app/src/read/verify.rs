@@ -268,24 +268,29 @@ impl StreamCheck {
         self.next_version = event.version.saturating_add(1);
         self.last_hash = event.hash;
 
-        if let Some(state) = self.payment.take() {
+        if let Some(state) = &mut self.payment {
             match event.decode::<Event>() {
                 Ok(decoded) => {
                     if names_another_order(event.stream, &decoded) {
                         found.push(ProblemKind::WrongOrder);
                     }
-                    self.payment = Some(match evolve(state, &decoded) {
+                    // Folded in place: the state is moved only into and out of `evolve`.
+                    let before = std::mem::replace(state, PaymentState::Initial);
+                    *state = match evolve(before, &decoded) {
                         Ok(after) => after,
                         Err(refused) => {
                             found.push(ProblemKind::Broken(refused.violation));
                             refused.state
                         }
-                    });
+                    };
                 }
                 // The state is unknown from here: stop checking the rules.
-                Err(error) => found.push(ProblemKind::Undecodable {
-                    detail: error.to_string(),
-                }),
+                Err(error) => {
+                    self.payment = None;
+                    found.push(ProblemKind::Undecodable {
+                        detail: error.to_string(),
+                    });
+                }
             }
         }
         problems.extend(found.into_iter().map(|kind| Problem {
