@@ -77,12 +77,8 @@ impl AlipayClient {
         let gateway = reqwest::Url::parse(config.base_url.trim()).map_err(|error| {
             ConfigError::new(setting::BASE_URL, format!("is not a URL: {error}"))
         })?;
-        if !matches!(gateway.scheme(), "http" | "https") {
-            return Err(ConfigError::new(
-                setting::BASE_URL,
-                "must be an http or https URL",
-            ));
-        }
+        crate::channel::endpoint::check_scheme(&gateway)
+            .map_err(|reason| ConfigError::new(setting::BASE_URL, reason))?;
         let app_private_key = sign::private_key_from_pem(config.app_private_key.expose_secret())
             .map_err(|error| ConfigError::new(setting::PRIVATE_KEY_FILE, error.to_string()))?;
         let alipay_public_key =
@@ -91,6 +87,10 @@ impl AlipayClient {
             })?;
         let http = reqwest::Client::builder()
             .timeout(config.timeout)
+            // A redirect would re-send the signed body (a payment code in
+            // it) to wherever the answer points; an unexpected 3xx is simply
+            // an unproven answer. The bill download follows none either.
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|error| {
                 ConfigError::new(setting::BASE_URL, format!("no HTTP client: {error}"))
@@ -111,6 +111,15 @@ impl AlipayClient {
     /// The app id this client signs for.
     pub fn app_id(&self) -> &str {
         &self.app_id
+    }
+
+    /// The SHA-256 of the `app_auth_token` it acts with, if any: tells two
+    /// service-provider accounts apart without holding the token twice.
+    pub fn app_auth_token_sha256(&self) -> Option<[u8; 32]> {
+        use sha2::Digest;
+        self.app_auth_token
+            .as_ref()
+            .map(|token| sha2::Sha256::digest(token.expose_secret().as_bytes()).into())
     }
 
     /// One signed call; `Ok` only for an answer whose signature verified.

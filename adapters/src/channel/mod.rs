@@ -8,6 +8,7 @@
 //! unlisted code) is an `Unknown` outcome with a reason. The raw codes an
 //! auditor needs travel in `ChannelAnswer::codes`.
 
+pub mod endpoint;
 pub mod rate_limit;
 
 use async_trait::async_trait;

@@ -749,6 +749,20 @@ fn bad_configuration_names_the_setting_and_never_quotes_a_key() {
         .setting,
         setting::BASE_URL
     );
+    // Plain http only to a loopback address: a signed body never crosses a network in clear.
+    let clear = refused(AlipayConfig {
+        base_url: "http://openapi.alipay.com/gateway.do".to_owned(),
+        ..good()
+    });
+    assert_eq!(clear.setting, setting::BASE_URL);
+    assert!(clear.reason.contains("loopback"), "{clear}");
+    assert!(
+        AlipayClient::new(AlipayConfig {
+            base_url: "http://localhost:8081/gateway.do".to_owned(),
+            ..good()
+        })
+        .is_ok()
+    );
     assert_eq!(
         refused(AlipayConfig {
             timeout: Duration::ZERO,

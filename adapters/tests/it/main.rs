@@ -1,9 +1,10 @@
 //! The integration tests of `paycode-adapters`, in one test binary (one
 //! link of every dependency instead of one per file): the channel clients
-//! against local peers, the statement parsers, and the event-store
-//! contract suite on every store.
+//! against local peers (and against a redirect), the statement parsers, and
+//! the event-store contract suite on every store.
 
 mod alipay_client;
+mod redirects;
 mod statement_parsers;
 mod store_contract;
 mod store_contract_eventstoredb;
