@@ -1,5 +1,5 @@
 //! The money invariants of a payment (and the one of a statement day's
-//! stream), written once. `evolve` checks every
+//! stream, and the one of the ledger's environment mark), written once. `evolve` checks every
 //! event against them before applying it (so the production path refuses an
 //! event that breaks one), the property tests assert them after every
 //! step, and `paycode verify` reports them for every stored event.
@@ -68,6 +68,11 @@ pub enum Violation {
         stream_day: NaiveDate,
         report_day: NaiveDate,
     },
+    /// The ledger's environment mark contradicts an earlier one (another
+    /// environment, or another channel account for a merchant): a mark
+    /// binds once and never changes.
+    #[error("the environment mark contradicts an earlier one: {what}")]
+    EnvironmentContradicted { what: String },
     /// The event has no transition from the order's status.
     #[error("{event_type} does not fit an order that is {}", status.map_or("not submitted", PaymentStatus::as_str))]
     DoesNotFit {
