@@ -228,6 +228,17 @@ impl TestApp {
         TestApp::spawn_with(store, Arc::new(LocalLeases), clock, wechat, alipay).await
     }
 
+    /// A service in memory whose merchants also have `keys` (keys with
+    /// roles, beside the two keys with every right).
+    pub async fn spawn_with_keys(keys: Vec<ApiKey>) -> TestApp {
+        let clock = ManualClock::starting_at(start_time());
+        let shared_clock: Arc<dyn Clock> = Arc::new(clock.clone());
+        let wechat = Arc::new(ScriptedChannel::new(Channel::Wechat, shared_clock.clone()));
+        let alipay = Arc::new(ScriptedChannel::new(Channel::Alipay, shared_clock));
+        let store = Arc::new(MemoryStore::new());
+        TestApp::spawn_keyed(store, Arc::new(LocalLeases), clock, wechat, alipay, keys).await
+    }
+
     /// A service on `store` sharing the clock and channels given: several of
     /// these on one SQLite file play several processes of one deployment.
     pub async fn spawn_with(
@@ -236,6 +247,17 @@ impl TestApp {
         clock: ManualClock,
         wechat: Arc<ScriptedChannel>,
         alipay: Arc<ScriptedChannel>,
+    ) -> TestApp {
+        TestApp::spawn_keyed(store, leases, clock, wechat, alipay, Vec::new()).await
+    }
+
+    async fn spawn_keyed(
+        store: Arc<dyn EventStore>,
+        leases: Arc<dyn StepLease>,
+        clock: ManualClock,
+        wechat: Arc<ScriptedChannel>,
+        alipay: Arc<ScriptedChannel>,
+        keys: Vec<ApiKey>,
     ) -> TestApp {
         let shared_clock: Arc<dyn Clock> = Arc::new(clock.clone());
         let demo = MerchantId::parse("demo").unwrap();
@@ -250,16 +272,13 @@ impl TestApp {
             channels,
             clock: shared_clock,
             policy: Policy::default(),
-            api_keys: vec![
-                ApiKey {
-                    key: DEMO_KEY.into(),
-                    merchant: demo,
-                },
-                ApiKey {
-                    key: OTHER_KEY.into(),
-                    merchant: other,
-                },
-            ],
+            api_keys: [
+                ApiKey::full(DEMO_KEY, demo, "api_keys[0]"),
+                ApiKey::full(OTHER_KEY, other, "api_keys[0]"),
+            ]
+            .into_iter()
+            .chain(keys)
+            .collect(),
             requests_per_sec: 100_000,
             leases,
         };
@@ -386,10 +405,11 @@ impl SandboxApp {
             channels: in_process.channels.clone(),
             clock: shared.clone(),
             policy: Policy::default(),
-            api_keys: vec![ApiKey {
-                key: DEMO_KEY.into(),
-                merchant: MerchantId::parse("demo").unwrap(),
-            }],
+            api_keys: vec![ApiKey::full(
+                DEMO_KEY,
+                MerchantId::parse("demo").unwrap(),
+                "api_keys[0]",
+            )],
             requests_per_sec: 100_000,
             leases: Arc::new(LocalLeases),
         };

@@ -81,10 +81,11 @@ async fn e2e(args: &BenchArgs) -> anyhow::Result<()> {
         channels: in_process.channels.clone(),
         clock,
         policy: Policy::default(),
-        api_keys: vec![ApiKey {
-            key: DEMO_API_KEY.into(),
-            merchant: MerchantId::parse(DEMO_MERCHANT)?,
-        }],
+        api_keys: vec![ApiKey::full(
+            DEMO_API_KEY,
+            MerchantId::parse(DEMO_MERCHANT)?,
+            "api_keys[0]",
+        )],
         requests_per_sec: 100_000_000,
         leases: Arc::new(LocalLeases),
     })

@@ -196,10 +196,7 @@ async fn pending(args: &BenchArgs) -> anyhow::Result<()> {
         channels: in_process.channels.clone(),
         clock: shared,
         policy,
-        api_keys: vec![ApiKey {
-            key: DEMO_API_KEY.into(),
-            merchant: merchant.clone(),
-        }],
+        api_keys: vec![ApiKey::full(DEMO_API_KEY, merchant.clone(), "api_keys[0]")],
         requests_per_sec: 100_000_000,
         leases: Arc::new(LocalLeases),
     })

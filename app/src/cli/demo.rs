@@ -71,10 +71,11 @@ pub async fn run(orders: usize, seed: u64) -> anyhow::Result<String> {
         channels: in_process.channels.clone(),
         clock: shared.clone(),
         policy: Policy::default(),
-        api_keys: vec![ApiKey {
-            key: DEMO_API_KEY.into(),
-            merchant: MerchantId::parse(DEMO_MERCHANT)?,
-        }],
+        api_keys: vec![ApiKey::full(
+            DEMO_API_KEY,
+            MerchantId::parse(DEMO_MERCHANT)?,
+            "api_keys[0]",
+        )],
         requests_per_sec: 1_000_000,
         leases: Arc::new(LocalLeases),
     };

@@ -3,7 +3,9 @@
 //! command line, exactly as `POST /v1/reconciliations` does, and prints the
 //! report. Without `--file` the statement is downloaded: from the configured
 //! channel, or, on the embedded defaults, from the sandbox's truth in
-//! `./sandbox.db` (what `paycode serve` recorded).
+//! `./sandbox.db` (what `paycode serve` recorded). Like `serve`, it first
+//! checks the ledger's environment mark: a configuration of another
+//! environment or other accounts is refused before anything is read.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -17,7 +19,9 @@ use paycode_domain::{Channel, MerchantId};
 
 use paycode::config::Config;
 use paycode::config::clients::ConnectedChannels;
+use paycode::config::secrets::check_secret_files;
 use paycode::config::store::open_store;
+use paycode::service::environment::check_environment;
 use paycode::service::ledger::Ledger;
 use paycode::service::reconcile::{self, Imported};
 
@@ -60,7 +64,12 @@ pub async fn run(args: ReconcileArgs) -> anyhow::Result<String> {
         .map_err(|error| anyhow::anyhow!("--merchant: {error}"))?;
     let config = super::load_config(args.config.as_deref())?.unwrap_or_else(Config::embedded);
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    for warning in check_secret_files(&config)? {
+        eprintln!("warning: {warning}");
+    }
     let store = open_store(&config)?;
+    // Before anything is read, written or downloaded: this ledger, this environment.
+    check_environment(&config, store.clone(), clock.clone()).await?;
     let ledger = Ledger::new(
         store,
         PaymentDecider::new(config.policy.policy()?),

@@ -1,19 +1,32 @@
 //! `paycode.toml`: the configuration of docs/configuration.md, parsed strictly
 //! (unknown keys are errors) with errors that name the key and the line.
 //! Relative paths are relative to the configuration file's directory.
+//!
+//! Besides the shape, [`Config::check`] refuses what is unsafe to run
+//! (docs/production.md): a secret written in the file, the public demo key
+//! with the real channels, two merchants on one channel account.
 
 pub mod clients;
 pub mod embedded;
+pub mod secrets;
 pub mod store;
 
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 pub use paycode_adapters::ConfigError;
+use paycode_adapters::channel::endpoint::is_loopback_url;
 use paycode_adapters::channel::rate_limit::RateLimits;
-use paycode_domain::Policy;
+use paycode_domain::environment::{
+    AlipayAccount, EnvironmentMarked, MerchantAccounts, WechatAccount,
+};
+use paycode_domain::{MerchantId, Policy};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
+use serde::de::IgnoredAny;
+
+use crate::http::auth::{self, Role};
 
 /// The whole file.
 #[derive(Debug, Clone, Deserialize)]
@@ -31,6 +44,10 @@ pub struct Config {
     /// The directory relative paths are resolved against.
     #[serde(skip)]
     pub base_dir: PathBuf,
+    /// Whether this is [`Config::embedded`] (no `--config` given): such a
+    /// configuration never marks a ledger that already holds events.
+    #[serde(skip)]
+    pub embedded: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -167,10 +184,46 @@ impl PolicyConfig {
 #[serde(deny_unknown_fields)]
 pub struct MerchantConfig {
     pub id: String,
-    /// Keys with every role; secrets, never printed.
+    /// Keys with every right, in the file (test and sandbox setups); secrets,
+    /// never printed. Named `api_keys[N]` in events.
+    #[serde(default)]
     pub api_keys: Vec<SecretString>,
+    /// Keys with a name and a role, given by digest or file (`[[merchants.keys]]`).
+    #[serde(default)]
+    pub keys: Vec<KeySettings>,
     pub wechat: Option<WechatSettings>,
     pub alipay: Option<AlipaySettings>,
+}
+
+/// One `[[merchants.keys]]` entry: a key with a name and a role, given as
+/// the SHA-256 of the key or a file holding it, never in plain text.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeySettings {
+    /// What the events this key causes record.
+    pub name: String,
+    pub role: Role,
+    /// Lowercase (or uppercase) hex SHA-256 of the key.
+    pub sha256: Option<String>,
+    /// A file holding the key on one line.
+    pub key_file: Option<PathBuf>,
+    /// Refused: a key is never written in the file.
+    #[serde(default)]
+    pub key: Option<IgnoredAny>,
+}
+
+/// The longest key name.
+pub const KEY_NAME_MAX: usize = 64;
+
+/// The shortest API key accepted.
+pub const API_KEY_LEN_MIN: usize = 12;
+
+/// Checks an API key's text: at least [`API_KEY_LEN_MIN`] characters, no spaces.
+pub fn check_api_key_text(key: &str) -> Result<(), &'static str> {
+    if key.len() < API_KEY_LEN_MIN || key.chars().any(char::is_whitespace) {
+        return Err("each key must be at least 12 characters, without spaces");
+    }
+    Ok(())
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -213,7 +266,11 @@ pub struct AlipaySettings {
     pub alipay_public_key_file: PathBuf,
     #[serde(default = "alipay_base_url")]
     pub base_url: String,
-    pub app_auth_token: Option<String>,
+    /// Service-provider mode: a file holding the token to act for the merchant.
+    pub app_auth_token_file: Option<PathBuf>,
+    /// Refused: the token is a secret; it goes in `app_auth_token_file`.
+    #[serde(default)]
+    pub app_auth_token: Option<IgnoredAny>,
     pub timeout_ms: Option<u64>,
     pub rate_limits: Option<RateLimits>,
 }
@@ -230,8 +287,9 @@ pub struct SandboxConfig {
     /// merchant, with credentials made at each start (the embedded
     /// defaults). The merchants then have no channel settings of their own.
     pub in_process: bool,
-    /// Signs the sandbox's Alipay answers; generated (public half written to
-    /// each merchant's `alipay_public_key_file`) when absent.
+    /// Signs the sandbox's Alipay answers. When absent, `paycode sandbox`
+    /// makes one once, beside `state_path`, and writes its public half to
+    /// each merchant's `alipay_public_key_file` that does not exist yet.
     pub alipay_private_key_file: Option<PathBuf>,
     /// The sandbox's own truth; in memory when absent.
     pub state_path: Option<PathBuf>,
@@ -298,8 +356,8 @@ impl Config {
                 "required when store.kind = \"eventstoredb\"",
             ));
         }
-        let mut ids = std::collections::HashSet::new();
-        let mut keys = std::collections::HashSet::new();
+        let mut ids = HashSet::new();
+        let mut digests: HashMap<auth::KeyDigest, String> = HashMap::new();
         for (index, merchant) in self.merchants.iter().enumerate() {
             let at = |key: &str| format!("merchants[{index}].{key}");
             paycode_domain::MerchantId::parse(&merchant.id)
@@ -310,26 +368,24 @@ impl Config {
                     format!("merchant {:?} is configured twice", merchant.id),
                 ));
             }
-            if merchant.api_keys.is_empty() {
+            if merchant.api_keys.is_empty() && merchant.keys.is_empty() {
                 return Err(ConfigError::new(
                     at("api_keys"),
-                    "give at least one API key",
+                    "give at least one API key: api_keys, or [[merchants.keys]]",
                 ));
             }
             for key in merchant.api_keys.iter().map(ExposeSecret::expose_secret) {
-                if key.len() < 12 || key.chars().any(char::is_whitespace) {
+                check_api_key_text(key)
+                    .map_err(|reason| ConfigError::new(at("api_keys"), reason))?;
+                self.check_not_demo_key(&auth::digest(key), &at("api_keys"))?;
+                if digests.insert(auth::digest(key), at("api_keys")).is_some() {
                     return Err(ConfigError::new(
                         at("api_keys"),
-                        "each key must be at least 12 characters, without spaces",
-                    ));
-                }
-                if !keys.insert(key) {
-                    return Err(ConfigError::new(
-                        at("api_keys"),
-                        "an API key may belong to one merchant only",
+                        "an API key may belong to one merchant only, and be configured once",
                     ));
                 }
             }
+            self.check_keys(index, merchant, &mut digests)?;
             let has_channels = merchant.wechat.is_some() || merchant.alipay.is_some();
             if self.sandbox_in_process() && has_channels {
                 let channel = if merchant.wechat.is_some() {
@@ -348,16 +404,207 @@ impl Config {
                     "configure [merchants.wechat], [merchants.alipay] or both",
                 ));
             }
-            if let Some(wechat) = &merchant.wechat {
-                if wechat.cert_file.is_some() != wechat.cert_key_file.is_some() {
+            if let Some(wechat) = &merchant.wechat
+                && wechat.cert_file.is_some() != wechat.cert_key_file.is_some()
+            {
+                return Err(ConfigError::new(
+                    at("wechat.cert_key_file"),
+                    "cert_file and cert_key_file go together",
+                ));
+            }
+            if merchant
+                .alipay
+                .as_ref()
+                .is_some_and(|alipay| alipay.app_auth_token.is_some())
+            {
+                return Err(ConfigError::new(
+                    at("alipay.app_auth_token"),
+                    "a secret is never written in paycode.toml: put the token in a file readable by the service only and name it with app_auth_token_file",
+                ));
+            }
+        }
+        self.check_shared_accounts()
+    }
+
+    /// The `[[merchants.keys]]` of merchant `index`: named, with a role,
+    /// given by digest or file (never in the file), each key once.
+    fn check_keys(
+        &self,
+        index: usize,
+        merchant: &MerchantConfig,
+        digests: &mut HashMap<auth::KeyDigest, String>,
+    ) -> Result<(), ConfigError> {
+        let mut names = HashSet::new();
+        for (number, key) in merchant.keys.iter().enumerate() {
+            let at = |field: &str| format!("merchants[{index}].keys[{number}].{field}");
+            let name_ok = !key.name.is_empty()
+                && key.name.len() <= KEY_NAME_MAX
+                && key
+                    .name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+            if !name_ok {
+                return Err(ConfigError::new(
+                    at("name"),
+                    format!("must be 1-{KEY_NAME_MAX} characters of [A-Za-z0-9_.-]"),
+                ));
+            }
+            if !names.insert(key.name.as_str()) {
+                return Err(ConfigError::new(
+                    at("name"),
+                    format!("the key name {:?} is used twice by this merchant", key.name),
+                ));
+            }
+            if key.key.is_some() {
+                return Err(ConfigError::new(
+                    at("key"),
+                    "a key is never written in paycode.toml: give its SHA-256 (sha256 = \"<hex>\", from `printf %s \"$KEY\" | sha256sum`) or a key_file",
+                ));
+            }
+            match (&key.sha256, &key.key_file) {
+                (Some(_), Some(_)) | (None, None) => {
                     return Err(ConfigError::new(
-                        at("wechat.cert_key_file"),
-                        "cert_file and cert_key_file go together",
+                        at("sha256"),
+                        "give exactly one of sha256 and key_file",
+                    ));
+                }
+                (Some(hex), None) => {
+                    let digest = parse_sha256(hex).ok_or_else(|| {
+                        ConfigError::new(at("sha256"), "must be 64 hexadecimal digits (a SHA-256)")
+                    })?;
+                    self.check_not_demo_key(&digest, &at("sha256"))?;
+                    if digests.insert(digest, at("sha256")).is_some() {
+                        return Err(ConfigError::new(
+                            at("sha256"),
+                            "an API key may belong to one merchant only, and be configured once",
+                        ));
+                    }
+                }
+                // The file is read at start (`clients::api_keys`).
+                (None, Some(_)) => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// The public demo key is refused with the real channels.
+    pub(crate) fn check_not_demo_key(
+        &self,
+        digest: &auth::KeyDigest,
+        setting: &str,
+    ) -> Result<(), ConfigError> {
+        if self.talks_to_real_channels() && *digest == auth::digest(embedded::DEMO_API_KEY) {
+            return Err(ConfigError::new(
+                setting,
+                format!(
+                    "{} is the public demo key; it is refused in a configuration that talks to the real channels",
+                    embedded::DEMO_API_KEY
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Two merchants on one channel account would send the same order
+    /// numbers to one account: refused, naming the second.
+    fn check_shared_accounts(&self) -> Result<(), ConfigError> {
+        let mut wechat: HashMap<(&str, Option<&str>), usize> = HashMap::new();
+        let mut alipay: HashMap<(&str, Option<PathBuf>), usize> = HashMap::new();
+        for (index, merchant) in self.merchants.iter().enumerate() {
+            if let Some(settings) = &merchant.wechat {
+                let account = (settings.mch_id.as_str(), settings.sub_mch_id.as_deref());
+                if let Some(first) = wechat.insert(account, index) {
+                    return Err(ConfigError::new(
+                        format!("merchants[{index}].wechat.mch_id"),
+                        format!(
+                            "merchants[{first}] ({}) already uses this WeChat account (mch_id {}, sub_mch_id {}): the two merchants' order numbers would collide at the channel",
+                            self.merchants[first].id,
+                            settings.mch_id,
+                            settings.sub_mch_id.as_deref().unwrap_or("none")
+                        ),
+                    ));
+                }
+            }
+            if let Some(settings) = &merchant.alipay {
+                let token = settings
+                    .app_auth_token_file
+                    .as_ref()
+                    .map(|path| self.resolve(path));
+                let setting = if token.is_some() {
+                    "app_auth_token_file"
+                } else {
+                    "app_id"
+                };
+                if let Some(first) = alipay.insert((settings.app_id.as_str(), token), index) {
+                    return Err(ConfigError::new(
+                        format!("merchants[{index}].alipay.{setting}"),
+                        format!(
+                            "merchants[{first}] ({}) already uses this Alipay account (app_id {} with the same app_auth_token): the two merchants' order numbers would collide at the channel",
+                            self.merchants[first].id, settings.app_id
+                        ),
                     ));
                 }
             }
         }
         Ok(())
+    }
+
+    /// Whether the configuration talks to the real channels: not the
+    /// in-process sandbox, and some channel `base_url` is not a loopback
+    /// address. (Loopback URLs are the sandbox's or a local test peer's.)
+    pub fn talks_to_real_channels(&self) -> bool {
+        !self.sandbox_in_process() && self.first_real_channel_setting().is_some()
+    }
+
+    /// The first channel `base_url` setting that is not a loopback address.
+    pub fn first_real_channel_setting(&self) -> Option<String> {
+        self.merchants
+            .iter()
+            .enumerate()
+            .find_map(|(index, merchant)| {
+                let wechat = merchant
+                    .wechat
+                    .as_ref()
+                    .filter(|wechat| !is_loopback_url(&wechat.base_url))
+                    .map(|_| format!("merchants[{index}].wechat.base_url"));
+                let alipay = merchant
+                    .alipay
+                    .as_ref()
+                    .filter(|alipay| !is_loopback_url(&alipay.base_url))
+                    .map(|_| format!("merchants[{index}].alipay.base_url"));
+                wechat.or(alipay)
+            })
+    }
+
+    /// The environment this configuration works in, as the ledger's mark
+    /// records it: the sandbox or the real channels, and each merchant's
+    /// channel accounts.
+    pub fn environment_mark(&self) -> Result<EnvironmentMarked, ConfigError> {
+        let merchants = self
+            .merchants
+            .iter()
+            .enumerate()
+            .map(|(index, merchant)| {
+                let merchant_id = MerchantId::parse(&merchant.id).map_err(|error| {
+                    ConfigError::new(format!("merchants[{index}].id"), error.to_string())
+                })?;
+                Ok(MerchantAccounts {
+                    merchant_id,
+                    wechat: merchant.wechat.as_ref().map(|wechat| WechatAccount {
+                        mch_id: wechat.mch_id.clone(),
+                        sub_mch_id: wechat.sub_mch_id.clone(),
+                    }),
+                    alipay: merchant.alipay.as_ref().map(|alipay| AlipayAccount {
+                        app_id: alipay.app_id.clone(),
+                        app_auth_token: alipay.app_auth_token_file.is_some(),
+                    }),
+                })
+            })
+            .collect::<Result<Vec<_>, ConfigError>>()?;
+        Ok(EnvironmentMarked {
+            sandbox: !self.talks_to_real_channels(),
+            merchants,
+        })
     }
 
     /// A path from the file, anchored at the file's directory.
@@ -368,6 +615,12 @@ impl Config {
             self.base_dir.join(path)
         }
     }
+}
+
+/// A SHA-256 digest written as 64 hex digits (either case).
+fn parse_sha256(text: &str) -> Option<auth::KeyDigest> {
+    let bytes = hex::decode(text.trim()).ok()?;
+    bytes.try_into().ok()
 }
 
 #[cfg(test)]
@@ -391,6 +644,11 @@ revoke_attempts_max = 5
 id = "demo"
 api_keys = ["sk_test_demo"]
 
+[[merchants.keys]]
+name = "audit-team"
+role = "auditor"
+sha256 = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+
 [merchants.wechat]
 appid = "wx0000000000000000"
 mch_id = "1900000000"
@@ -411,9 +669,20 @@ alipay_private_key_file = "secrets/sandbox_alipay_private_key.pem"
 state_path = "sandbox.db"
 "#;
 
+    /// The contract's example with a key of its own instead of the demo key.
+    fn example() -> String {
+        CONTRACT_EXAMPLE.replace("sk_test_demo", "sk_live_0123456789abcdef")
+    }
+
+    fn refused(text: &str) -> ConfigError {
+        Config::parse(text, PathBuf::from("/etc/paycode")).unwrap_err()
+    }
+
     #[test]
     fn the_contract_example_parses() {
-        let config = Config::parse(CONTRACT_EXAMPLE, PathBuf::from("/etc/paycode")).unwrap();
+        let config = Config::parse(&example(), PathBuf::from("/etc/paycode")).unwrap();
+        let key = &config.merchants[0].keys[0];
+        assert_eq!((key.name.as_str(), key.role), ("audit-team", Role::Auditor));
         assert_eq!(config.server.listen.to_string(), "127.0.0.1:8080");
         assert_eq!(config.store.kind, StoreKind::Sqlite);
         assert_eq!(config.merchants[0].id, "demo");
@@ -451,8 +720,7 @@ state_path = "sandbox.db"
         assert_eq!(bad_value.setting, "paycode.toml line 2");
         let zero = Config::parse("[policy]\npoll_interval_secs = 0\n", PathBuf::new()).unwrap_err();
         assert_eq!(zero.setting, "policy.poll_interval_secs");
-        let half_cert =
-            CONTRACT_EXAMPLE.replace("cert_key_file = \"secrets/apiclient_key.pem\"\n", "");
+        let half_cert = example().replace("cert_key_file = \"secrets/apiclient_key.pem\"\n", "");
         assert_eq!(
             Config::parse(&half_cert, PathBuf::new())
                 .unwrap_err()
@@ -462,10 +730,224 @@ state_path = "sandbox.db"
         let no_url =
             Config::parse("[store]\nkind = \"eventstoredb\"\n", PathBuf::new()).unwrap_err();
         assert_eq!(no_url.setting, "store.url");
-        let bad_id = CONTRACT_EXAMPLE.replace("id = \"demo\"", "id = \"de mo\"");
+        let bad_id = example().replace("id = \"demo\"", "id = \"de mo\"");
         assert_eq!(
             Config::parse(&bad_id, PathBuf::new()).unwrap_err().setting,
             "merchants[0].id"
+        );
+    }
+
+    #[test]
+    fn the_demo_key_is_refused_with_the_real_channels() {
+        // The contract's example as written: sk_test_demo with https channel URLs.
+        let error = refused(CONTRACT_EXAMPLE);
+        assert_eq!(error.setting, "merchants[0].api_keys");
+        assert!(error.reason.contains("public demo key"), "{error}");
+        // Given by its SHA-256 it is the same key.
+        let by_digest = example().replace(
+            "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+            &hex::encode(auth::digest(embedded::DEMO_API_KEY)),
+        );
+        assert_eq!(refused(&by_digest).setting, "merchants[0].keys[0].sha256");
+        // With the sandbox (in-process, or channels on loopback addresses) it is the demo key.
+        assert!(Config::embedded().merchants[0].api_keys.len() == 1);
+        let loopback = CONTRACT_EXAMPLE
+            .replace("https://api.mch.weixin.qq.com", "http://127.0.0.1:8081")
+            .replace(
+                "https://openapi.alipay.com/gateway.do",
+                "http://localhost:8081/gateway.do",
+            );
+        assert!(Config::parse(&loopback, PathBuf::new()).is_ok());
+    }
+
+    #[test]
+    fn keys_have_a_name_a_role_and_never_their_text_in_the_file() {
+        let keys = |entry: &str| {
+            example().replace(
+                "name = \"audit-team\"\nrole = \"auditor\"\nsha256 = \"9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08\"\n",
+                entry,
+            )
+        };
+        let plain = refused(&keys(
+            "name = \"till\"\nrole = \"payments\"\nkey = \"sk_live_plain_text\"\n",
+        ));
+        assert_eq!(plain.setting, "merchants[0].keys[0].key");
+        assert!(plain.reason.contains("sha256sum"), "{plain}");
+        assert!(!plain.to_string().contains("sk_live_plain_text"), "{plain}");
+        assert_eq!(
+            refused(&keys("name = \"till\"\nrole = \"payments\"\n")).setting,
+            "merchants[0].keys[0].sha256"
+        );
+        assert_eq!(
+            refused(&keys(
+                "name = \"till\"\nrole = \"payments\"\nsha256 = \"00\"\nkey_file = \"k\"\n"
+            ))
+            .setting,
+            "merchants[0].keys[0].sha256"
+        );
+        assert_eq!(
+            refused(&keys(
+                "name = \"till\"\nrole = \"payments\"\nsha256 = \"abc\"\n"
+            ))
+            .setting,
+            "merchants[0].keys[0].sha256"
+        );
+        assert_eq!(
+            refused(&keys(
+                "name = \"a b\"\nrole = \"payments\"\nkey_file = \"k\"\n"
+            ))
+            .setting,
+            "merchants[0].keys[0].name"
+        );
+        let bad_role = refused(&keys(
+            "name = \"till\"\nrole = \"admin\"\nkey_file = \"k\"\n",
+        ));
+        assert!(
+            bad_role.setting.starts_with("paycode.toml line "),
+            "{bad_role}"
+        );
+        assert!(bad_role.reason.contains("reconciliation"), "{bad_role}");
+        let full = refused(&keys(
+            "name = \"till\"\nrole = \"full\"\nkey_file = \"k\"\n",
+        ));
+        assert!(full.setting.starts_with("paycode.toml line "), "{full}");
+        let twice = keys(
+            "name = \"till\"\nrole = \"payments\"\nkey_file = \"k1\"\n\n[[merchants.keys]]\nname = \"till\"\nrole = \"auditor\"\nkey_file = \"k2\"\n",
+        );
+        assert_eq!(refused(&twice).setting, "merchants[0].keys[1].name");
+        // A key only in [[merchants.keys]] is enough.
+        let only_keys = example().replace("api_keys = [\"sk_live_0123456789abcdef\"]\n", "");
+        assert!(Config::parse(&only_keys, PathBuf::new()).is_ok());
+        let none = format!(
+            "[[merchants]]\nid = \"shop\"\n{}",
+            wechat("1900000000", None)
+        );
+        assert_eq!(refused(&none).setting, "merchants[0].api_keys");
+    }
+
+    #[test]
+    fn the_app_auth_token_is_never_written_in_the_file() {
+        let token = example().replace(
+            "base_url = \"https://openapi.alipay.com/gateway.do\"",
+            "base_url = \"https://openapi.alipay.com/gateway.do\"\napp_auth_token = \"202611BBa1b2c3\"",
+        );
+        let error = refused(&token);
+        assert_eq!(error.setting, "merchants[0].alipay.app_auth_token");
+        assert!(error.reason.contains("app_auth_token_file"), "{error}");
+        assert!(!error.to_string().contains("202611BBa1b2c3"), "{error}");
+        let file = token.replace("app_auth_token = ", "app_auth_token_file = ");
+        let config = Config::parse(&file, PathBuf::from("/etc/paycode")).unwrap();
+        assert_eq!(
+            config.merchants[0]
+                .alipay
+                .as_ref()
+                .unwrap()
+                .app_auth_token_file,
+            Some(PathBuf::from("202611BBa1b2c3"))
+        );
+    }
+
+    /// Two merchants, `shop` then `cafe`, with the channel sections given.
+    fn two_merchants(shop: &str, cafe: &str) -> String {
+        format!(
+            "[[merchants]]\nid = \"shop\"\napi_keys = [\"sk_live_shop_00001\"]\n{shop}\n[[merchants]]\nid = \"cafe\"\napi_keys = [\"sk_live_cafe_00001\"]\n{cafe}"
+        )
+    }
+
+    fn wechat(mch_id: &str, sub_mch_id: Option<&str>) -> String {
+        let sub = sub_mch_id.map_or(String::new(), |sub| format!("sub_mch_id = \"{sub}\"\n"));
+        format!(
+            "[merchants.wechat]\nappid = \"wx0000000000000000\"\nmch_id = \"{mch_id}\"\nkey_file = \"k\"\n{sub}"
+        )
+    }
+
+    fn alipay(app_id: &str, token_file: Option<&str>) -> String {
+        let token = token_file.map_or(String::new(), |file| {
+            format!("app_auth_token_file = \"{file}\"\n")
+        });
+        format!(
+            "[merchants.alipay]\napp_id = \"{app_id}\"\nprivate_key_file = \"p\"\nalipay_public_key_file = \"a\"\n{token}"
+        )
+    }
+
+    #[test]
+    fn two_merchants_on_one_channel_account_are_refused() {
+        let parse = |text: String| Config::parse(&text, PathBuf::from("/etc/paycode"));
+        let same = parse(two_merchants(
+            &wechat("1900000000", None),
+            &wechat("1900000000", None),
+        ))
+        .unwrap_err();
+        assert_eq!(same.setting, "merchants[1].wechat.mch_id");
+        assert!(same.reason.contains("merchants[0] (shop)"), "{same}");
+        let same_sub = parse(two_merchants(
+            &wechat("1900000000", Some("1900000109")),
+            &wechat("1900000000", Some("1900000109")),
+        ));
+        assert_eq!(same_sub.unwrap_err().setting, "merchants[1].wechat.mch_id");
+        // Service-provider mode: one mch_id, two sub-merchants, are two accounts.
+        assert!(
+            parse(two_merchants(
+                &wechat("1900000000", Some("1900000109")),
+                &wechat("1900000000", Some("1900000110")),
+            ))
+            .is_ok()
+        );
+        let same_app = parse(two_merchants(
+            &alipay("2021000000000000", None),
+            &alipay("2021000000000000", None),
+        ));
+        assert_eq!(same_app.unwrap_err().setting, "merchants[1].alipay.app_id");
+        let same_token = parse(two_merchants(
+            &alipay("2021000000000000", Some("shop.token")),
+            &alipay("2021000000000000", Some("./shop.token")),
+        ));
+        assert_eq!(
+            same_token.unwrap_err().setting,
+            "merchants[1].alipay.app_auth_token_file"
+        );
+        assert!(
+            parse(two_merchants(
+                &alipay("2021000000000000", Some("shop.token")),
+                &alipay("2021000000000000", Some("cafe.token")),
+            ))
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn the_environment_a_configuration_marks() {
+        let real = Config::parse(&example(), PathBuf::new()).unwrap();
+        let mark = real.environment_mark().unwrap();
+        assert!(!mark.sandbox);
+        assert_eq!(mark.merchants[0].merchant_id.as_str(), "demo");
+        assert_eq!(
+            mark.merchants[0].wechat,
+            Some(WechatAccount {
+                mch_id: "1900000000".to_owned(),
+                sub_mch_id: None
+            })
+        );
+        assert_eq!(
+            mark.merchants[0].alipay,
+            Some(AlipayAccount {
+                app_id: "2021000000000000".to_owned(),
+                app_auth_token: false
+            })
+        );
+        assert!(Config::embedded().environment_mark().unwrap().sandbox);
+        let loopback = example()
+            .replace("https://api.mch.weixin.qq.com", "http://127.0.0.1:8081")
+            .replace(
+                "https://openapi.alipay.com/gateway.do",
+                "http://127.0.0.1:8081/gateway.do",
+            );
+        let loopback = Config::parse(&loopback, PathBuf::new()).unwrap();
+        assert!(loopback.environment_mark().unwrap().sandbox);
+        assert_eq!(loopback.first_real_channel_setting(), None);
+        assert_eq!(
+            real.first_real_channel_setting().as_deref(),
+            Some("merchants[0].wechat.base_url")
         );
     }
 }

@@ -1,7 +1,9 @@
 //! The HTTP API of docs/api.md (axum): payments, refunds, revoke, events,
 //! reconciliations, health and metrics. Handlers validate, then hand a command to the
-//! [`Runtime`]; they never write anything themselves.
+//! [`Runtime`]; they never write anything themselves. Every `/v1` route
+//! declares the permission it needs (`auth::allow`).
 
+pub mod auth;
 mod body;
 pub mod error;
 mod payments;
@@ -18,21 +20,14 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use paycode_domain::MerchantId;
-use secrecy::{ExposeSecret, SecretString};
-use subtle::ConstantTimeEq;
 
 use crate::service::runtime::Runtime;
+use auth::allow;
+pub use auth::{ApiKey, Caller, Permission, Role};
 use error::ApiError;
 
 /// The largest request body accepted (a payment is a few hundred bytes).
 pub const BODY_LIMIT_BYTES: usize = 16 * 1024;
-
-/// An API key (a secret: it never prints) and the merchant it belongs to.
-#[derive(Debug, Clone)]
-pub struct ApiKey {
-    pub key: SecretString,
-    pub merchant: MerchantId,
-}
 
 /// What every handler shares.
 #[derive(Debug, Clone)]
@@ -62,18 +57,14 @@ impl AppState {
         }
     }
 
-    /// The merchant whose key this is. Every key is compared, in constant time.
-    fn merchant_for(&self, presented: &str) -> Option<MerchantId> {
-        let mut found = None;
-        for candidate in self.keys.iter() {
-            let key = candidate.key.expose_secret();
-            let same_length = key.len() == presented.len();
-            let equal: bool = key.as_bytes().ct_eq(presented.as_bytes()).into();
-            if same_length && equal {
-                found = Some(candidate.merchant.clone());
-            }
-        }
-        found
+    /// The key a request presents, as a caller. Every key is compared
+    /// (by SHA-256 digest, in constant time).
+    fn caller_for(&self, presented: &str) -> Option<Caller> {
+        auth::find(&self.keys, presented).map(|key| Caller {
+            merchant: key.merchant.clone(),
+            key_name: key.name.clone(),
+            role: key.role,
+        })
     }
 }
 
@@ -88,10 +79,10 @@ async fn authenticate(State(state): State<AppState>, mut request: Request, next:
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.strip_prefix("Bearer "))
         .map(str::trim);
-    let Some(merchant) = presented.and_then(|key| state.merchant_for(key)) else {
+    let Some(caller) = presented.and_then(|key| state.caller_for(key)) else {
         return ApiError::unauthorized().into_response();
     };
-    if state.limiter.check_key(&merchant).is_err() {
+    if state.limiter.check_key(&caller.merchant).is_err() {
         return ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
             "too_many_requests",
@@ -99,7 +90,10 @@ async fn authenticate(State(state): State<AppState>, mut request: Request, next:
         )
         .into_response();
     }
-    request.extensions_mut().insert(Merchant(merchant));
+    request
+        .extensions_mut()
+        .insert(Merchant(caller.merchant.clone()));
+    request.extensions_mut().insert(caller);
     next.run(request).await
 }
 
@@ -137,27 +131,46 @@ async fn not_found() -> ApiError {
 /// The whole API.
 pub fn router(state: AppState) -> Router {
     let v1 = Router::new()
-        .route("/payments", post(payments::create).get(payments::list))
-        .route("/payments/{order_no}", get(payments::get))
-        .route("/payments/{order_no}/events", get(payments::events))
-        .route("/payments/{order_no}/revoke", post(payments::revoke))
+        .route(
+            "/payments",
+            allow(Permission::CreatePayment, post(payments::create)),
+        )
+        .route(
+            "/payments",
+            allow(Permission::ReadPayments, get(payments::list)),
+        )
+        .route(
+            "/payments/{order_no}",
+            allow(Permission::ReadPayments, get(payments::get)),
+        )
+        .route(
+            "/payments/{order_no}/events",
+            allow(Permission::ReadEvents, get(payments::events)),
+        )
+        .route(
+            "/payments/{order_no}/revoke",
+            allow(Permission::Revoke, post(payments::revoke)),
+        )
         .route(
             "/payments/{order_no}/refunds",
-            post(payments::create_refund),
+            allow(Permission::CreateRefund, post(payments::create_refund)),
         )
         .route(
             "/payments/{order_no}/refunds/{refund_no}",
-            get(payments::get_refund),
+            allow(Permission::ReadRefunds, get(payments::get_refund)),
         )
         .route(
             "/reconciliations",
-            post(reconciliations::create).layer(axum::extract::DefaultBodyLimit::max(
-                reconciliations::STATEMENT_LIMIT_BYTES,
-            )),
+            allow(
+                Permission::ImportStatement,
+                post(reconciliations::create).layer(axum::extract::DefaultBodyLimit::max(
+                    reconciliations::STATEMENT_LIMIT_BYTES,
+                )),
+            ),
         )
         .route(
             "/reconciliations/{channel}/{date}",
-            get(reconciliations::get),
+            allow(Permission::ReadReconciliations, get(reconciliations::get)),
         )
         .route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
     Router::new()
@@ -185,4 +198,81 @@ pub fn router(state: AppState) -> Router {
                 ),
         )
         .with_state(state)
+}
+
+#[cfg(test)]
+mod tests {
+    //! What authentication hands the handlers: the merchant, and the key's
+    //! name and role (what an operator's resolution will record).
+
+    use axum::Extension;
+    use chrono::{TimeZone, Utc};
+    use paycode_adapters::clock::ManualClock;
+    use paycode_adapters::lease::LocalLeases;
+    use paycode_adapters::store::MemoryStore;
+    use paycode_domain::payment::PaymentDecider;
+
+    use super::*;
+    use crate::service::index::OrderIndex;
+    use crate::service::ledger::Ledger;
+    use crate::service::metrics::Metrics;
+    use crate::service::runtime::Channels;
+
+    #[tokio::test]
+    async fn handlers_see_the_merchant_and_the_keys_name_and_role() {
+        let clock = ManualClock::starting_at(Utc.with_ymd_and_hms(2026, 11, 22, 2, 0, 0).unwrap());
+        let ledger = Ledger::new(
+            Arc::new(MemoryStore::new()),
+            PaymentDecider::default(),
+            Arc::new(clock),
+        );
+        let runtime = Runtime::new(
+            ledger,
+            Channels::default(),
+            Metrics::new(),
+            Arc::new(LocalLeases),
+        );
+        let demo = MerchantId::parse("demo").unwrap();
+        let keys = vec![
+            ApiKey::full("sk_live_full_key_01", demo.clone(), "api_keys[0]"),
+            ApiKey {
+                sha256: auth::digest("sk_live_operator_01"),
+                merchant: demo,
+                name: "night-ops".to_owned(),
+                role: Role::Operator,
+            },
+        ];
+        let state = AppState::new(runtime, Arc::new(OrderIndex::default()), keys, 1000);
+        let app = Router::new()
+            .route(
+                "/whoami",
+                get(
+                    |Extension(Merchant(merchant)): Extension<Merchant>,
+                     Extension(caller): Extension<Caller>| async move {
+                        format!("{merchant} {} {}", caller.key_name, caller.role)
+                    },
+                ),
+            )
+            .route_layer(middleware::from_fn_with_state(state.clone(), authenticate))
+            .with_state(state);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/whoami", listener.local_addr().unwrap());
+        let server = tokio::spawn(async move { axum::serve(listener, app).await });
+        let client = reqwest::Client::new();
+        for (key, expected) in [
+            ("sk_live_operator_01", "demo night-ops operator"),
+            ("sk_live_full_key_01", "demo api_keys[0] full"),
+        ] {
+            let answer = client.get(&url).bearer_auth(key).send().await.unwrap();
+            assert_eq!(answer.text().await.unwrap(), expected);
+        }
+        let unknown = client
+            .get(&url)
+            .bearer_auth("sk_live_nobody_01")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(unknown.status(), 401);
+        server.abort();
+    }
 }

@@ -5,11 +5,13 @@
 //! the one path from a configuration to a running service.
 //!
 //! - [`ledger`]: the only write path, over any decider;
+//! - [`environment`]: the ledger's environment mark, checked at start;
 //! - [`runtime`]: executes what the deciders say must happen next;
 //! - [`index`]: orders by merchant and status, for lists;
 //! - [`metrics`]: the Prometheus figures;
 //! - [`reconcile`]: statement import.
 
+pub mod environment;
 pub mod index;
 pub mod ledger;
 pub mod metrics;
@@ -17,7 +19,7 @@ pub mod reconcile;
 pub mod runtime;
 mod serve;
 
-pub use serve::{init_logging, serve, shutdown_signal};
+pub use serve::{exposure_warning, init_logging, serve, shutdown_signal};
 
 use std::sync::Arc;
 

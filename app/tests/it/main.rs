@@ -1,8 +1,10 @@
 //! Tests of the real `paycode` binary, in one test binary: only the
 //! binary's own package is handed its path (`CARGO_BIN_EXE_paycode`). A
-//! kill -9 crash run, JSON logs, `paycode verify`'s exit status, and the demo.
+//! kill -9 crash run, JSON logs, `paycode verify`'s exit status, the demo,
+//! and sandbox and production never mixing.
 
 mod crash;
 mod demo;
+mod environment;
 mod json_logs;
 mod verify_cli;
