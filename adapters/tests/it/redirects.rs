@@ -67,6 +67,8 @@ async fn pay(client: &dyn ChannelClient, code: &str) -> PayOutcome {
             auth_code: &auth_code,
             amount: Money::from_fen(1).unwrap(),
             subject: "Coffee",
+            submitted_at: chrono::Utc::now(),
+            wait_max: std::time::Duration::from_secs(5),
         })
         .await
         .outcome

@@ -199,6 +199,7 @@ async fn pending(args: &BenchArgs) -> anyhow::Result<()> {
         api_keys: vec![ApiKey::full(DEMO_API_KEY, merchant.clone(), "api_keys[0]")],
         requests_per_sec: 100_000_000,
         leases: Arc::new(LocalLeases),
+        ids: Arc::new(paycode_adapters::ids::RandomIds),
     })
     .await?;
     let runtime = service.runtime().clone();

@@ -231,6 +231,7 @@ mod tests {
             Channels::default(),
             Metrics::new(),
             Arc::new(LocalLeases),
+            Arc::new(paycode_adapters::ids::RandomIds),
         );
         let demo = MerchantId::parse("demo").unwrap();
         let keys = vec![

@@ -104,6 +104,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         api_keys,
         requests_per_sec: config.server.requests_per_sec,
         leases,
+        ids: Arc::new(paycode_adapters::ids::RandomIds),
     };
     let service = Service::start_with_views(parts, Some(read_models))
         .await

@@ -12,6 +12,7 @@ mod http_api;
 mod reconciliation;
 mod replay;
 mod roles;
+mod sim;
 mod tidy;
 mod two_processes;
 mod verify;
