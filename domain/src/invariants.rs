@@ -241,6 +241,7 @@ mod tests {
         Event {
             at: at(100),
             command_id: CommandId(Uuid::from_u128(999)),
+            key_name: None,
             fact,
         }
     }

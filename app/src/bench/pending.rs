@@ -25,7 +25,7 @@ use paycode_adapters::channel::rate_limit::RateLimits;
 use paycode_adapters::clock::Clock;
 use paycode_adapters::lease::LocalLeases;
 use paycode_adapters::store::{EventStore, SqliteStore};
-use paycode_domain::payment::{Event, Fact, UserPaying};
+use paycode_domain::payment::{Event, Fact, SubmitPayment, UserPaying};
 
 use paycode_domain::{AuthCode, CommandId, MerchantId, Money, OrderNo, Policy};
 use tokio::sync::{Semaphore, watch};
@@ -226,11 +226,14 @@ async fn pending(args: &BenchArgs) -> anyhow::Result<()> {
             let result = runtime
                 .submit(
                     CommandId(Uuid::now_v7()),
-                    &merchant,
-                    &order_no,
-                    code,
-                    amount,
-                    "bench".into(),
+                    None,
+                    SubmitPayment {
+                        merchant_id: merchant,
+                        order_no: order_no.clone(),
+                        auth_code: code,
+                        amount,
+                        subject: "bench".into(),
+                    },
                 )
                 .await;
             if let Err(error) = result {

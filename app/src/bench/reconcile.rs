@@ -389,6 +389,7 @@ impl DayOrder {
             Event {
                 at,
                 command_id: CommandId(Uuid::from_u128(((self.index as u128) << 32) | command)),
+                key_name: None,
                 fact,
             }
         };

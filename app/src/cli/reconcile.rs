@@ -77,7 +77,7 @@ pub async fn run(args: ReconcileArgs) -> anyhow::Result<String> {
     );
     let imported = if let Some(path) = &args.file {
         let file = read_statement(channel, path)?;
-        reconcile::import(&ledger, &merchant, channel, date, &file).await?
+        reconcile::import(&ledger, &merchant, channel, date, &file, None).await?
     } else {
         if let Some(state) = config
             .sandbox
@@ -99,7 +99,7 @@ pub async fn run(args: ReconcileArgs) -> anyhow::Result<String> {
             .get(&merchant, channel)
             .with_context(|| format!("--channel: no {channel} channel for merchant {merchant}"))?
             .clone();
-        reconcile::download_and_import(&ledger, client.as_ref(), &merchant, date).await?
+        reconcile::download_and_import(&ledger, client.as_ref(), &merchant, date, None).await?
     };
     render(&imported, args.format)
 }

@@ -9,6 +9,16 @@
 //! table. A key outside its role answers `403 forbidden`, after
 //! authentication (`401`) and the merchant's rate limit (`429`), before the
 //! handler runs: a forbidden request changes nothing.
+//!
+//! An endpoint that changes something (the operators' resolve endpoints
+//! among them) does two things:
+//!
+//! - its route declares what it needs, `allow(Permission::Resolve,
+//!   post(handler))`: only `operator` keys and keys of `api_keys` reach the
+//!   handler; a handler that must decide by itself asks [`Caller::may`];
+//! - its handler takes `Extension<Caller>` and sends its command as
+//!   `Command::new(id, kind).by_key(caller.key_name)`, so every event the
+//!   request causes records the key's name (`key_name`), never the key.
 
 use std::fmt;
 
@@ -76,7 +86,10 @@ pub enum Permission {
     CreateRefund,
     /// `GET /v1/payments/{order_no}/refunds/{refund_no}`.
     ReadRefunds,
-    /// Resolve an order or a refund in manual review (`.../resolve`).
+    /// Resolve an order or a refund in manual review:
+    /// `POST /v1/payments/{order_no}/resolve`,
+    /// `POST /v1/payments/{order_no}/refunds/{refund_no}/resolve`. Role
+    /// `operator` (and the keys of `api_keys`) only.
     Resolve,
     /// `POST /v1/reconciliations`.
     ImportStatement,
@@ -180,9 +193,19 @@ impl fmt::Debug for ApiKey {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Caller {
     pub merchant: MerchantId,
-    /// The key's name (`api_keys[0]`, or a `[[merchants.keys]]` name).
+    /// The key's name (`api_keys[0]`, or a `[[merchants.keys]]` name): what
+    /// the events its requests cause record.
     pub key_name: String,
     pub role: Role,
+}
+
+impl Caller {
+    /// Whether this key's role allows `permission` ([`allows`]); for a
+    /// handler that decides by itself. A route guarded by [`allow`] never
+    /// needs it: a key outside its role does not reach the handler.
+    pub fn may(&self, permission: Permission) -> bool {
+        allows(self.role, permission)
+    }
 }
 
 /// The configured key that `presented` is, if any. Every key's digest is
@@ -281,6 +304,23 @@ mod tests {
             [P::ImportStatement, P::ReadReconciliations]
         );
         assert_eq!(granted(Role::Full), Permission::ALL);
+        // Resolving is the operator's (and api_keys'), whoever asks.
+        let caller = |role| Caller {
+            merchant: MerchantId::parse("shop").unwrap(),
+            key_name: "k".to_owned(),
+            role,
+        };
+        let resolvers: Vec<Role> = [
+            Role::Payments,
+            Role::Operator,
+            Role::Auditor,
+            Role::Reconciliation,
+            Role::Full,
+        ]
+        .into_iter()
+        .filter(|role| caller(*role).may(P::Resolve))
+        .collect();
+        assert_eq!(resolvers, [Role::Operator, Role::Full]);
     }
 
     #[test]

@@ -10,14 +10,16 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use paycode_domain::ids::payment_stream;
-use paycode_domain::payment::{Command, CommandKind, Fact, RequestRefund, RevokeReason};
+use paycode_domain::payment::{
+    Command, CommandKind, Fact, RequestRefund, RevokeReason, SubmitPayment,
+};
 use paycode_domain::{AuthCode, Channel, Currency, Money, OrderNo, RefundNo};
 use paycode_projections::{PaymentView, RefundView, statuses_after};
 use serde_json::{Value, json};
 
 use super::body::Fields;
 use super::error::ApiError;
-use super::{AppState, Merchant};
+use super::{AppState, Caller, Merchant};
 use crate::service::ledger::{OrderHistory, PaymentLedgerError};
 
 /// The longest `?wait` allowed, in seconds.
@@ -64,6 +66,7 @@ fn payment_response(status: StatusCode, history: &OrderHistory) -> Result<Respon
 pub async fn create(
     State(state): State<AppState>,
     Extension(Merchant(merchant)): Extension<Merchant>,
+    Extension(caller): Extension<Caller>,
     RawQuery(query): RawQuery,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
@@ -169,11 +172,14 @@ pub async fn create(
     let (status, history) = match runtime
         .submit(
             state.runtime.new_command_id(),
-            &merchant,
-            &order_no,
-            auth_code,
-            amount,
-            subject.to_owned(),
+            Some(caller.key_name),
+            SubmitPayment {
+                merchant_id: merchant.clone(),
+                order_no: order_no.clone(),
+                auth_code,
+                amount,
+                subject: subject.to_owned(),
+            },
         )
         .await
     {
@@ -318,6 +324,7 @@ pub async fn events(
 pub async fn revoke(
     State(state): State<AppState>,
     Extension(Merchant(merchant)): Extension<Merchant>,
+    Extension(caller): Extension<Caller>,
     Path(order_no_text): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
@@ -331,7 +338,8 @@ pub async fn revoke(
         CommandKind::RequestRevoke {
             reason: RevokeReason::MerchantRequested,
         },
-    );
+    )
+    .by_key(caller.key_name);
     let history = state.runtime.command(&merchant, &order_no, command).await?;
     payment_response(StatusCode::ACCEPTED, &history)
 }
@@ -340,6 +348,7 @@ pub async fn revoke(
 pub async fn create_refund(
     State(state): State<AppState>,
     Extension(Merchant(merchant)): Extension<Merchant>,
+    Extension(caller): Extension<Caller>,
     Path(order_no_text): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
@@ -370,7 +379,8 @@ pub async fn create_refund(
             amount,
             reason: reason.clone(),
         }),
-    );
+    )
+    .by_key(caller.key_name);
     let (status, history) = match state.runtime.command(&merchant, &order_no, command).await {
         Ok(history) => (StatusCode::CREATED, history),
         Err(PaymentLedgerError::Rejected(paycode_domain::payment::Rejection::RefundNoInUse)) => {

@@ -15,7 +15,7 @@ use serde_json::json;
 
 use super::body::Fields;
 use super::error::ApiError;
-use super::{AppState, Merchant};
+use super::{AppState, Caller, Merchant};
 use crate::service::reconcile::{self, Imported, ReconcileError};
 
 /// The largest statement file accepted as an upload.
@@ -75,6 +75,7 @@ fn report_response(imported: Imported) -> Response {
 pub async fn create(
     State(state): State<AppState>,
     Extension(Merchant(merchant)): Extension<Merchant>,
+    Extension(caller): Extension<Caller>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
@@ -152,7 +153,15 @@ pub async fn create(
                     ));
                 }
             };
-            reconcile::import(ledger, &merchant, channel, date, &file).await?
+            reconcile::import(
+                ledger,
+                &merchant,
+                channel,
+                date,
+                &file,
+                Some(&caller.key_name),
+            )
+            .await?
         }
         "" | "application/json" => {
             let fields = Fields::parse(&body, &["channel", "date"])?;
@@ -165,7 +174,14 @@ pub async fn create(
                     channel,
                     merchant: merchant.clone(),
                 })?;
-            reconcile::download_and_import(ledger, client.as_ref(), &merchant, date).await?
+            reconcile::download_and_import(
+                ledger,
+                client.as_ref(),
+                &merchant,
+                date,
+                Some(&caller.key_name),
+            )
+            .await?
         }
         other => {
             return Err(ApiError::invalid(

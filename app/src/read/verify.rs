@@ -360,6 +360,7 @@ mod tests {
             self.events.push(Event {
                 at: self.now,
                 command_id: CommandId(Uuid::from_u128(999)),
+                key_name: None,
                 fact,
             });
         }

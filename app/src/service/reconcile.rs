@@ -93,20 +93,28 @@ pub async fn download_and_import(
     client: &dyn ChannelClient,
     merchant: &MerchantId,
     date: NaiveDate,
+    key_name: Option<&str>,
 ) -> Result<Imported, ReconcileError> {
     let file = client.download_statement(date).await?;
-    import(ledger, merchant, client.channel(), date, &file).await
+    import(ledger, merchant, client.channel(), date, &file, key_name).await
 }
 
 /// Parses `file` whole, reconciles it against the merchant's orders and
-/// records the outcome (see the module's doc).
+/// records the outcome (see the module's doc). Every event it writes
+/// records `key_name`, the API key whose request it is (`None`: the
+/// command line).
 pub async fn import(
     ledger: &Ledger<PaymentDecider>,
     merchant: &MerchantId,
     channel: Channel,
     date: NaiveDate,
     file: &StatementFile,
+    key_name: Option<&str>,
 ) -> Result<Imported, ReconcileError> {
+    let caused = |command: Command| Command {
+        key_name: key_name.map(str::to_owned),
+        ..command
+    };
     let statement = parse_statement_file(channel, file, date)?;
     let sha256 = statement_sha256(file);
     let orders = merchant_orders(ledger, merchant).await?;
@@ -114,13 +122,13 @@ pub async fn import(
 
     let mut lines_recorded = 0;
     for settled in &report.settled {
-        let command = Command::new(
+        let command = caused(Command::new(
             derived_command_id(&sha256, format!("settle/{}", settled.order_no)),
             CommandKind::SettleRevoke {
                 money_moved: settled.money_moved,
                 statement_date: date,
             },
-        );
+        ));
         match ledger
             .execute_on_order(merchant, &settled.order_no, &command)
             .await
@@ -131,10 +139,10 @@ pub async fn import(
         }
     }
     for matched in report.matched.iter().filter(|m| !m.already_recorded) {
-        let command = Command::new(
+        let command = caused(Command::new(
             derived_command_id(&sha256, match_key(matched)),
             CommandKind::MatchStatementLine(matched.line.clone()),
-        );
+        ));
         let executed = ledger
             .execute_on_order(merchant, &matched.order_no, &command)
             .await?;
@@ -145,6 +153,7 @@ pub async fn import(
     let stream = reconciliation_stream(channel, merchant, date);
     let record = RecordReport {
         id: derived_command_id(&sha256, format!("report/{stream}")),
+        key_name: key_name.map(str::to_owned),
         report: ReconciliationRecorded::from_report(&report, &sha256),
     };
     let executed = days.execute(&stream, &record).await?;

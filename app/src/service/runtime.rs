@@ -24,9 +24,9 @@ use paycode_adapters::lease::StepLease;
 use paycode_domain::ids::parse_payment_stream;
 use paycode_domain::payment::{
     Action, ChannelAnswer, Command, CommandKind, Fact, PaymentDecider, PaymentState, RefundStage,
-    next_action,
+    SubmitPayment, next_action,
 };
-use paycode_domain::{AuthCode, Channel, CommandId, MerchantId, Money, OrderNo};
+use paycode_domain::{Channel, CommandId, MerchantId, OrderNo};
 use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinSet;
 use tracing::{Instrument, info_span, warn};
@@ -485,25 +485,27 @@ impl Runtime {
 
     /// Submits a payment and, if it was new, makes the single pay call.
     /// Returns the history after the submission (not waiting for the call).
+    /// `key_name` names the API key whose request it is (recorded in the
+    /// `Submitted` event); `None` for a benchmark or a simulation.
     pub async fn submit(
         &self,
         command_id: CommandId,
-        merchant: &MerchantId,
-        order_no: &OrderNo,
-        auth_code: AuthCode,
-        amount: Money,
-        subject: String,
+        key_name: Option<String>,
+        payment: SubmitPayment,
     ) -> Result<OrderHistory, PaymentLedgerError> {
-        let submit = Command::new(
-            command_id,
-            CommandKind::SubmitPayment(paycode_domain::payment::SubmitPayment {
-                merchant_id: merchant.clone(),
-                order_no: order_no.clone(),
-                auth_code: auth_code.clone(),
-                amount,
-                subject: subject.clone(),
-            }),
-        );
+        let submit = Command {
+            id: command_id,
+            key_name,
+            kind: CommandKind::SubmitPayment(payment.clone()),
+        };
+        let SubmitPayment {
+            merchant_id: merchant,
+            order_no,
+            auth_code,
+            amount,
+            subject,
+        } = payment;
+        let (merchant, order_no) = (&merchant, &order_no);
         let stream = paycode_domain::ids::payment_stream(merchant, order_no);
         // Claimed before the intent is written, so no timer step can race the pay call.
         let claim = self.try_claim(&stream);

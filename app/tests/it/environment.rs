@@ -5,6 +5,9 @@
 //!   folder. The embedded defaults are refused before anything is read or
 //!   written: no sandbox state, no recovery, no event;
 //! - `paycode reconcile` without `--config` on that ledger is refused too;
+//! - `paycode sandbox --config` on a production configuration is refused,
+//!   and on a sandbox configuration it never writes over a merchant's
+//!   Alipay public key it did not make;
 //! - a private key readable by other users stops `paycode serve --config`;
 //! - the embedded defaults on a non-loopback `--listen` warn on stderr.
 
@@ -227,5 +230,95 @@ async fn the_embedded_defaults_warn_when_listening_beyond_loopback() {
         stderr.contains("warning: listening on 0.0.0.0:")
             && stderr.contains("not a loopback address"),
         "{stderr}"
+    );
+}
+
+/// `dir/app.pem` (the merchant's private key) and `dir/alipay.pem` (what
+/// stands for Alipay's real public key), both 0600; returns the latter's bytes.
+fn production_keys(dir: &Path) -> Vec<u8> {
+    let (app_private, _) = paycode_adapters::testing::rsa_key_pair_pem("env-app", 2048);
+    let (_, alipay_public) = paycode_adapters::testing::rsa_key_pair_pem("env-alipay", 2048);
+    for (name, contents) in [("app.pem", &app_private), ("alipay.pem", &alipay_public)] {
+        let path = dir.join(name);
+        std::fs::write(&path, contents).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
+    }
+    alipay_public.into_bytes()
+}
+
+#[tokio::test]
+async fn paycode_sandbox_refuses_a_production_configuration_and_writes_nothing() {
+    // Before, it wrote its own key over alipay.pem: real Alipay answers stopped verifying.
+    let dir = tempfile::tempdir().unwrap();
+    let alipay_public = production_keys(dir.path());
+    std::fs::write(dir.path().join("paycode.toml"), PRODUCTION).unwrap();
+    let (ok, stderr) = paycode(
+        dir.path(),
+        &[
+            "sandbox",
+            "--config",
+            "paycode.toml",
+            "--listen",
+            "127.0.0.1:0",
+        ],
+    )
+    .await;
+    assert!(!ok, "refused");
+    assert!(
+        stderr.contains("merchants[0].alipay.base_url")
+            && stderr.contains("never a production configuration"),
+        "{stderr}"
+    );
+    assert_eq!(
+        std::fs::read(dir.path().join("alipay.pem")).unwrap(),
+        alipay_public
+    );
+    let mut files: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    files.sort();
+    assert_eq!(
+        files,
+        ["alipay.pem", "app.pem", "paycode.toml"],
+        "nothing written"
+    );
+}
+
+#[tokio::test]
+async fn paycode_sandbox_never_writes_over_a_public_key_it_did_not_make() {
+    // A configuration pointed at the sandbox, but whose alipay_public_key_file holds
+    // another key (Alipay's, copied from production): refused, the file untouched.
+    let dir = tempfile::tempdir().unwrap();
+    let alipay_public = production_keys(dir.path());
+    // A free loopback port for the sandbox, named in the configuration's base_url.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = format!(
+        "{PRODUCTION}base_url = \"http://127.0.0.1:{port}/gateway.do\"\n[sandbox]\nstate_path = \"sandbox.db\"\n"
+    );
+    std::fs::write(dir.path().join("paycode.toml"), config).unwrap();
+    let listen = format!("127.0.0.1:{port}");
+    let (ok, stderr) = paycode(
+        dir.path(),
+        &["sandbox", "--config", "paycode.toml", "--listen", &listen],
+    )
+    .await;
+    assert!(!ok, "refused");
+    assert!(
+        stderr.contains("merchants[0].alipay.alipay_public_key_file")
+            && stderr.contains("never writes over a file it did not create"),
+        "{stderr}"
+    );
+    assert_eq!(
+        std::fs::read(dir.path().join("alipay.pem")).unwrap(),
+        alipay_public
     );
 }

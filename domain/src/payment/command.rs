@@ -10,10 +10,16 @@ use crate::money::Money;
 use super::event::{Resolution, RevokeReason, StatementLine};
 use super::outcome::{ChannelAnswer, PayOutcome, QueryOutcome, RefundOutcome, RevokeOutcome};
 
-/// A command with the id of the request or step that issued it.
+/// A command with the id of the request or step that issued it, and the
+/// name of the API key whose request it is.
 #[derive(Debug, Clone)]
 pub struct Command {
     pub id: CommandId,
+    /// The name of the API key whose request this is (its configured
+    /// `name`, or `api_keys[N]`; never the key): every event the command
+    /// causes records it ([`super::Event::key_name`]). `None` for the
+    /// runtime's own steps and the command line.
+    pub key_name: Option<String>,
     pub kind: CommandKind,
 }
 
@@ -74,6 +80,17 @@ pub struct RequestRefund {
 
 impl Command {
     pub fn new(id: CommandId, kind: CommandKind) -> Self {
-        Command { id, kind }
+        Command {
+            id,
+            key_name: None,
+            kind,
+        }
+    }
+
+    /// The same command, as the request of the API key named `name`.
+    #[must_use]
+    pub fn by_key(mut self, name: impl Into<String>) -> Self {
+        self.key_name = Some(name.into());
+        self
     }
 }

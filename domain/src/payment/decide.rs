@@ -615,7 +615,7 @@ impl Decider for PaymentDecider {
         now: DateTime<Utc>,
     ) -> Result<Vec<Event>, Rejection> {
         let facts = self.decide_facts(state, &command.kind, now)?;
-        Ok(stamp(facts, command.id, now))
+        Ok(stamp(facts, command, now))
     }
 
     fn evolve(
@@ -826,12 +826,14 @@ fn status_of(state: &PaymentState) -> PaymentStatus {
     state.status().unwrap_or(PaymentStatus::Paying)
 }
 
-fn stamp(facts: Vec<Fact>, command_id: CommandId, at: DateTime<Utc>) -> Vec<Event> {
+/// The facts as events: at `at`, caused by `command` (its id and key name).
+fn stamp(facts: Vec<Fact>, command: &Command, at: DateTime<Utc>) -> Vec<Event> {
     facts
         .into_iter()
         .map(|fact| Event {
             at,
-            command_id,
+            command_id: command.id,
+            key_name: command.key_name.clone(),
             fact,
         })
         .collect()

@@ -21,6 +21,12 @@ pub struct Event {
     pub at: DateTime<Utc>,
     /// The command (API request or runtime step) that caused it.
     pub command_id: CommandId,
+    /// The name of the API key whose request caused it (its configured
+    /// `name`, or `api_keys[N]`; never the key). Absent for the runtime's
+    /// own steps, the command line, and events written before keys were
+    /// named.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_name: Option<String>,
     #[serde(flatten)]
     pub fact: Fact,
 }

@@ -87,6 +87,7 @@ fn earlier(at: DateTime<Utc>, fact: Fact) -> Event {
     Event {
         at,
         command_id: GIVEN,
+        key_name: None,
         fact,
     }
 }
@@ -411,6 +412,7 @@ fn paid_at_once_settles_without_further_action() {
         .then([Event {
             at: t(1),
             command_id: WHEN,
+            key_name: None,
             fact: Fact::Paid(Paid {
                 channel_trade_no: "4200000001".into(),
                 paid_at: t(1),
@@ -512,6 +514,7 @@ fn a_system_error_on_pay_is_not_a_failure() {
         .then([Event {
             at: t(1),
             command_id: WHEN,
+            key_name: None,
             fact: Fact::PayAnswerUnknown(PayAnswerUnknown {
                 reason: "SYSTEMERROR".into(),
                 codes,
@@ -791,6 +794,7 @@ fn a_revoke_refused_after_its_window_closed_is_settled_by_a_query() {
         .then([Event {
             at: t(15),
             command_id: WHEN,
+            key_name: None,
             fact: Fact::RevokeRejected(RevokeRejected {
                 attempt: 1,
                 code: "ACQ.TRADE_CANCEL_TIME_OUT".into(),
@@ -887,6 +891,7 @@ fn refunds_never_exceed_the_paid_amount() {
         .then([Event {
             at: t(60),
             command_id: WHEN,
+            key_name: None,
             fact: Fact::RefundRequested(RefundRequested {
                 refund_no: refund_no("R1"),
                 amount: money("6.00"),
@@ -973,6 +978,7 @@ fn a_refund_accepted_is_not_a_refund_succeeded() {
         .then([Event {
             at: t(160),
             command_id: WHEN,
+            key_name: None,
             fact: Fact::Refunded(Refunded {
                 refund_no: refund_no("R1"),
                 amount: money("4.00"),
@@ -1243,6 +1249,7 @@ fn the_submitted_event_never_holds_the_full_payment_code() {
     let recorded = Event {
         at: t(0),
         command_id: WHEN,
+        key_name: None,
         fact: Fact::Submitted(Submitted {
             merchant_id: MerchantId::parse("demo").unwrap(),
             order_no: OrderNo::parse("A20261122-0001").unwrap(),
@@ -1476,6 +1483,7 @@ fn a_pay_answer_that_comes_after_the_deadline_is_still_followed_by_a_query() {
         .then([Event {
             at: t(40),
             command_id: WHEN,
+            key_name: None,
             fact: Fact::PayAnswerUnknown(PayAnswerUnknown {
                 reason: "timeout".into(),
                 codes: ChannelCodes::new(),

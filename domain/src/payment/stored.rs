@@ -53,6 +53,8 @@ impl EventSchema for Event {
 struct Envelope {
     at: DateTime<Utc>,
     command_id: CommandId,
+    #[serde(default)]
+    key_name: Option<String>,
 }
 
 /// Decodes a payload of the current schema straight into its types, with
@@ -61,7 +63,11 @@ struct Envelope {
 /// the other's fields. Replays decode every event ever written, so this is
 /// their hottest path; older payloads are upcast the slow way.
 fn decode_current(name: &str, data: &[u8]) -> Result<Event, serde_json::Error> {
-    let Envelope { at, command_id } = serde_json::from_slice(data)?;
+    let Envelope {
+        at,
+        command_id,
+        key_name,
+    } = serde_json::from_slice(data)?;
     macro_rules! fact {
         ($($variant:ident),+ $(,)?) => {
             match name {
@@ -96,6 +102,7 @@ fn decode_current(name: &str, data: &[u8]) -> Result<Event, serde_json::Error> {
     Ok(Event {
         at,
         command_id,
+        key_name,
         fact,
     })
 }
@@ -273,6 +280,7 @@ mod tests {
         Event {
             at: Utc.with_ymd_and_hms(2026, 11, 22, 2, 0, 1).unwrap(),
             command_id: CommandId(Uuid::from_u128(0x0123_4567_89ab_cdef)),
+            key_name: None,
             fact,
         }
     }
@@ -352,6 +360,30 @@ mod tests {
                 original
             );
         }
+    }
+
+    #[test]
+    fn the_key_name_is_stored_when_a_key_caused_the_event_and_absent_otherwise() {
+        // Absent, the payload is exactly what it was before keys were named, so the
+        // events written then decode unchanged (with no name).
+        let runtime_step = encode(&event(one_of_each().remove(0)));
+        let object: Map<String, Value> = serde_json::from_slice(&runtime_step.data).unwrap();
+        assert!(!object.contains_key("key_name"), "{object:?}");
+        let original = Event {
+            key_name: Some("till-1".to_owned()),
+            ..event(one_of_each().remove(0))
+        };
+        let stored = encode(&original);
+        let object: Map<String, Value> = serde_json::from_slice(&stored.data).unwrap();
+        assert_eq!(object["key_name"], "till-1");
+        assert_eq!(
+            decode::<Event>(stored.name, stored.schema_version, &stored.data).unwrap(),
+            original
+        );
+        assert_eq!(
+            decode_object::<Event>(stored.name, object).unwrap(),
+            original
+        );
     }
 
     #[test]

@@ -20,7 +20,7 @@ use paycode_adapters::testing::{AppendFault, FaultyStore, rsa_key_pair_pem};
 use paycode_adapters::wechat::{ApiKey as WechatKey, SignType, WechatClient, WechatConfig};
 use paycode_domain::ids::payment_stream;
 use paycode_domain::payment::{
-    Command, CommandKind, Event, PaymentDecider, RequestRefund, RevokeReason,
+    Command, CommandKind, Event, PaymentDecider, RequestRefund, RevokeReason, SubmitPayment,
 };
 use paycode_domain::{AuthCode, Channel, MerchantId, Money, OrderNo, Policy, RefundNo};
 use paycode_sandbox::{Sandbox, SandboxAlipay, SandboxConfig, SandboxMerchant, SandboxWechat};
@@ -534,11 +534,14 @@ impl World {
                     runtime
                         .submit(
                             id,
-                            &merchant,
-                            &order.order_no,
-                            auth_code,
-                            order.amount,
-                            "Coffee".to_owned(),
+                            None,
+                            SubmitPayment {
+                                merchant_id: merchant,
+                                order_no: order.order_no.clone(),
+                                auth_code,
+                                amount: order.amount,
+                                subject: "Coffee".to_owned(),
+                            },
                         )
                         .await
                 }))
@@ -748,9 +751,14 @@ impl World {
                 let Some(client) = self.channels.get(&self.merchant, channel) else {
                     continue;
                 };
-                let result =
-                    reconcile::download_and_import(&ledger, client.as_ref(), &self.merchant, day)
-                        .await;
+                let result = reconcile::download_and_import(
+                    &ledger,
+                    client.as_ref(),
+                    &self.merchant,
+                    day,
+                    None,
+                )
+                .await;
                 match result {
                     Ok(imported) => self.note(format!(
                         "reconciled {channel} {day}: {} line(s), {} finding(s)",
