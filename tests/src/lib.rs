@@ -40,7 +40,9 @@ pub enum Truth {
 
 /// A channel that answers from a script chosen by the code's last two digits:
 /// `00` paid, `02` waits forever, `03` fails (NOTENOUGH), `07` revokes always
-/// ask to retry. Every call is recorded as `(api, order_no)`.
+/// ask to retry. A refund number starting `NF` is never found (every refund
+/// call and query answers "not found"). Every call is recorded as
+/// `(api, order_no)`.
 #[derive(Debug)]
 pub struct ScriptedChannel {
     channel: Channel,
@@ -162,6 +164,9 @@ impl ChannelClient for ScriptedChannel {
 
     async fn refund(&self, request: RefundRequest<'_>) -> ChannelAnswer<RefundOutcome> {
         self.record("refund", request.order_no);
+        if request.refund_no.as_str().starts_with("NF") {
+            return ChannelAnswer::new(RefundOutcome::NotFound);
+        }
         let succeeded = RefundOutcome::Succeeded {
             channel_refund_no: Some(format!("RF-{}", request.refund_no)),
             refunded_at: self.clock.now(),

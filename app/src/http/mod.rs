@@ -1,11 +1,13 @@
 //! The HTTP API of docs/api.md (axum): payments, refunds, revoke, events,
-//! reconciliations, health and metrics. Handlers validate, then hand a command to the
-//! [`Runtime`]; they never write anything themselves.
+//! operators' resolutions, reconciliations, health and metrics. Handlers
+//! validate, then hand a command to the [`Runtime`]; they never write
+//! anything themselves.
 
 mod body;
 pub mod error;
 mod payments;
 mod reconciliations;
+mod resolve;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -62,24 +64,47 @@ impl AppState {
         }
     }
 
-    /// The merchant whose key this is. Every key is compared, in constant time.
-    fn merchant_for(&self, presented: &str) -> Option<MerchantId> {
+    /// The merchant whose key this is, and the key's name. Every key is
+    /// compared, in constant time.
+    fn merchant_for(&self, presented: &str) -> Option<(MerchantId, KeyName)> {
         let mut found = None;
-        for candidate in self.keys.iter() {
+        for (position, candidate) in self.keys.iter().enumerate() {
             let key = candidate.key.expose_secret();
             let same_length = key.len() == presented.len();
             let equal: bool = key.as_bytes().ct_eq(presented.as_bytes()).into();
             if same_length && equal {
-                found = Some(candidate.merchant.clone());
+                found = Some(position);
             }
         }
-        found
+        let position = found?;
+        Some((
+            self.keys[position].merchant.clone(),
+            key_name(&self.keys, position),
+        ))
     }
+}
+
+/// The name of `keys[position]`: its index among its merchant's keys, which
+/// come in the configuration's order, so its index in the merchant's `api_keys`.
+fn key_name(keys: &[ApiKey], position: usize) -> KeyName {
+    let merchant = &keys[position].merchant;
+    let index = keys[..position]
+        .iter()
+        .filter(|other| &other.merchant == merchant)
+        .count();
+    KeyName(format!("api_keys[{index}]"))
 }
 
 /// The merchant a request is authenticated as.
 #[derive(Debug, Clone)]
 pub struct Merchant(pub MerchantId);
+
+/// The name of the key a request is authenticated with: never the key, so
+/// it may be recorded (an operator's resolution names it). Until keys carry
+/// names of their own, the key's place in its merchant's `api_keys`, as
+/// `api_keys[0]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyName(pub String);
 
 async fn authenticate(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
     let presented = request
@@ -88,7 +113,7 @@ async fn authenticate(State(state): State<AppState>, mut request: Request, next:
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.strip_prefix("Bearer "))
         .map(str::trim);
-    let Some(merchant) = presented.and_then(|key| state.merchant_for(key)) else {
+    let Some((merchant, key_name)) = presented.and_then(|key| state.merchant_for(key)) else {
         return ApiError::unauthorized().into_response();
     };
     if state.limiter.check_key(&merchant).is_err() {
@@ -100,6 +125,7 @@ async fn authenticate(State(state): State<AppState>, mut request: Request, next:
         .into_response();
     }
     request.extensions_mut().insert(Merchant(merchant));
+    request.extensions_mut().insert(key_name);
     next.run(request).await
 }
 
@@ -145,9 +171,14 @@ pub fn router(state: AppState) -> Router {
             "/payments/{order_no}/refunds",
             post(payments::create_refund),
         )
+        .route("/payments/{order_no}/resolve", post(resolve::order))
         .route(
             "/payments/{order_no}/refunds/{refund_no}",
             get(payments::get_refund),
+        )
+        .route(
+            "/payments/{order_no}/refunds/{refund_no}/resolve",
+            post(resolve::refund),
         )
         .route(
             "/reconciliations",
@@ -185,4 +216,25 @@ pub fn router(state: AppState) -> Router {
                 ),
         )
         .with_state(state)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_key_is_named_by_its_place_among_its_merchants_keys() {
+        // Keys of two merchants interleaved: each counts only its own merchant's keys; no secret in the name.
+        let key = |merchant: &str, key: &str| ApiKey {
+            key: key.into(),
+            merchant: MerchantId::parse(merchant).unwrap(),
+        };
+        let keys = [
+            key("demo", "sk_test_demo_first"),
+            key("other", "sk_test_other_first"),
+            key("demo", "sk_test_demo_second"),
+        ];
+        let names: Vec<String> = (0..keys.len()).map(|i| key_name(&keys, i).0).collect();
+        assert_eq!(names, ["api_keys[0]", "api_keys[0]", "api_keys[1]"]);
+    }
 }

@@ -1,8 +1,10 @@
 //! Tests of the real `paycode` binary, in one test binary: only the
 //! binary's own package is handed its path (`CARGO_BIN_EXE_paycode`). A
-//! kill -9 crash run, JSON logs, `paycode verify`'s exit status, and the demo.
+//! kill -9 crash run, JSON logs, `paycode verify`'s exit status, `paycode
+//! resolve`, and the demo.
 
 mod crash;
 mod demo;
 mod json_logs;
+mod resolve_cli;
 mod verify_cli;
