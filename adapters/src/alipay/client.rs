@@ -23,7 +23,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use paycode_domain::payment::{
     ChannelAnswer, PayOutcome, QueryOutcome, RefundOutcome, RevokeOutcome,
 };
-use paycode_domain::{AuthCode, Channel, ChannelCodes, OrderNo, RefundNo};
+use paycode_domain::{AuthCode, Channel, ChannelCodes, OrderNo};
 use rsa::{RsaPrivateKey, RsaPublicKey};
 use serde::Serialize;
 use tracing::Instrument as _;
@@ -38,7 +38,10 @@ use super::wire::{self, BillContent, PayContent, RefundContent, RefundQueryConte
 use crate::ConfigError;
 use crate::channel::rate_limit::{Api, CallLimiter};
 use crate::channel::transport::{HttpTransport, Post, Transport, TransportError};
-use crate::channel::{ChannelClient, PayRequest, RefundRequest, StatementError, StatementFile};
+use crate::channel::{
+    ChannelClient, PayRequest, QueryRequest, RefundQueryRequest, RefundRequest, StatementError,
+    StatementFile,
+};
 
 /// The largest API answer read; anything longer is not an answer to these calls.
 pub const ANSWER_BYTES_MAX: usize = 1024 * 1024;
@@ -131,14 +134,29 @@ impl AlipayClient {
     }
 
     /// One signed call; `Ok` only for an answer whose signature verified.
+    /// With `wait_max`, a call that has no turn under the rate limit within
+    /// it is not made (`Unproven` of kind `NotSent`).
     async fn call(
         &self,
         api: Api,
         method: &str,
         biz_content: Result<String, String>,
+        wait_max: Option<Duration>,
     ) -> Result<Verified, Unproven> {
         let biz_content = biz_content.map_err(Unproven::not_sent)?;
-        let waited = self.limiter.until_ready(api).await;
+        let waited = match wait_max {
+            None => self.limiter.until_ready(api).await,
+            Some(wait_max) => self
+                .limiter
+                .until_ready_within(api, wait_max)
+                .await
+                .ok_or_else(|| {
+                    Unproven::not_sent(format!(
+                        "no turn under the rate limit within {} ms",
+                        wait_max.as_millis()
+                    ))
+                })?,
+        };
         tracing::trace!(
             waited_ms = u64::try_from(waited.as_millis()).unwrap_or(u64::MAX),
             "rate limit"
@@ -343,6 +361,7 @@ fn mask_auth_code(answer: &mut ChannelAnswer<PayOutcome>, auth_code: &AuthCode) 
         PayOutcome::Paid {
             channel_trade_no, ..
         } => scrub(channel_trade_no),
+        PayOutcome::NotSent { reason } => scrub(reason),
         PayOutcome::WaitingForPassword => {}
     }
 }
@@ -384,9 +403,22 @@ impl ChannelClient for AlipayClient {
                 app_id: &self.app_id,
                 out_trade_no: request.order_no.as_str(),
                 total_amount: request.amount,
+                submitted_at: request.submitted_at,
             };
-            let mut answer = match self.call(Api::Pay, wire::METHOD_PAY, biz_content).await {
+            let called = self
+                .call(
+                    Api::Pay,
+                    wire::METHOD_PAY,
+                    biz_content,
+                    Some(request.wait_max),
+                )
+                .await;
+            let mut answer = match called {
                 Ok(verified) => verified.with_codes(judge::pay(&verified.answer, &expected)),
+                // Certainly not made: nothing can have moved.
+                Err(unproven) if unproven.kind == UnprovenKind::NotSent => {
+                    unproven.into_answer(|reason| PayOutcome::NotSent { reason })
+                }
                 Err(unproven) => unproven.into_answer(|reason| PayOutcome::Unknown { reason }),
             };
             mask_auth_code(&mut answer, request.auth_code);
@@ -398,19 +430,25 @@ impl ChannelClient for AlipayClient {
         .await
     }
 
-    async fn query(&self, order_no: &OrderNo) -> ChannelAnswer<QueryOutcome> {
+    async fn query(&self, request: QueryRequest<'_>) -> ChannelAnswer<QueryOutcome> {
+        let order_no = request.order_no;
         let span =
             tracing::info_span!("alipay_call", method = wire::METHOD_QUERY, order_no = %order_no);
         async {
             let biz_content = to_json(&TradeContent {
                 out_trade_no: order_no.as_str().to_owned(),
             });
-            let answer = match self.call(Api::Query, wire::METHOD_QUERY, biz_content).await {
-                Ok(verified) => verified.with_codes(judge::query(
-                    &verified.answer,
-                    &self.app_id,
-                    order_no.as_str(),
-                )),
+            let expected = PayExpected {
+                app_id: &self.app_id,
+                out_trade_no: order_no.as_str(),
+                total_amount: request.amount,
+                submitted_at: request.submitted_at,
+            };
+            let answer = match self
+                .call(Api::Query, wire::METHOD_QUERY, biz_content, None)
+                .await
+            {
+                Ok(verified) => verified.with_codes(judge::query(&verified.answer, &expected)),
                 Err(unproven) => unproven.into_answer(|reason| QueryOutcome::Unknown { reason }),
             };
             let unknown = matches!(answer.outcome, QueryOutcome::Unknown { .. });
@@ -429,7 +467,7 @@ impl ChannelClient for AlipayClient {
                 out_trade_no: order_no.as_str().to_owned(),
             });
             let answer = match self
-                .call(Api::Revoke, wire::METHOD_CANCEL, biz_content)
+                .call(Api::Revoke, wire::METHOD_CANCEL, biz_content, None)
                 .await
             {
                 Ok(verified) => verified.with_codes(judge::cancel(
@@ -468,7 +506,7 @@ impl ChannelClient for AlipayClient {
                 refund_amount: request.refund_amount,
             };
             let answer = match self
-                .call(Api::Refund, wire::METHOD_REFUND, biz_content)
+                .call(Api::Refund, wire::METHOD_REFUND, biz_content, None)
                 .await
             {
                 Ok(verified) => verified.with_codes(judge::refund(&verified.answer, &expected)),
@@ -482,11 +520,8 @@ impl ChannelClient for AlipayClient {
         .await
     }
 
-    async fn refund_query(
-        &self,
-        order_no: &OrderNo,
-        refund_no: &RefundNo,
-    ) -> ChannelAnswer<RefundOutcome> {
+    async fn refund_query(&self, request: RefundQueryRequest<'_>) -> ChannelAnswer<RefundOutcome> {
+        let (order_no, refund_no) = (request.order_no, request.refund_no);
         let span = tracing::info_span!(
             "alipay_call",
             method = wire::METHOD_REFUND_QUERY,
@@ -503,9 +538,16 @@ impl ChannelClient for AlipayClient {
                 app_id: &self.app_id,
                 out_trade_no: order_no.as_str(),
                 out_request_no: refund_no.as_str(),
+                refund_amount: request.refund_amount,
+                total_amount: request.total_amount,
             };
             let answer = match self
-                .call(Api::RefundQuery, wire::METHOD_REFUND_QUERY, biz_content)
+                .call(
+                    Api::RefundQuery,
+                    wire::METHOD_REFUND_QUERY,
+                    biz_content,
+                    None,
+                )
                 .await
             {
                 Ok(verified) => verified.with_codes(judge::refund_query(
@@ -532,7 +574,7 @@ impl ChannelClient for AlipayClient {
                 bill_date: date.format("%Y-%m-%d").to_string(),
             });
             let verified = match self
-                .call(Api::Statement, wire::METHOD_BILL_URL, biz_content)
+                .call(Api::Statement, wire::METHOD_BILL_URL, biz_content, None)
                 .await
             {
                 Ok(verified) => verified,

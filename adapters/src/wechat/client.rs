@@ -13,16 +13,19 @@ use chrono::NaiveDate;
 use paycode_domain::payment::{
     ChannelAnswer, PayOutcome, QueryOutcome, RefundOutcome, RevokeOutcome,
 };
-use paycode_domain::{Channel, ChannelCodes, OrderNo, RefundNo};
+use paycode_domain::{Channel, ChannelCodes, OrderNo};
 
 use super::config::WechatConfig;
-use super::judge::{self, Merchant, PayExpected, RefundExpected, Verified};
+use super::judge::{self, Merchant, OrderExpected, RefundExpected, RefundQueryExpected, Verified};
 use super::sign::{self, ApiKey, SignType};
 use super::xml::{self, Params};
 use crate::ConfigError;
 use crate::channel::rate_limit::{Api, CallLimiter};
 use crate::channel::transport::{HttpTransport, Post, Transport, TransportError};
-use crate::channel::{ChannelClient, PayRequest, RefundRequest, StatementError, StatementFile};
+use crate::channel::{
+    ChannelClient, PayRequest, QueryRequest, RefundQueryRequest, RefundRequest, StatementError,
+    StatementFile,
+};
 
 /// `body` is String(128) on micropay; longer subjects are cut (at a
 /// character boundary) rather than refused by WeChat.
@@ -129,14 +132,18 @@ impl WechatClient {
 
     /// Adds the identity fields and a nonce, signs, and posts. Returns the
     /// body as text; `params` (which may hold the auth code) is dropped here.
+    /// `api` names the rate-limit bucket to wait for; `None` when the caller
+    /// already had its turn.
     async fn send(
         &self,
-        api: Api,
+        api: Option<Api>,
         path: &str,
         mut params: Params,
         max_bytes: usize,
     ) -> Result<String, CallError> {
-        self.limiter.until_ready(api).await;
+        if let Some(api) = api {
+            self.limiter.until_ready(api).await;
+        }
         params.insert("appid".to_owned(), self.merchant.appid.clone());
         params.insert("mch_id".to_owned(), self.merchant.mch_id.clone());
         if let Some(sub_appid) = &self.merchant.sub_appid {
@@ -177,7 +184,12 @@ impl WechatClient {
     }
 
     /// [`Self::send`], then the XML parse.
-    async fn call(&self, api: Api, path: &str, params: Params) -> Result<Params, CallError> {
+    async fn call(
+        &self,
+        api: Option<Api>,
+        path: &str,
+        params: Params,
+    ) -> Result<Params, CallError> {
         let body = self.send(api, path, params, ANSWER_MAX_BYTES).await?;
         xml::parse(&body).map_err(|e| CallError::Unparsable(e.to_string()))
     }
@@ -186,7 +198,7 @@ impl WechatClient {
     /// money calls. `unknown` builds the outcome for every reason not to trust.
     async fn judged<O>(
         &self,
-        api: Api,
+        api: Option<Api>,
         path: &str,
         params: Params,
         unknown: impl Fn(String) -> O,
@@ -232,13 +244,31 @@ impl ChannelClient for WechatClient {
                 request.auth_code.expose_for_pay_call().to_owned(),
             ),
         ]);
-        let expected = PayExpected {
+        let expected = OrderExpected {
             out_trade_no,
             total_fee,
+            submitted_at: request.submitted_at,
         };
+        // The code expires while the call waits: one that cannot be made in
+        // time is not made at all.
+        if self
+            .limiter
+            .until_ready_within(Api::Pay, request.wait_max)
+            .await
+            .is_none()
+        {
+            let answer = ChannelAnswer::new(PayOutcome::NotSent {
+                reason: format!(
+                    "no turn under the pay rate limit within {} ms",
+                    request.wait_max.as_millis()
+                ),
+            });
+            log_answer("pay", out_trade_no, &answer);
+            return answer;
+        }
         let mut answer = self
             .judged(
-                Api::Pay,
+                None,
                 path::MICROPAY,
                 params,
                 |reason| PayOutcome::Unknown { reason },
@@ -259,16 +289,21 @@ impl ChannelClient for WechatClient {
         answer
     }
 
-    async fn query(&self, order_no: &OrderNo) -> ChannelAnswer<QueryOutcome> {
-        let out_trade_no = order_no.as_str();
+    async fn query(&self, request: QueryRequest<'_>) -> ChannelAnswer<QueryOutcome> {
+        let out_trade_no = request.order_no.as_str();
+        let expected = OrderExpected {
+            out_trade_no,
+            total_fee: request.amount.fen(),
+            submitted_at: request.submitted_at,
+        };
         let params = Params::from([("out_trade_no".to_owned(), out_trade_no.to_owned())]);
         let answer = self
             .judged(
-                Api::Query,
+                Some(Api::Query),
                 path::ORDER_QUERY,
                 params,
                 |reason| QueryOutcome::Unknown { reason },
-                |verified| judge::query(verified, out_trade_no),
+                |verified| judge::query(verified, &expected),
             )
             .await;
         log_answer("query", out_trade_no, &answer);
@@ -280,7 +315,7 @@ impl ChannelClient for WechatClient {
         let params = Params::from([("out_trade_no".to_owned(), out_trade_no.to_owned())]);
         let answer = self
             .judged(
-                Api::Revoke,
+                Some(Api::Revoke),
                 path::REVERSE,
                 params,
                 |reason| RevokeOutcome::Unknown { reason },
@@ -315,7 +350,7 @@ impl ChannelClient for WechatClient {
         }
         let answer = self
             .judged(
-                Api::Refund,
+                Some(Api::Refund),
                 path::REFUND,
                 params,
                 |reason| RefundOutcome::Unknown { reason },
@@ -326,22 +361,24 @@ impl ChannelClient for WechatClient {
         answer
     }
 
-    async fn refund_query(
-        &self,
-        order_no: &OrderNo,
-        refund_no: &RefundNo,
-    ) -> ChannelAnswer<RefundOutcome> {
-        let (out_trade_no, out_refund_no) = (order_no.as_str(), refund_no.as_str());
+    async fn refund_query(&self, request: RefundQueryRequest<'_>) -> ChannelAnswer<RefundOutcome> {
+        let (out_trade_no, out_refund_no) = (request.order_no.as_str(), request.refund_no.as_str());
+        let expected = RefundQueryExpected {
+            out_trade_no,
+            out_refund_no,
+            refund_fee: request.refund_amount.fen(),
+            total_fee: request.total_amount.fen(),
+        };
         // The refund number alone selects exactly our refund; the answer's
         // order number is then checked against ours.
         let params = Params::from([("out_refund_no".to_owned(), out_refund_no.to_owned())]);
         let answer = self
             .judged(
-                Api::RefundQuery,
+                Some(Api::RefundQuery),
                 path::REFUND_QUERY,
                 params,
                 |reason| RefundOutcome::Unknown { reason },
-                |verified| judge::refund_query(verified, out_trade_no, out_refund_no),
+                |verified| judge::refund_query(verified, &expected),
             )
             .await;
         log_answer("refund_query", out_trade_no, &answer);
@@ -355,7 +392,7 @@ impl ChannelClient for WechatClient {
         ]);
         let body = self
             .send(
-                Api::Statement,
+                Some(Api::Statement),
                 path::DOWNLOAD_BILL,
                 params,
                 STATEMENT_MAX_BYTES,

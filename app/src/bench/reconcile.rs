@@ -429,9 +429,9 @@ impl DayOrder {
                 event(
                     deadline + Duration::seconds(1),
                     Fact::Revoked(Revoked {
-                        result: RevokeResult::Unspecified,
+                        result: RevokeResult::Closed,
                         attempt: 1,
-                        codes: ChannelCodes::new().with("result_code", "SUCCESS"),
+                        codes: ChannelCodes::new().with("action", "close"),
                     }),
                 ),
             ]);
@@ -441,6 +441,7 @@ impl DayOrder {
                 Fact::Paid(Paid {
                     channel_trade_no: self.trade_no(),
                     paid_at: self.paid_at,
+                    paid_at_stated: true,
                     source: PaidSource::PayAnswer,
                     codes: ChannelCodes::new().with("result_code", "SUCCESS"),
                 }),

@@ -216,6 +216,20 @@ pub async fn run(orders: usize, seed: u64) -> anyhow::Result<String> {
         }
     }
 
+    // A revoke the channel answered without saying whether money had moved
+    // (status `revoked`) is settled by the statement just reconciled.
+    for (order_no, status) in &mut settled {
+        if status == "revoked" {
+            let (_, payment) = call(
+                reqwest::Method::GET,
+                format!("/v1/payments/{order_no}"),
+                None,
+            )
+            .await?;
+            payment["status"].as_str().unwrap_or("").clone_into(status);
+        }
+    }
+
     let mut by_status = BTreeMap::<&str, usize>::new();
     for status in settled.values() {
         *by_status.entry(status.as_str()).or_default() += 1;

@@ -123,6 +123,27 @@ pub async fn create(
         };
         ApiError::invalid(field, error.code(), error.to_string())
     })?;
+    // A payment nobody can carry out is refused before anything is written.
+    if state
+        .runtime
+        .channel_client(&merchant, auth_code.channel())
+        .is_none()
+    {
+        let field = if channel.is_some() {
+            "channel"
+        } else {
+            "auth_code"
+        };
+        return Err(ApiError::invalid(
+            field,
+            "channel_not_configured",
+            format!(
+                "the payment code is a {} code, and this merchant has no {} channel configured",
+                auth_code.channel(),
+                auth_code.channel()
+            ),
+        ));
+    }
     let amount: Money =
         fields
             .string("amount")?

@@ -9,6 +9,11 @@
 //!   the same refunds; closed only if no money moved; reversed only if the
 //!   money moved and came back; anything else only as manual review.
 //! - After the liveness phase every order is settled or with an operator.
+//! - Every channel answer is recorded: no `record_*` command is refused.
+//! - An order with an overdue action is followed by some live instance
+//!   (a dead instance's orders are taken over once its leases expire).
+//! - The sale is kept: an undisturbed order whose customer paid in time
+//!   ends paid (a ledger that cannot read an honest paid answer revokes it).
 
 use std::collections::BTreeMap;
 
@@ -108,17 +113,21 @@ fn money_of(truth: Option<&SandboxOrder>) -> MoneyAtChannel {
 }
 
 /// The ledger's final word on an order against the channel's truth.
+/// `reused`: the channel's order under this number may be an earlier
+/// system's trade, not this order's.
 pub fn settled_as_the_channel_allows(
     order_no: &OrderNo,
     history: &OrderHistory,
     truth: Option<&SandboxOrder>,
+    reused: bool,
     now: DateTime<Utc>,
 ) -> Vec<Violation> {
     let mut violations = Vec::new();
     let Some(status) = history.state.status() else {
         // Never submitted (every merchant attempt failed on the store): the
-        // channel must not have the order either.
-        if truth.is_some() {
+        // channel must not have the order either, unless an earlier system
+        // left its trade under the number.
+        if truth.is_some() && !reused {
             violations.push(Violation::new(
                 order_no,
                 "the channel has an order the ledger never recorded",
@@ -174,6 +183,13 @@ pub fn settled_as_the_channel_allows(
         PaymentStatus::Reversed => {
             if money != MoneyAtChannel::CameBack {
                 violations.push(wrong("did not give money back"));
+            }
+        }
+        // Revoked, the statement to say whether money moved: either is fine,
+        // but the channel must not keep the money.
+        PaymentStatus::Revoked => {
+            if money == MoneyAtChannel::Kept {
+                violations.push(wrong("kept the money"));
             }
         }
         PaymentStatus::ManualReview => {}
@@ -254,4 +270,105 @@ fn refunds_agree(
         }
     }
     violations
+}
+
+/// Channel answers the ledger refused to record (every one must be an
+/// event): the `record_*` commands counted with an outcome other than
+/// accepted, or a store error (whose answer a later query recovers).
+pub fn every_answer_recorded(metrics: &str) -> Vec<Violation> {
+    metrics
+        .lines()
+        .filter(|line| line.starts_with("paycode_commands_total{"))
+        .filter_map(|line| {
+            let labels = &line[line.find('{')? + 1..line.find('}')?];
+            let count: u64 = line.rsplit(' ').next()?.parse().ok()?;
+            let label = |name: &str| {
+                labels.split(',').find_map(|pair| {
+                    let (key, value) = pair.split_once('=')?;
+                    (key == name).then(|| value.trim_matches('"').to_owned())
+                })
+            };
+            let (command, outcome) = (label("command")?, label("outcome")?);
+            let refused = command.starts_with("record_")
+                && outcome != "accepted"
+                && outcome != "error"
+                && count > 0;
+            refused.then(|| {
+                Violation::new(
+                    command,
+                    format!("{count} channel answer(s) refused ({outcome}), not recorded"),
+                )
+            })
+        })
+        .collect()
+}
+
+/// How long after its due time an order may wait for a live instance: a
+/// dead instance's step lease (30 s) plus the log-following interval and
+/// the busy retries, with room to spare.
+pub const FOLLOW_GRACE_SECS: i64 = 60;
+
+/// An order whose next action is overdue by more than [`FOLLOW_GRACE_SECS`]
+/// must be followed (a timer set, or a step in progress) by some live instance.
+pub fn followed_when_due(
+    order_no: &OrderNo,
+    history: &OrderHistory,
+    now: DateTime<Utc>,
+    followed: bool,
+) -> Vec<Violation> {
+    match next_action(&history.state) {
+        Some((action, due_at))
+            if !followed && now - due_at > chrono::Duration::seconds(FOLLOW_GRACE_SECS) =>
+        {
+            vec![Violation::new(
+                order_no,
+                format!("{action:?} due at {due_at}, and no live instance follows the order"),
+            )]
+        }
+        _ => Vec::new(),
+    }
+}
+
+/// The sale is kept: an order nothing disturbed (no network fault on its
+/// calls, no crash or store fault, no merchant revoke), whose customer paid
+/// in time for a query to see it before the deadline, ends paid. A ledger
+/// that cannot read an honest paid answer revokes a sale that succeeded.
+pub fn honest_payment_kept(
+    order_no: &OrderNo,
+    history: &OrderHistory,
+    truth: Option<&SandboxOrder>,
+    quiet: bool,
+    poll_interval: chrono::Duration,
+) -> Vec<Violation> {
+    let (Some(order), Some(truth)) = (history.state.order(), truth) else {
+        return Vec::new();
+    };
+    let Some(paid_at) = truth.state.paid_at() else {
+        return Vec::new();
+    };
+    let in_time = paid_at + poll_interval * 2 < order.deadline_at;
+    let kept = matches!(
+        history.state.status(),
+        Some(
+            PaymentStatus::Paid
+                | PaymentStatus::PartiallyRefunded
+                | PaymentStatus::Refunded
+                | PaymentStatus::ManualReview
+        )
+    );
+    if quiet && in_time && !kept {
+        vec![Violation::new(
+            order_no,
+            format!(
+                "the customer paid at {paid_at}, before the deadline {}, every answer was honest, and the ledger ended {}",
+                order.deadline_at,
+                history
+                    .state
+                    .status()
+                    .map_or("nowhere", PaymentStatus::as_str)
+            ),
+        )]
+    } else {
+        Vec::new()
+    }
 }

@@ -75,6 +75,9 @@ pub struct SimTransport {
     /// Pay calls made by paycode, per order number (before duplication).
     pay_calls: Mutex<BTreeMap<String, u32>>,
     events: Mutex<Vec<NetworkEvent>>,
+    /// This Alipay never sends the optional payment times (`gmt_payment`,
+    /// `send_pay_date`): a dialect, not a fault.
+    omit_alipay_payment_times: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for SimTransport {
@@ -100,7 +103,33 @@ impl SimTransport {
             rng: Mutex::new(StdRng::seed_from_u64(seed ^ 0x6e65_7477_6f72_6b21)),
             pay_calls: Mutex::new(BTreeMap::new()),
             events: Mutex::new(Vec::new()),
+            omit_alipay_payment_times: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    /// From now on, Alipay's answers leave out the optional payment times.
+    pub fn omit_alipay_payment_times(&self) {
+        self.omit_alipay_payment_times
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The answer without Alipay's optional payment times, signed again.
+    fn without_payment_times(&self, call: &Call, body: &[u8]) -> Option<Vec<u8>> {
+        let text = std::str::from_utf8(body).ok()?;
+        let envelope = envelope::extract(text, call.method.as_deref()?).ok()?;
+        let mut node: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_str(envelope.node_raw).ok()?;
+        let removed = ["gmt_payment", "send_pay_date"]
+            .iter()
+            .filter(|field| node.remove(**field).is_some())
+            .count();
+        if removed == 0 {
+            return None;
+        }
+        let node_json = serde_json::to_string(&node).ok()?;
+        alipay_sign::build_named_envelope(&self.alipay_key, &envelope.node_name, &node_json)
+            .ok()
+            .map(String::into_bytes)
     }
 
     pub fn set_faults(&self, faults: NetworkFaults) {
@@ -267,6 +296,14 @@ impl Transport for SimTransport {
             });
         }
         let mut answer = self.deliver(&request).await;
+        if call.channel == Protocol::Alipay
+            && self
+                .omit_alipay_payment_times
+                .load(std::sync::atomic::Ordering::Relaxed)
+            && let Some(body) = self.without_payment_times(&call, &answer.body)
+        {
+            answer.body = body;
+        }
         if self.draw(faults.duplicated_per_mille) {
             self.note(&call, "delivered twice");
             let _ = self.deliver(&request).await;

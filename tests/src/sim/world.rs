@@ -85,6 +85,9 @@ struct SimOrder {
     channel: Channel,
     code: String,
     amount: Money,
+    /// The channel already holds a paid trade of another amount under this
+    /// order number (an earlier system used it): never this order's payment.
+    reused: bool,
 }
 
 /// A runtime instance, or the gap a crash left.
@@ -143,6 +146,10 @@ struct World {
     orders: Vec<SimOrder>,
     /// Events the service answered with: they must stay in the log.
     acknowledged: Arc<Mutex<Vec<(String, u64, Event)>>>,
+    /// Shared by every instance, so a crash loses no count.
+    metrics: Metrics,
+    /// The moments (simulated seconds) a crash or store fault struck.
+    disturbances: Vec<i64>,
     trace: Arc<Mutex<Vec<String>>>,
     merchant_ids: Arc<SeededIds>,
 }
@@ -228,6 +235,10 @@ impl World {
             pay_deadline_secs: rng.gen_range(20..=60),
             ..Policy::default()
         };
+        // Alipay's payment times are optional fields: some seeds' Alipay never sends them.
+        if rng.gen_bool(0.25) {
+            transport.omit_alipay_payment_times();
+        }
         let order_count = rng.gen_range(3..=10);
         let orders = (0..order_count)
             .map(|index| {
@@ -248,6 +259,7 @@ impl World {
                     channel,
                     code,
                     amount: Money::from_fen(fen).unwrap_or_else(|_| unreachable!("fen > 0")),
+                    reused: rng.gen_bool(0.05),
                 }
             })
             .collect();
@@ -267,6 +279,8 @@ impl World {
             instances: Vec::new(),
             orders,
             acknowledged: Arc::default(),
+            metrics: Metrics::new(),
+            disturbances: Vec::new(),
             trace: Arc::default(),
             merchant_ids: Arc::new(SeededIds::new(seed, 0xffff)),
         }
@@ -294,7 +308,18 @@ impl World {
             self.policy.pay_deadline_secs
         ));
         self.transport.set_faults(faults);
+        self.use_order_numbers_before();
         let schedule = self.draw_schedule(instances);
+        self.disturbances = schedule
+            .iter()
+            .filter(|(_, action)| {
+                matches!(
+                    action,
+                    Action::Crash { .. } | Action::AppendFault(_) | Action::StoreDown
+                )
+            })
+            .map(|(at, _)| *at)
+            .collect();
         let mut violations = Vec::new();
 
         // Safety: the schedule, checking the rules after each step.
@@ -305,7 +330,7 @@ impl World {
             if let Some(task) = self.perform(action).await {
                 merchant_tasks.push(task);
             }
-            violations.extend(self.check_now());
+            violations.extend(self.check_now().await);
         }
         self.sleep_until(SAFETY_SECS, &mut violations).await;
 
@@ -460,7 +485,7 @@ impl World {
         let runtime = Runtime::new(
             ledger,
             self.channels.clone(),
-            Metrics::new(),
+            self.metrics.clone(),
             self.leases.clone(),
             Arc::new(SeededIds::new(
                 self.options.seed,
@@ -631,13 +656,64 @@ impl World {
             let next =
                 (tokio::time::Instant::now() + StdDuration::from_secs(CHECK_EVERY_SECS)).min(until);
             tokio::time::sleep_until(next).await;
-            violations.extend(self.check_now());
+            violations.extend(self.check_now().await);
         }
     }
 
     /// The rules that hold at every moment.
-    fn check_now(&self) -> Vec<Violation> {
-        check::pay_called_at_most_once(&self.transport.pay_calls())
+    async fn check_now(&self) -> Vec<Violation> {
+        let mut violations = check::pay_called_at_most_once(&self.transport.pay_calls());
+        violations.extend(check::every_answer_recorded(&self.metrics.render()));
+        // Every order with something due is followed by a live instance,
+        // once a dead instance's leases have had time to expire.
+        let live: Vec<&Runtime> = self
+            .instances
+            .iter()
+            .flatten()
+            .map(|instance| &instance.runtime)
+            .collect();
+        if live.is_empty() {
+            return violations;
+        }
+        let ledger = self.reader();
+        let now = self.clock.now();
+        for order in &self.orders {
+            let Ok(history) = ledger.history(&self.merchant, &order.order_no).await else {
+                continue;
+            };
+            let stream = payment_stream(&self.merchant, &order.order_no);
+            violations.extend(check::followed_when_due(
+                &order.order_no,
+                &history,
+                now,
+                live.iter().any(|runtime| runtime.is_following(&stream)),
+            ));
+        }
+        violations
+    }
+
+    /// Gives the reused order numbers their earlier trade: paid, for another
+    /// amount, a day before the run, by another system (not counted as
+    /// paycode's pay calls).
+    fn use_order_numbers_before(&mut self) {
+        for order in self.orders.clone().iter().filter(|order| order.reused) {
+            let other = Money::from_fen(order.amount.fen() + 100)
+                .unwrap_or_else(|_| unreachable!("a larger amount is an amount"));
+            let recorded = self.sandbox.record_earlier_trade(
+                order.channel,
+                match order.channel {
+                    Channel::Wechat => WECHAT_MCH_ID,
+                    Channel::Alipay => ALIPAY_APP_ID,
+                },
+                order.order_no.as_str(),
+                other.fen(),
+                self.start - Duration::days(1),
+            );
+            self.note(format!(
+                "{}: the channel already has a paid trade of {other} under this number ({recorded:?})",
+                order.order_no
+            ));
+        }
     }
 
     async fn all_settled(&self) -> bool {
@@ -720,10 +796,49 @@ impl World {
                 &order.order_no,
                 &history,
                 truth.as_ref(),
+                order.reused,
                 now,
             ));
+            if !order.reused {
+                let quiet = self.quiet_order(&order.order_no, &history);
+                violations.extend(check::honest_payment_kept(
+                    &order.order_no,
+                    &history,
+                    truth.as_ref(),
+                    quiet,
+                    self.policy.poll_interval(),
+                ));
+            }
         }
         violations
+    }
+
+    /// Whether nothing disturbed the order between its submission and its
+    /// deadline: no network fault on its calls, no crash or store fault, no
+    /// revoke asked by the merchant. Such an order's honest payment must be kept.
+    fn quiet_order(&self, order_no: &OrderNo, history: &OrderHistory) -> bool {
+        let Some(order) = history.state.order() else {
+            return false;
+        };
+        let seconds = |at: DateTime<Utc>| (at - self.start).num_seconds();
+        let (from, until) = (seconds(order.submitted_at), seconds(order.deadline_at));
+        let disturbed = self
+            .disturbances
+            .iter()
+            .any(|at| (from - 60..=until).contains(at));
+        let faulted = self
+            .transport
+            .events()
+            .iter()
+            .any(|event| event.order_no == order_no.as_str());
+        let merchant_revoked = history.events.iter().any(|recorded| {
+            matches!(
+                &recorded.event.fact,
+                paycode_domain::payment::Fact::RevokeRequested(requested)
+                    if requested.reason == RevokeReason::MerchantRequested
+            )
+        });
+        !disturbed && !faulted && !merchant_revoked
     }
 
     /// SHA-256 over every stored event (stream, version, type, payload) in

@@ -55,7 +55,6 @@ fn report(outcome: &Outcome) -> String {
 }
 
 #[test]
-#[ignore = "until the defects it found (issue 13) are fixed"]
 fn seeds() {
     // Every seed keeps every rule: never charged twice, no acknowledged event
     // lost, every final status one the channel's truth allows, all settled.
