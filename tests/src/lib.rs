@@ -41,7 +41,8 @@ pub enum Truth {
 
 /// A channel that answers from a script chosen by the code's last two digits:
 /// `00` paid, `02` waits forever, `03` fails (NOTENOUGH), `07` revokes always
-/// ask to retry. A refund number starting `NF` is never found (every refund
+/// ask to retry, `11` waits forever and its revoke succeeds without saying
+/// whether money moved (as WeChat's reverse does). A refund number starting `NF` is never found (every refund
 /// call and query answers "not found"). Every call is recorded as
 /// `(api, order_no)`.
 #[derive(Debug)]
@@ -97,7 +98,7 @@ impl ChannelClient for ScriptedChannel {
         self.record("pay", request.order_no);
         let script = request.auth_code.last_two_digits().to_owned();
         let (truth, outcome) = match script.as_str() {
-            "02" | "07" => (Truth::Waiting, PayOutcome::WaitingForPassword),
+            "02" | "07" | "11" => (Truth::Waiting, PayOutcome::WaitingForPassword),
             "03" => (
                 Truth::Failed,
                 PayOutcome::Failed {
@@ -145,6 +146,12 @@ impl ChannelClient for ScriptedChannel {
             Some((script, _)) if script == "07" => RevokeOutcome::MustRetry {
                 reason: "recall=Y".into(),
             },
+            Some((script, truth)) if script == "11" && *truth == Truth::Waiting => {
+                *truth = Truth::Closed;
+                RevokeOutcome::Done {
+                    result: RevokeResult::Unspecified,
+                }
+            }
             Some((_, truth)) if *truth == Truth::Paid || *truth == Truth::Refunded => {
                 *truth = Truth::Refunded;
                 RevokeOutcome::Done {

@@ -36,6 +36,30 @@ pub struct ApiKey {
     pub merchant: MerchantId,
 }
 
+/// An action that not every key of a merchant may take (CONTRACT.md,
+/// "Keys and roles").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Permission {
+    /// Resolve an order or a refund in manual review: role `operator`.
+    Resolve,
+}
+
+impl ApiKey {
+    /// Whether this key may take `permission`'s action: the one place that
+    /// decides it. Keys do not have roles yet, and a key listed in a
+    /// merchant's `api_keys` has every role, so every key may; the
+    /// `operator` check of keys with one role belongs here.
+    #[expect(
+        clippy::unused_self,
+        reason = "keys have no roles yet; the operator check will read the key's role"
+    )]
+    pub fn permits(&self, permission: Permission) -> bool {
+        match permission {
+            Permission::Resolve => true,
+        }
+    }
+}
+
 /// What every handler shares.
 #[derive(Debug, Clone)]
 pub struct AppState {
@@ -64,9 +88,9 @@ impl AppState {
         }
     }
 
-    /// The merchant whose key this is, and the key's name. Every key is
-    /// compared, in constant time.
-    fn merchant_for(&self, presented: &str) -> Option<(MerchantId, KeyName)> {
+    /// The key presented, as its place in `keys`. Every key is compared, in
+    /// constant time.
+    fn key_for(&self, presented: &str) -> Option<KeyRef> {
         let mut found = None;
         for (position, candidate) in self.keys.iter().enumerate() {
             let key = candidate.key.expose_secret();
@@ -76,11 +100,7 @@ impl AppState {
                 found = Some(position);
             }
         }
-        let position = found?;
-        Some((
-            self.keys[position].merchant.clone(),
-            key_name(&self.keys, position),
-        ))
+        found.map(KeyRef)
     }
 }
 
@@ -106,6 +126,11 @@ pub struct Merchant(pub MerchantId);
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyName(pub String);
 
+/// The key a request is authenticated with, as its place in the keys of
+/// [`AppState`] (the key itself stays there).
+#[derive(Debug, Clone, Copy)]
+struct KeyRef(usize);
+
 async fn authenticate(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
     let presented = request
         .headers()
@@ -113,9 +138,11 @@ async fn authenticate(State(state): State<AppState>, mut request: Request, next:
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.strip_prefix("Bearer "))
         .map(str::trim);
-    let Some((merchant, key_name)) = presented.and_then(|key| state.merchant_for(key)) else {
+    let Some(key) = presented.and_then(|key| state.key_for(key)) else {
         return ApiError::unauthorized().into_response();
     };
+    let merchant = state.keys[key.0].merchant.clone();
+    let key_name = key_name(&state.keys, key.0);
     if state.limiter.check_key(&merchant).is_err() {
         return ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
@@ -126,6 +153,20 @@ async fn authenticate(State(state): State<AppState>, mut request: Request, next:
     }
     request.extensions_mut().insert(Merchant(merchant));
     request.extensions_mut().insert(key_name);
+    request.extensions_mut().insert(key);
+    next.run(request).await
+}
+
+/// Lets through only a request whose key may resolve manual reviews (403
+/// `forbidden` otherwise), before its body is read.
+async fn operators_only(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let permitted = request
+        .extensions()
+        .get::<KeyRef>()
+        .is_some_and(|key| state.keys[key.0].permits(Permission::Resolve));
+    if !permitted {
+        return ApiError::forbidden().into_response();
+    }
     next.run(request).await
 }
 
@@ -162,6 +203,7 @@ async fn not_found() -> ApiError {
 
 /// The whole API.
 pub fn router(state: AppState) -> Router {
+    let operator_layer = middleware::from_fn_with_state(state.clone(), operators_only);
     let v1 = Router::new()
         .route("/payments", post(payments::create).get(payments::list))
         .route("/payments/{order_no}", get(payments::get))
@@ -171,14 +213,17 @@ pub fn router(state: AppState) -> Router {
             "/payments/{order_no}/refunds",
             post(payments::create_refund),
         )
-        .route("/payments/{order_no}/resolve", post(resolve::order))
+        .route(
+            "/payments/{order_no}/resolve",
+            post(resolve::order).route_layer(operator_layer.clone()),
+        )
         .route(
             "/payments/{order_no}/refunds/{refund_no}",
             get(payments::get_refund),
         )
         .route(
             "/payments/{order_no}/refunds/{refund_no}/resolve",
-            post(resolve::refund),
+            post(resolve::refund).route_layer(operator_layer),
         )
         .route(
             "/reconciliations",
@@ -236,5 +281,15 @@ mod tests {
         ];
         let names: Vec<String> = (0..keys.len()).map(|i| key_name(&keys, i).0).collect();
         assert_eq!(names, ["api_keys[0]", "api_keys[0]", "api_keys[1]"]);
+    }
+
+    #[test]
+    fn every_key_of_api_keys_may_resolve_until_keys_have_roles() {
+        // Keys listed in api_keys have every role (CONTRACT.md "Keys and roles").
+        let key = ApiKey {
+            key: "sk_test_demo".into(),
+            merchant: MerchantId::parse("demo").unwrap(),
+        };
+        assert!(key.permits(Permission::Resolve));
     }
 }

@@ -14,19 +14,21 @@
 //!   one and the time is the recorded one.
 //! - `not_paid` closes an order when no money is known to have moved
 //!   (`Closed`). When money is known to have moved (the ledger recorded the
-//!   payment, or the channel reported the trade refunded outside the
-//!   ledger), "not paid" can only mean it came back: `Reversed`. Except when
-//!   the ledger recorded the payment and the channel refused its revoke for
-//!   good: then nothing has returned the money, and the verdict is refused
-//!   (`resolution_contradicts_ledger`; resolve `paid` and refund).
+//!   payment; an answer it noted without acting on it showed a payment, a
+//!   refund or a revoke that returned money; the channel reported the trade
+//!   refunded outside the ledger; or the statement listed the payment of a
+//!   revoked order), "not paid" can only mean it came back: `Reversed`.
+//!   Except when the ledger recorded the payment and the channel refused its
+//!   revoke for good: then nothing has returned the money, and the verdict
+//!   is refused (`resolution_contradicts_ledger`; resolve `paid` and refund).
 //! - A refund is `succeeded` (at `refunded_at`, by default the time of the
 //!   resolution) or `failed` (its amount is refundable again).
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use paycode_adapters::ids::{IdSource, RandomIds};
 use paycode_domain::payment::{
-    Command, CommandKind, ManualReviewReason, PaymentDecider, PaymentState, RefundStage, Rejection,
-    Resolution,
+    Command, CommandKind, Fact, ManualReviewReason, NotedAnswer, PayOutcome, PaymentDecider,
+    PaymentState, QueryOutcome, RefundStage, Rejection, Resolution, RevokeOutcome, RevokeResult,
 };
 use paycode_domain::{MerchantId, OrderNo, RefundNo};
 
@@ -245,10 +247,38 @@ impl Verdict {
     }
 }
 
+/// Whether the order's history shows that money moved beyond what its state
+/// holds: a payment the ledger recorded, or an answer it noted without
+/// acting on it (one it was no longer waiting for) that showed a payment,
+/// a trade refunded, or a revoke that returned money. Such an answer may
+/// come while an order is in review, or during a revoke whose window had
+/// closed; the order's state does not keep it, its history does.
+pub fn money_moved_in<'a>(facts: impl IntoIterator<Item = &'a Fact>) -> bool {
+    facts.into_iter().any(|fact| match fact {
+        Fact::Paid(_) => true,
+        Fact::AnswerNoted(noted) => matches!(
+            &noted.answer,
+            NotedAnswer::Pay {
+                outcome: PayOutcome::Paid { .. }
+            } | NotedAnswer::Query {
+                outcome: QueryOutcome::Paid { .. } | QueryOutcome::RefundedElsewhere
+            } | NotedAnswer::Revoke {
+                outcome: RevokeOutcome::Done {
+                    result: RevokeResult::Refunded
+                }
+            }
+        ),
+        _ => false,
+    })
+}
+
 /// The `Resolution` the verdict means for the order in `state`, resolved at
-/// `now` (see the module's rules), or why it cannot be given.
+/// `now` (see the module's rules), or why it cannot be given. `money_moved`
+/// says whether the order's history showed money moving
+/// ([`money_moved_in`]).
 pub fn resolution(
     state: &PaymentState,
+    money_moved: bool,
     verdict: &Verdict,
     now: DateTime<Utc>,
 ) -> Result<Resolution, ResolveError> {
@@ -318,9 +348,13 @@ pub fn resolution(
                             ),
                         ))
                     }
-                    (Some(_), _) | (None, ManualReviewReason::RefundedOutsideLedger) => {
-                        Ok(Resolution::Reversed)
-                    }
+                    (Some(_), _)
+                    | (
+                        None,
+                        ManualReviewReason::RefundedOutsideLedger
+                        | ManualReviewReason::StatementContradictsRevoke,
+                    ) => Ok(Resolution::Reversed),
+                    (None, _) if money_moved => Ok(Resolution::Reversed),
                     (None, _) => Ok(Resolution::Closed),
                 },
                 Outcome::Succeeded | Outcome::Failed => {
@@ -379,7 +413,8 @@ pub async fn resolve(
     let history = ledger.history(merchant, order_no).await?;
     // A state in review changes only by a verdict: if another lands first,
     // the decider refuses this one as not in review.
-    let resolution = resolution(&history.state, verdict, ledger.clock().now())?;
+    let money_moved = money_moved_in(history.events.iter().map(|e| &e.event.fact));
+    let resolution = resolution(&history.state, money_moved, verdict, ledger.clock().now())?;
     let kind = CommandKind::Resolve {
         resolution,
         note: verdict.reason.clone(),
@@ -442,7 +477,7 @@ mod tests {
     fn paid() -> CommandKind {
         CommandKind::RecordPayAnswer(ChannelAnswer::new(PayOutcome::Paid {
             channel_trade_no: "4200000001".into(),
-            paid_at: t(1),
+            paid_at: Some(t(1)),
         }))
     }
 
@@ -677,7 +712,7 @@ mod tests {
         // Unpaid, revoke stuck: closed. Paid, revoke stuck or contradicted: the money came back, reversed.
         let not_paid = order_verdict("not_paid", None, None);
         assert_eq!(
-            resolution(&unpaid_in_review(), &not_paid, t(20_000)).unwrap(),
+            resolution(&unpaid_in_review(), false, &not_paid, t(20_000)).unwrap(),
             Resolution::Closed
         );
         for answer in [
@@ -690,26 +725,168 @@ mod tests {
         ] {
             let state = paid_then_revoke_stuck(&answer);
             assert_eq!(
-                resolution(&state, &not_paid, t(20_000)).unwrap(),
+                resolution(&state, false, &not_paid, t(20_000)).unwrap(),
                 Resolution::Reversed,
                 "{answer:?}"
             );
         }
     }
 
+    /// `state`, in review for `reason` instead.
+    fn in_review_for(state: PaymentState, reason: ManualReviewReason) -> PaymentState {
+        let PaymentState::ManualReview(mut review) = state else {
+            panic!("not in review: {state:?}");
+        };
+        review.reason = reason;
+        PaymentState::ManualReview(review)
+    }
+
+    #[test]
+    fn not_paid_reverses_an_order_whose_money_the_channel_or_the_history_showed_moving() {
+        // Refunded outside the ledger, or a statement listing the payment of a revoke: reversed.
+        // Another trade under the order number, or a closed window undecided: closed, unless a noted answer showed money.
+        let not_paid = order_verdict("not_paid", None, None);
+        let cases = [
+            (
+                ManualReviewReason::RefundedOutsideLedger,
+                false,
+                Resolution::Reversed,
+            ),
+            (
+                ManualReviewReason::StatementContradictsRevoke,
+                false,
+                Resolution::Reversed,
+            ),
+            (
+                ManualReviewReason::OrderNoUsedByAnotherTrade,
+                false,
+                Resolution::Closed,
+            ),
+            (
+                ManualReviewReason::RevokeWindowClosedUndecided {
+                    code: "REVERSE_EXPIRE".into(),
+                },
+                false,
+                Resolution::Closed,
+            ),
+            (
+                ManualReviewReason::RevokeWindowClosedUndecided {
+                    code: "REVERSE_EXPIRE".into(),
+                },
+                true,
+                Resolution::Reversed,
+            ),
+            (
+                ManualReviewReason::RevokeAttemptsExhausted { attempts: 5 },
+                true,
+                Resolution::Reversed,
+            ),
+        ];
+        for (reason, money_moved, expected) in cases {
+            let state = in_review_for(unpaid_in_review(), reason.clone());
+            assert_eq!(
+                resolution(&state, money_moved, &not_paid, t(20_000)).unwrap(),
+                expected,
+                "{reason:?}, money moved: {money_moved}"
+            );
+        }
+    }
+
+    #[test]
+    fn money_moved_is_read_from_payments_and_noted_answers() {
+        // Paid, a noted paid pay or query answer, a noted refunded-elsewhere, a noted refunding revoke; nothing else.
+        use paycode_domain::ChannelCodes;
+        use paycode_domain::payment::AnswerNoted;
+        let noted = |answer: NotedAnswer| {
+            Fact::AnswerNoted(AnswerNoted {
+                answer,
+                codes: ChannelCodes::default(),
+            })
+        };
+        let paid_answer = PayOutcome::Paid {
+            channel_trade_no: "4200000001".into(),
+            paid_at: None,
+        };
+        let moved = [
+            noted(NotedAnswer::Pay {
+                outcome: paid_answer,
+            }),
+            noted(NotedAnswer::Query {
+                outcome: QueryOutcome::Paid {
+                    channel_trade_no: "4200000001".into(),
+                    paid_at: Some(t(3)),
+                },
+            }),
+            noted(NotedAnswer::Query {
+                outcome: QueryOutcome::RefundedElsewhere,
+            }),
+            noted(NotedAnswer::Revoke {
+                outcome: RevokeOutcome::Done {
+                    result: RevokeResult::Refunded,
+                },
+            }),
+        ];
+        for fact in &moved {
+            assert!(money_moved_in([fact]), "{fact:?}");
+        }
+        let not_moved = [
+            noted(NotedAnswer::Pay {
+                outcome: PayOutcome::WaitingForPassword,
+            }),
+            noted(NotedAnswer::Query {
+                outcome: QueryOutcome::NotPaid,
+            }),
+            noted(NotedAnswer::Revoke {
+                outcome: RevokeOutcome::Done {
+                    result: RevokeResult::Closed,
+                },
+            }),
+        ];
+        assert!(!money_moved_in(&not_moved));
+        let decider = PaymentDecider::default();
+        let submitted = decider
+            .decide(
+                &PaymentState::Initial,
+                &Command::new(CommandId(uuid::Uuid::from_u128(1)), submit()),
+                t(0),
+            )
+            .unwrap();
+        assert!(!money_moved_in(submitted.iter().map(|e| &e.fact)));
+        let recorded_paid = decider
+            .decide(
+                &state_after(vec![submit()]),
+                &Command::new(CommandId(uuid::Uuid::from_u128(2)), paid()),
+                t(1),
+            )
+            .unwrap();
+        assert!(money_moved_in(recorded_paid.iter().map(|e| &e.fact)));
+    }
+
     #[test]
     fn not_paid_is_refused_when_the_channel_refused_the_revoke_of_a_recorded_payment() {
         // The ledger saw the money move and nothing returned it: resolve paid, then refund.
-        let state = paid_then_revoke_stuck(&RevokeOutcome::WindowClosed {
-            code: "REVERSE_EXPIRE".into(),
-        });
-        let error =
-            resolution(&state, &order_verdict("not_paid", None, None), t(20_000)).unwrap_err();
+        // (Ledgers written before a closed window turned into a refund in full hold such reviews.)
+        let state = in_review_for(
+            paid_then_revoke_stuck(&RevokeOutcome::MustRetry {
+                reason: "recall=Y".into(),
+            }),
+            ManualReviewReason::RevokeRejected {
+                code: "REVERSE_EXPIRE".into(),
+            },
+        );
+        let error = resolution(
+            &state,
+            false,
+            &order_verdict("not_paid", None, None),
+            t(20_000),
+        )
+        .unwrap_err();
         assert!(error.to_string().contains("REVERSE_EXPIRE"), "{error}");
         assert_eq!(field_and_code(error), ("outcome", "contradicts".to_owned()));
         assert_eq!(
             resolution(
                 &state,
+                false,
                 &order_verdict("paid", Some("4200000001"), None),
                 t(20_000)
             )
@@ -728,7 +905,7 @@ mod tests {
         let state = unpaid_in_review();
         let now = t(20_000);
         assert_eq!(
-            resolution(&state, &order_verdict("paid", Some("T1"), None), now).unwrap(),
+            resolution(&state, false, &order_verdict("paid", Some("T1"), None), now).unwrap(),
             Resolution::Paid {
                 channel_trade_no: "T1".into(),
                 paid_at: now,
@@ -736,7 +913,7 @@ mod tests {
         );
         let given = order_verdict("paid", Some("T1"), Some("2026-11-22T02:00:03Z"));
         assert_eq!(
-            resolution(&state, &given, now).unwrap(),
+            resolution(&state, false, &given, now).unwrap(),
             Resolution::Paid {
                 channel_trade_no: "T1".into(),
                 paid_at: t(3),
@@ -745,7 +922,7 @@ mod tests {
         for outside in ["2026-11-22T01:59:59Z", "2026-11-22T07:33:21Z"] {
             let verdict = order_verdict("paid", Some("T1"), Some(outside));
             assert_eq!(
-                field_and_code(resolution(&state, &verdict, now).unwrap_err()),
+                field_and_code(resolution(&state, false, &verdict, now).unwrap_err()),
                 ("paid_at", "invalid_paid_at".to_owned()),
                 "{outside}"
             );
@@ -757,7 +934,8 @@ mod tests {
             order_verdict("paid", Some("4200000002"), None),
             order_verdict("paid", Some("4200000001"), Some("2026-11-22T02:00:02Z")),
         ] {
-            let (field, code) = field_and_code(resolution(&recorded, &verdict, now).unwrap_err());
+            let (field, code) =
+                field_and_code(resolution(&recorded, false, &verdict, now).unwrap_err());
             assert_eq!(code, "contradicts");
             assert!(["channel_trade_no", "paid_at"].contains(&field));
         }
@@ -786,8 +964,9 @@ mod tests {
             )
             .unwrap()
         };
-        let code =
-            |verdict: &Verdict| field_and_code(resolution(&state, verdict, t(100)).unwrap_err()).1;
+        let code = |verdict: &Verdict| {
+            field_and_code(resolution(&state, false, verdict, t(100)).unwrap_err()).1
+        };
         assert_eq!(code(&refund("R9")), "refund_not_found");
         assert_eq!(code(&refund("R1")), "not_in_review");
         assert_eq!(
@@ -795,8 +974,10 @@ mod tests {
             "not_in_review"
         );
         assert_eq!(
-            field_and_code(resolution(&PaymentState::Initial, &refund("R1"), t(100)).unwrap_err())
-                .1,
+            field_and_code(
+                resolution(&PaymentState::Initial, false, &refund("R1"), t(100)).unwrap_err()
+            )
+            .1,
             "order_not_found"
         );
     }

@@ -65,7 +65,7 @@ async fn ledger_with_reviews(path: &Path) {
         submit("P1"),
         CommandKind::RecordPayAnswer(ChannelAnswer::new(PayOutcome::Paid {
             channel_trade_no: "4200000001".to_owned(),
-            paid_at: chrono::Utc::now(),
+            paid_at: Some(chrono::Utc::now()),
         })),
         CommandKind::RequestRefund(RequestRefund {
             refund_no: RefundNo::parse("NF1").expect("refund"),

@@ -320,6 +320,38 @@ async fn only_an_order_in_review_of_ones_own_merchant_is_resolved() {
 }
 
 #[tokio::test]
+async fn a_revoked_order_is_for_the_statement_not_an_operator() {
+    // `revoked` (the revoke did not say whether money moved) is settled by the day's statement: 409 not_in_review.
+    let app = TestApp::spawn().await;
+    let (status, body) = app
+        .call(
+            "POST",
+            "/v1/payments",
+            Some(&payment("V1", "134567890123456711", "8.00")),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    app.settle("V1", "revoked", 5).await;
+    let head = app.store.head_position().await.unwrap();
+    for verdict in [
+        r#"{"outcome":"not_paid","reason":"WeChat shows it revoked"}"#,
+        r#"{"outcome":"paid","channel_trade_no":"4200000001","reason":"paid"}"#,
+    ] {
+        let (status, answer) = app
+            .call("POST", "/v1/payments/V1/resolve", Some(verdict))
+            .await;
+        assert_eq!(
+            (status, &answer["error"]["code"]),
+            (409, &Value::from("not_in_review")),
+            "{answer}"
+        );
+    }
+    assert_eq!(app.store.head_position().await.unwrap(), head);
+    let (_, still) = app.call("GET", "/v1/payments/V1", None).await;
+    assert_eq!(still["status"], "revoked");
+}
+
+#[tokio::test]
 async fn refunds_in_review_are_resolved_succeeded_or_failed_and_answer_the_refund() {
     // A refund the channel never finds goes to review after 5 calls; succeeded counts as refunded, failed frees its amount.
     let app = TestApp::spawn().await;
