@@ -250,13 +250,37 @@ impl TestApp {
         wechat: Arc<ScriptedChannel>,
         alipay: Arc<ScriptedChannel>,
     ) -> TestApp {
+        TestApp::spawn_configured(store, leases, clock, wechat, alipay, true).await
+    }
+
+    /// A service whose second merchant (`other`) has WeChat only.
+    pub async fn spawn_other_without_alipay() -> TestApp {
+        let clock = ManualClock::starting_at(start_time());
+        let shared_clock: Arc<dyn Clock> = Arc::new(clock.clone());
+        let wechat = Arc::new(ScriptedChannel::new(Channel::Wechat, shared_clock.clone()));
+        let alipay = Arc::new(ScriptedChannel::new(Channel::Alipay, shared_clock));
+        let store = Arc::new(MemoryStore::new());
+        let leases = Arc::new(LocalLeases);
+        TestApp::spawn_configured(store, leases, clock, wechat, alipay, false).await
+    }
+
+    async fn spawn_configured(
+        store: Arc<dyn EventStore>,
+        leases: Arc<dyn StepLease>,
+        clock: ManualClock,
+        wechat: Arc<ScriptedChannel>,
+        alipay: Arc<ScriptedChannel>,
+        other_has_alipay: bool,
+    ) -> TestApp {
         let shared_clock: Arc<dyn Clock> = Arc::new(clock.clone());
         let demo = MerchantId::parse("demo").unwrap();
         let other = MerchantId::parse("other").unwrap();
         let mut channels = Channels::default();
         for merchant in [&demo, &other] {
             channels.insert(merchant.clone(), wechat.clone());
-            channels.insert(merchant.clone(), alipay.clone());
+            if merchant == &demo || other_has_alipay {
+                channels.insert(merchant.clone(), alipay.clone());
+            }
         }
         let parts = Parts {
             store: store.clone(),

@@ -138,7 +138,7 @@ pub async fn create(
             field,
             "channel_not_configured",
             format!(
-                "the payment code is a {} code, and this merchant has no {} channel configured",
+                "the payment code is for {}, and this merchant has no {} channel configured",
                 auth_code.channel(),
                 auth_code.channel()
             ),
