@@ -49,10 +49,6 @@ impl ApiKey {
     /// decides it. Keys do not have roles yet, and a key listed in a
     /// merchant's `api_keys` has every role, so every key may; the
     /// `operator` check of keys with one role belongs here.
-    #[expect(
-        clippy::unused_self,
-        reason = "keys have no roles yet; the operator check will read the key's role"
-    )]
     pub fn permits(&self, permission: Permission) -> bool {
         match permission {
             Permission::Resolve => true,

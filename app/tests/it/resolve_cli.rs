@@ -13,8 +13,9 @@ use paycode::service::ledger::Ledger;
 use paycode_adapters::clock::SystemClock;
 use paycode_adapters::store::{EventStore, SqliteStore};
 use paycode_domain::payment::{
-    ChannelAnswer, Command, CommandKind, Fact, PayOutcome, PaymentDecider, QueryOutcome,
-    RefundOutcome, RequestRefund, Resolution, RevokeOutcome, RevokeReason, SubmitPayment,
+    ChannelAnswer, Command, CommandKind, Fact, PayOutcome, PaymentDecider, PaymentStatus,
+    QueryOutcome, RefundOutcome, RequestRefund, Resolution, RevokeOutcome, RevokeReason,
+    SubmitPayment,
 };
 use paycode_domain::{AuthCode, CommandId, MerchantId, OrderNo, RefundNo};
 use uuid::Uuid;
@@ -34,8 +35,10 @@ fn submit(order_no: &str) -> CommandKind {
 }
 
 /// Writes, through the ledger: `M1` in manual review (its revokes kept
-/// asking for a retry) and `P1`, paid, with refund `NF1` in manual review
-/// (the channel never found it). Closes the file.
+/// asking for a retry); `N1` the same, then a late pay answer saying it was
+/// paid, which the ledger keeps (`AnswerNoted`) but does not act on in
+/// review; and `P1`, paid, with refund `NF1` in manual review (the channel
+/// never found it). Closes the file.
 async fn ledger_with_reviews(path: &Path) {
     let store = Arc::new(SqliteStore::open(path).expect("open"));
     let shared: Arc<dyn EventStore> = store.clone();
@@ -57,6 +60,19 @@ async fn ledger_with_reviews(path: &Path) {
     ];
     in_review.extend((0..5).map(|_| retry()));
     in_review.push(CommandKind::EscalateToManualReview { refund_no: None });
+    let mut in_review_then_paid: Vec<CommandKind> = in_review
+        .iter()
+        .map(|kind| match kind {
+            CommandKind::SubmitPayment(_) => submit("N1"),
+            other => other.clone(),
+        })
+        .collect();
+    in_review_then_paid.push(CommandKind::RecordPayAnswer(ChannelAnswer::new(
+        PayOutcome::Paid {
+            channel_trade_no: "4200000002".to_owned(),
+            paid_at: None,
+        },
+    )));
     let not_found = || CommandKind::RecordRefundAnswer {
         refund_no: RefundNo::parse("NF1").expect("refund"),
         answer: ChannelAnswer::new(RefundOutcome::NotFound),
@@ -74,7 +90,11 @@ async fn ledger_with_reviews(path: &Path) {
         }),
     ];
     refund_in_review.extend((0..5).map(|_| not_found()));
-    for (order_no, commands) in [("M1", in_review), ("P1", refund_in_review)] {
+    for (order_no, commands) in [
+        ("M1", in_review),
+        ("N1", in_review_then_paid),
+        ("P1", refund_in_review),
+    ] {
         let order_no = OrderNo::parse(order_no).expect("order");
         for kind in commands {
             ledger
@@ -92,12 +112,12 @@ async fn ledger_with_reviews(path: &Path) {
             .expect("history")
             .state
             .status();
-        let expected = if order_no.as_str() == "M1" {
-            "manual_review"
-        } else {
+        let expected = if order_no.as_str() == "P1" {
             "paid"
+        } else {
+            "manual_review"
         };
-        assert_eq!(status.map(|s| s.as_str()), Some(expected));
+        assert_eq!(status.map(PaymentStatus::as_str), Some(expected));
     }
     drop(ledger);
     Arc::into_inner(store)
@@ -250,6 +270,32 @@ async fn the_binary_resolves_an_order_and_a_refund_in_review_as_cli() {
         "{}",
         stderr(&again)
     );
+
+    // N1's history showed the money moving: not paid means it came back, reversed, never closed.
+    assert!(
+        matches!(facts(&path, "N1").await.last(), Some(Fact::AnswerNoted(_))),
+        "the late answer is kept"
+    );
+    let reversed = paycode_resolve(
+        dir.path(),
+        &[
+            "N1",
+            "--outcome",
+            "not_paid",
+            "--reason",
+            "WeChat shows the payment returned",
+        ],
+    );
+    assert_eq!(reversed.status.code(), Some(0), "{reversed:?}");
+    let out = String::from_utf8_lossy(&reversed.stdout);
+    assert!(
+        out.starts_with("order N1 of merchant demo: reversed"),
+        "{out}"
+    );
+    let Some(Fact::OperatorResolved(fact)) = facts(&path, "N1").await.pop() else {
+        panic!("the last event is not OperatorResolved");
+    };
+    assert_eq!(fact.resolution, Resolution::Reversed);
 
     let refund = paycode_resolve(
         dir.path(),

@@ -71,6 +71,30 @@ async fn refund_reaches(app: &TestApp, order_no: &str, refund_no: &str, status: 
     panic!("{refund_no} never reached {status}");
 }
 
+/// The order numbers of the operators' queue (`?status=manual_review`)
+/// once they are `expected`, or as they last were after a second: the list
+/// follows the log, so it may lag a write by a moment.
+async fn queue_becomes(app: &TestApp, expected: &[&str]) -> Vec<String> {
+    let mut queued = Vec::new();
+    for _ in 0..200 {
+        let (status, page) = app
+            .call("GET", "/v1/payments?status=manual_review", None)
+            .await;
+        assert_eq!(status, 200, "{page}");
+        queued = page["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|payment| payment["order_no"].as_str().unwrap().to_owned())
+            .collect();
+        if queued == expected {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    queued
+}
+
 fn time(value: &Value) -> DateTime<Utc> {
     value.as_str().unwrap().parse().unwrap()
 }
@@ -80,6 +104,7 @@ async fn an_order_in_review_resolved_paid_is_paid_names_the_key_and_is_left_alon
     // 200 with the payment, paid at the time of the resolution; OperatorResolved names api_keys[0], never the key; no more channel calls.
     let app = TestApp::spawn().await;
     in_review(&app, "R7").await;
+    assert_eq!(queue_becomes(&app, &["R7"]).await, ["R7"]);
     let resolved_at = app.clock.now();
     let (status, body) = app
         .call(
@@ -109,6 +134,9 @@ async fn an_order_in_review_resolved_paid_is_paid_names_the_key_and_is_left_alon
         !Value::Array(history.clone()).to_string().contains(DEMO_KEY),
         "the key itself is never recorded"
     );
+
+    // The order leaves the operators' queue.
+    assert!(queue_becomes(&app, &[]).await.is_empty());
 
     // The runtime does not act on a resolved order: an hour later, no more calls.
     let calls = app.wechat.calls.lock().unwrap().len();
