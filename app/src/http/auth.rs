@@ -23,7 +23,6 @@
 use std::fmt;
 
 use axum::extract::{Request, State};
-use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::MethodRouter;
@@ -234,14 +233,10 @@ async fn require(State(permission): State<Permission>, request: Request, next: N
         .extensions()
         .get::<Caller>()
         .map_or("none", |caller| caller.role.as_str());
-    ApiError::new(
-        StatusCode::FORBIDDEN,
-        "forbidden",
-        format!(
-            "this key's role ({role}) does not allow {}",
-            permission.describe()
-        ),
-    )
+    ApiError::forbidden(format!(
+        "this key's role ({role}) does not allow {}",
+        permission.describe()
+    ))
     .into_response()
 }
 

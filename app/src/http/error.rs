@@ -50,6 +50,12 @@ impl ApiError {
         )
     }
 
+    /// 403: the key may not make this request (its role does not allow
+    /// it); `message` says which role and what it does not allow.
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::FORBIDDEN, "forbidden", message)
+    }
+
     pub fn not_found(what: &str) -> Self {
         ApiError::new(
             StatusCode::NOT_FOUND,

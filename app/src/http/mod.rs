@@ -1,13 +1,15 @@
 //! The HTTP API of docs/api.md (axum): payments, refunds, revoke, events,
-//! reconciliations, health and metrics. Handlers validate, then hand a command to the
-//! [`Runtime`]; they never write anything themselves. Every `/v1` route
-//! declares the permission it needs (`auth::allow`).
+//! operators' resolutions, reconciliations, health and metrics. Handlers
+//! validate, then hand a command to the [`Runtime`]; they never write
+//! anything themselves. Every `/v1` route declares the permission it
+//! needs (`auth::allow`).
 
 pub mod auth;
 mod body;
 pub mod error;
 mod payments;
 mod reconciliations;
+mod resolve;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -156,8 +158,16 @@ pub fn router(state: AppState) -> Router {
             allow(Permission::CreateRefund, post(payments::create_refund)),
         )
         .route(
+            "/payments/{order_no}/resolve",
+            allow(Permission::Resolve, post(resolve::order)),
+        )
+        .route(
             "/payments/{order_no}/refunds/{refund_no}",
             allow(Permission::ReadRefunds, get(payments::get_refund)),
+        )
+        .route(
+            "/payments/{order_no}/refunds/{refund_no}/resolve",
+            allow(Permission::Resolve, post(resolve::refund)),
         )
         .route(
             "/reconciliations",

@@ -9,13 +9,15 @@
 //! - [`runtime`]: executes what the deciders say must happen next;
 //! - [`index`]: orders by merchant and status, for lists;
 //! - [`metrics`]: the Prometheus figures;
-//! - [`reconcile`]: statement import.
+//! - [`reconcile`]: statement import;
+//! - [`resolve`]: operators' resolutions of manual reviews.
 
 pub mod environment;
 pub mod index;
 pub mod ledger;
 pub mod metrics;
 pub mod reconcile;
+pub mod resolve;
 pub mod runtime;
 mod serve;
 

@@ -4,7 +4,8 @@
 //!   waiting for its outcome) and `paycode serve` without `--config` in its
 //!   folder. The embedded defaults are refused before anything is read or
 //!   written: no sandbox state, no recovery, no event;
-//! - `paycode reconcile` without `--config` on that ledger is refused too;
+//! - `paycode reconcile` and `paycode resolve` without `--config` on that
+//!   ledger are refused too;
 //! - `paycode sandbox --config` on a production configuration is refused,
 //!   and on a sandbox configuration it never writes over a merchant's
 //!   Alipay public key it did not make;
@@ -148,6 +149,23 @@ async fn the_embedded_defaults_refuse_a_production_ledger_before_touching_it() {
     let (ok, stderr) = paycode(
         dir.path(),
         &["reconcile", "--channel", "alipay", "--date", "2026-11-21"],
+    )
+    .await;
+    assert!(!ok, "refused");
+    assert!(stderr.contains("sandbox.in_process"), "{stderr}");
+    assert_eq!(ledger_events(&dir.path().join("paycode.db")).await, before);
+
+    // So is `paycode resolve`: an operator's verdict goes in with the ledger's own configuration.
+    let (ok, stderr) = paycode(
+        dir.path(),
+        &[
+            "resolve",
+            "P1",
+            "--outcome",
+            "not_paid",
+            "--reason",
+            "checked",
+        ],
     )
     .await;
     assert!(!ok, "refused");

@@ -1,10 +1,11 @@
 //! Tests of the real `paycode` binary, in one test binary: only the
 //! binary's own package is handed its path (`CARGO_BIN_EXE_paycode`). A
-//! kill -9 crash run, JSON logs, `paycode verify`'s exit status, the demo,
-//! and sandbox and production never mixing.
+//! kill -9 crash run, JSON logs, `paycode verify`'s exit status, `paycode
+//! resolve`, the demo, and sandbox and production never mixing.
 
 mod crash;
 mod demo;
 mod environment;
 mod json_logs;
+mod resolve_cli;
 mod verify_cli;

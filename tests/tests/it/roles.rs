@@ -35,7 +35,7 @@ async fn app() -> TestApp {
 }
 
 /// Every endpoint with the permission it declares; `{n}` makes bodies unique per call.
-const ENDPOINTS: [(&str, &str, Option<&str>, Permission); 9] = [
+const ENDPOINTS: [(&str, &str, Option<&str>, Permission); 11] = [
     (
         "POST",
         "/v1/payments",
@@ -67,6 +67,18 @@ const ENDPOINTS: [(&str, &str, Option<&str>, Permission); 9] = [
     ),
     (
         "POST",
+        "/v1/payments/A2/resolve",
+        Some(r#"{"outcome":"not_paid","reason":"checked"}"#),
+        Permission::Resolve,
+    ),
+    (
+        "POST",
+        "/v1/payments/A1/refunds/R0/resolve",
+        Some(r#"{"outcome":"failed","reason":"checked"}"#),
+        Permission::Resolve,
+    ),
+    (
+        "POST",
         "/v1/reconciliations",
         Some(r#"{"channel":"wechat","date":"2026-11-21"}"#),
         Permission::ImportStatement,
@@ -81,7 +93,7 @@ const ENDPOINTS: [(&str, &str, Option<&str>, Permission); 9] = [
 
 #[tokio::test]
 async fn each_role_reaches_exactly_the_endpoints_it_allows() {
-    // payments: payments, refunds, revoke; operator: the same (and resolve); auditor:
+    // payments: payments, refunds, revoke; operator: the same and resolve; auditor:
     // reads, events included; reconciliation: import and read reports; api_keys: everything.
     let app = app().await;
     let paid =
@@ -125,10 +137,10 @@ async fn each_role_reaches_exactly_the_endpoints_it_allows() {
             }
         }
     }
-    // Every permission but resolve (whose endpoints come next) has an endpoint above.
+    // Every permission has an endpoint above.
     for permission in Permission::ALL {
         let listed = ENDPOINTS.iter().any(|(.., p)| *p == permission);
-        assert_eq!(listed, permission != Permission::Resolve, "{permission:?}");
+        assert!(listed, "{permission:?}");
     }
 }
 
@@ -277,4 +289,56 @@ async fn the_events_a_key_causes_name_it_and_never_hold_it() {
             assert!(!data.contains(key), "{}: {data}", event.event_type);
         }
     }
+}
+
+#[tokio::test]
+async fn an_operator_key_resolves_a_review_and_the_resolution_names_it() {
+    // A payments key is refused (403, nothing written); the operator key resolves, and
+    // OperatorResolved names it both as resolved_by and as the event's key_name.
+    let app = app().await;
+    let body =
+        r#"{"order_no":"V1","auth_code":"134567890123456707","amount":"8.00","subject":"Tea"}"#;
+    let (status, answer) = app
+        .call_as(Some(PAYMENTS_KEY), "POST", "/v1/payments", Some(body))
+        .await;
+    assert_eq!(status, 201, "{answer}");
+    app.settle("V1", "manual_review", 5).await;
+    let verdict = r#"{"outcome":"not_paid","reason":"not in the merchant platform"}"#;
+    let before = caused_by(&app, "V1").await;
+    let (status, answer) = app
+        .call_as(
+            Some(PAYMENTS_KEY),
+            "POST",
+            "/v1/payments/V1/resolve",
+            Some(verdict),
+        )
+        .await;
+    assert_eq!(
+        (status, &answer["error"]["code"]),
+        (403, &Value::from("forbidden"))
+    );
+    assert_eq!(caused_by(&app, "V1").await, before, "nothing written");
+
+    let (status, answer) = app
+        .call_as(
+            Some(OPERATOR_KEY),
+            "POST",
+            "/v1/payments/V1/resolve",
+            Some(verdict),
+        )
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    let (status, history) = app
+        .call_as(Some(AUDITOR_KEY), "GET", "/v1/payments/V1/events", None)
+        .await;
+    assert_eq!(status, 200, "{history}");
+    let last = history["events"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(last["type"], "OperatorResolved", "{last}");
+    assert_eq!(last["data"]["resolved_by"], "ops", "{last}");
+    assert_eq!(last["data"]["key_name"], "ops", "{last}");
 }
