@@ -185,7 +185,10 @@ impl World {
             alipay_private.clone(),
         );
         config.slow_answer = StdDuration::from_secs(30);
-        config.public_base_url = Some("http://sandbox.sim".into());
+        // A name under `localhost` (RFC 6761): the clients take plain http
+        // only to a loopback host. Nothing resolves it; the simulated
+        // transport carries every request.
+        config.public_base_url = Some("http://sandbox.localhost".into());
         let sandbox = Sandbox::open(config, clock.clone())
             .unwrap_or_else(|error| panic!("the sandbox opens: {error}"));
         let alipay_key = paycode_adapters::alipay::sign::private_key_from_pem(&alipay_private)
@@ -202,7 +205,7 @@ impl World {
             WECHAT_APPID,
             WECHAT_MCH_ID,
             WechatKey::from(WECHAT_KEY),
-            "http://sandbox.sim",
+            "http://sandbox.localhost",
         );
         wechat.sign_type = SignType::HmacSha256;
         wechat.timeout = StdDuration::from_secs(10);
@@ -211,7 +214,7 @@ impl World {
             ALIPAY_APP_ID,
             app_private,
             alipay_public,
-            "http://sandbox.sim/gateway.do",
+            "http://sandbox.localhost/gateway.do",
         );
         alipay.timeout = StdDuration::from_secs(10);
         alipay.rate_limits = RateLimits::LIFTED;
