@@ -260,7 +260,8 @@ impl TestApp {
                     merchant: other,
                 },
             ],
-            requests_per_sec: 100_000,
+            limits: paycode::http::limits::ServerLimits::unthrottled(),
+            fingerprint_key: paycode::service::fingerprint::FingerprintKey::random(),
             leases,
         };
         let service = Service::start(parts).await.expect("service starts");
@@ -268,7 +269,12 @@ impl TestApp {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base_url = format!("http://{}", listener.local_addr().unwrap());
         let server = tokio::spawn(async move {
-            axum::serve(listener, router).await.unwrap();
+            axum::serve(
+                listener,
+                router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+            )
+            .await
+            .unwrap();
             drop(service);
         });
         TestApp {
@@ -390,7 +396,8 @@ impl SandboxApp {
                 key: DEMO_KEY.into(),
                 merchant: MerchantId::parse("demo").unwrap(),
             }],
-            requests_per_sec: 100_000,
+            limits: paycode::http::limits::ServerLimits::unthrottled(),
+            fingerprint_key: paycode::service::fingerprint::FingerprintKey::random(),
             leases: Arc::new(LocalLeases),
         };
         let service = Service::start(parts).await.expect("service starts");
@@ -398,7 +405,12 @@ impl SandboxApp {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base_url = format!("http://{}", listener.local_addr().unwrap());
         let serving = tokio::spawn(async move {
-            axum::serve(listener, router).await.unwrap();
+            axum::serve(
+                listener,
+                router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+            )
+            .await
+            .unwrap();
             drop(service);
         });
         let unused = Arc::new(ScriptedChannel::new(Channel::Wechat, shared.clone()));

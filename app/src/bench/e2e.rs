@@ -85,7 +85,8 @@ async fn e2e(args: &BenchArgs) -> anyhow::Result<()> {
             key: DEMO_API_KEY.into(),
             merchant: MerchantId::parse(DEMO_MERCHANT)?,
         }],
-        requests_per_sec: 100_000_000,
+        limits: crate::http::limits::ServerLimits::unthrottled(),
+        fingerprint_key: crate::service::fingerprint::FingerprintKey::random(),
         leases: Arc::new(LocalLeases),
     })
     .await?;

@@ -200,7 +200,8 @@ async fn pending(args: &BenchArgs) -> anyhow::Result<()> {
             key: DEMO_API_KEY.into(),
             merchant: merchant.clone(),
         }],
-        requests_per_sec: 100_000_000,
+        limits: crate::http::limits::ServerLimits::unthrottled(),
+        fingerprint_key: crate::service::fingerprint::FingerprintKey::random(),
         leases: Arc::new(LocalLeases),
     })
     .await?;

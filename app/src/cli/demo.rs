@@ -75,7 +75,8 @@ pub async fn run(orders: usize, seed: u64) -> anyhow::Result<String> {
             key: DEMO_API_KEY.into(),
             merchant: MerchantId::parse(DEMO_MERCHANT)?,
         }],
-        requests_per_sec: 1_000_000,
+        limits: paycode::http::limits::ServerLimits::unthrottled(),
+        fingerprint_key: paycode::service::fingerprint::FingerprintKey::random(),
         leases: Arc::new(LocalLeases),
     };
     let service = Service::start(parts).await?;

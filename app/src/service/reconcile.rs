@@ -1,6 +1,7 @@
 //! Reconciliation as the service runs it: a statement file (downloaded from
-//! the channel or handed in) is parsed whole, set against the merchant's
-//! orders by the pure matcher, and imported as events:
+//! the channel or handed in) is parsed whole on a blocking thread (and
+//! dropped as soon as it is parsed), set against the merchant's orders by
+//! the pure matcher (on a blocking thread too), and imported as events:
 //!
 //! 1. each matched line as `StatementLineMatched` on its order's stream
 //!    (idempotent: the decider appends nothing for a line already recorded);
@@ -91,7 +92,15 @@ pub async fn download_and_import(
     date: NaiveDate,
 ) -> Result<Imported, ReconcileError> {
     let file = client.download_statement(date).await?;
-    import(ledger, merchant, client.channel(), date, &file).await
+    import(ledger, merchant, client.channel(), date, file).await
+}
+
+/// Runs CPU-bound work (parsing, matching) off the async workers.
+async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> T {
+    match tokio::task::spawn_blocking(work).await {
+        Ok(value) => value,
+        Err(error) => std::panic::resume_unwind(error.into_panic()),
+    }
 }
 
 /// Parses `file` whole, reconciles it against the merchant's orders and
@@ -101,12 +110,19 @@ pub async fn import(
     merchant: &MerchantId,
     channel: Channel,
     date: NaiveDate,
-    file: &StatementFile,
+    file: StatementFile,
 ) -> Result<Imported, ReconcileError> {
-    let statement = parse_statement_file(channel, file, date)?;
-    let sha256 = statement_sha256(file);
+    let (sha256, statement) = blocking(move || {
+        let sha256 = statement_sha256(&file);
+        (sha256, parse_statement_file(channel, &file, date))
+    })
+    .await;
+    let statement = statement?;
     let orders = merchant_orders(ledger, merchant).await?;
-    let report = reconciliation::reconcile(&statement, &orders, &ReconcilePolicy::default());
+    let report = blocking(move || {
+        reconciliation::reconcile(&statement, &orders, &ReconcilePolicy::default())
+    })
+    .await;
 
     let mut lines_recorded = 0;
     for matched in report.matched.iter().filter(|m| !m.already_recorded) {

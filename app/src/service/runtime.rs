@@ -20,11 +20,14 @@ use paycode_domain::payment::{
     Action, ChannelAnswer, Command, CommandKind, PaymentDecider, PaymentState, RefundStage,
     next_action,
 };
-use paycode_domain::{AuthCode, Channel, CommandId, MerchantId, Money, OrderNo};
+use paycode_domain::{
+    AuthCode, AuthCodeFingerprint, Channel, CommandId, MerchantId, Money, OrderNo,
+};
 use tokio::sync::{Notify, Semaphore};
 use tracing::{Instrument, info_span, warn};
 use uuid::Uuid;
 
+use crate::service::fingerprint::FingerprintKey;
 use crate::service::ledger::{Ledger, OrderHistory, PaymentLedgerError};
 use crate::service::metrics::Metrics;
 
@@ -144,6 +147,8 @@ struct Inner {
     leases: Arc<dyn StepLease>,
     /// This process's name in the step leases.
     owner: String,
+    /// Fingerprints payment codes for `Submitted` (the secret stays here).
+    fingerprints: FingerprintKey,
 }
 
 /// Releases an order's in-flight mark when dropped.
@@ -179,6 +184,7 @@ impl Runtime {
         channels: Channels,
         metrics: Metrics,
         leases: Arc<dyn StepLease>,
+        fingerprints: FingerprintKey,
     ) -> Self {
         Runtime {
             inner: Arc::new(Inner {
@@ -192,8 +198,14 @@ impl Runtime {
                 metrics,
                 leases,
                 owner: Uuid::new_v4().to_string(),
+                fingerprints,
             }),
         }
+    }
+
+    /// The keyed fingerprint of a payment code, as `Submitted` records it.
+    pub fn fingerprint(&self, code: &AuthCode) -> AuthCodeFingerprint {
+        self.inner.fingerprints.fingerprint(code)
     }
 
     pub fn ledger(&self) -> &Ledger<PaymentDecider> {
@@ -383,6 +395,7 @@ impl Runtime {
             CommandKind::SubmitPayment(paycode_domain::payment::SubmitPayment {
                 merchant_id: merchant.clone(),
                 order_no: order_no.clone(),
+                auth_code_fingerprint: Some(self.fingerprint(&auth_code)),
                 auth_code: auth_code.clone(),
                 amount,
                 subject: subject.clone(),
