@@ -464,3 +464,85 @@ async fn logs_written_to_a_pipe_have_no_colour_codes() {
     assert!(logs.contains("INFO"), "{logs}");
     assert!(!logs.contains('\u{1b}'), "colour codes in a pipe: {logs:?}");
 }
+
+/// A WeChat ALL bill of `records` records whose stated count is one too
+/// many: the import parses every record, then rejects the file whole.
+fn bill_with_a_wrong_count(records: usize) -> Vec<u8> {
+    use std::fmt::Write as _;
+    let mut text = String::from(
+        "交易时间,公众账号ID,商户号,特约商户号,设备号,微信订单号,商户订单号,用户标识,交易类型,交易状态,付款银行,货币种类,应结订单金额,代金券金额,微信退款单号,商户退款单号,退款金额,充值券退款金额,退款类型,退款状态,商品名称,商户数据包,手续费,费率,订单金额,申请退款金额,费率备注\n",
+    );
+    for n in 0..records {
+        let _ = writeln!(
+            text,
+            "`2026-11-22 10:00:00,`wx0000000000000000,`1900000000,`,`DEVICE01,`42000000{n:021},`ORDER{n:012},`oUpF8uMuAJO_M2pxb1Q9zNjWeS6o,`MICROPAY,`SUCCESS,`CMC,`CNY,`1.00,`0.00,`0,`0,`0.00,`0.00,`,`,`Coffee and a croissant,`attach,`0.01,`0.60%,`1.00,`0.00,`"
+        );
+    }
+    text.push_str("总交易单数,应结订单总金额,退款总金额,充值券退款总金额,手续费总金额,订单总金额,申请退款总金额\n");
+    let _ = writeln!(
+        text,
+        "`{},`{records}.00,`0.00,`0.00,`{}.{:02},`{records}.00,`0.00",
+        records + 1,
+        records / 100,
+        records % 100
+    );
+    text.into_bytes()
+}
+
+/// A process's memory figure from /proc (`VmRSS`, `VmHWM`), in bytes.
+fn proc_status_bytes(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix(field))
+        .and_then(|rest| {
+            rest.trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse::<u64>()
+                .ok()
+        })
+        .map(|kib| kib * 1024)
+        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_statement_upload_is_held_once_not_multiplied() {
+    // A 64 MiB bill: the service's peak memory grows by the file and the
+    // rows parsed from it, not by copies of the body.
+    let bill = bill_with_a_wrong_count(250_000);
+    let upload = bill.len() as u64;
+    let server = start("").await;
+    let pid = server.child.id().unwrap();
+    let before = proc_status_bytes(pid, "VmHWM:");
+    let answer = client()
+        .post(format!(
+            "{}/v1/reconciliations?channel=wechat&date=2026-11-22",
+            server.base
+        ))
+        .bearer_auth(DEMO_API_KEY)
+        .header("content-type", "text/csv")
+        .timeout(Duration::from_secs(120))
+        .body(bill)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status().as_u16(), 422);
+    let body: serde_json::Value = answer.json().await.unwrap();
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("250001"),
+        "the whole file was parsed: {body}"
+    );
+    let grown = proc_status_bytes(pid, "VmHWM:").saturating_sub(before);
+    eprintln!("upload {} MiB, peak grew {} MiB", upload >> 20, grown >> 20);
+    assert!(
+        grown < upload * 12 / 5,
+        "a {} MiB upload grew the peak by {} MiB",
+        upload >> 20,
+        grown >> 20
+    );
+    server.stop().await;
+}
