@@ -52,6 +52,51 @@ impl StepLease for LocalLeases {
 }
 
 /// Leases in a table of the ledger's own SQLite file, shared by every process using it.
+/// Leases shared by runtimes in one process (a simulation of several
+/// instances on one store): the same rules as [`SqliteLeases`], in memory.
+#[derive(Debug, Default)]
+pub struct MemoryLeases {
+    /// Stream → (owner, expiry).
+    leases: Mutex<std::collections::HashMap<String, (String, DateTime<Utc>)>>,
+}
+
+#[async_trait]
+impl StepLease for MemoryLeases {
+    async fn acquire(
+        &self,
+        stream: &str,
+        owner: &str,
+        now: DateTime<Utc>,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        let mut leases = self
+            .leases
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match leases.get(stream) {
+            Some((holder, until)) if holder != owner && *until > now => Ok(false),
+            _ => {
+                leases.insert(stream.to_owned(), (owner.to_owned(), now + ttl));
+                Ok(true)
+            }
+        }
+    }
+
+    async fn release(&self, stream: &str, owner: &str) -> Result<(), StoreError> {
+        let mut leases = self
+            .leases
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if leases
+            .get(stream)
+            .is_some_and(|(holder, _)| holder == owner)
+        {
+            leases.remove(stream);
+        }
+        Ok(())
+    }
+}
+
 #[derive(Debug)]
 pub struct SqliteLeases {
     connection: std::sync::Arc<Mutex<Connection>>,
@@ -142,11 +187,18 @@ mod tests {
 
     #[tokio::test]
     async fn one_owner_at_a_time_until_release_or_expiry() {
+        // Two processes on one SQLite file, and two runtimes sharing memory leases.
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("paycode.db");
         let _store = crate::store::SqliteStore::open(&path).unwrap();
         let first = SqliteLeases::open(&path).unwrap();
         let second = SqliteLeases::open(&path).unwrap();
+        one_owner_at_a_time(&first, &second).await;
+        let shared = MemoryLeases::default();
+        one_owner_at_a_time(&shared, &shared).await;
+    }
+
+    async fn one_owner_at_a_time(first: &dyn StepLease, second: &dyn StepLease) {
         let t0 = Utc.with_ymd_and_hms(2026, 11, 22, 2, 0, 0).unwrap();
         let ttl = Duration::seconds(60);
         assert!(

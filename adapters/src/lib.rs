@@ -9,6 +9,7 @@ pub mod alipay;
 pub mod channel;
 pub mod clock;
 mod config_error;
+pub mod ids;
 pub mod lease;
 pub mod read_models;
 pub mod statement;

@@ -7,7 +7,7 @@
 //! Checked in this order, the first broken one reported:
 //! 1. a stream starts with `Submitted`, and has only one;
 //! 2. after a terminal status (closed, reversed, refunded) only statement
-//!    matches are recorded;
+//!    matches and late channel answers (`AnswerNoted`) are recorded;
 //! 3. refund facts belong to a paid order and to a refund it has (a new
 //!    refund number for `RefundRequested`), and `Refunded` returns exactly
 //!    the amount requested;
@@ -34,7 +34,7 @@ pub enum Violation {
     /// `Submitted` again on an order that exists.
     #[error("Submitted on an order that exists")]
     SubmittedAgain,
-    /// An event after a terminal status other than a statement match.
+    /// An event after a terminal status other than a statement match or a noted answer.
     #[error("{event_type} after the terminal status {}", status.as_str())]
     AfterTerminal {
         status: PaymentStatus,
@@ -87,7 +87,10 @@ pub fn check_event(before: &PaymentState, event: &Event) -> Result<(), Violation
     }
     let status = before.status();
     if let Some(status) = status.filter(|status| status.is_terminal())
-        && !matches!(event.fact, Fact::StatementLineMatched(_))
+        && !matches!(
+            event.fact,
+            Fact::StatementLineMatched(_) | Fact::AnswerNoted(_)
+        )
     {
         return Err(Violation::AfterTerminal { status, event_type });
     }
@@ -218,7 +221,7 @@ mod tests {
     fn paid() -> CommandKind {
         CommandKind::RecordPayAnswer(ChannelAnswer::new(PayOutcome::Paid {
             channel_trade_no: "4200000001".into(),
-            paid_at: at(1),
+            paid_at: Some(at(1)),
         }))
     }
 
@@ -330,6 +333,7 @@ mod tests {
             Fact::Paid(crate::payment::Paid {
                 channel_trade_no: "4200000002".into(),
                 paid_at: at(60),
+                paid_at_stated: true,
                 source: crate::payment::PaidSource::Query,
                 codes: ChannelCodes::new(),
             }),

@@ -5,10 +5,10 @@
 //! recorded in the events, so replaying a history never depends on today's
 //! configuration.
 
-use chrono::{DateTime, Duration, Months, Utc};
+use chrono::{DateTime, Datelike, Duration, Months, Utc, Weekday};
 use serde::{Deserialize, Serialize};
 
-use crate::calendar::china_date;
+use crate::calendar::{china_date, china_midnight};
 use crate::channel::Channel;
 
 /// How long after payment a channel accepts a revoke.
@@ -70,8 +70,13 @@ pub struct Policy {
     pub refund_query_cap_secs: u32,
     /// Refund calls (the first and resends after "refund not found") before an operator takes over.
     pub refund_attempts_max: u32,
-    /// A refund not final this long after it was requested goes to an operator.
-    pub refund_settle_max_secs: u32,
+    /// A refund not final by the end of this many working days (China
+    /// calendar, Monday to Friday) after it was requested goes to an
+    /// operator: WeChat gives bank-card refunds "three working days".
+    pub refund_settle_working_days: u32,
+    /// When set, a fixed time instead of the working days (for tests and
+    /// for channels with a stricter promise).
+    pub refund_settle_max_secs: Option<u32>,
     pub wechat: ChannelRules,
     pub alipay: ChannelRules,
 }
@@ -88,7 +93,8 @@ impl Default for Policy {
             refund_query_base_secs: 10,
             refund_query_cap_secs: 3600,
             refund_attempts_max: 5,
-            refund_settle_max_secs: 3 * 24 * 3600,
+            refund_settle_working_days: 3,
+            refund_settle_max_secs: None,
             wechat: ChannelRules {
                 revoke_window: RevokeWindow::Days(7),
                 refund_window_months: 12,
@@ -128,7 +134,14 @@ impl Policy {
             ("revoke_attempts_max", self.revoke_attempts_max),
             ("refund_query_base_secs", self.refund_query_base_secs),
             ("refund_attempts_max", self.refund_attempts_max),
-            ("refund_settle_max_secs", self.refund_settle_max_secs),
+            (
+                "refund_settle_working_days",
+                self.refund_settle_working_days,
+            ),
+            (
+                "refund_settle_max_secs",
+                self.refund_settle_max_secs.unwrap_or(1),
+            ),
         ];
         for (field, value) in positive {
             if value == 0 {
@@ -183,8 +196,24 @@ impl Policy {
         )
     }
 
-    pub fn refund_settle_max(&self) -> Duration {
-        Duration::seconds(i64::from(self.refund_settle_max_secs))
+    /// When a refund requested at `requested_at` must be final: the end of
+    /// the China day `refund_settle_working_days` working days later (or
+    /// `refund_settle_max_secs` after it, when set). Public holidays are not
+    /// known to the ledger; a refund held up by one reaches an operator.
+    pub fn refund_settle_by(&self, requested_at: DateTime<Utc>) -> DateTime<Utc> {
+        if let Some(secs) = self.refund_settle_max_secs {
+            return requested_at + Duration::seconds(i64::from(secs));
+        }
+        let mut day = china_date(requested_at);
+        let mut working_days = 0;
+        while working_days < self.refund_settle_working_days {
+            let Some(next) = day.succ_opt() else { break };
+            day = next;
+            if !matches!(day.weekday(), Weekday::Sat | Weekday::Sun) {
+                working_days += 1;
+            }
+        }
+        china_midnight(day.succ_opt().unwrap_or(day))
     }
 }
 
@@ -288,5 +317,39 @@ mod tests {
         assert_eq!(policy.refund_query_delay(0).num_seconds(), 10);
         assert_eq!(policy.refund_query_delay(1).num_seconds(), 20);
         assert_eq!(policy.refund_query_delay(40).num_seconds(), 3600);
+    }
+
+    #[test]
+    fn refunds_settle_within_three_working_days_of_the_china_calendar() {
+        let policy = Policy::default();
+        // Friday 2026-11-27, 15:00 in China: Mon, Tue, Wed; final by Wednesday's end.
+        let friday = utc(2026, 11, 27, 7, 0);
+        assert_eq!(policy.refund_settle_by(friday), utc(2026, 12, 2, 16, 0));
+        // Saturday counts from Monday too: the same Wednesday.
+        let saturday = utc(2026, 11, 28, 2, 0);
+        assert_eq!(policy.refund_settle_by(saturday), utc(2026, 12, 2, 16, 0));
+        // Monday: Tue, Wed, Thu.
+        let monday = utc(2026, 11, 30, 2, 0);
+        assert_eq!(policy.refund_settle_by(monday), utc(2026, 12, 3, 16, 0));
+        // 23:30 Friday in China is 15:30 UTC, still Friday there.
+        assert_eq!(
+            policy.refund_settle_by(utc(2026, 11, 27, 15, 30)),
+            utc(2026, 12, 2, 16, 0)
+        );
+        // Three calendar days (the old rule) would have escalated a Friday refund on Monday.
+        assert!(policy.refund_settle_by(friday) > friday + Duration::days(3));
+        let fixed = Policy {
+            refund_settle_max_secs: Some(60),
+            ..Policy::default()
+        };
+        assert_eq!(
+            fixed.refund_settle_by(friday),
+            friday + Duration::seconds(60)
+        );
+        let zero = Policy {
+            refund_settle_max_secs: Some(0),
+            ..Policy::default()
+        };
+        assert_eq!(zero.validate().unwrap_err().field, "refund_settle_max_secs");
     }
 }

@@ -81,6 +81,9 @@ impl PaymentView {
             PaymentState::Closed(closed) => (Total::ZERO, closed.failure_code.clone()),
             PaymentState::Paying(paying) => (Total::ZERO, paying.failure_code.clone()),
             PaymentState::Revoking(revoking) => (Total::ZERO, revoking.failure_code.clone()),
+            PaymentState::RevokedUnconfirmed(revoked) => {
+                (Total::ZERO, revoked.failure_code.clone())
+            }
             _ => (Total::ZERO, None),
         };
         Some(PaymentView {
@@ -221,7 +224,7 @@ mod tests {
                 1,
                 CommandKind::RecordPayAnswer(ChannelAnswer::new(PayOutcome::Paid {
                     channel_trade_no: "42".into(),
-                    paid_at,
+                    paid_at: Some(paid_at),
                 })),
             ),
             (

@@ -84,6 +84,7 @@ fn log(orders: usize, seed: u64) -> Vec<Entry> {
                     statement_sha256: format!("{version:064}"),
                     statement_lines: 10,
                     matched: 7,
+                    revokes_settled: 0,
                     findings,
                 }),
             };

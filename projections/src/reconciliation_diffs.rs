@@ -145,6 +145,7 @@ mod tests {
                 statement_sha256: sha.into(),
                 statement_lines: 10,
                 matched: 8,
+                revokes_settled: 0,
                 findings,
             }),
         }

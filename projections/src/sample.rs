@@ -100,7 +100,7 @@ pub fn order_events(merchant: &str, order_index: usize, rng: &mut Rng) -> Vec<Ev
     let pay = match rng.below(4) {
         0 | 1 => PayOutcome::Paid {
             channel_trade_no: format!("T{order_index}"),
-            paid_at: now,
+            paid_at: Some(now),
         },
         2 => PayOutcome::WaitingForPassword,
         _ => PayOutcome::Failed {
@@ -167,7 +167,7 @@ fn command_for(action: &Action, rng: &mut Rng, now: DateTime<Utc>, order: usize)
             CommandKind::RecordQueryResult(ChannelAnswer::new(match rng.below(4) {
                 0 => QueryOutcome::Paid {
                     channel_trade_no: format!("T{order}"),
-                    paid_at: now,
+                    paid_at: Some(now),
                 },
                 1 => QueryOutcome::NotPaid,
                 _ => QueryOutcome::WaitingForPassword,

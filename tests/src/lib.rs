@@ -3,6 +3,8 @@
 //! plays a channel whose behaviour is chosen by the payment code's last two
 //! digits (a small stand-in until a suite runs against the sandbox).
 
+pub mod sim;
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -14,7 +16,8 @@ use paycode::service::runtime::Channels;
 use paycode::service::{Parts, Service};
 use paycode_adapters::channel::rate_limit::Api;
 use paycode_adapters::channel::{
-    ChannelClient, PayRequest, RefundRequest, StatementError, StatementFile,
+    ChannelClient, PayRequest, QueryRequest, RefundQueryRequest, RefundRequest, StatementError,
+    StatementFile,
 };
 use paycode_adapters::clock::{Clock, ManualClock};
 use paycode_adapters::lease::{LocalLeases, StepLease};
@@ -22,7 +25,7 @@ use paycode_adapters::store::{EventStore, MemoryStore};
 use paycode_domain::payment::{
     ChannelAnswer, PayOutcome, QueryOutcome, RefundOutcome, RevokeOutcome, RevokeResult,
 };
-use paycode_domain::{Channel, MerchantId, OrderNo, Policy, RefundNo};
+use paycode_domain::{Channel, MerchantId, OrderNo, Policy};
 use paycode_sandbox::SandboxApi;
 use serde_json::Value;
 
@@ -103,7 +106,7 @@ impl ChannelClient for ScriptedChannel {
                 Truth::Paid,
                 PayOutcome::Paid {
                     channel_trade_no: format!("T-{}", request.order_no),
-                    paid_at: self.clock.now(),
+                    paid_at: Some(self.clock.now()),
                 },
             ),
         };
@@ -114,14 +117,15 @@ impl ChannelClient for ScriptedChannel {
         ChannelAnswer::new(outcome)
     }
 
-    async fn query(&self, order_no: &OrderNo) -> ChannelAnswer<QueryOutcome> {
+    async fn query(&self, request: QueryRequest<'_>) -> ChannelAnswer<QueryOutcome> {
+        let order_no = request.order_no;
         self.record("query", order_no);
         let outcome = match self.orders.lock().unwrap().get(order_no.as_str()) {
             None => QueryOutcome::NotFound,
             Some((_, Truth::Waiting)) => QueryOutcome::WaitingForPassword,
             Some((_, Truth::Paid)) => QueryOutcome::Paid {
                 channel_trade_no: format!("T-{order_no}"),
-                paid_at: self.clock.now(),
+                paid_at: Some(self.clock.now()),
             },
             Some((_, Truth::Failed)) => QueryOutcome::Failed {
                 code: "PAYERROR".into(),
@@ -173,11 +177,8 @@ impl ChannelClient for ScriptedChannel {
         })
     }
 
-    async fn refund_query(
-        &self,
-        order_no: &OrderNo,
-        refund_no: &RefundNo,
-    ) -> ChannelAnswer<RefundOutcome> {
+    async fn refund_query(&self, request: RefundQueryRequest<'_>) -> ChannelAnswer<RefundOutcome> {
+        let (order_no, refund_no) = (request.order_no, request.refund_no);
         self.record("refund_query", order_no);
         let outcome = self
             .refunds
@@ -263,6 +264,7 @@ impl TestApp {
             limits: paycode::http::limits::ServerLimits::unthrottled(),
             fingerprint_key: paycode::service::fingerprint::FingerprintKey::random(),
             leases,
+            ids: Arc::new(paycode_adapters::ids::RandomIds),
         };
         let service = Service::start(parts).await.expect("service starts");
         let router = service.router();
@@ -399,6 +401,7 @@ impl SandboxApp {
             limits: paycode::http::limits::ServerLimits::unthrottled(),
             fingerprint_key: paycode::service::fingerprint::FingerprintKey::random(),
             leases: Arc::new(LocalLeases),
+            ids: Arc::new(paycode_adapters::ids::RandomIds),
         };
         let service = Service::start(parts).await.expect("service starts");
         let router = service.router();

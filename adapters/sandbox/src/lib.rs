@@ -492,6 +492,38 @@ impl Sandbox {
         }
     }
 
+    /// Records that another system already used `out_trade_no`: a trade of
+    /// `amount_fen`, paid at `paid_at`. A pay under that number then meets
+    /// the channel's "order number used" answers, and queries show this
+    /// trade (for simulations and tests of reused order numbers).
+    pub fn record_earlier_trade(
+        &self,
+        channel: Channel,
+        mch_or_app_id: &str,
+        out_trade_no: &str,
+        amount_fen: u64,
+        paid_at: DateTime<Utc>,
+    ) -> Result<(), SandboxError> {
+        let code = match channel {
+            Channel::Wechat => "134567890123456700",
+            Channel::Alipay => "284567890123456700",
+        };
+        let code = AuthCode::parse(code)
+            .unwrap_or_else(|_| unreachable!("a test code of the pay-at-once kind"));
+        let mut store = self.inner.store();
+        Inner::new_order(
+            &mut store,
+            channel,
+            mch_or_app_id,
+            out_trade_no,
+            amount_fen,
+            "an earlier sale",
+            &code,
+            paid_at,
+        )?;
+        Ok(())
+    }
+
     /// `date`'s statement (China-time day) as of now: the same bytes the
     /// download serves at this instant. WeChat's is the `ALL` bill.
     pub fn statement(

@@ -15,6 +15,7 @@
 //! is logged or returned, and bodies are never logged.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -22,8 +23,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use paycode_domain::payment::{
     CapText, ChannelAnswer, PayOutcome, QueryOutcome, RefundOutcome, RevokeOutcome,
 };
-use paycode_domain::{AuthCode, Channel, ChannelCodes, OrderNo, RefundNo, capped_channel_text};
-use reqwest::header::{CONTENT_TYPE, DATE};
+use paycode_domain::{AuthCode, Channel, ChannelCodes, OrderNo, capped_channel_text};
 use rsa::{RsaPrivateKey, RsaPublicKey};
 use serde::Serialize;
 use tracing::Instrument as _;
@@ -37,7 +37,11 @@ use super::sign;
 use super::wire::{self, BillContent, PayContent, RefundContent, RefundQueryContent, TradeContent};
 use crate::ConfigError;
 use crate::channel::rate_limit::{Api, CallLimiter};
-use crate::channel::{ChannelClient, PayRequest, RefundRequest, StatementError, StatementFile};
+use crate::channel::transport::{HttpTransport, Post, Transport, TransportError};
+use crate::channel::{
+    ChannelClient, PayRequest, QueryRequest, RefundQueryRequest, RefundRequest, StatementError,
+    StatementFile,
+};
 
 /// The largest API answer read; anything longer is not an answer to these calls.
 pub const ANSWER_BYTES_MAX: usize = 1024 * 1024;
@@ -51,7 +55,7 @@ pub struct AlipayClient {
     alipay_public_key: RsaPublicKey,
     gateway: reqwest::Url,
     app_auth_token: Option<Secret>,
-    http: reqwest::Client,
+    transport: Arc<dyn Transport>,
     timeout: Duration,
     statement_timeout: Duration,
     limiter: CallLimiter,
@@ -73,6 +77,22 @@ impl AlipayClient {
     /// Validates `config` and builds the client. The error names the
     /// setting to fix (`merchants.alipay.private_key_file`, ...).
     pub fn new(config: AlipayConfig) -> Result<AlipayClient, ConfigError> {
+        AlipayClient::build(config, None)
+    }
+
+    /// As [`AlipayClient::new`], with requests carried by `transport`
+    /// instead of HTTP (a simulation's channel).
+    pub fn with_transport(
+        config: AlipayConfig,
+        transport: Arc<dyn Transport>,
+    ) -> Result<AlipayClient, ConfigError> {
+        AlipayClient::build(config, Some(transport))
+    }
+
+    fn build(
+        config: AlipayConfig,
+        transport: Option<Arc<dyn Transport>>,
+    ) -> Result<AlipayClient, ConfigError> {
         config.validate_plain()?;
         let gateway = reqwest::Url::parse(config.base_url.trim()).map_err(|error| {
             ConfigError::new(setting::BASE_URL, format!("is not a URL: {error}"))
@@ -89,19 +109,19 @@ impl AlipayClient {
             sign::public_key_from_pem(&config.alipay_public_key).map_err(|error| {
                 ConfigError::new(setting::ALIPAY_PUBLIC_KEY_FILE, error.to_string())
             })?;
-        let http = reqwest::Client::builder()
-            .timeout(config.timeout)
-            .build()
-            .map_err(|error| {
+        let transport: Arc<dyn Transport> = match transport {
+            Some(transport) => transport,
+            None => Arc::new(HttpTransport::new(config.timeout, None).map_err(|error| {
                 ConfigError::new(setting::BASE_URL, format!("no HTTP client: {error}"))
-            })?;
+            })?),
+        };
         Ok(AlipayClient {
             app_id: config.app_id,
             app_private_key,
             alipay_public_key,
             gateway,
             app_auth_token: config.app_auth_token,
-            http,
+            transport,
             timeout: config.timeout,
             statement_timeout: config.statement_timeout,
             limiter: CallLimiter::new(config.rate_limits),
@@ -114,14 +134,29 @@ impl AlipayClient {
     }
 
     /// One signed call; `Ok` only for an answer whose signature verified.
+    /// With `wait_max`, a call that has no turn under the rate limit within
+    /// it is not made (`Unproven` of kind `NotSent`).
     async fn call(
         &self,
         api: Api,
         method: &str,
         biz_content: Result<String, String>,
+        wait_max: Option<Duration>,
     ) -> Result<Verified, Unproven> {
         let biz_content = biz_content.map_err(Unproven::not_sent)?;
-        let waited = self.limiter.until_ready(api).await;
+        let waited = match wait_max {
+            None => self.limiter.until_ready(api).await,
+            Some(wait_max) => self
+                .limiter
+                .until_ready_within(api, wait_max)
+                .await
+                .ok_or_else(|| {
+                    Unproven::not_sent(format!(
+                        "no turn under the rate limit within {} ms",
+                        wait_max.as_millis()
+                    ))
+                })?,
+        };
         tracing::trace!(
             waited_ms = u64::try_from(waited.as_millis()).unwrap_or(u64::MAX),
             "rate limit"
@@ -142,30 +177,26 @@ impl AlipayClient {
             .map_err(|error| Unproven::not_sent(error.to_string()))?;
         drop(params);
 
-        let response = self
-            .http
-            .post(self.gateway.clone())
-            .header(
-                CONTENT_TYPE,
-                "application/x-www-form-urlencoded;charset=utf-8",
-            )
-            .body(body)
-            .send()
+        let answer = self
+            .transport
+            .post(Post {
+                url: self.gateway.to_string(),
+                content_type: "application/x-www-form-urlencoded;charset=utf-8",
+                body: body.into_bytes(),
+                client_certificate: false,
+                max_bytes: ANSWER_BYTES_MAX,
+                timeout: self.timeout,
+            })
             .await
-            .map_err(|error| Unproven::transport(Self::transport_reason(error, self.timeout)))?;
-        let status = response.status();
-        let answered_at = response
-            .headers()
-            .get(DATE)
-            .and_then(|value| value.to_str().ok())
-            .and_then(|text| DateTime::parse_from_rfc2822(text).ok())
-            .map(|date| date.with_timezone(&Utc));
-        if !status.is_success() {
-            return Err(Unproven::transport(format!("HTTP status {status}")));
+            .map_err(|error| Unproven::transport(Self::transport_reason(&error)))?;
+        let answered_at = answer.date;
+        if !answer.is_success() {
+            return Err(Unproven::transport(format!(
+                "HTTP status {}",
+                answer.status_text()
+            )));
         }
-        let bytes = read_capped(response, ANSWER_BYTES_MAX)
-            .await
-            .map_err(|error| Unproven::transport(Self::read_error_reason(error, self.timeout)))?;
+        let bytes = answer.body;
         let text = String::from_utf8(bytes)
             .map_err(|_| Unproven::untrusted("answer is not UTF-8".to_owned()))?;
         let envelope = envelope::extract(&text, method)
@@ -198,21 +229,11 @@ impl AlipayClient {
         })
     }
 
-    fn transport_reason(error: reqwest::Error, timeout: Duration) -> String {
-        let error = error.without_url();
-        if error.is_timeout() {
-            format!("no answer within {} ms", timeout.as_millis())
-        } else if error.is_connect() {
-            format!("cannot connect to the gateway: {}", error_chain(&error))
-        } else {
-            format!("transport error: {}", error_chain(&error))
-        }
-    }
-
-    fn read_error_reason(error: ReadError, timeout: Duration) -> String {
+    fn transport_reason(error: &TransportError) -> String {
         match error {
-            ReadError::Http(error) => Self::transport_reason(error, timeout),
-            ReadError::TooLarge(max) => format!("answer longer than {max} bytes"),
+            TransportError::Connect(reason) => format!("cannot connect to the gateway: {reason}"),
+            TransportError::TooLarge(max) => format!("answer longer than {max} bytes"),
+            other => other.to_string(),
         }
     }
 
@@ -223,26 +244,18 @@ impl AlipayClient {
             .ok_or_else(|| {
                 StatementError::Untrusted("bill_download_url is not an http(s) URL".to_owned())
             })?;
-        let response = self
-            .http
-            .get(url)
-            .timeout(self.statement_timeout)
-            .send()
+        let answer = self
+            .transport
+            .get(url.as_str(), STATEMENT_BYTES_MAX, self.statement_timeout)
             .await
-            .map_err(|error| {
-                StatementError::Transport(Self::transport_reason(error, self.statement_timeout))
-            })?;
-        let status = response.status();
-        if !status.is_success() {
+            .map_err(|error| StatementError::Transport(Self::transport_reason(&error)))?;
+        if !answer.is_success() {
             return Err(StatementError::Transport(format!(
-                "bill download answered HTTP status {status}"
+                "bill download answered HTTP status {}",
+                answer.status_text()
             )));
         }
-        let bytes = read_capped(response, STATEMENT_BYTES_MAX)
-            .await
-            .map_err(|error| {
-                StatementError::Transport(Self::read_error_reason(error, self.statement_timeout))
-            })?;
+        let bytes = answer.body;
         // Every zip starts with a local file header or, when empty, the end-of-directory record.
         if !bytes.starts_with(b"PK") {
             return Err(StatementError::Untrusted(
@@ -326,41 +339,6 @@ impl Unproven {
     }
 }
 
-enum ReadError {
-    Http(reqwest::Error),
-    TooLarge(usize),
-}
-
-/// The body, refusing to hold more than `max` bytes.
-async fn read_capped(mut response: reqwest::Response, max: usize) -> Result<Vec<u8>, ReadError> {
-    if response
-        .content_length()
-        .is_some_and(|length| length > max as u64)
-    {
-        return Err(ReadError::TooLarge(max));
-    }
-    let mut body = Vec::new();
-    while let Some(chunk) = response.chunk().await.map_err(ReadError::Http)? {
-        if body.len() + chunk.len() > max {
-            return Err(ReadError::TooLarge(max));
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
-}
-
-/// An error and its sources, `: `-joined (reqwest hides the cause in the source).
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
-
 fn to_json(content: &impl Serialize) -> Result<String, String> {
     serde_json::to_string(content).map_err(|error| error.to_string())
 }
@@ -383,6 +361,7 @@ fn mask_auth_code(answer: &mut ChannelAnswer<PayOutcome>, auth_code: &AuthCode) 
         PayOutcome::Paid {
             channel_trade_no, ..
         } => scrub(channel_trade_no),
+        PayOutcome::NotSent { reason } => scrub(reason),
         PayOutcome::WaitingForPassword => {}
     }
 }
@@ -435,9 +414,22 @@ impl ChannelClient for AlipayClient {
                 app_id: &self.app_id,
                 out_trade_no: request.order_no.as_str(),
                 total_amount: request.amount,
+                submitted_at: request.submitted_at,
             };
-            let mut answer = match self.call(Api::Pay, wire::METHOD_PAY, biz_content).await {
+            let called = self
+                .call(
+                    Api::Pay,
+                    wire::METHOD_PAY,
+                    biz_content,
+                    Some(request.wait_max),
+                )
+                .await;
+            let mut answer = match called {
                 Ok(verified) => verified.with_codes(judge::pay(&verified.answer, &expected)),
+                // Certainly not made: nothing can have moved.
+                Err(unproven) if unproven.kind == UnprovenKind::NotSent => {
+                    unproven.into_answer(|reason| PayOutcome::NotSent { reason })
+                }
                 Err(unproven) => unproven.into_answer(|reason| PayOutcome::Unknown { reason }),
             };
             mask_auth_code(&mut answer, request.auth_code);
@@ -449,19 +441,25 @@ impl ChannelClient for AlipayClient {
         .await
     }
 
-    async fn query(&self, order_no: &OrderNo) -> ChannelAnswer<QueryOutcome> {
+    async fn query(&self, request: QueryRequest<'_>) -> ChannelAnswer<QueryOutcome> {
+        let order_no = request.order_no;
         let span =
             tracing::info_span!("alipay_call", method = wire::METHOD_QUERY, order_no = %order_no);
         async {
             let biz_content = to_json(&TradeContent {
                 out_trade_no: order_no.as_str().to_owned(),
             });
-            let answer = match self.call(Api::Query, wire::METHOD_QUERY, biz_content).await {
-                Ok(verified) => verified.with_codes(judge::query(
-                    &verified.answer,
-                    &self.app_id,
-                    order_no.as_str(),
-                )),
+            let expected = PayExpected {
+                app_id: &self.app_id,
+                out_trade_no: order_no.as_str(),
+                total_amount: request.amount,
+                submitted_at: request.submitted_at,
+            };
+            let answer = match self
+                .call(Api::Query, wire::METHOD_QUERY, biz_content, None)
+                .await
+            {
+                Ok(verified) => verified.with_codes(judge::query(&verified.answer, &expected)),
                 Err(unproven) => unproven.into_answer(|reason| QueryOutcome::Unknown { reason }),
             };
             logged(answer, |outcome| {
@@ -480,7 +478,7 @@ impl ChannelClient for AlipayClient {
                 out_trade_no: order_no.as_str().to_owned(),
             });
             let answer = match self
-                .call(Api::Revoke, wire::METHOD_CANCEL, biz_content)
+                .call(Api::Revoke, wire::METHOD_CANCEL, biz_content, None)
                 .await
             {
                 Ok(verified) => verified.with_codes(judge::cancel(
@@ -519,7 +517,7 @@ impl ChannelClient for AlipayClient {
                 refund_amount: request.refund_amount,
             };
             let answer = match self
-                .call(Api::Refund, wire::METHOD_REFUND, biz_content)
+                .call(Api::Refund, wire::METHOD_REFUND, biz_content, None)
                 .await
             {
                 Ok(verified) => verified.with_codes(judge::refund(&verified.answer, &expected)),
@@ -533,11 +531,8 @@ impl ChannelClient for AlipayClient {
         .await
     }
 
-    async fn refund_query(
-        &self,
-        order_no: &OrderNo,
-        refund_no: &RefundNo,
-    ) -> ChannelAnswer<RefundOutcome> {
+    async fn refund_query(&self, request: RefundQueryRequest<'_>) -> ChannelAnswer<RefundOutcome> {
+        let (order_no, refund_no) = (request.order_no, request.refund_no);
         let span = tracing::info_span!(
             "alipay_call",
             method = wire::METHOD_REFUND_QUERY,
@@ -554,9 +549,16 @@ impl ChannelClient for AlipayClient {
                 app_id: &self.app_id,
                 out_trade_no: order_no.as_str(),
                 out_request_no: refund_no.as_str(),
+                refund_amount: request.refund_amount,
+                total_amount: request.total_amount,
             };
             let answer = match self
-                .call(Api::RefundQuery, wire::METHOD_REFUND_QUERY, biz_content)
+                .call(
+                    Api::RefundQuery,
+                    wire::METHOD_REFUND_QUERY,
+                    biz_content,
+                    None,
+                )
                 .await
             {
                 Ok(verified) => verified.with_codes(judge::refund_query(
@@ -583,7 +585,7 @@ impl ChannelClient for AlipayClient {
                 bill_date: date.format("%Y-%m-%d").to_string(),
             });
             let verified = match self
-                .call(Api::Statement, wire::METHOD_BILL_URL, biz_content)
+                .call(Api::Statement, wire::METHOD_BILL_URL, biz_content, None)
                 .await
             {
                 Ok(verified) => verified,

@@ -18,13 +18,17 @@
 //!   The domain still closes the order with a revoke after a failure. For
 //!   refunds the same codes are unknown instead, because a failed refund is
 //!   final in the ledger while an unknown one is queried.
+//! - Pay and query, paid: `total_amount` is required and must be the
+//!   order's; `gmt_payment` / `send_pay_date` are optional (the payment
+//!   time is then the ledger's), and a payment dated before the order was
+//!   submitted is another trade under a reused number: unknown.
 //! - Query: `TRADE_CLOSED` is `Closed` (it may also mean "fully refunded";
-//!   the ledger's own refund events tell). The query cannot check the amount:
-//!   the port passes only the order number.
+//!   the ledger's own refund events tell).
 //! - Cancel: `retry_flag=Y` wins over everything (call again); `10000` with
-//!   no `action` means Alipay did not find the trade, which the design counts
-//!   as a successful revoke (`Done { Closed }`); `ACQ.SYSTEM_ERROR` is
-//!   `MustRetry`; other refusals are unknown (retried, then escalated).
+//!   no `action` ("not found, or the call failed") does not say whether
+//!   money moved: `Done { Unspecified }`, settled by the statement;
+//!   `ACQ.SYSTEM_ERROR` is `MustRetry`; other refusals are unknown
+//!   (retried, then escalated).
 //! - Refund: a `10000` answer is only `Accepted` (`fund_change` proves
 //!   nothing either way); a cumulative `refund_fee` below this refund's
 //!   amount is a mismatch. Only `ACQ.TRADE_NOT_EXIST` and
@@ -47,6 +51,7 @@ use paycode_domain::{ChannelCodes, Money};
 
 use super::envelope::{self, EnvelopeError};
 use super::wire::{parse_china_time, parse_yuan_fen};
+use crate::channel::paid_before_submission;
 
 /// The call succeeded.
 pub const CODE_SUCCESS: &str = "10000";
@@ -202,12 +207,14 @@ impl Answer {
     }
 }
 
-/// What a pay answer must match.
+/// What a paid answer (of trade.pay or trade.query) must match.
 #[derive(Debug, Clone, Copy)]
 pub struct PayExpected<'a> {
     pub app_id: &'a str,
     pub out_trade_no: &'a str,
     pub total_amount: Money,
+    /// A payment dated before this (less the clock skew) is another trade's.
+    pub submitted_at: DateTime<Utc>,
 }
 
 /// What a refund answer must match.
@@ -225,6 +232,10 @@ pub struct RefundQueryExpected<'a> {
     pub app_id: &'a str,
     pub out_trade_no: &'a str,
     pub out_request_no: &'a str,
+    /// This refund's amount: `refund_amount`, when answered, must equal it.
+    pub refund_amount: Money,
+    /// The order's amount: `total_amount`, when answered, must equal it.
+    pub total_amount: Money,
 }
 
 /// The first field whose answered value differs from what we sent.
@@ -270,31 +281,20 @@ pub fn pay(from: &Answer, expected: &PayExpected<'_>) -> ChannelAnswer<PayOutcom
         return pay_unknown(from, reason);
     }
     match from.code() {
-        Some(CODE_SUCCESS) => {
-            // Only a success's amount is compared: failures answer "0.00" amounts.
-            if let Some(reason) = amount_mismatch(from, "total_amount", expected.total_amount) {
-                return pay_unknown(from, reason);
-            }
-            if from.get("out_trade_no").is_none() {
-                return pay_unknown(
-                    from,
-                    "10000 without out_trade_no cannot be tied to the order".to_owned(),
-                );
-            }
-            let Some(trade_no) = from.get("trade_no") else {
-                return pay_unknown(from, "10000 without trade_no".to_owned());
-            };
-            let Some(paid_at) = from.get("gmt_payment").and_then(parse_china_time) else {
-                return pay_unknown(from, "10000 without a readable gmt_payment".to_owned());
-            };
-            judged(
+        // Only a success's amount is compared: failures answer "0.00" amounts.
+        Some(CODE_SUCCESS) => match paid(from, expected, &["gmt_payment"]) {
+            Ok((channel_trade_no, paid_at)) => judged(
                 PayOutcome::Paid {
-                    channel_trade_no: trade_no.to_owned(),
+                    channel_trade_no,
                     paid_at,
                 },
                 from,
-            )
-        }
+            ),
+            // The query that follows tells another trade apart.
+            Err(NotThisPayment::Unproven(reason) | NotThisPayment::OtherTrade(reason)) => {
+                pay_unknown(from, reason)
+            }
+        },
         Some(CODE_WAITING) => judged(PayOutcome::WaitingForPassword, from),
         Some(CODE_BUSINESS_FAILED) => match from.sub_code() {
             Some(sub_code) if PAY_DEFINITIVE_SUB_CODES.contains(&sub_code) => judged(
@@ -332,9 +332,78 @@ fn query_unknown(from: &Answer, reason: String) -> ChannelAnswer<QueryOutcome> {
     judged(QueryOutcome::Unknown { reason }, from)
 }
 
+/// Why a paid answer does not prove this order's payment.
+enum NotThisPayment {
+    /// It cannot be read or tied to the order.
+    Unproven(String),
+    /// A paid trade under this order number with another amount, or paid
+    /// before this order was submitted: another trade.
+    OtherTrade(String),
+}
+
+/// The trade number and payment time of a paid answer, after checking it
+/// is this order's payment: the order number and trade number present, the
+/// amount present and equal, and the payment time (the first readable of
+/// `time_fields`, optional) not before the order was submitted.
+fn paid(
+    from: &Answer,
+    expected: &PayExpected<'_>,
+    time_fields: &[&str],
+) -> Result<(String, Option<DateTime<Utc>>), NotThisPayment> {
+    let unproven = |reason: &str| NotThisPayment::Unproven(reason.to_owned());
+    if from.get("out_trade_no").is_none() {
+        return Err(unproven(
+            "paid without out_trade_no: cannot be tied to the order",
+        ));
+    }
+    let Some(total) = from.get("total_amount") else {
+        return Err(unproven(
+            "paid without total_amount: cannot be tied to the order",
+        ));
+    };
+    match parse_yuan_fen(total) {
+        None => {
+            return Err(NotThisPayment::Unproven(format!(
+                "answer's total_amount {total:?} is not an amount"
+            )));
+        }
+        Some(fen) if fen != expected.total_amount.fen() => {
+            return Err(NotThisPayment::OtherTrade(format!(
+                "answer's total_amount {total} differs from the order's {}",
+                expected.total_amount
+            )));
+        }
+        Some(_) => {}
+    }
+    let trade_no = from
+        .get("trade_no")
+        .ok_or_else(|| unproven("paid without trade_no"))?;
+    let mut paid_at = None;
+    for name in time_fields {
+        if let Some(text) = from.get(name) {
+            let at = parse_china_time(text).ok_or_else(|| {
+                NotThisPayment::Unproven(format!("paid with an unreadable {name} {text:?}"))
+            })?;
+            paid_at.get_or_insert(at);
+        }
+    }
+    if let Some(paid_at) = paid_at
+        && paid_before_submission(paid_at, expected.submitted_at)
+    {
+        return Err(NotThisPayment::OtherTrade(format!(
+            "paid at {paid_at}, before the order was submitted"
+        )));
+    }
+    Ok((trade_no.to_owned(), paid_at))
+}
+
 /// alipay.trade.query: the order's `trade_status`.
-pub fn query(from: &Answer, app_id: &str, out_trade_no: &str) -> ChannelAnswer<QueryOutcome> {
-    if let Some(reason) = mismatch(from, &[("app_id", app_id), ("out_trade_no", out_trade_no)]) {
+pub fn query(from: &Answer, expected: &PayExpected<'_>) -> ChannelAnswer<QueryOutcome> {
+    let sent = [
+        ("app_id", expected.app_id),
+        ("out_trade_no", expected.out_trade_no),
+    ];
+    if let Some(reason) = mismatch(from, &sent) {
         return query_unknown(from, reason);
     }
     match from.code() {
@@ -347,26 +416,19 @@ pub fn query(from: &Answer, app_id: &str, out_trade_no: &str) -> ChannelAnswer<Q
             }
             match from.get("trade_status") {
                 Some("TRADE_SUCCESS" | "TRADE_FINISHED") => {
-                    let Some(trade_no) = from.get("trade_no") else {
-                        return query_unknown(from, "paid without trade_no".to_owned());
-                    };
-                    let paid_at = from
-                        .get("send_pay_date")
-                        .or(from.get("gmt_payment"))
-                        .and_then(parse_china_time);
-                    let Some(paid_at) = paid_at else {
-                        return query_unknown(
+                    match paid(from, expected, &["send_pay_date", "gmt_payment"]) {
+                        Ok((channel_trade_no, paid_at)) => judged(
+                            QueryOutcome::Paid {
+                                channel_trade_no,
+                                paid_at,
+                            },
                             from,
-                            "paid without a readable send_pay_date".to_owned(),
-                        );
-                    };
-                    judged(
-                        QueryOutcome::Paid {
-                            channel_trade_no: trade_no.to_owned(),
-                            paid_at,
-                        },
-                        from,
-                    )
+                        ),
+                        Err(NotThisPayment::Unproven(reason)) => query_unknown(from, reason),
+                        Err(NotThisPayment::OtherTrade(reason)) => {
+                            judged(QueryOutcome::OtherTrade { reason }, from)
+                        }
+                    }
                 }
                 Some("WAIT_BUYER_PAY") => judged(QueryOutcome::WaitingForPassword, from),
                 Some("TRADE_CLOSED") => judged(QueryOutcome::Closed, from),
@@ -411,10 +473,11 @@ pub fn cancel(from: &Answer, app_id: &str, out_trade_no: &str) -> ChannelAnswer<
                 },
                 from,
             ),
-            // "未查询到交易": Alipay has no such trade, so nothing can have moved.
+            // No action: "not found, or the call failed" (Alipay's text):
+            // revoked, but whether money moved is for the statement to say.
             None => judged(
                 RevokeOutcome::Done {
-                    result: RevokeResult::Closed,
+                    result: RevokeResult::Unspecified,
                 },
                 from,
             ),
@@ -518,6 +581,11 @@ pub fn refund_query(
                         "REFUND_SUCCESS without out_trade_no and out_request_no".to_owned(),
                     );
                 }
+                let amounts = amount_mismatch(from, "refund_amount", expected.refund_amount)
+                    .or_else(|| amount_mismatch(from, "total_amount", expected.total_amount));
+                if let Some(reason) = amounts {
+                    return refund_unknown(from, reason);
+                }
                 let refunded_at = from
                     .get("gmt_refund_pay")
                     .and_then(parse_china_time)
@@ -606,10 +674,27 @@ mod tests {
         text.parse().unwrap()
     }
 
+    /// When the fixtures' orders were submitted: 2017-03-21 13:00 China
+    /// time, shortly before their payment times (13:29:17 and 15:07:29).
+    fn submitted() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2017, 3, 21, 5, 0, 0).unwrap()
+    }
+
     fn pay_expected(order: &str) -> PayExpected<'_> {
         PayExpected {
             app_id: APP,
             out_trade_no: order,
+            total_amount: money("20.00"),
+            submitted_at: submitted(),
+        }
+    }
+
+    fn refund_query_expected() -> RefundQueryExpected<'static> {
+        RefundQueryExpected {
+            app_id: APP,
+            out_trade_no: "o1",
+            out_request_no: "r1",
+            refund_amount: money("5.00"),
             total_amount: money("20.00"),
         }
     }
@@ -639,7 +724,7 @@ mod tests {
             judged.outcome,
             PayOutcome::Paid {
                 channel_trade_no: "2017032121001004070200176846".to_owned(),
-                paid_at: Utc.with_ymd_and_hms(2017, 3, 21, 7, 7, 29).unwrap(),
+                paid_at: Some(Utc.with_ymd_and_hms(2017, 3, 21, 7, 7, 29).unwrap()),
             }
         );
         assert_eq!(judged.codes.get("code"), Some("10000"));
@@ -687,8 +772,8 @@ mod tests {
             pay(&Answer::from_pairs(&other_app), &pay_expected("o1")).outcome,
             PayOutcome::Unknown { .. }
         ));
-        // Missing the order number, the trade number or the payment time.
-        for missing in ["out_trade_no", "trade_no", "gmt_payment"] {
+        // Missing the order number, the trade number or the amount.
+        for missing in ["out_trade_no", "trade_no", "total_amount"] {
             let partial: Vec<(&str, &str)> = paid
                 .iter()
                 .copied()
@@ -699,6 +784,269 @@ mod tests {
                 matches!(judged.outcome, PayOutcome::Unknown { .. }),
                 "without {missing}"
             );
+        }
+    }
+
+    // ---- a paid answer is the order's own ---------------------------------
+
+    /// A paid trade.pay answer for order o1 of 20.00, paid at 15:07:29 China time.
+    const PAID: [(&str, &str); 6] = [
+        ("code", "10000"),
+        ("msg", "Success"),
+        ("trade_no", "t1"),
+        ("out_trade_no", "o1"),
+        ("total_amount", "20.00"),
+        ("gmt_payment", "2017-03-21 15:07:29"),
+    ];
+
+    /// A paid trade.query answer for the same payment.
+    const QUERIED: [(&str, &str); 7] = [
+        ("code", "10000"),
+        ("msg", "Success"),
+        ("trade_no", "t1"),
+        ("out_trade_no", "o1"),
+        ("trade_status", "TRADE_SUCCESS"),
+        ("total_amount", "20.00"),
+        ("send_pay_date", "2017-03-21 15:07:29"),
+    ];
+
+    /// 15:07:29 China time.
+    fn fixture_paid_at() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2017, 3, 21, 7, 7, 29).unwrap()
+    }
+
+    /// `pairs` with `changes` applied: a field replaced or added, or
+    /// removed when the value is empty.
+    fn changed<'a>(pairs: &[(&'a str, &'a str)], changes: &[(&'a str, &'a str)]) -> Answer {
+        let mut all: Vec<(&str, &str)> = pairs
+            .iter()
+            .copied()
+            .filter(|(key, _)| !changes.iter().any(|(name, _)| name == key))
+            .collect();
+        all.extend(
+            changes
+                .iter()
+                .copied()
+                .filter(|(_, value)| !value.is_empty()),
+        );
+        Answer::from_pairs(&all)
+    }
+
+    fn paid_outcome(paid_at: Option<DateTime<Utc>>) -> PayOutcome {
+        PayOutcome::Paid {
+            channel_trade_no: "t1".to_owned(),
+            paid_at,
+        }
+    }
+
+    fn queried_paid(paid_at: Option<DateTime<Utc>>) -> QueryOutcome {
+        QueryOutcome::Paid {
+            channel_trade_no: "t1".to_owned(),
+            paid_at,
+        }
+    }
+
+    #[test]
+    fn pay_10000_without_gmt_payment_is_paid_at_an_unknown_time() {
+        let judged = pay(&changed(&PAID, &[("gmt_payment", "")]), &pay_expected("o1"));
+        assert_eq!(judged.outcome, paid_outcome(None));
+        // Present but unreadable is not the same as absent.
+        for gmt_payment in ["2017-03-21T15:07:29", "20170321150729", "yesterday"] {
+            let judged = pay(
+                &changed(&PAID, &[("gmt_payment", gmt_payment)]),
+                &pay_expected("o1"),
+            );
+            assert!(
+                matches!(&judged.outcome, PayOutcome::Unknown { reason } if reason.contains("gmt_payment")),
+                "{gmt_payment}: {:?}",
+                judged.outcome
+            );
+        }
+    }
+
+    #[test]
+    fn query_paid_without_send_pay_date_and_gmt_payment_is_paid_at_an_unknown_time() {
+        for status in ["TRADE_SUCCESS", "TRADE_FINISHED"] {
+            let neither = changed(&QUERIED, &[("trade_status", status), ("send_pay_date", "")]);
+            assert_eq!(
+                query(&neither, &pay_expected("o1")).outcome,
+                queried_paid(None),
+                "{status}"
+            );
+        }
+        // send_pay_date first, then gmt_payment.
+        let both = changed(&QUERIED, &[("gmt_payment", "2017-03-21 15:08:00")]);
+        assert_eq!(
+            query(&both, &pay_expected("o1")).outcome,
+            queried_paid(Some(fixture_paid_at()))
+        );
+        // A time that is answered must be readable.
+        for unreadable in [
+            [
+                ("send_pay_date", "2017/03/21 15:07:29"),
+                ("gmt_payment", ""),
+            ],
+            [("send_pay_date", ""), ("gmt_payment", "soon")],
+            [
+                ("send_pay_date", "2017-03-21 15:07:29"),
+                ("gmt_payment", "soon"),
+            ],
+        ] {
+            let judged = query(&changed(&QUERIED, &unreadable), &pay_expected("o1"));
+            assert!(
+                matches!(judged.outcome, QueryOutcome::Unknown { .. }),
+                "{unreadable:?}: {:?}",
+                judged.outcome
+            );
+        }
+    }
+
+    #[test]
+    fn a_paid_answer_without_total_amount_is_unknown() {
+        let judged = pay(
+            &changed(&PAID, &[("total_amount", "")]),
+            &pay_expected("o1"),
+        );
+        assert!(
+            matches!(&judged.outcome, PayOutcome::Unknown { reason } if reason.contains("total_amount")),
+            "{:?}",
+            judged.outcome
+        );
+        let judged = query(
+            &changed(&QUERIED, &[("total_amount", "")]),
+            &pay_expected("o1"),
+        );
+        assert!(
+            matches!(&judged.outcome, QueryOutcome::Unknown { reason } if reason.contains("total_amount")),
+            "{:?}",
+            judged.outcome
+        );
+    }
+
+    #[test]
+    fn a_paid_answer_for_another_amount_is_never_paid() {
+        // Another amount than the order's 20.00: the pay answer is unknown
+        // (the query that follows tells), the query's is another trade's.
+        for total_amount in ["20.01", "19.99", "2000", "0.00"] {
+            let change = [("total_amount", total_amount)];
+            let judged = pay(&changed(&PAID, &change), &pay_expected("o1"));
+            assert!(
+                matches!(judged.outcome, PayOutcome::Unknown { .. }),
+                "pay {total_amount}: {:?}",
+                judged.outcome
+            );
+            let judged = query(&changed(&QUERIED, &change), &pay_expected("o1"));
+            assert!(
+                matches!(&judged.outcome, QueryOutcome::OtherTrade { reason } if reason.contains("total_amount")),
+                "query {total_amount}: {:?}",
+                judged.outcome
+            );
+        }
+        // No amount at all: unknown.
+        for total_amount in ["20.001", "20.", "-20.00", "CNY20"] {
+            let change = [("total_amount", total_amount)];
+            let judged = pay(&changed(&PAID, &change), &pay_expected("o1"));
+            assert!(
+                matches!(judged.outcome, PayOutcome::Unknown { .. }),
+                "pay {total_amount}: {:?}",
+                judged.outcome
+            );
+            let judged = query(&changed(&QUERIED, &change), &pay_expected("o1"));
+            assert!(
+                matches!(judged.outcome, QueryOutcome::Unknown { .. }),
+                "query {total_amount}: {:?}",
+                judged.outcome
+            );
+        }
+        // The same amount written otherwise is the same amount.
+        for total_amount in ["20", "20.0"] {
+            let change = [("total_amount", total_amount)];
+            assert!(matches!(
+                pay(&changed(&PAID, &change), &pay_expected("o1")).outcome,
+                PayOutcome::Paid { .. }
+            ));
+            assert!(matches!(
+                query(&changed(&QUERIED, &change), &pay_expected("o1")).outcome,
+                QueryOutcome::Paid { .. }
+            ));
+        }
+    }
+
+    #[test]
+    fn a_paid_answer_of_another_order_or_app_is_never_paid() {
+        for change in [
+            ("out_trade_no", "o2"),
+            ("out_trade_no", ""),
+            ("trade_no", ""),
+            ("app_id", "2019090366875134"),
+        ] {
+            let judged = pay(&changed(&PAID, &[change]), &pay_expected("o1"));
+            assert!(
+                matches!(judged.outcome, PayOutcome::Unknown { .. }),
+                "pay {change:?}: {:?}",
+                judged.outcome
+            );
+            let judged = query(&changed(&QUERIED, &[change]), &pay_expected("o1"));
+            assert!(
+                matches!(judged.outcome, QueryOutcome::Unknown { .. }),
+                "query {change:?}: {:?}",
+                judged.outcome
+            );
+        }
+        // Our own app id, answered, is fine.
+        let ours = [("app_id", APP)];
+        assert!(matches!(
+            pay(&changed(&PAID, &ours), &pay_expected("o1")).outcome,
+            PayOutcome::Paid { .. }
+        ));
+    }
+
+    #[test]
+    fn a_payment_dated_over_a_minute_before_submission_is_not_paid_and_within_it_is() {
+        let submitted = |after_payment_secs: i64| PayExpected {
+            submitted_at: fixture_paid_at() + chrono::Duration::seconds(after_payment_secs),
+            ..pay_expected("o1")
+        };
+        let query_by_gmt_payment = changed(
+            &QUERIED,
+            &[
+                ("send_pay_date", ""),
+                ("gmt_payment", "2017-03-21 15:07:29"),
+            ],
+        );
+        // Another trade under a reused order number: paid before this order
+        // existed. Unknown on pay (the query that follows tells); another
+        // trade on query.
+        for secs in [61, 3600, 86_400 * 365] {
+            let judged = pay(&Answer::from_pairs(&PAID), &submitted(secs));
+            assert!(
+                matches!(&judged.outcome, PayOutcome::Unknown { reason } if reason.contains("before the order was submitted")),
+                "{secs}: {:?}",
+                judged.outcome
+            );
+            for answer in [&Answer::from_pairs(&QUERIED), &query_by_gmt_payment] {
+                let judged = query(answer, &submitted(secs));
+                assert!(
+                    matches!(&judged.outcome, QueryOutcome::OtherTrade { reason } if reason.contains("before the order was submitted")),
+                    "{secs}: {:?}",
+                    judged.outcome
+                );
+            }
+        }
+        // Up to a minute of clock skew, and any time after submission, is this order's payment.
+        for secs in [60, 59, 1, 0, -1, -3600] {
+            assert_eq!(
+                pay(&Answer::from_pairs(&PAID), &submitted(secs)).outcome,
+                paid_outcome(Some(fixture_paid_at())),
+                "{secs}"
+            );
+            for answer in [&Answer::from_pairs(&QUERIED), &query_by_gmt_payment] {
+                assert_eq!(
+                    query(answer, &submitted(secs)).outcome,
+                    queried_paid(Some(fixture_paid_at())),
+                    "{secs}"
+                );
+            }
         }
     }
 
@@ -815,10 +1163,10 @@ mod tests {
             "alipay_trade_query_response",
         );
         assert_eq!(
-            query(&answer, APP, "out_trade_no15").outcome,
+            query(&answer, &pay_expected("out_trade_no15")).outcome,
             QueryOutcome::Paid {
                 channel_trade_no: "2017032121001004070200176844".to_owned(),
-                paid_at: Utc.with_ymd_and_hms(2017, 3, 21, 5, 29, 17).unwrap(),
+                paid_at: Some(Utc.with_ymd_and_hms(2017, 3, 21, 5, 29, 17).unwrap()),
             }
         );
         let with_status = |status: &str| {
@@ -827,9 +1175,10 @@ mod tests {
                 ("out_trade_no", "o1"),
                 ("trade_no", "t1"),
                 ("trade_status", status),
+                ("total_amount", "20.00"),
                 ("send_pay_date", "2017-03-21 13:29:17"),
             ];
-            query(&Answer::from_pairs(&pairs), APP, "o1")
+            query(&Answer::from_pairs(&pairs), &pay_expected("o1"))
         };
         assert!(matches!(
             with_status("TRADE_SUCCESS").outcome,
@@ -856,28 +1205,22 @@ mod tests {
             with_status("TRADE_CLOSED").codes.get("trade_status"),
             Some("TRADE_CLOSED")
         );
-        // gmt_payment stands in for send_pay_date; neither is unknown.
+        // gmt_payment stands in for send_pay_date.
         let gmt = [
             ("code", "10000"),
             ("out_trade_no", "o1"),
             ("trade_no", "t1"),
             ("trade_status", "TRADE_SUCCESS"),
+            ("total_amount", "20.00"),
             ("gmt_payment", "2017-03-21 13:29:17"),
         ];
-        assert!(matches!(
-            query(&Answer::from_pairs(&gmt), APP, "o1").outcome,
-            QueryOutcome::Paid { .. }
-        ));
-        let neither = [
-            ("code", "10000"),
-            ("out_trade_no", "o1"),
-            ("trade_no", "t1"),
-            ("trade_status", "TRADE_SUCCESS"),
-        ];
-        assert!(matches!(
-            query(&Answer::from_pairs(&neither), APP, "o1").outcome,
-            QueryOutcome::Unknown { .. }
-        ));
+        assert_eq!(
+            query(&Answer::from_pairs(&gmt), &pay_expected("o1")).outcome,
+            QueryOutcome::Paid {
+                channel_trade_no: "t1".to_owned(),
+                paid_at: Some(Utc.with_ymd_and_hms(2017, 3, 21, 5, 29, 17).unwrap()),
+            }
+        );
     }
 
     #[test]
@@ -887,32 +1230,35 @@ mod tests {
             ("out_trade_no", "o2"),
             ("trade_no", "t1"),
             ("trade_status", "TRADE_SUCCESS"),
+            ("total_amount", "20.00"),
             ("send_pay_date", "2017-03-21 13:29:17"),
         ];
         assert!(matches!(
-            query(&Answer::from_pairs(&other), APP, "o1").outcome,
+            query(&Answer::from_pairs(&other), &pay_expected("o1")).outcome,
             QueryOutcome::Unknown { .. }
         ));
         let untied = [("code", "10000"), ("trade_status", "TRADE_CLOSED")];
         assert!(matches!(
-            query(&Answer::from_pairs(&untied), APP, "o1").outcome,
+            query(&Answer::from_pairs(&untied), &pay_expected("o1")).outcome,
             QueryOutcome::Unknown { .. }
         ));
         let no_trade_no = [
             ("code", "10000"),
             ("out_trade_no", "o1"),
             ("trade_status", "TRADE_SUCCESS"),
+            ("total_amount", "20.00"),
             ("send_pay_date", "2017-03-21 13:29:17"),
         ];
         assert!(matches!(
-            query(&Answer::from_pairs(&no_trade_no), APP, "o1").outcome,
+            query(&Answer::from_pairs(&no_trade_no), &pay_expected("o1")).outcome,
             QueryOutcome::Unknown { .. }
         ));
     }
 
     #[test]
     fn query_codes_not_exist_system_error_and_gateway_errors() {
-        let judge = |pairs: &[(&str, &str)]| query(&Answer::from_pairs(pairs), APP, "o1").outcome;
+        let judge =
+            |pairs: &[(&str, &str)]| query(&Answer::from_pairs(pairs), &pay_expected("o1")).outcome;
         assert_eq!(
             judge(&[("code", "40004"), ("sub_code", "ACQ.TRADE_NOT_EXIST")]),
             QueryOutcome::NotFound
@@ -930,7 +1276,7 @@ mod tests {
             "ali_trade_query_resp_40002_invalid_app_id_fzlee.json",
             "alipay_trade_query_response",
         );
-        let judged = query(&answer, APP, "o1");
+        let judged = query(&answer, &pay_expected("o1"));
         assert!(matches!(judged.outcome, QueryOutcome::Unknown { .. }));
         assert_eq!(judged.codes.get("sub_code"), Some("isv.invalid-app-id"));
     }
@@ -974,7 +1320,8 @@ mod tests {
             judge(&[("code", "10000"), ("action", "explode")]).outcome,
             RevokeOutcome::Unknown { .. }
         ));
-        // The fzlee fixture: 10000, retry_flag N, no action: Alipay found no trade to act on.
+        // The fzlee fixture: 10000, retry_flag N, no action: done, without
+        // saying whether money moved.
         let answer = fixture_node(
             "ali_trade_cancel_resp_fzlee.json",
             "alipay_trade_cancel_response",
@@ -982,13 +1329,50 @@ mod tests {
         assert_eq!(
             cancel(&answer, APP, "out_trade_no15").outcome,
             RevokeOutcome::Done {
-                result: RevokeResult::Closed
+                result: RevokeResult::Unspecified
             }
         );
         assert!(matches!(
             cancel(&answer, APP, "another").outcome,
             RevokeOutcome::Unknown { .. }
         ));
+    }
+
+    #[test]
+    fn cancel_10000_without_action_is_done_without_saying_what_it_did() {
+        // "Not found, or the call failed": revoked, but whether money moved
+        // is for the statement to say.
+        for retry_flag in [Some("N"), None] {
+            let mut pairs = vec![
+                ("code", "10000"),
+                ("msg", "Success"),
+                ("out_trade_no", "o1"),
+            ];
+            pairs.extend(retry_flag.map(|flag| ("retry_flag", flag)));
+            let judged = cancel(&Answer::from_pairs(&pairs), APP, "o1");
+            assert_eq!(
+                judged.outcome,
+                RevokeOutcome::Done {
+                    result: RevokeResult::Unspecified
+                },
+                "retry_flag {retry_flag:?}"
+            );
+        }
+        // Without an order number too (nothing ties it to another order).
+        let bare = cancel(&Answer::from_pairs(&[("code", "10000")]), APP, "o1");
+        assert_eq!(
+            bare.outcome,
+            RevokeOutcome::Done {
+                result: RevokeResult::Unspecified
+            }
+        );
+        // But not for another order.
+        let other = cancel(
+            &Answer::from_pairs(&[("code", "10000"), ("out_trade_no", "o2")]),
+            APP,
+            "o1",
+        );
+        assert!(matches!(other.outcome, RevokeOutcome::Unknown { .. }));
     }
 
     #[test]
@@ -1130,11 +1514,7 @@ mod tests {
 
     #[test]
     fn refund_query_maps_refund_status() {
-        let expected = RefundQueryExpected {
-            app_id: APP,
-            out_trade_no: "o1",
-            out_request_no: "r1",
-        };
+        let expected = refund_query_expected();
         let answered_at = Utc.with_ymd_and_hms(2024, 1, 2, 3, 4, 5).unwrap();
         let judge = |pairs: &[(&str, &str)]| {
             refund_query(&Answer::from_pairs(pairs), &expected, Some(answered_at))
@@ -1231,6 +1611,51 @@ mod tests {
     }
 
     #[test]
+    fn refund_success_for_another_refund_or_order_amount_is_unknown() {
+        let answered_at = Utc.with_ymd_and_hms(2024, 1, 2, 3, 4, 5).unwrap();
+        let judge = |extra: &[(&'static str, &'static str)]| {
+            let mut pairs = vec![
+                ("code", "10000"),
+                ("out_trade_no", "o1"),
+                ("out_request_no", "r1"),
+                ("refund_status", "REFUND_SUCCESS"),
+            ];
+            pairs.extend_from_slice(extra);
+            refund_query(
+                &Answer::from_pairs(&pairs),
+                &refund_query_expected(),
+                Some(answered_at),
+            )
+            .outcome
+        };
+        let succeeded = RefundOutcome::Succeeded {
+            channel_refund_no: None,
+            refunded_at: answered_at,
+        };
+        // Both amounts answered and equal, or not answered at all.
+        assert_eq!(
+            judge(&[("refund_amount", "5.00"), ("total_amount", "20.00")]),
+            succeeded
+        );
+        assert_eq!(judge(&[("refund_amount", "5")]), succeeded);
+        assert_eq!(judge(&[]), succeeded);
+        for amounts in [
+            [("refund_amount", "4.99"), ("total_amount", "20.00")],
+            [("refund_amount", "5.01"), ("total_amount", "20.00")],
+            [("refund_amount", "20.00"), ("total_amount", "20.00")],
+            [("refund_amount", "5.00"), ("total_amount", "25.00")],
+            [("refund_amount", "5.00"), ("total_amount", "5.00")],
+            [("refund_amount", "five"), ("total_amount", "20.00")],
+        ] {
+            let outcome = judge(&amounts);
+            assert!(
+                matches!(outcome, RefundOutcome::Unknown { .. }),
+                "{amounts:?}: {outcome:?}"
+            );
+        }
+    }
+
+    #[test]
     fn bill_url_answers() {
         let url = bill_url(&Answer::from_pairs(&[
             ("code", "10000"),
@@ -1279,5 +1704,269 @@ mod tests {
         assert_eq!(answer.get("msg"), None, "empty counts as absent");
         assert_eq!(answer.codes(), ChannelCodes::new().with("code", "10000"));
         assert!(Answer::parse(r#"{"code":"40004","code":"10000"}"#).is_err());
+    }
+
+    /// The property of the issue, at the judge (the client verifies the
+    /// signature before the judge sees the answer): a paid answer whose
+    /// order number, amount, app or payment time (before the order was
+    /// submitted) does not match the order is never paid. Each case builds
+    /// a valid paid answer (trade.pay `10000` or trade.query
+    /// `TRADE_SUCCESS`/`TRADE_FINISHED`) for a random order, checks that it
+    /// IS paid, then applies one mismatch and checks that it is NOT paid.
+    mod paid_answers {
+        use chrono::FixedOffset;
+        use proptest::prelude::*;
+
+        use super::*;
+        use crate::channel::CLOCK_SKEW_SECS;
+        use paycode_domain::money::AMOUNT_MAX_FEN;
+
+        /// Fields a paid answer may leave out without changing its meaning.
+        const OPTIONAL: [&str; 10] = [
+            "msg",
+            "app_id",
+            "buyer_logon_id",
+            "buyer_user_id",
+            "receipt_amount",
+            "buyer_pay_amount",
+            "invoice_amount",
+            "point_amount",
+            "gmt_payment",
+            "send_pay_date",
+        ];
+
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        enum Call {
+            Pay,
+            Query(&'static str),
+        }
+
+        /// An order and the valid paid answer's own fields.
+        #[derive(Debug, Clone)]
+        struct Case {
+            call: Call,
+            out_trade_no: String,
+            total_fen: u64,
+            /// The amount written without trailing zeros ("20" for 20.00).
+            short_amount: bool,
+            submitted_at: DateTime<Utc>,
+            /// The payment's time after submission (down to the skew allowed).
+            paid_after_secs: i64,
+            trade_no: String,
+            /// Which of [`OPTIONAL`] the answer leaves out.
+            dropped: Vec<bool>,
+        }
+
+        /// One way for a paid answer not to be this order's.
+        #[derive(Debug, Clone)]
+        enum Mismatch {
+            /// Another order number; empty: none at all.
+            OutTradeNo(String),
+            /// Another amount, in fen.
+            TotalAmount(u64),
+            /// The order's amount in fen written as yuan (100 times too much).
+            TotalAmountInFen,
+            /// No amount.
+            NoTotalAmount,
+            /// Another app.
+            AppId(String),
+            /// Paid this many seconds (over the skew allowed) before submission.
+            PaidBeforeSubmission(i64),
+        }
+
+        fn china(at: DateTime<Utc>) -> String {
+            at.with_timezone(&FixedOffset::east_opt(8 * 3600).unwrap())
+                .format("%Y-%m-%d %H:%M:%S")
+                .to_string()
+        }
+
+        fn yuan(fen: u64, short: bool) -> String {
+            let text = format!("{}.{:02}", fen / 100, fen % 100);
+            if short {
+                text.trim_end_matches('0').trim_end_matches('.').to_owned()
+            } else {
+                text
+            }
+        }
+
+        fn case() -> impl Strategy<Value = Case> {
+            // 2015-01-01 to 2035-01-01, whole seconds (the answers have no finer unit).
+            let submitted = (1_420_070_400_i64..2_051_222_400)
+                .prop_map(|secs| Utc.timestamp_opt(secs, 0).unwrap());
+            (
+                prop_oneof![
+                    Just(Call::Pay),
+                    Just(Call::Query("TRADE_SUCCESS")),
+                    Just(Call::Query("TRADE_FINISHED")),
+                ],
+                "[0-9A-Za-z_-]{1,64}",
+                1..=AMOUNT_MAX_FEN,
+                any::<bool>(),
+                submitted,
+                -CLOCK_SKEW_SECS..=86_400 * 3,
+                "[0-9]{28}",
+                proptest::collection::vec(any::<bool>(), OPTIONAL.len()),
+            )
+                .prop_map(
+                    |(
+                        call,
+                        out_trade_no,
+                        total_fen,
+                        short_amount,
+                        submitted_at,
+                        paid_after_secs,
+                        trade_no,
+                        dropped,
+                    )| Case {
+                        call,
+                        out_trade_no,
+                        total_fen,
+                        short_amount,
+                        submitted_at,
+                        paid_after_secs,
+                        trade_no,
+                        dropped,
+                    },
+                )
+        }
+
+        fn mismatch() -> impl Strategy<Value = Mismatch> {
+            prop_oneof![
+                "[0-9A-Za-z_-]{0,64}".prop_map(Mismatch::OutTradeNo),
+                any::<u64>().prop_map(Mismatch::TotalAmount),
+                (1..=AMOUNT_MAX_FEN * 2).prop_map(Mismatch::TotalAmount),
+                Just(Mismatch::TotalAmountInFen),
+                Just(Mismatch::NoTotalAmount),
+                "[0-9]{16}".prop_map(Mismatch::AppId),
+                (CLOCK_SKEW_SECS + 1..=86_400 * 366 * 5).prop_map(Mismatch::PaidBeforeSubmission),
+            ]
+        }
+
+        impl Case {
+            fn paid_at(&self) -> DateTime<Utc> {
+                self.submitted_at + chrono::Duration::seconds(self.paid_after_secs)
+            }
+
+            fn expected(&self) -> PayExpected<'_> {
+                PayExpected {
+                    app_id: APP,
+                    out_trade_no: &self.out_trade_no,
+                    total_amount: Money::from_fen(self.total_fen).unwrap(),
+                    submitted_at: self.submitted_at,
+                }
+            }
+
+            /// The valid paid answer's fields.
+            fn fields(&self) -> BTreeMap<&'static str, String> {
+                let amount = yuan(self.total_fen, self.short_amount);
+                let mut fields = BTreeMap::from([
+                    ("code", CODE_SUCCESS.to_owned()),
+                    ("msg", "Success".to_owned()),
+                    ("app_id", APP.to_owned()),
+                    ("trade_no", self.trade_no.clone()),
+                    ("out_trade_no", self.out_trade_no.clone()),
+                    ("total_amount", amount.clone()),
+                    ("receipt_amount", amount.clone()),
+                    ("buyer_pay_amount", amount.clone()),
+                    ("invoice_amount", amount),
+                    ("point_amount", "0.00".to_owned()),
+                    ("buyer_logon_id", "csq***@sandbox.com".to_owned()),
+                    ("buyer_user_id", "2088102169481075".to_owned()),
+                    ("gmt_payment", china(self.paid_at())),
+                ]);
+                if let Call::Query(status) = self.call {
+                    fields.insert("trade_status", status.to_owned());
+                    fields.insert("send_pay_date", china(self.paid_at()));
+                }
+                for (name, dropped) in OPTIONAL.iter().zip(&self.dropped) {
+                    if *dropped {
+                        fields.remove(name);
+                    }
+                }
+                fields
+            }
+
+            /// The trade number and payment time when `fields` are judged paid.
+            fn judge(
+                &self,
+                fields: &BTreeMap<&'static str, String>,
+            ) -> Option<(String, Option<DateTime<Utc>>)> {
+                let pairs: Vec<(&str, &str)> = fields
+                    .iter()
+                    .map(|(name, value)| (*name, value.as_str()))
+                    .collect();
+                let answer = Answer::from_pairs(&pairs);
+                match self.call {
+                    Call::Pay => match pay(&answer, &self.expected()).outcome {
+                        PayOutcome::Paid {
+                            channel_trade_no,
+                            paid_at,
+                        } => Some((channel_trade_no, paid_at)),
+                        _ => None,
+                    },
+                    Call::Query(_) => match query(&answer, &self.expected()).outcome {
+                        QueryOutcome::Paid {
+                            channel_trade_no,
+                            paid_at,
+                        } => Some((channel_trade_no, paid_at)),
+                        _ => None,
+                    },
+                }
+            }
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(512))]
+
+            #[test]
+            fn a_mismatched_paid_answer_is_never_paid(case in case(), mismatch in mismatch()) {
+                // Not vacuous: the answer before the mismatch is paid, at
+                // its time when it gives one.
+                let valid = case.fields();
+                let has_time = valid.contains_key("gmt_payment") || valid.contains_key("send_pay_date");
+                prop_assert_eq!(
+                    case.judge(&valid),
+                    Some((case.trade_no.clone(), has_time.then(|| case.paid_at())))
+                );
+
+                let mut fields = valid;
+                match &mismatch {
+                    Mismatch::OutTradeNo(other) => {
+                        prop_assume!(*other != case.out_trade_no);
+                        fields.insert("out_trade_no", other.clone());
+                    }
+                    Mismatch::TotalAmount(other) => {
+                        prop_assume!(*other != case.total_fen);
+                        fields.insert("total_amount", yuan(*other, case.short_amount));
+                    }
+                    Mismatch::TotalAmountInFen => {
+                        fields.insert("total_amount", case.total_fen.to_string());
+                    }
+                    Mismatch::NoTotalAmount => {
+                        fields.remove("total_amount");
+                    }
+                    Mismatch::AppId(other) => {
+                        prop_assume!(other != APP);
+                        fields.insert("app_id", other.clone());
+                    }
+                    Mismatch::PaidBeforeSubmission(secs) => {
+                        // Every payment time the answer gives, or one if it gave none.
+                        let early = china(case.submitted_at - chrono::Duration::seconds(*secs));
+                        let mut dated = false;
+                        for name in ["gmt_payment", "send_pay_date"] {
+                            if let Some(value) = fields.get_mut(name) {
+                                value.clone_from(&early);
+                                dated = true;
+                            }
+                        }
+                        if !dated {
+                            fields.insert("gmt_payment", early);
+                        }
+                    }
+                }
+                let judged = case.judge(&fields);
+                prop_assert!(judged.is_none(), "{:?} was judged paid: {:?}", mismatch, judged);
+            }
+        }
     }
 }

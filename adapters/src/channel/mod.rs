@@ -4,14 +4,18 @@
 //! A client never returns an error for pay, query, revoke, refund or refund
 //! query: anything it cannot prove (a transport error, a timeout, an HTTP
 //! error status, an unparsable body, a missing or wrong signature, an answer
-//! whose merchant, app, order number or amount differs from the request, an
-//! unlisted code) is an `Unknown` outcome with a reason. The raw codes an
+//! whose merchant, app, order number or amount differs from the request, a
+//! payment dated before the order was submitted, an unlisted code) is an
+//! `Unknown` outcome with a reason. The raw codes an
 //! auditor needs travel in `ChannelAnswer::codes`.
 
 pub mod rate_limit;
+pub mod transport;
 
 use async_trait::async_trait;
-use chrono::NaiveDate;
+use std::time::Duration;
+
+use chrono::{DateTime, NaiveDate, Utc};
 use paycode_domain::payment::{
     ChannelAnswer, PayOutcome, QueryOutcome, RefundOutcome, RevokeOutcome,
 };
@@ -25,6 +29,45 @@ pub struct PayRequest<'a> {
     pub auth_code: &'a AuthCode,
     pub amount: Money,
     pub subject: &'a str,
+    /// When the order was submitted: a payment the answer dates before it
+    /// (less [`CLOCK_SKEW_SECS`]) is another trade under a reused number.
+    pub submitted_at: DateTime<Utc>,
+    /// The longest the call may wait for its turn under the rate limit. A
+    /// call that cannot be made within it is not made at all
+    /// ([`PayOutcome::NotSent`]): the payment code would expire meanwhile.
+    pub wait_max: Duration,
+}
+
+/// A query of an order, with what a paid answer must match.
+#[derive(Debug, Clone, Copy)]
+pub struct QueryRequest<'a> {
+    pub order_no: &'a OrderNo,
+    /// The order's amount: a paid answer for another amount is not this order's.
+    pub amount: Money,
+    /// See [`PayRequest::submitted_at`].
+    pub submitted_at: DateTime<Utc>,
+}
+
+/// A query of one refund, with what a refunded answer must match.
+#[derive(Debug, Clone, Copy)]
+pub struct RefundQueryRequest<'a> {
+    pub order_no: &'a OrderNo,
+    pub refund_no: &'a RefundNo,
+    /// What this refund returns.
+    pub refund_amount: Money,
+    /// What the order was paid.
+    pub total_amount: Money,
+}
+
+/// How far a channel's clock may be ahead of ours before a payment it
+/// dates before the order's submission is taken for another trade's.
+pub const CLOCK_SKEW_SECS: i64 = 60;
+
+/// Whether a payment the channel dates at `paid_at` happened before the
+/// order was submitted (allowing [`CLOCK_SKEW_SECS`]): then it is not this
+/// order's payment (the order number was used before).
+pub fn paid_before_submission(paid_at: DateTime<Utc>, submitted_at: DateTime<Utc>) -> bool {
+    paid_at < submitted_at - chrono::Duration::seconds(CLOCK_SKEW_SECS)
 }
 
 /// A refund call (or a resend with the same refund number).
@@ -71,7 +114,7 @@ pub trait ChannelClient: Send + Sync + std::fmt::Debug {
     async fn pay(&self, request: PayRequest<'_>) -> ChannelAnswer<PayOutcome>;
 
     /// WeChat `/pay/orderquery`, Alipay `alipay.trade.query`.
-    async fn query(&self, order_no: &OrderNo) -> ChannelAnswer<QueryOutcome>;
+    async fn query(&self, request: QueryRequest<'_>) -> ChannelAnswer<QueryOutcome>;
 
     /// WeChat `/secapi/pay/reverse`, Alipay `alipay.trade.cancel`.
     async fn revoke(&self, order_no: &OrderNo) -> ChannelAnswer<RevokeOutcome>;
@@ -80,11 +123,7 @@ pub trait ChannelClient: Send + Sync + std::fmt::Debug {
     async fn refund(&self, request: RefundRequest<'_>) -> ChannelAnswer<RefundOutcome>;
 
     /// WeChat `/pay/refundquery`, Alipay `alipay.trade.fastpay.refund.query`.
-    async fn refund_query(
-        &self,
-        order_no: &OrderNo,
-        refund_no: &RefundNo,
-    ) -> ChannelAnswer<RefundOutcome>;
+    async fn refund_query(&self, request: RefundQueryRequest<'_>) -> ChannelAnswer<RefundOutcome>;
 
     /// WeChat `/pay/downloadbill` (type ALL), Alipay bill download URL then the zip.
     /// `date` is the statement's China-time day.

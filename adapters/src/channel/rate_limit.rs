@@ -2,12 +2,18 @@
 //! the `governor` crate). A call over the limit waits for its turn; it is
 //! never dropped, because a dropped query could leave an order unsettled.
 //! Each wait is returned so the caller can measure it.
+//!
+//! The buckets read tokio's clock and wait with tokio's timers, so a
+//! simulation with paused time sees the same turns on every run.
 
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use governor::clock::Clock;
+use governor::middleware::NoOpMiddleware;
+use governor::state::{InMemoryState, NotKeyed};
+use governor::{Quota, RateLimiter};
 use paycode_domain::Channel;
 use serde::{Deserialize, Serialize};
 
@@ -129,10 +135,25 @@ impl Default for RateLimits {
     }
 }
 
+/// tokio's clock for the buckets: the real one in production, the paused
+/// one in a simulation.
+#[derive(Debug, Clone, Copy, Default)]
+struct TokioClock;
+
+impl Clock for TokioClock {
+    type Instant = std::time::Instant;
+
+    fn now(&self) -> Self::Instant {
+        tokio::time::Instant::now().into_std()
+    }
+}
+
+type Bucket = RateLimiter<NotKeyed, InMemoryState, TokioClock, NoOpMiddleware<std::time::Instant>>;
+
 /// The token buckets of one merchant on one channel.
 #[derive(Debug)]
 pub struct CallLimiter {
-    buckets: [DefaultDirectRateLimiter; 6],
+    buckets: [Bucket; 6],
     /// Calls that had to wait for a token, per API.
     waits: [AtomicU64; 6],
 }
@@ -154,7 +175,7 @@ impl CallLimiter {
     pub fn new(limits: RateLimits) -> Self {
         let bucket = |api: Api| {
             let per_sec = NonZeroU32::new(limits.per_sec(api)).unwrap_or(NonZeroU32::MIN);
-            RateLimiter::direct(Quota::per_second(per_sec))
+            RateLimiter::direct_with_clock(Quota::per_second(per_sec), TokioClock)
         };
         CallLimiter {
             buckets: APIS.map(bucket),
@@ -168,13 +189,24 @@ impl CallLimiter {
             .iter()
             .position(|a| *a == api)
             .expect("every Api has a bucket");
-        let started = Instant::now();
-        self.buckets[index].until_ready().await;
+        let started = tokio::time::Instant::now();
+        let bucket = &self.buckets[index];
+        while let Err(not_until) = bucket.check() {
+            tokio::time::sleep(not_until.wait_time_from(TokioClock.now())).await;
+        }
         let waited = started.elapsed();
         if waited >= WAITED_MIN {
             self.waits[index].fetch_add(1, Ordering::Relaxed);
         }
         waited
+    }
+
+    /// Waits until a call to `api` is allowed, but no longer than
+    /// `wait_max`: `None` when its turn would come later (no token is taken).
+    pub async fn until_ready_within(&self, api: Api, wait_max: Duration) -> Option<Duration> {
+        tokio::time::timeout(wait_max, self.until_ready(api))
+            .await
+            .ok()
     }
 
     /// How many calls of each API have waited for a token so far.
@@ -189,6 +221,7 @@ impl CallLimiter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Instant;
 
     #[tokio::test]
     async fn calls_over_the_limit_wait_and_are_not_dropped() {
@@ -224,6 +257,30 @@ mod tests {
         assert_eq!(pay_waits, 2, "the 6th and 7th calls are counted as waits");
         // Another API has its own bucket.
         assert!(limiter.until_ready(Api::Query).await < Duration::from_millis(50));
+    }
+
+    #[tokio::test]
+    async fn a_wait_beyond_its_bound_gives_up_without_taking_a_turn() {
+        let limiter = CallLimiter::new(RateLimits {
+            pay_per_sec: 1,
+            ..RateLimits::WECHAT
+        });
+        assert!(
+            limiter
+                .until_ready_within(Api::Pay, Duration::from_millis(50))
+                .await
+                .is_some(),
+            "the first call has its turn at once"
+        );
+        let started = Instant::now();
+        assert_eq!(
+            limiter
+                .until_ready_within(Api::Pay, Duration::from_millis(50))
+                .await,
+            None,
+            "the next turn is a second away"
+        );
+        assert!(started.elapsed() < Duration::from_millis(500));
     }
 
     #[test]

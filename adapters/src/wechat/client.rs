@@ -5,6 +5,7 @@
 //! Nothing here returns an error for a money call: what cannot be proven is
 //! an `Unknown` outcome with its reason.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -12,15 +13,19 @@ use chrono::NaiveDate;
 use paycode_domain::payment::{
     CapText, ChannelAnswer, PayOutcome, QueryOutcome, RefundOutcome, RevokeOutcome,
 };
-use paycode_domain::{Channel, ChannelCodes, OrderNo, RefundNo};
+use paycode_domain::{Channel, ChannelCodes, OrderNo};
 
 use super::config::WechatConfig;
-use super::judge::{self, Merchant, PayExpected, RefundExpected, Verified};
+use super::judge::{self, Merchant, OrderExpected, RefundExpected, RefundQueryExpected, Verified};
 use super::sign::{self, ApiKey, SignType};
 use super::xml::{self, Params};
 use crate::ConfigError;
 use crate::channel::rate_limit::{Api, CallLimiter};
-use crate::channel::{ChannelClient, PayRequest, RefundRequest, StatementError, StatementFile};
+use crate::channel::transport::{HttpTransport, Post, Transport, TransportError};
+use crate::channel::{
+    ChannelClient, PayRequest, QueryRequest, RefundQueryRequest, RefundRequest, StatementError,
+    StatementFile,
+};
 
 /// `body` is String(128) on micropay; longer subjects are cut (at a
 /// character boundary) rather than refused by WeChat.
@@ -54,10 +59,8 @@ pub struct WechatClient {
     base_url: String,
     spbill_create_ip: String,
     timeout: Duration,
-    /// For the calls without a certificate.
-    http: reqwest::Client,
-    /// For `/secapi/...`: presents the client certificate when one is configured.
-    secure_http: reqwest::Client,
+    /// Carries requests (`/secapi/...` with the client certificate).
+    transport: Arc<dyn Transport>,
     limiter: CallLimiter,
 }
 
@@ -84,37 +87,32 @@ impl WechatClient {
     /// clients; a certificate that the TLS stack refuses names `key_file`.
     pub fn new(config: WechatConfig) -> Result<WechatClient, ConfigError> {
         config.validate()?;
-        let builder = || {
-            reqwest::Client::builder()
-                .timeout(config.timeout)
-                .connect_timeout(config.timeout)
-                // A redirect would replay the signed body elsewhere (or turn
-                // the POST into a GET); an unexpected 3xx is simply unknown.
-                .redirect(reqwest::redirect::Policy::none())
-                .user_agent(concat!("paycode/", env!("CARGO_PKG_VERSION")))
-        };
-        let http = builder().build().map_err(|e| {
-            ConfigError::new(
-                config.setting("base_url"),
-                format!("cannot build the HTTP client: {e}"),
-            )
-        })?;
-        let secure_http = match &config.client_certificate {
+        let identity = match &config.client_certificate {
             Some(certificate) => {
                 let key_setting = config.setting("key_file");
                 let pem = certificate.identity_pem(&config.setting_prefix)?;
-                let identity = reqwest::Identity::from_pem(&pem).map_err(|e| {
+                Some(reqwest::Identity::from_pem(&pem).map_err(|e| {
                     ConfigError::new(&key_setting, format!("unusable certificate or key: {e}"))
-                })?;
-                builder().identity(identity).build().map_err(|e| {
-                    ConfigError::new(
-                        &key_setting,
-                        format!("the TLS stack refuses the certificate and key: {e}"),
-                    )
-                })?
+                })?)
             }
-            None => http.clone(),
+            None => None,
         };
+        let transport = HttpTransport::new(config.timeout, identity).map_err(|e| {
+            ConfigError::new(
+                config.setting("key_file"),
+                format!("the TLS stack refuses the HTTP client's settings: {e}"),
+            )
+        })?;
+        WechatClient::with_transport(config, Arc::new(transport))
+    }
+
+    /// As [`WechatClient::new`], with requests carried by `transport`
+    /// instead of HTTP (a simulation's channel).
+    pub fn with_transport(
+        config: WechatConfig,
+        transport: Arc<dyn Transport>,
+    ) -> Result<WechatClient, ConfigError> {
+        config.validate()?;
         Ok(WechatClient {
             merchant: Merchant {
                 appid: config.appid.clone(),
@@ -127,22 +125,25 @@ impl WechatClient {
             base_url: config.base_url.trim_end_matches('/').to_owned(),
             spbill_create_ip: config.spbill_create_ip.clone(),
             timeout: config.timeout,
-            http,
-            secure_http,
+            transport,
             limiter: CallLimiter::new(config.rate_limits),
         })
     }
 
     /// Adds the identity fields and a nonce, signs, and posts. Returns the
     /// body as text; `params` (which may hold the auth code) is dropped here.
+    /// `api` names the rate-limit bucket to wait for; `None` when the caller
+    /// already had its turn.
     async fn send(
         &self,
-        api: Api,
+        api: Option<Api>,
         path: &str,
         mut params: Params,
         max_bytes: usize,
     ) -> Result<String, CallError> {
-        self.limiter.until_ready(api).await;
+        if let Some(api) = api {
+            self.limiter.until_ready(api).await;
+        }
         params.insert("appid".to_owned(), self.merchant.appid.clone());
         params.insert("mch_id".to_owned(), self.merchant.mch_id.clone());
         if let Some(sub_appid) = &self.merchant.sub_appid {
@@ -155,60 +156,49 @@ impl WechatClient {
         sign::sign_request(&mut params, &self.key, self.sign_type);
         let body = xml::to_xml(&params);
         drop(params);
-        let client = if path.starts_with("/secapi/") {
-            &self.secure_http
-        } else {
-            &self.http
-        };
-        let mut response = client
-            .post(format!("{}{}", self.base_url, path))
-            .header(reqwest::header::CONTENT_TYPE, "text/xml; charset=utf-8")
-            .body(body)
-            .send()
+        let answer = self
+            .transport
+            .post(Post {
+                url: format!("{}{}", self.base_url, path),
+                content_type: "text/xml; charset=utf-8",
+                body: body.into_bytes(),
+                client_certificate: path.starts_with("/secapi/"),
+                max_bytes,
+                timeout: self.timeout,
+            })
             .await
-            .map_err(|e| CallError::Transport(self.describe(&e)))?;
-        let status = response.status();
-        if !status.is_success() {
-            return Err(CallError::Transport(format!("HTTP status {status}")));
+            .map_err(|error| match error {
+                TransportError::TooLarge(max) => {
+                    CallError::Unparsable(format!("the answer is larger than {max} bytes"))
+                }
+                other => CallError::Transport(other.to_string()),
+            })?;
+        if !answer.is_success() {
+            return Err(CallError::Transport(format!(
+                "HTTP status {}",
+                answer.status_text()
+            )));
         }
-        let mut bytes = Vec::new();
-        while let Some(chunk) = response
-            .chunk()
-            .await
-            .map_err(|e| CallError::Transport(self.describe(&e)))?
-        {
-            if bytes.len().saturating_add(chunk.len()) > max_bytes {
-                return Err(CallError::Unparsable(format!(
-                    "the answer is larger than {max_bytes} bytes"
-                )));
-            }
-            bytes.extend_from_slice(&chunk);
-        }
-        String::from_utf8(bytes)
+        String::from_utf8(answer.body)
             .map_err(|_| CallError::Unparsable("the answer is not UTF-8".to_owned()))
     }
 
     /// [`Self::send`], then the XML parse.
-    async fn call(&self, api: Api, path: &str, params: Params) -> Result<Params, CallError> {
+    async fn call(
+        &self,
+        api: Option<Api>,
+        path: &str,
+        params: Params,
+    ) -> Result<Params, CallError> {
         let body = self.send(api, path, params, ANSWER_MAX_BYTES).await?;
         xml::parse(&body).map_err(|e| CallError::Unparsable(e.to_string()))
-    }
-
-    fn describe(&self, error: &reqwest::Error) -> String {
-        if error.is_timeout() {
-            format!("no answer within {} ms", self.timeout.as_millis())
-        } else if error.is_connect() {
-            format!("cannot connect: {error}")
-        } else {
-            format!("transport error: {error}")
-        }
     }
 
     /// Calls, verifies the envelope, and judges: the shared path of the five
     /// money calls. `unknown` builds the outcome for every reason not to trust.
     async fn judged<O>(
         &self,
-        api: Api,
+        api: Option<Api>,
         path: &str,
         params: Params,
         unknown: impl Fn(String) -> O,
@@ -254,13 +244,31 @@ impl ChannelClient for WechatClient {
                 request.auth_code.expose_for_pay_call().to_owned(),
             ),
         ]);
-        let expected = PayExpected {
+        let expected = OrderExpected {
             out_trade_no,
             total_fee,
+            submitted_at: request.submitted_at,
         };
+        // The code expires while the call waits: one that cannot be made in
+        // time is not made at all.
+        if self
+            .limiter
+            .until_ready_within(Api::Pay, request.wait_max)
+            .await
+            .is_none()
+        {
+            let answer = ChannelAnswer::new(PayOutcome::NotSent {
+                reason: format!(
+                    "no turn under the pay rate limit within {} ms",
+                    request.wait_max.as_millis()
+                ),
+            });
+            log_answer("pay", out_trade_no, &answer);
+            return answer;
+        }
         let mut answer = self
             .judged(
-                Api::Pay,
+                None,
                 path::MICROPAY,
                 params,
                 |reason| PayOutcome::Unknown { reason },
@@ -280,16 +288,21 @@ impl ChannelClient for WechatClient {
         logged("pay", out_trade_no, answer)
     }
 
-    async fn query(&self, order_no: &OrderNo) -> ChannelAnswer<QueryOutcome> {
-        let out_trade_no = order_no.as_str();
+    async fn query(&self, request: QueryRequest<'_>) -> ChannelAnswer<QueryOutcome> {
+        let out_trade_no = request.order_no.as_str();
+        let expected = OrderExpected {
+            out_trade_no,
+            total_fee: request.amount.fen(),
+            submitted_at: request.submitted_at,
+        };
         let params = Params::from([("out_trade_no".to_owned(), out_trade_no.to_owned())]);
         let answer = self
             .judged(
-                Api::Query,
+                Some(Api::Query),
                 path::ORDER_QUERY,
                 params,
                 |reason| QueryOutcome::Unknown { reason },
-                |verified| judge::query(verified, out_trade_no),
+                |verified| judge::query(verified, &expected),
             )
             .await;
         logged("query", out_trade_no, answer)
@@ -300,7 +313,7 @@ impl ChannelClient for WechatClient {
         let params = Params::from([("out_trade_no".to_owned(), out_trade_no.to_owned())]);
         let answer = self
             .judged(
-                Api::Revoke,
+                Some(Api::Revoke),
                 path::REVERSE,
                 params,
                 |reason| RevokeOutcome::Unknown { reason },
@@ -334,7 +347,7 @@ impl ChannelClient for WechatClient {
         }
         let answer = self
             .judged(
-                Api::Refund,
+                Some(Api::Refund),
                 path::REFUND,
                 params,
                 |reason| RefundOutcome::Unknown { reason },
@@ -344,22 +357,24 @@ impl ChannelClient for WechatClient {
         logged("refund", expected.out_trade_no, answer)
     }
 
-    async fn refund_query(
-        &self,
-        order_no: &OrderNo,
-        refund_no: &RefundNo,
-    ) -> ChannelAnswer<RefundOutcome> {
-        let (out_trade_no, out_refund_no) = (order_no.as_str(), refund_no.as_str());
+    async fn refund_query(&self, request: RefundQueryRequest<'_>) -> ChannelAnswer<RefundOutcome> {
+        let (out_trade_no, out_refund_no) = (request.order_no.as_str(), request.refund_no.as_str());
+        let expected = RefundQueryExpected {
+            out_trade_no,
+            out_refund_no,
+            refund_fee: request.refund_amount.fen(),
+            total_fee: request.total_amount.fen(),
+        };
         // The refund number alone selects exactly our refund; the answer's
         // order number is then checked against ours.
         let params = Params::from([("out_refund_no".to_owned(), out_refund_no.to_owned())]);
         let answer = self
             .judged(
-                Api::RefundQuery,
+                Some(Api::RefundQuery),
                 path::REFUND_QUERY,
                 params,
                 |reason| RefundOutcome::Unknown { reason },
-                |verified| judge::refund_query(verified, out_trade_no, out_refund_no),
+                |verified| judge::refund_query(verified, &expected),
             )
             .await;
         logged("refund_query", out_trade_no, answer)
@@ -372,7 +387,7 @@ impl ChannelClient for WechatClient {
         ]);
         let body = self
             .send(
-                Api::Statement,
+                Some(Api::Statement),
                 path::DOWNLOAD_BILL,
                 params,
                 STATEMENT_MAX_BYTES,

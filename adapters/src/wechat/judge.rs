@@ -23,7 +23,7 @@ use paycode_domain::{ChannelCodes, Money, capped_channel_text};
 
 use super::sign::{self, ApiKey, SignType};
 use super::xml::Params;
-use crate::channel::{StatementError, StatementFile};
+use crate::channel::{StatementError, StatementFile, paid_before_submission};
 
 /// Micropay `err_code`s that prove no money moved (the official table's
 /// "支付确认失败" rows, docs/rules.md), plus `TRADE_ERROR` (seen live:
@@ -193,26 +193,32 @@ pub fn verify_envelope<'a>(
     Ok(verified)
 }
 
-/// What a pay answer must repeat: the order number and amount sent.
+/// What a paid answer (of micropay or orderquery) must match: the order
+/// number and amount of the order, and a payment time (when answered) not
+/// before the order was submitted.
 #[derive(Debug, Clone, Copy)]
-pub struct PayExpected<'a> {
+pub struct OrderExpected<'a> {
     pub out_trade_no: &'a str,
     pub total_fee: u64,
+    pub submitted_at: DateTime<Utc>,
 }
 
 /// The business layer of a micropay answer.
-pub fn pay(answer: &Verified<'_>, expected: &PayExpected<'_>) -> PayOutcome {
+pub fn pay(answer: &Verified<'_>, expected: &OrderExpected<'_>) -> PayOutcome {
     let unknown = |reason: String| PayOutcome::Unknown { reason };
     if let Err(reason) = may_equal(answer, "out_trade_no", expected.out_trade_no) {
         return unknown(reason);
     }
     match answer.get("result_code") {
-        Some("SUCCESS") => match paid(answer, expected.out_trade_no, Some(expected.total_fee)) {
+        Some("SUCCESS") => match paid(answer, expected) {
             Ok((channel_trade_no, paid_at)) => PayOutcome::Paid {
                 channel_trade_no,
                 paid_at,
             },
-            Err(reason) => unknown(reason),
+            // The query that follows tells another trade apart.
+            Err(NotThisPayment::Unproven(reason) | NotThisPayment::OtherTrade(reason)) => {
+                unknown(reason)
+            }
         },
         Some("FAIL") => match answer.get("err_code") {
             Some("USERPAYING") => PayOutcome::WaitingForPassword,
@@ -229,11 +235,11 @@ pub fn pay(answer: &Verified<'_>, expected: &PayExpected<'_>) -> PayOutcome {
 }
 
 /// The business layer of an orderquery answer: the truth is `trade_state`.
-///
-/// The query request carries no amount (the port passes only the order
-/// number), so a paid answer is tied to the request by its order number;
-/// its `total_fee` must still be a valid amount.
-pub fn query(answer: &Verified<'_>, out_trade_no: &str) -> QueryOutcome {
+/// A paid answer must match the order's number and amount (`total_fee` is
+/// the order's total), and not date the payment before the order existed:
+/// a reused order number must not book another trade as this order's.
+pub fn query(answer: &Verified<'_>, expected: &OrderExpected<'_>) -> QueryOutcome {
+    let out_trade_no = expected.out_trade_no;
     let unknown = |reason: String| QueryOutcome::Unknown { reason };
     match answer.get("result_code") {
         Some("SUCCESS") => {}
@@ -255,12 +261,13 @@ pub fn query(answer: &Verified<'_>, out_trade_no: &str) -> QueryOutcome {
         return unknown(reason);
     }
     match answer.get("trade_state") {
-        Some("SUCCESS") => match paid(answer, out_trade_no, None) {
+        Some("SUCCESS") => match paid(answer, expected) {
             Ok((channel_trade_no, paid_at)) => QueryOutcome::Paid {
                 channel_trade_no,
                 paid_at,
             },
-            Err(reason) => unknown(reason),
+            Err(NotThisPayment::Unproven(reason)) => unknown(reason),
+            Err(NotThisPayment::OtherTrade(reason)) => QueryOutcome::OtherTrade { reason },
         },
         Some("USERPAYING") => QueryOutcome::WaitingForPassword,
         Some("NOTPAY") => QueryOutcome::NotPaid,
@@ -280,9 +287,9 @@ pub fn query(answer: &Verified<'_>, out_trade_no: &str) -> QueryOutcome {
 /// returned the money of a paid one, and a reversed order queries as
 /// `REVOKED` either way. A done reverse is therefore reported as
 /// [`RevokeResult::Unspecified`]: the decider reads it as reversed when it
-/// had recorded the payment and as closed otherwise; a payment that landed
-/// unseen during the reverse shows up in reconciliation (the statement lists
-/// a paid-then-reversed order twice, the refund line marked `REVOKED`).
+/// had recorded the payment; otherwise the order is `revoked` until the
+/// day's statement settles it (a paid-then-reversed order is listed twice
+/// there, the refund line marked `REVOKED`; an unpaid one not at all).
 pub fn revoke(answer: &Verified<'_>, out_trade_no: &str) -> RevokeOutcome {
     let unknown = |reason: String| RevokeOutcome::Unknown { reason };
     if let Err(reason) = may_equal(answer, "out_trade_no", out_trade_no) {
@@ -357,16 +364,22 @@ pub fn refund(answer: &Verified<'_>, expected: &RefundExpected<'_>) -> RefundOut
     }
 }
 
+/// What a refundquery answer must match.
+#[derive(Debug, Clone, Copy)]
+pub struct RefundQueryExpected<'a> {
+    pub out_trade_no: &'a str,
+    pub out_refund_no: &'a str,
+    /// This refund's amount: `refund_fee_$n` must equal it.
+    pub refund_fee: u64,
+    /// The order's amount: the order-level `total_fee`, when answered, must equal it.
+    pub total_fee: u64,
+}
+
 /// The business layer of a refundquery answer, for one refund number: the
-/// `$n` whose `out_refund_no_$n` is ours decides.
-///
-/// Like the order query, the request carries no amount; `refund_fee_$n` must
-/// still be a valid amount.
-pub fn refund_query(
-    answer: &Verified<'_>,
-    out_trade_no: &str,
-    out_refund_no: &str,
-) -> RefundOutcome {
+/// `$n` whose `out_refund_no_$n` is ours decides, and its `refund_fee_$n`
+/// must be this refund's amount.
+pub fn refund_query(answer: &Verified<'_>, expected: &RefundQueryExpected<'_>) -> RefundOutcome {
+    let (out_trade_no, out_refund_no) = (expected.out_trade_no, expected.out_refund_no);
     let unknown = |reason: String| RefundOutcome::Unknown { reason };
     match answer.get("result_code") {
         Some("SUCCESS") => {}
@@ -385,7 +398,9 @@ pub fn refund_query(
     let Some(n) = refund_index(answer, out_refund_no) else {
         return unknown(format!("the answer lists no refund {out_refund_no}"));
     };
-    if let Err(reason) = answered_money(answer, &format!("refund_fee_{n}")) {
+    let amounts = must_equal_fen(answer, &format!("refund_fee_{n}"), expected.refund_fee)
+        .and_then(|()| may_equal_fen(answer, "total_fee", expected.total_fee));
+    if let Err(reason) = amounts {
         return unknown(reason);
     }
     let channel_refund_no = answer.get(&format!("refund_id_{n}")).map(str::to_owned);
@@ -472,27 +487,50 @@ pub fn statement(
     })
 }
 
+/// Why a SUCCESS answer does not prove this order's payment.
+enum NotThisPayment {
+    /// It cannot be read or tied to the order.
+    Unproven(String),
+    /// It is about a paid trade under this order number with another amount,
+    /// or paid before this order was submitted: another trade.
+    OtherTrade(String),
+}
+
 /// The transaction id and payment time of a SUCCESS answer, after checking
-/// that it is our order and (when known) our amount.
+/// that it is our order: our order number, our amount, and a payment time
+/// (when the answer gives one; `None` otherwise) not before the order was
+/// submitted.
 fn paid(
     answer: &Verified<'_>,
-    out_trade_no: &str,
-    total_fee: Option<u64>,
-) -> Result<(String, DateTime<Utc>), String> {
-    must_equal(answer, "out_trade_no", out_trade_no)?;
-    match total_fee {
-        Some(expected) => must_equal_fen(answer, "total_fee", expected)?,
-        None => {
-            answered_money(answer, "total_fee")?;
+    expected: &OrderExpected<'_>,
+) -> Result<(String, Option<DateTime<Utc>>), NotThisPayment> {
+    must_equal(answer, "out_trade_no", expected.out_trade_no).map_err(NotThisPayment::Unproven)?;
+    match answered_money(answer, "total_fee") {
+        Err(reason) => return Err(NotThisPayment::Unproven(reason)),
+        Ok(total) if total.fen() != expected.total_fee => {
+            return Err(NotThisPayment::OtherTrade(format!(
+                "the answer's total_fee {} fen differs from the order's {}",
+                total.fen(),
+                expected.total_fee
+            )));
         }
+        Ok(_) => {}
     }
     let transaction_id = answer
         .get("transaction_id")
-        .ok_or("a paid answer without transaction_id")?;
-    let time_end = answer
+        .ok_or_else(|| NotThisPayment::Unproven("a paid answer without transaction_id".into()))?;
+    let paid_at = answer
         .get("time_end")
-        .ok_or("a paid answer without time_end")?;
-    let paid_at = china_time(time_end, "%Y%m%d%H%M%S", "time_end")?;
+        .map(|time_end| china_time(time_end, "%Y%m%d%H%M%S", "time_end"))
+        .transpose()
+        .map_err(NotThisPayment::Unproven)?;
+    if let Some(paid_at) = paid_at
+        && paid_before_submission(paid_at, expected.submitted_at)
+    {
+        return Err(NotThisPayment::OtherTrade(format!(
+            "the answer's time_end {paid_at} is before the order was submitted"
+        )));
+    }
     Ok((transaction_id.to_owned(), paid_at))
 }
 
@@ -620,22 +658,39 @@ mod tests {
         params
     }
 
+    /// The fixtures' payment time, `time_end` 20141111170043 in China time.
+    fn fixture_paid_at() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2014, 11, 11, 9, 0, 43).unwrap()
+    }
+
+    /// The order of the fixtures: ORDER, 1 fen, submitted five minutes
+    /// before the fixtures' payment time.
+    fn order_expected() -> OrderExpected<'static> {
+        OrderExpected {
+            out_trade_no: ORDER,
+            total_fee: 1,
+            submitted_at: fixture_paid_at() - chrono::Duration::minutes(5),
+        }
+    }
+
     fn pay_of(params: &Params) -> PayOutcome {
+        pay_expecting(params, &order_expected())
+    }
+
+    fn pay_expecting(params: &Params, expected: &OrderExpected<'_>) -> PayOutcome {
         match verify_envelope(params, &key(), SignType::Md5, &merchant()) {
-            Ok(answer) => pay(
-                &answer,
-                &PayExpected {
-                    out_trade_no: ORDER,
-                    total_fee: 1,
-                },
-            ),
+            Ok(answer) => pay(&answer, expected),
             Err(reason) => PayOutcome::Unknown { reason },
         }
     }
 
     fn query_of(params: &Params) -> QueryOutcome {
+        query_expecting(params, &order_expected())
+    }
+
+    fn query_expecting(params: &Params, expected: &OrderExpected<'_>) -> QueryOutcome {
         match verify_envelope(params, &key(), SignType::Md5, &merchant()) {
-            Ok(answer) => query(&answer, ORDER),
+            Ok(answer) => query(&answer, expected),
             Err(reason) => QueryOutcome::Unknown { reason },
         }
     }
@@ -663,9 +718,25 @@ mod tests {
         }
     }
 
+    fn refund_query_expected() -> RefundQueryExpected<'static> {
+        RefundQueryExpected {
+            out_trade_no: ORDER,
+            out_refund_no: "1415701182",
+            refund_fee: 1,
+            total_fee: 1,
+        }
+    }
+
     fn refund_query_of(params: &Params) -> RefundOutcome {
+        refund_query_expecting(params, &refund_query_expected())
+    }
+
+    fn refund_query_expecting(
+        params: &Params,
+        expected: &RefundQueryExpected<'_>,
+    ) -> RefundOutcome {
         match verify_envelope(params, &key(), SignType::Md5, &merchant()) {
-            Ok(answer) => refund_query(&answer, ORDER, "1415701182"),
+            Ok(answer) => refund_query(&answer, expected),
             Err(reason) => RefundOutcome::Unknown { reason },
         }
     }
@@ -786,7 +857,7 @@ mod tests {
             PayOutcome::Paid {
                 channel_trade_no: "1008450740201411110005820873".to_owned(),
                 // 2014-11-11 17:00:43 in Beijing is 09:00:43 UTC.
-                paid_at: Utc.with_ymd_and_hms(2014, 11, 11, 9, 0, 43).unwrap(),
+                paid_at: Some(Utc.with_ymd_and_hms(2014, 11, 11, 9, 0, 43).unwrap()),
             }
         );
         assert_eq!(codes(&params).get("result_code"), Some("SUCCESS"));
@@ -812,7 +883,6 @@ mod tests {
             ("total_fee", ""),
             ("transaction_id", ""),
             ("time_end", "2014-11-11"),
-            ("time_end", ""),
             ("result_code", "PENDING"),
         ] {
             let outcome = pay_of(&resigned(official, &[change]));
@@ -887,7 +957,7 @@ mod tests {
             query_of(&params),
             QueryOutcome::Paid {
                 channel_trade_no: "1008450740201411110005820873".to_owned(),
-                paid_at: time("2014-11-11T09:00:43Z"),
+                paid_at: Some(time("2014-11-11T09:00:43Z")),
             }
         );
         assert_eq!(codes(&params).get("trade_state"), Some("SUCCESS"));
@@ -967,6 +1037,182 @@ mod tests {
             let outcome = query_of(&resigned(fixture, &[("err_code", code)]));
             assert!(matches!(outcome, QueryOutcome::Unknown { .. }), "{code}");
         }
+    }
+
+    // ---- a paid answer is the order's own ---------------------------------
+
+    const TRANSACTION: &str = "1008450740201411110005820873";
+
+    /// A fixture's fields without `removed`, re-signed with the documented key.
+    fn resigned_without(xml: &str, removed: &[&str]) -> Params {
+        let mut params = parse(xml).unwrap();
+        for name in removed {
+            params.remove(*name);
+        }
+        sign::sign_request(&mut params, &key(), SignType::Md5);
+        params
+    }
+
+    /// Another trade under our order number, for the reason named `field`.
+    fn is_other_trade(outcome: &QueryOutcome, field: &str) -> bool {
+        matches!(outcome, QueryOutcome::OtherTrade { reason } if reason.contains(field))
+    }
+
+    fn micropay_fixture() -> String {
+        crate::testing::vector("wx_v2_micropay_resp_success_official.xml")
+    }
+
+    fn orderquery_fixture() -> String {
+        crate::testing::vector("wx_v2_orderquery_resp_success_official.xml")
+    }
+
+    #[test]
+    fn a_paid_answer_without_time_end_is_paid_at_an_unknown_time() {
+        let paid_at_unknown_pay = PayOutcome::Paid {
+            channel_trade_no: TRANSACTION.to_owned(),
+            paid_at: None,
+        };
+        let paid_at_unknown_query = QueryOutcome::Paid {
+            channel_trade_no: TRANSACTION.to_owned(),
+            paid_at: None,
+        };
+        // Absent, or empty (which counts as absent and is left unsigned).
+        assert_eq!(
+            pay_of(&resigned_without(&micropay_fixture(), &["time_end"])),
+            paid_at_unknown_pay
+        );
+        assert_eq!(
+            pay_of(&resigned(&micropay_fixture(), &[("time_end", "")])),
+            paid_at_unknown_pay
+        );
+        assert_eq!(
+            query_of(&resigned_without(&orderquery_fixture(), &["time_end"])),
+            paid_at_unknown_query
+        );
+        assert_eq!(
+            query_of(&resigned(&orderquery_fixture(), &[("time_end", "")])),
+            paid_at_unknown_query
+        );
+        // Present but unreadable is not the same as absent.
+        for time_end in ["2014-11-11 17:00:43", "20141111", "20141111250043"] {
+            let change = [("time_end", time_end)];
+            assert!(
+                is_unknown_pay(&pay_of(&resigned(&micropay_fixture(), &change))),
+                "{time_end}"
+            );
+            assert!(
+                matches!(
+                    query_of(&resigned(&orderquery_fixture(), &change)),
+                    QueryOutcome::Unknown { .. }
+                ),
+                "{time_end}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_paid_answer_for_another_amount_is_never_paid() {
+        // Another amount than the order's 1 fen: the pay answer is unknown
+        // (the query that follows tells), the query's is another trade's.
+        for total_fee in ["2", "100"] {
+            let change = [("total_fee", total_fee)];
+            let outcome = pay_of(&resigned(&micropay_fixture(), &change));
+            assert!(is_unknown_pay(&outcome), "pay {total_fee:?}: {outcome:?}");
+            let outcome = query_of(&resigned(&orderquery_fixture(), &change));
+            assert!(
+                is_other_trade(&outcome, "total_fee"),
+                "query {total_fee:?}: {outcome:?}"
+            );
+        }
+        // No amount in fen at all: unknown.
+        for total_fee in ["0", "1.00", "-1", " 1"] {
+            let change = [("total_fee", total_fee)];
+            let outcome = pay_of(&resigned(&micropay_fixture(), &change));
+            assert!(is_unknown_pay(&outcome), "pay {total_fee:?}: {outcome:?}");
+            let outcome = query_of(&resigned(&orderquery_fixture(), &change));
+            assert!(
+                matches!(&outcome, QueryOutcome::Unknown { reason } if reason.contains("total_fee")),
+                "query {total_fee:?}: {outcome:?}"
+            );
+        }
+        // The order's amount differs from the answer's.
+        let two_fen = OrderExpected {
+            total_fee: 2,
+            ..order_expected()
+        };
+        let outcome = pay_expecting(&resigned(&micropay_fixture(), &[]), &two_fen);
+        assert!(is_unknown_pay(&outcome), "{outcome:?}");
+        let outcome = query_expecting(&resigned(&orderquery_fixture(), &[]), &two_fen);
+        assert!(is_other_trade(&outcome, "total_fee"), "{outcome:?}");
+        // A paid query answer must state the amount.
+        let outcome = query_of(&resigned_without(&orderquery_fixture(), &["total_fee"]));
+        assert!(
+            matches!(&outcome, QueryOutcome::Unknown { reason } if reason.contains("total_fee")),
+            "{outcome:?}"
+        );
+        let outcome = pay_of(&resigned_without(&micropay_fixture(), &["total_fee"]));
+        assert!(is_unknown_pay(&outcome), "{outcome:?}");
+    }
+
+    #[test]
+    fn a_payment_dated_over_a_minute_before_submission_is_not_paid_and_within_it_is() {
+        let submitted = |after_payment_secs: i64| OrderExpected {
+            submitted_at: fixture_paid_at() + chrono::Duration::seconds(after_payment_secs),
+            ..order_expected()
+        };
+        let (pay_answer, query_answer) = (
+            resigned(&micropay_fixture(), &[]),
+            resigned(&orderquery_fixture(), &[]),
+        );
+        // Another trade under a reused order number: paid before this order
+        // existed. Unknown on pay (the query that follows tells); another
+        // trade on query.
+        for secs in [61, 3600, 86_400 * 365] {
+            let outcome = pay_expecting(&pay_answer, &submitted(secs));
+            assert!(
+                matches!(&outcome, PayOutcome::Unknown { reason } if reason.contains("time_end")),
+                "{secs}: {outcome:?}"
+            );
+            let outcome = query_expecting(&query_answer, &submitted(secs));
+            assert!(is_other_trade(&outcome, "time_end"), "{secs}: {outcome:?}");
+        }
+        // Up to a minute of clock skew, and any time after submission, is this order's payment.
+        for secs in [60, 59, 1, 0, -1, -3600] {
+            assert_eq!(
+                pay_expecting(&pay_answer, &submitted(secs)),
+                PayOutcome::Paid {
+                    channel_trade_no: TRANSACTION.to_owned(),
+                    paid_at: Some(fixture_paid_at()),
+                },
+                "{secs}"
+            );
+            assert_eq!(
+                query_expecting(&query_answer, &submitted(secs)),
+                QueryOutcome::Paid {
+                    channel_trade_no: TRANSACTION.to_owned(),
+                    paid_at: Some(fixture_paid_at()),
+                },
+                "{secs}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_paid_answer_of_another_order_number_is_never_paid() {
+        for out_trade_no in ["1415757674", "1415757673 ", "x"] {
+            let change = [("out_trade_no", out_trade_no)];
+            assert!(is_unknown_pay(&pay_of(&resigned(
+                &micropay_fixture(),
+                &change
+            ))));
+            assert!(matches!(
+                query_of(&resigned(&orderquery_fixture(), &change)),
+                QueryOutcome::Unknown { .. }
+            ));
+        }
+        // A paid micropay answer must name the order.
+        let outcome = pay_of(&resigned_without(&micropay_fixture(), &["out_trade_no"]));
+        assert!(is_unknown_pay(&outcome), "{outcome:?}");
     }
 
     // ---- reverse --------------------------------------------------------
@@ -1215,6 +1461,55 @@ mod tests {
         }
     }
 
+    #[test]
+    fn a_refund_query_for_another_refund_or_order_amount_is_unknown() {
+        let succeeded = [("refund_success_time_0", "2014-11-11 17:10:05")];
+        let with = |extra: &[(&'static str, &'static str)]| {
+            let mut changes = succeeded.to_vec();
+            changes.extend_from_slice(extra);
+            refund_status("SUCCESS", &changes)
+        };
+        assert!(matches!(
+            refund_query_of(&with(&[])),
+            RefundOutcome::Succeeded { .. }
+        ));
+        // refund_fee_$n must be this refund's amount, whatever the status.
+        for status in ["SUCCESS", "PROCESSING", "FAIL", "CHANGE"] {
+            let params = refund_status(status, &[succeeded[0], ("refund_fee_0", "2")]);
+            let outcome = refund_query_of(&params);
+            assert!(
+                matches!(&outcome, RefundOutcome::Unknown { reason } if reason.contains("refund_fee_0")),
+                "{status}: {outcome:?}"
+            );
+        }
+        for refund_fee in ["0", "1.00", ""] {
+            let outcome = refund_query_of(&with(&[("refund_fee_0", refund_fee)]));
+            assert!(
+                matches!(outcome, RefundOutcome::Unknown { .. }),
+                "{refund_fee:?}: {outcome:?}"
+            );
+        }
+        let two_fen = RefundQueryExpected {
+            refund_fee: 2,
+            ..refund_query_expected()
+        };
+        let outcome = refund_query_expecting(&with(&[]), &two_fen);
+        assert!(
+            matches!(outcome, RefundOutcome::Unknown { .. }),
+            "{outcome:?}"
+        );
+        // The order-level total_fee, when answered, must be the order's.
+        let outcome = refund_query_of(&with(&[("total_fee", "2")]));
+        assert!(
+            matches!(&outcome, RefundOutcome::Unknown { reason } if reason.contains("total_fee")),
+            "{outcome:?}"
+        );
+        assert!(matches!(
+            refund_query_of(&with(&[("total_fee", "1")])),
+            RefundOutcome::Succeeded { .. }
+        ));
+    }
+
     // ---- downloadbill ---------------------------------------------------
 
     #[test]
@@ -1275,5 +1570,281 @@ mod tests {
             statement(success_xml, &key(), SignType::Md5),
             Err(StatementError::Untrusted(_))
         ));
+    }
+
+    /// The property of the issue: a signed answer whose order number,
+    /// amount, merchant account or payment time (before the order was
+    /// submitted) does not match the order is never paid. Each case builds
+    /// a valid paid answer (micropay `SUCCESS` or orderquery `trade_state`
+    /// `SUCCESS`) for a random order, checks that it IS paid, then applies
+    /// one mismatch, signs the answer with the merchant's key so that the
+    /// signature verifies, and checks that it is NOT paid.
+    mod signed_answers {
+        use chrono::{FixedOffset, TimeZone};
+        use proptest::prelude::*;
+
+        use super::*;
+        use paycode_domain::money::AMOUNT_MAX_FEN;
+
+        /// Fields a paid answer may leave out without changing its meaning.
+        const OPTIONAL: [&str; 9] = [
+            "device_info",
+            "openid",
+            "is_subscribe",
+            "trade_type",
+            "bank_type",
+            "coupon_fee",
+            "fee_type",
+            "attach",
+            "time_end",
+        ];
+
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        enum Call {
+            Micropay,
+            OrderQuery,
+        }
+
+        /// An order and the valid paid answer's own fields.
+        #[derive(Debug, Clone)]
+        struct Case {
+            call: Call,
+            out_trade_no: String,
+            total_fee: u64,
+            submitted_at: DateTime<Utc>,
+            /// The payment's time after submission (down to the skew allowed).
+            paid_after_secs: i64,
+            transaction_id: String,
+            /// Which of [`OPTIONAL`] the answer leaves out.
+            dropped: Vec<bool>,
+            key: String,
+            sign_type: SignType,
+        }
+
+        /// One way for a signed paid answer not to be this order's.
+        #[derive(Debug, Clone)]
+        enum Mismatch {
+            /// Another order number; empty: none at all.
+            OutTradeNo(String),
+            /// Another amount in fen.
+            TotalFee(u64),
+            /// The order's amount written in yuan (not an amount in fen).
+            TotalFeeInYuan,
+            /// No amount.
+            NoTotalFee,
+            /// Another app id; empty: none at all.
+            Appid(String),
+            /// Another merchant id; empty: none at all.
+            MchId(String),
+            /// Paid this many seconds (over the skew allowed) before submission.
+            PaidBeforeSubmission(i64),
+        }
+
+        fn china(at: DateTime<Utc>) -> String {
+            at.with_timezone(&FixedOffset::east_opt(8 * 3600).unwrap())
+                .format("%Y%m%d%H%M%S")
+                .to_string()
+        }
+
+        fn case() -> impl Strategy<Value = Case> {
+            // 2015-01-01 to 2035-01-01, whole seconds (time_end has no finer unit).
+            let submitted = (1_420_070_400_i64..2_051_222_400)
+                .prop_map(|secs| Utc.timestamp_opt(secs, 0).unwrap());
+            (
+                prop_oneof![Just(Call::Micropay), Just(Call::OrderQuery)],
+                "[0-9A-Za-z_-]{1,32}",
+                1..=AMOUNT_MAX_FEN,
+                submitted,
+                -CLOCK_SKEW..=86_400 * 3,
+                "[0-9]{28}",
+                proptest::collection::vec(any::<bool>(), OPTIONAL.len()),
+                "[0-9A-Za-z]{32}",
+                prop_oneof![Just(SignType::Md5), Just(SignType::HmacSha256)],
+            )
+                .prop_map(
+                    |(
+                        call,
+                        out_trade_no,
+                        total_fee,
+                        submitted_at,
+                        paid_after_secs,
+                        transaction_id,
+                        dropped,
+                        key,
+                        sign_type,
+                    )| Case {
+                        call,
+                        out_trade_no,
+                        total_fee,
+                        submitted_at,
+                        paid_after_secs,
+                        transaction_id,
+                        dropped,
+                        key,
+                        sign_type,
+                    },
+                )
+        }
+
+        const CLOCK_SKEW: i64 = crate::channel::CLOCK_SKEW_SECS;
+
+        fn mismatch() -> impl Strategy<Value = Mismatch> {
+            prop_oneof![
+                "[0-9A-Za-z_-]{0,32}".prop_map(Mismatch::OutTradeNo),
+                any::<u64>().prop_map(Mismatch::TotalFee),
+                Just(Mismatch::TotalFeeInYuan),
+                Just(Mismatch::NoTotalFee),
+                "(wx[0-9a-f]{16})?".prop_map(Mismatch::Appid),
+                "([0-9]{8,10})?".prop_map(Mismatch::MchId),
+                (CLOCK_SKEW + 1..=86_400 * 366 * 5).prop_map(Mismatch::PaidBeforeSubmission),
+            ]
+        }
+
+        impl Case {
+            fn paid_at(&self) -> DateTime<Utc> {
+                self.submitted_at + chrono::Duration::seconds(self.paid_after_secs)
+            }
+
+            fn expected(&self) -> OrderExpected<'_> {
+                OrderExpected {
+                    out_trade_no: &self.out_trade_no,
+                    total_fee: self.total_fee,
+                    submitted_at: self.submitted_at,
+                }
+            }
+
+            /// The valid paid answer, unsigned.
+            fn answer(&self) -> Params {
+                let fixture = match self.call {
+                    Call::Micropay => micropay_fixture(),
+                    Call::OrderQuery => orderquery_fixture(),
+                };
+                let mut params = parse(&fixture).unwrap();
+                params.remove("sign");
+                for (name, value) in [
+                    ("out_trade_no", self.out_trade_no.clone()),
+                    ("total_fee", self.total_fee.to_string()),
+                    ("transaction_id", self.transaction_id.clone()),
+                    ("time_end", china(self.paid_at())),
+                ] {
+                    params.insert(name.to_owned(), value);
+                }
+                for (name, dropped) in OPTIONAL.iter().zip(&self.dropped) {
+                    if *dropped {
+                        params.remove(*name);
+                    }
+                }
+                params
+            }
+
+            fn key(&self) -> ApiKey {
+                ApiKey::from(self.key.as_str())
+            }
+
+            fn signed(&self, mut params: Params) -> Params {
+                sign::sign_request(&mut params, &self.key(), self.sign_type);
+                params
+            }
+
+            /// Whether the judgment of `params` (envelope, then business
+            /// layer) is paid; `Err` when the envelope was refused.
+            fn judge(&self, params: &Params) -> Result<Option<JudgedPaid>, String> {
+                let answer = verify_envelope(params, &self.key(), self.sign_type, &merchant())?;
+                let paid = match self.call {
+                    Call::Micropay => match pay(&answer, &self.expected()) {
+                        PayOutcome::Paid {
+                            channel_trade_no,
+                            paid_at,
+                        } => Some((channel_trade_no, paid_at)),
+                        _ => None,
+                    },
+                    Call::OrderQuery => match query(&answer, &self.expected()) {
+                        QueryOutcome::Paid {
+                            channel_trade_no,
+                            paid_at,
+                        } => Some((channel_trade_no, paid_at)),
+                        _ => None,
+                    },
+                };
+                Ok(paid.map(|(channel_trade_no, paid_at)| {
+                    assert_eq!(channel_trade_no, self.transaction_id);
+                    JudgedPaid { paid_at }
+                }))
+            }
+        }
+
+        /// A paid judgment, with the payment time the answer gave, if any.
+        #[derive(Debug, PartialEq)]
+        struct JudgedPaid {
+            paid_at: Option<DateTime<Utc>>,
+        }
+
+        /// Sets a field; an empty value removes it.
+        fn set(params: &mut Params, name: &str, value: String) {
+            if value.is_empty() {
+                params.remove(name);
+            } else {
+                params.insert(name.to_owned(), value);
+            }
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(512))]
+
+            #[test]
+            fn a_mismatched_signed_answer_is_never_paid(case in case(), mismatch in mismatch()) {
+                // Not vacuous: the answer before the mismatch is paid, at its time_end if it has one.
+                let valid = case.signed(case.answer());
+                let time_end_dropped = !valid.contains_key("time_end");
+                prop_assert_eq!(
+                    case.judge(&valid),
+                    Ok(Some(JudgedPaid { paid_at: (!time_end_dropped).then(|| case.paid_at()) }))
+                );
+
+                let mut params = case.answer();
+                match &mismatch {
+                    Mismatch::OutTradeNo(other) => {
+                        prop_assume!(*other != case.out_trade_no);
+                        set(&mut params, "out_trade_no", other.clone());
+                    }
+                    Mismatch::TotalFee(other) => {
+                        prop_assume!(*other != case.total_fee);
+                        set(&mut params, "total_fee", other.to_string());
+                    }
+                    Mismatch::TotalFeeInYuan => {
+                        let yuan = format!("{}.{:02}", case.total_fee / 100, case.total_fee % 100);
+                        set(&mut params, "total_fee", yuan);
+                    }
+                    Mismatch::NoTotalFee => set(&mut params, "total_fee", String::new()),
+                    Mismatch::Appid(other) => {
+                        prop_assume!(*other != merchant().appid);
+                        set(&mut params, "appid", other.clone());
+                    }
+                    Mismatch::MchId(other) => {
+                        prop_assume!(*other != merchant().mch_id);
+                        set(&mut params, "mch_id", other.clone());
+                    }
+                    Mismatch::PaidBeforeSubmission(secs) => {
+                        let at = case.submitted_at - chrono::Duration::seconds(*secs);
+                        set(&mut params, "time_end", china(at));
+                    }
+                }
+                let params = case.signed(params);
+                prop_assert!(
+                    sign::verify(&params, &case.key(), case.sign_type),
+                    "the mismatched answer is validly signed"
+                );
+                match case.judge(&params) {
+                    Ok(paid) => prop_assert_eq!(paid, None, "{:?} was judged paid", mismatch),
+                    // Only a wrong merchant account stops at the envelope.
+                    Err(reason) => prop_assert!(
+                        matches!(mismatch, Mismatch::Appid(_) | Mismatch::MchId(_)),
+                        "{:?} refused at the envelope: {}",
+                        mismatch,
+                        reason
+                    ),
+                }
+            }
+        }
     }
 }

@@ -15,16 +15,18 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use chrono::{NaiveDate, TimeZone, Utc};
+use chrono::{DateTime, NaiveDate, TimeZone, Utc};
 use paycode_adapters::alipay::config::setting;
 use paycode_adapters::alipay::{AlipayClient, AlipayConfig, Secret, envelope, sign};
+use paycode_adapters::channel::rate_limit::RateLimits;
 use paycode_adapters::channel::{
-    ChannelClient, PayRequest, RefundRequest, StatementError, StatementFile,
+    ChannelClient, PayRequest, QueryRequest, RefundQueryRequest, RefundRequest, StatementError,
+    StatementFile,
 };
 use paycode_adapters::testing;
 use paycode_domain::channel::{CHANNEL_TEXT_MAX_CHARS, CUT_MARK};
 use paycode_domain::payment::{
-    PayOutcome, QueryOutcome, RefundOutcome, RevokeOutcome, RevokeResult,
+    ChannelAnswer, PayOutcome, QueryOutcome, RefundOutcome, RevokeOutcome, RevokeResult,
 };
 use paycode_domain::{AuthCode, Channel, Money, OrderNo, RefundNo};
 use rsa::{RsaPrivateKey, RsaPublicKey};
@@ -234,7 +236,20 @@ fn money(text: &str) -> Money {
     text.parse().unwrap()
 }
 
-async fn pay(client: &AlipayClient) -> paycode_domain::payment::ChannelAnswer<PayOutcome> {
+/// When the order was submitted: five minutes before the payment the
+/// answers below date (2024-01-01 08:00:05 China time).
+fn submitted_at() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2023, 12, 31, 23, 55, 5).unwrap()
+}
+
+/// How long a pay call may wait for its turn under the rate limit.
+const WAIT_MAX: Duration = Duration::from_secs(15);
+
+async fn pay(client: &AlipayClient) -> ChannelAnswer<PayOutcome> {
+    pay_waiting(client, WAIT_MAX).await
+}
+
+async fn pay_waiting(client: &AlipayClient, wait_max: Duration) -> ChannelAnswer<PayOutcome> {
     let auth_code = AuthCode::parse(AUTH_CODE).unwrap();
     let order_no = order();
     let answer = client
@@ -243,11 +258,36 @@ async fn pay(client: &AlipayClient) -> paycode_domain::payment::ChannelAnswer<Pa
             auth_code: &auth_code,
             amount: money("20.00"),
             subject: "Coffee 咖啡",
+            submitted_at: submitted_at(),
+            wait_max,
         })
         .await;
     // Whatever happened, the full code is in no code, reason or outcome.
     assert!(!format!("{answer:?}").contains(AUTH_CODE), "{answer:?}");
     answer
+}
+
+async fn query(client: &AlipayClient) -> ChannelAnswer<QueryOutcome> {
+    let order_no = order();
+    client
+        .query(QueryRequest {
+            order_no: &order_no,
+            amount: money("20.00"),
+            submitted_at: submitted_at(),
+        })
+        .await
+}
+
+async fn refund_query(client: &AlipayClient) -> ChannelAnswer<RefundOutcome> {
+    let (order_no, refund_no) = (order(), refund_no());
+    client
+        .refund_query(RefundQueryRequest {
+            order_no: &order_no,
+            refund_no: &refund_no,
+            refund_amount: money("5.00"),
+            total_amount: money("20.00"),
+        })
+        .await
 }
 
 fn paid_node(out_trade_no: &str) -> Value {
@@ -274,7 +314,7 @@ async fn a_paid_answer_is_paid_and_the_request_is_signed_and_complete() {
         answer.outcome,
         PayOutcome::Paid {
             channel_trade_no: "2024010122001400000000000001".to_owned(),
-            paid_at: Utc.with_ymd_and_hms(2024, 1, 1, 0, 0, 5).unwrap(),
+            paid_at: Some(Utc.with_ymd_and_hms(2024, 1, 1, 0, 0, 5).unwrap()),
         }
     );
     assert_eq!(answer.codes.get("code"), Some("10000"));
@@ -366,6 +406,81 @@ async fn a_forged_or_missing_signature_proves_nothing() {
         "{answer:?}"
     );
     assert_eq!(answer.codes.get("signature"), Some("missing"));
+}
+
+#[tokio::test]
+async fn a_pay_without_a_rate_limit_turn_within_its_wait_is_not_sent() {
+    // One pay per second: the first takes the token; a second that may not
+    // wait is not made at all, since the payment code would expire meanwhile.
+    let peer =
+        spawn(|call| Reply::Node(paid_node(call.biz["out_trade_no"].as_str().unwrap()))).await;
+    let mut config = config(&peer);
+    config.rate_limits = RateLimits {
+        pay_per_sec: 1,
+        ..RateLimits::ALIPAY
+    };
+    let client = AlipayClient::new(config).unwrap();
+    let answer = pay_waiting(&client, Duration::ZERO).await;
+    assert!(
+        matches!(answer.outcome, PayOutcome::Paid { .. }),
+        "a turn that is free now needs no wait: {answer:?}"
+    );
+    assert_eq!(peer.calls().len(), 1);
+    let started = std::time::Instant::now();
+    let answer = pay_waiting(&client, Duration::ZERO).await;
+    match &answer.outcome {
+        PayOutcome::NotSent { reason } => assert!(reason.contains("rate limit"), "{reason}"),
+        other => panic!("expected NotSent, got {other:?}"),
+    }
+    assert!(started.elapsed() < Duration::from_millis(500));
+    assert_eq!(peer.calls().len(), 1, "no HTTP call was made");
+    // A wait long enough for the next turn makes the call.
+    let answer = pay_waiting(&client, Duration::from_secs(5)).await;
+    assert!(
+        matches!(answer.outcome, PayOutcome::Paid { .. }),
+        "{answer:?}"
+    );
+    assert_eq!(peer.calls().len(), 2);
+    peer.assert_all_signed();
+}
+
+#[tokio::test]
+async fn a_paid_answer_for_another_amount_or_dated_before_submission_proves_nothing() {
+    let with = |changes: Value| {
+        move |call: &Call| {
+            let mut node = paid_node(call.biz["out_trade_no"].as_str().unwrap());
+            for (name, value) in changes.as_object().unwrap() {
+                if value.is_null() {
+                    node.as_object_mut().unwrap().remove(name);
+                } else {
+                    node[name] = value.clone();
+                }
+            }
+            Reply::Node(node)
+        }
+    };
+    for changes in [
+        json!({"total_amount": "20.01"}),
+        json!({"total_amount": null}),
+        // 07:50:00 China time, over a minute before the order was submitted (07:55:05).
+        json!({"gmt_payment": "2024-01-01 07:50:00"}),
+    ] {
+        let peer = spawn(with(changes.clone())).await;
+        let answer = pay(&client(&peer)).await;
+        assert!(
+            matches!(answer.outcome, PayOutcome::Unknown { .. }),
+            "{changes}: {answer:?}"
+        );
+    }
+    // Without a payment time, paid at a time the answer does not give.
+    let peer = spawn(with(json!({"gmt_payment": null}))).await;
+    assert_eq!(
+        pay(&client(&peer)).await.outcome,
+        PayOutcome::Paid {
+            channel_trade_no: "2024010122001400000000000001".to_owned(),
+            paid_at: None,
+        }
+    );
 }
 
 #[tokio::test]
@@ -503,7 +618,7 @@ async fn a_query_reads_the_trade_status() {
         }))
     })
     .await;
-    let answer = client(&peer).query(&order()).await;
+    let answer = query(&client(&peer)).await;
     assert!(
         matches!(answer.outcome, QueryOutcome::Paid { .. }),
         "{answer:?}"
@@ -516,11 +631,47 @@ async fn a_query_reads_the_trade_status() {
         )
     })
     .await;
-    assert_eq!(
-        client(&peer).query(&order()).await.outcome,
-        QueryOutcome::NotFound
-    );
+    assert_eq!(query(&client(&peer)).await.outcome, QueryOutcome::NotFound);
     peer.assert_all_signed();
+}
+
+#[tokio::test]
+async fn a_query_paid_for_another_amount_or_before_submission_is_another_trade() {
+    let paid = |total_amount: Value, send_pay_date: Value| {
+        json!({
+            "code": "10000", "msg": "Success", "out_trade_no": "order-1", "trade_no": "2024010122001400000000000001",
+            "trade_status": "TRADE_SUCCESS", "total_amount": total_amount, "send_pay_date": send_pay_date
+        })
+    };
+    for node in [
+        paid(json!("20.01"), json!("2024-01-01 08:00:05")),
+        paid(json!(2000), json!("2024-01-01 08:00:05")),
+        // 07:50:00 China time, over a minute before the order was submitted (07:55:05).
+        paid(json!("20.00"), json!("2024-01-01 07:50:00")),
+    ] {
+        let peer = spawn(move |_| Reply::Node(node.clone())).await;
+        let answer = query(&client(&peer)).await;
+        assert!(
+            matches!(answer.outcome, QueryOutcome::OtherTrade { .. }),
+            "{answer:?}"
+        );
+    }
+    // Without an amount, nothing ties it to the order either way.
+    let peer = spawn(move |_| Reply::Node(paid(Value::Null, json!("2024-01-01 08:00:05")))).await;
+    let answer = query(&client(&peer)).await;
+    assert!(
+        matches!(answer.outcome, QueryOutcome::Unknown { .. }),
+        "{answer:?}"
+    );
+    // Neither send_pay_date nor gmt_payment: paid, at a time the answer does not give.
+    let peer = spawn(move |_| Reply::Node(paid(json!("20.00"), Value::Null))).await;
+    assert_eq!(
+        query(&client(&peer)).await.outcome,
+        QueryOutcome::Paid {
+            channel_trade_no: "2024010122001400000000000001".to_owned(),
+            paid_at: None,
+        }
+    );
 }
 
 #[tokio::test]
@@ -559,6 +710,15 @@ async fn cancel_asks_again_refunds_or_says_the_window_closed() {
         }
     );
     peer.assert_all_signed();
+
+    // 10000 without action: done, without saying whether money moved.
+    let peer = spawn(|_| Reply::Node(json!({"code": "10000", "msg": "Success", "out_trade_no": "order-1", "retry_flag": "N"}))).await;
+    assert_eq!(
+        client(&peer).revoke(&order()).await.outcome,
+        RevokeOutcome::Done {
+            result: RevokeResult::Unspecified
+        }
+    );
 }
 
 #[tokio::test]
@@ -605,7 +765,7 @@ async fn a_refund_query_succeeds_or_finds_nothing() {
         }))
     })
     .await;
-    let answer = client(&peer).refund_query(&order(), &refund_no()).await;
+    let answer = refund_query(&client(&peer)).await;
     assert_eq!(
         answer.outcome,
         RefundOutcome::Succeeded {
@@ -619,13 +779,23 @@ async fn a_refund_query_succeeds_or_finds_nothing() {
     })
     .await;
     assert_eq!(
-        client(&peer)
-            .refund_query(&order(), &refund_no())
-            .await
-            .outcome,
+        refund_query(&client(&peer)).await.outcome,
         RefundOutcome::NotFound
     );
     peer.assert_all_signed();
+    // REFUND_SUCCESS for another refund amount is not this refund.
+    let peer = spawn(|_| {
+        Reply::Node(json!({
+            "code": "10000", "msg": "Success", "out_trade_no": "order-1", "out_request_no": "refund-1",
+            "refund_amount": "4.00", "total_amount": "20.00", "refund_status": "REFUND_SUCCESS", "gmt_refund_pay": "2024-01-02 10:00:00"
+        }))
+    })
+    .await;
+    let outcome = refund_query(&client(&peer)).await.outcome;
+    assert!(
+        matches!(&outcome, RefundOutcome::Unknown { reason } if reason.contains("refund_amount")),
+        "{outcome:?}"
+    );
 }
 
 #[tokio::test]
@@ -710,7 +880,7 @@ async fn service_provider_mode_sends_and_signs_the_app_auth_token() {
         "the token stays out of Debug"
     );
     assert_eq!(client.channel(), Channel::Alipay);
-    client.query(&order()).await;
+    query(&client).await;
     assert_eq!(
         peer.calls()[0].param("app_auth_token"),
         Some("201801BB000000000000000000000000")

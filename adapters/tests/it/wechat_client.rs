@@ -17,10 +17,11 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::{StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use chrono::{NaiveDate, TimeZone, Utc};
+use chrono::{DateTime, NaiveDate, TimeZone, Utc};
 use paycode_adapters::channel::rate_limit::RateLimits;
 use paycode_adapters::channel::{
-    ChannelClient, PayRequest, RefundRequest, StatementError, StatementFile,
+    ChannelClient, PayRequest, QueryRequest, RefundQueryRequest, RefundRequest, StatementError,
+    StatementFile,
 };
 use paycode_adapters::testing;
 use paycode_adapters::wechat::judge::PAY_DEFINITIVE_FAILURES;
@@ -29,7 +30,7 @@ use paycode_adapters::wechat::{
 };
 use paycode_domain::channel::{CHANNEL_TEXT_MAX_CHARS, CUT_MARK};
 use paycode_domain::payment::{
-    PayOutcome, QueryOutcome, RefundOutcome, RevokeOutcome, RevokeResult,
+    ChannelAnswer, PayOutcome, QueryOutcome, RefundOutcome, RevokeOutcome, RevokeResult,
 };
 use paycode_domain::{AuthCode, Channel, Money, OrderNo, RefundNo};
 use serde_json::Value;
@@ -223,7 +224,19 @@ fn one_fen() -> Money {
     Money::from_fen(1).unwrap()
 }
 
-async fn pay(client: &WechatClient) -> paycode_domain::payment::ChannelAnswer<PayOutcome> {
+/// When the order was submitted: five minutes before the fixtures' payment.
+fn submitted_at() -> DateTime<Utc> {
+    paid_at() - chrono::Duration::minutes(5)
+}
+
+/// How long a pay call may wait for its turn under the rate limit.
+const WAIT_MAX: Duration = Duration::from_secs(15);
+
+async fn pay(client: &WechatClient) -> ChannelAnswer<PayOutcome> {
+    pay_waiting(client, WAIT_MAX).await
+}
+
+async fn pay_waiting(client: &WechatClient, wait_max: Duration) -> ChannelAnswer<PayOutcome> {
     let (order, code) = (order(), auth_code());
     client
         .pay(PayRequest {
@@ -231,6 +244,31 @@ async fn pay(client: &WechatClient) -> paycode_domain::payment::ChannelAnswer<Pa
             auth_code: &code,
             amount: one_fen(),
             subject: "付款码支付测试",
+            submitted_at: submitted_at(),
+            wait_max,
+        })
+        .await
+}
+
+async fn query(client: &WechatClient) -> ChannelAnswer<QueryOutcome> {
+    let order = order();
+    client
+        .query(QueryRequest {
+            order_no: &order,
+            amount: one_fen(),
+            submitted_at: submitted_at(),
+        })
+        .await
+}
+
+async fn refund_query(client: &WechatClient) -> ChannelAnswer<RefundOutcome> {
+    let (order, refund_no) = (order(), refund_no());
+    client
+        .refund_query(RefundQueryRequest {
+            order_no: &order,
+            refund_no: &refund_no,
+            refund_amount: one_fen(),
+            total_amount: one_fen(),
         })
         .await
 }
@@ -280,7 +318,7 @@ fn is_unknown_pay(outcome: &PayOutcome) -> bool {
     matches!(outcome, PayOutcome::Unknown { .. })
 }
 
-fn paid_at() -> chrono::DateTime<Utc> {
+fn paid_at() -> DateTime<Utc> {
     // time_end 20141111170043 in China time.
     Utc.with_ymd_and_hms(2014, 11, 11, 9, 0, 43).unwrap()
 }
@@ -296,7 +334,7 @@ async fn a_signed_micropay_success_is_paid() {
         answer.outcome,
         PayOutcome::Paid {
             channel_trade_no: "1008450740201411110005820873".to_owned(),
-            paid_at: paid_at()
+            paid_at: Some(paid_at())
         }
     );
     assert_eq!(answer.codes.get("return_code"), Some("SUCCESS"));
@@ -644,8 +682,41 @@ async fn every_call_waits_for_its_rate_limit_bucket() {
     assert_eq!(peer.requests().len(), 2);
     // The query bucket is separate.
     let before = Instant::now();
-    client.query(&order()).await;
+    query(&client).await;
     assert!(before.elapsed() < Duration::from_millis(500));
+}
+
+#[tokio::test]
+async fn a_pay_without_a_rate_limit_turn_within_its_wait_is_not_sent() {
+    // One pay per second: the first takes the token; a second that may not
+    // wait is not made at all, since the payment code would expire meanwhile.
+    let (peer, url) = spawn_peer(|_, _| Reply::signed(failure("USERPAYING"))).await;
+    let mut config = config(&url);
+    config.rate_limits = RateLimits {
+        pay_per_sec: 1,
+        ..RateLimits::WECHAT
+    };
+    let client = WechatClient::new(config).unwrap();
+    assert_eq!(
+        pay_waiting(&client, Duration::ZERO).await.outcome,
+        PayOutcome::WaitingForPassword,
+        "a turn that is free now needs no wait"
+    );
+    assert_eq!(peer.requests().len(), 1);
+    let started = Instant::now();
+    let answer = pay_waiting(&client, Duration::ZERO).await;
+    match &answer.outcome {
+        PayOutcome::NotSent { reason } => assert!(reason.contains("rate limit"), "{reason}"),
+        other => panic!("expected NotSent, got {other:?}"),
+    }
+    assert!(started.elapsed() < Duration::from_millis(500));
+    assert_eq!(peer.requests().len(), 1, "no HTTP call was made");
+    // A wait long enough for the next turn makes the call.
+    assert_eq!(
+        pay_waiting(&client, Duration::from_secs(5)).await.outcome,
+        PayOutcome::WaitingForPassword
+    );
+    assert_eq!(peer.requests().len(), 2);
 }
 
 // ---- orderquery -----------------------------------------------------------
@@ -653,12 +724,12 @@ async fn every_call_waits_for_its_rate_limit_bucket() {
 #[tokio::test]
 async fn a_signed_query_success_is_paid() {
     let (peer, url) = spawn_peer(|_, _| Reply::raw(&roundtrip_answer(&ORDERQUERY_ROUNDTRIP))).await;
-    let answer = client(&url).query(&order()).await;
+    let answer = query(&client(&url)).await;
     assert_eq!(
         answer.outcome,
         QueryOutcome::Paid {
             channel_trade_no: "1008450740201411110005820873".to_owned(),
-            paid_at: paid_at()
+            paid_at: Some(paid_at())
         }
     );
     assert_eq!(answer.codes.get("trade_state"), Some("SUCCESS"));
@@ -698,20 +769,53 @@ async fn query_trade_states_and_errors_are_normalised() {
             QueryOutcome::RefundedElsewhere,
         ),
         (fields(&ORDERNOTEXIST, &[]), QueryOutcome::NotFound),
+        // A paid answer without time_end is paid at an unknown time.
+        (
+            fields(&ORDERQUERY_SUCCESS, &[("time_end", "")]),
+            QueryOutcome::Paid {
+                channel_trade_no: "1008450740201411110005820873".to_owned(),
+                paid_at: None,
+            },
+        ),
     ];
     for (answer, expected) in cases {
         let (_, url) = spawn_peer(move |_, _| Reply::signed(answer.clone())).await;
-        assert_eq!(client(&url).query(&order()).await.outcome, expected);
+        assert_eq!(query(&client(&url)).await.outcome, expected);
     }
     for answer in [
         failure("SYSTEMERROR"),
         fields(&ORDERQUERY_SUCCESS, &[("out_trade_no", "1415757674")]),
         fields(&ORDERQUERY_SUCCESS, &[("trade_state", "SOMETHING_NEW")]),
+        // Paid, but without an amount.
+        fields(&ORDERQUERY_SUCCESS, &[("total_fee", "")]),
     ] {
         let (_, url) = spawn_peer(move |_, _| Reply::signed(answer.clone())).await;
-        let outcome = client(&url).query(&order()).await.outcome;
+        let outcome = query(&client(&url)).await.outcome;
         assert!(
             matches!(outcome, QueryOutcome::Unknown { .. }),
+            "{outcome:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_query_paid_for_another_amount_or_before_submission_is_another_trade() {
+    for (answer, field) in [
+        // Another amount than the order's 1 fen.
+        (
+            fields(&ORDERQUERY_SUCCESS, &[("total_fee", "2")]),
+            "total_fee",
+        ),
+        // Paid at 16:50:00, over a minute before the order was submitted (16:55:43).
+        (
+            fields(&ORDERQUERY_SUCCESS, &[("time_end", "20141111165000")]),
+            "time_end",
+        ),
+    ] {
+        let (_, url) = spawn_peer(move |_, _| Reply::signed(answer.clone())).await;
+        let outcome = query(&client(&url)).await.outcome;
+        assert!(
+            matches!(&outcome, QueryOutcome::OtherTrade { reason } if reason.contains(field)),
             "{outcome:?}"
         );
     }
@@ -863,7 +967,7 @@ async fn each_refund_status_is_normalised() {
     for (answer, expected) in cases {
         let status = answer.get("refund_status_0").cloned();
         let (peer, url) = spawn_peer(move |_, _| Reply::signed(answer.clone())).await;
-        let answer = client(&url).refund_query(&order(), &refund_no()).await;
+        let answer = refund_query(&client(&url)).await;
         assert_eq!(answer.outcome, expected);
         assert_eq!(
             answer.codes.get("refund_status_0").map(str::to_owned),
@@ -881,12 +985,22 @@ async fn each_refund_status_is_normalised() {
         ))
     })
     .await;
-    let outcome = client(&url)
-        .refund_query(&order(), &refund_no())
-        .await
-        .outcome;
+    let outcome = refund_query(&client(&url)).await.outcome;
     assert!(
         matches!(outcome, RefundOutcome::Unknown { .. }),
+        "{outcome:?}"
+    );
+    // A refund of another amount than this one's is not this refund.
+    let (_, url) = spawn_peer(|_, _| {
+        Reply::signed(fields(
+            &REFUNDQUERY_PROCESSING,
+            &[("refund_status_0", "SUCCESS"), ("refund_fee_0", "2")],
+        ))
+    })
+    .await;
+    let outcome = refund_query(&client(&url)).await.outcome;
+    assert!(
+        matches!(&outcome, RefundOutcome::Unknown { reason } if reason.contains("refund_fee_0")),
         "{outcome:?}"
     );
 }

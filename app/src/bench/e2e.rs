@@ -88,6 +88,7 @@ async fn e2e(args: &BenchArgs) -> anyhow::Result<()> {
         limits: crate::http::limits::ServerLimits::unthrottled(),
         fingerprint_key: crate::service::fingerprint::FingerprintKey::random(),
         leases: Arc::new(LocalLeases),
+        ids: Arc::new(paycode_adapters::ids::RandomIds),
     })
     .await?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;

@@ -203,6 +203,7 @@ async fn pending(args: &BenchArgs) -> anyhow::Result<()> {
         limits: crate::http::limits::ServerLimits::unthrottled(),
         fingerprint_key: crate::service::fingerprint::FingerprintKey::random(),
         leases: Arc::new(LocalLeases),
+        ids: Arc::new(paycode_adapters::ids::RandomIds),
     })
     .await?;
     let runtime = service.runtime().clone();

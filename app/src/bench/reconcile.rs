@@ -430,9 +430,9 @@ impl DayOrder {
                 event(
                     deadline + Duration::seconds(1),
                     Fact::Revoked(Revoked {
-                        result: RevokeResult::Unspecified,
+                        result: RevokeResult::Closed,
                         attempt: 1,
-                        codes: ChannelCodes::new().with("result_code", "SUCCESS"),
+                        codes: ChannelCodes::new().with("action", "close"),
                     }),
                 ),
             ]);
@@ -442,6 +442,7 @@ impl DayOrder {
                 Fact::Paid(Paid {
                     channel_trade_no: self.trade_no(),
                     paid_at: self.paid_at,
+                    paid_at_stated: true,
                     source: PaidSource::PayAnswer,
                     codes: ChannelCodes::new().with("result_code", "SUCCESS"),
                 }),

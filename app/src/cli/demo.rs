@@ -78,6 +78,7 @@ pub async fn run(orders: usize, seed: u64) -> anyhow::Result<String> {
         limits: paycode::http::limits::ServerLimits::unthrottled(),
         fingerprint_key: paycode::service::fingerprint::FingerprintKey::random(),
         leases: Arc::new(LocalLeases),
+        ids: Arc::new(paycode_adapters::ids::RandomIds),
     };
     let service = Service::start(parts).await?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -213,6 +214,20 @@ pub async fn run(orders: usize, seed: u64) -> anyhow::Result<String> {
             );
             reconciliations.push(report);
             day = day.succ_opt().context("the calendar ends")?;
+        }
+    }
+
+    // A revoke the channel answered without saying whether money had moved
+    // (status `revoked`) is settled by the statement just reconciled.
+    for (order_no, status) in &mut settled {
+        if status == "revoked" {
+            let (_, payment) = call(
+                reqwest::Method::GET,
+                format!("/v1/payments/{order_no}"),
+                None,
+            )
+            .await?;
+            payment["status"].as_str().unwrap_or("").clone_into(status);
         }
     }
 

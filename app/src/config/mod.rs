@@ -171,6 +171,7 @@ pub struct PolicyConfig {
     pub refund_query_base_secs: Option<u32>,
     pub refund_query_cap_secs: Option<u32>,
     pub refund_attempts_max: Option<u32>,
+    pub refund_settle_working_days: Option<u32>,
     pub refund_settle_max_secs: Option<u32>,
     pub wechat_refund_window_months: Option<u32>,
     pub alipay_refund_window_months: Option<u32>,
@@ -211,9 +212,12 @@ impl PolicyConfig {
         );
         set(&mut policy.refund_attempts_max, self.refund_attempts_max);
         set(
-            &mut policy.refund_settle_max_secs,
-            self.refund_settle_max_secs,
+            &mut policy.refund_settle_working_days,
+            self.refund_settle_working_days,
         );
+        if self.refund_settle_max_secs.is_some() {
+            policy.refund_settle_max_secs = self.refund_settle_max_secs;
+        }
         set(
             &mut policy.wechat.refund_window_months,
             self.wechat_refund_window_months,

@@ -11,10 +11,9 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use paycode_domain::ids::payment_stream;
 use paycode_domain::payment::{Command, CommandKind, Fact, RequestRefund, RevokeReason};
-use paycode_domain::{AuthCode, Channel, CommandId, Currency, Money, OrderNo, RefundNo};
+use paycode_domain::{AuthCode, Channel, Currency, Money, OrderNo, RefundNo};
 use paycode_projections::{PaymentView, RefundView, statuses_after};
 use serde_json::{Value, json};
-use uuid::Uuid;
 
 use super::body::Fields;
 use super::error::ApiError;
@@ -121,6 +120,27 @@ pub async fn create(
         };
         ApiError::invalid(field, error.code(), error.to_string())
     })?;
+    // A payment nobody can carry out is refused before anything is written.
+    if state
+        .runtime
+        .channel_client(&merchant, auth_code.channel())
+        .is_none()
+    {
+        let field = if channel.is_some() {
+            "channel"
+        } else {
+            "auth_code"
+        };
+        return Err(ApiError::invalid(
+            field,
+            "channel_not_configured",
+            format!(
+                "the payment code is a {} code, and this merchant has no {} channel configured",
+                auth_code.channel(),
+                auth_code.channel()
+            ),
+        ));
+    }
     let amount: Money =
         fields
             .string("amount")?
@@ -149,7 +169,7 @@ pub async fn create(
     let runtime = &state.runtime;
     let (status, history) = match runtime
         .submit(
-            CommandId(Uuid::now_v7()),
+            state.runtime.new_command_id(),
             &merchant,
             &order_no,
             auth_code,
@@ -318,7 +338,7 @@ pub async fn revoke(
     }
     let order_no = OrderNo::parse(&order_no_text).map_err(|_| ApiError::not_found("order"))?;
     let command = Command::new(
-        CommandId(Uuid::now_v7()),
+        state.runtime.new_command_id(),
         CommandKind::RequestRevoke {
             reason: RevokeReason::MerchantRequested,
         },
@@ -355,7 +375,7 @@ pub async fn create_refund(
         ));
     }
     let command = Command::new(
-        CommandId(Uuid::now_v7()),
+        state.runtime.new_command_id(),
         CommandKind::RequestRefund(RequestRefund {
             refund_no: refund_no.clone(),
             amount,

@@ -407,6 +407,7 @@ mod tests {
                         statement_sha256: format!("{index:064}"),
                         statement_lines: 10,
                         matched: 10,
+                        revokes_settled: 0,
                         findings,
                     }),
                 };

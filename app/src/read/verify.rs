@@ -328,7 +328,7 @@ mod tests {
             ledger.when(CommandKind::RecordPayAnswer(ChannelAnswer::new(
                 PayOutcome::Paid {
                     channel_trade_no: "4200000001".to_owned(),
-                    paid_at,
+                    paid_at: Some(paid_at),
                 },
             )));
             ledger
@@ -585,6 +585,7 @@ mod tests {
         ledger.forge(Fact::Paid(paycode_domain::payment::Paid {
             channel_trade_no: "4200000009".to_owned(),
             paid_at,
+            paid_at_stated: true,
             source: paycode_domain::payment::PaidSource::Query,
             codes: paycode_domain::ChannelCodes::new(),
         }));

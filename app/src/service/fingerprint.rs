@@ -21,7 +21,7 @@ use rand::RngCore as _;
 use sha2::Sha256;
 
 /// The secret's length in bytes (stored as 64 hex digits and a line break).
-const KEY_BYTES: usize = 32;
+pub const KEY_BYTES: usize = 32;
 
 /// The secret that fingerprints payment codes. `Debug` does not show it.
 #[derive(Clone)]
@@ -45,6 +45,12 @@ impl FingerprintKey {
     pub fn random() -> FingerprintKey {
         let mut bytes = [0u8; KEY_BYTES];
         rand::rngs::OsRng.fill_bytes(&mut bytes);
+        FingerprintKey(bytes)
+    }
+
+    /// The secret `bytes` (simulations derive it from their seed, so that two
+    /// runs of one seed write the same log).
+    pub fn from_bytes(bytes: [u8; KEY_BYTES]) -> FingerprintKey {
         FingerprintKey(bytes)
     }
 

@@ -415,7 +415,7 @@ mod tests {
             CommandId(Uuid::from_u128(2)),
             CommandKind::RecordPayAnswer(ChannelAnswer::new(PayOutcome::Paid {
                 channel_trade_no: "4200000001".into(),
-                paid_at: start,
+                paid_at: Some(start),
             })),
         );
         let outcome = tokio::spawn(async move { ledger.execute(stream, &paid).await }).await;

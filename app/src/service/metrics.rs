@@ -46,6 +46,7 @@ impl OutcomeLabel for PayOutcome {
             PayOutcome::WaitingForPassword => "waiting_for_password",
             PayOutcome::Failed { .. } => "failed",
             PayOutcome::Unknown { .. } => "unknown",
+            PayOutcome::NotSent { .. } => "not_sent",
         }
     }
 }
@@ -60,6 +61,7 @@ impl OutcomeLabel for QueryOutcome {
             QueryOutcome::Closed => "closed",
             QueryOutcome::Failed { .. } => "failed",
             QueryOutcome::RefundedElsewhere => "refunded_elsewhere",
+            QueryOutcome::OtherTrade { .. } => "other_trade",
             QueryOutcome::Unknown { .. } => "unknown",
         }
     }

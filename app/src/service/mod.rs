@@ -25,6 +25,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use paycode_adapters::clock::Clock;
+use paycode_adapters::ids::IdSource;
 use paycode_adapters::lease::StepLease;
 use paycode_adapters::store::EventStore;
 use paycode_domain::Policy;
@@ -59,6 +60,8 @@ pub struct Parts {
     /// Who may act on an order's step: `LocalLeases` for one process,
     /// `SqliteLeases` when several processes share a SQLite file.
     pub leases: Arc<dyn StepLease>,
+    /// Where command (and so event) ids come from: `RandomIds` but in simulations.
+    pub ids: Arc<dyn IdSource>,
 }
 
 /// A running service: background tasks plus the HTTP state.
@@ -104,6 +107,7 @@ impl Service {
             parts.channels,
             metrics.clone(),
             parts.leases,
+            parts.ids,
             parts.fingerprint_key,
         );
         let recovered_orders = runtime.recover().await?;

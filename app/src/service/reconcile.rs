@@ -3,8 +3,10 @@
 //! dropped as soon as it is parsed), set against the merchant's orders by
 //! the pure matcher (on a blocking thread too), and imported as events:
 //!
-//! 1. each matched line as `StatementLineMatched` on its order's stream
-//!    (idempotent: the decider appends nothing for a line already recorded);
+//! 1. each revoke the statement settles (one that did not say whether money
+//!    moved) as `RevokeSettled` on its order's stream, then each matched line
+//!    as `StatementLineMatched` (idempotent: the decider appends nothing for
+//!    a line already recorded);
 //! 2. then the report as `ReconciliationRecorded` on the stream of the
 //!    channel, merchant and day, unless the same file (by SHA-256) was
 //!    imported before.
@@ -13,7 +15,7 @@
 //! the matches (appending nothing) and records the report. A file that
 //! does not parse is rejected whole and nothing is written.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::convert::Infallible;
 
 use chrono::NaiveDate;
@@ -21,7 +23,9 @@ use paycode_adapters::channel::{ChannelClient, StatementFile};
 use paycode_adapters::statement::{StatementError, parse_statement_file};
 use paycode_adapters::store::StoreError;
 use paycode_domain::ids::{parse_payment_stream, reconciliation_stream};
-use paycode_domain::payment::{Command, CommandKind, Event, PaymentDecider, PaymentState, evolve};
+use paycode_domain::payment::{
+    Command, CommandKind, Event, PaymentDecider, PaymentState, Rejection, evolve,
+};
 use paycode_domain::reconciliation::{
     self, Ledger as ReconLedger, LedgerOrder, ReconcilePolicy, ReconciliationDecider,
     ReconciliationRecorded, RecordReport,
@@ -125,6 +129,23 @@ pub async fn import(
     .await;
 
     let mut lines_recorded = 0;
+    for settled in &report.settled {
+        let command = Command::new(
+            derived_command_id(&sha256, format!("settle/{}", settled.order_no)),
+            CommandKind::SettleRevoke {
+                money_moved: settled.money_moved,
+                statement_date: date,
+            },
+        );
+        match ledger
+            .execute_on_order(merchant, &settled.order_no, &command)
+            .await
+        {
+            // Settled before (a re-import, or a crash after this step): nothing to do.
+            Ok(_) | Err(PaymentLedgerError::Rejected(Rejection::NothingToSettle)) => {}
+            Err(error) => return Err(error.into()),
+        }
+    }
     for matched in report.matched.iter().filter(|m| !m.already_recorded) {
         let command = Command::new(
             derived_command_id(&sha256, match_key(matched)),
@@ -169,7 +190,8 @@ async fn merchant_orders(
     merchant: &MerchantId,
 ) -> Result<ReconLedger, ReconcileError> {
     let store = ledger.store();
-    let mut states: HashMap<String, PaymentState> = HashMap::new();
+    // Ordered by stream, so a report and its settlements list alike run after run.
+    let mut states: BTreeMap<String, PaymentState> = BTreeMap::new();
     let mut position = 1;
     loop {
         let batch = store.read_all(position, 10_000).await?;

@@ -5,27 +5,33 @@
 //! the channel through the merchant's client when an action is due, turns the
 //! answer into a command and records it through the [`Ledger`]. One order is
 //! worked on by one task at a time (`in_flight`). Everything it knows comes
-//! from the log: on start it re-derives every pending order from the events.
+//! from the log: on start it re-derives every pending order from the events,
+//! and then it follows the log ([`Runtime::follow_store`]), so that orders
+//! written by another process sharing the store are followed here too, and
+//! taken over once that process's step leases expire.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::collections::{BTreeMap, BinaryHeap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration as StdDuration;
 
 use chrono::{DateTime, Duration, Utc};
-use paycode_adapters::channel::{ChannelClient, PayRequest, RefundRequest};
+use paycode_adapters::channel::{
+    ChannelClient, PayRequest, QueryRequest, RefundQueryRequest, RefundRequest,
+};
+use paycode_adapters::ids::IdSource;
 use paycode_adapters::lease::StepLease;
 use paycode_domain::ids::parse_payment_stream;
 use paycode_domain::payment::{
-    Action, ChannelAnswer, Command, CommandKind, PaymentDecider, PaymentState, RefundStage,
+    Action, ChannelAnswer, Command, CommandKind, Fact, PaymentDecider, PaymentState, RefundStage,
     next_action,
 };
 use paycode_domain::{
     AuthCode, AuthCodeFingerprint, Channel, CommandId, MerchantId, Money, OrderNo,
 };
 use tokio::sync::{Notify, Semaphore};
+use tokio::task::JoinSet;
 use tracing::{Instrument, info_span, warn};
-use uuid::Uuid;
 
 use crate::service::fingerprint::FingerprintKey;
 use crate::service::ledger::{Ledger, OrderHistory, PaymentLedgerError};
@@ -43,6 +49,12 @@ const STORE_RETRY_SECS: i64 = 1;
 const LEASE_TTL_SECS: i64 = 30;
 /// How long to wait before looking again at an order another process is working on.
 const LEASE_BUSY_RETRY_SECS: i64 = 2;
+/// How often the log is read for orders another process wrote: well within
+/// [`LEASE_TTL_SECS`], so a dead process's orders are taken over as soon as
+/// its leases expire.
+pub const FOLLOW_INTERVAL_SECS: i64 = 5;
+/// Events read from the log per batch.
+const READ_BATCH: usize = 10_000;
 
 /// The channel clients, per merchant and channel.
 #[derive(Debug, Default, Clone)]
@@ -147,6 +159,16 @@ struct Inner {
     leases: Arc<dyn StepLease>,
     /// This process's name in the step leases.
     owner: String,
+    /// Where command ids come from.
+    ids: Arc<dyn IdSource>,
+    /// Every task this runtime started, so that [`Runtime::abort_all`] can
+    /// stop them all at once (a crash, in a simulation).
+    tasks: Mutex<JoinSet<()>>,
+    /// The global position of the log read so far ([`Runtime::follow_store`]).
+    followed: tokio::sync::Mutex<u64>,
+    /// The latest version seen of each order with something left to do: a
+    /// newer event in the log was written by someone else.
+    seen: Mutex<HashMap<Arc<str>, u64>>,
     /// Fingerprints payment codes for `Submitted` (the secret stays here).
     fingerprints: FingerprintKey,
 }
@@ -166,14 +188,14 @@ impl Drop for InFlight {
             .expect("in-flight lock")
             .remove(&self.stream);
         // A timer fired while this task held the order: its step must not be lost.
-        if rerun == Some(true) {
-            if let Ok(handle) = tokio::runtime::Handle::try_current() {
-                let runtime = Runtime {
-                    inner: self.inner.clone(),
-                };
-                let stream = self.stream.clone();
-                handle.spawn(async move { runtime.step(&stream).await });
-            }
+        if rerun == Some(true) && tokio::runtime::Handle::try_current().is_ok() {
+            let runtime = Runtime {
+                inner: self.inner.clone(),
+            };
+            let stream = self.stream.clone();
+            runtime
+                .clone()
+                .spawn(async move { runtime.step(&stream).await });
         }
     }
 }
@@ -184,8 +206,10 @@ impl Runtime {
         channels: Channels,
         metrics: Metrics,
         leases: Arc<dyn StepLease>,
+        ids: Arc<dyn IdSource>,
         fingerprints: FingerprintKey,
     ) -> Self {
+        let owner = ids.command_id().0.to_string();
         Runtime {
             inner: Arc::new(Inner {
                 ledger,
@@ -197,7 +221,11 @@ impl Runtime {
                 watchers: Mutex::new(HashMap::new()),
                 metrics,
                 leases,
-                owner: Uuid::new_v4().to_string(),
+                owner,
+                ids,
+                tasks: Mutex::new(JoinSet::new()),
+                followed: tokio::sync::Mutex::new(0),
+                seen: Mutex::new(HashMap::new()),
                 fingerprints,
             }),
         }
@@ -206,6 +234,26 @@ impl Runtime {
     /// The keyed fingerprint of a payment code, as `Submitted` records it.
     pub fn fingerprint(&self, code: &AuthCode) -> AuthCodeFingerprint {
         self.inner.fingerprints.fingerprint(code)
+    }
+
+    /// A fresh command id, from this runtime's id source.
+    pub fn new_command_id(&self) -> CommandId {
+        self.inner.ids.command_id()
+    }
+
+    /// Starts `task` on the current tokio runtime, tracked for [`Runtime::abort_all`].
+    fn spawn(&self, task: impl std::future::Future<Output = ()> + Send + 'static) {
+        let mut tasks = self.inner.tasks.lock().expect("tasks lock");
+        // Forget the finished ones, so the set holds only live tasks.
+        while tasks.try_join_next().is_some() {}
+        tasks.spawn(task);
+    }
+
+    /// Stops every task this runtime started, at whatever await point each
+    /// is: what a crash of the process does. Used by simulations; a normal
+    /// shutdown drains instead ([`Runtime::drain`]).
+    pub fn abort_all(&self) {
+        self.inner.tasks.lock().expect("tasks lock").abort_all();
     }
 
     pub fn ledger(&self) -> &Ledger<PaymentDecider> {
@@ -235,6 +283,23 @@ impl Runtime {
         self.inner.metrics.render()
     }
 
+    /// Whether this runtime will come back to the order: a timer is set, or
+    /// a task is working on it right now.
+    pub fn is_following(&self, stream: &str) -> bool {
+        self.inner
+            .timers
+            .lock()
+            .expect("timers lock")
+            .due
+            .contains_key(stream)
+            || self
+                .inner
+                .in_flight
+                .lock()
+                .expect("in-flight lock")
+                .contains_key(stream)
+    }
+
     /// Orders with a pending timer.
     pub fn pending_orders(&self) -> usize {
         self.inner.timers.lock().expect("timers lock").len()
@@ -242,28 +307,68 @@ impl Runtime {
 
     /// Re-derives every pending order from the log; returns how many were scheduled.
     pub async fn recover(&self) -> Result<usize, PaymentLedgerError> {
+        self.follow_store().await
+    }
+
+    /// Reads the log from where it was read last, and sets the timer of
+    /// every order written since by anyone else (this process knows its own
+    /// writes). Returns how many orders were scheduled. The first call reads
+    /// the whole log: that is recovery.
+    pub async fn follow_store(&self) -> Result<usize, PaymentLedgerError> {
         let store = self.inner.ledger.store().clone();
-        let mut streams = HashSet::new();
-        let mut position = 1;
+        let mut followed = self.inner.followed.lock().await;
+        // In order, so a recovery schedules the same way every time.
+        let mut latest: BTreeMap<String, u64> = BTreeMap::new();
+        let mut position = *followed + 1;
         loop {
-            let batch = store.read_all(position, 10_000).await?;
+            let batch = store.read_all(position, READ_BATCH).await?;
             let Some(last) = batch.last() else { break };
             position = last.position + 1;
             for event in batch {
                 if parse_payment_stream(&event.stream).is_some() {
-                    streams.insert(event.stream);
+                    let version = latest.entry(event.stream).or_insert(event.version);
+                    *version = (*version).max(event.version);
                 }
             }
         }
+        *followed = position - 1;
+        drop(followed);
         let mut scheduled = 0;
-        for stream in streams {
+        for (stream, version) in latest {
+            if self.knows(&stream, version) {
+                continue;
+            }
             let history = self.inner.ledger.history_of(&stream).await?;
-            if let Some((_, due_at)) = next_action(&history.state) {
-                self.schedule(&stream, due_at);
+            if self.schedule_next(&stream, &history) {
                 scheduled += 1;
             }
         }
         Ok(scheduled)
+    }
+
+    /// Whether this process already knows the order at `version` or later.
+    fn knows(&self, stream: &str, version: u64) -> bool {
+        self.inner
+            .seen
+            .lock()
+            .expect("seen lock")
+            .get(stream)
+            .is_some_and(|seen| *seen >= version)
+    }
+
+    /// Notes the version of the order this process now knows.
+    fn note_seen(&self, stream: &str, history: &OrderHistory, pending: bool) {
+        let mut seen = self.inner.seen.lock().expect("seen lock");
+        match (pending, history.version()) {
+            (true, Some(version)) => {
+                let known = seen.entry(Arc::from(stream)).or_insert(version);
+                *known = (*known).max(version);
+            }
+            // Settled: nothing to follow, and the map stays as small as the pending orders.
+            _ => {
+                seen.remove(stream);
+            }
+        }
     }
 
     fn schedule(&self, stream: &str, due_at: DateTime<Utc>) {
@@ -282,30 +387,41 @@ impl Runtime {
             .set(i64::try_from(self.pending_orders()).unwrap_or(i64::MAX));
     }
 
-    /// Schedules the order's next action from its state (or nothing when settled).
-    fn schedule_next(&self, stream: &str, state: &PaymentState) {
-        if let Some((_, due_at)) = next_action(state) {
+    /// Schedules the order's next action from its history (or nothing when
+    /// settled); returns whether a timer is set.
+    fn schedule_next(&self, stream: &str, history: &OrderHistory) -> bool {
+        let next = next_action(&history.state);
+        self.note_seen(stream, history, next.is_some());
+        if let Some((_, due_at)) = next {
             self.schedule(stream, due_at);
         }
         self.notify_watchers(stream);
+        next.is_some()
     }
 
     /// The timer loop: runs until `shutdown` resolves.
     pub async fn run(&self, shutdown: impl std::future::Future<Output = ()>) {
         tokio::pin!(shutdown);
         let clock = self.inner.ledger.clock().clone();
+        let follow_every = Duration::seconds(FOLLOW_INTERVAL_SECS);
+        let mut follow_at = clock.now() + follow_every;
         loop {
             let earliest = self.inner.timers.lock().expect("timers lock").earliest();
+            let wake_at = earliest.map_or(follow_at, |at| at.min(follow_at));
             let changed = self.inner.timer_changed.notified();
+            // Biased: the branches in this order, so a simulation replays alike.
             tokio::select! {
+                biased;
                 () = &mut shutdown => return,
                 () = changed => continue,
-                () = async {
-                    match earliest {
-                        Some(at) => clock.sleep_until(at).await,
-                        None => std::future::pending().await,
-                    }
-                } => {}
+                () = clock.sleep_until(wake_at) => {}
+            }
+            if clock.now() >= follow_at {
+                // What other processes sharing the store wrote.
+                if let Err(error) = self.follow_store().await {
+                    warn!(%error, "cannot read the log for other processes' orders; trying again");
+                }
+                follow_at = clock.now() + follow_every;
             }
             let due = self
                 .inner
@@ -322,7 +438,7 @@ impl Runtime {
                     return;
                 };
                 let runtime = self.clone();
-                tokio::spawn(async move {
+                self.spawn(async move {
                     runtime.step(&stream).await;
                     drop(permit);
                 });
@@ -417,6 +533,13 @@ impl Runtime {
                     _ => "error",
                 };
                 self.inner.metrics.command("submit_payment", outcome);
+                drop(claim);
+                if !matches!(error, PaymentLedgerError::Rejected(_)) {
+                    // The append may have committed all the same: then the
+                    // order exists, its pay call was never made, and it is
+                    // followed by queries until it settles.
+                    self.reschedule_from_log(&stream).await;
+                }
                 return Err(error);
             }
         };
@@ -431,14 +554,23 @@ impl Runtime {
                 stream,
                 "could not claim a new order for its pay call; it will be queried instead"
             );
-            self.schedule_next(&stream, &executed.history.state);
+            self.schedule_next(&stream, &executed.history);
             return Ok(executed.history);
+        };
+        // Whatever happens to this request or the pay task, the order has a timer.
+        self.schedule_next(&stream, &executed.history);
+        let (submitted_at, wait_max) = match executed.history.state.order() {
+            Some(order) => (
+                order.submitted_at,
+                pay_wait_max(order, self.inner.ledger.clock().now()),
+            ),
+            None => (self.inner.ledger.clock().now(), StdDuration::ZERO),
         };
         let runtime = self.clone();
         let merchant = merchant.clone();
         let order_no = order_no.clone();
         let span = info_span!("pay", merchant = %merchant, order_no = %order_no);
-        tokio::spawn(
+        self.spawn(
             async move {
                 // The intent is durable: make the one pay call.
                 let channel = auth_code.channel();
@@ -449,6 +581,8 @@ impl Runtime {
                             auth_code: &auth_code,
                             amount,
                             subject: &subject,
+                            submitted_at,
+                            wait_max,
                         };
                         let started = std::time::Instant::now();
                         let answer = client.pay(request).await;
@@ -466,7 +600,7 @@ impl Runtime {
                 };
                 drop(auth_code);
                 let record = Command::new(
-                    CommandId(Uuid::now_v7()),
+                    runtime.new_command_id(),
                     CommandKind::RecordPayAnswer(answer),
                 );
                 match runtime
@@ -477,7 +611,7 @@ impl Runtime {
                 {
                     Ok(executed) => {
                         drop(claim);
-                        runtime.schedule_next(&stream, &executed.history.state);
+                        runtime.schedule_next(&stream, &executed.history);
                         runtime.step(&stream).await;
                     }
                     Err(error) => {
@@ -494,7 +628,9 @@ impl Runtime {
     }
 
     /// Records a command from an operator or the API (revoke, refund, resolve)
-    /// and carries out whatever became due.
+    /// and carries out whatever became due. The follow-up (a timer, and the
+    /// first refund call) is set before this returns and runs in its own
+    /// task: a caller that goes away does not stop it.
     pub async fn command(
         &self,
         merchant: &MerchantId,
@@ -513,50 +649,77 @@ impl Runtime {
             Err(PaymentLedgerError::Rejected(rejection)) => {
                 self.inner.metrics.command(name, rejection.code());
             }
-            Err(_) => self.inner.metrics.command(name, "error"),
+            Err(_) => {
+                self.inner.metrics.command(name, "error");
+                // The append may have committed: follow whatever the log holds.
+                self.reschedule_from_log(&stream).await;
+            }
         }
         let executed = result?;
         if !executed.appended.is_empty() {
-            if let CommandKind::RequestRefund(request) = &command.kind {
-                self.first_refund_call(&stream, &executed.history, request.refund_no.clone())
-                    .await;
-            }
-            self.schedule_next(&stream, &executed.history.state);
+            self.schedule_next(&stream, &executed.history);
+            let refunds = requested_refunds(executed.appended.iter().map(|e| &e.fact));
             let runtime = self.clone();
-            tokio::spawn(async move { runtime.step(&stream).await });
+            self.spawn(async move {
+                if let Some(claim) = runtime.claim(&stream).await {
+                    for refund_no in refunds {
+                        runtime.first_refund_call(&stream, refund_no).await;
+                    }
+                    drop(claim);
+                }
+                runtime.step(&stream).await;
+            });
         }
         Ok(executed.history)
     }
 
-    /// The single first refund call after `RefundRequested` is durable.
-    async fn first_refund_call(
-        &self,
-        stream: &str,
-        history: &OrderHistory,
-        refund_no: paycode_domain::RefundNo,
-    ) {
-        let Some(claim) = self.claim(stream).await else {
-            return;
+    /// The single first refund call after `RefundRequested` is durable, made
+    /// by the holder of the order's claim. Not made when the refund has
+    /// moved on meanwhile (another process queried or resent it).
+    async fn first_refund_call(&self, stream: &str, refund_no: paycode_domain::RefundNo) {
+        let history = match self.inner.ledger.history_of(stream).await {
+            Ok(history) => history,
+            Err(error) => {
+                warn!(%error, stream, "cannot load the order for its refund call; the refund will be queried");
+                self.reschedule_from_log(stream).await;
+                return;
+            }
         };
+        let untouched = match &history.state {
+            PaymentState::Paid(paid) => paid
+                .refund(&refund_no)
+                .is_some_and(|refund| refund.answers == 0 && refund.calls == 1),
+            _ => false,
+        };
+        if !untouched {
+            return;
+        }
         let Some(kind) = self.call_refund(&history.state, &refund_no).await else {
             return;
         };
         let order = history.state.order().expect("a refunded order exists");
-        let record = Command::new(CommandId(Uuid::now_v7()), kind);
-        if let Err(error) = self
+        let record = Command::new(self.new_command_id(), kind);
+        match self
             .inner
             .ledger
             .execute_on_order(&order.merchant_id, &order.order_no, &record)
             .await
         {
-            warn!(%error, "refund answer not recorded; the refund will be queried");
+            Ok(executed) => {
+                self.schedule_next(stream, &executed.history);
+            }
+            Err(error) => {
+                warn!(%error, "refund answer not recorded; the refund will be queried");
+                self.reschedule_from_log(stream).await;
+            }
         }
-        drop(claim);
     }
 
     async fn reschedule_from_log(&self, stream: &str) {
         match self.inner.ledger.history_of(stream).await {
-            Ok(history) => self.schedule_next(stream, &history.state),
+            Ok(history) => {
+                self.schedule_next(stream, &history);
+            }
             Err(_) => self.schedule(
                 stream,
                 self.inner.ledger.clock().now() + Duration::seconds(STORE_RETRY_SECS),
@@ -593,12 +756,11 @@ impl Runtime {
                 }
             };
             let Some((action, due_at)) = next_action(&history.state) else {
-                self.notify_watchers(stream);
+                self.schedule_next(stream, &history);
                 return;
             };
             if due_at > clock.now() {
-                self.schedule(stream, due_at);
-                self.notify_watchers(stream);
+                self.schedule_next(stream, &history);
                 return;
             }
             // Renew a lease half spent, so a long turn never outlives it.
@@ -650,13 +812,18 @@ impl Runtime {
                 .execute_on_order(
                     &merchant,
                     &order_no,
-                    &Command::new(CommandId(Uuid::now_v7()), kind),
+                    &Command::new(self.new_command_id(), kind),
                 )
                 .await
             {
-                Ok(_) => {
+                Ok(executed) => {
                     self.inner.metrics.command(name, "accepted");
-                    self.notify_watchers(stream);
+                    self.schedule_next(stream, &executed.history);
+                    // A refund decided by this step (one that replaces a
+                    // revoke the channel refused) gets its first call now.
+                    for refund_no in requested_refunds(executed.appended.iter().map(|e| &e.fact)) {
+                        self.first_refund_call(stream, refund_no).await;
+                    }
                 }
                 // The order moved under us (another writer): reload and decide again.
                 Err(PaymentLedgerError::Rejected(rejection)) => {
@@ -687,7 +854,12 @@ impl Runtime {
         Some(match action {
             Action::QueryPayment => {
                 let started = std::time::Instant::now();
-                let answer = client()?.query(&order.order_no).await;
+                let request = QueryRequest {
+                    order_no: &order.order_no,
+                    amount: order.amount,
+                    submitted_at: order.submitted_at,
+                };
+                let answer = client()?.query(request).await;
                 metrics.channel_call(order.channel, "query", &answer.outcome, started.elapsed());
                 CommandKind::RecordQueryResult(answer)
             }
@@ -699,8 +871,18 @@ impl Runtime {
                 CommandKind::RecordRevokeAnswer(answer)
             }
             Action::QueryRefund { refund_no } => {
+                let PaymentState::Paid(paid) = state else {
+                    return None;
+                };
+                let refund = paid.refund(refund_no)?;
                 let started = std::time::Instant::now();
-                let answer = client()?.refund_query(&order.order_no, refund_no).await;
+                let request = RefundQueryRequest {
+                    order_no: &order.order_no,
+                    refund_no,
+                    refund_amount: refund.amount,
+                    total_amount: order.amount,
+                };
+                let answer = client()?.refund_query(request).await;
                 metrics.channel_call(
                     order.channel,
                     "refund_query",
@@ -829,7 +1011,28 @@ pub fn command_name(kind: &CommandKind) -> &'static str {
         CommandKind::EscalateToManualReview { .. } => "escalate_to_manual_review",
         CommandKind::Resolve { .. } => "resolve",
         CommandKind::MatchStatementLine(_) => "match_statement_line",
+        CommandKind::SettleRevoke { .. } => "settle_revoke",
     }
+}
+
+/// The refunds a decision requested: each gets its single first call.
+fn requested_refunds<'a>(facts: impl Iterator<Item = &'a Fact>) -> Vec<paycode_domain::RefundNo> {
+    facts
+        .filter_map(|fact| match fact {
+            Fact::RefundRequested(requested) => Some(requested.refund_no.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// How long the pay call may wait for its turn under the rate limit: until
+/// the last moment a pay call still leaves the channel's minimum time
+/// before the revoke at the deadline (with the default policy, 15 s after
+/// submission). A call that cannot be made by then is not made.
+pub fn pay_wait_max(order: &paycode_domain::payment::Order, now: DateTime<Utc>) -> StdDuration {
+    let revoke_gap = order.revoke_not_before - order.submitted_at;
+    let latest_call_at = order.deadline_at - revoke_gap;
+    (latest_call_at - now).to_std().unwrap_or(StdDuration::ZERO)
 }
 
 #[cfg(test)]

@@ -92,6 +92,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         limits,
         fingerprint_key,
         leases,
+        ids: Arc::new(paycode_adapters::ids::RandomIds),
     };
     let service = Service::start_with_views(parts, Some(read_models))
         .await

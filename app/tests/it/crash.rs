@@ -196,6 +196,8 @@ const SETTLED: &[&str] = &[
     "partially_refunded",
     "refunded",
     "manual_review",
+    // Revoked without word on the money; the day's statement settles it.
+    "revoked",
 ];
 
 /// Waits until every order and refund the API knows of is final.
@@ -308,6 +310,13 @@ fn agrees_with_truth(truth: &TruthStore, order_no: &str, channel: Channel, payme
             );
         }
         ("reversed", Some(SandboxOrderState::Reversed { .. })) => {}
+        // The channel revoked it; whether money had moved is the statement's word.
+        (
+            "revoked",
+            Some(SandboxOrderState::Reversed { .. } | SandboxOrderState::Closed { .. }) | None,
+        ) => {
+            assert_eq!(ledger_refunded, 0, "{order_no}");
+        }
         ("closed", Some(SandboxOrderState::Closed { .. } | SandboxOrderState::Failed) | None) => {
             assert_eq!(ledger_refunded, 0, "{order_no}");
         }

@@ -33,7 +33,7 @@ async fn paid_order(path: &Path) {
     });
     let paid = CommandKind::RecordPayAnswer(ChannelAnswer::new(PayOutcome::Paid {
         channel_trade_no: "4200000001".to_owned(),
-        paid_at: chrono::Utc::now(),
+        paid_at: Some(chrono::Utc::now()),
     }));
     for kind in [submit, paid] {
         ledger

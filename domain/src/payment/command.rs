@@ -1,6 +1,8 @@
 //! Commands: what a caller (the HTTP API, the runtime, an operator) asks the
 //! Payment aggregate to do. Each carries the id that the resulting events record.
 
+use chrono::NaiveDate;
+
 use crate::auth_code::{AuthCode, AuthCodeFingerprint};
 use crate::ids::{CommandId, MerchantId, OrderNo, RefundNo};
 use crate::money::Money;
@@ -44,6 +46,14 @@ pub enum CommandKind {
     },
     /// A reconciliation found this order's line in a channel statement.
     MatchStatementLine(StatementLine),
+    /// A reconciliation settled a revoke whose money movement was
+    /// unconfirmed: the statement of `statement_date` lists the payment (and
+    /// its reversal), so money moved and came back; or lists nothing, so
+    /// none moved.
+    SettleRevoke {
+        money_moved: bool,
+        statement_date: NaiveDate,
+    },
 }
 
 #[derive(Debug, Clone)]

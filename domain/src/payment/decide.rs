@@ -2,7 +2,7 @@
 //! a command and the time, it returns the events to record, or the first
 //! rule the command breaks. Pure: no IO, no clock; the policy is a value.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 
 use crate::channel::ChannelCodes;
 use crate::decider::{Decider, Refused};
@@ -12,17 +12,20 @@ use crate::policy::Policy;
 
 use super::command::{Command, CommandKind, RequestRefund, SubmitPayment};
 use super::event::{
-    Event, Fact, ManualReviewReason, ManualReviewRequired, OperatorResolved, Paid, PaidSource,
-    PayAnswerUnknown, PaymentFailed, QueryResult, RefundFailed, RefundPending, RefundRequested,
-    Refunded, Resolution, RevokeReason, RevokeRejected, RevokeRequested, RevokeRetryScheduled,
-    Revoked, StatementLine, StatementLineKind, StatementLineMatched, Submitted, UserPaying,
+    AnswerNoted, Event, Fact, ManualReviewReason, ManualReviewRequired, NotedAnswer,
+    OperatorResolved, Paid, PaidSource, PayAnswerUnknown, PayNotSent, PaymentFailed, QueryResult,
+    RefundFailed, RefundPending, RefundRequested, Refunded, Resolution, RevokeReason,
+    RevokeRejected, RevokeRequested, RevokeRetryScheduled, RevokeSettled, Revoked, SettledBy,
+    StatementLine, StatementLineKind, StatementLineMatched, Submitted, UserPaying,
 };
 use super::next_action::{Action, next_action};
 use super::outcome::{
     ChannelAnswer, PayOutcome, QueryOutcome, RefundOutcome, RevokeOutcome, RevokeResult,
 };
 use super::rejection::Rejection;
-use super::state::{PaidOrder, PaymentState, PaymentStatus, RefundStage, RevokeNext, evolve};
+use super::state::{
+    Order, PaidOrder, PaymentState, PaymentStatus, RefundStage, RevokeNext, Revoking, evolve,
+};
 
 /// The Payment decider: the policy in force plus the pure functions.
 #[derive(Debug, Clone, Default)]
@@ -58,6 +61,10 @@ impl PaymentDecider {
             }
             CommandKind::Resolve { resolution, note } => resolve(state, resolution, note),
             CommandKind::MatchStatementLine(line) => match_statement_line(state, line),
+            CommandKind::SettleRevoke {
+                money_moved,
+                statement_date,
+            } => settle_revoke(state, *money_moved, *statement_date),
         }
     }
 
@@ -93,8 +100,28 @@ impl PaymentDecider {
         now: DateTime<Utc>,
     ) -> Result<Vec<Fact>, Rejection> {
         let paying = match state {
+            PaymentState::Initial => return Err(Rejection::OrderNotFound),
             PaymentState::Paying(paying) if !paying.pay_answered => paying,
-            other => return Err(unexpected(other)),
+            other => {
+                let proof = match &answer.outcome {
+                    PayOutcome::Paid {
+                        channel_trade_no,
+                        paid_at,
+                    } => Some((channel_trade_no, *paid_at)),
+                    _ => None,
+                };
+                let noted = NotedAnswer::Pay {
+                    outcome: answer.outcome.clone(),
+                };
+                return Ok(late_answer(
+                    other,
+                    noted,
+                    &answer.codes,
+                    proof,
+                    PaidSource::PayAnswer,
+                    now,
+                ));
+            }
         };
         let codes = answer.codes.clone();
         let next_query_at = now + self.policy.poll_interval();
@@ -102,12 +129,13 @@ impl PaymentDecider {
             PayOutcome::Paid {
                 channel_trade_no,
                 paid_at,
-            } => vec![Fact::Paid(Paid {
-                channel_trade_no: channel_trade_no.clone(),
-                paid_at: *paid_at,
-                source: PaidSource::PayAnswer,
+            } => vec![paid(
+                channel_trade_no,
+                *paid_at,
+                PaidSource::PayAnswer,
                 codes,
-            })],
+                now,
+            )],
             PayOutcome::WaitingForPassword => vec![Fact::UserPaying(UserPaying {
                 codes,
                 next_query_at,
@@ -123,6 +151,11 @@ impl PaymentDecider {
                     now,
                 ),
             ],
+            // Certainly not made: the channel never saw the order, nothing
+            // moved, and there is nothing to revoke.
+            PayOutcome::NotSent { reason } => vec![Fact::PayNotSent(PayNotSent {
+                reason: reason.clone(),
+            })],
             PayOutcome::Unknown { reason } => vec![Fact::PayAnswerUnknown(PayAnswerUnknown {
                 reason: reason.clone(),
                 codes,
@@ -137,16 +170,43 @@ impl PaymentDecider {
         answer: &ChannelAnswer<QueryOutcome>,
         now: DateTime<Utc>,
     ) -> Result<Vec<Fact>, Rejection> {
-        let paying = match state {
-            PaymentState::Paying(paying) => paying,
-            other => return Err(unexpected(other)),
-        };
         let result = |next_query_at| {
             Fact::QueryResult(QueryResult {
                 outcome: answer.outcome.clone(),
                 codes: answer.codes.clone(),
                 next_query_at,
             })
+        };
+        let paying = match state {
+            PaymentState::Initial => return Err(Rejection::OrderNotFound),
+            PaymentState::Paying(paying) => paying,
+            PaymentState::Revoking(Revoking {
+                order,
+                next: RevokeNext::QueryAfterWindowClosed { code, queries, .. },
+                ..
+            }) => {
+                return Ok(self.after_window_closed(order, code, *queries, answer, now));
+            }
+            other => {
+                let proof = match &answer.outcome {
+                    QueryOutcome::Paid {
+                        channel_trade_no,
+                        paid_at,
+                    } => Some((channel_trade_no, *paid_at)),
+                    _ => None,
+                };
+                let noted = NotedAnswer::Query {
+                    outcome: answer.outcome.clone(),
+                };
+                return Ok(late_answer(
+                    other,
+                    noted,
+                    &answer.codes,
+                    proof,
+                    PaidSource::Query,
+                    now,
+                ));
+            }
         };
         let failed_then_revoke = |code: &str| {
             vec![
@@ -168,12 +228,13 @@ impl PaymentDecider {
                 paid_at,
             } => vec![
                 result(None),
-                Fact::Paid(Paid {
-                    channel_trade_no: channel_trade_no.clone(),
-                    paid_at: *paid_at,
-                    source: PaidSource::Query,
-                    codes: answer.codes.clone(),
-                }),
+                paid(
+                    channel_trade_no,
+                    *paid_at,
+                    PaidSource::Query,
+                    answer.codes.clone(),
+                    now,
+                ),
             ],
             QueryOutcome::WaitingForPassword
             | QueryOutcome::NotPaid
@@ -194,6 +255,109 @@ impl PaymentDecider {
                     codes: answer.codes.clone(),
                 }),
             ],
+            // Never paid, and never revoked: the revoke would hit the other trade.
+            QueryOutcome::OtherTrade { .. } => vec![
+                result(None),
+                Fact::ManualReviewRequired(ManualReviewRequired {
+                    refund_no: None,
+                    reason: ManualReviewReason::OrderNoUsedByAnotherTrade,
+                    codes: answer.codes.clone(),
+                }),
+            ],
+        })
+    }
+
+    /// A query after the channel refused a revoke because its window closed
+    /// (`ACQ.TRADE_CANCEL_TIME_OUT`, `REVERSE_EXPIRE`): paid means a refund
+    /// in full instead (as the channels' documentation says); a closed or
+    /// unknown order means no money moved; still waiting is queried again,
+    /// a bounded number of times, before an operator takes over.
+    fn after_window_closed(
+        &self,
+        order: &Order,
+        code: &str,
+        queries: u32,
+        answer: &ChannelAnswer<QueryOutcome>,
+        now: DateTime<Utc>,
+    ) -> Vec<Fact> {
+        let result = |next_query_at| {
+            Fact::QueryResult(QueryResult {
+                outcome: answer.outcome.clone(),
+                codes: answer.codes.clone(),
+                next_query_at,
+            })
+        };
+        match &answer.outcome {
+            QueryOutcome::Paid {
+                channel_trade_no,
+                paid_at,
+            } => vec![
+                result(None),
+                paid(
+                    channel_trade_no,
+                    *paid_at,
+                    PaidSource::Query,
+                    answer.codes.clone(),
+                    now,
+                ),
+                self.window_refund(order, code, now),
+            ],
+            QueryOutcome::Closed | QueryOutcome::NotFound | QueryOutcome::Failed { .. } => vec![
+                result(None),
+                Fact::RevokeSettled(RevokeSettled {
+                    money_moved: false,
+                    by: SettledBy::Query,
+                }),
+            ],
+            QueryOutcome::RefundedElsewhere => vec![
+                result(None),
+                Fact::ManualReviewRequired(ManualReviewRequired {
+                    refund_no: None,
+                    reason: ManualReviewReason::RefundedOutsideLedger,
+                    codes: answer.codes.clone(),
+                }),
+            ],
+            QueryOutcome::OtherTrade { .. } => vec![
+                result(None),
+                Fact::ManualReviewRequired(ManualReviewRequired {
+                    refund_no: None,
+                    reason: ManualReviewReason::OrderNoUsedByAnotherTrade,
+                    codes: answer.codes.clone(),
+                }),
+            ],
+            QueryOutcome::WaitingForPassword
+            | QueryOutcome::NotPaid
+            | QueryOutcome::Unknown { .. }
+                if queries + 1 < self.policy.revoke_attempts_max =>
+            {
+                vec![result(Some(
+                    now + self.policy.revoke_retry_delay(queries + 1),
+                ))]
+            }
+            QueryOutcome::WaitingForPassword
+            | QueryOutcome::NotPaid
+            | QueryOutcome::Unknown { .. } => vec![
+                result(None),
+                Fact::ManualReviewRequired(ManualReviewRequired {
+                    refund_no: None,
+                    reason: ManualReviewReason::RevokeWindowClosedUndecided {
+                        code: code.to_owned(),
+                    },
+                    codes: answer.codes.clone(),
+                }),
+            ],
+        }
+    }
+
+    /// The refund in full that replaces a revoke the channel refused
+    /// because its window closed, on an order that is paid.
+    fn window_refund(&self, order: &Order, code: &str, now: DateTime<Utc>) -> Fact {
+        Fact::RefundRequested(RefundRequested {
+            refund_no: window_refund_no(&order.order_no),
+            amount: order.amount,
+            reason: format!("revoke refused ({code}): refunded in full instead"),
+            first_query_at: now + self.policy.refund_query_delay(0),
+            settle_by: self.policy.refund_settle_by(now),
         })
     }
 
@@ -239,11 +403,21 @@ impl PaymentDecider {
         now: DateTime<Utc>,
     ) -> Result<Vec<Fact>, Rejection> {
         let (revoking, attempt) = match state {
-            PaymentState::Revoking(revoking) => match revoking.next {
-                RevokeNext::Call { attempt, .. } => (revoking, attempt),
-                RevokeNext::Escalate { .. } => return Err(unexpected(state)),
-            },
-            other => return Err(unexpected(other)),
+            PaymentState::Initial => return Err(Rejection::OrderNotFound),
+            PaymentState::Revoking(
+                revoking @ Revoking {
+                    next: RevokeNext::Call { attempt, .. },
+                    ..
+                },
+            ) => (revoking, *attempt),
+            // A revoke answer the order no longer waits for (a duplicate, a
+            // late one after another process moved on): kept, nothing else.
+            _ => {
+                let noted = NotedAnswer::Revoke {
+                    outcome: answer.outcome.clone(),
+                };
+                return Ok(vec![noted_fact(noted, &answer.codes)]);
+            }
         };
         let codes = answer.codes.clone();
         let retry = |reason: &str| {
@@ -279,11 +453,18 @@ impl PaymentDecider {
             RevokeOutcome::MustRetry { reason } => retry(reason),
             RevokeOutcome::Unknown { reason } => retry(reason),
             RevokeOutcome::WindowClosed { code } => {
-                vec![Fact::RevokeRejected(RevokeRejected {
+                let rejected = Fact::RevokeRejected(RevokeRejected {
                     attempt,
                     code: code.clone(),
                     codes,
-                })]
+                });
+                if revoking.paid.is_some() {
+                    // Known paid: the payment stands, refunded in full instead.
+                    vec![rejected, self.window_refund(&revoking.order, code, now)]
+                } else {
+                    // Whether the customer paid is for a query to say.
+                    vec![rejected]
+                }
             }
         })
     }
@@ -327,7 +508,7 @@ impl PaymentDecider {
             amount: request.amount,
             reason: request.reason.clone(),
             first_query_at: now + self.policy.refund_query_delay(0),
-            settle_by: now + self.policy.refund_settle_max(),
+            settle_by: self.policy.refund_settle_by(now),
         })])
     }
 
@@ -338,17 +519,26 @@ impl PaymentDecider {
         answer: &ChannelAnswer<RefundOutcome>,
         now: DateTime<Utc>,
     ) -> Result<Vec<Fact>, Rejection> {
+        let noted = || {
+            let noted = NotedAnswer::Refund {
+                refund_no: refund_no.clone(),
+                outcome: answer.outcome.clone(),
+            };
+            vec![noted_fact(noted, &answer.codes)]
+        };
         let paid: &PaidOrder = match state {
             PaymentState::Initial => return Err(Rejection::OrderNotFound),
             PaymentState::Paid(paid) => paid,
-            other => return Err(unexpected(other)),
+            // Refunds live on paid orders; an answer after the order moved on is kept.
+            _ => return Ok(noted()),
         };
         let refund = paid.refund(refund_no).ok_or(Rejection::RefundNotFound)?;
         let calls_made = match refund.stage {
             RefundStage::Pending { .. } => refund.calls,
             // This answers a resend.
             RefundStage::Resend { .. } => refund.calls + 1,
-            _ => return Err(unexpected(state)),
+            // The refund is final (or with an operator): a late answer, kept.
+            _ => return Ok(noted()),
         };
         let codes = answer.codes.clone();
         let pending = |next_query_at| {
@@ -539,6 +729,23 @@ fn match_statement_line(
     })])
 }
 
+fn settle_revoke(
+    state: &PaymentState,
+    money_moved: bool,
+    statement_date: NaiveDate,
+) -> Result<Vec<Fact>, Rejection> {
+    match state {
+        PaymentState::Initial => Err(Rejection::OrderNotFound),
+        PaymentState::RevokedUnconfirmed(_) => Ok(vec![Fact::RevokeSettled(RevokeSettled {
+            money_moved,
+            by: SettledBy::Statement {
+                date: statement_date,
+            },
+        })]),
+        _ => Err(Rejection::NothingToSettle),
+    }
+}
+
 fn revoke_requested(
     reason: RevokeReason,
     revoke_not_before: DateTime<Utc>,
@@ -550,17 +757,74 @@ fn revoke_requested(
     })
 }
 
-fn status_of(state: &PaymentState) -> PaymentStatus {
-    state.status().unwrap_or(PaymentStatus::Paying)
+/// A payment fact from an answer; when the channel did not state the
+/// payment's time, the time the answer was recorded, and says so.
+fn paid(
+    channel_trade_no: &str,
+    paid_at: Option<DateTime<Utc>>,
+    source: PaidSource,
+    codes: ChannelCodes,
+    now: DateTime<Utc>,
+) -> Fact {
+    Fact::Paid(Paid {
+        channel_trade_no: channel_trade_no.to_owned(),
+        paid_at: paid_at.unwrap_or(now),
+        paid_at_stated: paid_at.is_some(),
+        source,
+        codes,
+    })
 }
 
-fn unexpected(state: &PaymentState) -> Rejection {
-    match state {
-        PaymentState::Initial => Rejection::OrderNotFound,
-        other => Rejection::UnexpectedAnswer {
-            status: status_of(other),
-        },
+fn noted_fact(answer: NotedAnswer, codes: &ChannelCodes) -> Fact {
+    Fact::AnswerNoted(AnswerNoted {
+        answer,
+        codes: codes.clone(),
+    })
+}
+
+/// An answer the order was no longer waiting for: it is kept, and when it
+/// proves a payment the ledger had not seen, the payment is recorded where
+/// it still changes the outcome: during a revoke (which then returns it),
+/// after a revoke whose money movement was unconfirmed (reversed), or
+/// while the order is still paying.
+fn late_answer(
+    state: &PaymentState,
+    noted: NotedAnswer,
+    codes: &ChannelCodes,
+    proof_of_payment: Option<(&String, Option<DateTime<Utc>>)>,
+    source: PaidSource,
+    now: DateTime<Utc>,
+) -> Vec<Fact> {
+    let mut facts = vec![noted_fact(noted, codes)];
+    let unseen_payment_matters = match state {
+        PaymentState::Revoking(revoking) => {
+            revoking.paid.is_none()
+                && !matches!(revoking.next, RevokeNext::QueryAfterWindowClosed { .. })
+        }
+        PaymentState::RevokedUnconfirmed(_) => true,
+        // A second answer to the pay call (never expected) that proves the payment.
+        PaymentState::Paying(_) => true,
+        _ => false,
+    };
+    if let (Some((channel_trade_no, paid_at)), true) = (proof_of_payment, unseen_payment_matters) {
+        facts.push(paid(channel_trade_no, paid_at, source, codes.clone(), now));
     }
+    facts
+}
+
+/// The refund number of the refund in full that replaces a revoke the
+/// channel refused (its window closed): derived from the order number, so
+/// deciding it again gives the same number (the channel's idempotency key).
+fn window_refund_no(order_no: &crate::ids::OrderNo) -> crate::ids::RefundNo {
+    let text = order_no.as_str();
+    let tail = &text[text.len().saturating_sub(30)..];
+    crate::ids::RefundNo::parse(&format!("RV{tail}")).unwrap_or_else(|_| {
+        unreachable!("RV and an order number's characters make a refund number")
+    })
+}
+
+fn status_of(state: &PaymentState) -> PaymentStatus {
+    state.status().unwrap_or(PaymentStatus::Paying)
 }
 
 fn stamp(facts: Vec<Fact>, command_id: CommandId, at: DateTime<Utc>) -> Vec<Event> {

@@ -12,7 +12,7 @@ use crate::channel::{Channel, ChannelCodes};
 use crate::ids::{CommandId, MerchantId, OrderNo, RefundNo};
 use crate::money::{Currency, Money};
 
-use super::outcome::{QueryOutcome, RefundOutcome, RevokeResult};
+use super::outcome::{PayOutcome, QueryOutcome, RefundOutcome, RevokeOutcome, RevokeResult};
 
 /// One recorded fact with its time and cause.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -80,6 +80,15 @@ pub enum Fact {
     /// A line of a channel statement agreed with this order.
     #[serde(rename = "StatementLineMatched")]
     StatementLineMatched(StatementLineMatched),
+    /// The pay call could not be made in time and was not made.
+    #[serde(rename = "PayNotSent")]
+    PayNotSent(PayNotSent),
+    /// A channel answer the order was no longer waiting for.
+    #[serde(rename = "AnswerNoted")]
+    AnswerNoted(AnswerNoted),
+    /// Whether money moved in a revoke the channel did not say, settled.
+    #[serde(rename = "RevokeSettled")]
+    RevokeSettled(RevokeSettled),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -133,12 +142,81 @@ pub enum PaidSource {
     Query,
 }
 
+/// The pay call was never made (it had no turn under the channel's rate
+/// limit before the payment code would expire): the channel never saw the
+/// order, so nothing moved and nothing needs revoking. The order is closed
+/// with the failure code [`PAY_NOT_SENT`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PayNotSent {
+    pub reason: String,
+}
+
+/// The failure code of an order whose pay call was never made.
+pub const PAY_NOT_SENT: &str = "PAY_NOT_SENT";
+
+/// A channel answer the order was no longer waiting for (a late answer, a
+/// duplicate, an answer to a step another process already took), kept as
+/// it was judged: every answer the channel gives is an event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "call", rename_all = "snake_case")]
+pub enum NotedAnswer {
+    Pay {
+        outcome: PayOutcome,
+    },
+    Query {
+        outcome: QueryOutcome,
+    },
+    Revoke {
+        outcome: RevokeOutcome,
+    },
+    Refund {
+        refund_no: RefundNo,
+        outcome: RefundOutcome,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AnswerNoted {
+    #[serde(flatten)]
+    pub answer: NotedAnswer,
+    pub codes: ChannelCodes,
+}
+
+/// Where a revoke's unconfirmed money movement was settled from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "by", rename_all = "snake_case")]
+pub enum SettledBy {
+    /// The day's statement: a reversal line, or no line at all.
+    Statement { date: NaiveDate },
+    /// A query answer (after the channel refused a revoke whose window had closed).
+    Query,
+}
+
+/// Whether money moved, for a revoke whose answer did not say.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RevokeSettled {
+    /// `true`: the customer paid and the revoke returned it (reversed);
+    /// `false`: no money moved (closed).
+    pub money_moved: bool,
+    #[serde(flatten)]
+    pub by: SettledBy,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Paid {
     pub channel_trade_no: String,
     pub paid_at: DateTime<Utc>,
+    /// Whether the channel stated `paid_at`; when it did not, `paid_at` is
+    /// when the ledger recorded the answer. (Events written before this
+    /// field existed always had the channel's time.)
+    #[serde(default = "stated")]
+    pub paid_at_stated: bool,
     pub source: PaidSource,
     pub codes: ChannelCodes,
+}
+
+fn stated() -> bool {
+    true
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -203,12 +281,21 @@ pub enum ManualReviewReason {
     RevokeContradictsPayment,
     /// The channel says the order was refunded, but not through this ledger.
     RefundedOutsideLedger,
+    /// The channel holds another trade under this order number (another
+    /// amount, or paid before this order was submitted).
+    OrderNoUsedByAnotherTrade,
     /// A refund was not final by its settle-by time.
     RefundNotSettled,
     /// The refund's money went astray (`CHANGE`).
     RefundAbnormal { code: String },
     /// The channel kept not knowing the refund after every resend.
     RefundAttemptsExhausted { attempts: u32 },
+    /// The statement lists the payment of an order whose revoke succeeded,
+    /// but not the reversal that revoke should have made.
+    StatementContradictsRevoke,
+    /// The revoke window closed and a query could not tell whether the
+    /// customer paid (so neither a refund nor closing is safe).
+    RevokeWindowClosedUndecided { code: String },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -334,6 +421,9 @@ impl Fact {
             Fact::Refunded(_) => "Refunded",
             Fact::RefundFailed(_) => "RefundFailed",
             Fact::StatementLineMatched(_) => "StatementLineMatched",
+            Fact::PayNotSent(_) => "PayNotSent",
+            Fact::AnswerNoted(_) => "AnswerNoted",
+            Fact::RevokeSettled(_) => "RevokeSettled",
         }
     }
 }

@@ -67,6 +67,7 @@ pub fn next_action(state: &PaymentState) -> Option<(Action, DateTime<Utc>)> {
                 },
                 *since,
             )),
+            RevokeNext::QueryAfterWindowClosed { at, .. } => Some((Action::QueryPayment, *at)),
         },
         PaymentState::Paid(paid) => paid
             .refunds
@@ -104,6 +105,8 @@ pub fn next_action(state: &PaymentState) -> Option<(Action, DateTime<Utc>)> {
         PaymentState::Initial
         | PaymentState::Closed(_)
         | PaymentState::Reversed(_)
+        // Settled by the day's statement, not by a timer.
+        | PaymentState::RevokedUnconfirmed(_)
         | PaymentState::ManualReview(_) => None,
     }
 }

@@ -51,7 +51,9 @@ impl CapText for PayOutcome {
     fn cap_text(&mut self) {
         match self {
             PayOutcome::Failed { code } => cap_channel_text(code),
-            PayOutcome::Unknown { reason } => cap_channel_text(reason),
+            PayOutcome::Unknown { reason } | PayOutcome::NotSent { reason } => {
+                cap_channel_text(reason);
+            }
             PayOutcome::Paid { .. } | PayOutcome::WaitingForPassword => {}
         }
     }
@@ -61,7 +63,9 @@ impl CapText for QueryOutcome {
     fn cap_text(&mut self) {
         match self {
             QueryOutcome::Failed { code } => cap_channel_text(code),
-            QueryOutcome::Unknown { reason } => cap_channel_text(reason),
+            QueryOutcome::Unknown { reason } | QueryOutcome::OtherTrade { reason } => {
+                cap_channel_text(reason);
+            }
             QueryOutcome::Paid { .. }
             | QueryOutcome::WaitingForPassword
             | QueryOutcome::NotPaid
@@ -103,10 +107,11 @@ impl CapText for RefundOutcome {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum PayOutcome {
-    /// Money moved.
+    /// Money moved, at `paid_at` when the answer says (the ledger then takes
+    /// the time it recorded the answer, and says so).
     Paid {
         channel_trade_no: String,
-        paid_at: DateTime<Utc>,
+        paid_at: Option<DateTime<Utc>>,
     },
     /// The customer must confirm with a password (`USERPAYING`, `10003`).
     WaitingForPassword,
@@ -114,6 +119,9 @@ pub enum PayOutcome {
     Failed { code: String },
     /// Nothing can be concluded; the order must be queried.
     Unknown { reason: String },
+    /// The call was never made (it could not be made before the deadline):
+    /// certainly nothing moved.
+    NotSent { reason: String },
 }
 
 /// What a query of the order said: the channel's truth (`trade_state`,
@@ -121,9 +129,11 @@ pub enum PayOutcome {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum QueryOutcome {
+    /// Paid, at `paid_at` when the answer says (Alipay's `send_pay_date` and
+    /// `gmt_payment` are optional).
     Paid {
         channel_trade_no: String,
-        paid_at: DateTime<Utc>,
+        paid_at: Option<DateTime<Utc>>,
     },
     /// Still waiting for the password (`USERPAYING`, `WAIT_BUYER_PAY`).
     WaitingForPassword,
@@ -139,6 +149,13 @@ pub enum QueryOutcome {
     },
     /// Paid and then (partly) refunded outside this ledger (`REFUND`): an operator must look.
     RefundedElsewhere,
+    /// The channel has a paid trade under this order number that is not
+    /// this order's (another amount, or paid before the order was
+    /// submitted): the number was used before. Neither paid nor safe to
+    /// revoke (a revoke would return the other trade's money).
+    OtherTrade {
+        reason: String,
+    },
     Unknown {
         reason: String,
     },
@@ -153,9 +170,10 @@ pub enum RevokeResult {
     /// Money had moved and was returned.
     Refunded,
     /// Revoked, but the channel does not say which of the two (WeChat's
-    /// reverse answer never does). The ledger reads it as `Refunded` when it
-    /// had recorded the payment and as `Closed` otherwise; a payment that
-    /// landed unseen during the revoke then shows up in reconciliation.
+    /// reverse answer never does; nor does an Alipay cancel `10000` without
+    /// `action`). The ledger reads it as `Refunded` when it had recorded the
+    /// payment; otherwise the money's movement is unconfirmed (status
+    /// `revoked`) until the day's statement shows a reversal or nothing.
     Unspecified,
 }
 

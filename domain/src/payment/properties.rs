@@ -23,14 +23,21 @@ fn at(secs: i64) -> DateTime<Utc> {
 }
 
 fn pay_outcome(selector: u8, now: DateTime<Utc>) -> PayOutcome {
-    match selector % 4 {
+    match selector % 6 {
         0 => PayOutcome::Paid {
             channel_trade_no: "T1".into(),
-            paid_at: now,
+            paid_at: Some(now),
         },
         1 => PayOutcome::WaitingForPassword,
         2 => PayOutcome::Failed {
             code: "NOTENOUGH".into(),
+        },
+        3 => PayOutcome::Paid {
+            channel_trade_no: "T1".into(),
+            paid_at: None,
+        },
+        4 => PayOutcome::NotSent {
+            reason: "rate limit".into(),
         },
         _ => PayOutcome::Unknown {
             reason: "timeout".into(),
@@ -39,10 +46,13 @@ fn pay_outcome(selector: u8, now: DateTime<Utc>) -> PayOutcome {
 }
 
 fn query_outcome(selector: u8, now: DateTime<Utc>) -> QueryOutcome {
-    match selector % 8 {
+    match selector % 9 {
+        8 => QueryOutcome::OtherTrade {
+            reason: "total_fee differs".into(),
+        },
         0 => QueryOutcome::Paid {
             channel_trade_no: "T1".into(),
-            paid_at: now,
+            paid_at: Some(now),
         },
         1 => QueryOutcome::WaitingForPassword,
         2 => QueryOutcome::NotPaid,
@@ -59,7 +69,10 @@ fn query_outcome(selector: u8, now: DateTime<Utc>) -> QueryOutcome {
 }
 
 fn revoke_outcome(selector: u8) -> RevokeOutcome {
-    match selector % 5 {
+    match selector % 6 {
+        5 => RevokeOutcome::Done {
+            result: RevokeResult::Unspecified,
+        },
         0 => RevokeOutcome::Done {
             result: RevokeResult::Closed,
         },
@@ -123,6 +136,7 @@ enum Op {
     RefundAnswer(u8, u8),
     Escalate(Option<u8>),
     Resolve(u8, u8),
+    SettleRevoke(bool),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -135,6 +149,7 @@ fn op() -> impl Strategy<Value = Op> {
         (any::<u8>(), any::<u8>()).prop_map(|(no, s)| Op::RefundAnswer(no, s)),
         proptest::option::of(any::<u8>()).prop_map(Op::Escalate),
         (any::<u8>(), any::<u8>()).prop_map(|(kind, no)| Op::Resolve(kind, no)),
+        any::<bool>().prop_map(Op::SettleRevoke),
     ]
 }
 
@@ -183,6 +198,10 @@ fn command_for(op: &Op, now: DateTime<Utc>) -> CommandKind {
                 },
             },
             note: String::new(),
+        },
+        Op::SettleRevoke(money_moved) => CommandKind::SettleRevoke {
+            money_moved: *money_moved,
+            statement_date: crate::calendar::china_date(now),
         },
     }
 }
@@ -233,7 +252,23 @@ impl Ledger {
         self.commands += 1;
         let command = Command::new(CommandId(Uuid::from_u128(self.commands)), kind);
         let before = self.state.status();
-        let events = self.decider.decide(&self.state, &command, now)?;
+        let answer = matches!(
+            command.kind,
+            CommandKind::RecordPayAnswer(_)
+                | CommandKind::RecordQueryResult(_)
+                | CommandKind::RecordRevokeAnswer(_)
+                | CommandKind::RecordRefundAnswer { .. }
+        );
+        let decided = self.decider.decide(&self.state, &command, now);
+        // Every channel answer is recorded: only one about a refund the
+        // order never had is refused.
+        if answer {
+            match &decided {
+                Ok(events) => assert!(!events.is_empty(), "an answer was dropped: {command:?}"),
+                Err(rejection) => assert_eq!(rejection, &Rejection::RefundNotFound),
+            }
+        }
+        let events = decided?;
         for event in events {
             self.state = evolve(self.state.clone(), &event).unwrap_or_else(|refused| {
                 panic!("decided {event:?}, refused: {}", refused.violation)

@@ -14,10 +14,6 @@ pub enum Rejection {
     /// body and 409 `order_no_conflict` otherwise.
     #[error("a payment with this order_no already exists")]
     AlreadySubmitted,
-    /// A channel answer arrived for a step the order is not waiting for: a
-    /// stale or duplicated runtime step. Drop the answer and re-read the order.
-    #[error("the payment is {status:?} and is not waiting for this answer")]
-    UnexpectedAnswer { status: PaymentStatus },
     /// The order's status does not allow a revoke.
     #[error("a {status:?} payment cannot be revoked")]
     NotRevocable { status: PaymentStatus },
@@ -55,6 +51,9 @@ pub enum Rejection {
     /// The statement line does not agree with the ledger; record a finding instead.
     #[error("the statement line does not agree with this payment")]
     StatementLineDisagrees,
+    /// Only a revoke whose money movement is unconfirmed is settled by a statement.
+    #[error("this payment has no revoke waiting for the statement")]
+    NothingToSettle,
 }
 
 impl Rejection {
@@ -63,7 +62,6 @@ impl Rejection {
         match self {
             Rejection::OrderNotFound => "order_not_found",
             Rejection::AlreadySubmitted => "order_no_conflict",
-            Rejection::UnexpectedAnswer { .. } => "unexpected_answer",
             Rejection::NotRevocable { .. } | Rejection::RevokeAfterRefund => "not_revocable",
             Rejection::RevokeWindowClosed => "revoke_window_closed",
             Rejection::NotRefundable { .. } => "not_refundable",
@@ -75,6 +73,7 @@ impl Rejection {
             Rejection::NothingToEscalate => "nothing_to_escalate",
             Rejection::NotInManualReview => "not_in_manual_review",
             Rejection::StatementLineDisagrees => "statement_line_disagrees",
+            Rejection::NothingToSettle => "nothing_to_settle",
         }
     }
 }

@@ -24,6 +24,10 @@ pub(crate) const WECHAT_CODE: &str = "134567890123456789";
 pub(crate) const ALIPAY_CODE: &str = "284567890123456789";
 const ORDER_NO: &str = "A20261122-0001";
 const DAY: i64 = 24 * 3600;
+/// When a refund requested on the day of `t(0)` must be final: `t(0)` is
+/// Sunday 22 November 2026, 10:00 in China, so its three working days are
+/// Monday to Wednesday, and it has until Wednesday's end (China time).
+const REFUND_SETTLE_BY: i64 = 3 * DAY + 14 * 3600;
 
 /// Second `secs` of a scenario. It starts at 02:00 UTC, 10:00 in China:
 /// the Alipay day has room on both sides.
@@ -162,6 +166,7 @@ pub(crate) fn paid(at: DateTime<Utc>, trade_no: &str) -> Event {
         Fact::Paid(Paid {
             channel_trade_no: trade_no.into(),
             paid_at: at,
+            paid_at_stated: true,
             source: PaidSource::PayAnswer,
             codes: ChannelCodes::new(),
         }),
@@ -172,11 +177,12 @@ pub(crate) fn paid(at: DateTime<Utc>, trade_no: &str) -> Event {
 fn found_paid(at: DateTime<Utc>, trade_no: &str, paid_at: DateTime<Utc>) -> [Event; 2] {
     let outcome = QueryOutcome::Paid {
         channel_trade_no: trade_no.into(),
-        paid_at,
+        paid_at: Some(paid_at),
     };
     let paid = Paid {
         channel_trade_no: trade_no.into(),
         paid_at,
+        paid_at_stated: true,
         source: PaidSource::Query,
         codes: ChannelCodes::new(),
     };
@@ -277,7 +283,8 @@ pub(crate) fn refund_requested(at: DateTime<Utc>, refund: &str, amount: &str) ->
             amount: money(amount),
             reason: "returned goods".into(),
             first_query_at: at + Duration::seconds(10),
-            settle_by: at + Duration::days(3),
+            // The default policy's three working days (China calendar).
+            settle_by: Policy::default().refund_settle_by(at),
         }),
     )
 }
@@ -400,7 +407,7 @@ fn paid_at_once_settles_without_further_action() {
             t(1),
             pay_answer(PayOutcome::Paid {
                 channel_trade_no: "4200000001".into(),
-                paid_at: t(1),
+                paid_at: Some(t(1)),
             }),
         )
         .then([Event {
@@ -409,6 +416,7 @@ fn paid_at_once_settles_without_further_action() {
             fact: Fact::Paid(Paid {
                 channel_trade_no: "4200000001".into(),
                 paid_at: t(1),
+                paid_at_stated: true,
                 source: PaidSource::PayAnswer,
                 codes: ChannelCodes::new(),
             }),
@@ -438,7 +446,7 @@ fn password_wait_then_paid() {
 
     let paid = QueryOutcome::Paid {
         channel_trade_no: "4200000002".into(),
-        paid_at: t(9),
+        paid_at: Some(t(9)),
     };
     let spec = spec
         .when_at(t(10), query_answer(paid))
@@ -518,7 +526,7 @@ fn a_system_error_on_pay_is_not_a_failure() {
     // And the query finds it paid.
     let paid = QueryOutcome::Paid {
         channel_trade_no: "42".into(),
-        paid_at: t(1),
+        paid_at: Some(t(1)),
     };
     let spec = spec
         .when_at(t(6), query_answer(paid))
@@ -598,11 +606,19 @@ fn recall_y_is_retried_with_back_off_then_given_to_an_operator() {
     assert_eq!(spec.status(), PaymentStatus::ManualReview);
     assert_eq!(spec.next(), None, "waits for an operator");
 
-    // A late retry answer is refused rather than recorded against the wrong step.
-    spec.when_at(t(91), retry())
-        .then_rejected(Rejection::UnexpectedAnswer {
-            status: PaymentStatus::ManualReview,
-        });
+    // A late answer is kept (every channel answer is an event) and changes nothing.
+    let spec = spec.when_at(t(91), retry()).then([decided(earlier(
+        t(91),
+        Fact::AnswerNoted(AnswerNoted {
+            answer: NotedAnswer::Revoke {
+                outcome: RevokeOutcome::MustRetry {
+                    reason: "recall=Y".into(),
+                },
+            },
+            codes: ChannelCodes::new(),
+        }),
+    ))]);
+    assert_eq!(spec.status(), PaymentStatus::ManualReview);
 }
 
 #[test]
@@ -759,20 +775,21 @@ fn a_revoke_outside_its_window_is_rejected_with_a_hint_to_refund() {
 }
 
 #[test]
-fn the_channel_refusing_a_late_revoke_goes_to_an_operator() {
-    // Rule: ACQ.TRADE_CANCEL_TIME_OUT means the revoke can never succeed: a human decides.
-    let spec = payment()
+fn a_revoke_refused_after_its_window_closed_is_settled_by_a_query() {
+    // Rule: ACQ.TRADE_CANCEL_TIME_OUT / REVERSE_EXPIRE: query the order;
+    // paid means a refund in full instead, not paid means closed.
+    let window_closed = || {
+        revoke_answer(RevokeOutcome::WindowClosed {
+            code: "ACQ.TRADE_CANCEL_TIME_OUT".into(),
+        })
+    };
+    let refused = payment()
         .given(failed_then_revoking(
             "10.00",
             ALIPAY_CODE,
             "ACQ.PAYMENT_AUTH_CODE_INVALID",
         ))
-        .when_at(
-            t(15),
-            revoke_answer(RevokeOutcome::WindowClosed {
-                code: "ACQ.TRADE_CANCEL_TIME_OUT".into(),
-            }),
-        )
+        .when_at(t(15), window_closed())
         .then([Event {
             at: t(15),
             command_id: WHEN,
@@ -782,18 +799,77 @@ fn the_channel_refusing_a_late_revoke_goes_to_an_operator() {
                 codes: ChannelCodes::new(),
             }),
         }]);
+    assert_eq!(refused.status(), PaymentStatus::Revoking);
+    assert_eq!(refused.next(), Some((Action::QueryPayment, 15)));
+
+    // The customer paid after all: the payment stands and is refunded in full.
+    let paid = QueryOutcome::Paid {
+        channel_trade_no: "2026112222001".into(),
+        paid_at: Some(t(3)),
+    };
+    let [result, paid_event] = found_paid(t(16), "2026112222001", t(3));
+    let refunded = refused.clone().when_at(t(16), query_answer(paid)).then([
+        decided(result),
+        decided(paid_event),
+        decided(earlier(
+            t(16),
+            Fact::RefundRequested(RefundRequested {
+                refund_no: refund_no(&format!("RV{ORDER_NO}")),
+                amount: money("10.00"),
+                reason: "revoke refused (ACQ.TRADE_CANCEL_TIME_OUT): refunded in full instead"
+                    .into(),
+                first_query_at: t(26),
+                settle_by: Policy::default().refund_settle_by(t(16)),
+            }),
+        )),
+    ]);
+    assert_eq!(refunded.status(), PaymentStatus::Paid);
     assert_eq!(
-        spec.next(),
-        Some((
-            Action::EscalateToManualReview {
-                refund_no: None,
-                reason: ManualReviewReason::RevokeRejected {
-                    code: "ACQ.TRADE_CANCEL_TIME_OUT".into()
-                },
-            },
-            15
-        ))
+        refunded.refund_status(&format!("RV{ORDER_NO}")),
+        RefundStatus::Pending
     );
+
+    // Not paid: no money moved, closed.
+    let closed = refused
+        .clone()
+        .when_at(t(16), query_answer(QueryOutcome::Closed))
+        .then([
+            decided(query_result(t(16), QueryOutcome::Closed, None)),
+            decided(earlier(
+                t(16),
+                Fact::RevokeSettled(RevokeSettled {
+                    money_moved: false,
+                    by: SettledBy::Query,
+                }),
+            )),
+        ]);
+    assert_eq!(closed.status(), PaymentStatus::Closed);
+
+    // Still undecided: queried again with back-off, then an operator decides.
+    let unknown = || QueryOutcome::Unknown {
+        reason: "SYSTEMERROR".into(),
+    };
+    let mut spec = refused;
+    let mut at = 16;
+    for queries in 1..Policy::default().revoke_attempts_max {
+        let next = at + Policy::default().revoke_retry_delay(queries).num_seconds();
+        spec = spec
+            .when_at(t(at), query_answer(unknown()))
+            .then([decided(query_result(t(at), unknown(), Some(t(next))))]);
+        assert_eq!(spec.next(), Some((Action::QueryPayment, next)));
+        at = next;
+    }
+    let spec = spec.when_at(t(at), query_answer(unknown())).then([
+        decided(query_result(t(at), unknown(), None)),
+        decided(manual_review(
+            t(at),
+            None,
+            ManualReviewReason::RevokeWindowClosedUndecided {
+                code: "ACQ.TRADE_CANCEL_TIME_OUT".into(),
+            },
+        )),
+    ]);
+    assert_eq!(spec.status(), PaymentStatus::ManualReview);
 }
 
 #[test]
@@ -819,7 +895,7 @@ fn refunds_never_exceed_the_paid_amount() {
                 reason: "returned goods".into(),
                 // The policy's times, fixed in the event.
                 first_query_at: t(70),
-                settle_by: t(60 + 3 * DAY),
+                settle_by: t(REFUND_SETTLE_BY),
             }),
         }])
         .when_at(t(61), refund("R2", "4.01"))
@@ -1002,7 +1078,7 @@ fn a_refund_not_final_by_its_settle_by_time_goes_to_an_operator() {
     ]);
     // Queried 10 s after the request, then 20, 40, 80 s... apart, an hour at the most.
     let (mut due, mut gap, mut queries) = (10, 20, 0);
-    while due < 3 * DAY {
+    while due < REFUND_SETTLE_BY {
         let query = Action::QueryRefund {
             refund_no: refund_no("R1"),
         };
@@ -1019,21 +1095,25 @@ fn a_refund_not_final_by_its_settle_by_time_goes_to_an_operator() {
         gap = (gap * 2).min(3600);
         queries += 1;
     }
-    assert_eq!(queries, 79, "polling ends");
+    assert_eq!(queries, 93, "polling ends");
     let not_settled = ManualReviewReason::RefundNotSettled;
     let escalate = Action::EscalateToManualReview {
         refund_no: Some(refund_no("R1")),
         reason: not_settled.clone(),
     };
-    assert_eq!(spec.next(), Some((escalate, 3 * DAY)));
+    assert_eq!(spec.next(), Some((escalate, REFUND_SETTLE_BY)));
     let escalate = || CommandKind::EscalateToManualReview {
         refund_no: Some(refund_no("R1")),
     };
-    spec.when_at(t(3 * DAY - 1), escalate())
+    spec.when_at(t(REFUND_SETTLE_BY - 1), escalate())
         // Not before it is due.
         .then_rejected(Rejection::NothingToEscalate)
-        .when_at(t(3 * DAY), escalate())
-        .then([decided(manual_review(t(3 * DAY), Some("R1"), not_settled))]);
+        .when_at(t(REFUND_SETTLE_BY), escalate())
+        .then([decided(manual_review(
+            t(REFUND_SETTLE_BY),
+            Some("R1"),
+            not_settled,
+        ))]);
 }
 
 #[test]
@@ -1239,7 +1319,10 @@ fn statement_lines_match_once_and_disagreeing_lines_are_refused() {
 
 #[test]
 fn a_revoke_that_does_not_say_what_it_did_is_read_from_what_the_ledger_knows() {
-    // Rule: WeChat's reverse never says closed or refunded: paid orders end reversed, others closed.
+    // Rule: WeChat's reverse never says closed or refunded. A payment the
+    // ledger recorded ends reversed; otherwise the customer may have paid
+    // while the revoke was in flight, so the order is `revoked` until the
+    // day's statement (or a late answer) says whether money moved.
     let paid_order = payment()
         .given([
             submitted(t(0), "10.00", WECHAT_CODE),
@@ -1250,11 +1333,136 @@ fn a_revoke_that_does_not_say_what_it_did_is_read_from_what_the_ledger_knows() {
         .then([decided(revoked(t(20), RevokeResult::Unspecified, 1))]);
     assert_eq!(paid_order.status(), PaymentStatus::Reversed);
 
-    let unpaid = payment()
+    // A payment the channel had already failed definitively moved no money.
+    let failed = payment()
         .given(failed_then_revoking("10.00", WECHAT_CODE, "NOTENOUGH"))
         .when_at(t(15), revoke_done(RevokeResult::Unspecified))
         .then([decided(revoked(t(15), RevokeResult::Unspecified, 1))]);
-    assert_eq!(unpaid.status(), PaymentStatus::Closed);
+    assert_eq!(failed.status(), PaymentStatus::Closed);
+
+    let mut waited = vec![submitted(t(0), "10.00", WECHAT_CODE)];
+    waited.extend(polled_to_the_deadline(QueryOutcome::WaitingForPassword));
+    let unconfirmed = payment()
+        .given(waited)
+        .when_at(t(30), revoke_done(RevokeResult::Unspecified))
+        .then([decided(revoked(t(30), RevokeResult::Unspecified, 1))]);
+    assert_eq!(unconfirmed.status(), PaymentStatus::Revoked);
+    assert_eq!(
+        unconfirmed.next(),
+        None,
+        "the statement settles it, not a timer"
+    );
+    assert_ne!(unconfirmed.status(), PaymentStatus::Closed);
+
+    let day = NaiveDate::from_ymd_opt(2026, 11, 22).unwrap();
+    let settle = |money_moved| CommandKind::SettleRevoke {
+        money_moved,
+        statement_date: day,
+    };
+    let settled = |money_moved| {
+        decided(earlier(
+            t(DAY),
+            Fact::RevokeSettled(RevokeSettled {
+                money_moved,
+                by: SettledBy::Statement { date: day },
+            }),
+        ))
+    };
+    // The statement lists nothing of the order: no money moved.
+    let closed = unconfirmed
+        .clone()
+        .when_at(t(DAY), settle(false))
+        .then([settled(false)]);
+    assert_eq!(closed.status(), PaymentStatus::Closed);
+    closed
+        .when_at(t(DAY + 1), settle(false))
+        .then_rejected(Rejection::NothingToSettle);
+    // It lists the payment and its REVOKED line: money moved and came back.
+    let reversed = unconfirmed
+        .clone()
+        .when_at(t(DAY), settle(true))
+        .then([settled(true)]);
+    assert_eq!(reversed.status(), PaymentStatus::Reversed);
+
+    // A late pay answer proving the payment settles it too: reversed.
+    let late_paid = PayOutcome::Paid {
+        channel_trade_no: "4200000009".into(),
+        paid_at: None,
+    };
+    let late = unconfirmed
+        .when_at(t(16), pay_answer(late_paid.clone()))
+        .then([
+            decided(earlier(
+                t(16),
+                Fact::AnswerNoted(AnswerNoted {
+                    answer: NotedAnswer::Pay { outcome: late_paid },
+                    codes: ChannelCodes::new(),
+                }),
+            )),
+            decided(earlier(
+                t(16),
+                Fact::Paid(Paid {
+                    channel_trade_no: "4200000009".into(),
+                    // The answer gave no time: the time it was recorded, said so.
+                    paid_at: t(16),
+                    paid_at_stated: false,
+                    source: PaidSource::PayAnswer,
+                    codes: ChannelCodes::new(),
+                }),
+            )),
+        ]);
+    assert_eq!(late.status(), PaymentStatus::Reversed);
+}
+
+#[test]
+fn an_answer_that_arrives_after_the_order_moved_on_is_kept() {
+    // Rule: every channel answer is an event; one that proves a payment
+    // during a revoke means the revoke returns that payment.
+    let paid_outcome = QueryOutcome::Paid {
+        channel_trade_no: "4200000001".into(),
+        paid_at: Some(t(14)),
+    };
+    let noted = |at, outcome: QueryOutcome| {
+        decided(earlier(
+            at,
+            Fact::AnswerNoted(AnswerNoted {
+                answer: NotedAnswer::Query { outcome },
+                codes: ChannelCodes::new(),
+            }),
+        ))
+    };
+    // A query in flight while the merchant's revoke was decided answers paid.
+    let revoking = payment()
+        .given([
+            submitted(t(0), "10.00", WECHAT_CODE),
+            user_paying(t(1), t(6)),
+            revoke_requested(t(10), RevokeReason::MerchantRequested, t(15)),
+        ])
+        .when_at(t(14), query_answer(paid_outcome.clone()))
+        .then([
+            noted(t(14), paid_outcome.clone()),
+            decided(earlier(
+                t(14),
+                Fact::Paid(Paid {
+                    channel_trade_no: "4200000001".into(),
+                    paid_at: t(14),
+                    paid_at_stated: true,
+                    source: PaidSource::Query,
+                    codes: ChannelCodes::new(),
+                }),
+            )),
+        ]);
+    assert_eq!(revoking.status(), PaymentStatus::Revoking);
+    // The revoke then says nothing of what it did: the payment it returned is known.
+    let reversed = revoking
+        .when_at(t(15), revoke_done(RevokeResult::Unspecified))
+        .then([decided(revoked(t(15), RevokeResult::Unspecified, 1))]);
+    assert_eq!(reversed.status(), PaymentStatus::Reversed);
+    // After the end, an answer is still kept and changes nothing.
+    let after = reversed
+        .when_at(t(30), query_answer(QueryOutcome::Closed))
+        .then([noted(t(30), QueryOutcome::Closed)]);
+    assert_eq!(after.status(), PaymentStatus::Reversed);
 }
 
 #[test]
@@ -1284,7 +1492,7 @@ fn a_pay_answer_that_comes_after_the_deadline_is_still_followed_by_a_query() {
     );
     let paid = QueryOutcome::Paid {
         channel_trade_no: "42".into(),
-        paid_at: t(35),
+        paid_at: Some(t(35)),
     };
     let spec = spec
         .when_at(t(40), query_answer(paid))
@@ -1311,4 +1519,60 @@ fn a_pay_answer_that_comes_after_the_deadline_is_still_followed_by_a_query() {
             30
         ))
     );
+}
+
+#[test]
+fn another_trade_under_the_order_number_goes_to_an_operator_not_to_a_revoke() {
+    // Rule: a query showing a paid trade with another amount (or paid before
+    // the order existed) is not this order's payment, and a revoke would
+    // return the other trade's money: an operator decides.
+    let other = QueryOutcome::OtherTrade {
+        reason: "total_fee differs".into(),
+    };
+    let spec = payment()
+        .given([
+            submitted(t(0), "10.00", WECHAT_CODE),
+            user_paying(t(1), t(6)),
+        ])
+        .when_at(t(6), query_answer(other.clone()))
+        .then([
+            decided(query_result(t(6), other, None)),
+            decided(manual_review(
+                t(6),
+                None,
+                ManualReviewReason::OrderNoUsedByAnotherTrade,
+            )),
+        ]);
+    assert_eq!(spec.status(), PaymentStatus::ManualReview);
+    assert_eq!(
+        spec.next(),
+        None,
+        "no revoke, no query: an operator decides"
+    );
+}
+
+#[test]
+fn a_pay_call_that_could_not_be_made_in_time_closes_the_order_without_a_revoke() {
+    // Rule: a call the rate limit held past its bound was never made: the
+    // channel never saw the order, so it is closed, with nothing to revoke.
+    let not_sent = PayOutcome::NotSent {
+        reason: "no turn under the pay rate limit".into(),
+    };
+    let spec = payment()
+        .given([submitted(t(0), "10.00", WECHAT_CODE)])
+        .when_at(t(15), pay_answer(not_sent))
+        .then([decided(earlier(
+            t(15),
+            Fact::PayNotSent(PayNotSent {
+                reason: "no turn under the pay rate limit".into(),
+            }),
+        ))]);
+    assert_eq!(spec.status(), PaymentStatus::Closed);
+    assert_eq!(spec.next(), None);
+    match spec.state() {
+        PaymentState::Closed(closed) => {
+            assert_eq!(closed.failure_code.as_deref(), Some(PAY_NOT_SENT));
+        }
+        other => panic!("{other:?}"),
+    }
 }

@@ -18,7 +18,7 @@ use crate::money::{Currency, Money, Total};
 
 use super::event::{
     Event, Fact, ManualReviewReason, ManualReviewRequired, OperatorResolved, Resolution,
-    RevokeReason, StatementLine,
+    RevokeReason, RevokeSettled, StatementLine,
 };
 use super::outcome::{RefundOutcome, RevokeResult};
 
@@ -31,6 +31,8 @@ pub enum PaymentStatus {
     Revoking,
     Closed,
     Reversed,
+    /// Revoked; whether money moved (and came back) is confirmed by the day's statement.
+    Revoked,
     PartiallyRefunded,
     Refunded,
     ManualReview,
@@ -57,6 +59,7 @@ impl PaymentStatus {
             PaymentStatus::Revoking => "revoking",
             PaymentStatus::Closed => "closed",
             PaymentStatus::Reversed => "reversed",
+            PaymentStatus::Revoked => "revoked",
             PaymentStatus::PartiallyRefunded => "partially_refunded",
             PaymentStatus::Refunded => "refunded",
             PaymentStatus::ManualReview => "manual_review",
@@ -102,6 +105,10 @@ pub enum PaymentState {
     Closed(ClosedOrder),
     /// Money moved and a revoke returned it.
     Reversed(ReversedOrder),
+    /// A revoke succeeded without saying whether the customer had paid
+    /// (WeChat's reverse never says): closed or reversed, as the day's
+    /// statement will tell.
+    RevokedUnconfirmed(RevokedOrder),
     /// Automatic handling gave up on the payment; an operator must act.
     ManualReview(ManualReviewOrder),
 }
@@ -126,6 +133,14 @@ pub enum RevokeNext {
     Escalate {
         reason: ManualReviewReason,
         since: DateTime<Utc>,
+    },
+    /// The channel no longer revokes the order (its window closed): query
+    /// it at `at`; paid means a refund in full instead, not paid means closed.
+    /// `queries` counts the queries answered so far.
+    QueryAfterWindowClosed {
+        code: String,
+        at: DateTime<Utc>,
+        queries: u32,
     },
 }
 
@@ -161,6 +176,14 @@ pub struct ReversedOrder {
     /// Known when the payment was recorded before the revoke returned it.
     pub paid: Option<PaidFacts>,
     pub reversed_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RevokedOrder {
+    pub order: Order,
+    /// The definitive failure that led to the revoke, if any.
+    pub failure_code: Option<String>,
+    pub revoked_at: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -287,6 +310,7 @@ impl PaymentState {
             PaymentState::Paid(s) => Some(&s.order),
             PaymentState::Closed(s) => Some(&s.order),
             PaymentState::Reversed(s) => Some(&s.order),
+            PaymentState::RevokedUnconfirmed(s) => Some(&s.order),
             PaymentState::ManualReview(s) => Some(&s.order),
         }
     }
@@ -299,6 +323,7 @@ impl PaymentState {
             PaymentState::Paid(s) => Some(&mut s.order),
             PaymentState::Closed(s) => Some(&mut s.order),
             PaymentState::Reversed(s) => Some(&mut s.order),
+            PaymentState::RevokedUnconfirmed(s) => Some(&mut s.order),
             PaymentState::ManualReview(s) => Some(&mut s.order),
         }
     }
@@ -321,6 +346,7 @@ impl PaymentState {
             }
             PaymentState::Closed(_) => PaymentStatus::Closed,
             PaymentState::Reversed(_) => PaymentStatus::Reversed,
+            PaymentState::RevokedUnconfirmed(_) => PaymentStatus::Revoked,
             PaymentState::ManualReview(_) => PaymentStatus::ManualReview,
         })
     }
@@ -365,6 +391,9 @@ pub fn evolve(state: PaymentState, event: &Event) -> Result<PaymentState, Refuse
 fn transition(state: PaymentState, event: &Event) -> Result<PaymentState, Refused<PaymentState>> {
     let at = event.at;
     Ok(match (state, &event.fact) {
+        // An answer the order was no longer waiting for: kept, changes nothing.
+        (state, Fact::AnswerNoted(_)) => state,
+
         (PaymentState::Initial, Fact::Submitted(submitted)) => PaymentState::Paying(Paying {
             order: Order {
                 merchant_id: submitted.merchant_id.clone(),
@@ -416,6 +445,13 @@ fn transition(state: PaymentState, event: &Event) -> Result<PaymentState, Refuse
             paying.failure_code = Some(failed.code.clone());
             PaymentState::Paying(paying)
         }
+        (PaymentState::Paying(paying), Fact::PayNotSent(_)) if !paying.pay_answered => {
+            PaymentState::Closed(ClosedOrder {
+                order: paying.order,
+                failure_code: Some(super::event::PAY_NOT_SENT.to_owned()),
+                closed_at: at,
+            })
+        }
         (PaymentState::Paying(paying), Fact::RevokeRequested(requested)) => {
             PaymentState::Revoking(Revoking {
                 order: paying.order,
@@ -466,14 +502,109 @@ fn transition(state: PaymentState, event: &Event) -> Result<PaymentState, Refuse
             };
             PaymentState::Revoking(revoking)
         }
+        // The window closed on a payment the ledger knows: it stands (a
+        // refund in full follows in the same decision).
+        (
+            PaymentState::Revoking(Revoking {
+                order,
+                paid: Some(paid),
+                ..
+            }),
+            Fact::RevokeRejected(_),
+        ) => PaymentState::Paid(PaidOrder {
+            order,
+            paid,
+            refunds: Vec::new(),
+        }),
+        // The window closed: query; paid means a refund instead, not paid closed.
         (PaymentState::Revoking(mut revoking), Fact::RevokeRejected(rejected)) => {
-            revoking.next = RevokeNext::Escalate {
-                reason: ManualReviewReason::RevokeRejected {
-                    code: rejected.code.clone(),
-                },
-                since: at,
+            revoking.next = RevokeNext::QueryAfterWindowClosed {
+                code: rejected.code.clone(),
+                at,
+                queries: 0,
             };
             PaymentState::Revoking(revoking)
+        }
+        // What a query after the closed window answered; the decision's next
+        // fact (Paid, RevokeSettled or ManualReviewRequired) acts on it.
+        (
+            PaymentState::Revoking(
+                mut revoking @ Revoking {
+                    next: RevokeNext::QueryAfterWindowClosed { .. },
+                    ..
+                },
+            ),
+            Fact::QueryResult(result),
+        ) => {
+            if let RevokeNext::QueryAfterWindowClosed {
+                at: next_at,
+                queries,
+                ..
+            } = &mut revoking.next
+            {
+                *queries += 1;
+                if let Some(next_query_at) = result.next_query_at {
+                    *next_at = next_query_at;
+                }
+            }
+            PaymentState::Revoking(revoking)
+        }
+        // Paid after all, and the channel will not revoke it: the payment
+        // stands (a refund in full follows in the same decision).
+        (
+            PaymentState::Revoking(Revoking {
+                order,
+                next: RevokeNext::QueryAfterWindowClosed { .. },
+                ..
+            }),
+            Fact::Paid(paid),
+        ) => PaymentState::Paid(PaidOrder {
+            order,
+            paid: PaidFacts {
+                channel_trade_no: paid.channel_trade_no.clone(),
+                paid_at: paid.paid_at,
+            },
+            refunds: Vec::new(),
+        }),
+        // The customer paid while the revoke was under way: the revoke
+        // returns the money (a revoke that later says `closed` contradicts it).
+        (PaymentState::Revoking(mut revoking), Fact::Paid(paid)) => {
+            revoking.paid = Some(PaidFacts {
+                channel_trade_no: paid.channel_trade_no.clone(),
+                paid_at: paid.paid_at,
+            });
+            PaymentState::Revoking(revoking)
+        }
+        (PaymentState::Revoking(revoking), Fact::RevokeSettled(settled)) => settle_revoke(
+            revoking.order,
+            revoking.failure_code,
+            revoking.paid,
+            settled,
+            at,
+        ),
+        (PaymentState::RevokedUnconfirmed(revoked), Fact::RevokeSettled(settled)) => {
+            settle_revoke(revoked.order, revoked.failure_code, None, settled, at)
+        }
+        // A late answer proved the payment: the revoke returned it.
+        (PaymentState::RevokedUnconfirmed(revoked), Fact::Paid(paid)) => {
+            PaymentState::Reversed(ReversedOrder {
+                order: revoked.order,
+                paid: Some(PaidFacts {
+                    channel_trade_no: paid.channel_trade_no.clone(),
+                    paid_at: paid.paid_at,
+                }),
+                reversed_at: revoked.revoked_at,
+            })
+        }
+        (PaymentState::RevokedUnconfirmed(revoked), Fact::ManualReviewRequired(review))
+            if review.refund_no.is_none() =>
+        {
+            PaymentState::ManualReview(ManualReviewOrder {
+                order: revoked.order,
+                reason: review.reason.clone(),
+                since: at,
+                paid: None,
+            })
         }
         (PaymentState::Revoking(revoking), Fact::Revoked(revoked)) => match revoked.result {
             RevokeResult::Unspecified if revoking.paid.is_some() => {
@@ -483,10 +614,20 @@ fn transition(state: PaymentState, event: &Event) -> Result<PaymentState, Refuse
                     reversed_at: at,
                 })
             }
-            RevokeResult::Unspecified => PaymentState::Closed(ClosedOrder {
+            // The channel had already failed the payment definitively: no
+            // money moved, whatever the revoke answer leaves unsaid.
+            RevokeResult::Unspecified if revoking.failure_code.is_some() => {
+                PaymentState::Closed(ClosedOrder {
+                    order: revoking.order,
+                    failure_code: revoking.failure_code,
+                    closed_at: at,
+                })
+            }
+            // Whether money moved is for the day's statement to say.
+            RevokeResult::Unspecified => PaymentState::RevokedUnconfirmed(RevokedOrder {
                 order: revoking.order,
                 failure_code: revoking.failure_code,
-                closed_at: at,
+                revoked_at: at,
             }),
             RevokeResult::Closed if revoking.paid.is_some() => {
                 // Contradiction: followed in the same decision by ManualReviewRequired.
@@ -572,6 +713,30 @@ fn transition(state: PaymentState, event: &Event) -> Result<PaymentState, Refuse
             return Err(Refused { state, violation });
         }
     })
+}
+
+/// The end of a revoke whose money movement was unconfirmed: reversed when
+/// money moved (and came back), closed when none did.
+fn settle_revoke(
+    order: Order,
+    failure_code: Option<String>,
+    paid: Option<PaidFacts>,
+    settled: &RevokeSettled,
+    at: DateTime<Utc>,
+) -> PaymentState {
+    if settled.money_moved {
+        PaymentState::Reversed(ReversedOrder {
+            order,
+            paid,
+            reversed_at: at,
+        })
+    } else {
+        PaymentState::Closed(ClosedOrder {
+            order,
+            failure_code,
+            closed_at: at,
+        })
+    }
 }
 
 fn is_refund_fact(fact: &Fact) -> bool {

@@ -11,7 +11,7 @@ use crate::ids::CommandId;
 use crate::stored::{EventSchema, decode_object};
 
 /// Every stored event name, in the order of a payment's life.
-pub const STORED_NAMES: [&str; 17] = [
+pub const STORED_NAMES: [&str; 20] = [
     "Submitted",
     "UserPaying",
     "PayAnswerUnknown",
@@ -29,6 +29,9 @@ pub const STORED_NAMES: [&str; 17] = [
     "Refunded",
     "RefundFailed",
     "StatementLineMatched",
+    "PayNotSent",
+    "AnswerNoted",
+    "RevokeSettled",
 ];
 
 impl EventSchema for Event {
@@ -97,6 +100,9 @@ fn decode_current(name: &str, data: &[u8]) -> Result<Event, serde_json::Error> {
         Refunded,
         RefundFailed,
         StatementLineMatched,
+        PayNotSent,
+        AnswerNoted,
+        RevokeSettled,
     );
     Ok(Event {
         at,
@@ -163,6 +169,7 @@ mod tests {
             Fact::Paid(Paid {
                 channel_trade_no: "4200000123202611220000000001".into(),
                 paid_at: t(10),
+                paid_at_stated: true,
                 source: PaidSource::Query,
                 codes: ChannelCodes::new().with("trade_state", "SUCCESS"),
             }),
@@ -241,7 +248,39 @@ mod tests {
                     channel_trade_no: "4200000123202611220000000001".into(),
                 },
             }),
+            Fact::PayNotSent(PayNotSent {
+                reason: "no turn under the pay rate limit within 15000 ms".into(),
+            }),
+            Fact::AnswerNoted(AnswerNoted {
+                answer: NotedAnswer::Query {
+                    outcome: QueryOutcome::Paid {
+                        channel_trade_no: "4200000123202611220000000001".into(),
+                        paid_at: None,
+                    },
+                },
+                codes: ChannelCodes::new().with("trade_state", "SUCCESS"),
+            }),
+            Fact::RevokeSettled(RevokeSettled {
+                money_moved: false,
+                by: SettledBy::Statement {
+                    date: NaiveDate::from_ymd_opt(2026, 11, 22).unwrap(),
+                },
+            }),
         ]
+    }
+
+    #[test]
+    fn a_payment_recorded_before_paid_at_stated_existed_had_the_channels_time() {
+        let mut value: Value =
+            serde_json::from_slice(&encode(&event(one_of_each().remove(4))).data).unwrap();
+        value.as_object_mut().unwrap().remove("paid_at_stated");
+        let data = serde_json::to_vec(&value).unwrap();
+        let decoded =
+            decode::<Event>("Paid", <Event as EventSchema>::SCHEMA_VERSION, &data).unwrap();
+        match decoded.fact {
+            Fact::Paid(paid) => assert!(paid.paid_at_stated),
+            other => panic!("{other:?}"),
+        }
     }
 
     fn event(fact: Fact) -> Event {

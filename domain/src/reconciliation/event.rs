@@ -60,6 +60,10 @@ pub struct ReconciliationRecorded {
     pub matched: u64,
     /// Sorted, as in the [`Report`].
     pub findings: Vec<Finding>,
+    /// How many revokes this statement settled (absent in reports recorded
+    /// before revokes could be unconfirmed).
+    #[serde(default)]
+    pub revokes_settled: u64,
 }
 
 impl ReconciliationRecorded {
@@ -71,6 +75,7 @@ impl ReconciliationRecorded {
             statement_lines: report.statement_lines,
             matched: report.matched.len() as u64,
             findings: report.findings.clone(),
+            revokes_settled: report.settled.len() as u64,
         }
     }
 }

@@ -39,13 +39,15 @@ pub struct LedgerOrder {
 }
 
 /// The end of a revoke.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LedgerRevoke {
-    /// No money moved: the order is closed. This is also what the ledger
-    /// records when WeChat's reverse (which never says whether it closed or
-    /// refunded) ends an order whose payment the ledger never saw; the
-    /// statement may then show the payment and a `REVOKED` line.
+    /// No money moved: the order is closed.
     Closed { at: DateTime<Utc> },
+    /// The revoke succeeded without saying whether the customer had paid
+    /// (WeChat's reverse never says; the ledger had not seen a payment):
+    /// this day's statement settles it. A payment or `REVOKED` line means
+    /// money moved and came back; no line on the revoke's day means none moved.
+    Unconfirmed { at: DateTime<Utc> },
     /// The revoke returned a payment to the customer: the statement shows
     /// the payment and a reversal line.
     Returned {
@@ -81,6 +83,9 @@ impl LedgerOrder {
             PaymentState::Reversed(reversed) => Some(LedgerRevoke::Returned {
                 at: reversed.reversed_at,
                 on_statement: None,
+            }),
+            PaymentState::RevokedUnconfirmed(revoked) => Some(LedgerRevoke::Unconfirmed {
+                at: revoked.revoked_at,
             }),
             _ => None,
         };

@@ -30,6 +30,14 @@
 //!
 //! Otherwise the line is a [`Match`], to record on the order's stream.
 //!
+//! **A revoke whose money movement is unconfirmed** (WeChat's reverse, on
+//! an order whose payment the ledger never saw) is settled here: a payment
+//! or reversal line of the order means money moved and the revoke returned
+//! it (the lines match, and the order is then expected to show both, like
+//! any reversed order); no line of it on the statement of the revoke's day
+//! means no money moved. Each is a [`RevokeSettlement`] to record before
+//! the order's matches.
+//!
 //! **Then each movement the ledger believes in** (a payment, a revoke that
 //! returned money, a succeeded refund) that no line of this statement lists is
 //! `missing_in_statement` if it belongs to the statement's day. Channels cut
@@ -55,7 +63,7 @@ use chrono::{DateTime, Duration, NaiveDate, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::ledger::{Ledger, LedgerOrder, LedgerRevoke};
-use super::report::{Finding, FindingKind, Match, Report};
+use super::report::{Finding, FindingKind, Match, Report, RevokeSettlement};
 use super::{Statement, StatementRow};
 use crate::calendar::{china_midnight, china_time};
 use crate::channel::Channel;
@@ -149,9 +157,30 @@ pub fn reconcile(statement: &Statement, ledger: &Ledger, policy: &ReconcilePolic
     }
     findings.extend(closed.into_values().map(ClosedOrderLines::finding));
 
+    let mut settled = Vec::new();
     for (order, &bits) in ledger.orders().iter().zip(&listed_bits) {
         if order.channel != statement.channel {
             continue;
+        }
+        // An unconfirmed revoke this statement settles is expected like the
+        // revoke it turns out to be.
+        let mut revoke = order.revoke;
+        let mut payment_at = order.payment_at();
+        if let Some(LedgerRevoke::Unconfirmed { at }) = order.revoke {
+            let money_moved = bits & (PAYMENT_BIT | REVERSAL_BIT) != 0;
+            if money_moved || day.expects(at) {
+                settled.push(RevokeSettlement {
+                    order_no: order.order_no.clone(),
+                    money_moved,
+                });
+            }
+            if money_moved {
+                revoke = Some(LedgerRevoke::Returned {
+                    at,
+                    on_statement: None,
+                });
+                payment_at = Some(at);
+            }
         }
         let mut expect = |kind: StatementLineKind,
                           refund_no: Option<&str>,
@@ -176,7 +205,7 @@ pub fn reconcile(statement: &Statement, ledger: &Ledger, policy: &ReconcilePolic
                 findings.push(missing_in_statement(movement, at, amount));
             }
         };
-        if let Some(at) = order.payment_at() {
+        if let Some(at) = payment_at {
             expect(
                 StatementLineKind::Payment,
                 None,
@@ -186,7 +215,7 @@ pub fn reconcile(statement: &Statement, ledger: &Ledger, policy: &ReconcilePolic
                 order.amount,
             );
         }
-        if let Some(LedgerRevoke::Returned { at, on_statement }) = order.revoke {
+        if let Some(LedgerRevoke::Returned { at, on_statement }) = revoke {
             expect(
                 StatementLineKind::Reversal,
                 None,
@@ -217,6 +246,7 @@ pub fn reconcile(statement: &Statement, ledger: &Ledger, policy: &ReconcilePolic
         statement_lines: statement.rows.len() as u64,
         matched,
         findings,
+        settled,
     }
 }
 
@@ -352,7 +382,8 @@ fn judge<'l>(
     // Each arm yields the ledger's amount and the statement it was matched on.
     let (ledger_amount, on_statement, refund_no) = match movement.kind {
         StatementLineKind::Payment => {
-            if order.payment_at().is_none() {
+            let unconfirmed = matches!(order.revoke, Some(LedgerRevoke::Unconfirmed { .. }));
+            if order.payment_at().is_none() && !unconfirmed {
                 if order.status == PaymentStatus::Closed {
                     return Verdict::LedgerClosed(order);
                 }
@@ -381,6 +412,8 @@ fn judge<'l>(
         }
         StatementLineKind::Reversal => match order.revoke {
             Some(LedgerRevoke::Returned { on_statement, .. }) => (order.amount, on_statement, None),
+            // The line settles the revoke: money moved and came back.
+            Some(LedgerRevoke::Unconfirmed { .. }) => (order.amount, None, None),
             Some(LedgerRevoke::Closed { .. }) => return Verdict::LedgerClosed(order),
             None => {
                 return finding(

@@ -25,7 +25,7 @@ pub use event::{
 };
 pub use ledger::{Ledger, LedgerOrder, LedgerRefund, LedgerRevoke};
 pub use matching::{ReconcilePolicy, reconcile};
-pub use report::{Finding, FindingKind, Match, Report};
+pub use report::{Finding, FindingKind, Match, Report, RevokeSettlement};
 
 use crate::channel::Channel;
 use crate::money::Money;

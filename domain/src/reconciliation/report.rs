@@ -26,6 +26,21 @@ pub struct Report {
     /// Every difference, sorted (by kind, then order and refund number), so
     /// that the same inputs give byte-identical reports.
     pub findings: Vec<Finding>,
+    /// Revokes whose money movement this statement settled, in ledger
+    /// order (serialized as their number, `revokes_settled`).
+    #[serde(rename = "revokes_settled", serialize_with = "count")]
+    pub settled: Vec<RevokeSettlement>,
+}
+
+/// What the statement says of a revoke the channel did not describe (see
+/// [`super::LedgerRevoke::Unconfirmed`]): record it on the order's stream
+/// (`SettleRevoke`) before the order's matched lines.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RevokeSettlement {
+    pub order_no: OrderNo,
+    /// The statement lists the payment or its reversal: money moved and
+    /// came back. Otherwise none moved.
+    pub money_moved: bool,
 }
 
 /// A statement line that agrees with the ledger: record it on the order's
@@ -87,6 +102,6 @@ pub struct Finding {
     pub detail: String,
 }
 
-fn count<S: Serializer>(matched: &[Match], serializer: S) -> Result<S::Ok, S::Error> {
-    serializer.serialize_u64(matched.len() as u64)
+fn count<S: Serializer, T>(items: &[T], serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_u64(items.len() as u64)
 }

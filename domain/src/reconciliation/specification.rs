@@ -375,9 +375,9 @@ fn different_amounts_are_an_amount_mismatch() {
 
 #[test]
 fn a_ledger_closed_order_the_channel_paid_and_reversed_is_one_status_mismatch() {
-    // Rule: WeChat's reverse does not say what it did; the ledger closes an order it never saw paid,
-    // while the statement lists the payment and a REVOKED line: that is a status mismatch.
-    let state = state_of(revoked_unseen("A1", RevokeResult::Unspecified));
+    // Rule: a revoke the channel said closed the order (no money moved), while
+    // the statement lists the payment and a reversal: one status mismatch.
+    let state = state_of(revoked_unseen("A1", RevokeResult::Closed));
     assert_eq!(state.status(), Some(PaymentStatus::Closed));
     let ledger = ledger(LedgerOrder::from_state(&state));
     let statement = statement(
@@ -402,6 +402,71 @@ fn a_ledger_closed_order_the_channel_paid_and_reversed_is_one_status_mismatch() 
         }]
     );
     assert!(report.matched.is_empty());
+    assert!(report.settled.is_empty());
+}
+
+#[test]
+fn a_revoke_that_did_not_say_whether_money_moved_is_settled_by_the_statement() {
+    // Rule: WeChat's reverse does not say what it did; the payment and its
+    // REVOKED line on the statement mean money moved and came back.
+    let state = state_of(revoked_unseen("A1", RevokeResult::Unspecified));
+    assert_eq!(state.status(), Some(PaymentStatus::Revoked));
+    let unconfirmed = ledger(LedgerOrder::from_state(&state));
+    let both = statement(
+        Channel::Wechat,
+        vec![
+            payment(1, "A1", "10.00"),
+            row(2, StatementLineKind::Reversal, "A1", "10.00"),
+        ],
+    );
+    let report = run(&both, &unconfirmed);
+    assert_eq!(kinds(&report), []);
+    assert_eq!(report.matched.len(), 2);
+    assert_eq!(
+        report.settled,
+        [RevokeSettlement {
+            order_no: OrderNo::parse("A1").unwrap(),
+            money_moved: true,
+        }]
+    );
+
+    // No line of the order on the statement of the revoke's day: none moved.
+    let report = run(&statement(Channel::Wechat, vec![]), &unconfirmed);
+    assert_eq!(kinds(&report), []);
+    assert_eq!(
+        report.settled,
+        [RevokeSettlement {
+            order_no: OrderNo::parse("A1").unwrap(),
+            money_moved: false,
+        }]
+    );
+
+    // Another day's statement without it says nothing about it.
+    let other_day = Statement {
+        date: day().succ_opt().unwrap(),
+        ..statement(Channel::Wechat, vec![])
+    };
+    assert!(run(&other_day, &unconfirmed).settled.is_empty());
+
+    // The payment without its reversal on the revoke's day: money moved, and
+    // the reversal the revoke made is missing from the statement.
+    let report = run(
+        &statement(Channel::Wechat, vec![payment(1, "A1", "10.00")]),
+        &unconfirmed,
+    );
+    assert_eq!(report.settled.len(), 1);
+    assert!(report.settled[0].money_moved);
+    assert_eq!(
+        kinds(&report),
+        [(FindingKind::MissingInStatement, Some("A1"), None)]
+    );
+    assert!(
+        report.findings[0]
+            .detail
+            .contains("returned the payment by a revoke"),
+        "{}",
+        report.findings[0].detail
+    );
 }
 
 #[test]
@@ -929,6 +994,7 @@ fn importing_the_same_statement_twice_records_nothing_the_second_time() {
         statement_lines: 1,
         matched: 1,
         findings: vec![],
+        revokes_settled: 0,
     };
     let recorded = |at, sha256| ReconciliationEvent {
         at,

@@ -66,6 +66,7 @@ mod tests {
                         detail: "line 4: a refund of an order the ledger does not know".into(),
                     },
                 ],
+                revokes_settled: 1,
             }),
         }
     }

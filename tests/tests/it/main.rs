@@ -10,6 +10,7 @@ mod e2e_sandbox;
 mod http_api;
 mod reconciliation;
 mod replay;
+mod sim;
 mod tidy;
 mod two_processes;
 mod verify;

@@ -304,6 +304,7 @@ async fn append_report(store: &MemoryStore, version: u64, findings: usize) {
             statement_sha256: format!("{version:064}"),
             statement_lines: 5,
             matched: 5,
+            revokes_settled: 0,
             findings: (0..findings)
                 .map(|n| Finding {
                     kind: FindingKind::MissingInStatement,
