@@ -42,6 +42,12 @@ pub const IMPORT_TIMEOUT_DEFAULT: Duration = Duration::from_secs(600);
 pub const CONNECTIONS_MAX_DEFAULT: usize = 1024;
 /// Requests handled at once by default; more answer 503 at once.
 pub const REQUESTS_IN_FLIGHT_MAX_DEFAULT: usize = 256;
+/// The largest request head (request line and headers) read: a longer one
+/// is answered `431` (with an empty body: it is refused before any route is
+/// found) and its connection closed. Real clients send well under 2 KiB.
+pub const HEAD_LIMIT_BYTES: usize = 16 * 1024;
+/// The most headers a request may carry (more: `431`).
+pub const HEADERS_MAX: usize = 64;
 /// How long a shutdown waits for open requests and connections by default.
 pub const SHUTDOWN_TIMEOUT_DEFAULT: Duration = Duration::from_secs(30);
 
@@ -139,13 +145,10 @@ impl FailedAuthLimiter {
     fn key(address: IpAddr) -> IpAddr {
         match address {
             IpAddr::V4(_) => address,
-            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-                Some(v4) => IpAddr::V4(v4),
-                None => {
-                    let prefix = u128::from(v6) & !((1u128 << 64) - 1);
-                    IpAddr::V6(prefix.into())
-                }
-            },
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or_else(
+                || IpAddr::V6((u128::from(v6) & !((1u128 << 64) - 1)).into()),
+                IpAddr::V4,
+            ),
         }
     }
 
@@ -221,24 +224,22 @@ pub async fn limit_duration(
     } else {
         limits.request_timeout
     };
-    match tokio::time::timeout(limit, next.run(request)).await {
-        Ok(response) => response,
-        Err(_) => {
-            let mut response = ApiError::new(
-                StatusCode::REQUEST_TIMEOUT,
-                "request_timeout",
-                format!(
-                    "the request took longer than {} s; repeat it (creating payments and refunds is idempotent)",
-                    limit.as_secs()
-                ),
-            )
-            .into_response();
-            response
-                .headers_mut()
-                .insert(header::CONNECTION, HeaderValue::from_static("close"));
-            response
-        }
+    if let Ok(response) = tokio::time::timeout(limit, next.run(request)).await {
+        return response;
     }
+    let mut response = ApiError::new(
+        StatusCode::REQUEST_TIMEOUT,
+        "request_timeout",
+        format!(
+            "the request took longer than {} s; repeat it (creating payments and refunds is idempotent)",
+            limit.as_secs()
+        ),
+    )
+    .into_response();
+    response
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
 }
 
 #[cfg(test)]

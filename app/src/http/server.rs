@@ -1,7 +1,8 @@
 //! Serving a router on a listener with the connection-level limits of
 //! [`ServerLimits`]: HTTP/1.1 only (hyper), a header read timeout (a client
 //! that sends its headers a byte a second is cut off, and so is an idle
-//! kept-alive connection), at most `connections_max` connections at once
+//! kept-alive connection), a request head of at most [`HEAD_LIMIT_BYTES`]
+//! and [`HEADERS_MAX`] headers (`431` beyond), at most `connections_max` connections at once
 //! (further ones wait in the kernel's queue until one closes), each
 //! request handed the client's address (`ConnectInfo`), and a graceful
 //! shutdown that ends within `shutdown_timeout`: on the signal the listener
@@ -23,7 +24,7 @@ use tokio::task::JoinSet;
 use tower::ServiceExt as _;
 use tracing::{debug, warn};
 
-use super::limits::ServerLimits;
+use super::limits::{HEAD_LIMIT_BYTES, HEADERS_MAX, ServerLimits};
 
 /// Resolves once `stop` turns true (or its sender is gone).
 async fn stopped(stop: &mut watch::Receiver<bool>) {
@@ -43,6 +44,8 @@ pub async fn serve_router(
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(HEAD_LIMIT_BYTES)
+        .max_headers(HEADERS_MAX)
         .keep_alive(true);
     let mut open = JoinSet::new();
     loop {

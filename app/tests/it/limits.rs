@@ -4,10 +4,11 @@
 //! header read timeout while a normal request is answered at once; a body
 //! that trickles in is cut off by the request timeout (408); requests past
 //! the in-flight limit answer 503 and connections past the connection limit
-//! wait; a shutdown ends within its timeout whatever the clients do; an
-//! address that keeps sending wrong keys is refused with 429; a merchant
-//! past its default rate gets 429; `/metrics` moves to `metrics_listen`;
-//! logs in a pipe have no colour codes.
+//! wait; request heads over 16 KiB or 64 headers answer 431; a shutdown
+//! ends within its timeout whatever the clients do; an address that keeps
+//! sending wrong keys is refused with 429; a merchant past its default rate
+//! gets 429; `/metrics` moves to `metrics_listen`; logs in a pipe have no
+//! colour codes; a statement upload is held once, not multiplied.
 //!
 //! Every server listens on 127.0.0.1 port 0, with the in-process sandbox and
 //! the memory store: nothing outside the machine, nothing left behind.
@@ -229,6 +230,48 @@ async fn a_body_that_trickles_in_is_cut_off_by_the_request_timeout() {
     server.stop().await;
 }
 
+/// Sends `head` (a whole request head) on a fresh connection; the answer's
+/// status line.
+async fn status_line(address: &str, head: &str) -> String {
+    let mut stream = TcpStream::connect(address).await.unwrap();
+    // The server may answer and close before reading it all: a failed write is fine.
+    let _ = stream.write_all(head.as_bytes()).await;
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer)).await;
+    String::from_utf8_lossy(&answer)
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_request_heads_are_refused_with_431() {
+    let server = start("").await;
+    let request = |headers: &str| {
+        format!("GET /healthz HTTP/1.1\r\nHost: paycode\r\n{headers}Connection: close\r\n\r\n")
+    };
+    // A realistic head, with a 4 KiB header: answered.
+    let normal = request(&format!("X-Trace: {}\r\n", "a".repeat(4096)));
+    assert!(
+        status_line(&server.address, &normal)
+            .await
+            .starts_with("HTTP/1.1 200")
+    );
+    // One header of 32 KiB: the head is over 16 KiB.
+    let long = request(&format!("X-Big: {}\r\n", "a".repeat(32 * 1024)));
+    let status = status_line(&server.address, &long).await;
+    assert!(status.starts_with("HTTP/1.1 431"), "{status:?}");
+    // 80 small headers: more than 64 (hyper alone would take up to 100).
+    let many = (0..80).fold(String::new(), |mut headers, n| {
+        headers.push_str(&format!("X-H{n}: v\r\n"));
+        headers
+    });
+    let status = status_line(&server.address, &request(&many)).await;
+    assert!(status.starts_with("HTTP/1.1 431"), "{status:?}");
+    server.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_past_the_in_flight_limit_answer_503_at_once() {
     let server = start("requests_in_flight_max = 2").await;
@@ -252,7 +295,7 @@ async fn requests_past_the_in_flight_limit_answer_503_at_once() {
             })
         })
         .collect();
-    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
     let answer = client()
         .get(format!("{}/healthz", server.base))
         .send()
@@ -316,7 +359,7 @@ async fn a_shutdown_ends_within_its_timeout_whatever_the_clients_do() {
             .send()
             .await;
     });
-    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
     let (took, _) = server.stop().await;
     assert!(took < Duration::from_secs(8), "the shutdown took {took:?}");
     slow.abort();
@@ -356,14 +399,14 @@ async fn an_address_that_keeps_guessing_keys_is_refused_with_429() {
     assert_eq!(answer.status().as_u16(), 429);
     let body: serde_json::Value = answer.json().await.unwrap();
     assert_eq!(body["error"]["code"], "too_many_requests");
-    tokio::time::sleep(Duration::from_secs(retry)).await;
+    // When the block lifts is the limiter's rule, tested on its own clock
+    // (http::limits::tests); here, the address is blocked, not the service.
     let answer = http
-        .get(&url)
-        .bearer_auth(DEMO_API_KEY)
+        .get(format!("{}/healthz", server.base))
         .send()
         .await
         .unwrap();
-    assert_eq!(answer.status().as_u16(), 404);
+    assert_eq!(answer.status().as_u16(), 200);
     server.stop().await;
 }
 
@@ -502,8 +545,10 @@ fn proc_status_bytes(pid: u32, field: &str) -> u64 {
                 .parse::<u64>()
                 .ok()
         })
-        .map(|kib| kib * 1024)
-        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
+        .map_or_else(
+            || panic!("no {field} in /proc/{pid}/status"),
+            |kib| kib * 1024,
+        )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
