@@ -388,17 +388,15 @@ impl<R: std::io::BufRead> Iterator for DetailLines<R> {
         if self.line == 1 && self.utf8 {
             raw = raw.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(raw);
         }
-        match decode_line(raw, self.utf8) {
-            Some(text) => Some((self.line, text)),
+        let text = decode_line(raw, self.utf8);
+        if text.is_none() {
             // The first reading checked every line; the file changed under us.
-            None => {
-                self.error = Some(std::io::Error::other(format!(
-                    "line {} no longer decodes",
-                    self.line
-                )));
-                None
-            }
+            self.error = Some(std::io::Error::other(format!(
+                "line {} no longer decodes",
+                self.line
+            )));
         }
+        text.map(|text| (self.line, text))
     }
 }
 

@@ -131,9 +131,9 @@ mod tests {
         let path = FingerprintKey::path_beside(&dir.path().join("paycode.db"));
         assert_eq!(path.file_name().unwrap(), "paycode-fingerprint.key");
         let code = AuthCode::parse("134567890123456789").unwrap();
-        let made = FingerprintKey::load_or_create(&path).unwrap();
+        let created = FingerprintKey::load_or_create(&path).unwrap();
         let read = FingerprintKey::load_or_create(&path).unwrap();
-        assert_eq!(made.fingerprint(&code), read.fingerprint(&code));
+        assert_eq!(created.fingerprint(&code), read.fingerprint(&code));
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt as _;

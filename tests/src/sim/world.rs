@@ -6,8 +6,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration as StdDuration;
 
 use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
-use paycode::service::ledger::{Ledger, OrderHistory, PaymentLedgerError};
 use paycode::service::fingerprint::FingerprintKey;
+use paycode::service::ledger::{Ledger, OrderHistory, PaymentLedgerError};
 use paycode::service::metrics::Metrics;
 use paycode::service::reconcile;
 use paycode::service::runtime::{Channels, Runtime};
