@@ -41,7 +41,10 @@ pub enum Truth {
 
 /// A channel that answers from a script chosen by the code's last two digits:
 /// `00` paid, `02` waits forever, `03` fails (NOTENOUGH), `07` revokes always
-/// ask to retry. Every call is recorded as `(api, order_no)`.
+/// ask to retry, `11` waits forever and its revoke succeeds without saying
+/// whether money moved (as WeChat's reverse does). A refund number starting `NF` is never found (every refund
+/// call and query answers "not found"). Every call is recorded as
+/// `(api, order_no)`.
 #[derive(Debug)]
 pub struct ScriptedChannel {
     channel: Channel,
@@ -95,7 +98,7 @@ impl ChannelClient for ScriptedChannel {
         self.record("pay", request.order_no);
         let script = request.auth_code.last_two_digits().to_owned();
         let (truth, outcome) = match script.as_str() {
-            "02" | "07" => (Truth::Waiting, PayOutcome::WaitingForPassword),
+            "02" | "07" | "11" => (Truth::Waiting, PayOutcome::WaitingForPassword),
             "03" => (
                 Truth::Failed,
                 PayOutcome::Failed {
@@ -143,6 +146,12 @@ impl ChannelClient for ScriptedChannel {
             Some((script, _)) if script == "07" => RevokeOutcome::MustRetry {
                 reason: "recall=Y".into(),
             },
+            Some((script, truth)) if script == "11" && *truth == Truth::Waiting => {
+                *truth = Truth::Closed;
+                RevokeOutcome::Done {
+                    result: RevokeResult::Unspecified,
+                }
+            }
             Some((_, truth)) if *truth == Truth::Paid || *truth == Truth::Refunded => {
                 *truth = Truth::Refunded;
                 RevokeOutcome::Done {
@@ -164,6 +173,9 @@ impl ChannelClient for ScriptedChannel {
 
     async fn refund(&self, request: RefundRequest<'_>) -> ChannelAnswer<RefundOutcome> {
         self.record("refund", request.order_no);
+        if request.refund_no.as_str().starts_with("NF") {
+            return ChannelAnswer::new(RefundOutcome::NotFound);
+        }
         let succeeded = RefundOutcome::Succeeded {
             channel_refund_no: Some(format!("RF-{}", request.refund_no)),
             refunded_at: self.clock.now(),
@@ -238,13 +250,37 @@ impl TestApp {
         wechat: Arc<ScriptedChannel>,
         alipay: Arc<ScriptedChannel>,
     ) -> TestApp {
+        TestApp::spawn_configured(store, leases, clock, wechat, alipay, true).await
+    }
+
+    /// A service whose second merchant (`other`) has WeChat only.
+    pub async fn spawn_other_without_alipay() -> TestApp {
+        let clock = ManualClock::starting_at(start_time());
+        let shared_clock: Arc<dyn Clock> = Arc::new(clock.clone());
+        let wechat = Arc::new(ScriptedChannel::new(Channel::Wechat, shared_clock.clone()));
+        let alipay = Arc::new(ScriptedChannel::new(Channel::Alipay, shared_clock));
+        let store = Arc::new(MemoryStore::new());
+        let leases = Arc::new(LocalLeases);
+        TestApp::spawn_configured(store, leases, clock, wechat, alipay, false).await
+    }
+
+    async fn spawn_configured(
+        store: Arc<dyn EventStore>,
+        leases: Arc<dyn StepLease>,
+        clock: ManualClock,
+        wechat: Arc<ScriptedChannel>,
+        alipay: Arc<ScriptedChannel>,
+        other_has_alipay: bool,
+    ) -> TestApp {
         let shared_clock: Arc<dyn Clock> = Arc::new(clock.clone());
         let demo = MerchantId::parse("demo").unwrap();
         let other = MerchantId::parse("other").unwrap();
         let mut channels = Channels::default();
         for merchant in [&demo, &other] {
             channels.insert(merchant.clone(), wechat.clone());
-            channels.insert(merchant.clone(), alipay.clone());
+            if merchant == &demo || other_has_alipay {
+                channels.insert(merchant.clone(), alipay.clone());
+            }
         }
         let parts = Parts {
             store: store.clone(),

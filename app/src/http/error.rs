@@ -61,6 +61,15 @@ impl ApiError {
         )
     }
 
+    /// 403: the key may not make this request (its role does not allow it).
+    pub fn forbidden() -> Self {
+        ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "this API key's role does not allow this request",
+        )
+    }
+
     pub fn not_found(what: &str) -> Self {
         ApiError::new(
             StatusCode::NOT_FOUND,

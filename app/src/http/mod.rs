@@ -1,12 +1,14 @@
 //! The HTTP API of docs/api.md (axum): payments, refunds, revoke, events,
-//! reconciliations, health and metrics. Handlers validate, then hand a command to the
-//! [`Runtime`]; they never write anything themselves.
+//! operators' resolutions, reconciliations, health and metrics. Handlers
+//! validate, then hand a command to the [`Runtime`]; they never write
+//! anything themselves.
 
 mod body;
 pub mod error;
 pub mod limits;
 mod payments;
 mod reconciliations;
+mod resolve;
 pub mod server;
 
 use std::collections::HashSet;
@@ -37,6 +39,26 @@ pub const BODY_LIMIT_BYTES: usize = 16 * 1024;
 pub struct ApiKey {
     pub key: SecretString,
     pub merchant: MerchantId,
+}
+
+/// An action that not every key of a merchant may take (CONTRACT.md,
+/// "Keys and roles").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Permission {
+    /// Resolve an order or a refund in manual review: role `operator`.
+    Resolve,
+}
+
+impl ApiKey {
+    /// Whether this key may take `permission`'s action: the one place that
+    /// decides it. Keys do not have roles yet, and a key listed in a
+    /// merchant's `api_keys` has every role, so every key may; the
+    /// `operator` check of keys with one role belongs here.
+    pub fn permits(&self, permission: Permission) -> bool {
+        match permission {
+            Permission::Resolve => true,
+        }
+    }
 }
 
 /// What every handler shares.
@@ -94,18 +116,19 @@ impl AppState {
         })
     }
 
-    /// The merchant whose key this is. Every key is compared, in constant time.
-    fn merchant_for(&self, presented: &str) -> Option<MerchantId> {
+    /// The key presented, as its place in `keys`. Every key is compared, in
+    /// constant time.
+    fn key_for(&self, presented: &str) -> Option<KeyRef> {
         let mut found = None;
-        for candidate in self.keys.iter() {
+        for (position, candidate) in self.keys.iter().enumerate() {
             let key = candidate.key.expose_secret();
             let same_length = key.len() == presented.len();
             let equal: bool = key.as_bytes().ct_eq(presented.as_bytes()).into();
             if same_length && equal {
-                found = Some(candidate.merchant.clone());
+                found = Some(position);
             }
         }
-        found
+        found.map(KeyRef)
     }
 }
 
@@ -125,9 +148,32 @@ impl Drop for ImportGuard {
     }
 }
 
+/// The name of `keys[position]`: its index among its merchant's keys, which
+/// come in the configuration's order, so its index in the merchant's `api_keys`.
+fn key_name(keys: &[ApiKey], position: usize) -> KeyName {
+    let merchant = &keys[position].merchant;
+    let index = keys[..position]
+        .iter()
+        .filter(|other| &other.merchant == merchant)
+        .count();
+    KeyName(format!("api_keys[{index}]"))
+}
+
 /// The merchant a request is authenticated as.
 #[derive(Debug, Clone)]
 pub struct Merchant(pub MerchantId);
+
+/// The name of the key a request is authenticated with: never the key, so
+/// it may be recorded (an operator's resolution names it). Until keys carry
+/// names of their own, the key's place in its merchant's `api_keys`, as
+/// `api_keys[0]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyName(pub String);
+
+/// The key a request is authenticated with, as its place in the keys of
+/// [`AppState`] (the key itself stays there).
+#[derive(Debug, Clone, Copy)]
+struct KeyRef(usize);
 
 /// Authenticates a `/v1` request by its key. An address that failed too
 /// often is refused first (429, whatever key it sends now); a missing or
@@ -153,10 +199,12 @@ async fn authenticate(State(state): State<AppState>, mut request: Request, next:
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.strip_prefix("Bearer "))
         .map(str::trim);
-    let Some(merchant) = presented.and_then(|key| state.merchant_for(key)) else {
+    let Some(key) = presented.and_then(|key| state.key_for(key)) else {
         state.failed_auth.failed(address, Instant::now());
         return ApiError::unauthorized().into_response();
     };
+    let merchant = state.keys[key.0].merchant.clone();
+    let key_name = key_name(&state.keys, key.0);
     if let Err(not_until) = state.limiter.check_key(&merchant) {
         let wait = not_until.wait_time_from(governor::clock::Clock::now(
             &governor::clock::DefaultClock::default(),
@@ -170,6 +218,21 @@ async fn authenticate(State(state): State<AppState>, mut request: Request, next:
         .into_response();
     }
     request.extensions_mut().insert(Merchant(merchant));
+    request.extensions_mut().insert(key_name);
+    request.extensions_mut().insert(key);
+    next.run(request).await
+}
+
+/// Lets through only a request whose key may resolve manual reviews (403
+/// `forbidden` otherwise), before its body is read.
+async fn operators_only(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let permitted = request
+        .extensions()
+        .get::<KeyRef>()
+        .is_some_and(|key| state.keys[key.0].permits(Permission::Resolve));
+    if !permitted {
+        return ApiError::forbidden().into_response();
+    }
     next.run(request).await
 }
 
@@ -212,6 +275,7 @@ pub fn router(state: AppState) -> Router {
 /// The API; `/metrics` only when `with_metrics` (otherwise it is served on
 /// its own listener, [`metrics_router`], and answers 404 here).
 pub fn router_with(state: AppState, with_metrics: bool) -> Router {
+    let operator_layer = middleware::from_fn_with_state(state.clone(), operators_only);
     let v1 = Router::new()
         .route("/payments", post(payments::create).get(payments::list))
         .route("/payments/{order_no}", get(payments::get))
@@ -222,8 +286,16 @@ pub fn router_with(state: AppState, with_metrics: bool) -> Router {
             post(payments::create_refund),
         )
         .route(
+            "/payments/{order_no}/resolve",
+            post(resolve::order).route_layer(operator_layer.clone()),
+        )
+        .route(
             "/payments/{order_no}/refunds/{refund_no}",
             get(payments::get_refund),
+        )
+        .route(
+            "/payments/{order_no}/refunds/{refund_no}/resolve",
+            post(resolve::refund).route_layer(operator_layer),
         )
         // Reads its body itself, as a stream, under its own limits.
         .route("/reconciliations", post(reconciliations::create))
@@ -281,4 +353,35 @@ fn with_common_layers(router: Router<AppState>, state: AppState) -> Router {
                 ),
         )
         .with_state(state)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_key_is_named_by_its_place_among_its_merchants_keys() {
+        // Keys of two merchants interleaved: each counts only its own merchant's keys; no secret in the name.
+        let key = |merchant: &str, key: &str| ApiKey {
+            key: key.into(),
+            merchant: MerchantId::parse(merchant).unwrap(),
+        };
+        let keys = [
+            key("demo", "sk_test_demo_first"),
+            key("other", "sk_test_other_first"),
+            key("demo", "sk_test_demo_second"),
+        ];
+        let names: Vec<String> = (0..keys.len()).map(|i| key_name(&keys, i).0).collect();
+        assert_eq!(names, ["api_keys[0]", "api_keys[0]", "api_keys[1]"]);
+    }
+
+    #[test]
+    fn every_key_of_api_keys_may_resolve_until_keys_have_roles() {
+        // Keys listed in api_keys have every role (CONTRACT.md "Keys and roles").
+        let key = ApiKey {
+            key: "sk_test_demo".into(),
+            merchant: MerchantId::parse("demo").unwrap(),
+        };
+        assert!(key.permits(Permission::Resolve));
+    }
 }

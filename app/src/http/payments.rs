@@ -27,7 +27,7 @@ pub const SUBJECT_MAX_BYTES: usize = 128;
 /// Longest refund reason accepted (WeChat's `refund_desc` is at most 80 characters).
 pub const REASON_MAX_CHARS: usize = 80;
 
-fn body_bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+pub(super) fn body_bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
     body.map_err(|rejection| {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::new(
@@ -55,7 +55,10 @@ fn view(history: &OrderHistory) -> Option<PaymentView> {
     PaymentView::fold(history.events.iter().map(|e| (e.version, &e.event)))
 }
 
-fn payment_response(status: StatusCode, history: &OrderHistory) -> Result<Response, ApiError> {
+pub(super) fn payment_response(
+    status: StatusCode,
+    history: &OrderHistory,
+) -> Result<Response, ApiError> {
     let view = view(history).ok_or_else(|| ApiError::not_found("order"))?;
     Ok((status, axum::Json(view)).into_response())
 }
@@ -135,7 +138,7 @@ pub async fn create(
             field,
             "channel_not_configured",
             format!(
-                "the payment code is a {} code, and this merchant has no {} channel configured",
+                "the payment code is for {}, and this merchant has no {} channel configured",
                 auth_code.channel(),
                 auth_code.channel()
             ),

@@ -10,12 +10,14 @@
 //! - [`metrics`]: the Prometheus figures;
 //! - [`reconcile`]: statement import;
 //! - [`fingerprint`]: the per-ledger secret that fingerprints payment codes.
+//! - [`resolve`]: operators' resolutions of manual reviews.
 
 pub mod fingerprint;
 pub mod index;
 pub mod ledger;
 pub mod metrics;
 pub mod reconcile;
+pub mod resolve;
 pub mod runtime;
 mod serve;
 

@@ -1041,6 +1041,35 @@ mod tests {
     use chrono::TimeZone;
 
     #[test]
+    fn a_pay_call_may_wait_for_its_turn_only_while_the_code_is_fresh_enough() {
+        // Defect 9: deadline 30 s, revoke no sooner than 15 s: the call must leave by 15 s.
+        let t = |secs| Utc.with_ymd_and_hms(2026, 11, 22, 2, 0, secs).unwrap();
+        let order = paycode_domain::payment::Order {
+            merchant_id: MerchantId::parse("demo").unwrap(),
+            order_no: paycode_domain::OrderNo::parse("W1").unwrap(),
+            channel: Channel::Wechat,
+            amount: "1.00".parse().unwrap(),
+            currency: paycode_domain::Currency::Cny,
+            subject: "Coffee".into(),
+            auth_code: paycode_domain::AuthCode::parse("134567890123456789")
+                .unwrap()
+                .masked(),
+            submitted_at: t(0),
+            deadline_at: t(30),
+            revoke_not_before: t(15),
+            matched_lines: Vec::new(),
+        };
+        assert_eq!(pay_wait_max(&order, t(0)), StdDuration::from_secs(15));
+        assert_eq!(pay_wait_max(&order, t(10)), StdDuration::from_secs(5));
+        assert_eq!(pay_wait_max(&order, t(15)), StdDuration::ZERO);
+        assert_eq!(
+            pay_wait_max(&order, t(40)),
+            StdDuration::ZERO,
+            "past it: no wait at all"
+        );
+    }
+
+    #[test]
     fn timers_keep_the_earliest_due_time_per_order() {
         let t = |secs| Utc.with_ymd_and_hms(2026, 11, 22, 2, 0, secs).unwrap();
         let mut timers = Timers::default();

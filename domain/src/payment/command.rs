@@ -42,7 +42,11 @@ pub enum CommandKind {
     /// An operator's verdict on an order or refund in manual review.
     Resolve {
         resolution: Resolution,
+        /// Why, in the operator's words.
         note: String,
+        /// Who resolved it: a non-secret name (an API key's name, never the
+        /// key; `cli` from the command line).
+        resolved_by: String,
     },
     /// A reconciliation found this order's line in a channel statement.
     MatchStatementLine(StatementLine),

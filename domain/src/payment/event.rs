@@ -332,7 +332,12 @@ pub enum Resolution {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OperatorResolved {
     pub resolution: Resolution,
+    /// Why, in the operator's words.
     pub note: String,
+    /// Who resolved it: the API key's name (never the key itself), or `cli`.
+    /// Added after the first schema: an older event decodes with `""`.
+    #[serde(default)]
+    pub resolved_by: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -198,6 +198,7 @@ fn command_for(op: &Op, now: DateTime<Utc>) -> CommandKind {
                 },
             },
             note: String::new(),
+            resolved_by: "property".into(),
         },
         Op::SettleRevoke(money_moved) => CommandKind::SettleRevoke {
             money_moved: *money_moved,
@@ -311,8 +312,8 @@ impl Ledger {
             !(reversed && count("Refunded") > 0),
             "reversed and refunded the same money"
         );
-        // Money that moved never ends as "no money moved", unless an operator says so.
-        if count("Paid") > 0 && count("OperatorResolved") == 0 {
+        // Money that moved never ends as "no money moved", not even by an operator's word.
+        if count("Paid") > 0 {
             assert_ne!(
                 self.state.status(),
                 Some(PaymentStatus::Closed),

@@ -210,6 +210,7 @@ mod tests {
                     paid_at: t(12),
                 },
                 note: "confirmed in the merchant platform".into(),
+                resolved_by: "api_keys[0]".into(),
             }),
             Fact::RefundRequested(RefundRequested {
                 refund_no: refund_no.clone(),
@@ -366,6 +367,28 @@ mod tests {
                 original
             );
         }
+    }
+
+    #[test]
+    fn an_operator_resolution_stored_before_resolved_by_still_decodes() {
+        // Schema 1 gained `resolved_by` with a default: a payload without it decodes as `""`.
+        let resolved = one_of_each()
+            .into_iter()
+            .find(|fact| fact.stored_name() == "OperatorResolved")
+            .unwrap();
+        let stored = encode(&event(resolved));
+        let mut object: Map<String, Value> = serde_json::from_slice(&stored.data).unwrap();
+        assert_eq!(
+            object.remove("resolved_by"),
+            Some(Value::from("api_keys[0]"))
+        );
+        let old = serde_json::to_vec(&object).unwrap();
+        let decoded = decode::<Event>(stored.name, stored.schema_version, &old).unwrap();
+        let Fact::OperatorResolved(decoded) = decoded.fact else {
+            panic!("decoded as {}", decoded.fact.stored_name());
+        };
+        assert_eq!(decoded.resolved_by, "");
+        assert_eq!(decoded.note, "confirmed in the merchant platform");
     }
 
     #[test]

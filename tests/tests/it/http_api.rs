@@ -551,3 +551,46 @@ async fn a_store_that_is_down_answers_503_with_retry_after_and_recovers() {
         .await;
     assert_eq!((status, &body["status"]), (201, &Value::from("paid")));
 }
+
+#[tokio::test]
+async fn a_payment_for_a_channel_the_merchant_lacks_is_refused_before_anything_is_written() {
+    // Defect 5: `other` has WeChat only; an Alipay payment is 422 naming the field, and no stream exists.
+    let app = TestApp::spawn_other_without_alipay().await;
+    let inferred = payment("NOALI1", FAILING_ALIPAY, "5.00");
+    let (status, body) = app
+        .call_as(Some(OTHER_KEY), "POST", "/v1/payments", Some(&inferred))
+        .await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["error"]["code"], "channel_not_configured", "{body}");
+    assert_eq!(body["error"]["field"], "auth_code", "{body}");
+
+    let named = r#"{"order_no":"NOALI2","auth_code":"2845678901234567803","amount":"5.00","subject":"Coffee","channel":"alipay"}"#;
+    let (status, body) = app
+        .call_as(Some(OTHER_KEY), "POST", "/v1/payments", Some(named))
+        .await;
+    assert_eq!(
+        (status, body["error"]["field"].as_str()),
+        (422, Some("channel")),
+        "{body}"
+    );
+
+    for order in ["NOALI1", "NOALI2"] {
+        let (status, _) = app
+            .call_as(
+                Some(OTHER_KEY),
+                "GET",
+                &format!("/v1/payments/{order}"),
+                None,
+            )
+            .await;
+        assert_eq!(status, 404, "{order} was never written");
+    }
+    assert!(app.store.read_all(1, 10).await.unwrap().is_empty());
+    assert_eq!(app.alipay.count("pay", "NOALI1"), 0);
+    // The merchant's configured channel still works.
+    let wechat = payment("NOALI3", PAID_WECHAT, "5.00");
+    let (status, _) = app
+        .call_as(Some(OTHER_KEY), "POST", "/v1/payments", Some(&wechat))
+        .await;
+    assert_eq!(status, 201);
+}

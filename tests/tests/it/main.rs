@@ -1,8 +1,8 @@
 //! The cross-crate suites, in one test binary (one link of every
 //! dependency instead of one per file): the HTTP API black box, bad input,
 //! canary payment codes, every sandbox test code end to end,
-//! reconciliation, replay, verify, two processes on one file, and the
-//! architecture's tidy checks.
+//! reconciliation, operators' resolutions, replay, verify, two processes on
+//! one file, and the architecture's tidy checks.
 
 mod bad_input;
 mod canary;
@@ -10,6 +10,7 @@ mod e2e_sandbox;
 mod http_api;
 mod reconciliation;
 mod replay;
+mod resolve;
 mod sim;
 mod tidy;
 mod two_processes;

@@ -71,3 +71,50 @@ async fn two_processes_on_one_file_never_both_act_on_one_step() {
         assert_eq!(revoked, 1, "{order}");
     }
 }
+
+#[tokio::test]
+async fn the_orders_of_a_process_that_dies_are_taken_over_by_another() {
+    // Defect 7: the second process starts before the orders exist, so only
+    // following the log can tell it of them; when the first dies after the
+    // pay calls, the second revokes each order once its lease has expired.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("paycode.db");
+    let clock = ManualClock::starting_at(start_time());
+    let shared: Arc<dyn Clock> = Arc::new(clock.clone());
+    let wechat = Arc::new(ScriptedChannel::new(Channel::Wechat, shared.clone()));
+    let alipay = Arc::new(ScriptedChannel::new(Channel::Alipay, shared));
+    let open = || -> (Arc<dyn EventStore>, Arc<SqliteLeases>) {
+        (
+            Arc::new(SqliteStore::open(&path).unwrap()),
+            Arc::new(SqliteLeases::open(&path).unwrap()),
+        )
+    };
+    let (store, leases) = open();
+    let survivor =
+        TestApp::spawn_with(store, leases, clock.clone(), wechat.clone(), alipay.clone()).await;
+    let (store, leases) = open();
+    let doomed = TestApp::spawn_with(store, leases, clock.clone(), wechat.clone(), alipay).await;
+    let orders: Vec<String> = (0..3).map(|n| format!("DIES{n}")).collect();
+    for order in &orders {
+        let body = format!(
+            r#"{{"order_no":"{order}","auth_code":"134567890123456702","amount":"5.00","subject":"Dies"}}"#
+        );
+        assert_eq!(
+            doomed.call("POST", "/v1/payments", Some(&body)).await.0,
+            201
+        );
+    }
+    for order in &orders {
+        while wechat.count("pay", order) == 0 {
+            tokio::task::yield_now().await;
+        }
+        doomed.settle(order, "paying", 0).await;
+    }
+    drop(doomed);
+    for order in &orders {
+        let closed = survivor.settle(order, "closed", 1).await;
+        assert!(closed["pending_action"].is_null(), "{closed}");
+        assert_eq!(wechat.count("pay", order), 1, "{order}: never paid again");
+        assert_eq!(wechat.count("revoke", order), 1, "{order}");
+    }
+}
