@@ -19,8 +19,8 @@ pub mod reconciliation;
 mod specification;
 pub mod stored;
 
-pub use auth_code::{AuthCode, AuthCodeError, MaskedAuthCode};
-pub use channel::{Channel, ChannelCodes};
+pub use auth_code::{AuthCode, AuthCodeError, AuthCodeFingerprint, MaskedAuthCode};
+pub use channel::{Channel, ChannelCodes, cap_channel_text, capped_channel_text};
 pub use decider::{Decider, Refused};
 pub use ids::{CommandId, IdError, MerchantId, OrderNo, RefundNo};
 pub use money::{Currency, Money, MoneyError, Total};

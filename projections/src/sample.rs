@@ -91,6 +91,7 @@ pub fn order_events(merchant: &str, order_index: usize, rng: &mut Rng) -> Vec<Ev
             merchant_id: MerchantId::parse(merchant).expect("a merchant id"),
             order_no: OrderNo::parse(&format!("S{order_index}")).expect("an order number"),
             auth_code: AuthCode::parse(code).expect("a payment code"),
+            auth_code_fingerprint: None,
             amount: Money::from_fen(amount_fen).expect("an amount"),
             subject: "Sample".into(),
         }),

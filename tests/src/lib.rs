@@ -318,7 +318,8 @@ impl TestApp {
             .into_iter()
             .chain(keys)
             .collect(),
-            requests_per_sec: 100_000,
+            limits: paycode::http::limits::ServerLimits::unthrottled(),
+            fingerprint_key: paycode::service::fingerprint::FingerprintKey::random(),
             leases,
             ids: Arc::new(paycode_adapters::ids::RandomIds),
         };
@@ -327,7 +328,12 @@ impl TestApp {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base_url = format!("http://{}", listener.local_addr().unwrap());
         let server = tokio::spawn(async move {
-            axum::serve(listener, router).await.unwrap();
+            axum::serve(
+                listener,
+                router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+            )
+            .await
+            .unwrap();
             drop(service);
         });
         TestApp {
@@ -450,7 +456,8 @@ impl SandboxApp {
                 MerchantId::parse("demo").unwrap(),
                 "api_keys[0]",
             )],
-            requests_per_sec: 100_000,
+            limits: paycode::http::limits::ServerLimits::unthrottled(),
+            fingerprint_key: paycode::service::fingerprint::FingerprintKey::random(),
             leases: Arc::new(LocalLeases),
             ids: Arc::new(paycode_adapters::ids::RandomIds),
         };
@@ -459,7 +466,12 @@ impl SandboxApp {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base_url = format!("http://{}", listener.local_addr().unwrap());
         let serving = tokio::spawn(async move {
-            axum::serve(listener, router).await.unwrap();
+            axum::serve(
+                listener,
+                router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+            )
+            .await
+            .unwrap();
             drop(service);
         });
         let unused = Arc::new(ScriptedChannel::new(Channel::Wechat, shared.clone()));

@@ -86,7 +86,8 @@ async fn e2e(args: &BenchArgs) -> anyhow::Result<()> {
             MerchantId::parse(DEMO_MERCHANT)?,
             "api_keys[0]",
         )],
-        requests_per_sec: 100_000_000,
+        limits: crate::http::limits::ServerLimits::unthrottled(),
+        fingerprint_key: crate::service::fingerprint::FingerprintKey::random(),
         leases: Arc::new(LocalLeases),
         ids: Arc::new(paycode_adapters::ids::RandomIds),
     })

@@ -197,7 +197,8 @@ async fn pending(args: &BenchArgs) -> anyhow::Result<()> {
         clock: shared,
         policy,
         api_keys: vec![ApiKey::full(DEMO_API_KEY, merchant.clone(), "api_keys[0]")],
-        requests_per_sec: 100_000_000,
+        limits: crate::http::limits::ServerLimits::unthrottled(),
+        fingerprint_key: crate::service::fingerprint::FingerprintKey::random(),
         leases: Arc::new(LocalLeases),
         ids: Arc::new(paycode_adapters::ids::RandomIds),
     })
@@ -231,6 +232,7 @@ async fn pending(args: &BenchArgs) -> anyhow::Result<()> {
                         merchant_id: merchant,
                         order_no: order_no.clone(),
                         auth_code: code,
+                        auth_code_fingerprint: None,
                         amount,
                         subject: "bench".into(),
                     },

@@ -403,6 +403,7 @@ impl DayOrder {
                 currency: Currency::Cny,
                 subject: "Coffee".to_owned(),
                 auth_code: masked.clone(),
+                auth_code_fingerprint: None,
                 deadline_at: created_at + Duration::seconds(60),
                 first_query_at: created_at + Duration::seconds(10),
                 revoke_not_before: created_at + Duration::seconds(15),

@@ -76,7 +76,8 @@ pub async fn run(orders: usize, seed: u64) -> anyhow::Result<String> {
             MerchantId::parse(DEMO_MERCHANT)?,
             "api_keys[0]",
         )],
-        requests_per_sec: 1_000_000,
+        limits: paycode::http::limits::ServerLimits::unthrottled(),
+        fingerprint_key: paycode::service::fingerprint::FingerprintKey::random(),
         leases: Arc::new(LocalLeases),
         ids: Arc::new(paycode_adapters::ids::RandomIds),
     };
@@ -236,10 +237,10 @@ pub async fn run(orders: usize, seed: u64) -> anyhow::Result<String> {
         *by_status.entry(status.as_str()).or_default() += 1;
     }
     let mut by_api = BTreeMap::<String, usize>::new();
-    for call in in_process.sandbox.calls() {
+    for (channel, api, count) in in_process.sandbox.call_counts() {
         *by_api
-            .entry(format!("{} {:?}", call.channel, call.api).to_lowercase())
-            .or_default() += 1;
+            .entry(format!("{channel} {api:?}").to_lowercase())
+            .or_default() += usize::try_from(count).unwrap_or(usize::MAX);
     }
     let mut out = String::new();
     out.push_str(&format!(

@@ -77,7 +77,7 @@ pub async fn run(args: ReconcileArgs) -> anyhow::Result<String> {
     );
     let imported = if let Some(path) = &args.file {
         let file = read_statement(channel, path)?;
-        reconcile::import(&ledger, &merchant, channel, date, &file, None).await?
+        reconcile::import(&ledger, &merchant, channel, date, file, None).await?
     } else {
         if let Some(state) = config
             .sandbox

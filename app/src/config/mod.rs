@@ -14,6 +14,7 @@ pub mod store;
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 pub use paycode_adapters::ConfigError;
 use paycode_adapters::channel::endpoint::is_loopback_url;
@@ -27,6 +28,8 @@ use serde::Deserialize;
 use serde::de::IgnoredAny;
 
 use crate::http::auth::{self, Role};
+
+use crate::http::limits::ServerLimits;
 
 /// The whole file.
 #[derive(Debug, Clone, Deserialize)]
@@ -50,23 +53,90 @@ pub struct Config {
     pub embedded: bool,
 }
 
+/// `[server]`: where the API listens and the limits its clients are held
+/// to (`ServerLimits`; the defaults are documented there and in
+/// docs/configuration.md).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
     pub listen: SocketAddr,
-    /// Each merchant's API request budget; beyond it requests get 429.
+    /// Where `/metrics` is served instead of `listen`, when set.
+    pub metrics_listen: Option<SocketAddr>,
+    /// Each merchant's sustained API request rate; beyond it requests get 429.
     pub requests_per_sec: u32,
+    /// Requests a merchant may send at once above its rate.
+    pub requests_burst: u32,
+    /// Requests with a missing or wrong key per client address and minute.
+    pub unauthenticated_per_min: u32,
+    pub header_read_timeout_secs: u64,
+    pub request_timeout_secs: u64,
+    pub import_timeout_secs: u64,
+    pub connections_max: usize,
+    pub requests_in_flight_max: usize,
+    pub shutdown_timeout_secs: u64,
     /// `text` (default) or `json` log lines.
     pub log_format: LogFormat,
 }
 
 impl Default for ServerConfig {
     fn default() -> Self {
+        let limits = ServerLimits::default();
         ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
-            requests_per_sec: crate::service::REQUESTS_PER_SEC_DEFAULT,
+            metrics_listen: None,
+            requests_per_sec: limits.requests_per_sec,
+            requests_burst: limits.requests_burst,
+            unauthenticated_per_min: limits.unauthenticated_per_min,
+            header_read_timeout_secs: limits.header_read_timeout.as_secs(),
+            request_timeout_secs: limits.request_timeout.as_secs(),
+            import_timeout_secs: limits.import_timeout.as_secs(),
+            connections_max: limits.connections_max,
+            requests_in_flight_max: limits.requests_in_flight_max,
+            shutdown_timeout_secs: limits.shutdown_timeout.as_secs(),
             log_format: LogFormat::Text,
         }
+    }
+}
+
+impl ServerConfig {
+    /// The limits of the section, each checked to be greater than 0.
+    pub fn limits(&self) -> Result<ServerLimits, ConfigError> {
+        let positive = |name: &str, value: u64| {
+            if value == 0 {
+                Err(ConfigError::new(
+                    format!("server.{name}"),
+                    "must be greater than 0",
+                ))
+            } else {
+                Ok(value)
+            }
+        };
+        let secs = |name: &str, value: u64| positive(name, value).map(Duration::from_secs);
+        positive("requests_per_sec", self.requests_per_sec.into())?;
+        positive("requests_burst", self.requests_burst.into())?;
+        positive(
+            "unauthenticated_per_min",
+            self.unauthenticated_per_min.into(),
+        )?;
+        positive("connections_max", self.connections_max as u64)?;
+        positive("requests_in_flight_max", self.requests_in_flight_max as u64)?;
+        if self.metrics_listen == Some(self.listen) && self.listen.port() != 0 {
+            return Err(ConfigError::new(
+                "server.metrics_listen",
+                "must be another address than server.listen",
+            ));
+        }
+        Ok(ServerLimits {
+            requests_per_sec: self.requests_per_sec,
+            requests_burst: self.requests_burst,
+            unauthenticated_per_min: self.unauthenticated_per_min,
+            header_read_timeout: secs("header_read_timeout_secs", self.header_read_timeout_secs)?,
+            request_timeout: secs("request_timeout_secs", self.request_timeout_secs)?,
+            import_timeout: secs("import_timeout_secs", self.import_timeout_secs)?,
+            connections_max: self.connections_max,
+            requests_in_flight_max: self.requests_in_flight_max,
+            shutdown_timeout: secs("shutdown_timeout_secs", self.shutdown_timeout_secs)?,
+        })
     }
 }
 
@@ -354,6 +424,7 @@ impl Config {
     /// The checks serde cannot express.
     fn check(&self) -> Result<(), ConfigError> {
         self.policy.policy()?;
+        self.server.limits()?;
         if self.store.kind == StoreKind::Eventstoredb && self.store.url.is_none() {
             return Err(ConfigError::new(
                 "store.url",
@@ -704,6 +775,21 @@ state_path = "sandbox.db"
     }
 
     #[test]
+    fn the_request_limit_is_on_by_default_at_a_realistic_rate() {
+        let limits = Config::parse("", PathBuf::new())
+            .unwrap()
+            .server
+            .limits()
+            .unwrap();
+        assert_eq!(limits, ServerLimits::default());
+        assert_eq!((limits.requests_per_sec, limits.requests_burst), (200, 400));
+        assert!(
+            limits.request_timeout > Duration::from_secs(60),
+            "beyond ?wait"
+        );
+    }
+
+    #[test]
     fn an_empty_file_is_the_defaults() {
         let config = Config::parse("", PathBuf::new()).unwrap();
         assert_eq!(config.store.path, PathBuf::from("paycode.db"));
@@ -731,6 +817,25 @@ state_path = "sandbox.db"
                 .setting,
             "merchants[0].wechat.cert_key_file"
         );
+        for key in [
+            "requests_per_sec",
+            "requests_burst",
+            "unauthenticated_per_min",
+            "header_read_timeout_secs",
+            "request_timeout_secs",
+            "import_timeout_secs",
+            "connections_max",
+            "requests_in_flight_max",
+            "shutdown_timeout_secs",
+        ] {
+            let zero = Config::parse(&format!("[server]\n{key} = 0\n"), PathBuf::new());
+            assert_eq!(zero.unwrap_err().setting, format!("server.{key}"));
+        }
+        let same = Config::parse(
+            "[server]\nlisten = \"127.0.0.1:1\"\nmetrics_listen = \"127.0.0.1:1\"\n",
+            PathBuf::new(),
+        );
+        assert_eq!(same.unwrap_err().setting, "server.metrics_listen");
         let no_url =
             Config::parse("[store]\nkind = \"eventstoredb\"\n", PathBuf::new()).unwrap_err();
         assert_eq!(no_url.setting, "store.url");

@@ -170,6 +170,7 @@ pub async fn create(
         ));
     }
     let masked = auth_code.masked();
+    let fingerprint = state.runtime.fingerprint(&auth_code);
     let stream = payment_stream(&merchant, &order_no);
     let runtime = &state.runtime;
     let (status, history) = match runtime
@@ -180,6 +181,8 @@ pub async fn create(
                 merchant_id: merchant.clone(),
                 order_no: order_no.clone(),
                 auth_code,
+                // The runtime fingerprints the code with the ledger's key.
+                auth_code_fingerprint: None,
                 amount,
                 subject: subject.to_owned(),
             },
@@ -191,9 +194,15 @@ pub async fn create(
             let history = runtime.ledger().history(&merchant, &order_no).await?;
             let same = match history.events.first().map(|e| &e.event.fact) {
                 Some(Fact::Submitted(submitted)) => {
+                    // The same code: by its keyed fingerprint; an order
+                    // recorded before fingerprints (schema 1) by its mask.
+                    let same_code = match &submitted.auth_code_fingerprint {
+                        Some(recorded) => *recorded == fingerprint,
+                        None => submitted.auth_code == masked,
+                    };
                     submitted.amount == amount
                         && submitted.subject == subject
-                        && submitted.auth_code == masked
+                        && same_code
                         && channel.is_none_or(|c| c == submitted.channel)
                 }
                 _ => false,
@@ -210,9 +219,9 @@ pub async fn create(
         Err(error) => return Err(error.into()),
     };
     let history = if wait_secs > 0 {
-        runtime
-            .wait_settled(&stream, Duration::from_secs(wait_secs))
-            .await?
+        // Answered before the request timeout cuts it off.
+        let wait = Duration::from_secs(wait_secs).min(state.limits().wait_max());
+        runtime.wait_settled(&stream, wait).await?
     } else {
         history
     };
@@ -311,6 +320,10 @@ pub async fn events(
                 .as_object_mut()
                 .and_then(|o| o.remove("type"))
                 .unwrap_or(Value::Null);
+            // An internal comparison key, not part of the API.
+            if let Some(object) = data.as_object_mut() {
+                object.remove("auth_code_fingerprint");
+            }
             json!({
                 "version": recorded.version,
                 "type": event_type,

@@ -7,6 +7,7 @@
 //! sandbox), opens the step leases and the read models, recovers pending
 //! orders, prints what it chose, and serves HTTP until Ctrl-C or SIGTERM.
 
+use std::io::IsTerminal as _;
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -18,14 +19,18 @@ use super::environment::{Marked, check_environment};
 use super::{Parts, Service};
 use crate::config::clients::{ConnectedChannels, api_keys, build as build_clients};
 use crate::config::secrets::check_secret_files;
-use crate::config::store::{open_leases, open_serving_read_models, open_store, read_models_path};
+use crate::config::store::{
+    open_fingerprint_key, open_leases, open_serving_read_models, open_store, read_models_path,
+};
 use crate::config::{Config, LogFormat, StoreKind};
 
-/// Sets up logging: `RUST_LOG` filters (default `info`), JSON when asked.
+/// Sets up logging: `RUST_LOG` filters (default `info`), JSON when asked,
+/// colours only when standard error is a terminal (never in a file or pipe).
 pub fn init_logging(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Json => builder.json().try_init(),
@@ -93,16 +98,27 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     };
     let leases = open_leases(&config)?;
     let read_models = open_serving_read_models(&config)?;
+    let limits = config.server.limits()?;
+    let fingerprint_key = open_fingerprint_key(&config)?;
     let listener = tokio::net::TcpListener::bind(config.server.listen)
         .await
         .with_context(|| format!("server.listen: cannot listen on {}", config.server.listen))?;
+    let metrics_listener = match config.server.metrics_listen {
+        Some(address) => Some(
+            tokio::net::TcpListener::bind(address)
+                .await
+                .with_context(|| format!("server.metrics_listen: cannot listen on {address}"))?,
+        ),
+        None => None,
+    };
     let parts = Parts {
         store,
         channels: connected.channels.clone(),
         clock,
         policy,
         api_keys,
-        requests_per_sec: config.server.requests_per_sec,
+        limits,
+        fingerprint_key,
         leases,
         ids: Arc::new(paycode_adapters::ids::RandomIds),
     };
@@ -154,6 +170,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         }
     }
     println!("  listening   http://{address}");
+    if let Some(metrics) = &metrics_listener {
+        println!("  metrics     http://{}/metrics", metrics.local_addr()?);
+    }
     println!(
         "  resumed     {} pending order(s)",
         service.recovered_orders
@@ -166,7 +185,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             "try: curl -s -H 'Authorization: Bearer {key}' -d '{{\"order_no\":\"A1\",\"auth_code\":\"134567890123456700\",\"amount\":\"12.34\",\"subject\":\"Coffee\"}}' 'http://{address}/v1/payments?wait=10'"
         );
     }
-    service.serve(listener, shutdown_signal()).await?;
+    service
+        .serve_with_metrics(listener, metrics_listener, shutdown_signal())
+        .await?;
     drop(connected);
     Ok(())
 }

@@ -81,6 +81,7 @@ async fn production_ledger(dir: &Path) {
         merchant_id: merchant.clone(),
         order_no: order_no.clone(),
         auth_code: AuthCode::parse("2845678901234567802").unwrap(),
+        auth_code_fingerprint: None,
         amount: "12.34".parse().unwrap(),
         subject: "Coffee".to_owned(),
     });

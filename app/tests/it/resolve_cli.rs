@@ -31,6 +31,7 @@ fn submit(order_no: &str) -> CommandKind {
         merchant_id: demo(),
         order_no: OrderNo::parse(order_no).expect("order"),
         auth_code: AuthCode::parse("134567890123456707").expect("code"),
+        auth_code_fingerprint: None,
         amount: "8.00".parse().expect("amount"),
         subject: "Coffee".to_owned(),
     })

@@ -3,7 +3,7 @@
 
 use chrono::NaiveDate;
 
-use crate::auth_code::AuthCode;
+use crate::auth_code::{AuthCode, AuthCodeFingerprint};
 use crate::ids::{CommandId, MerchantId, OrderNo, RefundNo};
 use crate::money::Money;
 
@@ -71,6 +71,9 @@ pub struct SubmitPayment {
     pub merchant_id: MerchantId,
     pub order_no: OrderNo,
     pub auth_code: AuthCode,
+    /// The keyed fingerprint of the full code, computed by the application
+    /// (the domain holds no key); recorded in `Submitted`.
+    pub auth_code_fingerprint: Option<AuthCodeFingerprint>,
     pub amount: Money,
     pub subject: String,
 }

@@ -90,6 +90,7 @@ impl PaymentDecider {
             currency: Currency::Cny,
             subject: submit.subject.clone(),
             auth_code: submit.auth_code.masked(),
+            auth_code_fingerprint: submit.auth_code_fingerprint.clone(),
             deadline_at: now + policy.pay_deadline(),
             first_query_at: now + policy.poll_interval(),
             revoke_not_before: now + policy.revoke_earliest_after_submit(),

@@ -7,7 +7,7 @@
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::auth_code::MaskedAuthCode;
+use crate::auth_code::{AuthCodeFingerprint, MaskedAuthCode};
 use crate::channel::{Channel, ChannelCodes};
 use crate::ids::{CommandId, MerchantId, OrderNo, RefundNo};
 use crate::money::{Currency, Money};
@@ -107,6 +107,10 @@ pub struct Submitted {
     pub subject: String,
     /// Masked: the full code is never stored.
     pub auth_code: MaskedAuthCode,
+    /// The keyed fingerprint of the full code, which idempotent creation
+    /// compares. `None` in events written before schema version 2: those
+    /// compare the masked code.
+    pub auth_code_fingerprint: Option<AuthCodeFingerprint>,
     /// Revoke if the outcome is not certain by then.
     pub deadline_at: DateTime<Utc>,
     /// Query at this time if the pay call's answer never got recorded (a crash).

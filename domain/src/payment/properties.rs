@@ -119,6 +119,7 @@ fn submit() -> CommandKind {
         merchant_id: MerchantId::parse("demo").unwrap(),
         order_no: OrderNo::parse("P1").unwrap(),
         auth_code: AuthCode::parse("134567890123456789").unwrap(),
+        auth_code_fingerprint: None,
         amount: Money::from_fen(ORDER_FEN).unwrap(),
         subject: "Coffee".into(),
     })

@@ -118,6 +118,7 @@ pub(crate) fn order_submitted(
             currency: Currency::Cny,
             subject: "Coffee".into(),
             auth_code: code.masked(),
+            auth_code_fingerprint: None,
             deadline_at: at + Duration::seconds(30),
             first_query_at: at + Duration::seconds(5),
             revoke_not_before: at + Duration::seconds(15),
@@ -347,6 +348,7 @@ fn submit(amount: &str, code: &str) -> CommandKind {
         merchant_id: MerchantId::parse("demo").unwrap(),
         order_no: OrderNo::parse(ORDER_NO).unwrap(),
         auth_code: AuthCode::parse(code).unwrap(),
+        auth_code_fingerprint: None,
         amount: money(amount),
         subject: "Coffee".into(),
     })
@@ -1427,6 +1429,7 @@ fn the_submitted_event_never_holds_the_full_payment_code() {
             currency: Currency::Cny,
             subject: "Coffee".into(),
             auth_code: masked,
+            auth_code_fingerprint: None,
             // The policy's times, fixed in the event.
             deadline_at: t(30),
             first_query_at: t(5),

@@ -4,6 +4,7 @@
 
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
+use serde_json::{Map, Value};
 
 use super::event::{Event, Fact};
 use crate::ids::CommandId;
@@ -35,8 +36,9 @@ pub const STORED_NAMES: [&str; 20] = [
 
 impl EventSchema for Event {
     /// Bump it for a stored name when its payload changes, and teach
-    /// `upcast` the old form. Version 1 is the first schema.
-    const SCHEMA_VERSION: u32 = 1;
+    /// `upcast` the old form. Version 1 is the first schema; version 2
+    /// added `Submitted.auth_code_fingerprint`.
+    const SCHEMA_VERSION: u32 = 2;
     const STORED_NAMES: &'static [&'static str] = &STORED_NAMES;
 
     fn stored_name(&self) -> &'static str {
@@ -45,6 +47,15 @@ impl EventSchema for Event {
 
     fn decode_current(name: &str, data: &[u8]) -> Result<Event, serde_json::Error> {
         decode_current(name, data)
+    }
+
+    /// Version 1 → 2: a `Submitted` of version 1 has no fingerprint of its
+    /// code (`null`: creation then compares the masked code). No other
+    /// payload changed.
+    fn upcast(name: &str, schema_version: u32, object: &mut Map<String, Value>) {
+        if schema_version < 2 && name == "Submitted" {
+            object.entry("auth_code_fingerprint").or_insert(Value::Null);
+        }
     }
 }
 
@@ -118,7 +129,7 @@ mod tests {
     use serde_json::{Map, Value};
 
     use super::*;
-    use crate::auth_code::AuthCode;
+    use crate::auth_code::{AuthCode, AuthCodeFingerprint};
     use crate::channel::{Channel, ChannelCodes};
     use crate::ids::{CommandId, MerchantId, OrderNo, RefundNo};
     use crate::money::{Currency, Money};
@@ -141,6 +152,9 @@ mod tests {
                 currency: Currency::Cny,
                 subject: "Coffee".into(),
                 auth_code: AuthCode::parse("134567890123456789").unwrap().masked(),
+                auth_code_fingerprint: Some(AuthCodeFingerprint::from_hex(
+                    "9b1f0c2e5d7a4b3c8e6f1a2b3c4d5e6f7a8b9c0d1e2f3a4b5c6d7e8f9a0b1c2d".into(),
+                )),
                 deadline_at: t(30),
                 first_query_at: t(5),
                 revoke_not_before: t(15),
@@ -414,23 +428,46 @@ mod tests {
         let stored = encode(&event(one_of_each().remove(0)));
         let err = decode::<Event>("Teleported", 1, &stored.data).unwrap_err();
         assert_eq!(err.to_string(), "unknown stored event name \"Teleported\"");
-        let err = decode::<Event>("Submitted", 2, &stored.data).unwrap_err();
+        let err = decode::<Event>("Submitted", 3, &stored.data).unwrap_err();
         assert!(
             matches!(
                 err,
                 DecodeError::FutureVersion {
-                    version: 2,
-                    known: 1,
+                    version: 3,
+                    known: 2,
                     ..
                 }
             ),
             "{err}"
         );
-        let err = decode::<Event>("Submitted", 1, b"{\"at\": 3}").unwrap_err();
+        let err = decode::<Event>("Submitted", 2, b"{\"at\": 3}").unwrap_err();
         assert!(
             err.to_string()
                 .starts_with("event Submitted does not decode"),
             "{err}"
         );
+    }
+
+    /// A `Submitted` as schema version 1 wrote it: no fingerprint.
+    const SUBMITTED_V1: &str = r#"{"at":"2026-11-22T02:00:01Z","command_id":"00000000-0000-0000-0123-456789abcdef","merchant_id":"demo","order_no":"A20261122-0001","channel":"wechat","amount":"12.34","currency":"CNY","subject":"Coffee","auth_code":"13**************89","deadline_at":"2026-11-22T02:00:30Z","first_query_at":"2026-11-22T02:00:05Z","revoke_not_before":"2026-11-22T02:00:15Z"}"#;
+
+    #[test]
+    fn a_version_1_submitted_loads_without_a_fingerprint() {
+        let loaded = decode::<Event>("Submitted", 1, SUBMITTED_V1.as_bytes()).unwrap();
+        let Fact::Submitted(submitted) = &loaded.fact else {
+            panic!("{loaded:?}")
+        };
+        assert_eq!(submitted.auth_code.as_str(), "13**************89");
+        assert_eq!(submitted.auth_code_fingerprint, None);
+        // Every other version-1 payload is already its version-2 form.
+        for fact in one_of_each().into_iter().skip(1) {
+            let stored = encode(&event(fact));
+            assert_eq!(
+                decode::<Event>(stored.name, 1, &stored.data).unwrap(),
+                decode::<Event>(stored.name, 2, &stored.data).unwrap(),
+                "{}",
+                stored.name
+            );
+        }
     }
 }

@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration as StdDuration;
 
 use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
+use paycode::service::fingerprint::FingerprintKey;
 use paycode::service::ledger::{Ledger, OrderHistory, PaymentLedgerError};
 use paycode::service::metrics::Metrics;
 use paycode::service::reconcile;
@@ -494,6 +495,10 @@ impl World {
                 self.options.seed,
                 u16::try_from(index).unwrap_or(0) * 8192 + restarts,
             )),
+            // One secret per seed, shared by every instance as one ledger's is.
+            FingerprintKey::from_bytes(
+                Sha256::digest(format!("fingerprint key {}", self.options.seed)).into(),
+            ),
         );
         match runtime.recover().await {
             Ok(recovered) => {
@@ -542,6 +547,7 @@ impl World {
                                 merchant_id: merchant,
                                 order_no: order.order_no.clone(),
                                 auth_code,
+                                auth_code_fingerprint: None,
                                 amount: order.amount,
                                 subject: "Coffee".to_owned(),
                             },

@@ -70,6 +70,7 @@ async fn pending_order(store: &Arc<dyn EventStore>) {
         merchant_id: merchant.clone(),
         order_no: order_no.clone(),
         auth_code: AuthCode::parse("134567890123456702").unwrap(),
+        auth_code_fingerprint: None,
         amount: "12.34".parse().unwrap(),
         subject: "Coffee".to_owned(),
     });
