@@ -3,7 +3,10 @@
 //! It exists in full only in memory, for the single pay call. `Debug`,
 //! `Display` and `Serialize` show a mask; there is no `Deserialize`, and
 //! events hold a [`MaskedAuthCode`], so the full code cannot reach a log line
-//! or the store by accident.
+//! or the store by accident. Beside the mask, an event may hold an
+//! [`AuthCodeFingerprint`]: a keyed hash of the full code, computed outside
+//! the domain (which holds no key), that tells two codes apart where their
+//! masks agree.
 
 use std::fmt;
 
@@ -140,6 +143,25 @@ impl MaskedAuthCode {
 impl fmt::Display for MaskedAuthCode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
+    }
+}
+
+/// A keyed fingerprint of a full payment code (lowercase hex of
+/// HMAC-SHA256 under a per-ledger secret, computed by the application):
+/// equal for the same code, unrelated for codes whose masks agree, and
+/// useless without the secret. Idempotent creation compares it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct AuthCodeFingerprint(String);
+
+impl AuthCodeFingerprint {
+    /// Wraps the hex digest the application computed.
+    pub fn from_hex(hex: String) -> AuthCodeFingerprint {
+        AuthCodeFingerprint(hex)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
     }
 }
 

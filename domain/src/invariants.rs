@@ -1,5 +1,5 @@
 //! The money invariants of a payment (and the one of a statement day's
-//! stream), written once. `evolve` checks every
+//! stream, and the one of the ledger's environment mark), written once. `evolve` checks every
 //! event against them before applying it (so the production path refuses an
 //! event that breaks one), the property tests assert them after every
 //! step, and `paycode verify` reports them for every stored event.
@@ -68,6 +68,11 @@ pub enum Violation {
         stream_day: NaiveDate,
         report_day: NaiveDate,
     },
+    /// The ledger's environment mark contradicts an earlier one (another
+    /// environment, or another channel account for a merchant): a mark
+    /// binds once and never changes.
+    #[error("the environment mark contradicts an earlier one: {what}")]
+    EnvironmentContradicted { what: String },
     /// The event has no transition from the order's status.
     #[error("{event_type} does not fit an order that is {}", status.map_or("not submitted", PaymentStatus::as_str))]
     DoesNotFit {
@@ -90,6 +95,7 @@ impl Violation {
             Violation::RefundedAmountDiffers { .. } => "refunded_amount_differs",
             Violation::RefundsExceedPayment { .. } => "refunds_exceed_payment",
             Violation::ReportOfAnotherDay { .. } => "report_of_another_day",
+            Violation::EnvironmentContradicted { .. } => "environment_contradicted",
             Violation::DoesNotFit { .. } => "does_not_fit",
         }
     }
@@ -231,6 +237,7 @@ mod tests {
             merchant_id: MerchantId::parse("demo").unwrap(),
             order_no: OrderNo::parse("A1").unwrap(),
             auth_code: AuthCode::parse("134567890123456789").unwrap(),
+            auth_code_fingerprint: None,
             amount: money("10.00"),
             subject: "Coffee".into(),
         })
@@ -255,6 +262,7 @@ mod tests {
         Event {
             at: at(100),
             command_id: CommandId(Uuid::from_u128(999)),
+            key_name: None,
             fact,
         }
     }

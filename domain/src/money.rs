@@ -41,6 +41,8 @@ impl Currency {
 pub enum MoneyError {
     #[error("amount must be a decimal number such as \"12.34\"")]
     NotANumber,
+    #[error("amount must not start or end with spaces")]
+    Spaces,
     #[error("amount must be greater than 0")]
     NotPositive,
     #[error("amount must have at most 2 decimal places")]
@@ -120,23 +122,27 @@ impl Money {
 impl FromStr for Money {
     type Err = MoneyError;
 
+    /// Exactly the digits: `" 1.00"` and `"1.00 "` are refused, not
+    /// trimmed (an amount from outside is taken as sent or not at all).
     fn from_str(text: &str) -> Result<Money, MoneyError> {
-        let trimmed = text.trim();
+        if text.trim() != text && !text.trim().is_empty() {
+            return Err(MoneyError::Spaces);
+        }
         // Decimal accepts forms we do not ("1e3", "_"); only plain digits with an optional point.
-        let plain = !trimmed.is_empty()
-            && trimmed
+        let plain = !text.is_empty()
+            && text
                 .chars()
                 .all(|c| c.is_ascii_digit() || c == '.' || c == '-')
-            && trimmed.chars().filter(|&c| c == '.').count() <= 1
-            && !trimmed.starts_with('.')
-            && !trimmed.ends_with('.');
+            && text.chars().filter(|&c| c == '.').count() <= 1
+            && !text.starts_with('.')
+            && !text.ends_with('.');
         if !plain {
             return Err(MoneyError::NotANumber);
         }
-        if trimmed.len() > 24 {
+        if text.len() > 24 {
             return Err(MoneyError::TooLarge);
         }
-        let amount = Decimal::from_str(trimmed).map_err(|_| MoneyError::NotANumber)?;
+        let amount = Decimal::from_str(text).map_err(|_| MoneyError::NotANumber)?;
         Money::from_decimal(amount)
     }
 }
@@ -264,6 +270,15 @@ mod tests {
         for garbage in ["", "abc", "1e3", "1.2.3", ".5", "5.", "1_000", " ", "NaN"] {
             assert_eq!(money(garbage), Err(MoneyError::NotANumber), "{garbage:?}");
         }
+    }
+
+    #[test]
+    fn spaces_around_an_amount_are_refused_not_trimmed() {
+        for spaced in [" 1.00", "1.00 ", "\t1.00", "1.00\n", " 1.00 "] {
+            assert_eq!(money(spaced), Err(MoneyError::Spaces), "{spaced:?}");
+            assert_eq!(money(spaced).unwrap_err().code(), "invalid_amount");
+        }
+        assert!(serde_json::from_str::<Money>("\" 1.00\"").is_err());
     }
 
     #[test]

@@ -209,6 +209,7 @@ mod tests {
             merchant_id: MerchantId::parse("demo").unwrap(),
             order_no: OrderNo::parse("A1").unwrap(),
             auth_code: AuthCode::parse("134567890123456789").unwrap(),
+            auth_code_fingerprint: None,
             amount: "12.34".parse().unwrap(),
             subject: "Coffee".into(),
         })

@@ -78,6 +78,7 @@ fn log(orders: usize, seed: u64) -> Vec<Entry> {
             let event = ReconciliationEvent {
                 at: Utc.with_ymd_and_hms(2026, 11, day + 1, 2, 0, 0).unwrap(),
                 command_id: CommandId(Uuid::from_u128(u128::from(version))),
+                key_name: None,
                 fact: ReconciliationFact::Recorded(ReconciliationRecorded {
                     channel,
                     date,

@@ -139,6 +139,7 @@ mod tests {
         ReconciliationEvent {
             at: Utc.with_ymd_and_hms(2026, 11, 23, 2, 0, 0).unwrap(),
             command_id: CommandId(Uuid::from_u128(1)),
+            key_name: None,
             fact: ReconciliationFact::Recorded(ReconciliationRecorded {
                 channel: Channel::Wechat,
                 date: NaiveDate::from_ymd_opt(2026, 11, 22).unwrap(),

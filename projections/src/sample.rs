@@ -106,6 +106,7 @@ pub fn order_events(merchant: &str, order_index: usize, rng: &mut Rng) -> Vec<Ev
             merchant_id: MerchantId::parse(merchant).expect("a merchant id"),
             order_no: order_no(order_index),
             auth_code: AuthCode::parse(code).expect("a payment code"),
+            auth_code_fingerprint: None,
             amount: Money::from_fen(amount_fen).expect("an amount"),
             subject: "Sample".into(),
         }),
@@ -141,12 +142,18 @@ pub fn order_events(merchant: &str, order_index: usize, rng: &mut Rng) -> Vec<Ev
             );
         }
         // Operators resolve reviews now and then; some stay in the queue.
-        if let PaymentState::ManualReview(_) = state {
+        if let PaymentState::ManualReview(review) = &state {
             if rng.below(2) == 0 {
-                let resolution = match rng.below(3) {
-                    0 => Resolution::Closed,
-                    1 => Resolution::Reversed,
-                    _ => Resolution::Paid {
+                // An order the ledger saw paid is confirmed as recorded or
+                // reversed, never closed (the decider refuses that).
+                let resolution = match (rng.below(3), &review.paid) {
+                    (0, None) => Resolution::Closed,
+                    (0 | 1, _) => Resolution::Reversed,
+                    (_, Some(recorded)) => Resolution::Paid {
+                        channel_trade_no: recorded.channel_trade_no.clone(),
+                        paid_at: recorded.paid_at,
+                    },
+                    (_, None) => Resolution::Paid {
                         channel_trade_no: format!("T{order_index}"),
                         paid_at: now,
                     },
@@ -156,6 +163,7 @@ pub fn order_events(merchant: &str, order_index: usize, rng: &mut Rng) -> Vec<Ev
                     CommandKind::Resolve {
                         resolution,
                         note: "checked".into(),
+                        resolved_by: "sample".into(),
                     },
                     now,
                 );

@@ -41,7 +41,10 @@ pub enum Truth {
 
 /// A channel that answers from a script chosen by the code's last two digits:
 /// `00` paid, `02` waits forever, `03` fails (NOTENOUGH), `07` revokes always
-/// ask to retry. Every call is recorded as `(api, order_no)`.
+/// ask to retry, `11` waits forever and its revoke succeeds without saying
+/// whether money moved (as WeChat's reverse does). A refund number starting `NF` is never found (every refund
+/// call and query answers "not found"). Every call is recorded as
+/// `(api, order_no)`.
 #[derive(Debug)]
 pub struct ScriptedChannel {
     channel: Channel,
@@ -95,7 +98,7 @@ impl ChannelClient for ScriptedChannel {
         self.record("pay", request.order_no);
         let script = request.auth_code.last_two_digits().to_owned();
         let (truth, outcome) = match script.as_str() {
-            "02" | "07" => (Truth::Waiting, PayOutcome::WaitingForPassword),
+            "02" | "07" | "11" => (Truth::Waiting, PayOutcome::WaitingForPassword),
             "03" => (
                 Truth::Failed,
                 PayOutcome::Failed {
@@ -143,6 +146,12 @@ impl ChannelClient for ScriptedChannel {
             Some((script, _)) if script == "07" => RevokeOutcome::MustRetry {
                 reason: "recall=Y".into(),
             },
+            Some((script, truth)) if script == "11" && *truth == Truth::Waiting => {
+                *truth = Truth::Closed;
+                RevokeOutcome::Done {
+                    result: RevokeResult::Unspecified,
+                }
+            }
             Some((_, truth)) if *truth == Truth::Paid || *truth == Truth::Refunded => {
                 *truth = Truth::Refunded;
                 RevokeOutcome::Done {
@@ -164,6 +173,9 @@ impl ChannelClient for ScriptedChannel {
 
     async fn refund(&self, request: RefundRequest<'_>) -> ChannelAnswer<RefundOutcome> {
         self.record("refund", request.order_no);
+        if request.refund_no.as_str().starts_with("NF") {
+            return ChannelAnswer::new(RefundOutcome::NotFound);
+        }
         let succeeded = RefundOutcome::Succeeded {
             channel_refund_no: Some(format!("RF-{}", request.refund_no)),
             refunded_at: self.clock.now(),
@@ -229,6 +241,26 @@ impl TestApp {
         TestApp::spawn_with(store, Arc::new(LocalLeases), clock, wechat, alipay).await
     }
 
+    /// A service in memory whose merchants also have `keys` (keys with
+    /// roles, beside the two keys with every right).
+    pub async fn spawn_with_keys(keys: Vec<ApiKey>) -> TestApp {
+        let clock = ManualClock::starting_at(start_time());
+        let shared_clock: Arc<dyn Clock> = Arc::new(clock.clone());
+        let wechat = Arc::new(ScriptedChannel::new(Channel::Wechat, shared_clock.clone()));
+        let alipay = Arc::new(ScriptedChannel::new(Channel::Alipay, shared_clock));
+        let store = Arc::new(MemoryStore::new());
+        TestApp::spawn_configured(
+            store,
+            Arc::new(LocalLeases),
+            clock,
+            wechat,
+            alipay,
+            true,
+            keys,
+        )
+        .await
+    }
+
     /// A service on `store` sharing the clock and channels given: several of
     /// these on one SQLite file play several processes of one deployment.
     pub async fn spawn_with(
@@ -238,7 +270,7 @@ impl TestApp {
         wechat: Arc<ScriptedChannel>,
         alipay: Arc<ScriptedChannel>,
     ) -> TestApp {
-        TestApp::spawn_configured(store, leases, clock, wechat, alipay, true).await
+        TestApp::spawn_configured(store, leases, clock, wechat, alipay, true, Vec::new()).await
     }
 
     /// A service whose second merchant (`other`) has WeChat only.
@@ -249,9 +281,12 @@ impl TestApp {
         let alipay = Arc::new(ScriptedChannel::new(Channel::Alipay, shared_clock));
         let store = Arc::new(MemoryStore::new());
         let leases = Arc::new(LocalLeases);
-        TestApp::spawn_configured(store, leases, clock, wechat, alipay, false).await
+        TestApp::spawn_configured(store, leases, clock, wechat, alipay, false, Vec::new()).await
     }
 
+    /// The service: merchants `demo` (both channels) and `other` (WeChat,
+    /// and Alipay when `other_has_alipay`), each with its key of every
+    /// right, and `keys` besides.
     async fn spawn_configured(
         store: Arc<dyn EventStore>,
         leases: Arc<dyn StepLease>,
@@ -259,6 +294,7 @@ impl TestApp {
         wechat: Arc<ScriptedChannel>,
         alipay: Arc<ScriptedChannel>,
         other_has_alipay: bool,
+        keys: Vec<ApiKey>,
     ) -> TestApp {
         let shared_clock: Arc<dyn Clock> = Arc::new(clock.clone());
         let demo = MerchantId::parse("demo").unwrap();
@@ -275,17 +311,15 @@ impl TestApp {
             channels,
             clock: shared_clock,
             policy: Policy::default(),
-            api_keys: vec![
-                ApiKey {
-                    key: DEMO_KEY.into(),
-                    merchant: demo,
-                },
-                ApiKey {
-                    key: OTHER_KEY.into(),
-                    merchant: other,
-                },
-            ],
-            requests_per_sec: 100_000,
+            api_keys: [
+                ApiKey::full(DEMO_KEY, demo, "api_keys[0]"),
+                ApiKey::full(OTHER_KEY, other, "api_keys[0]"),
+            ]
+            .into_iter()
+            .chain(keys)
+            .collect(),
+            limits: paycode::http::limits::ServerLimits::unthrottled(),
+            fingerprint_key: paycode::service::fingerprint::FingerprintKey::random(),
             leases,
             ids: Arc::new(paycode_adapters::ids::RandomIds),
         };
@@ -294,7 +328,12 @@ impl TestApp {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base_url = format!("http://{}", listener.local_addr().unwrap());
         let server = tokio::spawn(async move {
-            axum::serve(listener, router).await.unwrap();
+            axum::serve(
+                listener,
+                router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+            )
+            .await
+            .unwrap();
             drop(service);
         });
         TestApp {
@@ -412,11 +451,13 @@ impl SandboxApp {
             channels: in_process.channels.clone(),
             clock: shared.clone(),
             policy: Policy::default(),
-            api_keys: vec![ApiKey {
-                key: DEMO_KEY.into(),
-                merchant: MerchantId::parse("demo").unwrap(),
-            }],
-            requests_per_sec: 100_000,
+            api_keys: vec![ApiKey::full(
+                DEMO_KEY,
+                MerchantId::parse("demo").unwrap(),
+                "api_keys[0]",
+            )],
+            limits: paycode::http::limits::ServerLimits::unthrottled(),
+            fingerprint_key: paycode::service::fingerprint::FingerprintKey::random(),
             leases: Arc::new(LocalLeases),
             ids: Arc::new(paycode_adapters::ids::RandomIds),
         };
@@ -425,7 +466,12 @@ impl SandboxApp {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base_url = format!("http://{}", listener.local_addr().unwrap());
         let serving = tokio::spawn(async move {
-            axum::serve(listener, router).await.unwrap();
+            axum::serve(
+                listener,
+                router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+            )
+            .await
+            .unwrap();
             drop(service);
         });
         let unused = Arc::new(ScriptedChannel::new(Channel::Wechat, shared.clone()));

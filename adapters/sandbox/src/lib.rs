@@ -53,7 +53,7 @@ mod store;
 pub mod truth;
 mod wechat;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -90,6 +90,13 @@ use faults::FaultDice;
 /// longer than the channel clients' 10 s timeout.
 pub const SLOW_ANSWER_DEFAULT: Duration = Duration::from_secs(15);
 
+/// How many of the latest calls the sandbox keeps for [`Sandbox::calls`] by
+/// default. Older ones are forgotten, so a sandbox embedded in a
+/// long-running `paycode serve` holds a bounded record; the counts of
+/// [`Sandbox::call_counts`] and the pay requests per order of its truth
+/// ([`TruthStore::pay_requests`]) stay exact.
+pub const CALLS_KEPT_DEFAULT: usize = 10_000;
+
 /// Everything the sandbox needs to start.
 #[derive(Debug, Clone)]
 pub struct SandboxConfig {
@@ -114,6 +121,9 @@ pub struct SandboxConfig {
     pub public_base_url: Option<String>,
     /// The column set of WeChat bills.
     pub wechat_bill_layout: WechatBillLayout,
+    /// How many of the latest calls [`Sandbox::calls`] keeps
+    /// ([`CALLS_KEPT_DEFAULT`]).
+    pub calls_kept: usize,
 }
 
 impl SandboxConfig {
@@ -130,6 +140,7 @@ impl SandboxConfig {
             slow_answer: SLOW_ANSWER_DEFAULT,
             public_base_url: None,
             wechat_bill_layout: WechatBillLayout::default(),
+            calls_kept: CALLS_KEPT_DEFAULT,
         }
     }
 }
@@ -268,7 +279,11 @@ struct Inner {
     alipay: HashMap<String, AlipayApp>,
     alipay_private_key: RsaPrivateKey,
     store: Mutex<TruthStore>,
-    calls: Mutex<Vec<SandboxCall>>,
+    /// The latest calls, at most `calls_kept`, oldest first.
+    calls: Mutex<VecDeque<SandboxCall>>,
+    calls_kept: usize,
+    /// Every call ever received, counted by channel and API.
+    call_counts: Mutex<HashMap<(Channel, SandboxApi), u64>>,
     dice: Mutex<FaultDice>,
     statement_defects: Vec<StatementDefect>,
     slow_answer: Duration,
@@ -366,7 +381,9 @@ impl Sandbox {
                 alipay,
                 alipay_private_key,
                 store: Mutex::new(store),
-                calls: Mutex::new(Vec::new()),
+                calls: Mutex::new(VecDeque::new()),
+                calls_kept: config.calls_kept,
+                call_counts: Mutex::new(HashMap::new()),
                 dice: Mutex::new(FaultDice::new(config.faults.clone(), config.seed)),
                 statement_defects: config.faults.statement_defects,
                 slow_answer: config.slow_answer,
@@ -413,14 +430,41 @@ impl Sandbox {
             .with_state(self.clone())
     }
 
-    /// Every call received so far, oldest first.
+    /// The latest calls received (at most [`SandboxConfig::calls_kept`]),
+    /// oldest first.
     pub fn calls(&self) -> Vec<SandboxCall> {
-        lock(&self.inner.calls).clone()
+        lock(&self.inner.calls).iter().cloned().collect()
     }
 
-    /// Forgets the recorded calls (not the orders).
+    /// How many calls of each channel and API were received since the start
+    /// (or [`Sandbox::clear_calls`]), however many [`Sandbox::calls`] keeps;
+    /// sorted by channel, then API name.
+    pub fn call_counts(&self) -> Vec<(Channel, SandboxApi, u64)> {
+        let mut counts: Vec<(Channel, SandboxApi, u64)> = lock(&self.inner.call_counts)
+            .iter()
+            .map(|(&(channel, api), &count)| (channel, api, count))
+            .collect();
+        counts.sort_by_key(|&(channel, api, _)| (channel, format!("{api:?}")));
+        counts
+    }
+
+    /// How many pay requests the sandbox received for an order, exactly and
+    /// for its whole life (counted in its truth, not in the call record);
+    /// 0 when the truth cannot be read (that is logged).
+    pub fn pay_requests(&self, channel: Channel, mch_or_app_id: &str, out_trade_no: &str) -> u64 {
+        self.inner
+            .store()
+            .pay_requests(channel, mch_or_app_id, out_trade_no)
+            .unwrap_or_else(|error| {
+                tracing::error!(%channel, %error, "sandbox state unreadable");
+                0
+            })
+    }
+
+    /// Forgets the recorded calls and their counts (not the orders).
     pub fn clear_calls(&self) {
         lock(&self.inner.calls).clear();
+        lock(&self.inner.call_counts).clear();
     }
 
     /// The sandbox's truth about an order as of its clock's now, or `None`
@@ -561,7 +605,18 @@ impl Sandbox {
             fault = fault.map_or("", FaultKind::as_str),
             "sandbox call"
         );
-        lock(&self.inner.calls).push(call);
+        *lock(&self.inner.call_counts)
+            .entry((channel, call.api))
+            .or_default() += 1;
+        {
+            let mut calls = lock(&self.inner.calls);
+            if self.inner.calls_kept > 0 {
+                while calls.len() >= self.inner.calls_kept {
+                    calls.pop_front();
+                }
+                calls.push_back(call);
+            }
+        }
         if handled.hold || fault == Some(FaultKind::Slow) {
             tokio::time::sleep(self.inner.slow_answer).await;
         }

@@ -83,6 +83,7 @@ struct Setup {
     faults: Faults,
     slow_answer: Duration,
     clock: ManualClock,
+    calls_kept: usize,
 }
 
 impl Default for Setup {
@@ -95,6 +96,7 @@ impl Default for Setup {
             faults: Faults::default(),
             slow_answer: Duration::from_secs(15),
             clock: ManualClock::starting_at(start()),
+            calls_kept: paycode_sandbox::CALLS_KEPT_DEFAULT,
         }
     }
 }
@@ -121,6 +123,7 @@ async fn spawn(setup: Setup) -> Env {
     config.faults = setup.faults;
     config.seed = 7;
     config.slow_answer = setup.slow_answer;
+    config.calls_kept = setup.calls_kept;
     let sandbox = Sandbox::open(config, Arc::new(setup.clock.clone())).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -869,6 +872,40 @@ async fn statements_download_through_both_clients_with_the_revoked_order_twice()
             "{other_day:?}"
         );
     }
+}
+
+#[tokio::test]
+async fn the_call_record_keeps_the_latest_calls_and_the_counts_stay_exact() {
+    let env = spawn(Setup {
+        calls_kept: 3,
+        ..Setup::default()
+    })
+    .await;
+    let wechat = env.client(Channel::Wechat);
+    for n in 0..5 {
+        pay(&*wechat, &format!("K{n}"), &code(Channel::Wechat, "00")).await;
+    }
+    // The same order paid again: its pay requests are counted, not kept.
+    pay(&*wechat, "K0", &code(Channel::Wechat, "00")).await;
+    let kept: Vec<Option<String>> = env
+        .sandbox
+        .calls()
+        .into_iter()
+        .map(|call| call.out_trade_no)
+        .collect();
+    assert_eq!(
+        kept,
+        [Some("K3".into()), Some("K4".into()), Some("K0".into())],
+        "the three latest calls, oldest first"
+    );
+    assert_eq!(
+        env.sandbox.call_counts(),
+        [(Channel::Wechat, SandboxApi::Channel(Api::Pay), 6)]
+    );
+    assert_eq!(env.sandbox.pay_requests(Channel::Wechat, MCH_ID, "K0"), 2);
+    assert_eq!(env.sandbox.pay_requests(Channel::Wechat, MCH_ID, "K1"), 1);
+    env.sandbox.clear_calls();
+    assert!(env.sandbox.calls().is_empty() && env.sandbox.call_counts().is_empty());
 }
 
 #[tokio::test]

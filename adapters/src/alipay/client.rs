@@ -21,9 +21,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
 use paycode_domain::payment::{
-    ChannelAnswer, PayOutcome, QueryOutcome, RefundOutcome, RevokeOutcome,
+    CapText, ChannelAnswer, PayOutcome, QueryOutcome, RefundOutcome, RevokeOutcome,
 };
-use paycode_domain::{AuthCode, Channel, ChannelCodes, OrderNo};
+use paycode_domain::{AuthCode, Channel, ChannelCodes, OrderNo, capped_channel_text};
 use rsa::{RsaPrivateKey, RsaPublicKey};
 use serde::Serialize;
 use tracing::Instrument as _;
@@ -97,12 +97,8 @@ impl AlipayClient {
         let gateway = reqwest::Url::parse(config.base_url.trim()).map_err(|error| {
             ConfigError::new(setting::BASE_URL, format!("is not a URL: {error}"))
         })?;
-        if !matches!(gateway.scheme(), "http" | "https") {
-            return Err(ConfigError::new(
-                setting::BASE_URL,
-                "must be an http or https URL",
-            ));
-        }
+        crate::channel::endpoint::check_scheme(&gateway)
+            .map_err(|reason| ConfigError::new(setting::BASE_URL, reason))?;
         let app_private_key = sign::private_key_from_pem(config.app_private_key.expose_secret())
             .map_err(|error| ConfigError::new(setting::PRIVATE_KEY_FILE, error.to_string()))?;
         let alipay_public_key =
@@ -131,6 +127,15 @@ impl AlipayClient {
     /// The app id this client signs for.
     pub fn app_id(&self) -> &str {
         &self.app_id
+    }
+
+    /// The SHA-256 of the `app_auth_token` it acts with, if any: tells two
+    /// service-provider accounts apart without holding the token twice.
+    pub fn app_auth_token_sha256(&self) -> Option<[u8; 32]> {
+        use sha2::Digest;
+        self.app_auth_token
+            .as_ref()
+            .map(|token| sha2::Sha256::digest(token.expose_secret().as_bytes()).into())
     }
 
     /// One signed call; `Ok` only for an answer whose signature verified.
@@ -366,6 +371,17 @@ fn mask_auth_code(answer: &mut ChannelAnswer<PayOutcome>, auth_code: &AuthCode) 
     }
 }
 
+/// Caps the answer's channel text (`ChannelAnswer::capped`: what is stored
+/// and logged stays short), then logs it.
+fn logged<O: fmt::Debug + CapText>(
+    answer: ChannelAnswer<O>,
+    is_unknown: impl FnOnce(&O) -> bool,
+) -> ChannelAnswer<O> {
+    let answer = answer.capped();
+    log_answer(&answer, is_unknown(&answer.outcome));
+    answer
+}
+
 /// Logs a normalised answer; one that proves nothing is a warning (docs/rules.md: unproven answers are logged).
 fn log_answer<O: fmt::Debug>(answer: &ChannelAnswer<O>, unknown: bool) {
     let code = answer.codes.get("code");
@@ -422,9 +438,9 @@ impl ChannelClient for AlipayClient {
                 Err(unproven) => unproven.into_answer(|reason| PayOutcome::Unknown { reason }),
             };
             mask_auth_code(&mut answer, request.auth_code);
-            let unknown = matches!(answer.outcome, PayOutcome::Unknown { .. });
-            log_answer(&answer, unknown);
-            answer
+            logged(answer, |outcome| {
+                matches!(outcome, PayOutcome::Unknown { .. })
+            })
         }
         .instrument(span)
         .await
@@ -451,9 +467,9 @@ impl ChannelClient for AlipayClient {
                 Ok(verified) => verified.with_codes(judge::query(&verified.answer, &expected)),
                 Err(unproven) => unproven.into_answer(|reason| QueryOutcome::Unknown { reason }),
             };
-            let unknown = matches!(answer.outcome, QueryOutcome::Unknown { .. });
-            log_answer(&answer, unknown);
-            answer
+            logged(answer, |outcome| {
+                matches!(outcome, QueryOutcome::Unknown { .. })
+            })
         }
         .instrument(span)
         .await
@@ -477,9 +493,9 @@ impl ChannelClient for AlipayClient {
                 )),
                 Err(unproven) => unproven.into_answer(|reason| RevokeOutcome::Unknown { reason }),
             };
-            let unknown = matches!(answer.outcome, RevokeOutcome::Unknown { .. });
-            log_answer(&answer, unknown);
-            answer
+            logged(answer, |outcome| {
+                matches!(outcome, RevokeOutcome::Unknown { .. })
+            })
         }
         .instrument(span)
         .await
@@ -512,9 +528,9 @@ impl ChannelClient for AlipayClient {
                 Ok(verified) => verified.with_codes(judge::refund(&verified.answer, &expected)),
                 Err(unproven) => unproven.into_answer(|reason| RefundOutcome::Unknown { reason }),
             };
-            let unknown = matches!(answer.outcome, RefundOutcome::Unknown { .. });
-            log_answer(&answer, unknown);
-            answer
+            logged(answer, |outcome| {
+                matches!(outcome, RefundOutcome::Unknown { .. })
+            })
         }
         .instrument(span)
         .await
@@ -557,9 +573,9 @@ impl ChannelClient for AlipayClient {
                 )),
                 Err(unproven) => unproven.into_answer(|reason| RefundOutcome::Unknown { reason }),
             };
-            let unknown = matches!(answer.outcome, RefundOutcome::Unknown { .. });
-            log_answer(&answer, unknown);
-            answer
+            logged(answer, |outcome| {
+                matches!(outcome, RefundOutcome::Unknown { .. })
+            })
         }
         .instrument(span)
         .await
@@ -588,9 +604,10 @@ impl ChannelClient for AlipayClient {
                     self.download_zip(&url).await.map(StatementFile::AlipayZip)
                 }
                 BillUrlAnswer::NoStatement { code } => Ok(StatementFile::NoStatement { code }),
-                BillUrlAnswer::Refused { code, message } => {
-                    Err(StatementError::Refused { code, message })
-                }
+                BillUrlAnswer::Refused { code, message } => Err(StatementError::Refused {
+                    code: capped_channel_text(&code),
+                    message: capped_channel_text(&message),
+                }),
             };
             match &result {
                 Ok(StatementFile::AlipayZip(bytes)) => {

@@ -2,7 +2,7 @@
 //!
 //! Keys are kept as PEM text here and parsed by `AlipayClient::new`, which
 //! refuses what it cannot use (unreadable PEM, a key under 2048 bits, an
-//! empty app id, a base URL that is not http(s), a zero limit) with a
+//! empty app id, a base URL that is not https or loopback http, a zero limit) with a
 //! [`ConfigError`] naming the setting, never quoting a secret.
 
 use std::path::Path;
@@ -23,8 +23,8 @@ pub mod setting {
     pub const ALIPAY_PUBLIC_KEY_FILE: &str = "merchants.alipay.alipay_public_key_file";
     /// The gateway URL.
     pub const BASE_URL: &str = "merchants.alipay.base_url";
-    /// The service provider's token to act for the merchant.
-    pub const APP_AUTH_TOKEN: &str = "merchants.alipay.app_auth_token";
+    /// The file holding the service provider's token to act for the merchant.
+    pub const APP_AUTH_TOKEN: &str = "merchants.alipay.app_auth_token_file";
     /// The per-call timeout.
     pub const TIMEOUT_MS: &str = "merchants.alipay.timeout_ms";
     /// The statement download timeout.

@@ -9,6 +9,7 @@
 //! `Unknown` outcome with a reason. The raw codes an
 //! auditor needs travel in `ChannelAnswer::codes`.
 
+pub mod endpoint;
 pub mod rate_limit;
 pub mod transport;
 

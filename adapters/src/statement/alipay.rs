@@ -34,7 +34,7 @@ use paycode_domain::reconciliation::{Statement, StatementRow};
 use paycode_domain::{Channel, Money};
 
 use super::{
-    StatementError, check_stated_count, check_stated_total, excerpt, line_no, parse_china_time,
+    StatementError, check_stated_count, check_stated_total, excerpt, parse_china_time,
     parse_yuan_fen,
 };
 
@@ -109,21 +109,30 @@ pub fn parse_alipay_zip_with_limits(
         name: names[index].clone(),
         bytes_max: limits.entry_bytes_max,
     };
+    let io_error = |error: std::io::Error| StatementError::Zip {
+        reason: format!("entry {:?}: {error}", names[index]),
+    };
+    // The entry is read twice, a line at a time, and never held whole: once
+    // to check its size and encoding, once to parse it.
     let entry = archive.by_index(index).map_err(zip_error)?;
     if entry.size() > limits.entry_bytes_max {
         return Err(too_large());
     }
-    let mut detail = Vec::new();
-    entry
-        .take(limits.entry_bytes_max.saturating_add(1))
-        .read_to_end(&mut detail)
-        .map_err(|error| StatementError::Zip {
-            reason: format!("entry {:?}: {error}", names[index]),
-        })?;
-    if u64::try_from(detail.len()).unwrap_or(u64::MAX) > limits.entry_bytes_max {
+    let read_max = limits.entry_bytes_max.saturating_add(1);
+    let checked = check_detail(std::io::BufReader::new(entry.take(read_max))).map_err(io_error)?;
+    if checked.bytes > limits.entry_bytes_max {
         return Err(too_large());
     }
-    parse_alipay_detail(&detail, date)
+    if let Some(defect) = checked.defect {
+        return Err(defect);
+    }
+    let entry = archive.by_index(index).map_err(zip_error)?;
+    let mut lines = DetailLines::new(std::io::BufReader::new(entry.take(read_max)), checked.utf8);
+    let parsed = parse_detail_lines(&mut lines, date);
+    match lines.error.take() {
+        Some(error) => Err(io_error(error)),
+        None => parsed,
+    }
 }
 
 /// An entry's name: UTF-8 when it is, else GBK (Alipay sets no UTF-8 flag).
@@ -217,16 +226,192 @@ struct Totals {
 /// Parses the detail CSV of an Alipay bill (the bytes of the zip's
 /// `…_业务明细.csv`) of China-time day `date`.
 pub fn parse_alipay_detail(bytes: &[u8], date: NaiveDate) -> Result<Statement, StatementError> {
-    let lines = decode_lines(bytes)?;
+    let checked = check_detail(bytes).map_err(|error| StatementError::Zip {
+        // Reading a slice cannot fail.
+        reason: error.to_string(),
+    })?;
+    if let Some(defect) = checked.defect {
+        return Err(defect);
+    }
+    let mut lines = DetailLines::new(bytes, checked.utf8);
+    parse_detail_lines(&mut lines, date)
+}
+
+/// The longest line a detail file may have; real lines are a few hundred
+/// bytes. A longer one rejects the file without being held in memory.
+const LINE_BYTES_MAX: usize = 64 * 1024;
+
+/// What the first reading of a detail file found.
+struct Checked {
+    /// The file starts with a UTF-8 BOM: it is UTF-8, not GBK.
+    utf8: bool,
+    /// Its length in bytes.
+    bytes: u64,
+    /// Its first line that does not decode or is too long.
+    defect: Option<StatementError>,
+}
+
+/// Reads one line (up to and with its `\n`) into `buffer`, holding at most
+/// [`LINE_BYTES_MAX`] bytes of it: a longer line is read to its end but
+/// left out (`true`). Returns the bytes read (0 at the end).
+fn read_line_capped(
+    reader: &mut impl std::io::BufRead,
+    buffer: &mut Vec<u8>,
+) -> std::io::Result<(u64, bool)> {
+    buffer.clear();
+    let (mut read, mut overlong) = (0u64, false);
+    loop {
+        let available = reader.fill_buf()?;
+        if available.is_empty() {
+            break;
+        }
+        let (length, done) = match available.iter().position(|&byte| byte == b'\n') {
+            Some(at) => (at + 1, true),
+            None => (available.len(), false),
+        };
+        if !overlong {
+            if buffer.len() + length > LINE_BYTES_MAX {
+                overlong = true;
+                buffer.clear();
+            } else {
+                buffer.extend_from_slice(&available[..length]);
+            }
+        }
+        read += length as u64;
+        reader.consume(length);
+        if done {
+            break;
+        }
+    }
+    Ok((read, overlong))
+}
+
+/// The first reading: the file's length, and whether every line decodes
+/// (UTF-8 after a UTF-8 BOM, else GBK) and is of a sane length, one line in
+/// memory at a time. A defect found here is reported before any other of
+/// the file, wherever it is.
+fn check_detail(mut reader: impl std::io::BufRead) -> std::io::Result<Checked> {
+    let mut buffer = Vec::new();
+    let mut checked = Checked {
+        utf8: false,
+        bytes: 0,
+        defect: None,
+    };
+    let mut line = 0u32;
+    loop {
+        let (read, overlong) = read_line_capped(&mut reader, &mut buffer)?;
+        if read == 0 {
+            break;
+        }
+        checked.bytes += read;
+        line = line.saturating_add(1);
+        let mut raw = buffer.as_slice();
+        if line == 1 {
+            if let Some(rest) = raw.strip_prefix(b"\xEF\xBB\xBF") {
+                checked.utf8 = true;
+                raw = rest;
+            }
+        }
+        if checked.defect.is_some() {
+            continue;
+        }
+        if overlong {
+            checked.defect = Some(StatementError::Malformed {
+                line,
+                reason: "a line longer than 64 KiB",
+            });
+        } else if decode_line(raw, checked.utf8).is_none() {
+            checked.defect = Some(StatementError::Encoding {
+                line,
+                encoding: if checked.utf8 { "UTF-8" } else { "GBK" },
+            });
+        }
+    }
+    Ok(checked)
+}
+
+/// One raw line (without its `\n`, `\r` stripped here) decoded, or `None`.
+fn decode_line(raw: &[u8], utf8: bool) -> Option<String> {
+    let raw = raw.strip_suffix(b"\n").unwrap_or(raw);
+    let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
+    if utf8 {
+        std::str::from_utf8(raw).ok().map(str::to_owned)
+    } else {
+        encoding_rs::GBK
+            .decode_without_bom_handling_and_without_replacement(raw)
+            .map(std::borrow::Cow::into_owned)
+    }
+}
+
+/// The second reading: the file's lines, numbered from 1 and decoded one at
+/// a time (GBK never uses the byte `\n` inside a character, so lines are
+/// split before decoding). A read error ends the lines and is kept in
+/// `error`.
+struct DetailLines<R> {
+    reader: R,
+    utf8: bool,
+    line: u32,
+    buffer: Vec<u8>,
+    error: Option<std::io::Error>,
+}
+
+impl<R: std::io::BufRead> DetailLines<R> {
+    fn new(reader: R, utf8: bool) -> Self {
+        DetailLines {
+            reader,
+            utf8,
+            line: 0,
+            buffer: Vec::new(),
+            error: None,
+        }
+    }
+}
+
+impl<R: std::io::BufRead> Iterator for DetailLines<R> {
+    type Item = (u32, String);
+
+    fn next(&mut self) -> Option<(u32, String)> {
+        match read_line_capped(&mut self.reader, &mut self.buffer) {
+            Ok((0, _)) => return None,
+            Ok((_, false)) => {}
+            Ok((_, true)) => {
+                self.error = Some(std::io::Error::other("a line grew past 64 KiB"));
+                return None;
+            }
+            Err(error) => {
+                self.error = Some(error);
+                return None;
+            }
+        }
+        self.line = self.line.saturating_add(1);
+        let mut raw = self.buffer.as_slice();
+        if self.line == 1 && self.utf8 {
+            raw = raw.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(raw);
+        }
+        let text = decode_line(raw, self.utf8);
+        if text.is_none() {
+            // The first reading checked every line; the file changed under us.
+            self.error = Some(std::io::Error::other(format!(
+                "line {} no longer decodes",
+                self.line
+            )));
+        }
+        text.map(|text| (self.line, text))
+    }
+}
+
+/// Parses the decoded lines of a detail file.
+fn parse_detail_lines(
+    lines: impl Iterator<Item = (u32, String)>,
+    date: NaiveDate,
+) -> Result<Statement, StatementError> {
     let mut lines = lines
-        .iter()
-        .map(|(line, text)| (*line, text.as_str()))
         .filter(|(_, text)| !text.trim().is_empty())
         .skip_while(|(_, text)| text.starts_with('#'));
     let (header_line, header) = lines.next().ok_or(StatementError::Truncated {
         missing: "column header (支付宝交易号,…)",
     })?;
-    let columns = Columns::of_header(header_line, header)?;
+    let columns = Columns::of_header(header_line, &header)?;
     let mut rows = Vec::new();
     let (mut trades, mut refunds) = (Totals::default(), Totals::default());
     let mut ended = false;
@@ -241,7 +426,7 @@ pub fn parse_alipay_detail(bytes: &[u8], date: NaiveDate) -> Result<Statement, S
             ended = true;
             break;
         }
-        rows.push(record(&columns, line, text, &mut trades, &mut refunds)?);
+        rows.push(record(&columns, line, &text, &mut trades, &mut refunds)?);
     }
     if !ended {
         return Err(StatementError::Truncated {
@@ -270,13 +455,13 @@ pub fn parse_alipay_detail(bytes: &[u8], date: NaiveDate) -> Result<Statement, S
     })?;
     check_footer(
         trade_line,
-        trade_text,
+        &trade_text,
         &trades,
         ["交易合计：", "商家实收共", "商家优惠共"],
     )?;
     check_footer(
         refund_line,
-        refund_text,
+        &refund_text,
         &refunds,
         ["退款合计：", "商家实收退款共", "商家优惠退款共"],
     )?;
@@ -285,36 +470,6 @@ pub fn parse_alipay_detail(bytes: &[u8], date: NaiveDate) -> Result<Statement, S
         date,
         rows,
     })
-}
-
-/// The file's lines, numbered from 1, decoded: UTF-8 after a UTF-8 BOM,
-/// else GBK. GBK never uses the byte `\n` inside a character, so lines are
-/// split before decoding and an error can name its line.
-fn decode_lines(bytes: &[u8]) -> Result<Vec<(u32, String)>, StatementError> {
-    let (bytes, utf8) = match bytes.strip_prefix(b"\xEF\xBB\xBF") {
-        Some(rest) => (rest, true),
-        None => (bytes, false),
-    };
-    bytes
-        .split(|&b| b == b'\n')
-        .enumerate()
-        .map(|(index, raw)| {
-            let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
-            let line = line_no(index);
-            let text = if utf8 {
-                std::str::from_utf8(raw).ok().map(str::to_owned)
-            } else {
-                encoding_rs::GBK
-                    .decode_without_bom_handling_and_without_replacement(raw)
-                    .map(std::borrow::Cow::into_owned)
-            };
-            text.map(|text| (line, text))
-                .ok_or(StatementError::Encoding {
-                    line,
-                    encoding: if utf8 { "UTF-8" } else { "GBK" },
-                })
-        })
-        .collect()
 }
 
 fn record(
@@ -527,6 +682,23 @@ mod tests {
                 }
             ),
             "{error}"
+        );
+    }
+
+    #[test]
+    fn a_line_longer_than_64_kib_is_rejected_without_being_held() {
+        let long = row(&"9".repeat(70 * 1024), "A", "交易", "0.01", "");
+        let text = detail(
+            &[row("2019091622001", "B", "交易", "0.01", ""), long],
+            "#交易合计：2笔，商家实收共0.02元，商家优惠共0.00元\n#退款合计：0笔，商家实收退款共0.00元，商家优惠退款共0.00元\n",
+        );
+        let (gbk, _, _) = encoding_rs::GBK.encode(&text);
+        assert_eq!(
+            parse_alipay_detail(&gbk, date()).unwrap_err(),
+            StatementError::Malformed {
+                line: 6,
+                reason: "a line longer than 64 KiB"
+            }
         );
     }
 

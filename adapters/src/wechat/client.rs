@@ -11,7 +11,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::NaiveDate;
 use paycode_domain::payment::{
-    ChannelAnswer, PayOutcome, QueryOutcome, RefundOutcome, RevokeOutcome,
+    CapText, ChannelAnswer, PayOutcome, QueryOutcome, RefundOutcome, RevokeOutcome,
 };
 use paycode_domain::{Channel, ChannelCodes, OrderNo};
 
@@ -285,8 +285,7 @@ impl ChannelClient for WechatClient {
         if let PayOutcome::Unknown { reason } = &mut answer.outcome {
             *reason = reason.replace(full, masked.as_str());
         }
-        log_answer("pay", out_trade_no, &answer);
-        answer
+        logged("pay", out_trade_no, answer)
     }
 
     async fn query(&self, request: QueryRequest<'_>) -> ChannelAnswer<QueryOutcome> {
@@ -306,8 +305,7 @@ impl ChannelClient for WechatClient {
                 |verified| judge::query(verified, &expected),
             )
             .await;
-        log_answer("query", out_trade_no, &answer);
-        answer
+        logged("query", out_trade_no, answer)
     }
 
     async fn revoke(&self, order_no: &OrderNo) -> ChannelAnswer<RevokeOutcome> {
@@ -322,8 +320,7 @@ impl ChannelClient for WechatClient {
                 |verified| judge::revoke(verified, out_trade_no),
             )
             .await;
-        log_answer("revoke", out_trade_no, &answer);
-        answer
+        logged("revoke", out_trade_no, answer)
     }
 
     async fn refund(&self, request: RefundRequest<'_>) -> ChannelAnswer<RefundOutcome> {
@@ -357,8 +354,7 @@ impl ChannelClient for WechatClient {
                 |verified| judge::refund(verified, &expected),
             )
             .await;
-        log_answer("refund", expected.out_trade_no, &answer);
-        answer
+        logged("refund", expected.out_trade_no, answer)
     }
 
     async fn refund_query(&self, request: RefundQueryRequest<'_>) -> ChannelAnswer<RefundOutcome> {
@@ -381,8 +377,7 @@ impl ChannelClient for WechatClient {
                 |verified| judge::refund_query(verified, &expected),
             )
             .await;
-        log_answer("refund_query", out_trade_no, &answer);
-        answer
+        logged("refund_query", out_trade_no, answer)
     }
 
     async fn download_statement(&self, date: NaiveDate) -> Result<StatementFile, StatementError> {
@@ -438,8 +433,20 @@ fn redact_codes(codes: &mut ChannelCodes, secret: &str, mask: &str) {
     }
 }
 
-/// One line per answer: the call, the order, the normalised outcome and the
-/// raw codes. Unknown outcomes are warnings: they keep an order open.
+/// Caps the answer's channel text (`ChannelAnswer::capped`: what is stored
+/// and logged stays short), then logs one line: the call, the order, the
+/// normalised outcome and the raw codes. Unknown outcomes are warnings: they
+/// keep an order open.
+fn logged<O: std::fmt::Debug + CapText>(
+    api: &'static str,
+    order_no: &str,
+    answer: ChannelAnswer<O>,
+) -> ChannelAnswer<O> {
+    let answer = answer.capped();
+    log_answer(api, order_no, &answer);
+    answer
+}
+
 fn log_answer<O: std::fmt::Debug>(api: &'static str, order_no: &str, answer: &ChannelAnswer<O>) {
     let outcome = format!("{:?}", answer.outcome);
     let codes = &answer.codes.0;

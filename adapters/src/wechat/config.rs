@@ -109,7 +109,8 @@ pub struct WechatConfig {
     pub key: ApiKey,
     pub sign_type: SignType,
     /// `https://api.mch.weixin.qq.com` in production; the sandbox's or a
-    /// test peer's URL otherwise. Plain `http` only for those.
+    /// test peer's URL otherwise. Plain `http` only to a loopback address
+    /// (`crate::channel::endpoint`).
     pub base_url: String,
     /// Required when `base_url` is https (reverse and refund use mutual TLS).
     pub client_certificate: Option<ClientCertificate>,
@@ -242,6 +243,8 @@ impl WechatConfig {
                 "must be scheme://host[:port][/path] only",
             ));
         }
+        crate::channel::endpoint::check_scheme(&url)
+            .map_err(|reason| ConfigError::new(self.setting("base_url"), reason))?;
         match (url.scheme(), &self.client_certificate) {
             ("https", None) => {
                 return Err(ConfigError::new(
@@ -252,13 +255,8 @@ impl WechatConfig {
             ("https" | "http", Some(certificate)) => {
                 certificate.identity_pem(&self.setting_prefix)?;
             }
-            ("http", None) => {}
-            (scheme, _) => {
-                return Err(ConfigError::new(
-                    self.setting("base_url"),
-                    format!("scheme {scheme} is not http(s)"),
-                ));
-            }
+            // `check_scheme` let through only https and loopback http.
+            _ => {}
         }
         Ok(())
     }
@@ -372,6 +370,17 @@ mod tests {
             setting_of(&config("http://h/?a=1")),
             "merchants.wechat.base_url"
         );
+        // Plain http only to a loopback address: never a signed body in clear over a network.
+        let clear = config("http://api.mch.weixin.qq.com")
+            .validate()
+            .unwrap_err();
+        assert_eq!(clear.setting, "merchants.wechat.base_url");
+        assert!(clear.reason.contains("loopback"), "{clear}");
+        assert_eq!(
+            setting_of(&config("http://192.168.1.20:8081")),
+            "merchants.wechat.base_url"
+        );
+        assert_eq!(config("http://localhost:8081").validate(), Ok(()));
         assert_eq!(
             setting_of(&config("https://api.mch.weixin.qq.com")),
             "merchants.wechat.cert_file"

@@ -19,7 +19,7 @@ use paycode_domain::calendar::from_china_local;
 use paycode_domain::payment::{
     PayOutcome, QueryOutcome, RefundOutcome, RevokeOutcome, RevokeResult,
 };
-use paycode_domain::{ChannelCodes, Money};
+use paycode_domain::{ChannelCodes, Money, capped_channel_text};
 
 use super::sign::{self, ApiKey, SignType};
 use super::xml::Params;
@@ -482,8 +482,8 @@ pub fn statement(
     }
     let code = field("error_code").or(field("err_code")).unwrap_or("FAIL");
     Err(StatementError::Refused {
-        code: code.to_owned(),
-        message: message.to_owned(),
+        code: capped_channel_text(code),
+        message: capped_channel_text(message),
     })
 }
 

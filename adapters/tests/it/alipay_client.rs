@@ -24,6 +24,7 @@ use paycode_adapters::channel::{
     StatementFile,
 };
 use paycode_adapters::testing;
+use paycode_domain::channel::{CHANNEL_TEXT_MAX_CHARS, CUT_MARK};
 use paycode_domain::payment::{
     ChannelAnswer, PayOutcome, QueryOutcome, RefundOutcome, RevokeOutcome, RevokeResult,
 };
@@ -572,6 +573,42 @@ async fn the_auth_code_echoed_in_an_answer_is_masked() {
 }
 
 #[tokio::test]
+async fn long_channel_text_is_capped_before_it_is_stored_or_logged() {
+    // A validly signed answer with megabytes of text: a sub_msg, an unknown
+    // sub_code the reason quotes, and an unlisted trade_status.
+    let peer = spawn(|_| {
+        Reply::Node(json!({
+            "code": "40004",
+            "msg": "Business Failed",
+            "sub_code": format!("ACQ.{}", "X".repeat(50_000)),
+            "sub_msg": "很长".repeat(50_000),
+        }))
+    })
+    .await;
+    let answer = pay(&client(&peer)).await;
+    let capped = |text: &str| {
+        text.ends_with(CUT_MARK)
+            && text.chars().count() == CHANNEL_TEXT_MAX_CHARS + CUT_MARK.chars().count()
+    };
+    let sub_msg = answer.codes.get("sub_msg").unwrap();
+    assert!(capped(sub_msg), "{} chars", sub_msg.chars().count());
+    assert!(sub_msg.starts_with("很长很长"));
+    assert!(capped(answer.codes.get("sub_code").unwrap()));
+    let text = match &answer.outcome {
+        PayOutcome::Unknown { reason } => reason,
+        PayOutcome::Failed { code } => code,
+        other => panic!("{other:?}"),
+    };
+    assert!(
+        text.chars().count() <= CHANNEL_TEXT_MAX_CHARS + CUT_MARK.chars().count(),
+        "{} chars",
+        text.chars().count()
+    );
+    let shown = format!("{answer:?}");
+    assert!(shown.len() < 4_000, "{} bytes", shown.len());
+}
+
+#[tokio::test]
 async fn a_query_reads_the_trade_status() {
     let peer = spawn(|call| {
         assert_eq!(call.biz, json!({"out_trade_no": "order-1"}));
@@ -918,6 +955,20 @@ fn bad_configuration_names_the_setting_and_never_quotes_a_key() {
         })
         .setting,
         setting::BASE_URL
+    );
+    // Plain http only to a loopback address: a signed body never crosses a network in clear.
+    let clear = refused(AlipayConfig {
+        base_url: "http://openapi.alipay.com/gateway.do".to_owned(),
+        ..good()
+    });
+    assert_eq!(clear.setting, setting::BASE_URL);
+    assert!(clear.reason.contains("loopback"), "{clear}");
+    assert!(
+        AlipayClient::new(AlipayConfig {
+            base_url: "http://localhost:8081/gateway.do".to_owned(),
+            ..good()
+        })
+        .is_ok()
     );
     assert_eq!(
         refused(AlipayConfig {

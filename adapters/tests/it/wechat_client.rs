@@ -28,6 +28,7 @@ use paycode_adapters::wechat::judge::PAY_DEFINITIVE_FAILURES;
 use paycode_adapters::wechat::{
     ApiKey, ClientCertificate, Params, SignType, WechatClient, WechatConfig, sign, xml,
 };
+use paycode_domain::channel::{CHANNEL_TEXT_MAX_CHARS, CUT_MARK};
 use paycode_domain::payment::{
     ChannelAnswer, PayOutcome, QueryOutcome, RefundOutcome, RevokeOutcome, RevokeResult,
 };
@@ -536,6 +537,42 @@ async fn a_refused_connection_is_unknown() {
     let outcome = pay(&client(&url)).await.outcome;
     match outcome {
         PayOutcome::Unknown { reason } => assert!(reason.starts_with("cannot connect"), "{reason}"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn long_channel_text_is_capped_before_it_is_stored_or_logged() {
+    let capped = |text: &str| {
+        text.ends_with(CUT_MARK)
+            && text.chars().count() == CHANNEL_TEXT_MAX_CHARS + CUT_MARK.chars().count()
+    };
+    // Signed: an unlisted err_code the reason quotes, and a huge description.
+    let (_, url) = spawn_peer(|_, _| {
+        let mut answer = failure(&"E".repeat(100_000));
+        answer.insert("err_code_des".to_owned(), "系统超时".repeat(20_000));
+        Reply::signed(answer)
+    })
+    .await;
+    let answer = pay(&client(&url)).await;
+    assert!(capped(answer.codes.get("err_code_des").unwrap()));
+    assert!(capped(answer.codes.get("err_code").unwrap()));
+    match &answer.outcome {
+        PayOutcome::Unknown { reason } => assert!(capped(reason), "{} chars", reason.len()),
+        other => panic!("{other:?}"),
+    }
+    // Unsigned: return_code=FAIL with a huge return_msg, quoted by the reason.
+    let (_, url) = spawn_peer(|_, _| {
+        Reply::raw(&format!(
+            "<xml><return_code>FAIL</return_code><return_msg>{}</return_msg></xml>",
+            "签名失败".repeat(20_000)
+        ))
+    })
+    .await;
+    let answer = pay(&client(&url)).await;
+    assert!(capped(answer.codes.get("return_msg").unwrap()));
+    match &answer.outcome {
+        PayOutcome::Unknown { reason } => assert!(capped(reason), "{} chars", reason.len()),
         other => panic!("{other:?}"),
     }
 }

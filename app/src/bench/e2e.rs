@@ -81,11 +81,13 @@ async fn e2e(args: &BenchArgs) -> anyhow::Result<()> {
         channels: in_process.channels.clone(),
         clock,
         policy: Policy::default(),
-        api_keys: vec![ApiKey {
-            key: DEMO_API_KEY.into(),
-            merchant: MerchantId::parse(DEMO_MERCHANT)?,
-        }],
-        requests_per_sec: 100_000_000,
+        api_keys: vec![ApiKey::full(
+            DEMO_API_KEY,
+            MerchantId::parse(DEMO_MERCHANT)?,
+            "api_keys[0]",
+        )],
+        limits: crate::http::limits::ServerLimits::unthrottled(),
+        fingerprint_key: crate::service::fingerprint::FingerprintKey::random(),
         leases: Arc::new(LocalLeases),
         ids: Arc::new(paycode_adapters::ids::RandomIds),
     })

@@ -25,7 +25,7 @@ use paycode_adapters::channel::rate_limit::RateLimits;
 use paycode_adapters::clock::Clock;
 use paycode_adapters::lease::LocalLeases;
 use paycode_adapters::store::{EventStore, SqliteStore};
-use paycode_domain::payment::{Event, Fact, UserPaying};
+use paycode_domain::payment::{Event, Fact, SubmitPayment, UserPaying};
 
 use paycode_domain::{AuthCode, CommandId, MerchantId, Money, OrderNo, Policy};
 use tokio::sync::{Semaphore, watch};
@@ -196,11 +196,9 @@ async fn pending(args: &BenchArgs) -> anyhow::Result<()> {
         channels: in_process.channels.clone(),
         clock: shared,
         policy,
-        api_keys: vec![ApiKey {
-            key: DEMO_API_KEY.into(),
-            merchant: merchant.clone(),
-        }],
-        requests_per_sec: 100_000_000,
+        api_keys: vec![ApiKey::full(DEMO_API_KEY, merchant.clone(), "api_keys[0]")],
+        limits: crate::http::limits::ServerLimits::unthrottled(),
+        fingerprint_key: crate::service::fingerprint::FingerprintKey::random(),
         leases: Arc::new(LocalLeases),
         ids: Arc::new(paycode_adapters::ids::RandomIds),
     })
@@ -229,11 +227,15 @@ async fn pending(args: &BenchArgs) -> anyhow::Result<()> {
             let result = runtime
                 .submit(
                     CommandId(Uuid::now_v7()),
-                    &merchant,
-                    &order_no,
-                    code,
-                    amount,
-                    "bench".into(),
+                    None,
+                    SubmitPayment {
+                        merchant_id: merchant,
+                        order_no: order_no.clone(),
+                        auth_code: code,
+                        auth_code_fingerprint: None,
+                        amount,
+                        subject: "bench".into(),
+                    },
                 )
                 .await;
             if let Err(error) = result {

@@ -389,6 +389,7 @@ impl DayOrder {
             Event {
                 at,
                 command_id: CommandId(Uuid::from_u128(((self.index as u128) << 32) | command)),
+                key_name: None,
                 fact,
             }
         };
@@ -402,6 +403,7 @@ impl DayOrder {
                 currency: Currency::Cny,
                 subject: "Coffee".to_owned(),
                 auth_code: masked.clone(),
+                auth_code_fingerprint: None,
                 deadline_at: created_at + Duration::seconds(60),
                 first_query_at: created_at + Duration::seconds(10),
                 revoke_not_before: created_at + Duration::seconds(15),

@@ -71,11 +71,13 @@ pub async fn run(orders: usize, seed: u64) -> anyhow::Result<String> {
         channels: in_process.channels.clone(),
         clock: shared.clone(),
         policy: Policy::default(),
-        api_keys: vec![ApiKey {
-            key: DEMO_API_KEY.into(),
-            merchant: MerchantId::parse(DEMO_MERCHANT)?,
-        }],
-        requests_per_sec: 1_000_000,
+        api_keys: vec![ApiKey::full(
+            DEMO_API_KEY,
+            MerchantId::parse(DEMO_MERCHANT)?,
+            "api_keys[0]",
+        )],
+        limits: paycode::http::limits::ServerLimits::unthrottled(),
+        fingerprint_key: paycode::service::fingerprint::FingerprintKey::random(),
         leases: Arc::new(LocalLeases),
         ids: Arc::new(paycode_adapters::ids::RandomIds),
     };
@@ -235,10 +237,10 @@ pub async fn run(orders: usize, seed: u64) -> anyhow::Result<String> {
         *by_status.entry(status.as_str()).or_default() += 1;
     }
     let mut by_api = BTreeMap::<String, usize>::new();
-    for call in in_process.sandbox.calls() {
+    for (channel, api, count) in in_process.sandbox.call_counts() {
         *by_api
-            .entry(format!("{} {:?}", call.channel, call.api).to_lowercase())
-            .or_default() += 1;
+            .entry(format!("{channel} {api:?}").to_lowercase())
+            .or_default() += usize::try_from(count).unwrap_or(usize::MAX);
     }
     let mut out = String::new();
     out.push_str(&format!(

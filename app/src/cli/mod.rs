@@ -17,6 +17,7 @@ mod history;
 mod migrate;
 mod reconcile;
 mod replay;
+mod resolve;
 mod sandbox;
 mod serve;
 mod verify;
@@ -60,6 +61,9 @@ enum Command {
     /// Reconcile one day's statement of a channel against the ledger and
     /// print the report (the statement is downloaded unless --file is given).
     Reconcile(reconcile::ReconcileArgs),
+    /// Resolve an order (or, with --refund, one refund) in manual review, as
+    /// POST /v1/payments/{order_no}/resolve does; recorded as resolved by `cli`.
+    Resolve(resolve::ResolveArgs),
     /// Rebuild every read model from the log into memory, compare it row by
     /// row with the stored read models, print a summary; exit 1 on any
     /// difference. Without stored read models beside the ledger, print what
@@ -119,6 +123,10 @@ pub fn main() -> anyhow::Result<ExitCode> {
         }),
         Command::Reconcile(args) => runtime()?.block_on(async {
             print!("{}", reconcile::run(args).await?);
+            Ok(ExitCode::SUCCESS)
+        }),
+        Command::Resolve(args) => runtime()?.block_on(async {
+            print!("{}", resolve::run(args).await?);
             Ok(ExitCode::SUCCESS)
         }),
         Command::Replay { ledger, config } => {

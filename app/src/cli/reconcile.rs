@@ -4,10 +4,14 @@
 //! does, and prints the report. Without `--file` the statement is
 //! downloaded: from the configured channel, or, on the embedded defaults,
 //! from the sandbox's truth in `./sandbox.db` (what `paycode serve`
-//! recorded). With `--file`, only `[store]` and `[policy]` of `--config`
-//! are read (no channel settings or key files); with `--file --ledger
-//! PATH`, the ledger (a copy, usually) is opened read-only and the report
-//! is printed without recording anything.
+//! recorded). Like `serve`, it first checks the ledger's environment mark: a
+//! configuration of another environment or other accounts is refused before
+//! anything is read.
+//!
+//! With `--file F --ledger PATH` it only reads: the ledger (a copy,
+//! usually) is opened read-only, no configuration is read, and the report
+//! is printed without recording anything. An import that records needs the
+//! whole configuration, since it writes and must pass the environment check.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -21,7 +25,9 @@ use paycode_domain::{Channel, MerchantId};
 
 use paycode::config::Config;
 use paycode::config::clients::ConnectedChannels;
+use paycode::config::secrets::check_secret_files;
 use paycode::config::store::{LedgerSource, open_ledger_read_only, open_store};
+use paycode::service::environment::check_environment;
 use paycode::service::ledger::Ledger;
 use paycode::service::reconcile::{self, Imported};
 
@@ -50,7 +56,6 @@ pub struct ReconcileArgs {
     pub merchant: String,
     #[arg(long, value_enum, default_value = "table")]
     pub format: Format,
-    /// With --file: only its [store] and [policy] sections are read.
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// With --file: a SQLite ledger file (or a copy of one) to reconcile
@@ -68,35 +73,29 @@ pub async fn run(args: ReconcileArgs) -> anyhow::Result<String> {
         .with_context(|| format!("--date: {:?} is not a day as YYYY-MM-DD", args.date))?;
     let merchant = MerchantId::parse(&args.merchant)
         .map_err(|error| anyhow::anyhow!("--merchant: {error}"))?;
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    if let Some(path) = &args.file {
+    if let (Some(path), Some(ledger)) = (&args.file, &args.ledger) {
         let file = read_statement(channel, path)?;
-        let source = LedgerSource::from_args(args.ledger.as_deref(), args.config.as_deref())?;
-        let imported = if let LedgerSource::File(_) = source {
-            let store = open_ledger_read_only(&source)?.store();
-            reconcile::preview(store.as_ref(), &merchant, channel, date, &file).await?
-        } else {
-            let config = match source {
-                LedgerSource::Configured(config) => config.into_config(),
-                LedgerSource::File(_) | LedgerSource::Default => Config::embedded(),
-            };
-            let ledger = Ledger::new(
-                open_store(&config)?,
-                PaymentDecider::new(config.policy.policy()?),
-                clock,
-            );
-            reconcile::import(&ledger, &merchant, channel, date, &file).await?
-        };
+        let store = open_ledger_read_only(&LedgerSource::File(ledger.clone()))?.store();
+        let imported = reconcile::preview(store.as_ref(), &merchant, channel, date, file).await?;
         return render(&imported, args.format);
     }
     let config = super::load_config(args.config.as_deref())?.unwrap_or_else(Config::embedded);
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    for warning in check_secret_files(&config)? {
+        eprintln!("warning: {warning}");
+    }
     let store = open_store(&config)?;
+    // Before anything is read, written or downloaded: this ledger, this environment.
+    check_environment(&config, store.clone(), clock.clone()).await?;
     let ledger = Ledger::new(
         store,
         PaymentDecider::new(config.policy.policy()?),
         clock.clone(),
     );
-    let imported = {
+    let imported = if let Some(path) = &args.file {
+        let file = read_statement(channel, path)?;
+        reconcile::import(&ledger, &merchant, channel, date, file, None).await?
+    } else {
         if let Some(state) = config
             .sandbox
             .as_ref()
@@ -117,7 +116,7 @@ pub async fn run(args: ReconcileArgs) -> anyhow::Result<String> {
             .get(&merchant, channel)
             .with_context(|| format!("--channel: no {channel} channel for merchant {merchant}"))?
             .clone();
-        reconcile::download_and_import(&ledger, client.as_ref(), &merchant, date).await?
+        reconcile::download_and_import(&ledger, client.as_ref(), &merchant, date, None).await?
     };
     render(&imported, args.format)
 }

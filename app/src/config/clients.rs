@@ -19,7 +19,9 @@ use paycode_domain::MerchantId;
 use super::embedded::{InProcessSandbox, SandboxOptions};
 use super::{AlipaySettings, Config, ConfigError, SignTypeSetting, WechatSettings};
 use crate::http::ApiKey;
+use crate::http::auth;
 use crate::service::runtime::Channels;
+use secrecy::ExposeSecret;
 
 /// The channel clients a configuration serves with, and the in-process
 /// sandbox they talk to when it asks for one (kept alive as long as this).
@@ -63,25 +65,71 @@ pub fn merchant_ids(config: &Config) -> Result<Vec<MerchantId>, ConfigError> {
         .collect()
 }
 
-/// Every merchant's API keys.
+/// Every merchant's API keys, by digest: the keys of `api_keys` (every
+/// right, named `api_keys[N]`) and the `[[merchants.keys]]` (their name and
+/// role; a `key_file` is read and hashed here). A key configured twice, in
+/// any form, is refused.
 pub fn api_keys(config: &Config) -> Result<Vec<ApiKey>, ConfigError> {
     let ids = merchant_ids(config)?;
-    Ok(config
-        .merchants
-        .iter()
-        .zip(ids)
-        .flat_map(|(merchant, id)| {
-            merchant.api_keys.iter().map(move |key| ApiKey {
-                key: key.clone(),
+    let mut keys = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for ((index, merchant), id) in config.merchants.iter().enumerate().zip(ids) {
+        for (number, key) in merchant.api_keys.iter().enumerate() {
+            keys.push(ApiKey::full(
+                key.expose_secret(),
+                id.clone(),
+                format!("api_keys[{number}]"),
+            ));
+        }
+        for (number, settings) in merchant.keys.iter().enumerate() {
+            let sha256 = match (&settings.sha256, &settings.key_file) {
+                (Some(hex), _) => super::parse_sha256(hex).ok_or_else(|| {
+                    ConfigError::new(
+                        format!("merchants[{index}].keys[{number}].sha256"),
+                        "must be 64 hexadecimal digits (a SHA-256)",
+                    )
+                })?,
+                (None, Some(path)) => {
+                    let setting = format!("merchants[{index}].keys[{number}].key_file");
+                    let key = text(read(config, path, setting.clone())?, &setting)?;
+                    let key = key.trim_end_matches(['\n', '\r']);
+                    super::check_api_key_text(key)
+                        .map_err(|reason| ConfigError::new(&setting, reason))?;
+                    let sha256 = auth::digest(key);
+                    config.check_not_demo_key(&sha256, &setting)?;
+                    sha256
+                }
+                (None, None) => {
+                    return Err(ConfigError::new(
+                        format!("merchants[{index}].keys[{number}].sha256"),
+                        "give exactly one of sha256 and key_file",
+                    ));
+                }
+            };
+            keys.push(ApiKey {
+                sha256,
                 merchant: id.clone(),
-            })
-        })
-        .collect())
+                name: settings.name.clone(),
+                role: settings.role,
+            });
+        }
+    }
+    for key in &keys {
+        if !seen.insert(key.sha256) {
+            return Err(ConfigError::new(
+                format!("merchants (key {})", key.name),
+                "an API key may belong to one merchant only, and be configured once",
+            ));
+        }
+    }
+    Ok(keys)
 }
 
 /// The clients of every merchant in `config`, from their channel settings.
 pub fn build(config: &Config) -> Result<Channels, ConfigError> {
     let mut channels = Channels::default();
+    // Alipay accounts by app id and token (the same token in two files is one account).
+    let mut alipay_accounts = std::collections::HashMap::new();
     for ((index, merchant), id) in config
         .merchants
         .iter()
@@ -96,10 +144,18 @@ pub fn build(config: &Config) -> Result<Channels, ConfigError> {
             );
         }
         if let Some(alipay) = &merchant.alipay {
-            channels.insert(
-                id.clone(),
-                Arc::new(alipay_client(config, alipay, &format!("{prefix}.alipay"))?),
-            );
+            let client = alipay_client(config, alipay, &format!("{prefix}.alipay"))?;
+            let account = (alipay.app_id.clone(), client.app_auth_token_sha256());
+            if let Some(first) = alipay_accounts.insert(account, index) {
+                return Err(ConfigError::new(
+                    format!("{prefix}.alipay.app_auth_token_file"),
+                    format!(
+                        "merchants[{first}] ({}) already uses this Alipay account (app_id {} with the same app_auth_token): the two merchants' order numbers would collide at the channel",
+                        config.merchants[first].id, alipay.app_id
+                    ),
+                ));
+            }
+            channels.insert(id.clone(), Arc::new(client));
         }
     }
     Ok(channels)
@@ -195,7 +251,11 @@ fn alipay_client(
         public_key,
         settings.base_url.clone(),
     );
-    alipay.app_auth_token = settings.app_auth_token.clone().map(Secret::from);
+    if let Some(path) = &settings.app_auth_token_file {
+        let setting = format!("{prefix}.app_auth_token_file");
+        let token = text(read(config, path, setting.clone())?, &setting)?;
+        alipay.app_auth_token = Some(Secret::from(token.trim_end_matches(['\n', '\r'])));
+    }
     if let Some(timeout_ms) = settings.timeout_ms {
         alipay.timeout = Duration::from_millis(timeout_ms);
     }
@@ -294,6 +354,86 @@ base_url = "http://127.0.0.1:9/gateway.do"
         assert_eq!(
             setting_of(build(&bad_pem)),
             "merchants[0].alipay.private_key_file"
+        );
+    }
+
+    #[test]
+    fn keys_with_roles_are_read_hashed_and_named() {
+        // A key_file is read (its line break dropped) and kept as a digest; a sha256 is
+        // taken as given; api_keys keep every right under the name api_keys[N].
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("audit.key"), "sk_live_audit_000001\n").unwrap();
+        let reconciliation = hex::encode(auth::digest("sk_live_recon_000001"));
+        let config = config_in(dir.path(), |text| {
+            text.replace(
+                "[merchants.wechat]",
+                &format!(
+                    "[[merchants.keys]]\nname = \"audit-team\"\nrole = \"auditor\"\nkey_file = \"audit.key\"\n[[merchants.keys]]\nname = \"recon\"\nrole = \"reconciliation\"\nsha256 = \"{}\"\n[merchants.wechat]",
+                    reconciliation.to_uppercase()
+                ),
+            )
+        })
+        .unwrap();
+        let keys = api_keys(&config).unwrap();
+        let found =
+            |presented: &str| auth::find(&keys, presented).map(|key| (key.name.as_str(), key.role));
+        assert_eq!(
+            found("sk_test_shop_0001"),
+            Some(("api_keys[0]", auth::Role::Full))
+        );
+        assert_eq!(
+            found("sk_live_audit_000001"),
+            Some(("audit-team", auth::Role::Auditor))
+        );
+        assert_eq!(
+            found("sk_live_recon_000001"),
+            Some(("recon", auth::Role::Reconciliation))
+        );
+        // The same key in a file and in api_keys is one key configured twice.
+        std::fs::write(dir.path().join("audit.key"), "sk_test_shop_0001").unwrap();
+        assert!(api_keys(&config).is_err());
+        std::fs::write(dir.path().join("audit.key"), "short").unwrap();
+        let error = api_keys(&config).unwrap_err();
+        assert_eq!(error.setting, "merchants[0].keys[0].key_file");
+        assert!(!error.to_string().contains("short"), "{error}");
+    }
+
+    #[test]
+    fn the_app_auth_token_comes_from_its_file_and_tells_accounts_apart() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("shop.token"), "202611BBshop\n").unwrap();
+        std::fs::write(dir.path().join("copy.token"), "202611BBshop\n").unwrap();
+        let with_token = |text: String| {
+            text.replace(
+                "alipay_public_key_file = \"alipay.pem\"",
+                "alipay_public_key_file = \"alipay.pem\"\napp_auth_token_file = \"shop.token\"",
+            )
+        };
+        let config = config_in(dir.path(), with_token).unwrap();
+        assert!(build(&config).is_ok());
+        let missing = config_in(dir.path(), |text| {
+            with_token(text).replace("shop.token", "none.token")
+        })
+        .unwrap();
+        assert_eq!(
+            setting_of(build(&missing)),
+            "merchants[0].alipay.app_auth_token_file"
+        );
+        // A second merchant with the same app and the same token (in another file) is
+        // the same Alipay account.
+        let twice = config_in(dir.path(), |text| {
+            let shop = with_token(text);
+            let cafe = shop
+                .replace("id = \"shop\"", "id = \"cafe\"")
+                .replace("sk_test_shop_0001", "sk_test_cafe_0001")
+                .replace("mch_id = \"1900000000\"", "mch_id = \"1900000001\"")
+                .replace("shop.token", "copy.token");
+            format!("{shop}\n{cafe}")
+        })
+        .unwrap();
+        assert_eq!(
+            setting_of(build(&twice)),
+            "merchants[1].alipay.app_auth_token_file"
         );
     }
 }

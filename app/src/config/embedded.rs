@@ -53,8 +53,10 @@ impl Config {
     /// The configuration `paycode` runs on without `--config`: paths are
     /// relative to the current directory.
     pub fn embedded() -> Config {
-        Config::parse(EMBEDDED_CONFIG, PathBuf::new())
-            .unwrap_or_else(|error| unreachable!("the embedded configuration parses: {error}"))
+        let mut config = Config::parse(EMBEDDED_CONFIG, PathBuf::new())
+            .unwrap_or_else(|error| unreachable!("the embedded configuration parses: {error}"));
+        config.embedded = true;
+        config
     }
 
     /// Whether the channels are the in-process sandbox (`[sandbox] in_process`).

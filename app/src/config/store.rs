@@ -17,6 +17,7 @@ use paycode_adapters::store::{EventStore, MemoryStore, SqliteStore};
 
 use super::{Config, ConfigError, LedgerConfig, StoreKind};
 use crate::read::runner::{in_memory_read_models, open_read_models};
+use crate::service::fingerprint::FingerprintKey;
 
 /// How long start-up waits for an EventStoreDB cluster to answer.
 pub const CONNECT_TIMEOUT_SECS: u64 = 5;
@@ -182,4 +183,19 @@ pub fn open_ledger_read_only(source: &LedgerSource) -> anyhow::Result<OpenedLedg
     Ok(OpenedLedger::Port(open_store(
         &config.clone().into_config(),
     )?))
+}
+
+/// The secret that fingerprints payment codes: in `<stem>-fingerprint.key`
+/// beside `store.path` (made at the first start, mode 0600), or a random one
+/// for the memory store. Every process of a deployment that shares a ledger
+/// (EventStoreDB) needs the same file.
+pub fn open_fingerprint_key(config: &Config) -> anyhow::Result<FingerprintKey> {
+    Ok(match config.store.kind {
+        StoreKind::Memory => FingerprintKey::random(),
+        StoreKind::Sqlite | StoreKind::Eventstoredb => {
+            let path = FingerprintKey::path_beside(&config.resolve(&config.store.path));
+            FingerprintKey::load_or_create(&path)
+                .context("store.path: the fingerprint key beside the ledger")?
+        }
+    })
 }

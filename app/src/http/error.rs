@@ -15,6 +15,8 @@ pub struct ApiError {
     pub code: String,
     pub message: String,
     pub field: Option<String>,
+    /// `Retry-After` in seconds; `503` and `429` answers without one say 1.
+    pub retry_after_secs: Option<u64>,
 }
 
 impl ApiError {
@@ -24,7 +26,15 @@ impl ApiError {
             code: code.into(),
             message: message.into(),
             field: None,
+            retry_after_secs: None,
         }
+    }
+
+    /// The same error, telling the client to retry after `secs` seconds.
+    #[must_use]
+    pub fn retry_after(mut self, secs: u64) -> Self {
+        self.retry_after_secs = Some(secs);
+        self
     }
 
     /// 422: one field is invalid.
@@ -34,6 +44,7 @@ impl ApiError {
             code: code.into(),
             message: message.into(),
             field: Some(field.to_owned()),
+            retry_after_secs: None,
         }
     }
 
@@ -48,6 +59,12 @@ impl ApiError {
             "unauthorized",
             "a valid Authorization: Bearer <api key> header is required",
         )
+    }
+
+    /// 403: the key may not make this request (its role does not allow
+    /// it); `message` says which role and what it does not allow.
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::FORBIDDEN, "forbidden", message)
     }
 
     pub fn not_found(what: &str) -> Self {
@@ -101,12 +118,15 @@ impl IntoResponse for ApiError {
         let body =
             json!({"error": {"code": self.code, "message": self.message, "field": self.field}});
         let mut response = (self.status, axum::Json(body)).into_response();
-        if self.status == StatusCode::SERVICE_UNAVAILABLE
-            || self.status == StatusCode::TOO_MANY_REQUESTS
-        {
+        let retry_after = self.retry_after_secs.or_else(|| {
+            (self.status == StatusCode::SERVICE_UNAVAILABLE
+                || self.status == StatusCode::TOO_MANY_REQUESTS)
+                .then_some(1)
+        });
+        if let Some(secs) = retry_after {
             response
                 .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         response
     }

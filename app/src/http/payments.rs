@@ -10,14 +10,16 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use paycode_domain::ids::payment_stream;
-use paycode_domain::payment::{Command, CommandKind, Fact, RequestRefund, RevokeReason};
+use paycode_domain::payment::{
+    Command, CommandKind, Fact, RequestRefund, RevokeReason, SubmitPayment,
+};
 use paycode_domain::{AuthCode, Channel, Currency, Money, OrderNo, RefundNo};
 use paycode_projections::{PaymentView, RefundView, statuses_after};
 use serde_json::{Value, json};
 
 use super::body::Fields;
 use super::error::ApiError;
-use super::{AppState, Merchant};
+use super::{AppState, Caller, Merchant};
 use crate::service::ledger::{OrderHistory, PaymentLedgerError};
 
 /// The longest `?wait` allowed, in seconds.
@@ -27,7 +29,7 @@ pub const SUBJECT_MAX_BYTES: usize = 128;
 /// Longest refund reason accepted (WeChat's `refund_desc` is at most 80 characters).
 pub const REASON_MAX_CHARS: usize = 80;
 
-fn body_bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+pub(super) fn body_bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
     body.map_err(|rejection| {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::new(
@@ -55,7 +57,10 @@ fn view(history: &OrderHistory) -> Option<PaymentView> {
     PaymentView::fold(history.events.iter().map(|e| (e.version, &e.event)))
 }
 
-fn payment_response(status: StatusCode, history: &OrderHistory) -> Result<Response, ApiError> {
+pub(super) fn payment_response(
+    status: StatusCode,
+    history: &OrderHistory,
+) -> Result<Response, ApiError> {
     let view = view(history).ok_or_else(|| ApiError::not_found("order"))?;
     Ok((status, axum::Json(view)).into_response())
 }
@@ -64,6 +69,7 @@ fn payment_response(status: StatusCode, history: &OrderHistory) -> Result<Respon
 pub async fn create(
     State(state): State<AppState>,
     Extension(Merchant(merchant)): Extension<Merchant>,
+    Extension(caller): Extension<Caller>,
     RawQuery(query): RawQuery,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
@@ -164,16 +170,22 @@ pub async fn create(
         ));
     }
     let masked = auth_code.masked();
+    let fingerprint = state.runtime.fingerprint(&auth_code);
     let stream = payment_stream(&merchant, &order_no);
     let runtime = &state.runtime;
     let (status, history) = match runtime
         .submit(
             state.runtime.new_command_id(),
-            &merchant,
-            &order_no,
-            auth_code,
-            amount,
-            subject.to_owned(),
+            Some(caller.key_name),
+            SubmitPayment {
+                merchant_id: merchant.clone(),
+                order_no: order_no.clone(),
+                auth_code,
+                // The runtime fingerprints the code with the ledger's key.
+                auth_code_fingerprint: None,
+                amount,
+                subject: subject.to_owned(),
+            },
         )
         .await
     {
@@ -182,9 +194,15 @@ pub async fn create(
             let history = runtime.ledger().history(&merchant, &order_no).await?;
             let same = match history.events.first().map(|e| &e.event.fact) {
                 Some(Fact::Submitted(submitted)) => {
+                    // The same code: by its keyed fingerprint; an order
+                    // recorded before fingerprints (schema 1) by its mask.
+                    let same_code = match &submitted.auth_code_fingerprint {
+                        Some(recorded) => *recorded == fingerprint,
+                        None => submitted.auth_code == masked,
+                    };
                     submitted.amount == amount
                         && submitted.subject == subject
-                        && submitted.auth_code == masked
+                        && same_code
                         && channel.is_none_or(|c| c == submitted.channel)
                 }
                 _ => false,
@@ -201,9 +219,9 @@ pub async fn create(
         Err(error) => return Err(error.into()),
     };
     let history = if wait_secs > 0 {
-        runtime
-            .wait_settled(&stream, Duration::from_secs(wait_secs))
-            .await?
+        // Answered before the request timeout cuts it off.
+        let wait = Duration::from_secs(wait_secs).min(state.limits().wait_max());
+        runtime.wait_settled(&stream, wait).await?
     } else {
         history
     };
@@ -302,6 +320,10 @@ pub async fn events(
                 .as_object_mut()
                 .and_then(|o| o.remove("type"))
                 .unwrap_or(Value::Null);
+            // An internal comparison key, not part of the API.
+            if let Some(object) = data.as_object_mut() {
+                object.remove("auth_code_fingerprint");
+            }
             json!({
                 "version": recorded.version,
                 "type": event_type,
@@ -318,6 +340,7 @@ pub async fn events(
 pub async fn revoke(
     State(state): State<AppState>,
     Extension(Merchant(merchant)): Extension<Merchant>,
+    Extension(caller): Extension<Caller>,
     Path(order_no_text): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
@@ -331,7 +354,8 @@ pub async fn revoke(
         CommandKind::RequestRevoke {
             reason: RevokeReason::MerchantRequested,
         },
-    );
+    )
+    .by_key(caller.key_name);
     let history = state.runtime.command(&merchant, &order_no, command).await?;
     payment_response(StatusCode::ACCEPTED, &history)
 }
@@ -340,6 +364,7 @@ pub async fn revoke(
 pub async fn create_refund(
     State(state): State<AppState>,
     Extension(Merchant(merchant)): Extension<Merchant>,
+    Extension(caller): Extension<Caller>,
     Path(order_no_text): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
@@ -370,7 +395,8 @@ pub async fn create_refund(
             amount,
             reason: reason.clone(),
         }),
-    );
+    )
+    .by_key(caller.key_name);
     let (status, history) = match state.runtime.command(&merchant, &order_no, command).await {
         Ok(history) => (StatusCode::CREATED, history),
         Err(PaymentLedgerError::Rejected(paycode_domain::payment::Rejection::RefundNoInUse)) => {

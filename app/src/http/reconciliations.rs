@@ -1,10 +1,15 @@
 //! Handlers of `/v1/reconciliations`: reconcile a day (the statement
 //! downloaded from the channel, or uploaded as the raw body) and read the
 //! latest report. The logic is in [`crate::service::reconcile`].
+//!
+//! One import at a time per merchant: a second one while the first runs is
+//! answered `409 reconciliation_in_progress` before its body is read. An
+//! upload is read as a stream into one buffer (sized by its
+//! `Content-Length`, at most [`STATEMENT_LIMIT_BYTES`]; `413` beyond),
+//! never held twice.
 
 use axum::Extension;
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
+use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -15,11 +20,45 @@ use serde_json::json;
 
 use super::body::Fields;
 use super::error::ApiError;
-use super::{AppState, Merchant};
+use super::{AppState, Caller, Merchant};
 use crate::service::reconcile::{self, Imported, ReconcileError};
 
 /// The largest statement file accepted as an upload.
 pub const STATEMENT_LIMIT_BYTES: usize = 256 * 1024 * 1024;
+
+/// Reads a request body of at most `limit` bytes into one buffer, chunk by
+/// chunk: `413 body_too_large` as soon as it is known to be larger (from its
+/// `Content-Length`, or while it streams).
+async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Vec<u8>, ApiError> {
+    use http_body_util::BodyExt as _;
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            format!("the body must be at most {limit} bytes"),
+        )
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<usize>().ok());
+    if declared.is_some_and(|length| length > limit) {
+        return Err(too_large());
+    }
+    let mut buffer = Vec::with_capacity(declared.unwrap_or(0));
+    let mut body = body;
+    while let Some(frame) = body.frame().await {
+        let frame =
+            frame.map_err(|error| ApiError::malformed(format!("reading the body: {error}")))?;
+        if let Ok(data) = frame.into_data() {
+            if buffer.len() + data.len() > limit {
+                return Err(too_large());
+            }
+            buffer.extend_from_slice(&data);
+        }
+    }
+    Ok(buffer)
+}
 
 fn channel(text: &str) -> Result<Channel, ApiError> {
     Channel::parse(text).ok_or_else(|| {
@@ -75,20 +114,18 @@ fn report_response(imported: Imported) -> Response {
 pub async fn create(
     State(state): State<AppState>,
     Extension(Merchant(merchant)): Extension<Merchant>,
+    Extension(caller): Extension<Caller>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Result<Response, ApiError> {
-    let body = body.map_err(|rejection| {
-        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "body_too_large",
-                format!("a statement must be at most {STATEMENT_LIMIT_BYTES} bytes"),
-            )
-        } else {
-            ApiError::malformed(rejection.body_text())
-        }
+    let _import = state.begin_import(&merchant).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::CONFLICT,
+            "reconciliation_in_progress",
+            "a reconciliation of this merchant is under way; retry when it has answered",
+        )
+        .retry_after(1)
     })?;
     let content_type = headers
         .get(header::CONTENT_TYPE)
@@ -126,9 +163,24 @@ pub async fn create(
             })?;
             let date = date_param
                 .ok_or_else(|| ApiError::invalid("date", "missing_date", "?date= is required"))?;
-            let file = match (channel, content_type.as_str()) {
-                (Channel::Wechat, "text/csv") => {
-                    StatementFile::WechatText(String::from_utf8(body.to_vec()).map_err(|_| {
+            let expected = match channel {
+                Channel::Wechat => "text/csv",
+                Channel::Alipay => "application/zip",
+            };
+            if content_type != expected {
+                return Err(ApiError::invalid(
+                    "content_type",
+                    "invalid_content_type",
+                    match channel {
+                        Channel::Wechat => "a WeChat bill is uploaded as text/csv",
+                        Channel::Alipay => "an Alipay statement is uploaded as application/zip",
+                    },
+                ));
+            }
+            let body = read_body(&headers, body, STATEMENT_LIMIT_BYTES).await?;
+            let file = match channel {
+                Channel::Wechat => {
+                    StatementFile::WechatText(String::from_utf8(body).map_err(|_| {
                         ApiError::invalid(
                             "statement",
                             "statement_rejected",
@@ -136,25 +188,20 @@ pub async fn create(
                         )
                     })?)
                 }
-                (Channel::Alipay, "application/zip") => StatementFile::AlipayZip(body.to_vec()),
-                (Channel::Wechat, _) => {
-                    return Err(ApiError::invalid(
-                        "content_type",
-                        "invalid_content_type",
-                        "a WeChat bill is uploaded as text/csv",
-                    ));
-                }
-                (Channel::Alipay, _) => {
-                    return Err(ApiError::invalid(
-                        "content_type",
-                        "invalid_content_type",
-                        "an Alipay statement is uploaded as application/zip",
-                    ));
-                }
+                Channel::Alipay => StatementFile::AlipayZip(body),
             };
-            reconcile::import(ledger, &merchant, channel, date, &file).await?
+            reconcile::import(
+                ledger,
+                &merchant,
+                channel,
+                date,
+                file,
+                Some(&caller.key_name),
+            )
+            .await?
         }
         "" | "application/json" => {
+            let body = read_body(&headers, body, super::BODY_LIMIT_BYTES).await?;
             let fields = Fields::parse(&body, &["channel", "date"])?;
             let channel = channel(fields.string("channel")?)?;
             let date = date(fields.string("date")?)?;
@@ -165,7 +212,14 @@ pub async fn create(
                     channel,
                     merchant: merchant.clone(),
                 })?;
-            reconcile::download_and_import(ledger, client.as_ref(), &merchant, date).await?
+            reconcile::download_and_import(
+                ledger,
+                client.as_ref(),
+                &merchant,
+                date,
+                Some(&caller.key_name),
+            )
+            .await?
         }
         other => {
             return Err(ApiError::invalid(

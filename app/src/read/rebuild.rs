@@ -452,6 +452,7 @@ mod tests {
                 let report = ReconciliationEvent {
                     at: chrono::Utc::now(),
                     command_id: CommandId(Uuid::new_v4()),
+                    key_name: None,
                     fact: ReconciliationFact::Recorded(ReconciliationRecorded {
                         channel: Channel::Wechat,
                         date: chrono::NaiveDate::from_ymd_opt(2026, 11, 22).unwrap(),

@@ -539,6 +539,7 @@ mod tests {
                 merchant_id: MerchantId::parse("demo").unwrap(),
                 order_no: OrderNo::parse("V1").unwrap(),
                 auth_code: AuthCode::parse("134567890123456789").unwrap(),
+                auth_code_fingerprint: None,
                 amount: amount.parse().unwrap(),
                 subject: "Coffee".to_owned(),
             }));
@@ -584,6 +585,7 @@ mod tests {
             self.events.push(Event {
                 at: self.now,
                 command_id: CommandId(Uuid::from_u128(999)),
+                key_name: None,
                 fact,
             });
         }

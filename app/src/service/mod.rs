@@ -5,19 +5,25 @@
 //! the one path from a configuration to a running service.
 //!
 //! - [`ledger`]: the only write path, over any decider;
+//! - [`environment`]: the ledger's environment mark, checked at start;
 //! - [`runtime`]: executes what the deciders say must happen next;
 //! - [`index`]: orders by merchant and status, for lists;
 //! - [`metrics`]: the Prometheus figures;
-//! - [`reconcile`]: statement import.
+//! - [`reconcile`]: statement import;
+//! - [`fingerprint`]: the per-ledger secret that fingerprints payment codes.
+//! - [`resolve`]: operators' resolutions of manual reviews.
 
+pub mod environment;
+pub mod fingerprint;
 pub mod index;
 pub mod ledger;
 pub mod metrics;
 pub mod reconcile;
+pub mod resolve;
 pub mod runtime;
 mod serve;
 
-pub use serve::{init_logging, serve, shutdown_signal};
+pub use serve::{exposure_warning, init_logging, serve, shutdown_signal};
 
 use std::sync::Arc;
 
@@ -33,16 +39,15 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{error, info, warn};
 
+use self::fingerprint::FingerprintKey;
 use self::index::OrderIndex;
 use self::ledger::{Ledger, PaymentLedgerError};
 use self::metrics::Metrics;
 use self::runtime::{Channels, Runtime};
-use crate::http::{ApiKey, AppState, router};
+use crate::http::limits::ServerLimits;
+use crate::http::{ApiKey, AppState, metrics_router, router, router_with, server};
 use crate::read::runner::{ProjectionRunner, RunnerOptions};
 use paycode_adapters::read_models::ReadModelStore;
-
-/// Each merchant's API request budget when the configuration does not say.
-pub const REQUESTS_PER_SEC_DEFAULT: u32 = 20_000;
 
 /// Everything the service is built from.
 #[derive(Debug)]
@@ -52,7 +57,10 @@ pub struct Parts {
     pub clock: Arc<dyn Clock>,
     pub policy: Policy,
     pub api_keys: Vec<ApiKey>,
-    pub requests_per_sec: u32,
+    /// What clients are held to (`[server]`).
+    pub limits: ServerLimits,
+    /// Fingerprints payment codes: the ledger's own, or random in memory.
+    pub fingerprint_key: FingerprintKey,
     /// Who may act on an order's step: `LocalLeases` for one process,
     /// `SqliteLeases` when several processes share a SQLite file.
     pub leases: Arc<dyn StepLease>,
@@ -104,6 +112,7 @@ impl Service {
             metrics.clone(),
             parts.leases,
             parts.ids,
+            parts.fingerprint_key,
         );
         let recovered_orders = runtime.recover().await?;
         let index = Arc::new(OrderIndex::default());
@@ -157,7 +166,7 @@ impl Service {
                 }
             }));
         }
-        let state = AppState::new(runtime, index, parts.api_keys, parts.requests_per_sec);
+        let state = AppState::new(runtime, index, parts.api_keys, parts.limits);
         Ok(Service {
             state,
             shutdown,
@@ -187,11 +196,50 @@ impl Service {
         listener: TcpListener,
         signal: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        let app = self.router();
-        axum::serve(listener, app)
-            .with_graceful_shutdown(signal)
-            .await?;
-        self.shutdown().await;
+        self.serve_with_metrics(listener, None, signal).await
+    }
+
+    /// Like [`Service::serve`]; with `metrics`, `/metrics` is served there
+    /// and no longer on `api` (404). Every listener holds its clients to the
+    /// limits; the shutdown ends within `shutdown_timeout`, whatever the
+    /// clients do.
+    pub async fn serve_with_metrics(
+        self,
+        api: TcpListener,
+        metrics: Option<TcpListener>,
+        signal: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let limits = self.state.limits().clone();
+        let (stop, stopped) = watch::channel(false);
+        let api_router = router_with(self.state.clone(), metrics.is_none());
+        let mut serving = vec![tokio::spawn({
+            let (limits, stopped) = (limits.clone(), stopped.clone());
+            async move { server::serve_router(api, api_router, &limits, stopped).await }
+        })];
+        if let Some(listener) = metrics {
+            let metrics_router = metrics_router(self.state.clone());
+            let (limits, stopped) = (limits.clone(), stopped.clone());
+            serving.push(tokio::spawn(async move {
+                server::serve_router(listener, metrics_router, &limits, stopped).await;
+            }));
+        }
+        signal.await;
+        let deadline = tokio::time::Instant::now() + limits.shutdown_timeout;
+        let _ = stop.send(true);
+        for task in serving {
+            let _ = task.await;
+        }
+        // What is left of the time for the steps in progress; an order cut
+        // off here resumes from the log on the next start.
+        let left = deadline
+            .saturating_duration_since(tokio::time::Instant::now())
+            .max(std::time::Duration::from_secs(1));
+        if tokio::time::timeout(left, self.shutdown()).await.is_err() {
+            warn!(
+                timeout_secs = limits.shutdown_timeout.as_secs(),
+                "shutdown timeout: steps still in progress resume on the next start"
+            );
+        }
         Ok(())
     }
 

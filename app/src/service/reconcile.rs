@@ -1,6 +1,7 @@
 //! Reconciliation as the service runs it: a statement file (downloaded from
-//! the channel or handed in) is parsed whole, set against the merchant's
-//! orders by the pure matcher, and imported as events:
+//! the channel or handed in) is parsed whole on a blocking thread (and
+//! dropped as soon as it is parsed), set against the merchant's orders by
+//! the pure matcher (on a blocking thread too), and imported as events:
 //!
 //! 1. each revoke the statement settles (one that did not say whether money
 //!    moved) as `RevokeSettled` on its order's stream, then each matched line
@@ -100,32 +101,48 @@ pub async fn download_and_import(
     client: &dyn ChannelClient,
     merchant: &MerchantId,
     date: NaiveDate,
+    key_name: Option<&str>,
 ) -> Result<Imported, ReconcileError> {
     let file = client.download_statement(date).await?;
-    import(ledger, merchant, client.channel(), date, &file).await
+    import(ledger, merchant, client.channel(), date, file, key_name).await
+}
+
+/// Runs CPU-bound work (parsing, matching) off the async workers.
+async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> T {
+    match tokio::task::spawn_blocking(work).await {
+        Ok(value) => value,
+        Err(error) => std::panic::resume_unwind(error.into_panic()),
+    }
 }
 
 /// Parses `file` whole, reconciles it against the merchant's orders and
-/// records the outcome (see the module's doc).
+/// records the outcome (see the module's doc). Every event it writes
+/// records `key_name`, the API key whose request it is (`None`: the
+/// command line).
 pub async fn import(
     ledger: &Ledger<PaymentDecider>,
     merchant: &MerchantId,
     channel: Channel,
     date: NaiveDate,
-    file: &StatementFile,
+    file: StatementFile,
+    key_name: Option<&str>,
 ) -> Result<Imported, ReconcileError> {
+    let caused = |command: Command| Command {
+        key_name: key_name.map(str::to_owned),
+        ..command
+    };
     let (report, sha256) =
         reconcile_file(ledger.store().as_ref(), merchant, channel, date, file).await?;
 
     let mut lines_recorded = 0;
     for settled in &report.settled {
-        let command = Command::new(
+        let command = caused(Command::new(
             derived_command_id(&sha256, format!("settle/{}", settled.order_no)),
             CommandKind::SettleRevoke {
                 money_moved: settled.money_moved,
                 statement_date: date,
             },
-        );
+        ));
         match ledger
             .execute_on_order(merchant, &settled.order_no, &command)
             .await
@@ -136,10 +153,10 @@ pub async fn import(
         }
     }
     for matched in report.matched.iter().filter(|m| !m.already_recorded) {
-        let command = Command::new(
+        let command = caused(Command::new(
             derived_command_id(&sha256, match_key(matched)),
             CommandKind::MatchStatementLine(matched.line.clone()),
-        );
+        ));
         let executed = ledger
             .execute_on_order(merchant, &matched.order_no, &command)
             .await?;
@@ -150,6 +167,7 @@ pub async fn import(
     let stream = reconciliation_stream(channel, merchant, date);
     let record = RecordReport {
         id: derived_command_id(&sha256, format!("report/{stream}")),
+        key_name: key_name.map(str::to_owned),
         report: ReconciliationRecorded::from_report(&report, &sha256),
     };
     let executed = days.execute(&stream, &record).await?;
@@ -169,7 +187,7 @@ pub async fn preview(
     merchant: &MerchantId,
     channel: Channel,
     date: NaiveDate,
-    file: &StatementFile,
+    file: StatementFile,
 ) -> Result<Imported, ReconcileError> {
     let (report, sha256) = reconcile_file(store, merchant, channel, date, file).await?;
     Ok(Imported {
@@ -180,18 +198,26 @@ pub async fn preview(
     })
 }
 
-/// The matcher's report of `file` against the merchant's orders, and the file's SHA-256.
+/// The matcher's report of `file` against the merchant's orders, and the
+/// file's SHA-256 (the parsing and matching off the async workers).
 async fn reconcile_file(
     store: &dyn EventStore,
     merchant: &MerchantId,
     channel: Channel,
     date: NaiveDate,
-    file: &StatementFile,
+    file: StatementFile,
 ) -> Result<(reconciliation::Report, String), ReconcileError> {
-    let statement = parse_statement_file(channel, file, date)?;
-    let sha256 = statement_sha256(file);
+    let (sha256, statement) = blocking(move || {
+        let sha256 = statement_sha256(&file);
+        (sha256, parse_statement_file(channel, &file, date))
+    })
+    .await;
+    let statement = statement?;
     let orders = merchant_orders(store, merchant).await?;
-    let report = reconciliation::reconcile(&statement, &orders, &ReconcilePolicy::default());
+    let report = blocking(move || {
+        reconciliation::reconcile(&statement, &orders, &ReconcilePolicy::default())
+    })
+    .await;
     Ok((report, sha256))
 }
 
@@ -271,4 +297,90 @@ fn match_key(matched: &reconciliation::Match) -> String {
             .map(std::string::ToString::to_string)
             .unwrap_or_default()
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::fmt::Write as _;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    use chrono::{TimeZone, Utc};
+    use paycode_adapters::clock::ManualClock;
+    use paycode_adapters::store::MemoryStore;
+
+    use super::*;
+
+    /// A WeChat ALL bill of `records` records whose stated count is one too
+    /// many: parsed whole, then rejected.
+    fn bill_with_a_wrong_count(records: usize) -> String {
+        let mut text = String::from(
+            "交易时间,公众账号ID,商户号,特约商户号,设备号,微信订单号,商户订单号,用户标识,交易类型,交易状态,付款银行,货币种类,应结订单金额,代金券金额,微信退款单号,商户退款单号,退款金额,充值券退款金额,退款类型,退款状态,商品名称,商户数据包,手续费,费率,订单金额,申请退款金额,费率备注\n",
+        );
+        for n in 0..records {
+            let _ = writeln!(
+                text,
+                "`2026-11-22 10:00:00,`wx0000000000000000,`1900000000,`,`DEVICE01,`42000000{n:021},`ORDER{n:012},`oUpF8uMuAJO_M2pxb1Q9zNjWeS6o,`MICROPAY,`SUCCESS,`CMC,`CNY,`1.00,`0.00,`0,`0,`0.00,`0.00,`,`,`Coffee,`attach,`0.01,`0.60%,`1.00,`0.00,`"
+            );
+        }
+        text.push_str("总交易单数,应结订单总金额,退款总金额,充值券退款总金额,手续费总金额,订单总金额,申请退款总金额\n");
+        let _ = writeln!(
+            text,
+            "`{},`{records}.00,`0.00,`0.00,`{}.{:02},`{records}.00,`0.00",
+            records + 1,
+            records / 100,
+            records % 100
+        );
+        text
+    }
+
+    /// On a runtime of one thread, a task keeps running while a statement
+    /// is parsed: the parse is on a blocking thread, not on the thread that
+    /// answers requests. (Parsed inline, the ticking task would not run once
+    /// before the import returned.)
+    #[test]
+    fn a_statement_is_parsed_off_the_async_thread() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let ledger = Ledger::new(
+                Arc::new(MemoryStore::new()),
+                PaymentDecider::default(),
+                Arc::new(ManualClock::starting_at(
+                    Utc.with_ymd_and_hms(2026, 11, 23, 2, 0, 0).unwrap(),
+                )),
+            );
+            let ticks = Arc::new(AtomicU64::new(0));
+            let ticker = tokio::spawn({
+                let ticks = ticks.clone();
+                async move {
+                    loop {
+                        ticks.fetch_add(1, Ordering::Relaxed);
+                        tokio::task::yield_now().await;
+                    }
+                }
+            });
+            let imported = import(
+                &ledger,
+                &MerchantId::parse("demo").unwrap(),
+                Channel::Wechat,
+                NaiveDate::from_ymd_opt(2026, 11, 22).unwrap(),
+                StatementFile::WechatText(bill_with_a_wrong_count(20_000)),
+                None,
+            )
+            .await;
+            assert!(
+                matches!(imported, Err(ReconcileError::Statement(_))),
+                "{imported:?}"
+            );
+            ticker.abort();
+            let ticks = ticks.load(Ordering::Relaxed);
+            assert!(
+                ticks > 1,
+                "the other task ran {ticks} times during the parse"
+            );
+        });
+    }
 }

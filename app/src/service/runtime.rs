@@ -24,13 +24,14 @@ use paycode_adapters::lease::StepLease;
 use paycode_domain::ids::parse_payment_stream;
 use paycode_domain::payment::{
     Action, ChannelAnswer, Command, CommandKind, Fact, PaymentDecider, PaymentState, RefundStage,
-    next_action,
+    SubmitPayment, next_action,
 };
-use paycode_domain::{AuthCode, Channel, CommandId, MerchantId, Money, OrderNo};
+use paycode_domain::{AuthCode, AuthCodeFingerprint, Channel, CommandId, MerchantId, OrderNo};
 use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinSet;
 use tracing::{Instrument, info_span, warn};
 
+use crate::service::fingerprint::FingerprintKey;
 use crate::service::ledger::{Ledger, OrderHistory, PaymentLedgerError};
 use crate::service::metrics::Metrics;
 
@@ -166,6 +167,8 @@ struct Inner {
     /// The latest version seen of each order with something left to do: a
     /// newer event in the log was written by someone else.
     seen: Mutex<HashMap<Arc<str>, u64>>,
+    /// Fingerprints payment codes for `Submitted` (the secret stays here).
+    fingerprints: FingerprintKey,
 }
 
 /// Releases an order's in-flight mark when dropped.
@@ -202,6 +205,7 @@ impl Runtime {
         metrics: Metrics,
         leases: Arc<dyn StepLease>,
         ids: Arc<dyn IdSource>,
+        fingerprints: FingerprintKey,
     ) -> Self {
         let owner = ids.command_id().0.to_string();
         Runtime {
@@ -220,8 +224,14 @@ impl Runtime {
                 tasks: Mutex::new(JoinSet::new()),
                 followed: tokio::sync::Mutex::new(0),
                 seen: Mutex::new(HashMap::new()),
+                fingerprints,
             }),
         }
+    }
+
+    /// The keyed fingerprint of a payment code, as `Submitted` records it.
+    pub fn fingerprint(&self, code: &AuthCode) -> AuthCodeFingerprint {
+        self.inner.fingerprints.fingerprint(code)
     }
 
     /// A fresh command id, from this runtime's id source.
@@ -485,25 +495,35 @@ impl Runtime {
 
     /// Submits a payment and, if it was new, makes the single pay call.
     /// Returns the history after the submission (not waiting for the call).
+    /// `key_name` names the API key whose request it is (recorded in the
+    /// `Submitted` event); `None` for a benchmark or a simulation. The
+    /// code's fingerprint is computed here, with the ledger's key, whatever
+    /// `payment.auth_code_fingerprint` holds.
     pub async fn submit(
         &self,
         command_id: CommandId,
-        merchant: &MerchantId,
-        order_no: &OrderNo,
-        auth_code: AuthCode,
-        amount: Money,
-        subject: String,
+        key_name: Option<String>,
+        payment: SubmitPayment,
     ) -> Result<OrderHistory, PaymentLedgerError> {
-        let submit = Command::new(
-            command_id,
-            CommandKind::SubmitPayment(paycode_domain::payment::SubmitPayment {
-                merchant_id: merchant.clone(),
-                order_no: order_no.clone(),
-                auth_code: auth_code.clone(),
-                amount,
-                subject: subject.clone(),
-            }),
-        );
+        // The fingerprint is this runtime's to compute (the key is the ledger's).
+        let payment = SubmitPayment {
+            auth_code_fingerprint: Some(self.fingerprint(&payment.auth_code)),
+            ..payment
+        };
+        let submit = Command {
+            id: command_id,
+            key_name,
+            kind: CommandKind::SubmitPayment(payment.clone()),
+        };
+        let SubmitPayment {
+            merchant_id: merchant,
+            order_no,
+            auth_code,
+            amount,
+            subject,
+            ..
+        } = payment;
+        let (merchant, order_no) = (&merchant, &order_no);
         let stream = paycode_domain::ids::payment_stream(merchant, order_no);
         // Claimed before the intent is written, so no timer step can race the pay call.
         let claim = self.try_claim(&stream);

@@ -1,10 +1,13 @@
 //! `serve`: the one path that runs the service, for a configuration file
 //! and for the embedded defaults alike (they are a configuration too,
-//! `Config::embedded`). It sets up logging, connects the channels (the
-//! configured clients, or the in-process sandbox), opens the store, the
-//! step leases and the read models, recovers pending orders, prints what it
-//! chose, and serves HTTP until Ctrl-C or SIGTERM.
+//! `Config::embedded`). It sets up logging, checks who else can read the
+//! secret files, opens the store and checks the ledger's environment mark
+//! (before anything else is read or written, before any channel call),
+//! connects the channels (the configured clients, or the in-process
+//! sandbox), opens the step leases and the read models, recovers pending
+//! orders, prints what it chose, and serves HTTP until Ctrl-C or SIGTERM.
 
+use std::io::IsTerminal as _;
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -12,16 +15,22 @@ use paycode_adapters::clock::{Clock, SystemClock};
 use secrecy::ExposeSecret;
 use tracing_subscriber::EnvFilter;
 
+use super::environment::{Marked, check_environment};
 use super::{Parts, Service};
-use crate::config::clients::{ConnectedChannels, api_keys};
-use crate::config::store::{open_leases, open_serving_read_models, open_store, read_models_path};
+use crate::config::clients::{ConnectedChannels, api_keys, build as build_clients};
+use crate::config::secrets::check_secret_files;
+use crate::config::store::{
+    open_fingerprint_key, open_leases, open_serving_read_models, open_store, read_models_path,
+};
 use crate::config::{Config, LogFormat, StoreKind};
 
-/// Sets up logging: `RUST_LOG` filters (default `info`), JSON when asked.
+/// Sets up logging: `RUST_LOG` filters (default `info`), JSON when asked,
+/// colours only when standard error is a terminal (never in a file or pipe).
 pub fn init_logging(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Json => builder.json().try_init(),
@@ -60,21 +69,56 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     if api_keys.is_empty() {
         anyhow::bail!("merchants: configure at least one merchant with an API key");
     }
+    for warning in check_secret_files(&config)? {
+        eprintln!("warning: {warning}");
+        tracing::warn!("{warning}");
+    }
+    if let Some(warning) = exposure_warning(&config) {
+        eprintln!("warning: {warning}");
+        tracing::warn!("{warning}");
+    }
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let connected = ConnectedChannels::connect(&config, clock.clone()).await?;
+    // The configured clients are built (every setting and secret checked, no
+    // call made) before the mark is written, so that only a configuration
+    // that can run marks the ledger; the in-process sandbox, which writes its
+    // own state, starts only after the check.
+    let configured = if config.sandbox_in_process() {
+        None
+    } else {
+        Some(build_clients(&config)?)
+    };
     let store = open_store(&config)?;
+    let marked = check_environment(&config, store.clone(), clock.clone()).await?;
+    let connected = match configured {
+        Some(channels) => ConnectedChannels {
+            channels,
+            sandbox: None,
+        },
+        None => ConnectedChannels::connect(&config, clock.clone()).await?,
+    };
     let leases = open_leases(&config)?;
     let read_models = open_serving_read_models(&config)?;
+    let limits = config.server.limits()?;
+    let fingerprint_key = open_fingerprint_key(&config)?;
     let listener = tokio::net::TcpListener::bind(config.server.listen)
         .await
         .with_context(|| format!("server.listen: cannot listen on {}", config.server.listen))?;
+    let metrics_listener = match config.server.metrics_listen {
+        Some(address) => Some(
+            tokio::net::TcpListener::bind(address)
+                .await
+                .with_context(|| format!("server.metrics_listen: cannot listen on {address}"))?,
+        ),
+        None => None,
+    };
     let parts = Parts {
         store,
         channels: connected.channels.clone(),
         clock,
         policy,
         api_keys,
-        requests_per_sec: config.server.requests_per_sec,
+        limits,
+        fingerprint_key,
         leases,
         ids: Arc::new(paycode_adapters::ids::RandomIds),
     };
@@ -88,6 +132,17 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         StoreKind::Eventstoredb => "EventStoreDB (store.url)".to_owned(),
     };
     println!("  ledger      {ledger}");
+    let environment = if config.talks_to_real_channels() {
+        "the real channels"
+    } else {
+        "the sandbox"
+    };
+    match marked {
+        Marked::Marked => println!("  environment {environment} (the ledger is now marked so)"),
+        Marked::Extended | Marked::Unchanged => {
+            println!("  environment {environment}, as the ledger's mark says");
+        }
+    }
     if let Some(path) = read_models_path(&config) {
         println!("  read models SQLite {}", path.display());
     }
@@ -115,6 +170,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         }
     }
     println!("  listening   http://{address}");
+    if let Some(metrics) = &metrics_listener {
+        println!("  metrics     http://{}/metrics", metrics.local_addr()?);
+    }
     println!(
         "  resumed     {} pending order(s)",
         service.recovered_orders
@@ -127,9 +185,23 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             "try: curl -s -H 'Authorization: Bearer {key}' -d '{{\"order_no\":\"A1\",\"auth_code\":\"134567890123456700\",\"amount\":\"12.34\",\"subject\":\"Coffee\"}}' 'http://{address}/v1/payments?wait=10'"
         );
     }
-    service.serve(listener, shutdown_signal()).await?;
+    service
+        .serve_with_metrics(listener, metrics_listener, shutdown_signal())
+        .await?;
     drop(connected);
     Ok(())
+}
+
+/// A warning when the service would answer beyond this machine with the
+/// sandbox's public demo key: the in-process sandbox listening on an
+/// address that is not loopback (`--listen 0.0.0.0:8080`).
+pub fn exposure_warning(config: &Config) -> Option<String> {
+    let listen = config.server.listen;
+    (config.sandbox_in_process() && !listen.ip().is_loopback()).then(|| {
+        format!(
+            "listening on {listen}, which is not a loopback address: the sandbox's merchants and their public test keys are reachable from other machines"
+        )
+    })
 }
 
 /// Where the in-process sandbox keeps its truth, for the start-up lines.

@@ -103,25 +103,42 @@ fn client() -> reqwest::Client {
         .unwrap()
 }
 
+/// Sends `request` as a well-behaved client does: a `429` is waited out
+/// (its `Retry-After`) and sent again, since the merchant's request rate
+/// is limited by default and the checks below read every order at once.
+async fn send(request: reqwest::RequestBuilder) -> reqwest::Result<(u16, Value)> {
+    loop {
+        let attempt = request
+            .try_clone()
+            .expect("a request with a buffered body")
+            .bearer_auth(DEMO_API_KEY)
+            .send()
+            .await?;
+        let status = attempt.status().as_u16();
+        if status == 429 {
+            let wait = attempt
+                .headers()
+                .get(reqwest::header::RETRY_AFTER)
+                .and_then(|value| value.to_str().ok())
+                .and_then(|value| value.parse().ok())
+                .unwrap_or(1);
+            tokio::time::sleep(Duration::from_secs(wait)).await;
+            continue;
+        }
+        return Ok((status, attempt.json().await.unwrap_or(Value::Null)));
+    }
+}
+
 async fn post(
     client: &reqwest::Client,
     url: String,
     body: &Value,
 ) -> reqwest::Result<(u16, Value)> {
-    let response = client
-        .post(url)
-        .bearer_auth(DEMO_API_KEY)
-        .json(body)
-        .send()
-        .await?;
-    let status = response.status().as_u16();
-    Ok((status, response.json().await.unwrap_or(Value::Null)))
+    send(client.post(url).json(body)).await
 }
 
 async fn get(client: &reqwest::Client, url: String) -> reqwest::Result<(u16, Value)> {
-    let response = client.get(url).bearer_auth(DEMO_API_KEY).send().await?;
-    let status = response.status().as_u16();
-    Ok((status, response.json().await.unwrap_or(Value::Null)))
+    send(client.get(url)).await
 }
 
 /// One client: creates payments of the mix and refunds paid ones until the

@@ -27,6 +27,7 @@ async fn paid_order(path: &Path) {
         merchant_id: merchant.clone(),
         order_no: order_no.clone(),
         auth_code: AuthCode::parse("134567890123456700").expect("code"),
+        auth_code_fingerprint: None,
         amount: "12.34".parse().expect("amount"),
         subject: "Coffee".to_owned(),
     });

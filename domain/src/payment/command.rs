@@ -3,17 +3,23 @@
 
 use chrono::NaiveDate;
 
-use crate::auth_code::AuthCode;
+use crate::auth_code::{AuthCode, AuthCodeFingerprint};
 use crate::ids::{CommandId, MerchantId, OrderNo, RefundNo};
 use crate::money::Money;
 
 use super::event::{Resolution, RevokeReason, StatementLine};
 use super::outcome::{ChannelAnswer, PayOutcome, QueryOutcome, RefundOutcome, RevokeOutcome};
 
-/// A command with the id of the request or step that issued it.
+/// A command with the id of the request or step that issued it, and the
+/// name of the API key whose request it is.
 #[derive(Debug, Clone)]
 pub struct Command {
     pub id: CommandId,
+    /// The name of the API key whose request this is (its configured
+    /// `name`, or `api_keys[N]`; never the key): every event the command
+    /// causes records it ([`super::Event::key_name`]). `None` for the
+    /// runtime's own steps and the command line.
+    pub key_name: Option<String>,
     pub kind: CommandKind,
 }
 
@@ -42,7 +48,11 @@ pub enum CommandKind {
     /// An operator's verdict on an order or refund in manual review.
     Resolve {
         resolution: Resolution,
+        /// Why, in the operator's words.
         note: String,
+        /// Who resolved it: a non-secret name (an API key's name, never the
+        /// key; `cli` from the command line).
+        resolved_by: String,
     },
     /// A reconciliation found this order's line in a channel statement.
     MatchStatementLine(StatementLine),
@@ -61,6 +71,9 @@ pub struct SubmitPayment {
     pub merchant_id: MerchantId,
     pub order_no: OrderNo,
     pub auth_code: AuthCode,
+    /// The keyed fingerprint of the full code, computed by the application
+    /// (the domain holds no key); recorded in `Submitted`.
+    pub auth_code_fingerprint: Option<AuthCodeFingerprint>,
     pub amount: Money,
     pub subject: String,
 }
@@ -74,6 +87,17 @@ pub struct RequestRefund {
 
 impl Command {
     pub fn new(id: CommandId, kind: CommandKind) -> Self {
-        Command { id, kind }
+        Command {
+            id,
+            key_name: None,
+            kind,
+        }
+    }
+
+    /// The same command, as the request of the API key named `name`.
+    #[must_use]
+    pub fn by_key(mut self, name: impl Into<String>) -> Self {
+        self.key_name = Some(name.into());
+        self
     }
 }

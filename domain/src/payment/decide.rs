@@ -59,7 +59,11 @@ impl PaymentDecider {
             CommandKind::EscalateToManualReview { refund_no } => {
                 escalate(state, refund_no.as_ref(), now)
             }
-            CommandKind::Resolve { resolution, note } => resolve(state, resolution, note),
+            CommandKind::Resolve {
+                resolution,
+                note,
+                resolved_by,
+            } => resolve(state, resolution, note, resolved_by),
             CommandKind::MatchStatementLine(line) => match_statement_line(state, line),
             CommandKind::SettleRevoke {
                 money_moved,
@@ -86,6 +90,7 @@ impl PaymentDecider {
             currency: Currency::Cny,
             subject: submit.subject.clone(),
             auth_code: submit.auth_code.masked(),
+            auth_code_fingerprint: submit.auth_code_fingerprint.clone(),
             deadline_at: now + policy.pay_deadline(),
             first_query_at: now + policy.poll_interval(),
             revoke_not_before: now + policy.revoke_earliest_after_submit(),
@@ -615,7 +620,7 @@ impl Decider for PaymentDecider {
         now: DateTime<Utc>,
     ) -> Result<Vec<Event>, Rejection> {
         let facts = self.decide_facts(state, &command.kind, now)?;
-        Ok(stamp(facts, command.id, now))
+        Ok(stamp(facts, command, now))
     }
 
     fn evolve(
@@ -660,32 +665,58 @@ fn escalate(
     }
 }
 
+/// An operator's verdict, recorded as it is given, once the order (or the
+/// refund) is in manual review. A verdict may add what the ledger does not
+/// know, never deny what it recorded from the channel: an order recorded as
+/// paid is not "closed" (no money moved), and a payment is confirmed only
+/// with the recorded trade number and time.
 fn resolve(
     state: &PaymentState,
     resolution: &Resolution,
     note: &str,
+    resolved_by: &str,
 ) -> Result<Vec<Fact>, Rejection> {
-    let allowed = match (state, resolution) {
+    match (state, resolution) {
         (PaymentState::Initial, _) => return Err(Rejection::OrderNotFound),
         (
-            PaymentState::ManualReview(_),
-            Resolution::Paid { .. } | Resolution::Closed | Resolution::Reversed,
-        ) => true,
+            PaymentState::ManualReview(review),
+            Resolution::Paid {
+                channel_trade_no,
+                paid_at,
+            },
+        ) => {
+            if review.paid.as_ref().is_some_and(|recorded| {
+                recorded.channel_trade_no != *channel_trade_no || recorded.paid_at != *paid_at
+            }) {
+                return Err(Rejection::ResolutionContradictsLedger);
+            }
+        }
+        (PaymentState::ManualReview(review), Resolution::Closed) => {
+            if review.paid.is_some() {
+                return Err(Rejection::ResolutionContradictsLedger);
+            }
+        }
+        (PaymentState::ManualReview(_), Resolution::Reversed) => {}
         (
             PaymentState::Paid(paid),
             Resolution::RefundSucceeded { refund_no, .. } | Resolution::RefundFailed { refund_no },
         ) => match paid.refund(refund_no) {
             None => return Err(Rejection::RefundNotFound),
-            Some(refund) => matches!(refund.stage, RefundStage::ManualReview { .. }),
+            Some(refund) if !matches!(refund.stage, RefundStage::ManualReview { .. }) => {
+                return Err(Rejection::NotInManualReview);
+            }
+            Some(_) => {}
         },
-        _ => false,
-    };
-    if !allowed {
-        return Err(Rejection::NotInManualReview);
+        // Only a paid order has refunds.
+        (_, Resolution::RefundSucceeded { .. } | Resolution::RefundFailed { .. }) => {
+            return Err(Rejection::RefundNotFound);
+        }
+        _ => return Err(Rejection::NotInManualReview),
     }
     Ok(vec![Fact::OperatorResolved(OperatorResolved {
         resolution: resolution.clone(),
         note: note.to_owned(),
+        resolved_by: resolved_by.to_owned(),
     })])
 }
 
@@ -826,12 +857,14 @@ fn status_of(state: &PaymentState) -> PaymentStatus {
     state.status().unwrap_or(PaymentStatus::Paying)
 }
 
-fn stamp(facts: Vec<Fact>, command_id: CommandId, at: DateTime<Utc>) -> Vec<Event> {
+/// The facts as events: at `at`, caused by `command` (its id and key name).
+fn stamp(facts: Vec<Fact>, command: &Command, at: DateTime<Utc>) -> Vec<Event> {
     facts
         .into_iter()
         .map(|fact| Event {
             at,
-            command_id,
+            command_id: command.id,
+            key_name: command.key_name.clone(),
             fact,
         })
         .collect()

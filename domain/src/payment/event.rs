@@ -7,7 +7,7 @@
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::auth_code::MaskedAuthCode;
+use crate::auth_code::{AuthCodeFingerprint, MaskedAuthCode};
 use crate::channel::{Channel, ChannelCodes};
 use crate::ids::{CommandId, MerchantId, OrderNo, RefundNo};
 use crate::money::{Currency, Money};
@@ -22,6 +22,12 @@ pub struct Event {
     pub at: DateTime<Utc>,
     /// The command (API request or runtime step) that caused it.
     pub command_id: CommandId,
+    /// The name of the API key whose request caused it (its configured
+    /// `name`, or `api_keys[N]`; never the key). Absent for the runtime's
+    /// own steps, the command line, and events written before keys were
+    /// named.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_name: Option<String>,
     #[serde(flatten)]
     pub fact: Fact,
 }
@@ -102,6 +108,10 @@ pub struct Submitted {
     pub subject: String,
     /// Masked: the full code is never stored.
     pub auth_code: MaskedAuthCode,
+    /// The keyed fingerprint of the full code, which idempotent creation
+    /// compares. `None` in events written before schema version 2: those
+    /// compare the masked code.
+    pub auth_code_fingerprint: Option<AuthCodeFingerprint>,
     /// Revoke if the outcome is not certain by then.
     #[serde(deserialize_with = "crate::utc::deserialize")]
     pub deadline_at: DateTime<Utc>,
@@ -340,7 +350,12 @@ pub enum Resolution {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OperatorResolved {
     pub resolution: Resolution,
+    /// Why, in the operator's words.
     pub note: String,
+    /// Who resolved it: the API key's name (never the key itself), or `cli`.
+    /// Added after the first schema: an older event decodes with `""`.
+    #[serde(default)]
+    pub resolved_by: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

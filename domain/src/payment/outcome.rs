@@ -6,7 +6,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::channel::ChannelCodes;
+use crate::channel::{ChannelCodes, cap_channel_text};
 
 /// A normalised outcome with the raw codes an auditor needs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -25,6 +25,81 @@ impl<O> ChannelAnswer<O> {
 
     pub fn with_codes(outcome: O, codes: ChannelCodes) -> Self {
         ChannelAnswer { outcome, codes }
+    }
+}
+
+impl<O: CapText> ChannelAnswer<O> {
+    /// The answer with its channel text capped (see
+    /// [`crate::channel::CHANNEL_TEXT_MAX_CHARS`]): the codes and the
+    /// outcome's reasons and codes. Identifiers (trade and refund numbers)
+    /// are kept whole.
+    #[must_use]
+    pub fn capped(mut self) -> Self {
+        self.outcome.cap_text();
+        self.codes.cap();
+        self
+    }
+}
+
+/// An outcome whose free text (a reason, a code taken from the answer) is
+/// capped before it is stored or logged.
+pub trait CapText {
+    fn cap_text(&mut self);
+}
+
+impl CapText for PayOutcome {
+    fn cap_text(&mut self) {
+        match self {
+            PayOutcome::Failed { code } => cap_channel_text(code),
+            PayOutcome::Unknown { reason } | PayOutcome::NotSent { reason } => {
+                cap_channel_text(reason);
+            }
+            PayOutcome::Paid { .. } | PayOutcome::WaitingForPassword => {}
+        }
+    }
+}
+
+impl CapText for QueryOutcome {
+    fn cap_text(&mut self) {
+        match self {
+            QueryOutcome::Failed { code } => cap_channel_text(code),
+            QueryOutcome::Unknown { reason } | QueryOutcome::OtherTrade { reason } => {
+                cap_channel_text(reason);
+            }
+            QueryOutcome::Paid { .. }
+            | QueryOutcome::WaitingForPassword
+            | QueryOutcome::NotPaid
+            | QueryOutcome::NotFound
+            | QueryOutcome::Closed
+            | QueryOutcome::RefundedElsewhere => {}
+        }
+    }
+}
+
+impl CapText for RevokeOutcome {
+    fn cap_text(&mut self) {
+        match self {
+            RevokeOutcome::MustRetry { reason } | RevokeOutcome::Unknown { reason } => {
+                cap_channel_text(reason);
+            }
+            RevokeOutcome::WindowClosed { code } => cap_channel_text(code),
+            RevokeOutcome::Done { .. } => {}
+        }
+    }
+}
+
+impl CapText for RefundOutcome {
+    fn cap_text(&mut self) {
+        match self {
+            RefundOutcome::Failed { code } | RefundOutcome::Abnormal { code } => {
+                cap_channel_text(code);
+            }
+            RefundOutcome::Unknown { reason } => cap_channel_text(reason),
+            RefundOutcome::Accepted { .. }
+            | RefundOutcome::Processing
+            | RefundOutcome::Succeeded { .. }
+            | RefundOutcome::NotFound => {}
+        }
     }
 }
 

@@ -48,6 +48,11 @@ pub enum Rejection {
     /// An operator's resolution needs an order (or refund) in manual review.
     #[error("this payment (or refund) is not in manual review")]
     NotInManualReview,
+    /// An operator's resolution denies what the ledger recorded from the
+    /// channel: "no money moved" (`Closed`) for an order recorded as paid, or
+    /// another trade number or payment time than the recorded payment's.
+    #[error("the resolution contradicts the payment this ledger recorded")]
+    ResolutionContradictsLedger,
     /// The statement line does not agree with the ledger; record a finding instead.
     #[error("the statement line does not agree with this payment")]
     StatementLineDisagrees,
@@ -71,7 +76,8 @@ impl Rejection {
             Rejection::RefundExceedsBalance { .. } => "refund_exceeds_balance",
             Rejection::RefundNotFound => "refund_not_found",
             Rejection::NothingToEscalate => "nothing_to_escalate",
-            Rejection::NotInManualReview => "not_in_manual_review",
+            Rejection::NotInManualReview => "not_in_review",
+            Rejection::ResolutionContradictsLedger => "resolution_contradicts_ledger",
             Rejection::StatementLineDisagrees => "statement_line_disagrees",
             Rejection::NothingToSettle => "nothing_to_settle",
         }

@@ -87,6 +87,7 @@ fn earlier(at: DateTime<Utc>, fact: Fact) -> Event {
     Event {
         at,
         command_id: GIVEN,
+        key_name: None,
         fact,
     }
 }
@@ -117,6 +118,7 @@ pub(crate) fn order_submitted(
             currency: Currency::Cny,
             subject: "Coffee".into(),
             auth_code: code.masked(),
+            auth_code_fingerprint: None,
             deadline_at: at + Duration::seconds(30),
             first_query_at: at + Duration::seconds(5),
             revoke_not_before: at + Duration::seconds(15),
@@ -262,12 +264,14 @@ fn manual_review(at: DateTime<Utc>, refund: Option<&str>, reason: ManualReviewRe
     )
 }
 
+/// An operator's verdict, resolved by the key named `api_keys[0]`.
 fn operator_resolved(at: DateTime<Utc>, resolution: Resolution, note: &str) -> Event {
     earlier(
         at,
         Fact::OperatorResolved(OperatorResolved {
             resolution,
             note: note.into(),
+            resolved_by: OPERATOR.into(),
         }),
     )
 }
@@ -344,6 +348,7 @@ fn submit(amount: &str, code: &str) -> CommandKind {
         merchant_id: MerchantId::parse("demo").unwrap(),
         order_no: OrderNo::parse(ORDER_NO).unwrap(),
         auth_code: AuthCode::parse(code).unwrap(),
+        auth_code_fingerprint: None,
         amount: money(amount),
         subject: "Coffee".into(),
     })
@@ -376,6 +381,18 @@ fn refund(refund: &str, amount: &str) -> CommandKind {
         amount: money(amount),
         reason: "returned goods".into(),
     })
+}
+
+/// The name every operator of these scenarios acts under.
+const OPERATOR: &str = "api_keys[0]";
+
+/// An operator's verdict with a note, as [`OPERATOR`].
+fn resolve(resolution: Resolution, note: &str) -> CommandKind {
+    CommandKind::Resolve {
+        resolution,
+        note: note.into(),
+        resolved_by: OPERATOR.into(),
+    }
 }
 
 fn refund_answer(refund: &str, outcome: RefundOutcome) -> CommandKind {
@@ -411,6 +428,7 @@ fn paid_at_once_settles_without_further_action() {
         .then([Event {
             at: t(1),
             command_id: WHEN,
+            key_name: None,
             fact: Fact::Paid(Paid {
                 channel_trade_no: "4200000001".into(),
                 paid_at: t(1),
@@ -512,6 +530,7 @@ fn a_system_error_on_pay_is_not_a_failure() {
         .then([Event {
             at: t(1),
             command_id: WHEN,
+            key_name: None,
             fact: Fact::PayAnswerUnknown(PayAnswerUnknown {
                 reason: "SYSTEMERROR".into(),
                 codes,
@@ -621,11 +640,8 @@ fn recall_y_is_retried_with_back_off_then_given_to_an_operator() {
 
 #[test]
 fn an_operator_resolves_a_manual_review() {
-    // Rule: the operator's verdict is recorded as a fact and settles the order.
-    let resolve = || CommandKind::Resolve {
-        resolution: Resolution::Closed,
-        note: "checked with WeChat".into(),
-    };
+    // Rule: the operator's verdict is recorded as a fact naming who gave it, and settles the order.
+    let resolve = || resolve(Resolution::Closed, "checked with WeChat");
     let spec = payment()
         .given(failed_then_revoking("10.00", WECHAT_CODE, "AUTHCODEEXPIRE"))
         .given(REVOKE_ATTEMPTS.map(|(attempt, secs, retry_at)| {
@@ -643,8 +659,166 @@ fn an_operator_resolves_a_manual_review() {
             "checked with WeChat",
         ))]);
     assert_eq!(spec.status(), PaymentStatus::Closed);
+    assert_eq!(spec.next(), None, "nothing automatic follows a verdict");
+    assert_eq!(Rejection::NotInManualReview.code(), "not_in_review");
     spec.when_at(t(301), resolve())
         .then_rejected(Rejection::NotInManualReview);
+}
+
+/// A paid order the merchant revoked, whose revoke the channel answered
+/// "closed" at second 20: an operator must look (the ledger saw it paid).
+fn paid_then_contradicted() -> Spec<PaymentDecider> {
+    payment().given([
+        submitted(t(0), "10.00", WECHAT_CODE),
+        paid(t(0), "4200000001"),
+        revoke_requested(t(20), RevokeReason::MerchantRequested, t(20)),
+        revoked(t(20), RevokeResult::Closed, 1),
+        manual_review(t(20), None, ManualReviewReason::RevokeContradictsPayment),
+    ])
+}
+
+#[test]
+fn an_operator_may_confirm_a_recorded_payment_but_never_deny_it() {
+    // Rule: a verdict adds what the ledger does not know; it never says "no money moved" of money it saw move.
+    let confirmed = Resolution::Paid {
+        channel_trade_no: "4200000001".into(),
+        paid_at: t(0),
+    };
+    let other_trade = Resolution::Paid {
+        channel_trade_no: "4200000002".into(),
+        paid_at: t(0),
+    };
+    let other_time = Resolution::Paid {
+        channel_trade_no: "4200000001".into(),
+        paid_at: t(5),
+    };
+    let contradicts = Rejection::ResolutionContradictsLedger;
+    assert_eq!(contradicts.code(), "resolution_contradicts_ledger");
+    let spec = paid_then_contradicted()
+        .when_at(t(60), resolve(Resolution::Closed, "never paid"))
+        .then_rejected(contradicts.clone())
+        .when_at(t(60), resolve(other_trade, "another trade"))
+        .then_rejected(contradicts.clone())
+        .when_at(t(60), resolve(other_time, "paid later"))
+        .then_rejected(contradicts)
+        .when_at(
+            t(60),
+            resolve(confirmed.clone(), "the revoke did not happen"),
+        )
+        .then([decided(operator_resolved(
+            t(60),
+            confirmed,
+            "the revoke did not happen",
+        ))]);
+    assert_eq!(spec.status(), PaymentStatus::Paid);
+    assert_eq!(spec.next(), None, "a confirmed payment needs nothing");
+    // Paid again, as recorded: refunds are possible, counted from the recorded payment time.
+    spec.when_at(t(120), refund("R1", "10.00"))
+        .then([decided(refund_requested(t(120), "R1", "10.00"))]);
+
+    // Or the money came back: reversed, keeping the recorded payment.
+    let spec = paid_then_contradicted()
+        .when_at(
+            t(60),
+            resolve(Resolution::Reversed, "refunded by the revoke"),
+        )
+        .then([decided(operator_resolved(
+            t(60),
+            Resolution::Reversed,
+            "refunded by the revoke",
+        ))]);
+    assert_eq!(spec.status(), PaymentStatus::Reversed);
+    assert_eq!(spec.next(), None);
+    assert_eq!(
+        spec.state()
+            .paid_facts()
+            .map(|p| p.channel_trade_no.as_str()),
+        Some("4200000001")
+    );
+}
+
+#[test]
+fn an_operator_confirms_a_payment_the_ledger_never_saw() {
+    // Rule: an order in review without a recorded payment takes the operator's trade number and time.
+    let spec = payment()
+        .given(failed_then_revoking("10.00", WECHAT_CODE, "SYSTEMERROR"))
+        .given([
+            revoke_retry(t(15), 1, "timeout", None),
+            manual_review(
+                t(15),
+                None,
+                ManualReviewReason::RevokeAttemptsExhausted { attempts: 1 },
+            ),
+        ]);
+    let paid_late = Resolution::Paid {
+        channel_trade_no: "4200000009".into(),
+        paid_at: t(3),
+    };
+    let spec = spec
+        .when_at(
+            t(600),
+            resolve(paid_late.clone(), "paid per the merchant platform"),
+        )
+        .then([decided(operator_resolved(
+            t(600),
+            paid_late,
+            "paid per the merchant platform",
+        ))]);
+    assert_eq!(spec.status(), PaymentStatus::Paid);
+    assert_eq!(spec.next(), None);
+    let paid = spec.state().paid_facts().unwrap();
+    assert_eq!(
+        (paid.channel_trade_no.as_str(), paid.paid_at),
+        ("4200000009", t(3))
+    );
+}
+
+#[test]
+fn a_refund_verdict_needs_that_refund_in_review() {
+    // Rule: a refund is resolved only once it is in manual review; an unknown refund is not found.
+    let succeeded = |refund: &str| Resolution::RefundSucceeded {
+        refund_no: refund_no(refund),
+        refunded_at: t(70),
+    };
+    let spec = payment()
+        .given([
+            submitted(t(0), "10.00", WECHAT_CODE),
+            paid(t(0), "4200000001"),
+            refund_requested(t(0), "R1", "4.00"),
+        ])
+        .when_at(t(5), resolve(succeeded("R1"), "seen in the platform"))
+        .then_rejected(Rejection::NotInManualReview)
+        .when_at(t(5), resolve(succeeded("R9"), "which refund?"))
+        .then_rejected(Rejection::RefundNotFound)
+        // An order-level verdict on a paid order is not in review either.
+        .when_at(t(5), resolve(Resolution::Reversed, "reversed"))
+        .then_rejected(Rejection::NotInManualReview)
+        .given([manual_review(
+            t(3 * DAY),
+            Some("R1"),
+            ManualReviewReason::RefundNotSettled,
+        )])
+        .when_at(
+            t(3 * DAY + 60),
+            resolve(succeeded("R1"), "seen in the platform"),
+        )
+        .then([decided(operator_resolved(
+            t(3 * DAY + 60),
+            succeeded("R1"),
+            "seen in the platform",
+        ))]);
+    assert_eq!(spec.refund_status("R1"), RefundStatus::Succeeded);
+    assert_eq!(spec.status(), PaymentStatus::PartiallyRefunded);
+    assert_eq!(
+        spec.next(),
+        None,
+        "the resolved refund is not queried again"
+    );
+
+    // An order in review has no refunds at all.
+    paid_then_contradicted()
+        .when_at(t(60), resolve(succeeded("R1"), "which refund?"))
+        .then_rejected(Rejection::RefundNotFound);
 }
 
 #[test]
@@ -791,6 +965,7 @@ fn a_revoke_refused_after_its_window_closed_is_settled_by_a_query() {
         .then([Event {
             at: t(15),
             command_id: WHEN,
+            key_name: None,
             fact: Fact::RevokeRejected(RevokeRejected {
                 attempt: 1,
                 code: "ACQ.TRADE_CANCEL_TIME_OUT".into(),
@@ -887,6 +1062,7 @@ fn refunds_never_exceed_the_paid_amount() {
         .then([Event {
             at: t(60),
             command_id: WHEN,
+            key_name: None,
             fact: Fact::RefundRequested(RefundRequested {
                 refund_no: refund_no("R1"),
                 amount: money("6.00"),
@@ -973,6 +1149,7 @@ fn a_refund_accepted_is_not_a_refund_succeeded() {
         .then([Event {
             at: t(160),
             command_id: WHEN,
+            key_name: None,
             fact: Fact::Refunded(Refunded {
                 refund_no: refund_no("R1"),
                 amount: money("4.00"),
@@ -1052,18 +1229,18 @@ fn a_refund_lost_in_a_crash_is_found_by_query_and_resent_with_the_same_number() 
     let resolution = Resolution::RefundFailed {
         refund_no: refund_no("R1"),
     };
-    let resolve = CommandKind::Resolve {
-        resolution: resolution.clone(),
-        note: "never reached the channel".into(),
-    };
     let spec = spec
-        .when_at(t(100), resolve)
+        .when_at(
+            t(100),
+            resolve(resolution.clone(), "never reached the channel"),
+        )
         .then([decided(operator_resolved(
             t(100),
             resolution,
             "never reached the channel",
         ))]);
     assert_eq!(spec.refund_status("R1"), RefundStatus::Failed);
+    assert_eq!(spec.next(), None, "a failed refund is not sent again");
 }
 
 #[test]
@@ -1243,6 +1420,7 @@ fn the_submitted_event_never_holds_the_full_payment_code() {
     let recorded = Event {
         at: t(0),
         command_id: WHEN,
+        key_name: None,
         fact: Fact::Submitted(Submitted {
             merchant_id: MerchantId::parse("demo").unwrap(),
             order_no: OrderNo::parse("A20261122-0001").unwrap(),
@@ -1251,6 +1429,7 @@ fn the_submitted_event_never_holds_the_full_payment_code() {
             currency: Currency::Cny,
             subject: "Coffee".into(),
             auth_code: masked,
+            auth_code_fingerprint: None,
             // The policy's times, fixed in the event.
             deadline_at: t(30),
             first_query_at: t(5),
@@ -1476,6 +1655,7 @@ fn a_pay_answer_that_comes_after_the_deadline_is_still_followed_by_a_query() {
         .then([Event {
             at: t(40),
             command_id: WHEN,
+            key_name: None,
             fact: Fact::PayAnswerUnknown(PayAnswerUnknown {
                 reason: "timeout".into(),
                 codes: ChannelCodes::new(),

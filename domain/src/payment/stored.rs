@@ -8,6 +8,7 @@ use std::marker::PhantomData;
 use chrono::{DateTime, Utc};
 use serde::de::{self, DeserializeSeed, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
+use serde_json::{Map, Value};
 
 use super::event::{Event, Fact};
 use crate::ids::CommandId;
@@ -39,8 +40,9 @@ pub const STORED_NAMES: [&str; 20] = [
 
 impl EventSchema for Event {
     /// Bump it for a stored name when its payload changes, and teach
-    /// `upcast` the old form. Version 1 is the first schema.
-    const SCHEMA_VERSION: u32 = 1;
+    /// `upcast` the old form. Version 1 is the first schema; version 2
+    /// added `Submitted.auth_code_fingerprint`.
+    const SCHEMA_VERSION: u32 = 2;
     const STORED_NAMES: &'static [&'static str] = &STORED_NAMES;
 
     fn stored_name(&self) -> &'static str {
@@ -50,15 +52,24 @@ impl EventSchema for Event {
     fn decode_current(name: &str, data: &[u8]) -> Result<Event, serde_json::Error> {
         decode_current(name, data)
     }
+
+    /// Version 1 → 2: a `Submitted` of version 1 has no fingerprint of its
+    /// code (`null`: creation then compares the masked code). No other
+    /// payload changed.
+    fn upcast(name: &str, schema_version: u32, object: &mut Map<String, Value>) {
+        if schema_version < 2 && name == "Submitted" {
+            object.entry("auth_code_fingerprint").or_insert(Value::Null);
+        }
+    }
 }
 
 /// Decodes a payload of the current schema straight into its types, with
 /// no `serde_json::Value` in between, in one pass: the fact (named by
 /// `name`, which the caller checked) is deserialized from the payload's
-/// object while the envelope's two fields (`at`, `command_id`) are taken out
-/// of it on the way (`WithEnvelope`). Replays and `paycode verify` decode
-/// every event ever written, so this is their hottest path; older payloads
-/// are upcast the slow way.
+/// object while the envelope's fields (`at`, `command_id`, and the optional
+/// `key_name`) are taken out of it on the way (`WithEnvelope`). Replays and
+/// `paycode verify` decode every event ever written, so this is their
+/// hottest path; older payloads are upcast the slow way.
 fn decode_current(name: &str, data: &[u8]) -> Result<Event, serde_json::Error> {
     let mut envelope = EnvelopeSlots::default();
     let mut json = serde_json::Deserializer::from_slice(data);
@@ -101,15 +112,21 @@ fn decode_current(name: &str, data: &[u8]) -> Result<Event, serde_json::Error> {
     Ok(Event {
         at: envelope.at.ok_or_else(|| missing("at"))?,
         command_id: envelope.command_id.ok_or_else(|| missing("command_id"))?,
+        key_name: envelope.key_name,
         fact,
     })
 }
 
-/// The fields every stored payload holds beside its fact's own, as met.
+/// The fields every stored payload holds beside its fact's own (`key_name`
+/// only when an API key caused the event), as met.
 #[derive(Default)]
 struct EnvelopeSlots {
     at: Option<DateTime<Utc>>,
     command_id: Option<CommandId>,
+    /// Optional in the payload (`null` or absent: `None`).
+    key_name: Option<String>,
+    /// Whether `key_name` was met (it may be met once).
+    key_name_met: bool,
 }
 
 /// A deserializer of a payload's object that hands the fact's derived
@@ -192,7 +209,11 @@ impl<'de, A: MapAccess<'de>> MapAccess<'de> for WithoutEnvelope<'_, A> {
                 "command_id" if self.slots.command_id.is_none() => {
                     self.slots.command_id = Some(self.map.next_value()?);
                 }
-                "at" | "command_id" => {
+                "key_name" if !self.slots.key_name_met => {
+                    self.slots.key_name_met = true;
+                    self.slots.key_name = self.map.next_value()?;
+                }
+                "at" | "command_id" | "key_name" => {
                     return Err(de::Error::custom(format_args!(
                         "duplicate field `{}`",
                         key.as_str()
@@ -307,7 +328,7 @@ mod tests {
     use serde_json::{Map, Value};
 
     use super::*;
-    use crate::auth_code::AuthCode;
+    use crate::auth_code::{AuthCode, AuthCodeFingerprint};
     use crate::channel::{Channel, ChannelCodes};
     use crate::ids::{CommandId, MerchantId, OrderNo, RefundNo};
     use crate::money::{Currency, Money};
@@ -330,6 +351,9 @@ mod tests {
                 currency: Currency::Cny,
                 subject: "Coffee".into(),
                 auth_code: AuthCode::parse("134567890123456789").unwrap().masked(),
+                auth_code_fingerprint: Some(AuthCodeFingerprint::from_hex(
+                    "9b1f0c2e5d7a4b3c8e6f1a2b3c4d5e6f7a8b9c0d1e2f3a4b5c6d7e8f9a0b1c2d".into(),
+                )),
                 deadline_at: t(30),
                 first_query_at: t(5),
                 revoke_not_before: t(15),
@@ -392,6 +416,7 @@ mod tests {
                     paid_at: t(12),
                 },
                 note: "confirmed in the merchant platform".into(),
+                resolved_by: "api_keys[0]".into(),
             }),
             Fact::RefundRequested(RefundRequested {
                 refund_no: refund_no.clone(),
@@ -469,6 +494,7 @@ mod tests {
         Event {
             at: Utc.with_ymd_and_hms(2026, 11, 22, 2, 0, 1).unwrap(),
             command_id: CommandId(Uuid::from_u128(0x0123_4567_89ab_cdef)),
+            key_name: None,
             fact,
         }
     }
@@ -551,27 +577,96 @@ mod tests {
     }
 
     #[test]
+    fn the_key_name_is_stored_when_a_key_caused_the_event_and_absent_otherwise() {
+        // Absent, the payload is exactly what it was before keys were named, so the
+        // events written then decode unchanged (with no name).
+        let runtime_step = encode(&event(one_of_each().remove(0)));
+        let object: Map<String, Value> = serde_json::from_slice(&runtime_step.data).unwrap();
+        assert!(!object.contains_key("key_name"), "{object:?}");
+        let original = Event {
+            key_name: Some("till-1".to_owned()),
+            ..event(one_of_each().remove(0))
+        };
+        let stored = encode(&original);
+        let object: Map<String, Value> = serde_json::from_slice(&stored.data).unwrap();
+        assert_eq!(object["key_name"], "till-1");
+        assert_eq!(
+            decode::<Event>(stored.name, stored.schema_version, &stored.data).unwrap(),
+            original
+        );
+        assert_eq!(
+            decode_object::<Event>(stored.name, object).unwrap(),
+            original
+        );
+    }
+
+    #[test]
+    fn an_operator_resolution_stored_before_resolved_by_still_decodes() {
+        // Schema 1 gained `resolved_by` with a default: a payload without it decodes as `""`.
+        let resolved = one_of_each()
+            .into_iter()
+            .find(|fact| fact.stored_name() == "OperatorResolved")
+            .unwrap();
+        let stored = encode(&event(resolved));
+        let mut object: Map<String, Value> = serde_json::from_slice(&stored.data).unwrap();
+        assert_eq!(
+            object.remove("resolved_by"),
+            Some(Value::from("api_keys[0]"))
+        );
+        let old = serde_json::to_vec(&object).unwrap();
+        let decoded = decode::<Event>(stored.name, stored.schema_version, &old).unwrap();
+        let Fact::OperatorResolved(decoded) = decoded.fact else {
+            panic!("decoded as {}", decoded.fact.stored_name());
+        };
+        assert_eq!(decoded.resolved_by, "");
+        assert_eq!(decoded.note, "confirmed in the merchant platform");
+    }
+
+    #[test]
     fn unknown_names_future_versions_and_garbage_are_clear_errors() {
         let stored = encode(&event(one_of_each().remove(0)));
         let err = decode::<Event>("Teleported", 1, &stored.data).unwrap_err();
         assert_eq!(err.to_string(), "unknown stored event name \"Teleported\"");
-        let err = decode::<Event>("Submitted", 2, &stored.data).unwrap_err();
+        let err = decode::<Event>("Submitted", 3, &stored.data).unwrap_err();
         assert!(
             matches!(
                 err,
                 DecodeError::FutureVersion {
-                    version: 2,
-                    known: 1,
+                    version: 3,
+                    known: 2,
                     ..
                 }
             ),
             "{err}"
         );
-        let err = decode::<Event>("Submitted", 1, b"{\"at\": 3}").unwrap_err();
+        let err = decode::<Event>("Submitted", 2, b"{\"at\": 3}").unwrap_err();
         assert!(
             err.to_string()
                 .starts_with("event Submitted does not decode"),
             "{err}"
         );
+    }
+
+    /// A `Submitted` as schema version 1 wrote it: no fingerprint.
+    const SUBMITTED_V1: &str = r#"{"at":"2026-11-22T02:00:01Z","command_id":"00000000-0000-0000-0123-456789abcdef","merchant_id":"demo","order_no":"A20261122-0001","channel":"wechat","amount":"12.34","currency":"CNY","subject":"Coffee","auth_code":"13**************89","deadline_at":"2026-11-22T02:00:30Z","first_query_at":"2026-11-22T02:00:05Z","revoke_not_before":"2026-11-22T02:00:15Z"}"#;
+
+    #[test]
+    fn a_version_1_submitted_loads_without_a_fingerprint() {
+        let loaded = decode::<Event>("Submitted", 1, SUBMITTED_V1.as_bytes()).unwrap();
+        let Fact::Submitted(submitted) = &loaded.fact else {
+            panic!("{loaded:?}")
+        };
+        assert_eq!(submitted.auth_code.as_str(), "13**************89");
+        assert_eq!(submitted.auth_code_fingerprint, None);
+        // Every other version-1 payload is already its version-2 form.
+        for fact in one_of_each().into_iter().skip(1) {
+            let stored = encode(&event(fact));
+            assert_eq!(
+                decode::<Event>(stored.name, 1, &stored.data).unwrap(),
+                decode::<Event>(stored.name, 2, &stored.data).unwrap(),
+                "{}",
+                stored.name
+            );
+        }
     }
 }

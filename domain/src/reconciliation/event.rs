@@ -23,6 +23,10 @@ pub struct ReconciliationEvent {
     pub at: DateTime<Utc>,
     /// The command (API request, CLI run) that caused it.
     pub command_id: CommandId,
+    /// The name of the API key whose import it records (never the key);
+    /// absent for the command line. See `payment::Event::key_name`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_name: Option<String>,
     #[serde(flatten)]
     pub fact: ReconciliationFact,
 }
@@ -105,6 +109,8 @@ impl DayState {
 pub struct RecordReport {
     /// The request or run that imports it; the event id derives from it.
     pub id: CommandId,
+    /// The name of the API key whose request it is; `None` for the command line.
+    pub key_name: Option<String>,
     pub report: ReconciliationRecorded,
 }
 
@@ -140,6 +146,7 @@ impl Decider for ReconciliationDecider {
         Ok(vec![ReconciliationEvent {
             at: now,
             command_id: command.id,
+            key_name: command.key_name.clone(),
             fact: ReconciliationFact::Recorded(command.report.clone()),
         }])
     }

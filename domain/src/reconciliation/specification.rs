@@ -143,7 +143,11 @@ impl Commands for ReconciliationDecider {
     type Request = ReconciliationRecorded;
 
     fn command(id: CommandId, report: ReconciliationRecorded) -> RecordReport {
-        RecordReport { id, report }
+        RecordReport {
+            id,
+            key_name: None,
+            report,
+        }
     }
 }
 
@@ -897,6 +901,7 @@ fn every_match_is_accepted_by_the_payment_decider_once() {
             .then([Event {
                 at: china(12, 0, 0),
                 command_id: WHEN,
+                key_name: None,
                 fact: Fact::StatementLineMatched(StatementLineMatched { line: line.clone() }),
             }])
             .when_at(china(12, 0, 1), record())
@@ -999,6 +1004,7 @@ fn importing_the_same_statement_twice_records_nothing_the_second_time() {
     let recorded = |at, sha256| ReconciliationEvent {
         at,
         command_id: WHEN,
+        key_name: None,
         fact: ReconciliationFact::Recorded(report_of(sha256)),
     };
     let spec = Spec::of(ReconciliationDecider);

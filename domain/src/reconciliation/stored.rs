@@ -40,6 +40,7 @@ mod tests {
         ReconciliationEvent {
             at: Utc.with_ymd_and_hms(2026, 11, 22, 2, 0, 1).unwrap(),
             command_id: CommandId(Uuid::from_u128(0x0123_4567_89ab_cdef)),
+            key_name: None,
             fact: ReconciliationFact::Recorded(ReconciliationRecorded {
                 channel: Channel::Wechat,
                 date: NaiveDate::from_ymd_opt(2026, 11, 21).unwrap(),

@@ -171,7 +171,7 @@ impl SimTransport {
             .map_or("/", |start| &post.url[start..]);
         let request = Request::post(uri)
             .header(header::CONTENT_TYPE, post.content_type)
-            .header(header::HOST, "sandbox.sim")
+            .header(header::HOST, "sandbox.localhost")
             .body(Body::from(post.body.clone()))
             .unwrap_or_else(|error| unreachable!("a simulated request builds: {error}"));
         let response = self
@@ -356,7 +356,7 @@ impl Transport for SimTransport {
             .and_then(|scheme| url[scheme + 3..].find('/').map(|path| scheme + 3 + path))
             .map_or("/", |start| &url[start..]);
         let request = Request::get(uri)
-            .header(header::HOST, "sandbox.sim")
+            .header(header::HOST, "sandbox.localhost")
             .body(Body::empty())
             .unwrap_or_else(|error| unreachable!("a simulated request builds: {error}"));
         let response = self

@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration as StdDuration;
 
 use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
+use paycode::service::fingerprint::FingerprintKey;
 use paycode::service::ledger::{Ledger, OrderHistory, PaymentLedgerError};
 use paycode::service::metrics::Metrics;
 use paycode::service::reconcile;
@@ -20,7 +21,7 @@ use paycode_adapters::testing::{AppendFault, FaultyStore, rsa_key_pair_pem};
 use paycode_adapters::wechat::{ApiKey as WechatKey, SignType, WechatClient, WechatConfig};
 use paycode_domain::ids::payment_stream;
 use paycode_domain::payment::{
-    Command, CommandKind, Event, PaymentDecider, RequestRefund, RevokeReason,
+    Command, CommandKind, Event, PaymentDecider, RequestRefund, RevokeReason, SubmitPayment,
 };
 use paycode_domain::{AuthCode, Channel, MerchantId, Money, OrderNo, Policy, RefundNo};
 use paycode_sandbox::{Sandbox, SandboxAlipay, SandboxConfig, SandboxMerchant, SandboxWechat};
@@ -185,7 +186,10 @@ impl World {
             alipay_private.clone(),
         );
         config.slow_answer = StdDuration::from_secs(30);
-        config.public_base_url = Some("http://sandbox.sim".into());
+        // A name under `localhost` (RFC 6761): the clients take plain http
+        // only to a loopback host. Nothing resolves it; the simulated
+        // transport carries every request.
+        config.public_base_url = Some("http://sandbox.localhost".into());
         let sandbox = Sandbox::open(config, clock.clone())
             .unwrap_or_else(|error| panic!("the sandbox opens: {error}"));
         let alipay_key = paycode_adapters::alipay::sign::private_key_from_pem(&alipay_private)
@@ -202,7 +206,7 @@ impl World {
             WECHAT_APPID,
             WECHAT_MCH_ID,
             WechatKey::from(WECHAT_KEY),
-            "http://sandbox.sim",
+            "http://sandbox.localhost",
         );
         wechat.sign_type = SignType::HmacSha256;
         wechat.timeout = StdDuration::from_secs(10);
@@ -211,7 +215,7 @@ impl World {
             ALIPAY_APP_ID,
             app_private,
             alipay_public,
-            "http://sandbox.sim/gateway.do",
+            "http://sandbox.localhost/gateway.do",
         );
         alipay.timeout = StdDuration::from_secs(10);
         alipay.rate_limits = RateLimits::LIFTED;
@@ -491,6 +495,10 @@ impl World {
                 self.options.seed,
                 u16::try_from(index).unwrap_or(0) * 8192 + restarts,
             )),
+            // One secret per seed, shared by every instance as one ledger's is.
+            FingerprintKey::from_bytes(
+                Sha256::digest(format!("fingerprint key {}", self.options.seed)).into(),
+            ),
         );
         match runtime.recover().await {
             Ok(recovered) => {
@@ -534,11 +542,15 @@ impl World {
                     runtime
                         .submit(
                             id,
-                            &merchant,
-                            &order.order_no,
-                            auth_code,
-                            order.amount,
-                            "Coffee".to_owned(),
+                            None,
+                            SubmitPayment {
+                                merchant_id: merchant,
+                                order_no: order.order_no.clone(),
+                                auth_code,
+                                auth_code_fingerprint: None,
+                                amount: order.amount,
+                                subject: "Coffee".to_owned(),
+                            },
                         )
                         .await
                 }))
@@ -748,9 +760,14 @@ impl World {
                 let Some(client) = self.channels.get(&self.merchant, channel) else {
                     continue;
                 };
-                let result =
-                    reconcile::download_and_import(&ledger, client.as_ref(), &self.merchant, day)
-                        .await;
+                let result = reconcile::download_and_import(
+                    &ledger,
+                    client.as_ref(),
+                    &self.merchant,
+                    day,
+                    None,
+                )
+                .await;
                 match result {
                     Ok(imported) => self.note(format!(
                         "reconciled {channel} {day}: {} line(s), {} finding(s)",

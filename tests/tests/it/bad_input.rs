@@ -97,6 +97,11 @@ fn payment_cases() -> Vec<Case> {
         "¥1",
         "1_0",
         "--1",
+        // Spaces are refused, not trimmed.
+        " 1.00",
+        "1.00 ",
+        "\t1.00",
+        "1.00\n",
     ];
     for amount in amounts {
         cases.push((
@@ -299,7 +304,16 @@ fn refund_cases() -> Vec<Case> {
             Some("refund_no"),
         ));
     }
-    for amount in ["0", "1.001", "-1.00", "1e2", "abc", "100000000.01"] {
+    for amount in [
+        "0",
+        "1.001",
+        "-1.00",
+        "1e2",
+        "abc",
+        "100000000.01",
+        " 1.00",
+        "1.00 ",
+    ] {
         cases.push((
             format!("refund amount {amount:?}"),
             refund("amount", json!(amount)),

@@ -62,6 +62,96 @@ async fn an_instant_payment_is_paid_and_creation_is_idempotent() {
 }
 
 #[tokio::test]
+async fn a_different_code_with_the_same_mask_is_a_conflict() {
+    // Same first and last two digits, different middle: the same mask, another code: 409.
+    let app = TestApp::spawn().await;
+    let (status, body) = app
+        .call(
+            "POST",
+            "/v1/payments",
+            Some(&payment("M1", PAID_WECHAT, "1.00")),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let same_mask = "130000000000000000";
+    assert_eq!(&same_mask[..2], &PAID_WECHAT[..2]);
+    assert_eq!(&same_mask[16..], &PAID_WECHAT[16..]);
+    let (status, conflict) = app
+        .call(
+            "POST",
+            "/v1/payments",
+            Some(&payment("M1", same_mask, "1.00")),
+        )
+        .await;
+    assert_eq!(
+        (status, &conflict["error"]["code"]),
+        (409, &Value::from("order_no_conflict")),
+        "{conflict}"
+    );
+    let (status, _) = app
+        .call(
+            "POST",
+            "/v1/payments",
+            Some(&payment("M1", PAID_WECHAT, "1.00")),
+        )
+        .await;
+    assert_eq!(status, 200);
+    // The fingerprint is the ledger's own comparison key: not in the API.
+    let (_, events) = app.call("GET", "/v1/payments/M1/events", None).await;
+    assert!(
+        events["events"][0]["data"]
+            .get("auth_code_fingerprint")
+            .is_none(),
+        "{events}"
+    );
+    assert_eq!(app.wechat.count("pay", "M1"), 1);
+}
+
+#[tokio::test]
+async fn an_order_recorded_before_fingerprints_compares_the_mask() {
+    // A schema-1 Submitted (no fingerprint): a repeat with the same mask is still 200.
+    let store: Arc<dyn EventStore> = Arc::new(MemoryStore::new());
+    let data = serde_json::json!({
+        "at": "2026-11-22T02:00:00Z", "command_id": "00000000-0000-0000-0000-000000000001",
+        "merchant_id": "demo", "order_no": "OLD1", "channel": "wechat",
+        "amount": "1.00", "currency": "CNY", "subject": "Coffee",
+        "auth_code": "13**************00",
+        "deadline_at": "2026-11-22T02:00:30Z", "first_query_at": "2026-11-22T02:00:05Z",
+        "revoke_not_before": "2026-11-22T02:00:15Z"
+    });
+    store
+        .append(
+            "payment-demo-OLD1",
+            paycode_adapters::store::ExpectedVersion::NoStream,
+            vec![paycode_adapters::store::NewEvent {
+                event_id: uuid::Uuid::new_v4(),
+                event_type: "Submitted".into(),
+                schema_version: 1,
+                data: serde_json::to_vec(&data).unwrap(),
+            }],
+        )
+        .await
+        .unwrap();
+    let app = TestApp::spawn_on(store).await;
+    let (status, body) = app
+        .call(
+            "POST",
+            "/v1/payments",
+            Some(&payment("OLD1", PAID_WECHAT, "1.00")),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, _) = app
+        .call(
+            "POST",
+            "/v1/payments",
+            Some(&payment("OLD1", "134567890123456701", "1.00")),
+        )
+        .await;
+    assert_eq!(status, 409);
+}
+
+#[tokio::test]
 async fn concurrent_duplicate_requests_make_one_order_and_one_pay_call() {
     // Ten identical requests at once: one 201, nine 200, one channel call.
     let app = Arc::new(TestApp::spawn().await);

@@ -384,6 +384,79 @@ async fn an_uploaded_statement_reconciles_and_a_damaged_one_is_rejected_whole() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_import_at_a_time_per_merchant_and_uploads_over_the_limit_are_refused_unread() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = SandboxApp::spawn().await;
+    let address = app.app.base_url.trim_start_matches("http://").to_owned();
+    // An upload under way: its head and part of its body, the rest withheld.
+    let mut slow = tokio::net::TcpStream::connect(&address).await.unwrap();
+    slow.write_all(
+        format!(
+            "POST /v1/reconciliations?channel=wechat&date={DAY} HTTP/1.1\r\nHost: paycode\r\n\
+             Authorization: Bearer {DEMO_KEY}\r\nContent-Type: text/csv\r\n\
+             Content-Length: 1000\r\n\r\nabc"
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let response = app
+        .app
+        .http
+        .post(format!("{}/v1/reconciliations", app.app.base_url))
+        .bearer_auth(DEMO_KEY)
+        .json(&serde_json::json!({"channel": "wechat", "date": DAY}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 409);
+    assert_eq!(response.headers()["retry-after"], "1");
+    let error: Value = response.json().await.unwrap();
+    assert_eq!(
+        error["error"]["code"], "reconciliation_in_progress",
+        "{error}"
+    );
+    // Another merchant is not held up.
+    let (status, _) = app
+        .app
+        .call_as(
+            Some(paycode_tests::OTHER_KEY),
+            "POST",
+            "/v1/reconciliations",
+            Some(r#"{"channel":"wechat","date":"2026-11-22"}"#),
+        )
+        .await;
+    assert_ne!(status, 409);
+    // The first import ends (its client gives up): the next one runs.
+    drop(slow);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let (status, report) = reconcile(&app, Channel::Wechat).await;
+    assert_eq!(status, 200, "{report}");
+
+    // Over 256 MiB by its Content-Length: 413 before a byte of it is read.
+    let mut big = tokio::net::TcpStream::connect(&address).await.unwrap();
+    big.write_all(
+        format!(
+            "POST /v1/reconciliations?channel=wechat&date={DAY} HTTP/1.1\r\nHost: paycode\r\n\
+             Authorization: Bearer {DEMO_KEY}\r\nContent-Type: text/csv\r\n\
+             Content-Length: 268435457\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut answer = vec![0u8; 4096];
+    let read = tokio::time::timeout(std::time::Duration::from_secs(5), big.read(&mut answer))
+        .await
+        .expect("answered at once")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer[..read]);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains("body_too_large"), "{answer}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_reconciliation_requests_name_the_field_and_write_nothing() {
     let app = SandboxApp::spawn().await;
     for (body, field) in [

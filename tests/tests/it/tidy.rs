@@ -396,3 +396,52 @@ fn the_architecture_map_names_only_paths_that_exist() {
         "ARCHITECTURE.md names paths that do not exist: {missing:?}"
     );
 }
+
+#[test]
+fn ci_checks_the_dependency_policy_and_the_accepted_rsa_advisory_stays_harmless() {
+    // CI runs cargo-deny over Cargo.lock (deny.toml): licences, bans and
+    // sources always, advisories where the database can be fetched.
+    let root = workspace_root();
+    let ci = std::fs::read_to_string(root.join(".ci/run")).unwrap();
+    for step in [
+        "cargo deny --locked check licenses bans sources",
+        "cargo deny --locked check advisories",
+    ] {
+        assert!(ci.contains(step), ".ci/run does not run `{step}`");
+    }
+    // The one accepted advisory is listed by id with its reason, not
+    // silenced wholesale.
+    let policy: toml::Value =
+        toml::from_str(&std::fs::read_to_string(root.join("deny.toml")).unwrap()).unwrap();
+    let ignored = policy["advisories"]["ignore"].as_array().unwrap();
+    assert_eq!(ignored.len(), 1, "{ignored:?}");
+    assert_eq!(ignored[0]["id"].as_str(), Some("RUSTSEC-2023-0071"));
+    assert!(ignored[0]["reason"].as_str().is_some_and(|r| !r.is_empty()));
+    // RUSTSEC-2023-0071 is a timing attack on RSA decryption: it is
+    // accepted because nothing here decrypts with RSA (only signs and
+    // verifies). Using RSA encryption would make it matter.
+    let mut files = Vec::new();
+    for krate in [
+        "domain",
+        "adapters",
+        "adapters/sandbox",
+        "projections",
+        "app",
+    ] {
+        rust_files(&root.join(krate).join("src"), &mut files);
+    }
+    let decrypting: Vec<_> = files
+        .iter()
+        .filter(|path| {
+            let text = std::fs::read_to_string(path).unwrap();
+            ["Pkcs1v15Encrypt", "Oaep", ".decrypt("]
+                .iter()
+                .any(|needle| text.contains(needle))
+        })
+        .map(|path| path.strip_prefix(&root).unwrap().display().to_string())
+        .collect();
+    assert!(
+        decrypting.is_empty(),
+        "RSA decryption makes RUSTSEC-2023-0071 matter (deny.toml): {decrypting:?}"
+    );
+}

@@ -10,24 +10,49 @@ use paycode_adapters::store::{EventStore, SqliteStore};
 use paycode_domain::Channel;
 use paycode_tests::{ScriptedChannel, TestApp, start_time};
 
+/// One SQLite file, one clock and one pair of channels, shared by the
+/// processes a test starts on them.
+struct Deployment {
+    path: std::path::PathBuf,
+    clock: ManualClock,
+    wechat: Arc<ScriptedChannel>,
+    alipay: Arc<ScriptedChannel>,
+}
+
+impl Deployment {
+    fn in_dir(dir: &std::path::Path) -> Deployment {
+        let clock = ManualClock::starting_at(start_time());
+        let shared: Arc<dyn Clock> = Arc::new(clock.clone());
+        Deployment {
+            path: dir.join("paycode.db"),
+            wechat: Arc::new(ScriptedChannel::new(Channel::Wechat, shared.clone())),
+            alipay: Arc::new(ScriptedChannel::new(Channel::Alipay, shared)),
+            clock,
+        }
+    }
+
+    /// A new process on the shared file.
+    async fn process(&self) -> TestApp {
+        let store: Arc<dyn EventStore> = Arc::new(SqliteStore::open(&self.path).unwrap());
+        let leases = Arc::new(SqliteLeases::open(&self.path).unwrap());
+        TestApp::spawn_with(
+            store,
+            leases,
+            self.clock.clone(),
+            self.wechat.clone(),
+            self.alipay.clone(),
+        )
+        .await
+    }
+}
+
 #[tokio::test]
 async fn two_processes_on_one_file_never_both_act_on_one_step() {
     // Ten waiting orders, two services with timers for all of them: one revoke per order, no doubled queries.
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("paycode.db");
-    let clock = ManualClock::starting_at(start_time());
-    let shared: Arc<dyn Clock> = Arc::new(clock.clone());
-    let wechat = Arc::new(ScriptedChannel::new(Channel::Wechat, shared.clone()));
-    let alipay = Arc::new(ScriptedChannel::new(Channel::Alipay, shared));
-    let open = || -> (Arc<dyn EventStore>, Arc<SqliteLeases>) {
-        (
-            Arc::new(SqliteStore::open(&path).unwrap()),
-            Arc::new(SqliteLeases::open(&path).unwrap()),
-        )
-    };
-    let (store, leases) = open();
-    let first =
-        TestApp::spawn_with(store, leases, clock.clone(), wechat.clone(), alipay.clone()).await;
+    let deployment = Deployment::in_dir(dir.path());
+    let wechat = deployment.wechat.clone();
+    let first = deployment.process().await;
     let orders: Vec<String> = (0..10).map(|n| format!("TWO{n}")).collect();
     for order in &orders {
         let body = format!(
@@ -42,8 +67,7 @@ async fn two_processes_on_one_file_never_both_act_on_one_step() {
         }
     }
     // The second process starts now and recovers all ten orders from the log.
-    let (store, leases) = open();
-    let second = TestApp::spawn_with(store, leases, clock.clone(), wechat.clone(), alipay).await;
+    let second = deployment.process().await;
     for order in &orders {
         second.settle(order, "closed", 1).await;
     }
@@ -78,22 +102,10 @@ async fn the_orders_of_a_process_that_dies_are_taken_over_by_another() {
     // following the log can tell it of them; when the first dies after the
     // pay calls, the second revokes each order once its lease has expired.
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("paycode.db");
-    let clock = ManualClock::starting_at(start_time());
-    let shared: Arc<dyn Clock> = Arc::new(clock.clone());
-    let wechat = Arc::new(ScriptedChannel::new(Channel::Wechat, shared.clone()));
-    let alipay = Arc::new(ScriptedChannel::new(Channel::Alipay, shared));
-    let open = || -> (Arc<dyn EventStore>, Arc<SqliteLeases>) {
-        (
-            Arc::new(SqliteStore::open(&path).unwrap()),
-            Arc::new(SqliteLeases::open(&path).unwrap()),
-        )
-    };
-    let (store, leases) = open();
-    let survivor =
-        TestApp::spawn_with(store, leases, clock.clone(), wechat.clone(), alipay.clone()).await;
-    let (store, leases) = open();
-    let doomed = TestApp::spawn_with(store, leases, clock.clone(), wechat.clone(), alipay).await;
+    let deployment = Deployment::in_dir(dir.path());
+    let wechat = deployment.wechat.clone();
+    let survivor = deployment.process().await;
+    let doomed = deployment.process().await;
     let orders: Vec<String> = (0..3).map(|n| format!("DIES{n}")).collect();
     for order in &orders {
         let body = format!(

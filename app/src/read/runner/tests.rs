@@ -298,6 +298,7 @@ async fn append_report(store: &MemoryStore, version: u64, findings: usize) {
     let event = ReconciliationEvent {
         at: chrono::Utc::now(),
         command_id: paycode_domain::CommandId(Uuid::new_v4()),
+        key_name: None,
         fact: ReconciliationFact::Recorded(ReconciliationRecorded {
             channel: paycode_domain::Channel::Wechat,
             date: chrono::NaiveDate::from_ymd_opt(2026, 11, 22).unwrap(),
