@@ -527,6 +527,22 @@ mod tests {
     }
 
     impl Scenario {
+        /// Paid 10.00, refunded 4.00, then a forged RefundRequested of 7.00
+        /// (more than the 6.00 left) with an intact chain.
+        fn over_refunded() -> Scenario {
+            let mut ledger = Scenario::paid("10.00");
+            ledger.refund("R1", "4.00");
+            let requested_at = ledger.now;
+            ledger.forge(Fact::RefundRequested(RefundRequested {
+                refund_no: RefundNo::parse("R2").unwrap(),
+                amount: "7.00".parse().unwrap(),
+                reason: "forged".to_owned(),
+                first_query_at: requested_at,
+                settle_by: requested_at,
+            }));
+            ledger
+        }
+
         fn submitted(amount: &str) -> Scenario {
             let mut ledger = Scenario {
                 decider: PaymentDecider::default(),
@@ -763,16 +779,7 @@ mod tests {
     fn refunds_above_the_payment_are_reported_even_with_an_intact_chain() {
         // Shows the rules check: a RefundRequested the decider would have
         // refused (balance 6.00 left, 7.00 asked) is a problem of its own.
-        let mut ledger = Scenario::paid("10.00");
-        ledger.refund("R1", "4.00");
-        let requested_at = ledger.now;
-        ledger.forge(Fact::RefundRequested(RefundRequested {
-            refund_no: RefundNo::parse("R2").unwrap(),
-            amount: "7.00".parse().unwrap(),
-            reason: "forged".to_owned(),
-            first_query_at: requested_at,
-            settle_by: requested_at,
-        }));
+        let ledger = Scenario::over_refunded();
         let report = verify(&ledger.recorded());
         assert_eq!(
             kinds(&report),
@@ -1084,16 +1091,7 @@ mod tests {
     fn the_json_report_names_each_problem_by_stream_version_and_code() {
         // Shows the machine-readable form: the counts, and per problem its
         // place, a stable code (a violation's own code for a rule) and the text.
-        let mut ledger = Scenario::paid("10.00");
-        ledger.refund("R1", "4.00");
-        let requested_at = ledger.now;
-        ledger.forge(Fact::RefundRequested(RefundRequested {
-            refund_no: RefundNo::parse("R2").unwrap(),
-            amount: "7.00".parse().unwrap(),
-            reason: "forged".to_owned(),
-            first_query_at: requested_at,
-            settle_by: requested_at,
-        }));
+        let ledger = Scenario::over_refunded();
         let mut events = ledger.recorded();
         events[0].data.push(b' ');
         let report = verify(&events);

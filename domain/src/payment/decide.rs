@@ -107,13 +107,7 @@ impl PaymentDecider {
             PaymentState::Initial => return Err(Rejection::OrderNotFound),
             PaymentState::Paying(paying) if !paying.pay_answered => paying,
             other => {
-                let proof = match &answer.outcome {
-                    PayOutcome::Paid {
-                        channel_trade_no,
-                        paid_at,
-                    } => Some((channel_trade_no, *paid_at)),
-                    _ => None,
-                };
+                let proof = answer.outcome.proof_of_payment();
                 let noted = NotedAnswer::Pay {
                     outcome: answer.outcome.clone(),
                 };
@@ -192,13 +186,7 @@ impl PaymentDecider {
                 return Ok(self.after_window_closed(order, code, *queries, answer, now));
             }
             other => {
-                let proof = match &answer.outcome {
-                    QueryOutcome::Paid {
-                        channel_trade_no,
-                        paid_at,
-                    } => Some((channel_trade_no, *paid_at)),
-                    _ => None,
-                };
+                let proof = answer.outcome.proof_of_payment();
                 let noted = NotedAnswer::Query {
                     outcome: answer.outcome.clone(),
                 };
@@ -821,7 +809,7 @@ fn late_answer(
     state: &PaymentState,
     noted: NotedAnswer,
     codes: &ChannelCodes,
-    proof_of_payment: Option<(&String, Option<DateTime<Utc>>)>,
+    proof_of_payment: super::outcome::ProofOfPayment<'_>,
     source: PaidSource,
     now: DateTime<Utc>,
 ) -> Vec<Fact> {

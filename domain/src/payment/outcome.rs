@@ -163,6 +163,35 @@ pub enum QueryOutcome {
     },
 }
 
+/// The trade number and payment time an answer proves, if it proves a payment.
+pub(crate) type ProofOfPayment<'a> = Option<(&'a String, Option<DateTime<Utc>>)>;
+
+impl PayOutcome {
+    /// What this answer proves of a payment.
+    pub(crate) fn proof_of_payment(&self) -> ProofOfPayment<'_> {
+        match self {
+            PayOutcome::Paid {
+                channel_trade_no,
+                paid_at,
+            } => Some((channel_trade_no, *paid_at)),
+            _ => None,
+        }
+    }
+}
+
+impl QueryOutcome {
+    /// What this answer proves of a payment.
+    pub(crate) fn proof_of_payment(&self) -> ProofOfPayment<'_> {
+        match self {
+            QueryOutcome::Paid {
+                channel_trade_no,
+                paid_at,
+            } => Some((channel_trade_no, *paid_at)),
+            _ => None,
+        }
+    }
+}
+
 /// How a revoke (WeChat reverse, Alipay trade.cancel) ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

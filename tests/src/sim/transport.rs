@@ -158,22 +158,18 @@ impl SimTransport {
         });
     }
 
-    /// The sandbox's answer to `request`, as the router gives it.
+    /// The sandbox's answer to `post`, as the router gives it.
     async fn deliver(&self, post: &Post) -> Answer {
-        let uri = post
-            .url
-            .find("://")
-            .and_then(|scheme| {
-                post.url[scheme + 3..]
-                    .find('/')
-                    .map(|path| scheme + 3 + path)
-            })
-            .map_or("/", |start| &post.url[start..]);
-        let request = Request::post(uri)
+        let request = Request::post(path_of(&post.url))
             .header(header::CONTENT_TYPE, post.content_type)
             .header(header::HOST, "sandbox.localhost")
             .body(Body::from(post.body.clone()))
             .unwrap_or_else(|error| unreachable!("a simulated request builds: {error}"));
+        self.route(request).await
+    }
+
+    /// Hands `request` to the sandbox's router, without sockets.
+    async fn route(&self, request: Request<Body>) -> Answer {
         let response = self
             .router
             .clone()
@@ -351,31 +347,19 @@ impl Transport for SimTransport {
         _max_bytes: usize,
         _timeout: Duration,
     ) -> Result<Answer, TransportError> {
-        let uri = url
-            .find("://")
-            .and_then(|scheme| url[scheme + 3..].find('/').map(|path| scheme + 3 + path))
-            .map_or("/", |start| &url[start..]);
-        let request = Request::get(uri)
+        let request = Request::get(path_of(url))
             .header(header::HOST, "sandbox.localhost")
             .body(Body::empty())
             .unwrap_or_else(|error| unreachable!("a simulated request builds: {error}"));
-        let response = self
-            .router
-            .clone()
-            .oneshot(request)
-            .await
-            .unwrap_or_else(|never| match never {});
-        let status = response.status().as_u16();
-        let body = axum::body::to_bytes(response.into_body(), usize::MAX)
-            .await
-            .map(|bytes| bytes.to_vec())
-            .unwrap_or_default();
-        Ok(Answer {
-            status,
-            date: None,
-            body,
-        })
+        Ok(self.route(request).await)
     }
+}
+
+/// The path of `url` (what follows its host), `/` when it has none.
+fn path_of(url: &str) -> &str {
+    url.find("://")
+        .and_then(|scheme| url[scheme + 3..].find('/').map(|path| scheme + 3 + path))
+        .map_or("/", |start| &url[start..])
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
