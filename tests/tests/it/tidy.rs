@@ -404,8 +404,8 @@ fn ci_checks_the_dependency_policy_and_the_accepted_rsa_advisory_stays_harmless(
     let root = workspace_root();
     let ci = std::fs::read_to_string(root.join(".ci/run")).unwrap();
     for step in [
-        "cargo deny --locked check licenses bans sources",
-        "cargo deny --locked check advisories",
+        "\"$deny\" --locked check licenses bans sources",
+        "\"$deny\" --locked check advisories",
     ] {
         assert!(ci.contains(step), ".ci/run does not run `{step}`");
     }
