@@ -5,9 +5,29 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use paycode_adapters::store::StoreError;
 use paycode_domain::payment::Rejection;
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::service::ledger::PaymentLedgerError;
+
+/// Every error's body: `{"error": {"code", "message", "field"}}`.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"error": {"code": "invalid_amount", "message": "amount must have at most 2 decimal places", "field": "amount"}}))]
+pub struct ErrorBody<'a> {
+    pub error: ErrorDetail<'a>,
+}
+
+/// What went wrong.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorDetail<'a> {
+    /// Stable, for programs: branch on it (docs/api.md lists every code).
+    pub code: &'a str,
+    /// For a person; may change.
+    pub message: &'a str,
+    /// The request field (or query parameter) at fault; `null` when no single field is.
+    #[schema(required = true)]
+    pub field: Option<&'a str>,
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {
@@ -115,8 +135,13 @@ impl From<PaymentLedgerError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body =
-            json!({"error": {"code": self.code, "message": self.message, "field": self.field}});
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: &self.code,
+                message: &self.message,
+                field: self.field.as_deref(),
+            },
+        };
         let mut response = (self.status, axum::Json(body)).into_response();
         let retry_after = self.retry_after_secs.or_else(|| {
             (self.status == StatusCode::SERVICE_UNAVAILABLE

@@ -16,7 +16,8 @@ use paycode_domain::{OrderNo, RefundNo};
 use paycode_projections::RefundView;
 
 use super::body::Fields;
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
+use super::openapi::schemas;
 use super::payments::{body_bytes, payment_response};
 use super::{AppState, Caller, Merchant};
 use crate::service::resolve::{self, ResolveError, Subject, Verdict, Via, Words};
@@ -65,6 +66,29 @@ fn verdict(subject: Subject, body: &[u8]) -> Result<Verdict, ApiError> {
 }
 
 /// `POST /v1/payments/{order_no}/resolve`
+#[utoipa::path(
+    post,
+    path = "/v1/payments/{order_no}/resolve",
+    tag = "operator resolution",
+    operation_id = "resolve_payment",
+    summary = "Resolve an order in manual review",
+    description = "Records what the channel shows as `OperatorResolved`, with the operator's \
+reason and the key's name; calls nothing and moves no money. Not idempotent: repeating it \
+answers `409 not_in_review`. The rules are checked in this order: the body, \
+`order_not_found`, `not_in_review`, `invalid_paid_at`, `resolution_contradicts_ledger`. \
+Roles: operator (and keys of `api_keys`).",
+    params(("order_no" = String, Path, description = "The merchant's order number.")),
+    request_body(content = schemas::ResolveOrder, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The payment, resolved: `paid`, `closed` or `reversed`.", body = schemas::Payment),
+        (status = 400, description = "`malformed_request`, `unknown_field`.", body = ErrorBody),
+        (status = 404, description = "`order_not_found`.", body = ErrorBody),
+        (status = 409, description = "`not_in_review`, `resolution_contradicts_ledger` (`field` names the part).", body = ErrorBody),
+        (status = 413, description = "`body_too_large`.", body = ErrorBody),
+        (status = 422, description = "`missing_outcome`, `invalid_outcome`, `missing_channel_trade_no`, `invalid_channel_trade_no`, `invalid_paid_at`, `missing_reason`, `invalid_reason`.", body = ErrorBody),
+    ),
+    security(("api_key" = [])),
+)]
 pub async fn order(
     State(state): State<AppState>,
     Extension(Merchant(merchant)): Extension<Merchant>,
@@ -80,6 +104,30 @@ pub async fn order(
 }
 
 /// `POST /v1/payments/{order_no}/refunds/{refund_no}/resolve`
+#[utoipa::path(
+    post,
+    path = "/v1/payments/{order_no}/refunds/{refund_no}/resolve",
+    tag = "operator resolution",
+    operation_id = "resolve_refund",
+    summary = "Resolve a refund in manual review",
+    description = "`succeeded` counts the refund in the payment's `refunded_amount`; `failed` \
+makes its amount refundable again (under a new `refund_no`). Not idempotent. Roles: operator \
+(and keys of `api_keys`).",
+    params(
+        ("order_no" = String, Path, description = "The merchant's order number."),
+        ("refund_no" = String, Path, description = "The refund's number."),
+    ),
+    request_body(content = schemas::ResolveRefund, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The refund, resolved: `succeeded` or `failed`.", body = schemas::Refund),
+        (status = 400, description = "`malformed_request`, `unknown_field`.", body = ErrorBody),
+        (status = 404, description = "`order_not_found`, `refund_not_found`.", body = ErrorBody),
+        (status = 409, description = "`not_in_review`.", body = ErrorBody),
+        (status = 413, description = "`body_too_large`.", body = ErrorBody),
+        (status = 422, description = "`missing_outcome`, `invalid_outcome`, `invalid_refunded_at`, `missing_reason`, `invalid_reason`.", body = ErrorBody),
+    ),
+    security(("api_key" = [])),
+)]
 pub async fn refund(
     State(state): State<AppState>,
     Extension(Merchant(merchant)): Extension<Merchant>,
