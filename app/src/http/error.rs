@@ -1,6 +1,8 @@
 //! The API's error shape: `{"error": {"code", "message", "field"}}` with the
 //! status codes of docs/api.md. Every failure of a handler becomes one of these.
 
+use axum::extract::path::ErrorKind;
+use axum::extract::rejection::PathRejection;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use paycode_adapters::store::StoreError;
@@ -107,6 +109,37 @@ impl From<Rejection> for ApiError {
             _ => StatusCode::CONFLICT,
         };
         ApiError::new(status, rejection.code(), rejection.to_string())
+    }
+}
+
+/// A path whose parameter cannot be read (percent-encoded bytes that are not
+/// UTF-8) answers as a malformed value of that parameter does: an order or
+/// refund number `404` (no such order or refund), a channel or day `422`.
+impl From<PathRejection> for ApiError {
+    fn from(rejection: PathRejection) -> Self {
+        let key = match &rejection {
+            PathRejection::FailedToDeserializePathParams(error) => match error.kind() {
+                ErrorKind::InvalidUtf8InPathParam { key }
+                | ErrorKind::ParseErrorAtKey { key, .. }
+                | ErrorKind::DeserializeError { key, .. } => Some(key.as_str()),
+                _ => None,
+            },
+            _ => None,
+        };
+        match key {
+            Some("refund_no") => ApiError::not_found("refund"),
+            Some("channel") => ApiError::invalid(
+                "channel",
+                "invalid_channel",
+                "channel must be \"wechat\" or \"alipay\"",
+            ),
+            Some("date") => ApiError::invalid(
+                "date",
+                "invalid_date",
+                "date must be a calendar day as YYYY-MM-DD (China time)",
+            ),
+            _ => ApiError::not_found("order"),
+        }
     }
 }
 

@@ -624,9 +624,10 @@ mod tests {
                     .is_some_and(|s| !s.is_empty());
                 assert_eq!(secured, path.starts_with("/v1/"), "{method} {path}");
                 let answers = operation["responses"].as_object().unwrap();
-                // Every route may time out or be refused when the service is full;
+                // Every route may time out, be refused when the service is full
+                // or for an oversized head;
                 // every /v1 route may be refused its key, role or rate.
-                let mut shared = vec!["408", "503"];
+                let mut shared = vec!["408", "431", "503"];
                 if path.starts_with("/v1/") {
                     shared.extend(["401", "403", "429", "500"]);
                 }
@@ -634,6 +635,79 @@ mod tests {
                     assert!(answers.contains_key(status), "{method} {path}: no {status}");
                 }
             }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_path_parameter_that_is_not_utf8_answers_in_the_error_shape() {
+        // Found by probing the document's paths: `%FF` in a path parameter
+        // answered axum's `400 text/plain`; it answers as a malformed value does.
+        let key = "sk_live_probe_key_01";
+        let state = AppState::new(
+            runtime(),
+            Arc::new(OrderIndex::default()),
+            vec![ApiKey::full(
+                key,
+                MerchantId::parse("demo").unwrap(),
+                "api_keys[0]",
+            )],
+            limits::ServerLimits::unthrottled(),
+        );
+        let app = router(state);
+        for (method, uri, status, code) in [
+            (Method::GET, "/v1/payments/%FF", 404, "order_not_found"),
+            (
+                Method::GET,
+                "/v1/payments/%FF/events",
+                404,
+                "order_not_found",
+            ),
+            (
+                Method::POST,
+                "/v1/payments/%FF/revoke",
+                404,
+                "order_not_found",
+            ),
+            (
+                Method::GET,
+                "/v1/payments/A1/refunds/%C0",
+                404,
+                "refund_not_found",
+            ),
+            (
+                Method::POST,
+                "/v1/payments/%FF/refunds/R1/resolve",
+                404,
+                "order_not_found",
+            ),
+            (
+                Method::GET,
+                "/v1/reconciliations/%FF/2026-11-21",
+                422,
+                "invalid_channel",
+            ),
+            (
+                Method::GET,
+                "/v1/reconciliations/wechat/%FF",
+                422,
+                "invalid_date",
+            ),
+        ] {
+            let request = Request::builder()
+                .method(method.clone())
+                .uri(uri)
+                .header(header::AUTHORIZATION, format!("Bearer {key}"))
+                .body(axum::body::Body::empty())
+                .unwrap();
+            let response = tower::ServiceExt::oneshot(app.clone(), request)
+                .await
+                .unwrap();
+            assert_eq!(response.status().as_u16(), status, "{method} {uri}");
+            let body = axum::body::to_bytes(response.into_body(), BODY_LIMIT_BYTES)
+                .await
+                .unwrap();
+            let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(body["error"]["code"], code, "{method} {uri}");
         }
     }
 }

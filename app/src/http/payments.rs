@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use axum::Extension;
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
+use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -266,7 +266,7 @@ pub async fn create(
     operation_id = "get_payment",
     summary = "Get a payment",
     description = "Reads the order's own log. Roles: payments, operator, auditor.",
-    params(("order_no" = String, Path, description = "The merchant's order number.")),
+    params(("order_no" = String, Path, pattern = r"^[A-Za-z0-9_-]{1,32}$", example = "A20261122-0001", description = "The merchant's order number (a malformed one is not found).")),
     responses(
         (status = 200, description = "The payment.", body = schemas::Payment),
         (status = 404, description = "`order_not_found`: no such order for this merchant (a malformed `order_no` too).", body = ErrorBody,
@@ -277,8 +277,9 @@ pub async fn create(
 pub async fn get(
     State(state): State<AppState>,
     Extension(Merchant(merchant)): Extension<Merchant>,
-    Path(order_no_text): Path<String>,
+    path: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
+    let Path(order_no_text) = path?;
     let order_no = OrderNo::parse(&order_no_text).map_err(|_| ApiError::not_found("order"))?;
     let history = state.runtime.ledger().history(&merchant, &order_no).await?;
     payment_response(StatusCode::OK, &history)
@@ -412,7 +413,7 @@ pub struct EventEntry {
     operation_id = "list_payment_events",
     summary = "An order's events",
     description = "The order's full history, oldest first. Roles: auditor (and keys of `api_keys`).",
-    params(("order_no" = String, Path, description = "The merchant's order number.")),
+    params(("order_no" = String, Path, pattern = r"^[A-Za-z0-9_-]{1,32}$", example = "A20261122-0001", description = "The merchant's order number (a malformed one is not found).")),
     responses(
         (status = 200, description = "The order's events.", body = EventList,
             example = json!({"events": [{"version": 0, "type": "Submitted", "recorded_at": "2026-11-22T10:00:00.012Z",
@@ -425,8 +426,9 @@ pub struct EventEntry {
 pub async fn events(
     State(state): State<AppState>,
     Extension(Merchant(merchant)): Extension<Merchant>,
-    Path(order_no_text): Path<String>,
+    path: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
+    let Path(order_no_text) = path?;
     let order_no = OrderNo::parse(&order_no_text).map_err(|_| ApiError::not_found("order"))?;
     let history = state.runtime.ledger().history(&merchant, &order_no).await?;
     if history.events.is_empty() {
@@ -469,7 +471,7 @@ pub async fn events(
     description = "Asks the channel to cancel the order: an unpaid order is closed, a paid one \
 refunded in full, in the background. Revoking an order already `revoking` answers `202` again \
 and changes nothing. The body is empty, or `{}`. Roles: payments, operator.",
-    params(("order_no" = String, Path, description = "The merchant's order number.")),
+    params(("order_no" = String, Path, pattern = r"^[A-Za-z0-9_-]{1,32}$", example = "A20261122-0001", description = "The merchant's order number (a malformed one is not found).")),
     request_body(content = Option<schemas::Revoke>, content_type = "application/json"),
     responses(
         (status = 202, description = "The payment, now `revoking`.", body = schemas::Payment),
@@ -484,9 +486,10 @@ pub async fn revoke(
     State(state): State<AppState>,
     Extension(Merchant(merchant)): Extension<Merchant>,
     Extension(caller): Extension<Caller>,
-    Path(order_no_text): Path<String>,
+    path: Result<Path<String>, PathRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
+    let Path(order_no_text) = path?;
     let body = body_bytes(body)?;
     if !body.iter().all(u8::is_ascii_whitespace) {
         Fields::parse(&body, &[])?;
@@ -514,7 +517,7 @@ pub async fn revoke(
 refund. The rules are checked in this order: `order_not_found`, `not_refundable`, the \
 `refund_no` already used (`200` or `refund_no_conflict`), `refund_window_closed`, \
 `refund_limit_reached`, `refund_exceeds_balance`. Roles: payments, operator.",
-    params(("order_no" = String, Path, description = "The merchant's order number.")),
+    params(("order_no" = String, Path, pattern = r"^[A-Za-z0-9_-]{1,32}$", example = "A20261122-0001", description = "The merchant's order number (a malformed one is not found).")),
     request_body(content = schemas::CreateRefund, content_type = "application/json"),
     responses(
         (status = 201, description = "A new refund (status `pending`).", body = schemas::Refund),
@@ -532,9 +535,10 @@ pub async fn create_refund(
     State(state): State<AppState>,
     Extension(Merchant(merchant)): Extension<Merchant>,
     Extension(caller): Extension<Caller>,
-    Path(order_no_text): Path<String>,
+    path: Result<Path<String>, PathRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
+    let Path(order_no_text) = path?;
     let order_no = OrderNo::parse(&order_no_text).map_err(|_| ApiError::not_found("order"))?;
     let body = body_bytes(body)?;
     let fields = Fields::parse(&body, &["refund_no", "amount", "reason"])?;
@@ -594,8 +598,8 @@ pub async fn create_refund(
     summary = "Get a refund",
     description = "Roles: payments, operator, auditor.",
     params(
-        ("order_no" = String, Path, description = "The merchant's order number."),
-        ("refund_no" = String, Path, description = "The refund's number."),
+        ("order_no" = String, Path, pattern = r"^[A-Za-z0-9_-]{1,32}$", example = "A20261122-0001", description = "The merchant's order number (a malformed one is not found)."),
+        ("refund_no" = String, Path, pattern = r"^[A-Za-z0-9_-]{1,32}$", example = "R1", description = "The refund's number (a malformed one is not found)."),
     ),
     responses(
         (status = 200, description = "The refund.", body = schemas::Refund),
@@ -606,8 +610,9 @@ pub async fn create_refund(
 pub async fn get_refund(
     State(state): State<AppState>,
     Extension(Merchant(merchant)): Extension<Merchant>,
-    Path((order_no_text, refund_no_text)): Path<(String, String)>,
+    path: Result<Path<(String, String)>, PathRejection>,
 ) -> Result<Response, ApiError> {
+    let Path((order_no_text, refund_no_text)) = path?;
     let order_no = OrderNo::parse(&order_no_text).map_err(|_| ApiError::not_found("order"))?;
     let refund_no = RefundNo::parse(&refund_no_text).map_err(|_| ApiError::not_found("refund"))?;
     let history = state.runtime.ledger().history(&merchant, &order_no).await?;

@@ -10,6 +10,7 @@
 
 use axum::Extension;
 use axum::body::Body;
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -275,8 +276,8 @@ pub async fn create(
     summary = "Read a report",
     description = "The latest report recorded for that channel, day and merchant. Roles: auditor, reconciliation.",
     params(
-        ("channel" = String, Path, description = "`wechat` or `alipay`."),
-        ("date" = String, Path, description = "The statement's day, China time, `YYYY-MM-DD`."),
+        ("channel" = schemas::Channel, Path, example = "wechat", description = "`wechat` or `alipay`."),
+        ("date" = String, Path, format = Date, example = "2026-11-21", description = "The statement's day, China time, `YYYY-MM-DD`."),
     ),
     responses(
         (status = 200, description = "The latest report.", body = schemas::Report),
@@ -288,8 +289,9 @@ pub async fn create(
 pub async fn get(
     State(state): State<AppState>,
     Extension(Merchant(merchant)): Extension<Merchant>,
-    Path((channel_text, date_text)): Path<(String, String)>,
+    path: Result<Path<(String, String)>, PathRejection>,
 ) -> Result<Response, ApiError> {
+    let Path((channel_text, date_text)) = path?;
     let channel = channel(&channel_text)?;
     let date = date(&date_text)?;
     let report = reconcile::latest(state.runtime.ledger(), &merchant, channel, date)

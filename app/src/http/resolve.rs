@@ -8,7 +8,7 @@
 
 use axum::Extension;
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
+use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -77,7 +77,7 @@ reason and the key's name; calls nothing and moves no money. Not idempotent: rep
 answers `409 not_in_review`. The rules are checked in this order: the body, \
 `order_not_found`, `not_in_review`, `invalid_paid_at`, `resolution_contradicts_ledger`. \
 Roles: operator (and keys of `api_keys`).",
-    params(("order_no" = String, Path, description = "The merchant's order number.")),
+    params(("order_no" = String, Path, pattern = r"^[A-Za-z0-9_-]{1,32}$", example = "A20261122-0001", description = "The merchant's order number (a malformed one is not found).")),
     request_body(content = schemas::ResolveOrder, content_type = "application/json"),
     responses(
         (status = 200, description = "The payment, resolved: `paid`, `closed` or `reversed`.", body = schemas::Payment),
@@ -93,9 +93,10 @@ pub async fn order(
     State(state): State<AppState>,
     Extension(Merchant(merchant)): Extension<Merchant>,
     Extension(caller): Extension<Caller>,
-    Path(order_no_text): Path<String>,
+    path: Result<Path<String>, PathRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
+    let Path(order_no_text) = path?;
     let order_no = OrderNo::parse(&order_no_text).map_err(|_| ApiError::not_found("order"))?;
     let verdict = verdict(Subject::Order, &body_bytes(body)?)?;
     let via = Via::Runtime(&state.runtime);
@@ -114,8 +115,8 @@ pub async fn order(
 makes its amount refundable again (under a new `refund_no`). Not idempotent. Roles: operator \
 (and keys of `api_keys`).",
     params(
-        ("order_no" = String, Path, description = "The merchant's order number."),
-        ("refund_no" = String, Path, description = "The refund's number."),
+        ("order_no" = String, Path, pattern = r"^[A-Za-z0-9_-]{1,32}$", example = "A20261122-0001", description = "The merchant's order number (a malformed one is not found)."),
+        ("refund_no" = String, Path, pattern = r"^[A-Za-z0-9_-]{1,32}$", example = "R1", description = "The refund's number (a malformed one is not found)."),
     ),
     request_body(content = schemas::ResolveRefund, content_type = "application/json"),
     responses(
@@ -132,9 +133,10 @@ pub async fn refund(
     State(state): State<AppState>,
     Extension(Merchant(merchant)): Extension<Merchant>,
     Extension(caller): Extension<Caller>,
-    Path((order_no_text, refund_no_text)): Path<(String, String)>,
+    path: Result<Path<(String, String)>, PathRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
+    let Path((order_no_text, refund_no_text)) = path?;
     let order_no = OrderNo::parse(&order_no_text).map_err(|_| ApiError::not_found("order"))?;
     let refund_no = RefundNo::parse(&refund_no_text).map_err(|_| ApiError::not_found("refund"))?;
     let verdict = verdict(Subject::Refund(refund_no.clone()), &body_bytes(body)?)?;

@@ -127,10 +127,12 @@ struct Shared {
     code: &'static str,
     message: &'static str,
     retry_after: bool,
+    /// `false` for an answer with an empty body (the HTTP server's own).
+    has_body: bool,
 }
 
 /// Answers every route may give.
-const EVERY_ROUTE: [Shared; 2] = [
+const EVERY_ROUTE: [Shared; 3] = [
     Shared {
         status: "408",
         name: "RequestTimeout",
@@ -138,6 +140,7 @@ const EVERY_ROUTE: [Shared; 2] = [
         code: "request_timeout",
         message: "the request took longer than 75 s; repeat it (creating payments and refunds is idempotent)",
         retry_after: false,
+        has_body: true,
     },
     Shared {
         status: "503",
@@ -146,6 +149,16 @@ const EVERY_ROUTE: [Shared; 2] = [
         code: "overloaded",
         message: "the service is handling as many requests as it may; retry shortly",
         retry_after: true,
+        has_body: true,
+    },
+    Shared {
+        status: "431",
+        name: "HeadTooLarge",
+        description: "The request's head (request line and headers) is over 16 KiB, or has more than 64 headers: refused by the HTTP server before any route is found, with an empty body, and the connection closed.",
+        code: "",
+        message: "",
+        retry_after: false,
+        has_body: false,
     },
 ];
 
@@ -158,6 +171,7 @@ const V1_ROUTES: [Shared; 4] = [
         code: "unauthorized",
         message: "a valid Authorization: Bearer <api key> header is required",
         retry_after: false,
+        has_body: true,
     },
     Shared {
         status: "403",
@@ -166,6 +180,7 @@ const V1_ROUTES: [Shared; 4] = [
         code: "forbidden",
         message: "this key's role (auditor) does not allow creating payments",
         retry_after: false,
+        has_body: true,
     },
     Shared {
         status: "429",
@@ -174,6 +189,7 @@ const V1_ROUTES: [Shared; 4] = [
         code: "too_many_requests",
         message: "over the merchant's request rate (server.requests_per_sec); retry shortly",
         retry_after: true,
+        has_body: true,
     },
     Shared {
         status: "500",
@@ -182,6 +198,7 @@ const V1_ROUTES: [Shared; 4] = [
         code: "internal",
         message: "internal error; an operator has been told",
         retry_after: false,
+        has_body: true,
     },
 ];
 
@@ -239,6 +256,11 @@ fn operations(item: &mut utoipa::openapi::PathItem) -> impl Iterator<Item = &mut
 }
 
 fn response(shared: &Shared) -> utoipa::openapi::Response {
+    if !shared.has_body {
+        return ResponseBuilder::new()
+            .description(shared.description)
+            .build();
+    }
     let content = ContentBuilder::new()
         .schema(Some(Ref::from_schema_name("ErrorBody")))
         .example(Some(json!({"error": {
