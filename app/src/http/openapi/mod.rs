@@ -45,15 +45,17 @@ docs/api.md.";
         license(name = "MIT OR Apache-2.0"),
     ),
     paths(
+        // In the order a story of one order reads (and a fuzzer's examples
+        // run): create it, read it, refund it, then revoke it.
         payments::create,
         payments::list,
         payments::get,
         payments::events,
-        payments::revoke,
         payments::create_refund,
         payments::get_refund,
         resolve::order,
         resolve::refund,
+        payments::revoke,
         reconciliations::create,
         reconciliations::get,
         super::healthz,
