@@ -81,7 +81,7 @@ fn page(document: &Value) -> Markup {
                             h2 id={ "tag-" (slug(name)) } { (capitalized(name)) }
                             p { (text(tag["description"].as_str().unwrap_or(""))) }
                             @for operation in operations.iter().filter(|o| o.tags.contains(&name)) {
-                                (operation_section(operation))
+                                (operation_section(document, operation))
                             }
                         }
                     }
@@ -129,7 +129,7 @@ fn operations(document: &Value) -> Vec<Operation<'_>> {
     found
 }
 
-fn operation_section(operation: &Operation<'_>) -> Markup {
+fn operation_section(document: &Value, operation: &Operation<'_>) -> Markup {
     let body = operation.body;
     let secured = body["security"].as_array().is_some_and(|s| !s.is_empty());
     html! {
@@ -168,7 +168,7 @@ fn operation_section(operation: &Operation<'_>) -> Markup {
                 h4 { "Request body" }
                 @for (media_type, media) in content {
                     p { code { (media_type) } ": " (schema_type(&media["schema"])) }
-                    @if let Some(example) = example(media, &media["schema"]) {
+                    @if let Some(example) = example(media, resolve(document, &media["schema"], "schemas")) {
                         pre aria-label={ "Example request body, " (media_type) } { code { (example) } }
                     }
                 }
@@ -181,8 +181,8 @@ fn operation_section(operation: &Operation<'_>) -> Markup {
                         @for (status, response) in responses {
                             tr {
                                 td { code { (status) } }
-                                td { (text(response_description(response))) }
-                                td { (response_body(response)) }
+                                td { (text(resolve(document, response, "responses")["description"].as_str().unwrap_or(""))) }
+                                td { (response_body(document, response)) }
                             }
                         }
                     }
@@ -206,19 +206,18 @@ fn operation_section(operation: &Operation<'_>) -> Markup {
     }
 }
 
-/// A response's description; shared responses are references to components.
-fn response_description(response: &Value) -> &str {
-    match response["$ref"].as_str() {
-        Some(reference) => reference.rsplit('/').next().unwrap_or(reference),
-        None => response["description"].as_str().unwrap_or(""),
+/// What `value` stands for: the component it refers to (`$ref`) in
+/// `components.{kind}`, else itself.
+fn resolve<'a>(document: &'a Value, value: &'a Value, kind: &str) -> &'a Value {
+    match value["$ref"].as_str().and_then(|r| r.rsplit('/').next()) {
+        Some(name) => &document["components"][kind][name],
+        None => value,
     }
 }
 
-fn response_body(response: &Value) -> Markup {
-    if let Some(reference) = response["$ref"].as_str() {
-        let name = reference.rsplit('/').next().unwrap_or(reference);
-        return html! { "the error shape (" a href={ "#response-" (name) } { (name) } ")" };
-    }
+fn response_body(document: &Value, response: &Value) -> Markup {
+    let shared = response["$ref"].as_str().and_then(|r| r.rsplit('/').next());
+    let response = resolve(document, response, "responses");
     html! {
         @if let Some(content) = response["content"].as_object() {
             @for (media_type, media) in content {
@@ -226,6 +225,9 @@ fn response_body(response: &Value) -> Markup {
             }
         } @else {
             "none"
+        }
+        @if let Some(name) = shared {
+            " (" a href={ "#response-" (name) } { "shared: " (name) } ")"
         }
     }
 }
@@ -417,6 +419,9 @@ mod tests {
         assert!(page.contains("<code>/v1/payments/{order_no}/refunds</code>"));
         assert!(page.contains("id=\"schema-Payment\""));
         assert!(page.contains("<code>refund_exceeds_balance</code>"));
+        // Shared answers show their own description, and request bodies their example.
+        assert!(page.contains("<code>unauthorized</code>: no <code>Authorization: Bearer</code>"));
+        assert!(page.contains("&quot;refund_no&quot;: &quot;R1&quot;"));
         // No script, and no address of another host: the page stands alone.
         assert!(!page.contains("<script"), "a script in /docs");
         assert!(!page.contains("src=\"http"), "a resource from elsewhere");
