@@ -77,7 +77,7 @@ pub struct PendingAction {
     pub due_at: String,
 }
 
-/// The payment object.
+/// The payment object. Every field is always present (`null` when it has no value).
 #[derive(Debug, ToSchema)]
 #[schema(example = json!({
     "order_no": "A20261122-0001", "merchant_id": "demo", "channel": "wechat",
@@ -102,11 +102,13 @@ pub struct Payment {
     pub auth_code: String,
     pub status: PaymentStatus,
     /// The channel's number for the trade, once the payment is known to have succeeded.
+    #[schema(required = true)]
     pub channel_trade_no: Option<String>,
     /// The sum of refunds that succeeded.
     #[schema(pattern = r"^[0-9]{1,9}\.[0-9]{2}$")]
     pub refunded_amount: String,
     /// The channel's code for a definitive payment failure.
+    #[schema(required = true)]
     pub failure_code: Option<String>,
     /// The time of the order's first event (UTC, RFC 3339).
     #[schema(format = DateTime)]
@@ -115,12 +117,13 @@ pub struct Payment {
     #[schema(format = DateTime)]
     pub updated_at: String,
     /// When the channel says the customer paid.
-    #[schema(format = DateTime)]
+    #[schema(format = DateTime, required = true)]
     pub paid_at: Option<String>,
     /// The version of the order's last event (the first event is 0).
     #[schema(minimum = 0)]
     pub version: u64,
     /// `null` when nothing automatic remains.
+    #[schema(required = true)]
     pub pending_action: Option<PendingAction>,
 }
 
@@ -144,9 +147,10 @@ pub struct Refund {
     #[schema(format = DateTime)]
     pub created_at: String,
     /// When the money went back, by the channel.
-    #[schema(format = DateTime)]
+    #[schema(format = DateTime, required = true)]
     pub succeeded_at: Option<String>,
     /// Why the channel refused it definitively.
+    #[schema(required = true)]
     pub failure_code: Option<String>,
 }
 
@@ -191,12 +195,14 @@ pub enum FindingKind {
 pub struct Finding {
     pub kind: FindingKind,
     /// The merchant order number (as the statement prints it when the ledger does not know it).
+    #[schema(required = true)]
     pub order_no: Option<String>,
     /// The refund number for a refund line.
+    #[schema(required = true)]
     pub refund_no: Option<String>,
-    #[schema(pattern = r"^[0-9]{1,9}\.[0-9]{2}$")]
+    #[schema(pattern = r"^[0-9]{1,9}\.[0-9]{2}$", required = true)]
     pub ledger_amount: Option<String>,
-    #[schema(pattern = r"^[0-9]{1,9}\.[0-9]{2}$")]
+    #[schema(pattern = r"^[0-9]{1,9}\.[0-9]{2}$", required = true)]
     pub statement_amount: Option<String>,
     /// What differs, for a person.
     pub detail: String,
@@ -377,6 +383,17 @@ mod tests {
             .collect()
     }
 
+    /// The fields a schema says are always sent.
+    fn required<T: PartialSchema>() -> BTreeSet<String> {
+        let schema = serde_json::to_value(T::schema()).unwrap();
+        schema["required"]
+            .as_array()
+            .expect("required fields")
+            .iter()
+            .map(|name| name.as_str().unwrap().to_owned())
+            .collect()
+    }
+
     fn keys(value: &Value) -> BTreeSet<String> {
         value.as_object().unwrap().keys().cloned().collect()
     }
@@ -412,7 +429,9 @@ mod tests {
             }),
         };
         let value = serde_json::to_value(&payment).unwrap();
+        // Every field is sent, `null` or not: each is described, and required.
         assert_eq!(properties::<super::Payment>(), keys(&value));
+        assert_eq!(required::<super::Payment>(), keys(&value));
         assert_eq!(
             properties::<super::PendingAction>(),
             keys(&value["pending_action"])
@@ -429,6 +448,7 @@ mod tests {
         };
         let value = serde_json::to_value(&refund).unwrap();
         assert_eq!(properties::<super::Refund>(), keys(&value));
+        assert_eq!(required::<super::Refund>(), keys(&value));
     }
 
     #[test]
@@ -439,10 +459,20 @@ mod tests {
             statement_sha256: "0".repeat(64),
             statement_lines: 0,
             matched: 0,
-            findings: Vec::new(),
+            findings: vec![paycode_domain::reconciliation::Finding {
+                kind: paycode_domain::reconciliation::FindingKind::MissingInLedger,
+                order_no: Some("A77".to_owned()),
+                refund_no: None,
+                ledger_amount: None,
+                statement_amount: Some("3.00".parse().unwrap()),
+                detail: "line 57".to_owned(),
+            }],
             revokes_settled: 0,
         };
         let value = serde_json::to_value(report).unwrap();
+        assert_eq!(properties::<super::Finding>(), keys(&value["findings"][0]));
+        assert_eq!(required::<super::Finding>(), keys(&value["findings"][0]));
         assert_eq!(properties::<super::Report>(), keys(&value));
+        assert_eq!(required::<super::Report>(), keys(&value));
     }
 }
