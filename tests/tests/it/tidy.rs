@@ -452,7 +452,9 @@ fn ci_fuzzes_the_running_api_against_its_document_after_the_tests() {
     // the running service to /openapi.json with every response check.
     let root = workspace_root();
     let ci = std::fs::read_to_string(root.join(".ci/run")).unwrap();
-    let tests = ci.find("cargo test --workspace --locked").expect("CI runs the tests");
+    let tests = ci
+        .find("cargo test --workspace --locked")
+        .expect("CI runs the tests");
     let fuzz = ci.find("\n.ci/api-fuzz").expect("CI runs .ci/api-fuzz");
     assert!(tests < fuzz, "the fuzzing runs after the tests");
     let fuzzer = std::fs::read_to_string(root.join(".ci/api-fuzz")).unwrap();
