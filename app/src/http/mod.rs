@@ -254,6 +254,8 @@ pub fn router(state: AppState) -> Router {
 struct ApiRoute {
     method: Method,
     path: &'static str,
+    /// Behind the key check ([`authenticate`]): the `/v1` routes.
+    authenticated: bool,
     handler: MethodRouter<AppState>,
 }
 
@@ -263,11 +265,13 @@ where
     H: Handler<T, AppState>,
     T: 'static,
 {
+    assert!(path.starts_with("/v1/"), "a /v1 route: {path}");
     let filter = MethodFilter::try_from(method.clone())
         .unwrap_or_else(|error| unreachable!("a method axum routes: {error}"));
     ApiRoute {
         method,
         path,
+        authenticated: true,
         handler: allow(permission, on(filter, handler)),
     }
 }
@@ -278,9 +282,11 @@ where
     H: Handler<T, AppState>,
     T: 'static,
 {
+    assert!(!path.starts_with("/v1/"), "/v1 routes need a key: {path}");
     ApiRoute {
         method: Method::GET,
         path,
+        authenticated: false,
         handler: get(handler),
     }
 }
@@ -376,9 +382,11 @@ pub fn router_with(state: AppState, with_metrics: bool) -> Router {
     let mut v1 = Router::new();
     let mut api = Router::new();
     for route in api_routes(with_metrics) {
-        match route.path.strip_prefix("/v1") {
-            Some(path) => v1 = v1.route(path, route.handler),
-            None => api = api.route(route.path, route.handler),
+        if route.authenticated {
+            let path = route.path.strip_prefix("/v1").unwrap_or(route.path);
+            v1 = v1.route(path, route.handler);
+        } else {
+            api = api.route(route.path, route.handler);
         }
     }
     let v1 = v1.route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
