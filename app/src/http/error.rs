@@ -1,13 +1,35 @@
 //! The API's error shape: `{"error": {"code", "message", "field"}}` with the
 //! status codes of docs/api.md. Every failure of a handler becomes one of these.
 
+use axum::extract::path::ErrorKind;
+use axum::extract::rejection::PathRejection;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use paycode_adapters::store::StoreError;
 use paycode_domain::payment::Rejection;
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::service::ledger::PaymentLedgerError;
+
+/// Every error's body: `{"error": {"code", "message", "field"}}`.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"error": {"code": "invalid_amount", "message": "amount must have at most 2 decimal places", "field": "amount"}}))]
+pub struct ErrorBody<'a> {
+    pub error: ErrorDetail<'a>,
+}
+
+/// What went wrong.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorDetail<'a> {
+    /// Stable, for programs: branch on it (docs/api.md lists every code).
+    pub code: &'a str,
+    /// For a person; may change.
+    pub message: &'a str,
+    /// The request field (or query parameter) at fault; `null` when no single field is.
+    #[schema(required = true)]
+    pub field: Option<&'a str>,
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {
@@ -90,6 +112,37 @@ impl From<Rejection> for ApiError {
     }
 }
 
+/// A path whose parameter cannot be read (percent-encoded bytes that are not
+/// UTF-8) answers as a malformed value of that parameter does: an order or
+/// refund number `404` (no such order or refund), a channel or day `422`.
+impl From<PathRejection> for ApiError {
+    fn from(rejection: PathRejection) -> Self {
+        let key = match &rejection {
+            PathRejection::FailedToDeserializePathParams(error) => match error.kind() {
+                ErrorKind::InvalidUtf8InPathParam { key }
+                | ErrorKind::ParseErrorAtKey { key, .. }
+                | ErrorKind::DeserializeError { key, .. } => Some(key.as_str()),
+                _ => None,
+            },
+            _ => None,
+        };
+        match key {
+            Some("refund_no") => ApiError::not_found("refund"),
+            Some("channel") => ApiError::invalid(
+                "channel",
+                "invalid_channel",
+                "channel must be \"wechat\" or \"alipay\"",
+            ),
+            Some("date") => ApiError::invalid(
+                "date",
+                "invalid_date",
+                "date must be a calendar day as YYYY-MM-DD (China time)",
+            ),
+            _ => ApiError::not_found("order"),
+        }
+    }
+}
+
 impl From<PaymentLedgerError> for ApiError {
     fn from(error: PaymentLedgerError) -> Self {
         match error {
@@ -115,8 +168,13 @@ impl From<PaymentLedgerError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body =
-            json!({"error": {"code": self.code, "message": self.message, "field": self.field}});
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: &self.code,
+                message: &self.message,
+                field: self.field.as_deref(),
+            },
+        };
         let mut response = (self.status, axum::Json(body)).into_response();
         let retry_after = self.retry_after_secs.or_else(|| {
             (self.status == StatusCode::SERVICE_UNAVAILABLE

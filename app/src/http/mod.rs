@@ -2,12 +2,15 @@
 //! operators' resolutions, reconciliations, health and metrics. Handlers
 //! validate, then hand a command to the [`Runtime`]; they never write
 //! anything themselves. Every `/v1` route declares the permission it
-//! needs (`auth::allow`).
+//! needs (`auth::allow`). Every route of the API is in one table
+//! ([`api_routes`]), from which the router is built; the OpenAPI document
+//! (`openapi/`) describes the same routes, which the tests below check.
 
 pub mod auth;
 mod body;
 pub mod error;
 pub mod limits;
+pub mod openapi;
 mod payments;
 mod reconciliations;
 mod resolve;
@@ -19,10 +22,11 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::{Request, State};
-use axum::http::{StatusCode, header};
+use axum::handler::Handler;
+use axum::http::{Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{MethodFilter, MethodRouter, get, on};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use paycode_domain::MerchantId;
 use tokio::sync::Semaphore;
@@ -169,6 +173,19 @@ async fn authenticate(State(state): State<AppState>, mut request: Request, next:
     next.run(request).await
 }
 
+/// `GET /healthz`
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "operations",
+    operation_id = "health",
+    summary = "Health",
+    description = "`200` when the event store answers within 2 s. No key needed.",
+    responses(
+        (status = 200, description = "The event store answers; `head_position` is the position of the last event in the log.", body = Health,
+            example = json!({"status": "ok", "head_position": 1234})),
+    ),
+)]
 async fn healthz(State(state): State<AppState>) -> Response {
     match tokio::time::timeout(
         Duration::from_secs(2),
@@ -178,13 +195,40 @@ async fn healthz(State(state): State<AppState>) -> Response {
     {
         Ok(Ok(position)) => (
             StatusCode::OK,
-            axum::Json(serde_json::json!({"status": "ok", "head_position": position})),
+            axum::Json(Health {
+                status: "ok",
+                head_position: position,
+            }),
         )
             .into_response(),
         _ => ApiError::unavailable("the event store does not answer").into_response(),
     }
 }
 
+/// What `/healthz` answers when the store does.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+struct Health {
+    /// Always `ok`.
+    #[schema(value_type = String, example = "ok")]
+    status: &'static str,
+    /// The position of the last event in the log.
+    head_position: u64,
+}
+
+/// `GET /metrics`
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    operation_id = "metrics",
+    summary = "Metrics",
+    description = "The service's metrics in OpenMetrics text. When `[server] metrics_listen` is set they are served on that address only, and this path answers `404 not_found`. No key needed.",
+    responses(
+        (status = 200, description = "The metrics.", body = String,
+            content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8"),
+        (status = 404, description = "`not_found`: the metrics are served on `[server] metrics_listen`.", body = error::ErrorBody),
+    ),
+)]
 async fn metrics(State(state): State<AppState>) -> Response {
     (
         [(
@@ -205,62 +249,148 @@ pub fn router(state: AppState) -> Router {
     router_with(state, true)
 }
 
+/// One route of the API: its method and path (as the OpenAPI document
+/// writes them), and its handler with what guards it.
+struct ApiRoute {
+    method: Method,
+    path: &'static str,
+    /// Behind the key check ([`authenticate`]): the `/v1` routes.
+    authenticated: bool,
+    handler: MethodRouter<AppState>,
+}
+
+/// A `/v1` route: authenticated (the router's layer), then held to `permission`.
+fn v1<H, T>(method: Method, path: &'static str, permission: Permission, handler: H) -> ApiRoute
+where
+    H: Handler<T, AppState>,
+    T: 'static,
+{
+    assert!(path.starts_with("/v1/"), "a /v1 route: {path}");
+    let filter = MethodFilter::try_from(method.clone())
+        .unwrap_or_else(|error| unreachable!("a method axum routes: {error}"));
+    ApiRoute {
+        method,
+        path,
+        authenticated: true,
+        handler: allow(permission, on(filter, handler)),
+    }
+}
+
+/// A route outside `/v1`: no key.
+fn public<H, T>(path: &'static str, handler: H) -> ApiRoute
+where
+    H: Handler<T, AppState>,
+    T: 'static,
+{
+    assert!(!path.starts_with("/v1/"), "/v1 routes need a key: {path}");
+    ApiRoute {
+        method: Method::GET,
+        path,
+        authenticated: false,
+        handler: get(handler),
+    }
+}
+
+/// Every route of the API, the one table the router is built from. Pages
+/// for people that are not part of the API (the console) are routed beside it.
+fn api_routes(with_metrics: bool) -> Vec<ApiRoute> {
+    use Permission as P;
+    let mut routes = vec![
+        v1(
+            Method::POST,
+            "/v1/payments",
+            P::CreatePayment,
+            payments::create,
+        ),
+        v1(Method::GET, "/v1/payments", P::ReadPayments, payments::list),
+        v1(
+            Method::GET,
+            "/v1/payments/{order_no}",
+            P::ReadPayments,
+            payments::get,
+        ),
+        v1(
+            Method::GET,
+            "/v1/payments/{order_no}/events",
+            P::ReadEvents,
+            payments::events,
+        ),
+        v1(
+            Method::POST,
+            "/v1/payments/{order_no}/revoke",
+            P::Revoke,
+            payments::revoke,
+        ),
+        v1(
+            Method::POST,
+            "/v1/payments/{order_no}/refunds",
+            P::CreateRefund,
+            payments::create_refund,
+        ),
+        v1(
+            Method::POST,
+            "/v1/payments/{order_no}/resolve",
+            P::Resolve,
+            resolve::order,
+        ),
+        v1(
+            Method::GET,
+            "/v1/payments/{order_no}/refunds/{refund_no}",
+            P::ReadRefunds,
+            payments::get_refund,
+        ),
+        v1(
+            Method::POST,
+            "/v1/payments/{order_no}/refunds/{refund_no}/resolve",
+            P::Resolve,
+            resolve::refund,
+        ),
+        // Reads its body itself, as a stream, under its own limits.
+        v1(
+            Method::POST,
+            "/v1/reconciliations",
+            P::ImportStatement,
+            reconciliations::create,
+        ),
+        v1(
+            Method::GET,
+            "/v1/reconciliations/{channel}/{date}",
+            P::ReadReconciliations,
+            reconciliations::get,
+        ),
+        public("/healthz", healthz),
+        public("/openapi.json", openapi::openapi_json),
+        public("/docs", openapi::docs),
+    ];
+    if with_metrics {
+        routes.push(public("/metrics", metrics));
+    }
+    routes
+}
+
+/// The (method, path) of every route of the API, as [`router_with`] serves them.
+pub fn api_route_list(with_metrics: bool) -> Vec<(Method, &'static str)> {
+    api_routes(with_metrics)
+        .into_iter()
+        .map(|route| (route.method, route.path))
+        .collect()
+}
+
 /// The API; `/metrics` only when `with_metrics` (otherwise it is served on
 /// its own listener, [`metrics_router`], and answers 404 here).
 pub fn router_with(state: AppState, with_metrics: bool) -> Router {
-    let v1 = Router::new()
-        .route(
-            "/payments",
-            allow(Permission::CreatePayment, post(payments::create)),
-        )
-        .route(
-            "/payments",
-            allow(Permission::ReadPayments, get(payments::list)),
-        )
-        .route(
-            "/payments/{order_no}",
-            allow(Permission::ReadPayments, get(payments::get)),
-        )
-        .route(
-            "/payments/{order_no}/events",
-            allow(Permission::ReadEvents, get(payments::events)),
-        )
-        .route(
-            "/payments/{order_no}/revoke",
-            allow(Permission::Revoke, post(payments::revoke)),
-        )
-        .route(
-            "/payments/{order_no}/refunds",
-            allow(Permission::CreateRefund, post(payments::create_refund)),
-        )
-        .route(
-            "/payments/{order_no}/resolve",
-            allow(Permission::Resolve, post(resolve::order)),
-        )
-        .route(
-            "/payments/{order_no}/refunds/{refund_no}",
-            allow(Permission::ReadRefunds, get(payments::get_refund)),
-        )
-        .route(
-            "/payments/{order_no}/refunds/{refund_no}/resolve",
-            allow(Permission::Resolve, post(resolve::refund)),
-        )
-        // Reads its body itself, as a stream, under its own limits.
-        .route(
-            "/reconciliations",
-            allow(Permission::ImportStatement, post(reconciliations::create)),
-        )
-        .route(
-            "/reconciliations/{channel}/{date}",
-            allow(Permission::ReadReconciliations, get(reconciliations::get)),
-        )
-        .route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
-    let mut api = Router::new()
-        .nest("/v1", v1)
-        .route("/healthz", get(healthz));
-    if with_metrics {
-        api = api.route("/metrics", get(metrics));
+    let mut v1 = Router::new();
+    let mut api = Router::new();
+    for route in api_routes(with_metrics) {
+        if route.authenticated {
+            let path = route.path.strip_prefix("/v1").unwrap_or(route.path);
+            v1 = v1.route(path, route.handler);
+        } else {
+            api = api.route(route.path, route.handler);
+        }
     }
+    let v1 = v1.route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
+    let api = api.nest("/v1", v1);
     with_common_layers(api.fallback(not_found), state)
 }
 
@@ -309,7 +439,8 @@ fn with_common_layers(router: Router<AppState>, state: AppState) -> Router {
 #[cfg(test)]
 mod tests {
     //! What authentication hands the handlers: the merchant, and the key's
-    //! name and role (what an operator's resolution will record).
+    //! name and role (what an operator's resolution will record); and the
+    //! router against its OpenAPI document.
 
     use axum::Extension;
     use chrono::{TimeZone, Utc};
@@ -318,28 +449,34 @@ mod tests {
     use paycode_adapters::store::MemoryStore;
     use paycode_domain::payment::PaymentDecider;
 
+    use std::collections::BTreeSet;
+
     use super::*;
     use crate::service::index::OrderIndex;
     use crate::service::ledger::Ledger;
     use crate::service::metrics::Metrics;
     use crate::service::runtime::Channels;
 
-    #[tokio::test]
-    async fn handlers_see_the_merchant_and_the_keys_name_and_role() {
+    fn runtime() -> Runtime {
         let clock = ManualClock::starting_at(Utc.with_ymd_and_hms(2026, 11, 22, 2, 0, 0).unwrap());
         let ledger = Ledger::new(
             Arc::new(MemoryStore::new()),
             PaymentDecider::default(),
             Arc::new(clock),
         );
-        let runtime = Runtime::new(
+        Runtime::new(
             ledger,
             Channels::default(),
             Metrics::new(),
             Arc::new(LocalLeases),
             Arc::new(paycode_adapters::ids::RandomIds),
             crate::service::fingerprint::FingerprintKey::random(),
-        );
+        )
+    }
+
+    #[tokio::test]
+    async fn handlers_see_the_merchant_and_the_keys_name_and_role() {
+        let runtime = runtime();
         let demo = MerchantId::parse("demo").unwrap();
         let keys = vec![
             ApiKey::full("sk_live_full_key_01", demo.clone(), "api_keys[0]"),
@@ -387,5 +524,198 @@ mod tests {
             .unwrap();
         assert_eq!(unknown.status(), 401);
         server.abort();
+    }
+
+    /// The (METHOD, path) of every operation of the OpenAPI document.
+    fn documented() -> BTreeSet<(String, String)> {
+        let document = serde_json::to_value(openapi::document()).unwrap();
+        let mut operations = BTreeSet::new();
+        for (path, item) in document["paths"].as_object().unwrap() {
+            for method in item.as_object().unwrap().keys() {
+                operations.insert((method.to_uppercase(), path.clone()));
+            }
+        }
+        operations
+    }
+
+    /// The path with each `{parameter}` filled with a value of its kind.
+    fn filled(path: &str) -> String {
+        path.replace("{order_no}", "A1")
+            .replace("{refund_no}", "R1")
+            .replace("{channel}", "wechat")
+            .replace("{date}", "2026-11-21")
+    }
+
+    #[tokio::test]
+    async fn the_openapi_document_and_the_router_have_the_same_routes() {
+        // The table the router is built from and the document list the same
+        // (method, path) pairs. The console's pages (/ui) are HTML for people,
+        // not part of the API document: left out here by name.
+        let served: BTreeSet<(String, String)> = api_route_list(true)
+            .into_iter()
+            .filter(|(_, path)| !path.starts_with("/ui"))
+            .map(|(method, path)| (method.to_string(), path.to_owned()))
+            .collect();
+        let documented = documented();
+        assert_eq!(
+            served.difference(&documented).collect::<Vec<_>>(),
+            Vec::<&(String, String)>::new(),
+            "served, not documented"
+        );
+        assert_eq!(
+            documented.difference(&served).collect::<Vec<_>>(),
+            Vec::<&(String, String)>::new(),
+            "documented, not served"
+        );
+        assert_eq!(documented.len(), 15, "{documented:?}");
+
+        // The router itself serves each of them: a /v1 route answers 401
+        // without a key (its route, authenticated), the others 200; and on
+        // a documented path every other method answers 405 even with a
+        // valid key (no route).
+        let key = "sk_live_probe_key_01";
+        let state = AppState::new(
+            runtime(),
+            Arc::new(OrderIndex::default()),
+            vec![ApiKey::full(
+                key,
+                MerchantId::parse("demo").unwrap(),
+                "api_keys[0]",
+            )],
+            limits::ServerLimits::unthrottled(),
+        );
+        let app = router(state);
+        let all_methods = [
+            Method::GET,
+            Method::POST,
+            Method::PUT,
+            Method::PATCH,
+            Method::DELETE,
+        ];
+        let paths: BTreeSet<&String> = documented.iter().map(|(_, path)| path).collect();
+        for path in paths {
+            for method in &all_methods {
+                let served = documented.contains(&(method.to_string(), path.clone()));
+                let mut request = Request::builder().method(method.clone()).uri(filled(path));
+                if !served {
+                    request = request.header(header::AUTHORIZATION, format!("Bearer {key}"));
+                }
+                let request = request.body(axum::body::Body::empty()).unwrap();
+                let status = tower::ServiceExt::oneshot(app.clone(), request)
+                    .await
+                    .unwrap()
+                    .status();
+                let expected = if !served {
+                    StatusCode::METHOD_NOT_ALLOWED
+                } else if path.starts_with("/v1/") {
+                    StatusCode::UNAUTHORIZED
+                } else {
+                    StatusCode::OK
+                };
+                assert_eq!(status, expected, "{method} {path}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_v1_operations_and_only_they_need_the_key() {
+        let document = serde_json::to_value(openapi::document()).unwrap();
+        assert_eq!(
+            document["components"]["securitySchemes"]["api_key"]["scheme"],
+            "bearer"
+        );
+        assert_eq!(document["openapi"], "3.1.0");
+        for (path, item) in document["paths"].as_object().unwrap() {
+            for (method, operation) in item.as_object().unwrap() {
+                let secured = operation["security"]
+                    .as_array()
+                    .is_some_and(|s| !s.is_empty());
+                assert_eq!(secured, path.starts_with("/v1/"), "{method} {path}");
+                let answers = operation["responses"].as_object().unwrap();
+                // Every route may time out, be refused when the service is full
+                // or for an oversized head;
+                // every /v1 route may be refused its key, role or rate.
+                let mut shared = vec!["408", "431", "503"];
+                if path.starts_with("/v1/") {
+                    shared.extend(["401", "403", "429", "500"]);
+                }
+                for status in shared {
+                    assert!(answers.contains_key(status), "{method} {path}: no {status}");
+                }
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_path_parameter_that_is_not_utf8_answers_in_the_error_shape() {
+        // Found by probing the document's paths: `%FF` in a path parameter
+        // answered axum's `400 text/plain`; it answers as a malformed value does.
+        let key = "sk_live_probe_key_01";
+        let state = AppState::new(
+            runtime(),
+            Arc::new(OrderIndex::default()),
+            vec![ApiKey::full(
+                key,
+                MerchantId::parse("demo").unwrap(),
+                "api_keys[0]",
+            )],
+            limits::ServerLimits::unthrottled(),
+        );
+        let app = router(state);
+        for (method, uri, status, code) in [
+            (Method::GET, "/v1/payments/%FF", 404, "order_not_found"),
+            (
+                Method::GET,
+                "/v1/payments/%FF/events",
+                404,
+                "order_not_found",
+            ),
+            (
+                Method::POST,
+                "/v1/payments/%FF/revoke",
+                404,
+                "order_not_found",
+            ),
+            (
+                Method::GET,
+                "/v1/payments/A1/refunds/%C0",
+                404,
+                "refund_not_found",
+            ),
+            (
+                Method::POST,
+                "/v1/payments/%FF/refunds/R1/resolve",
+                404,
+                "order_not_found",
+            ),
+            (
+                Method::GET,
+                "/v1/reconciliations/%FF/2026-11-21",
+                422,
+                "invalid_channel",
+            ),
+            (
+                Method::GET,
+                "/v1/reconciliations/wechat/%FF",
+                422,
+                "invalid_date",
+            ),
+        ] {
+            let request = Request::builder()
+                .method(method.clone())
+                .uri(uri)
+                .header(header::AUTHORIZATION, format!("Bearer {key}"))
+                .body(axum::body::Body::empty())
+                .unwrap();
+            let response = tower::ServiceExt::oneshot(app.clone(), request)
+                .await
+                .unwrap();
+            assert_eq!(response.status().as_u16(), status, "{method} {uri}");
+            let body = axum::body::to_bytes(response.into_body(), BODY_LIMIT_BYTES)
+                .await
+                .unwrap();
+            let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(body["error"]["code"], code, "{method} {uri}");
+        }
     }
 }

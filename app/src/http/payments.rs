@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use axum::Extension;
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
+use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -15,10 +15,13 @@ use paycode_domain::payment::{
 };
 use paycode_domain::{AuthCode, Channel, Currency, Money, OrderNo, RefundNo};
 use paycode_projections::{PaymentView, RefundView, statuses_after};
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde_json::Value;
+use utoipa::ToSchema;
 
 use super::body::Fields;
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
+use super::openapi::schemas;
 use super::{AppState, Caller, Merchant};
 use crate::service::ledger::{OrderHistory, PaymentLedgerError};
 
@@ -66,6 +69,33 @@ pub(super) fn payment_response(
 }
 
 /// `POST /v1/payments[?wait=SECONDS]`
+#[utoipa::path(
+    post,
+    path = "/v1/payments",
+    tag = "payments",
+    operation_id = "create_payment",
+    summary = "Create a payment",
+    description = "Records the intent to pay, then makes the single pay call to the channel. \
+Idempotent on `order_no`: the same body again answers `200` with the current payment and \
+sends nothing to the channel. Without `wait` the answer comes as soon as the intent is \
+recorded (status `paying`); with `wait` it comes when the payment is settled or the wait \
+ends, whichever is first. Roles: payments, operator.",
+    params(
+        ("wait" = Option<u64>, Query, minimum = 0, maximum = 60,
+            description = "Seconds to wait for a settled status, 0 to 60 (default 0)."),
+    ),
+    request_body(content = schemas::CreatePayment, content_type = "application/json"),
+    responses(
+        (status = 201, description = "A new payment.", body = schemas::Payment),
+        (status = 200, description = "The same request again: the current payment.", body = schemas::Payment),
+        (status = 400, description = "`malformed_request` (the body is not a UTF-8 JSON object; an unknown query parameter), `unknown_field`.", body = ErrorBody),
+        (status = 409, description = "`order_no_conflict`: the `order_no` exists with a different body.", body = ErrorBody,
+            example = json!({"error": {"code": "order_no_conflict", "message": "a payment with this order_no exists with a different body", "field": null}})),
+        (status = 413, description = "`body_too_large`: over 16 KiB.", body = ErrorBody),
+        (status = 422, description = "A field is missing or invalid (`field` names it): `missing_order_no`, `invalid_order_no`, `missing_auth_code`, `invalid_auth_code`, `missing_amount`, `invalid_amount`, `invalid_currency`, `missing_subject`, `invalid_subject`, `invalid_channel`, `channel_mismatch`, `channel_not_configured`, `invalid_wait`.", body = ErrorBody),
+    ),
+    security(("api_key" = [])),
+)]
 pub async fn create(
     State(state): State<AppState>,
     Extension(Merchant(merchant)): Extension<Merchant>,
@@ -229,17 +259,64 @@ pub async fn create(
 }
 
 /// `GET /v1/payments/{order_no}`
+#[utoipa::path(
+    get,
+    path = "/v1/payments/{order_no}",
+    tag = "payments",
+    operation_id = "get_payment",
+    summary = "Get a payment",
+    description = "Reads the order's own log. Roles: payments, operator, auditor.",
+    params(("order_no" = String, Path, pattern = r"^[A-Za-z0-9_-]{1,32}$", example = "A20261122-0001", description = "The merchant's order number (a malformed one is not found).")),
+    responses(
+        (status = 200, description = "The payment.", body = schemas::Payment),
+        (status = 404, description = "`order_not_found`: no such order for this merchant (a malformed `order_no` too).", body = ErrorBody,
+            example = json!({"error": {"code": "order_not_found", "message": "no order with this number", "field": null}})),
+    ),
+    security(("api_key" = [])),
+)]
 pub async fn get(
     State(state): State<AppState>,
     Extension(Merchant(merchant)): Extension<Merchant>,
-    Path(order_no_text): Path<String>,
+    path: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
+    let Path(order_no_text) = path?;
     let order_no = OrderNo::parse(&order_no_text).map_err(|_| ApiError::not_found("order"))?;
     let history = state.runtime.ledger().history(&merchant, &order_no).await?;
     payment_response(StatusCode::OK, &history)
 }
 
+/// A page of payments, in `order_no` order.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PaymentPage {
+    #[schema(value_type = Vec<schemas::Payment>)]
+    pub data: Vec<PaymentView>,
+    /// The `cursor` of the next page; `null` on the last page.
+    #[schema(value_type = Option<String>, required = true)]
+    pub next_cursor: Option<OrderNo>,
+}
+
 /// `GET /v1/payments?status=...&limit=...&cursor=...`
+#[utoipa::path(
+    get,
+    path = "/v1/payments",
+    tag = "payments",
+    operation_id = "list_payments",
+    summary = "List payments",
+    description = "Payments in `order_no` order (byte order), from an index that follows the \
+event log: an order created a moment ago may appear a moment later. `?status=manual_review` is \
+the operators' queue. Roles: payments, operator, auditor.",
+    params(
+        ("status" = Option<schemas::PaymentStatus>, Query, description = "Only payments in this status."),
+        ("limit" = Option<u64>, Query, minimum = 1, maximum = 200, description = "Payments per page, 1 to 200 (default 50)."),
+        ("cursor" = Option<String>, Query, description = "The `next_cursor` of the previous page."),
+    ),
+    responses(
+        (status = 200, description = "A page of payments.", body = PaymentPage),
+        (status = 400, description = "`malformed_request`: an unknown query parameter, or a query string that cannot be decoded.", body = ErrorBody),
+        (status = 422, description = "`invalid_status`, `invalid_limit`, `invalid_cursor`.", body = ErrorBody),
+    ),
+    security(("api_key" = [])),
+)]
 pub async fn list(
     State(state): State<AppState>,
     Extension(Merchant(merchant)): Extension<Merchant>,
@@ -295,22 +372,70 @@ pub async fn list(
             data.push(view);
         }
     }
-    Ok(axum::Json(json!({"data": data, "next_cursor": page.next_cursor})).into_response())
+    let page = PaymentPage {
+        data,
+        next_cursor: page.next_cursor,
+    };
+    Ok(axum::Json(page).into_response())
+}
+
+/// An order's history, oldest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EventList {
+    pub events: Vec<EventEntry>,
+}
+
+/// One event of an order.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EventEntry {
+    /// The event's position in the order's stream, from 0.
+    pub version: u64,
+    /// The stored event name (docs/api.md, Events).
+    #[serde(rename = "type")]
+    #[schema(value_type = schemas::EventType)]
+    pub event_type: Value,
+    /// When the store appended it (UTC, RFC 3339).
+    #[schema(value_type = String, format = DateTime)]
+    pub recorded_at: chrono::DateTime<chrono::Utc>,
+    /// The event: `at`, `command_id`, `key_name` (absent for the ledger's own steps), then its own fields.
+    #[schema(value_type = Object)]
+    pub data: Value,
+    /// The payment's status once this event is applied.
+    #[schema(value_type = Option<schemas::PaymentStatus>, required = true)]
+    pub status_after: Option<paycode_domain::payment::PaymentStatus>,
 }
 
 /// `GET /v1/payments/{order_no}/events`
+#[utoipa::path(
+    get,
+    path = "/v1/payments/{order_no}/events",
+    tag = "payments",
+    operation_id = "list_payment_events",
+    summary = "An order's events",
+    description = "The order's full history, oldest first. Roles: auditor (and keys of `api_keys`).",
+    params(("order_no" = String, Path, pattern = r"^[A-Za-z0-9_-]{1,32}$", example = "A20261122-0001", description = "The merchant's order number (a malformed one is not found).")),
+    responses(
+        (status = 200, description = "The order's events.", body = EventList,
+            example = json!({"events": [{"version": 0, "type": "Submitted", "recorded_at": "2026-11-22T10:00:00.012Z",
+                "data": {"at": "2026-11-22T10:00:00Z", "command_id": "0193...", "merchant_id": "demo"},
+                "status_after": "paying"}]})),
+        (status = 404, description = "`order_not_found`.", body = ErrorBody),
+    ),
+    security(("api_key" = [])),
+)]
 pub async fn events(
     State(state): State<AppState>,
     Extension(Merchant(merchant)): Extension<Merchant>,
-    Path(order_no_text): Path<String>,
+    path: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
+    let Path(order_no_text) = path?;
     let order_no = OrderNo::parse(&order_no_text).map_err(|_| ApiError::not_found("order"))?;
     let history = state.runtime.ledger().history(&merchant, &order_no).await?;
     if history.events.is_empty() {
         return Err(ApiError::not_found("order"));
     }
     let statuses = statuses_after(history.events.iter().map(|recorded| &recorded.event));
-    let events: Vec<Value> = history
+    let events: Vec<EventEntry> = history
         .events
         .iter()
         .zip(statuses)
@@ -324,26 +449,47 @@ pub async fn events(
             if let Some(object) = data.as_object_mut() {
                 object.remove("auth_code_fingerprint");
             }
-            json!({
-                "version": recorded.version,
-                "type": event_type,
-                "recorded_at": recorded.recorded_at,
-                "data": data,
-                "status_after": status_after,
-            })
+            EventEntry {
+                version: recorded.version,
+                event_type,
+                recorded_at: recorded.recorded_at,
+                data,
+                status_after,
+            }
         })
         .collect();
-    Ok(axum::Json(json!({"events": events})).into_response())
+    Ok(axum::Json(EventList { events }).into_response())
 }
 
 /// `POST /v1/payments/{order_no}/revoke`
+#[utoipa::path(
+    post,
+    path = "/v1/payments/{order_no}/revoke",
+    tag = "payments",
+    operation_id = "revoke_payment",
+    summary = "Revoke a payment",
+    description = "Asks the channel to cancel the order: an unpaid order is closed, a paid one \
+refunded in full, in the background. Revoking an order already `revoking` answers `202` again \
+and changes nothing. The body is empty, or `{}`. Roles: payments, operator.",
+    params(("order_no" = String, Path, pattern = r"^[A-Za-z0-9_-]{1,32}$", example = "A20261122-0001", description = "The merchant's order number (a malformed one is not found).")),
+    request_body(content = Option<schemas::Revoke>, content_type = "application/json"),
+    responses(
+        (status = 202, description = "The payment, now `revoking`.", body = schemas::Payment),
+        (status = 400, description = "`malformed_request`, `unknown_field`: a body other than empty or `{}`.", body = ErrorBody),
+        (status = 404, description = "`order_not_found`.", body = ErrorBody),
+        (status = 409, description = "`not_revocable` (closed, reversed, manual_review, or it has refunds), `revoke_window_closed` (refund instead).", body = ErrorBody),
+        (status = 413, description = "`body_too_large`.", body = ErrorBody),
+    ),
+    security(("api_key" = [])),
+)]
 pub async fn revoke(
     State(state): State<AppState>,
     Extension(Merchant(merchant)): Extension<Merchant>,
     Extension(caller): Extension<Caller>,
-    Path(order_no_text): Path<String>,
+    path: Result<Path<String>, PathRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
+    let Path(order_no_text) = path?;
     let body = body_bytes(body)?;
     if !body.iter().all(u8::is_ascii_whitespace) {
         Fields::parse(&body, &[])?;
@@ -361,13 +507,38 @@ pub async fn revoke(
 }
 
 /// `POST /v1/payments/{order_no}/refunds`
+#[utoipa::path(
+    post,
+    path = "/v1/payments/{order_no}/refunds",
+    tag = "refunds",
+    operation_id = "create_refund",
+    summary = "Create a refund",
+    description = "Idempotent on `refund_no`: the same body again answers `200` with the current \
+refund. The rules are checked in this order: `order_not_found`, `not_refundable`, the \
+`refund_no` already used (`200` or `refund_no_conflict`), `refund_window_closed`, \
+`refund_limit_reached`, `refund_exceeds_balance`. Roles: payments, operator.",
+    params(("order_no" = String, Path, pattern = r"^[A-Za-z0-9_-]{1,32}$", example = "A20261122-0001", description = "The merchant's order number (a malformed one is not found).")),
+    request_body(content = schemas::CreateRefund, content_type = "application/json"),
+    responses(
+        (status = 201, description = "A new refund (status `pending`).", body = schemas::Refund),
+        (status = 200, description = "The same request again: the current refund.", body = schemas::Refund),
+        (status = 400, description = "`malformed_request`, `unknown_field`.", body = ErrorBody),
+        (status = 404, description = "`order_not_found`.", body = ErrorBody),
+        (status = 409, description = "`not_refundable`, `refund_no_conflict`, `refund_window_closed`, `refund_limit_reached`, `refund_exceeds_balance`.", body = ErrorBody,
+            example = json!({"error": {"code": "refund_exceeds_balance", "message": "the refund is more than the refundable balance", "field": null}})),
+        (status = 413, description = "`body_too_large`.", body = ErrorBody),
+        (status = 422, description = "`missing_refund_no`, `invalid_refund_no`, `missing_amount`, `invalid_amount`, `invalid_reason`.", body = ErrorBody),
+    ),
+    security(("api_key" = [])),
+)]
 pub async fn create_refund(
     State(state): State<AppState>,
     Extension(Merchant(merchant)): Extension<Merchant>,
     Extension(caller): Extension<Caller>,
-    Path(order_no_text): Path<String>,
+    path: Result<Path<String>, PathRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
+    let Path(order_no_text) = path?;
     let order_no = OrderNo::parse(&order_no_text).map_err(|_| ApiError::not_found("order"))?;
     let body = body_bytes(body)?;
     let fields = Fields::parse(&body, &["refund_no", "amount", "reason"])?;
@@ -419,11 +590,29 @@ pub async fn create_refund(
 }
 
 /// `GET /v1/payments/{order_no}/refunds/{refund_no}`
+#[utoipa::path(
+    get,
+    path = "/v1/payments/{order_no}/refunds/{refund_no}",
+    tag = "refunds",
+    operation_id = "get_refund",
+    summary = "Get a refund",
+    description = "Roles: payments, operator, auditor.",
+    params(
+        ("order_no" = String, Path, pattern = r"^[A-Za-z0-9_-]{1,32}$", example = "A20261122-0001", description = "The merchant's order number (a malformed one is not found)."),
+        ("refund_no" = String, Path, pattern = r"^[A-Za-z0-9_-]{1,32}$", example = "R1", description = "The refund's number (a malformed one is not found)."),
+    ),
+    responses(
+        (status = 200, description = "The refund.", body = schemas::Refund),
+        (status = 404, description = "`order_not_found`, `refund_not_found`.", body = ErrorBody),
+    ),
+    security(("api_key" = [])),
+)]
 pub async fn get_refund(
     State(state): State<AppState>,
     Extension(Merchant(merchant)): Extension<Merchant>,
-    Path((order_no_text, refund_no_text)): Path<(String, String)>,
+    path: Result<Path<(String, String)>, PathRejection>,
 ) -> Result<Response, ApiError> {
+    let Path((order_no_text, refund_no_text)) = path?;
     let order_no = OrderNo::parse(&order_no_text).map_err(|_| ApiError::not_found("order"))?;
     let refund_no = RefundNo::parse(&refund_no_text).map_err(|_| ApiError::not_found("refund"))?;
     let history = state.runtime.ledger().history(&merchant, &order_no).await?;

@@ -10,6 +10,7 @@
 
 use axum::Extension;
 use axum::body::Body;
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -19,7 +20,8 @@ use paycode_domain::Channel;
 use serde_json::json;
 
 use super::body::Fields;
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
+use super::openapi::schemas;
 use super::{AppState, Caller, Merchant};
 use crate::service::reconcile::{self, Imported, ReconcileError};
 
@@ -111,6 +113,37 @@ fn report_response(imported: Imported) -> Response {
 /// `POST /v1/reconciliations`: `{"channel", "date"}` to download the day's
 /// statement, or the statement itself as the body (`text/csv` for WeChat,
 /// `application/zip` for Alipay) with `?channel=&date=`.
+#[utoipa::path(
+    post,
+    path = "/v1/reconciliations",
+    tag = "reconciliation",
+    operation_id = "reconcile",
+    summary = "Reconcile a day",
+    description = "With a JSON body (or no content type), downloads the day's statement from the \
+channel, then reconciles it; with the statement itself as the body (`text/csv` for WeChat, \
+`application/zip` for Alipay, up to 256 MiB) and `?channel=&date=`, reconciles the upload. \
+One reconciliation runs at a time per merchant. Importing the same file twice changes \
+nothing. Roles: reconciliation.",
+    params(
+        ("channel" = Option<schemas::Channel>, Query, description = "Uploads only (required there): the statement's channel."),
+        ("date" = Option<String>, Query, format = Date, description = "Uploads only (required there): the statement's day, China time, `YYYY-MM-DD`."),
+    ),
+    request_body(content(
+        (schemas::Reconcile = "application/json"),
+        (String = "text/csv"),
+        (Vec<u8> = "application/zip"),
+    )),
+    responses(
+        (status = 200, description = "The report.", body = schemas::ImportReport),
+        (status = 400, description = "`malformed_request`, `unknown_field`.", body = ErrorBody),
+        (status = 409, description = "`reconciliation_in_progress`: another reconciliation of this merchant is running; `Retry-After: 1`.", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait before retrying."))),
+        (status = 413, description = "`body_too_large`: a JSON body over 16 KiB, an upload over 256 MiB.", body = ErrorBody),
+        (status = 422, description = "`missing_channel`, `invalid_channel`, `channel_not_configured`, `missing_date`, `invalid_date`, `invalid_content_type` (`field` is `content_type`), `statement_rejected` (`field` is `statement`).", body = ErrorBody),
+        (status = 502, description = "`statement_unavailable`: the channel did not hand out the statement; try later.", body = ErrorBody),
+    ),
+    security(("api_key" = [])),
+)]
 pub async fn create(
     State(state): State<AppState>,
     Extension(Merchant(merchant)): Extension<Merchant>,
@@ -235,11 +268,30 @@ pub async fn create(
 }
 
 /// `GET /v1/reconciliations/{channel}/{date}`: the latest report.
+#[utoipa::path(
+    get,
+    path = "/v1/reconciliations/{channel}/{date}",
+    tag = "reconciliation",
+    operation_id = "get_reconciliation",
+    summary = "Read a report",
+    description = "The latest report recorded for that channel, day and merchant. Roles: auditor, reconciliation.",
+    params(
+        ("channel" = schemas::Channel, Path, example = "wechat", description = "`wechat` or `alipay`."),
+        ("date" = String, Path, format = Date, example = "2026-11-21", description = "The statement's day, China time, `YYYY-MM-DD`."),
+    ),
+    responses(
+        (status = 200, description = "The latest report.", body = schemas::Report),
+        (status = 404, description = "`reconciliation_not_found`.", body = ErrorBody),
+        (status = 422, description = "`invalid_channel`, `invalid_date`: a malformed path.", body = ErrorBody),
+    ),
+    security(("api_key" = [])),
+)]
 pub async fn get(
     State(state): State<AppState>,
     Extension(Merchant(merchant)): Extension<Merchant>,
-    Path((channel_text, date_text)): Path<(String, String)>,
+    path: Result<Path<(String, String)>, PathRejection>,
 ) -> Result<Response, ApiError> {
+    let Path((channel_text, date_text)) = path?;
     let channel = channel(&channel_text)?;
     let date = date(&date_text)?;
     let report = reconcile::latest(state.runtime.ledger(), &merchant, channel, date)

@@ -8,7 +8,7 @@
 
 use axum::Extension;
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
+use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -16,7 +16,8 @@ use paycode_domain::{OrderNo, RefundNo};
 use paycode_projections::RefundView;
 
 use super::body::Fields;
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
+use super::openapi::schemas;
 use super::payments::{body_bytes, payment_response};
 use super::{AppState, Caller, Merchant};
 use crate::service::resolve::{self, ResolveError, Subject, Verdict, Via, Words};
@@ -65,13 +66,37 @@ fn verdict(subject: Subject, body: &[u8]) -> Result<Verdict, ApiError> {
 }
 
 /// `POST /v1/payments/{order_no}/resolve`
+#[utoipa::path(
+    post,
+    path = "/v1/payments/{order_no}/resolve",
+    tag = "operator resolution",
+    operation_id = "resolve_payment",
+    summary = "Resolve an order in manual review",
+    description = "Records what the channel shows as `OperatorResolved`, with the operator's \
+reason and the key's name; calls nothing and moves no money. Not idempotent: repeating it \
+answers `409 not_in_review`. The rules are checked in this order: the body, \
+`order_not_found`, `not_in_review`, `invalid_paid_at`, `resolution_contradicts_ledger`. \
+Roles: operator (and keys of `api_keys`).",
+    params(("order_no" = String, Path, pattern = r"^[A-Za-z0-9_-]{1,32}$", example = "A20261122-0001", description = "The merchant's order number (a malformed one is not found).")),
+    request_body(content = schemas::ResolveOrder, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The payment, resolved: `paid`, `closed` or `reversed`.", body = schemas::Payment),
+        (status = 400, description = "`malformed_request`, `unknown_field`.", body = ErrorBody),
+        (status = 404, description = "`order_not_found`.", body = ErrorBody),
+        (status = 409, description = "`not_in_review`, `resolution_contradicts_ledger` (`field` names the part).", body = ErrorBody),
+        (status = 413, description = "`body_too_large`.", body = ErrorBody),
+        (status = 422, description = "`missing_outcome`, `invalid_outcome`, `missing_channel_trade_no`, `invalid_channel_trade_no`, `invalid_paid_at`, `missing_reason`, `invalid_reason`.", body = ErrorBody),
+    ),
+    security(("api_key" = [])),
+)]
 pub async fn order(
     State(state): State<AppState>,
     Extension(Merchant(merchant)): Extension<Merchant>,
     Extension(caller): Extension<Caller>,
-    Path(order_no_text): Path<String>,
+    path: Result<Path<String>, PathRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
+    let Path(order_no_text) = path?;
     let order_no = OrderNo::parse(&order_no_text).map_err(|_| ApiError::not_found("order"))?;
     let verdict = verdict(Subject::Order, &body_bytes(body)?)?;
     let via = Via::Runtime(&state.runtime);
@@ -80,13 +105,38 @@ pub async fn order(
 }
 
 /// `POST /v1/payments/{order_no}/refunds/{refund_no}/resolve`
+#[utoipa::path(
+    post,
+    path = "/v1/payments/{order_no}/refunds/{refund_no}/resolve",
+    tag = "operator resolution",
+    operation_id = "resolve_refund",
+    summary = "Resolve a refund in manual review",
+    description = "`succeeded` counts the refund in the payment's `refunded_amount`; `failed` \
+makes its amount refundable again (under a new `refund_no`). Not idempotent. Roles: operator \
+(and keys of `api_keys`).",
+    params(
+        ("order_no" = String, Path, pattern = r"^[A-Za-z0-9_-]{1,32}$", example = "A20261122-0001", description = "The merchant's order number (a malformed one is not found)."),
+        ("refund_no" = String, Path, pattern = r"^[A-Za-z0-9_-]{1,32}$", example = "R1", description = "The refund's number (a malformed one is not found)."),
+    ),
+    request_body(content = schemas::ResolveRefund, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The refund, resolved: `succeeded` or `failed`.", body = schemas::Refund),
+        (status = 400, description = "`malformed_request`, `unknown_field`.", body = ErrorBody),
+        (status = 404, description = "`order_not_found`, `refund_not_found`.", body = ErrorBody),
+        (status = 409, description = "`not_in_review`.", body = ErrorBody),
+        (status = 413, description = "`body_too_large`.", body = ErrorBody),
+        (status = 422, description = "`missing_outcome`, `invalid_outcome`, `invalid_refunded_at`, `missing_reason`, `invalid_reason`.", body = ErrorBody),
+    ),
+    security(("api_key" = [])),
+)]
 pub async fn refund(
     State(state): State<AppState>,
     Extension(Merchant(merchant)): Extension<Merchant>,
     Extension(caller): Extension<Caller>,
-    Path((order_no_text, refund_no_text)): Path<(String, String)>,
+    path: Result<Path<(String, String)>, PathRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
+    let Path((order_no_text, refund_no_text)) = path?;
     let order_no = OrderNo::parse(&order_no_text).map_err(|_| ApiError::not_found("order"))?;
     let refund_no = RefundNo::parse(&refund_no_text).map_err(|_| ApiError::not_found("refund"))?;
     let verdict = verdict(Subject::Refund(refund_no.clone()), &body_bytes(body)?)?;

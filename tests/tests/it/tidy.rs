@@ -445,3 +445,27 @@ fn ci_checks_the_dependency_policy_and_the_accepted_rsa_advisory_stays_harmless(
         "RSA decryption makes RUSTSEC-2023-0071 matter (deny.toml): {decrypting:?}"
     );
 }
+
+#[test]
+fn ci_fuzzes_the_running_api_against_its_document_after_the_tests() {
+    // .ci/run runs the README's test command, then .ci/api-fuzz, which holds
+    // the running service to /openapi.json with every response check.
+    let root = workspace_root();
+    let ci = std::fs::read_to_string(root.join(".ci/run")).unwrap();
+    let tests = ci
+        .find("cargo test --workspace --locked")
+        .expect("CI runs the tests");
+    let fuzz = ci.find("\n.ci/api-fuzz").expect("CI runs .ci/api-fuzz");
+    assert!(tests < fuzz, "the fuzzing runs after the tests");
+    let fuzzer = std::fs::read_to_string(root.join(".ci/api-fuzz")).unwrap();
+    for needle in [
+        "/openapi.json",
+        "not_a_server_error",
+        "status_code_conformance",
+        "content_type_conformance",
+        "response_schema_conformance",
+        "trap stop EXIT",
+    ] {
+        assert!(fuzzer.contains(needle), ".ci/api-fuzz lacks `{needle}`");
+    }
+}
