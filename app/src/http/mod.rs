@@ -6,6 +6,7 @@
 
 pub mod auth;
 mod body;
+pub mod console;
 pub mod error;
 pub mod limits;
 mod payments;
@@ -257,6 +258,8 @@ pub fn router_with(state: AppState, with_metrics: bool) -> Router {
         .route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
     let mut api = Router::new()
         .nest("/v1", v1)
+        // The console for people (docs/console.md).
+        .nest("/ui", console::router(state.clone()))
         .route("/healthz", get(healthz));
     if with_metrics {
         api = api.route("/metrics", get(metrics));

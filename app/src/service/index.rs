@@ -113,6 +113,31 @@ impl OrderIndex {
     }
 }
 
+impl OrderIndex {
+    /// How many of `merchant`'s orders submitted at or after `since` are in
+    /// each status (the console's overview), by status name.
+    pub fn status_counts_since(
+        &self,
+        merchant: &MerchantId,
+        since: chrono::DateTime<chrono::Utc>,
+    ) -> std::collections::BTreeMap<&'static str, usize> {
+        let entries = self.entries.lock().expect("index lock");
+        let mut counts = std::collections::BTreeMap::new();
+        for (owner, _, state) in entries.states.values() {
+            if owner != merchant {
+                continue;
+            }
+            let (Some(order), Some(status)) = (state.order(), state.status()) else {
+                continue;
+            };
+            if order.submitted_at >= since {
+                *counts.entry(status.as_str()).or_insert(0) += 1;
+            }
+        }
+        counts
+    }
+}
+
 impl Entries {
     fn apply(
         &mut self,
