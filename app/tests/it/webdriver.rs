@@ -119,9 +119,7 @@ impl Browser {
     }
 
     async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
-        let mut request = self
-            .http
-            .request(method, format!("{}{path}", self.session));
+        let mut request = self.http.request(method, format!("{}{path}", self.session));
         if let Some(body) = body {
             request = request.json(&body);
         }
@@ -206,11 +204,15 @@ impl Browser {
 
     pub async fn text(&self, css: &str) -> String {
         let element = self.wait_for(css).await;
-        self.call(reqwest::Method::GET, &format!("/element/{element}/text"), None)
-            .await
-            .as_str()
-            .unwrap_or_default()
-            .to_owned()
+        self.call(
+            reqwest::Method::GET,
+            &format!("/element/{element}/text"),
+            None,
+        )
+        .await
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
     }
 
     pub async fn attribute(&self, css: &str, name: &str) -> Option<String> {
@@ -273,11 +275,7 @@ impl Browser {
     }
 
     pub async fn quit(mut self) {
-        let _ = self
-            .http
-            .delete(&self.session)
-            .send()
-            .await;
+        let _ = self.http.delete(&self.session).send().await;
         let _ = self.driver.kill().await;
     }
 }

@@ -349,33 +349,42 @@ pub struct Story<'a> {
 }
 
 fn timeline_svg(placed: &[Placed]) -> Markup {
-    // Labels alternate above and below the line so that close marks stay legible.
+    // Labels take turns on four rows, two above the line and two below, so
+    // that marks close in time stay legible; near either end they are
+    // anchored inwards so that they are never cut off.
+    let anchor = |x: u32| {
+        if x < 120 {
+            "start"
+        } else if x > timeline::WIDTH - 120 {
+            "end"
+        } else {
+            "middle"
+        }
+    };
     html! {
         figure.timeline {
-            svg #timeline viewBox={ "0 0 " (timeline::WIDTH) " 150" } role="img"
+            svg #timeline viewBox={ "0 0 " (timeline::WIDTH) " 180" } role="img"
                 aria-labelledby="timeline-title" preserveAspectRatio="xMinYMid meet" {
                 title #timeline-title { "The order's events on a line to scale in time" }
-                line.axis x1=(timeline::MARGIN) y1="75" x2=(timeline::WIDTH - timeline::MARGIN) y2="75" {}
-                @for (index, placed) in placed.iter().enumerate() {
-                    @let above = index % 2 == 0;
-                    @let label_y = if above { 40 } else { 118 };
-                    @let time_y = if above { 55 } else { 133 };
-                    @match placed.mark.kind {
-                        MarkKind::Deadline => {
-                            line.deadline x1=(placed.x) y1="20" x2=(placed.x) y2="130" {}
-                            text.mark-label x=(placed.x) y="14" text-anchor="middle" { (placed.mark.label) }
-                        }
-                        MarkKind::Event => {
-                            circle class={ "event " (event_class(&placed.mark.label)) } cx=(placed.x) cy="75" r="6" {
-                                title { (placed.mark.label) " " (timeline::offset_text(placed.offset_ms)) }
-                            }
-                            text.mark-label x=(placed.x) y=(label_y) text-anchor="middle" { (placed.mark.label) }
-                            text.mark-time x=(placed.x) y=(time_y) text-anchor="middle" { (timeline::offset_text(placed.offset_ms)) }
-                        }
+                line.axis x1=(timeline::MARGIN) y1="90" x2=(timeline::WIDTH - timeline::MARGIN) y2="90" {}
+                @for (index, placed) in placed.iter().filter(|p| p.mark.kind == MarkKind::Event).enumerate() {
+                    @let label_y = [26, 124, 54, 152][index % 4];
+                    line.tick x1=(placed.x) y1=(if label_y < 90 { label_y + 16 } else { 90 })
+                        x2=(placed.x) y2=(if label_y < 90 { 90 } else { label_y - 12 }) {}
+                    circle class={ "event " (event_class(&placed.mark.label)) } cx=(placed.x) cy="90" r="6" {
+                        title { (placed.mark.label) " " (timeline::offset_text(placed.offset_ms)) }
+                    }
+                    text.mark-label x=(placed.x) y=(label_y) text-anchor=(anchor(placed.x)) { (placed.mark.label) }
+                    text.mark-time x=(placed.x) y=(label_y + 13) text-anchor=(anchor(placed.x)) { (timeline::offset_text(placed.offset_ms)) }
+                }
+                @for placed in placed.iter().filter(|p| p.mark.kind == MarkKind::Deadline) {
+                    line.deadline x1=(placed.x) y1="16" x2=(placed.x) y2="170" {}
+                    text.deadline-label x=(placed.x) y="12" text-anchor=(anchor(placed.x)) {
+                        (placed.mark.label) " " (timeline::offset_text(placed.offset_ms))
                     }
                 }
             }
-            figcaption { "Each dot is an event at its time after submission; the dashed line is the deadline." }
+            figcaption { "Each dot is an event at its time after submission (China time in the table below); the dashed line is the deadline." }
         }
     }
 }
@@ -411,7 +420,7 @@ pub fn order(nav: &Nav<'_>, story: &Story<'_>) -> Markup {
             dt { "Payment code" } dd { code { (view.auth_code) } }
             dt { "Subject" } dd { (view.subject) }
             dt { "Channel trade number" } dd { code { (view.channel_trade_no.as_deref().unwrap_or("—")) } }
-            dt { "Created" } dd { (china(view.created_at)) }
+            dt { "Created (China time)" } dd { (china(view.created_at)) }
             @if let Some(paid_at) = view.paid_at { dt { "Paid" } dd { (china(paid_at)) } }
             @if let Some(code) = &view.failure_code { dt { "Failure code" } dd { code { (code) } } }
             @if let Some(reason) = &story.review_reason { dt { "Why in review" } dd { (reason) } }
