@@ -312,7 +312,14 @@ async fn the_console_in_a_browser() {
     browser
         .goto(&format!("{base}/ui/orders/CONSOLE-REVIEW"))
         .await;
-    browser.wait_for("#order-status").await;
+    browser.wait_for("#timeline circle").await;
+    let review_story = browser.source().await;
+    assert!(
+        review_story.contains("RevokeRetryScheduled")
+            && review_story.contains("ManualReviewRequired"),
+        "the review order's story"
+    );
+    browser.screenshot(&shots, "order-in-review").await;
     assert!(browser.find("#resolve-form").await.is_none());
     assert_eq!(
         post_from_page(&browser, "/ui/orders/CONSOLE-REVIEW/resolve", true).await,

@@ -506,6 +506,11 @@ async fn orders(
             .app
             .index
             .page(merchant, status, cursor.as_ref(), PAGE_ORDERS);
+        if batch.order_nos.is_empty() {
+            // Nothing after the cursor (orders may have left the status
+            // between two reads of the index).
+            break None;
+        }
         for order_no in &batch.order_nos {
             examined += 1;
             cursor = Some(order_no.clone());
@@ -1076,3 +1081,6 @@ async fn report_csv(
     )
         .into_response()
 }
+
+#[cfg(test)]
+mod tests;

@@ -367,6 +367,12 @@ fn timeline_svg(placed: &[Placed]) -> Markup {
                 aria-labelledby="timeline-title" preserveAspectRatio="xMinYMid meet" {
                 title #timeline-title { "The order's events on a line to scale in time" }
                 line.axis x1=(timeline::MARGIN) y1="90" x2=(timeline::WIDTH - timeline::MARGIN) y2="90" {}
+                @for placed in placed.iter().filter(|p| p.mark.kind == MarkKind::Deadline) {
+                    line.deadline x1=(placed.x) y1="16" x2=(placed.x) y2="170" {}
+                    text.deadline-label x=(placed.x) y="12" text-anchor=(anchor(placed.x)) {
+                        (placed.mark.label) " " (timeline::offset_text(placed.offset_ms))
+                    }
+                }
                 @for (index, placed) in placed.iter().filter(|p| p.mark.kind == MarkKind::Event).enumerate() {
                     @let label_y = [26, 124, 54, 152][index % 4];
                     line.tick x1=(placed.x) y1=(if label_y < 90 { label_y + 16 } else { 90 })
@@ -376,12 +382,6 @@ fn timeline_svg(placed: &[Placed]) -> Markup {
                     }
                     text.mark-label x=(placed.x) y=(label_y) text-anchor=(anchor(placed.x)) { (placed.mark.label) }
                     text.mark-time x=(placed.x) y=(label_y + 13) text-anchor=(anchor(placed.x)) { (timeline::offset_text(placed.offset_ms)) }
-                }
-                @for placed in placed.iter().filter(|p| p.mark.kind == MarkKind::Deadline) {
-                    line.deadline x1=(placed.x) y1="16" x2=(placed.x) y2="170" {}
-                    text.deadline-label x=(placed.x) y="12" text-anchor=(anchor(placed.x)) {
-                        (placed.mark.label) " " (timeline::offset_text(placed.offset_ms))
-                    }
                 }
             }
             figcaption { "Each dot is an event at its time after submission (China time in the table below); the dashed line is the deadline." }

@@ -1,0 +1,314 @@
+//! The console's rules over HTTP, without a browser (the whole router, no
+//! socket): the session cookie's attributes, the security headers, the
+//! Origin check on sign-in, wrong keys counted against the failed-auth
+//! limit shared with `/v1`, CSRF and role refusals on the resolve form,
+//! sign-out, and sessions ending on the runtime's clock.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use chrono::{TimeZone, Utc};
+use paycode_adapters::clock::ManualClock;
+use paycode_adapters::lease::LocalLeases;
+use paycode_adapters::store::MemoryStore;
+use paycode_domain::MerchantId;
+use paycode_domain::payment::PaymentDecider;
+use tower::ServiceExt as _;
+
+use crate::http::limits::ServerLimits;
+use crate::http::{ApiKey, AppState, Role, auth};
+use crate::service::index::OrderIndex;
+use crate::service::ledger::Ledger;
+use crate::service::metrics::Metrics;
+use crate::service::runtime::{Channels, Runtime};
+
+const FULL: &str = "sk_test_console_full_01";
+const AUDITOR: &str = "sk_test_console_audit_1";
+const OPERATOR: &str = "sk_test_console_opera_1";
+
+fn app(limits: ServerLimits) -> (axum::Router, ManualClock) {
+    let clock = ManualClock::starting_at(Utc.with_ymd_and_hms(2026, 12, 3, 2, 0, 0).unwrap());
+    let ledger = Ledger::new(
+        Arc::new(MemoryStore::new()),
+        PaymentDecider::default(),
+        Arc::new(clock.clone()),
+    );
+    let runtime = Runtime::new(
+        ledger,
+        Channels::default(),
+        Metrics::new(),
+        Arc::new(LocalLeases),
+        Arc::new(paycode_adapters::ids::RandomIds),
+        crate::service::fingerprint::FingerprintKey::random(),
+    );
+    let demo = MerchantId::parse("demo").unwrap();
+    let keyed = |key: &str, name: &str, role| ApiKey {
+        sha256: auth::digest(key),
+        merchant: demo.clone(),
+        name: name.to_owned(),
+        role,
+    };
+    let keys = vec![
+        ApiKey::full(FULL, demo.clone(), "api_keys[0]"),
+        keyed(AUDITOR, "audit-team", Role::Auditor),
+        keyed(OPERATOR, "night-ops", Role::Operator),
+    ];
+    let state = AppState::new(runtime, Arc::new(OrderIndex::default()), keys, limits);
+    (crate::http::router(state), clock)
+}
+
+/// A request as a browser on `host` sends it from a console page.
+fn from_page(
+    method: &str,
+    path: &str,
+    host: &str,
+    cookie: Option<&str>,
+    form: &str,
+) -> Request<Body> {
+    let scheme = if host.starts_with("127.0.0.1") {
+        "http"
+    } else {
+        "https"
+    };
+    let mut request = Request::builder()
+        .method(method)
+        .uri(path)
+        .header(header::HOST, host)
+        .header(header::ORIGIN, format!("{scheme}://{host}"))
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+    if let Some(cookie) = cookie {
+        request = request.header(header::COOKIE, format!("paycode_session={cookie}"));
+    }
+    request.body(Body::from(form.to_owned())).unwrap()
+}
+
+async fn sign_in(app: &axum::Router, host: &str, key: &str) -> (StatusCode, Option<String>) {
+    let answer = app
+        .clone()
+        .oneshot(from_page(
+            "POST",
+            "/ui/sign-in",
+            host,
+            None,
+            &format!("key={key}"),
+        ))
+        .await
+        .unwrap();
+    let cookie = answer
+        .headers()
+        .get(header::SET_COOKIE)
+        .map(|value| value.to_str().unwrap().to_owned());
+    (answer.status(), cookie)
+}
+
+fn session_of(set_cookie: &str) -> String {
+    set_cookie
+        .strip_prefix("paycode_session=")
+        .and_then(|rest| rest.split(';').next())
+        .unwrap()
+        .to_owned()
+}
+
+async fn get(app: &axum::Router, path: &str, cookie: &str) -> (StatusCode, String) {
+    let answer = app
+        .clone()
+        .oneshot(from_page("GET", path, "127.0.0.1:8080", Some(cookie), ""))
+        .await
+        .unwrap();
+    let status = answer.status();
+    let body = axum::body::to_bytes(answer.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// The session's CSRF token, as its pages carry it.
+async fn csrf_of(app: &axum::Router, cookie: &str) -> String {
+    let (_, page) = get(app, "/ui/overview", cookie).await;
+    let start = page.find("name=\"csrf\" value=\"").unwrap() + "name=\"csrf\" value=\"".len();
+    page[start..start + 64].to_owned()
+}
+
+#[tokio::test]
+async fn sign_in_sets_an_httponly_strict_cookie_that_holds_a_session_id_not_the_key() {
+    let (app, _) = app(ServerLimits::unthrottled());
+    let (status, cookie) = sign_in(&app, "127.0.0.1:8080", AUDITOR).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let cookie = cookie.unwrap();
+    for part in ["HttpOnly", "SameSite=Strict", "Path=/ui", "Max-Age=28800"] {
+        assert!(cookie.contains(part), "{cookie}");
+    }
+    assert!(
+        !cookie.contains("Secure"),
+        "plain HTTP on loopback: {cookie}"
+    );
+    assert!(!cookie.contains(AUDITOR), "{cookie}");
+    assert_eq!(session_of(&cookie).len(), 64);
+    // Anywhere but loopback the cookie is Secure (behind a TLS proxy).
+    let (_, elsewhere) = sign_in(&app, "pay.example.com", AUDITOR).await;
+    assert!(elsewhere.unwrap().contains("; Secure"));
+}
+
+#[tokio::test]
+async fn pages_carry_the_security_headers() {
+    let (app, _) = app(ServerLimits::unthrottled());
+    let answer = app
+        .oneshot(from_page("GET", "/ui/sign-in", "127.0.0.1:8080", None, ""))
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), StatusCode::OK);
+    let headers = answer.headers();
+    let csp = headers["content-security-policy"].to_str().unwrap();
+    assert!(
+        csp.contains("script-src 'self'") && csp.contains("frame-ancestors 'none'"),
+        "{csp}"
+    );
+    assert!(!csp.contains("unsafe-inline"), "{csp}");
+    assert_eq!(headers["x-frame-options"], "DENY");
+    assert_eq!(headers["referrer-policy"], "same-origin");
+    assert_eq!(headers["cache-control"], "no-store");
+}
+
+#[tokio::test]
+async fn a_sign_in_from_another_site_is_refused() {
+    let (app, _) = app(ServerLimits::unthrottled());
+    let mut request = from_page(
+        "POST",
+        "/ui/sign-in",
+        "127.0.0.1:8080",
+        None,
+        &format!("key={FULL}"),
+    );
+    request
+        .headers_mut()
+        .insert(header::ORIGIN, "https://evil.example".parse().unwrap());
+    let answer = app.clone().oneshot(request).await.unwrap();
+    assert_eq!(answer.status(), StatusCode::FORBIDDEN);
+    assert!(answer.headers().get(header::SET_COOKIE).is_none());
+    // Nor without any origin at all.
+    let mut bare = from_page(
+        "POST",
+        "/ui/sign-in",
+        "127.0.0.1:8080",
+        None,
+        &format!("key={FULL}"),
+    );
+    bare.headers_mut().remove(header::ORIGIN);
+    assert_eq!(
+        app.oneshot(bare).await.unwrap().status(),
+        StatusCode::FORBIDDEN
+    );
+}
+
+#[tokio::test]
+async fn wrong_keys_at_sign_in_count_against_the_limit_the_api_shares() {
+    // Two wrong keys a minute from an address: the third attempt is refused
+    // whatever key it brings, and so is the API for that address.
+    let limits = ServerLimits {
+        unauthenticated_per_min: 2,
+        ..ServerLimits::unthrottled()
+    };
+    let (app, _) = app(limits);
+    for _ in 0..2 {
+        let (status, cookie) = sign_in(&app, "127.0.0.1:8080", "sk_test_wrong_key_0001").await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        assert!(cookie.is_none());
+    }
+    let (status, cookie) = sign_in(&app, "127.0.0.1:8080", FULL).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(cookie.is_none());
+    let api = Request::get("/v1/payments")
+        .header(header::AUTHORIZATION, format!("Bearer {FULL}"))
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(
+        app.oneshot(api).await.unwrap().status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
+}
+
+#[tokio::test]
+async fn the_resolve_form_needs_the_csrf_token_and_the_resolve_permission() {
+    let (app, _) = app(ServerLimits::unthrottled());
+    let post = |cookie: &str, form: String| {
+        let app = app.clone();
+        let request = from_page(
+            "POST",
+            "/ui/orders/A1/resolve",
+            "127.0.0.1:8080",
+            Some(cookie),
+            &form,
+        );
+        async move { app.oneshot(request).await.unwrap().status() }
+    };
+    let (_, operator) = sign_in(&app, "127.0.0.1:8080", OPERATOR).await;
+    let operator = session_of(&operator.unwrap());
+    let token = csrf_of(&app, &operator).await;
+    let verdict = "outcome=not_paid&reason=closed";
+    assert_eq!(
+        post(&operator, verdict.to_owned()).await,
+        StatusCode::FORBIDDEN
+    );
+    let wrong = format!("{verdict}&csrf={}", "0".repeat(64));
+    assert_eq!(post(&operator, wrong).await, StatusCode::FORBIDDEN);
+    // With its token the operator reaches the rules: no such order.
+    let right = format!("{verdict}&csrf={token}");
+    assert_eq!(post(&operator, right).await, StatusCode::NOT_FOUND);
+    // Another session's token is not this one's.
+    let (_, auditor) = sign_in(&app, "127.0.0.1:8080", AUDITOR).await;
+    let auditor = session_of(&auditor.unwrap());
+    let stolen = format!("{verdict}&csrf={token}");
+    assert_eq!(post(&auditor, stolen).await, StatusCode::FORBIDDEN);
+    // The auditor with its own token: its role does not resolve.
+    let own = format!("{verdict}&csrf={}", csrf_of(&app, &auditor).await);
+    assert_eq!(post(&auditor, own).await, StatusCode::FORBIDDEN);
+    let (status, page) = get(&app, "/ui/orders/A1/evidence.json", &operator).await;
+    assert_eq!(
+        status,
+        StatusCode::FORBIDDEN,
+        "operators do not read events"
+    );
+    assert!(page.contains("reading an order"), "{page}");
+}
+
+#[tokio::test]
+async fn a_session_ends_on_sign_out_and_after_8_idle_hours() {
+    let (app, clock) = app(ServerLimits::unthrottled());
+    let (_, first) = sign_in(&app, "127.0.0.1:8080", FULL).await;
+    let first = session_of(&first.unwrap());
+    assert_eq!(get(&app, "/ui/overview", &first).await.0, StatusCode::OK);
+    let token = csrf_of(&app, &first).await;
+    let out = app
+        .clone()
+        .oneshot(from_page(
+            "POST",
+            "/ui/sign-out",
+            "127.0.0.1:8080",
+            Some(&first),
+            &format!("csrf={token}"),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(out.status(), StatusCode::SEE_OTHER);
+    assert!(
+        out.headers()[header::SET_COOKIE]
+            .to_str()
+            .unwrap()
+            .contains("Max-Age=0")
+    );
+    assert_eq!(
+        get(&app, "/ui/overview", &first).await.0,
+        StatusCode::SEE_OTHER
+    );
+
+    let (_, second) = sign_in(&app, "127.0.0.1:8080", FULL).await;
+    let second = session_of(&second.unwrap());
+    clock.advance(chrono::Duration::hours(7));
+    assert_eq!(get(&app, "/ui/overview", &second).await.0, StatusCode::OK);
+    clock.advance(chrono::Duration::hours(8));
+    assert_eq!(
+        get(&app, "/ui/overview", &second).await.0,
+        StatusCode::SEE_OTHER
+    );
+}
