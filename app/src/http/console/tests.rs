@@ -11,7 +11,7 @@ use axum::http::{Request, StatusCode, header};
 use chrono::{TimeZone, Utc};
 use paycode_adapters::clock::ManualClock;
 use paycode_adapters::lease::LocalLeases;
-use paycode_adapters::store::MemoryStore;
+use paycode_adapters::store::{EventStore as _, MemoryStore};
 use paycode_domain::MerchantId;
 use paycode_domain::payment::PaymentDecider;
 use tower::ServiceExt as _;
@@ -28,9 +28,18 @@ const AUDITOR: &str = "sk_test_console_audit_1";
 const OPERATOR: &str = "sk_test_console_opera_1";
 
 fn app(limits: ServerLimits) -> (axum::Router, ManualClock) {
+    let (router, clock, _) = app_on(limits, Arc::new(MemoryStore::new()));
+    (router, clock)
+}
+
+/// The console over `store`, with its order index following it.
+fn app_on(
+    limits: ServerLimits,
+    store: Arc<MemoryStore>,
+) -> (axum::Router, ManualClock, Arc<OrderIndex>) {
     let clock = ManualClock::starting_at(Utc.with_ymd_and_hms(2026, 12, 3, 2, 0, 0).unwrap());
     let ledger = Ledger::new(
-        Arc::new(MemoryStore::new()),
+        store.clone(),
         PaymentDecider::default(),
         Arc::new(clock.clone()),
     );
@@ -54,8 +63,10 @@ fn app(limits: ServerLimits) -> (axum::Router, ManualClock) {
         keyed(AUDITOR, "audit-team", Role::Auditor),
         keyed(OPERATOR, "night-ops", Role::Operator),
     ];
-    let state = AppState::new(runtime, Arc::new(OrderIndex::default()), keys, limits);
-    (crate::http::router(state), clock)
+    let index = Arc::new(OrderIndex::default());
+    tokio::spawn(index.clone().follow(store, Metrics::new()));
+    let state = AppState::new(runtime, index.clone(), keys, limits);
+    (crate::http::router(state), clock, index)
 }
 
 /// A request as a browser on `host` sends it from a console page.
@@ -311,4 +322,69 @@ async fn a_session_ends_on_sign_out_and_after_8_idle_hours() {
         get(&app, "/ui/overview", &second).await.0,
         StatusCode::SEE_OTHER
     );
+}
+
+#[tokio::test]
+async fn the_order_list_pages_by_cursor_and_filters_by_channel() {
+    // 60 sample orders: a first page of 50 with a link to the next, which
+    // holds the other 10 and no link; a channel filter keeps only its own.
+    let store = Arc::new(MemoryStore::new());
+    let mut rng = paycode_projections::sample::Rng::new(7);
+    for index in 0..60 {
+        let events = paycode_projections::sample::order_events("demo", index, &mut rng);
+        let batch = events
+            .iter()
+            .map(|event| {
+                paycode_adapters::store::NewEvent::encoded(
+                    uuid::Uuid::new_v4(),
+                    paycode_domain::stored::encode(event),
+                )
+            })
+            .collect();
+        store
+            .append(
+                &paycode_projections::sample::stream("demo", index),
+                paycode_adapters::store::ExpectedVersion::NoStream,
+                batch,
+            )
+            .await
+            .unwrap();
+    }
+    let (app, _, index) = app_on(ServerLimits::unthrottled(), store);
+    let merchant = MerchantId::parse("demo").unwrap();
+    // The index follows the store in the background: wait until it has all.
+    while index.page(&merchant, None, None, 100).order_nos.len() < 60 {
+        tokio::task::yield_now().await;
+    }
+    let (_, cookie) = sign_in(&app, "127.0.0.1:8080", AUDITOR).await;
+    let cookie = session_of(&cookie.unwrap());
+    let rows = |page: &str| page.matches("<td><a href=\"/ui/orders/S").count();
+    let (status, first) = get(&app, "/ui/orders", &cookie).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(rows(&first), 50);
+    let link = &first[first.find("id=\"next-page\"").unwrap()..];
+    let start = link.find("href=\"").unwrap() + "href=\"".len();
+    let next = link[start..]
+        .split('"')
+        .next()
+        .unwrap()
+        .replace("&amp;", "&");
+    assert!(next.contains("cursor="), "{next}");
+    let (_, second) = get(&app, &next, &cookie).await;
+    assert_eq!(rows(&second), 10);
+    assert!(!second.contains("next-page"));
+    // No order is on both pages.
+    for number in 0..60 {
+        let link = format!("href=\"/ui/orders/S{number}\"");
+        assert_eq!(
+            usize::from(first.contains(&link)) + usize::from(second.contains(&link)),
+            1,
+            "S{number}"
+        );
+    }
+    let (_, wechat) = get(&app, "/ui/orders?channel=wechat", &cookie).await;
+    let (_, alipay) = get(&app, "/ui/orders?channel=alipay", &cookie).await;
+    assert!(rows(&wechat) > 0 && rows(&alipay) > 0);
+    assert_eq!(rows(&wechat) + rows(&alipay), 60);
+    assert!(!wechat.contains("<td>alipay</td>"));
 }
