@@ -41,7 +41,7 @@ use maud::Markup;
 use paycode_adapters::store::chain::to_hex;
 use paycode_domain::calendar::{china_date, china_midnight};
 use paycode_domain::ids::payment_stream;
-use paycode_domain::payment::{Fact, PaymentState, PaymentStatus};
+use paycode_domain::payment::{Fact, PaymentState, PaymentStatus, RefundStage};
 use paycode_domain::{Channel, OrderNo};
 use paycode_projections::{PaymentView, statuses_after};
 use serde_json::Value;
@@ -92,6 +92,10 @@ pub fn router(app: AppState) -> Router<AppState> {
         .route("/orders/{order_no}", get(order))
         .route("/orders/{order_no}/evidence.json", get(evidence))
         .route("/orders/{order_no}/resolve", post(resolve_order))
+        .route(
+            "/orders/{order_no}/refunds/{refund_no}/resolve",
+            post(resolve_refund),
+        )
         .route("/review", get(review))
         .route("/reconciliation", get(reconciliation))
         .route("/reconciliation/{channel}/{date}", get(report))
@@ -564,6 +568,17 @@ fn codes_of(fields: &Value) -> Vec<(String, String)> {
         .unwrap_or_default()
 }
 
+/// The raw codes of the order's latest channel answer.
+fn last_codes(history: &OrderHistory) -> Vec<(String, String)> {
+    history
+        .events
+        .iter()
+        .rev()
+        .map(|recorded| codes_of(&serde_json::to_value(&recorded.event).unwrap_or(Value::Null)))
+        .find(|codes| !codes.is_empty())
+        .unwrap_or_default()
+}
+
 /// Why an order is in review, for a person: the reason's kind and its
 /// fields (`revoke_attempts_exhausted (attempts 5)`).
 fn reason_text(reason: &paycode_domain::payment::ManualReviewReason) -> String {
@@ -721,10 +736,36 @@ async fn story_page(
         PaymentState::ManualReview(review) => Some(reason_text(&review.reason)),
         _ => None,
     };
-    let resolve = (session.caller.may(Permission::Resolve)
-        && view.status == PaymentStatus::ManualReview)
-        .then_some(form);
-    let status = if resolve.as_ref().is_some_and(|form| form.problem.is_some()) {
+    let may_resolve = session.caller.may(Permission::Resolve);
+    let has_problem = form.problem.is_some();
+    let (order_form, mut refund_form) = match form.refund_no {
+        None => (Some(form), None),
+        Some(_) => (None, Some(form)),
+    };
+    let mut refund_reviews = Vec::new();
+    if let PaymentState::Paid(paid) = &history.state {
+        for refund in &paid.refunds {
+            if let RefundStage::ManualReview { reason, .. } = &refund.stage {
+                let refund_no = refund.refund_no.to_string();
+                let form = may_resolve.then(|| match refund_form.take() {
+                    Some(form) if form.refund_no.as_deref() == Some(refund_no.as_str()) => form,
+                    other => {
+                        refund_form = other;
+                        ResolveForm::default()
+                    }
+                });
+                refund_reviews.push(pages::RefundInReview {
+                    refund_no,
+                    amount: refund.amount.to_string(),
+                    reason: reason_text(reason),
+                    form,
+                });
+            }
+        }
+    }
+    let resolve = (may_resolve && view.status == PaymentStatus::ManualReview)
+        .then(|| order_form.unwrap_or_default());
+    let status = if has_problem {
         StatusCode::UNPROCESSABLE_ENTITY
     } else {
         StatusCode::OK
@@ -735,6 +776,7 @@ async fn story_page(
         events,
         timeline: timeline::layout(marks),
         resolve,
+        refund_reviews,
         review_reason,
         resolved,
     };
@@ -786,31 +828,73 @@ async fn resolve_order(
     Path(order_no_text): Path<String>,
     body: Bytes,
 ) -> Response {
-    let (_, session, fields) = match console.changing(&headers, &body) {
+    resolve_post(&console, &headers, &order_no_text, None, &body).await
+}
+
+/// `POST /ui/orders/{order_no}/refunds/{refund_no}/resolve`, as `POST
+/// /v1/payments/{order_no}/refunds/{refund_no}/resolve`.
+async fn resolve_refund(
+    State(console): State<Console>,
+    headers: HeaderMap,
+    Path((order_no_text, refund_no_text)): Path<(String, String)>,
+    body: Bytes,
+) -> Response {
+    resolve_post(
+        &console,
+        &headers,
+        &order_no_text,
+        Some(&refund_no_text),
+        &body,
+    )
+    .await
+}
+
+/// A resolve form: same origin, the session's CSRF token, the `Resolve`
+/// permission, then `service::resolve` records it naming the key.
+async fn resolve_post(
+    console: &Console,
+    headers: &HeaderMap,
+    order_no_text: &str,
+    refund_no_text: Option<&str>,
+    body: &[u8],
+) -> Response {
+    let (_, session, fields) = match console.changing(headers, body) {
         Ok(found) => found,
         Err(answer) => return answer,
     };
     if let Err(answer) = require(&session, Permission::Resolve, "orders") {
         return answer;
     }
-    let Ok(order_no) = OrderNo::parse(&order_no_text) else {
+    let Ok(order_no) = OrderNo::parse(order_no_text) else {
         return not_found().await;
     };
+    let subject = match refund_no_text {
+        None => Subject::Order,
+        Some(text) => match paycode_domain::RefundNo::parse(text) {
+            Ok(refund_no) => Subject::Refund(refund_no),
+            Err(_) => return not_found().await,
+        },
+    };
+    let time_field = subject.time_field();
     let field = |name: &str| fields.get(name).map(|v| v.trim()).filter(|v| !v.is_empty());
     let mut form = ResolveForm {
+        refund_no: refund_no_text.map(ToOwned::to_owned),
         outcome: field("outcome").unwrap_or("").to_owned(),
         channel_trade_no: field("channel_trade_no").unwrap_or("").to_owned(),
-        paid_at: field("paid_at").unwrap_or("").to_owned(),
+        paid_at: field(time_field).unwrap_or("").to_owned(),
         reason: field("reason").unwrap_or("").to_owned(),
         problem: None,
     };
     let words = Words {
         outcome: field("outcome"),
-        channel_trade_no: field("channel_trade_no"),
-        at: field("paid_at"),
+        channel_trade_no: match subject {
+            Subject::Order => field("channel_trade_no"),
+            Subject::Refund(_) => None,
+        },
+        at: field(time_field),
         reason: field("reason"),
     };
-    let result = match Verdict::parse(Subject::Order, words) {
+    let result = match Verdict::parse(subject, words) {
         Ok(verdict) => resolve::resolve(
             Via::Runtime(&console.app.runtime),
             &session.caller.merchant,
@@ -829,7 +913,7 @@ async fn resolve_order(
         }
         Err(error) => {
             form.problem = Some(error.to_string());
-            story_page(&console, &session, &order_no_text, form, false).await
+            story_page(console, &session, order_no_text, form, false).await
         }
     }
 }
@@ -868,19 +952,10 @@ async fn review(State(console): State<Console>, headers: HeaderMap) -> Response 
             let PaymentState::ManualReview(state) = &history.state else {
                 continue;
             };
-            let last_said = reads_events.then(|| {
-                history
-                    .events
-                    .iter()
-                    .rev()
-                    .map(|recorded| {
-                        codes_of(&serde_json::to_value(&recorded.event).unwrap_or(Value::Null))
-                    })
-                    .find(|codes| !codes.is_empty())
-                    .unwrap_or_default()
-            });
+            let last_said = reads_events.then(|| last_codes(&history));
             rows.push(pages::ReviewRow {
                 order_no: order_no.to_string(),
+                refund_no: None,
                 channel: state.order.channel.to_string(),
                 amount: state.order.amount.to_string(),
                 since: state.since,
@@ -892,6 +967,31 @@ async fn review(State(console): State<Console>, headers: HeaderMap) -> Response 
             Some(next) => cursor = Some(next),
             None => break,
         }
+    }
+    for review in console.app.index.refund_reviews(merchant) {
+        let last_said = if reads_events {
+            match console
+                .app
+                .runtime
+                .ledger()
+                .history(merchant, &review.order_no)
+                .await
+            {
+                Ok(history) => Some(last_codes(&history)),
+                Err(error) => return unavailable(&session, "review", &error),
+            }
+        } else {
+            None
+        };
+        rows.push(pages::ReviewRow {
+            order_no: review.order_no.to_string(),
+            refund_no: Some(review.refund_no.to_string()),
+            channel: review.channel.to_string(),
+            amount: review.amount.to_string(),
+            since: review.since,
+            reason: reason_text(&review.reason),
+            last_said,
+        });
     }
     rows.sort_by_key(|row| row.since);
     page(

@@ -327,6 +327,8 @@ pub struct EventRow {
 /// The resolve form's state: what was typed, and why it was refused.
 #[derive(Debug, Default)]
 pub struct ResolveForm {
+    /// The refund the form resolves; `None` for the order itself.
+    pub refund_no: Option<String>,
     pub outcome: String,
     pub channel_trade_no: String,
     pub paid_at: String,
@@ -344,6 +346,8 @@ pub struct Story<'a> {
     pub timeline: Vec<Placed>,
     /// `Some` when this key may resolve and the order waits for it.
     pub resolve: Option<ResolveForm>,
+    /// Refunds in manual review, each with its form when this key may resolve.
+    pub refund_reviews: Vec<RefundInReview>,
     pub review_reason: Option<String>,
     pub resolved: bool,
 }
@@ -427,6 +431,15 @@ pub fn order(nav: &Nav<'_>, story: &Story<'_>) -> Markup {
         }
         @if let Some(form) = &story.resolve {
             (resolve_form(nav, &order_no, form))
+        }
+        @for refund in &story.refund_reviews {
+            section aria-labelledby={ "refund-" (refund.refund_no) } {
+                h2 id={ "refund-" (refund.refund_no) } { "Refund " (refund.refund_no) " in manual review" }
+                p { (refund.amount) " CNY; why: " (refund.reason) }
+                @if let Some(form) = &refund.form {
+                    (refund_resolve_form(nav, &order_no, &refund.refund_no, form))
+                }
+            }
         }
         @match &story.events {
             None => p { "This key's role (" (nav.caller.role) ") does not allow reading an order's events." },
@@ -515,10 +528,50 @@ fn resolve_form(nav: &Nav<'_>, order_no: &str, form: &ResolveForm) -> Markup {
     }
 }
 
-/// One order in the operators' queue.
+/// A refund of the order that waits for an operator.
+#[derive(Debug)]
+pub struct RefundInReview {
+    pub refund_no: String,
+    pub amount: String,
+    pub reason: String,
+    /// `Some` when this key may resolve it.
+    pub form: Option<ResolveForm>,
+}
+
+fn refund_resolve_form(
+    nav: &Nav<'_>,
+    order_no: &str,
+    refund_no: &str,
+    form: &ResolveForm,
+) -> Markup {
+    html! {
+        @if let Some(problem) = &form.problem {
+            p.problem role="alert" { (problem) }
+        }
+        form.refund-resolve method="post" action={ "/ui/orders/" (order_no) "/refunds/" (refund_no) "/resolve" } {
+            input type="hidden" name="csrf" value=(nav.csrf_token);
+            fieldset {
+                legend { "What the channel shows for refund " (refund_no) }
+                label { input type="radio" name="outcome" value="succeeded" checked[form.outcome == "succeeded"] required;
+                        " succeeded: the money reached the customer" }
+                label { input type="radio" name="outcome" value="failed" checked[form.outcome == "failed"];
+                        " failed: the refund did not happen (its amount is refundable again)" }
+            }
+            label for={ "refunded_at-" (refund_no) } { "Refunded at, RFC 3339 (with succeeded; default now)" }
+            input id={ "refunded_at-" (refund_no) } name="refunded_at" value=(form.paid_at);
+            label for={ "reason-" (refund_no) } { "Reason (required)" }
+            textarea id={ "reason-" (refund_no) } name="reason" required maxlength="500" rows="3" { (form.reason) }
+            button type="submit" { "Record the resolution" }
+        }
+    }
+}
+
+/// One order (or one of its refunds) in the operators' queue.
 #[derive(Debug)]
 pub struct ReviewRow {
     pub order_no: String,
+    /// The refund in review; `None` when the payment itself is.
+    pub refund_no: Option<String>,
     pub channel: String,
     pub amount: String,
     pub since: DateTime<Utc>,
@@ -541,7 +594,10 @@ pub fn review(nav: &Nav<'_>, rows: &[ReviewRow]) -> Markup {
                     th scope="col" { "Channel" } th scope="col" { "Amount" } th scope="col" { "What the channel last said" }
                 } }
                 tbody { @for row in rows { tr {
-                    td { a href={ "/ui/orders/" (row.order_no) } { (row.order_no) } }
+                    td {
+                        a href={ "/ui/orders/" (row.order_no) } { (row.order_no) }
+                        @if let Some(refund_no) = &row.refund_no { br; small { "refund " (refund_no) } }
+                    }
                     td { time datetime=(rfc3339(row.since)) { (china(row.since)) } }
                     td { (row.reason) }
                     td { (row.channel) }

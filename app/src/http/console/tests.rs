@@ -388,3 +388,108 @@ async fn the_order_list_pages_by_cursor_and_filters_by_channel() {
     assert_eq!(rows(&wechat) + rows(&alipay), 60);
     assert!(!wechat.contains("<td>alipay</td>"));
 }
+
+#[tokio::test]
+async fn a_refund_in_review_is_queued_and_resolved_by_an_operator_naming_the_key() {
+    // A paid order whose refund went astray: the queue lists the refund,
+    // the order page has its form for operators, and the resolution is
+    // recorded as OperatorResolved naming the key.
+    use paycode_domain::payment::{
+        ChannelAnswer, Command, CommandKind, PayOutcome, PaymentState, RefundOutcome,
+        RequestRefund, SubmitPayment, evolve,
+    };
+    use paycode_domain::{AuthCode, CommandId, Decider as _, OrderNo, RefundNo};
+
+    let start = Utc.with_ymd_and_hms(2026, 12, 1, 2, 0, 0).unwrap();
+    let commands = [
+        CommandKind::SubmitPayment(SubmitPayment {
+            merchant_id: MerchantId::parse("demo").unwrap(),
+            order_no: OrderNo::parse("RF1").unwrap(),
+            auth_code: AuthCode::parse("134567890123456709").unwrap(),
+            auth_code_fingerprint: None,
+            amount: "10.00".parse().unwrap(),
+            subject: "Tea".into(),
+        }),
+        CommandKind::RecordPayAnswer(ChannelAnswer::new(PayOutcome::Paid {
+            channel_trade_no: "4200000009".into(),
+            paid_at: Some(start),
+        })),
+        CommandKind::RequestRefund(RequestRefund {
+            refund_no: RefundNo::parse("R1").unwrap(),
+            amount: "4.00".parse().unwrap(),
+            reason: "returned".into(),
+        }),
+        // The channel says the refund's money went astray: an operator's.
+        CommandKind::RecordRefundAnswer {
+            refund_no: RefundNo::parse("R1").unwrap(),
+            answer: ChannelAnswer::new(RefundOutcome::Abnormal {
+                code: "CHANGE".into(),
+            }),
+        },
+    ];
+    let decider = PaymentDecider::default();
+    let mut state = PaymentState::Initial;
+    let mut events = Vec::new();
+    for (n, kind) in commands.into_iter().enumerate() {
+        let now = start + chrono::Duration::seconds(i64::try_from(n).unwrap());
+        let command = Command::new(CommandId(uuid::Uuid::from_u128(n as u128 + 1)), kind);
+        for event in decider.decide(&state, &command, now).unwrap() {
+            state = evolve(state, &event).unwrap();
+            events.push(event);
+        }
+    }
+    let store = Arc::new(MemoryStore::new());
+    let batch = events
+        .iter()
+        .map(|event| {
+            paycode_adapters::store::NewEvent::encoded(
+                uuid::Uuid::new_v4(),
+                paycode_domain::stored::encode(event),
+            )
+        })
+        .collect();
+    store
+        .append(
+            "payment-demo-RF1",
+            paycode_adapters::store::ExpectedVersion::NoStream,
+            batch,
+        )
+        .await
+        .unwrap();
+    let (app, _, index) = app_on(ServerLimits::unthrottled(), store.clone());
+    let merchant = MerchantId::parse("demo").unwrap();
+    while index.refund_reviews(&merchant).is_empty() {
+        tokio::task::yield_now().await;
+    }
+    let (_, operator) = sign_in(&app, "127.0.0.1:8080", OPERATOR).await;
+    let operator = session_of(&operator.unwrap());
+    let (_, queue) = get(&app, "/ui/review", &operator).await;
+    assert!(
+        queue.contains("refund R1") && queue.contains("RF1"),
+        "{queue}"
+    );
+    let (_, order_page) = get(&app, "/ui/orders/RF1", &operator).await;
+    assert!(
+        order_page.contains("action=\"/ui/orders/RF1/refunds/R1/resolve\""),
+        "{order_page}"
+    );
+    let token = csrf_of(&app, &operator).await;
+    let answer = app
+        .clone()
+        .oneshot(from_page(
+            "POST",
+            "/ui/orders/RF1/refunds/R1/resolve",
+            "127.0.0.1:8080",
+            Some(&operator),
+            &format!("outcome=failed&reason=channel+shows+no+refund&csrf={token}"),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), StatusCode::SEE_OTHER);
+    let stored = store.read_stream("payment-demo-RF1").await.unwrap();
+    let last: serde_json::Value = serde_json::from_slice(&stored.last().unwrap().data).unwrap();
+    assert_eq!(stored.last().unwrap().event_type, "OperatorResolved");
+    assert_eq!(last["key_name"], "night-ops", "{last}");
+    let (_, after) = get(&app, "/ui/orders/RF1", &operator).await;
+    assert!(!after.contains("/refunds/R1/resolve"), "resolved: no form");
+}
