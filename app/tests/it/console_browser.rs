@@ -231,6 +231,7 @@ async fn the_console_in_a_browser() {
     // Find an order by its number.
     browser.goto(&format!("{base}/ui/orders")).await;
     browser.wait_for("#orders").await;
+    assert_every_field_is_labelled(&browser).await;
     browser.screenshot(&shots, "orders").await;
     browser.type_into("#order_no", "CONSOLE-PAID").await;
     browser.click("form.search button").await;
@@ -342,8 +343,21 @@ async fn the_console_in_a_browser() {
     browser.goto(&format!("{base}/ui/overview")).await;
     browser.wait_for("#key").await;
 
-    // The operator: the queue, the resolve form, the resolution recorded.
-    sign_in(&browser, &base, OPERATOR_KEY).await;
+    // The operator, signing in with the keyboard alone (the field has the
+    // focus; Enter submits): the queue, the resolve form, the resolution.
+    browser.goto(&format!("{base}/ui")).await;
+    browser.wait_for("#key").await;
+    let focused = browser
+        .run_async(
+            "arguments[arguments.length - 1](document.activeElement.id);",
+            json!([]),
+        )
+        .await;
+    assert_eq!(focused, "key", "the key field has the focus");
+    browser
+        .type_into("#key", &format!("{OPERATOR_KEY}\u{E007}"))
+        .await;
+    browser.wait_for("#role").await;
     assert_eq!(browser.text("#role").await, "operator");
     browser.goto(&format!("{base}/ui/review")).await;
     browser.wait_for("#queue").await;
@@ -354,6 +368,7 @@ async fn the_console_in_a_browser() {
         .click("#queue a[href='/ui/orders/CONSOLE-REVIEW']")
         .await;
     browser.wait_for("#resolve-form").await;
+    assert_every_field_is_labelled(&browser).await;
     // A forged form without the CSRF token is refused, and changes nothing.
     assert_eq!(
         post_from_page(&browser, "/ui/orders/CONSOLE-REVIEW/resolve", false).await,
@@ -434,6 +449,20 @@ async fn the_console_in_a_browser() {
         started.elapsed().as_secs_f64(),
         shots.display()
     );
+}
+
+/// Every visible form field of the page has a label a screen reader reads.
+async fn assert_every_field_is_labelled(browser: &Browser) {
+    let unlabelled = browser
+        .run_async(
+            "const done = arguments[arguments.length - 1];
+             done(Array.from(document.querySelectorAll('input:not([type=hidden]), select, textarea'))
+                 .filter((field) => field.labels.length === 0)
+                 .map((field) => field.name));",
+            json!([]),
+        )
+        .await;
+    assert_eq!(unlabelled, json!([]), "fields without a label");
 }
 
 /// Changes one byte of the subject in the stored payload of `stream`'s
