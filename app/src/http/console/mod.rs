@@ -141,14 +141,14 @@ async fn js() -> Response {
         .into_response()
 }
 
-fn page(status: StatusCode, markup: &Markup) -> Response {
-    (status, Html(markup.clone().into_string())).into_response()
+fn page(status: StatusCode, markup: Markup) -> Response {
+    (status, Html(markup.into_string())).into_response()
 }
 
 async fn not_found() -> Response {
     page(
         StatusCode::NOT_FOUND,
-        &pages::problem(None, "Not found", "No such page."),
+        pages::problem(None, "Not found", "No such page."),
     )
 }
 
@@ -213,7 +213,7 @@ fn same_origin(headers: &HeaderMap) -> bool {
 fn forbidden(nav: Option<&Nav<'_>>, text: &str) -> Response {
     page(
         StatusCode::FORBIDDEN,
-        &pages::problem(nav, "Forbidden", text),
+        pages::problem(nav, "Forbidden", text),
     )
 }
 
@@ -308,7 +308,7 @@ async fn home(State(console): State<Console>, headers: HeaderMap) -> Response {
 }
 
 async fn sign_in_page() -> Response {
-    page(StatusCode::OK, &pages::sign_in(None))
+    page(StatusCode::OK, pages::sign_in(None))
 }
 
 /// `POST /ui/sign-in`: checks the key as `/v1` does and starts a session.
@@ -326,7 +326,7 @@ async fn sign_in(State(console): State<Console>, request: Request) -> Response {
     {
         return page(
             StatusCode::TOO_MANY_REQUESTS,
-            &pages::sign_in(Some(
+            pages::sign_in(Some(
                 "Too many wrong keys from this address: wait a minute and try again.",
             )),
         );
@@ -340,7 +340,7 @@ async fn sign_in(State(console): State<Console>, request: Request) -> Response {
         console.app.failed_auth.failed(address, Instant::now());
         return page(
             StatusCode::UNAUTHORIZED,
-            &pages::sign_in(Some("That key is not one of this service's keys.")),
+            pages::sign_in(Some("That key is not one of this service's keys.")),
         );
     };
     tracing::info!(key_name = %caller.key_name, role = %caller.role, "console sign-in");
@@ -387,7 +387,7 @@ async fn overview(State(console): State<Console>, headers: HeaderMap) -> Respons
     };
     page(
         StatusCode::OK,
-        &pages::overview(&nav(&session, "overview"), &overview),
+        pages::overview(&nav(&session, "overview"), &overview),
     )
 }
 
@@ -403,7 +403,7 @@ fn unavailable(
     tracing::warn!(%error, "console read failed");
     page(
         StatusCode::SERVICE_UNAVAILABLE,
-        &pages::problem(
+        pages::problem(
             Some(&nav(session, current)),
             "Unavailable",
             "The ledger could not be read just now; try again.",
@@ -446,7 +446,7 @@ async fn orders(
         } else {
             StatusCode::OK
         };
-        page(status, &pages::orders(&nav, &search, problem, found, next))
+        page(status, pages::orders(&nav, &search, problem, found, next))
     };
     let status = if search.status.is_empty() {
         None
@@ -618,7 +618,7 @@ async fn load_order(
     let missing = || {
         page(
             StatusCode::NOT_FOUND,
-            &pages::problem(Some(&nav(session, current)), "Not found", "No such order."),
+            pages::problem(Some(&nav(session, current)), "Not found", "No such order."),
         )
     };
     let order_no = OrderNo::parse(order_no_text).map_err(|_| missing())?;
@@ -780,7 +780,7 @@ async fn story_page(
         review_reason,
         resolved,
     };
-    page(status, &pages::order(&nav(session, "orders"), &story))
+    page(status, pages::order(&nav(session, "orders"), &story))
 }
 
 /// `GET /ui/orders/{order_no}/evidence.json`: what `paycode history
@@ -996,7 +996,7 @@ async fn review(State(console): State<Console>, headers: HeaderMap) -> Response 
     rows.sort_by_key(|row| row.since);
     page(
         StatusCode::OK,
-        &pages::review(&nav(&session, "review"), &rows),
+        pages::review(&nav(&session, "review"), &rows),
     )
 }
 
@@ -1032,7 +1032,7 @@ async fn reconciliation(State(console): State<Console>, headers: HeaderMap) -> R
     }
     page(
         StatusCode::OK,
-        &pages::reconciliation(&nav(&session, "reconciliation"), &channels),
+        pages::reconciliation(&nav(&session, "reconciliation"), &channels),
     )
 }
 
@@ -1046,7 +1046,7 @@ async fn load_report(
     let missing = || {
         page(
             StatusCode::NOT_FOUND,
-            &pages::problem(
+            pages::problem(
                 Some(&nav(session, "reconciliation")),
                 "Not found",
                 "No report of that channel and day.",
@@ -1102,7 +1102,7 @@ async fn report(
     let grouped: Vec<_> = grouped.into_iter().collect();
     page(
         StatusCode::OK,
-        &pages::report(&nav(&session, "reconciliation"), &report, &grouped),
+        pages::report(&nav(&session, "reconciliation"), &report, &grouped),
     )
 }
 
