@@ -260,6 +260,10 @@ pub fn router_with(state: AppState, with_metrics: bool) -> Router {
         .nest("/v1", v1)
         // The console for people (docs/console.md).
         .nest("/ui", console::router(state.clone()))
+        .route(
+            "/ui/",
+            get(|| async { axum::response::Redirect::to("/ui") }),
+        )
         .route("/healthz", get(healthz));
     if with_metrics {
         api = api.route("/metrics", get(metrics));

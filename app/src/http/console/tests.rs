@@ -165,6 +165,7 @@ async fn sign_in_sets_an_httponly_strict_cookie_that_holds_a_session_id_not_the_
 async fn pages_carry_the_security_headers() {
     let (app, _) = app(ServerLimits::unthrottled());
     let answer = app
+        .clone()
         .oneshot(from_page("GET", "/ui/sign-in", "127.0.0.1:8080", None, ""))
         .await
         .unwrap();
@@ -179,6 +180,15 @@ async fn pages_carry_the_security_headers() {
     assert_eq!(headers["x-frame-options"], "DENY");
     assert_eq!(headers["referrer-policy"], "same-origin");
     assert_eq!(headers["cache-control"], "no-store");
+    // `/ui` and `/ui/` both lead to the sign-in form.
+    for path in ["/ui", "/ui/"] {
+        let answer = app
+            .clone()
+            .oneshot(from_page("GET", path, "127.0.0.1:8080", None, ""))
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), StatusCode::SEE_OTHER, "{path}");
+    }
 }
 
 #[tokio::test]
@@ -492,4 +502,47 @@ async fn a_refund_in_review_is_queued_and_resolved_by_an_operator_naming_the_key
     assert_eq!(last["key_name"], "night-ops", "{last}");
     let (_, after) = get(&app, "/ui/orders/RF1", &operator).await;
     assert!(!after.contains("/refunds/R1/resolve"), "resolved: no form");
+}
+
+#[test]
+fn the_report_csv_has_one_line_per_finding_and_no_formulas() {
+    // Shows the CSV's columns, and that a statement's text a spreadsheet
+    // would run (`=...`) is written as text.
+    use paycode_domain::reconciliation::{Finding, FindingKind, ReconciliationRecorded};
+    let report = ReconciliationRecorded {
+        channel: paycode_domain::Channel::Wechat,
+        date: chrono::NaiveDate::from_ymd_opt(2026, 12, 2).unwrap(),
+        statement_sha256: "ab".repeat(32),
+        statement_lines: 3,
+        matched: 1,
+        findings: vec![
+            Finding {
+                kind: FindingKind::AmountMismatch,
+                order_no: Some("A1".into()),
+                refund_no: None,
+                ledger_amount: Some("10.00".parse().unwrap()),
+                statement_amount: Some("9.00".parse().unwrap()),
+                detail: "line 2".into(),
+            },
+            Finding {
+                kind: FindingKind::MissingInLedger,
+                order_no: Some("=HYPERLINK(\"x\")".into()),
+                refund_no: None,
+                ledger_amount: None,
+                statement_amount: Some("1.00".parse().unwrap()),
+                detail: "line 3, unknown order".into(),
+            },
+        ],
+        revokes_settled: 0,
+    };
+    let csv = super::report_csv_text(&report);
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "channel,date,kind,order_no,refund_no,ledger_amount,statement_amount,detail",
+            "wechat,2026-12-02,amount_mismatch,A1,,10.00,9.00,line 2",
+            "wechat,2026-12-02,missing_in_ledger,\"'=HYPERLINK(\"\"x\"\")\",,,1.00,\"line 3, unknown order\"",
+        ]
+    );
 }
