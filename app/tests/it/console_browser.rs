@@ -194,11 +194,19 @@ async fn the_console_in_a_browser() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    // Today's WeChat statement, reconciled (the sandbox serves it).
+    // The statement of the paid order's day (China time), reconciled (the
+    // sandbox serves it): named by the payment, not by the test's clock, so
+    // that a run across midnight still finds its line.
+    let paid_at = order_status(&http, &base, "CONSOLE-PAID").await["paid_at"]
+        .as_str()
+        .unwrap()
+        .parse::<chrono::DateTime<chrono::Utc>>()
+        .unwrap();
+    let statement_day = paycode_domain::calendar::china_date(paid_at).to_string();
     let report: Value = http
         .post(format!("{base}/v1/reconciliations"))
         .bearer_auth(FULL_KEY)
-        .json(&json!({"channel": "wechat", "date": china_today()}))
+        .json(&json!({"channel": "wechat", "date": statement_day}))
         .send()
         .await
         .unwrap()
@@ -334,7 +342,7 @@ async fn the_console_in_a_browser() {
     browser
         .click(&format!(
             "a[href='/ui/reconciliation/wechat/{}']",
-            china_today()
+            statement_day
         ))
         .await;
     assert_eq!(browser.text("#matched").await, "1");
@@ -488,9 +496,4 @@ fn tamper(ledger: &Path, stream: &str) -> u64 {
     )
     .unwrap();
     u64::try_from(version).unwrap()
-}
-
-/// Today in China time, as the statement days are named.
-fn china_today() -> String {
-    paycode_domain::calendar::china_date(chrono::Utc::now()).to_string()
 }
