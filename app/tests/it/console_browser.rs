@@ -341,8 +341,7 @@ async fn the_console_in_a_browser() {
     browser.screenshot(&shots, "reconciliation").await;
     browser
         .click(&format!(
-            "a[href='/ui/reconciliation/wechat/{}']",
-            statement_day
+            "a[href='/ui/reconciliation/wechat/{statement_day}']"
         ))
         .await;
     assert_eq!(browser.text("#matched").await, "1");
