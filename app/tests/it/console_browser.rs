@@ -419,6 +419,21 @@ async fn the_console_in_a_browser() {
     browser.wait_for("#timeline").await;
     browser.screenshot(&shots, "order-phone").await;
     browser.resize(1280, 1000).await;
+
+    // Without JavaScript, reading works: sign-in, the order, its events and
+    // the export; only the in-browser check is not offered.
+    let plain = Browser::start_without_javascript(1280, 1000).await;
+    sign_in(&plain, &base, AUDITOR_KEY).await;
+    plain.goto(&format!("{base}/ui/orders/CONSOLE-PAID")).await;
+    plain.wait_for("#event-table tr.event").await;
+    assert_eq!(plain.text("#order-status").await, "paid");
+    assert!(plain.find("#export").await.is_some());
+    assert_eq!(
+        plain.attribute("#verify", "hidden").await.as_deref(),
+        Some("true"),
+        "the verify button stays hidden without its script"
+    );
+    plain.quit().await;
     stop(service).await;
 
     // A copy of the ledger with one changed byte in a stored payload: the

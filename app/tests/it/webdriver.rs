@@ -47,6 +47,15 @@ impl Browser {
     /// Starts chromedriver on a free loopback port and a headless Chromium
     /// of `width` x `height`.
     pub async fn start(width: u32, height: u32) -> Browser {
+        Browser::start_with(width, height, &[]).await
+    }
+
+    /// Like [`Browser::start`], with JavaScript turned off.
+    pub async fn start_without_javascript(width: u32, height: u32) -> Browser {
+        Browser::start_with(width, height, &["--blink-settings=scriptEnabled=false"]).await
+    }
+
+    async fn start_with(width: u32, height: u32, extra_args: &[&str]) -> Browser {
         let (chromium, driver_path) = browser_paths();
         let port = {
             let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -93,6 +102,10 @@ impl Browser {
             format!("--window-size={width},{height}"),
             format!("--user-data-dir={}", profile.path().display()),
         ];
+        let args: Vec<String> = args
+            .into_iter()
+            .chain(extra_args.iter().map(|arg| (*arg).to_owned()))
+            .collect();
         let capabilities = json!({"capabilities": {"alwaysMatch": {
             "browserName": "chrome",
             "goog:chromeOptions": {"binary": chromium, "args": args}
