@@ -433,7 +433,7 @@ async fn the_console_in_a_browser() {
         Some("true"),
         "the verify button stays hidden without its script"
     );
-    plain.quit().await;
+    plain.quit();
     stop(service).await;
 
     // A copy of the ledger with one changed byte in a stored payload: the
@@ -464,7 +464,7 @@ async fn the_console_in_a_browser() {
         Some(tampered_version.to_string().as_str())
     );
     browser.screenshot(&shots, "order-tampered").await;
-    browser.quit().await;
+    browser.quit();
     stop(service).await;
     eprintln!(
         "console browser test: {:.1} s; screenshots in {}",

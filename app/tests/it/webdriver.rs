@@ -39,6 +39,9 @@ pub fn browser_paths() -> (PathBuf, PathBuf) {
 pub struct Browser {
     http: reqwest::Client,
     session: String,
+    /// chromedriver's port and the session's id, to end it from `Drop`.
+    port: u16,
+    session_id: String,
     driver: Child,
     _profile: tempfile::TempDir,
 }
@@ -126,6 +129,8 @@ impl Browser {
         Browser {
             http,
             session: format!("{base}/session/{session}"),
+            port,
+            session_id: session.clone(),
             driver,
             _profile: profile,
         }
@@ -287,8 +292,31 @@ impl Browser {
         std::fs::write(dir.join(format!("{name}.png")), png).unwrap();
     }
 
-    pub async fn quit(mut self) {
-        let _ = self.http.delete(&self.session).send().await;
-        let _ = self.driver.kill().await;
+    /// Ends the session and the driver (as dropping it does).
+    pub fn quit(self) {
+        drop(self);
+    }
+}
+
+impl Drop for Browser {
+    /// Ends the browser session (chromedriver then closes Chromium, which
+    /// would outlive a killed driver), also when a test panics; then kills
+    /// the driver.
+    fn drop(&mut self) {
+        use std::io::{Read as _, Write as _};
+        if let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", self.port)) {
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+            let request = format!(
+                "DELETE /session/{} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                self.session_id, self.port
+            );
+            if stream.write_all(request.as_bytes()).is_ok() {
+                // The answer comes once the browser is closed; its first
+                // bytes are enough (the driver may keep the connection open).
+                let mut answer = [0u8; 512];
+                let _ = stream.read(&mut answer);
+            }
+        }
+        let _ = self.driver.start_kill();
     }
 }
