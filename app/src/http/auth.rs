@@ -135,7 +135,13 @@ pub fn allows(role: Role, permission: Permission) -> bool {
             permission,
             P::CreatePayment | P::ReadPayments | P::Revoke | P::CreateRefund | P::ReadRefunds
         ),
-        Role::Operator => allows(Role::Payments, permission) || permission == P::Resolve,
+        // Operators decide from an order's story (what the channel said) and
+        // the day's statement, so they read what auditors read, and resolve.
+        Role::Operator => {
+            allows(Role::Payments, permission)
+                || allows(Role::Auditor, permission)
+                || permission == P::Resolve
+        }
         Role::Auditor => matches!(
             permission,
             P::ReadPayments | P::ReadRefunds | P::ReadEvents | P::ReadReconciliations
@@ -279,10 +285,12 @@ mod tests {
             [
                 P::CreatePayment,
                 P::ReadPayments,
+                P::ReadEvents,
                 P::Revoke,
                 P::CreateRefund,
                 P::ReadRefunds,
-                P::Resolve
+                P::Resolve,
+                P::ReadReconciliations
             ]
         );
         assert_eq!(

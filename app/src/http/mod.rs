@@ -8,6 +8,7 @@
 
 pub mod auth;
 mod body;
+pub mod console;
 pub mod error;
 pub mod limits;
 pub mod openapi;
@@ -390,7 +391,14 @@ pub fn router_with(state: AppState, with_metrics: bool) -> Router {
         }
     }
     let v1 = v1.route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
-    let api = api.nest("/v1", v1);
+    let api = api
+        .nest("/v1", v1)
+        // The console for people (docs/console.md).
+        .nest("/ui", console::router(state.clone()))
+        .route(
+            "/ui/",
+            get(|| async { axum::response::Redirect::to("/ui") }),
+        );
     with_common_layers(api.fallback(not_found), state)
 }
 

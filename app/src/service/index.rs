@@ -113,6 +113,72 @@ impl OrderIndex {
     }
 }
 
+/// A refund of a paid order that waits for an operator.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefundReview {
+    pub order_no: OrderNo,
+    pub refund_no: paycode_domain::RefundNo,
+    pub channel: paycode_domain::Channel,
+    pub amount: paycode_domain::Money,
+    pub reason: paycode_domain::payment::ManualReviewReason,
+    pub since: chrono::DateTime<chrono::Utc>,
+}
+
+impl OrderIndex {
+    /// Every refund of `merchant` in manual review (its order stays `paid`
+    /// or refunded, so the status index does not list it), from memory.
+    pub fn refund_reviews(&self, merchant: &MerchantId) -> Vec<RefundReview> {
+        let entries = self.entries.lock().expect("index lock");
+        let mut reviews = Vec::new();
+        for (owner, order_no, state) in entries.states.values() {
+            let PaymentState::Paid(paid) = state else {
+                continue;
+            };
+            if owner != merchant {
+                continue;
+            }
+            for refund in &paid.refunds {
+                if let paycode_domain::payment::RefundStage::ManualReview { reason, since } =
+                    &refund.stage
+                {
+                    reviews.push(RefundReview {
+                        order_no: order_no.clone(),
+                        refund_no: refund.refund_no.clone(),
+                        channel: paid.order.channel,
+                        amount: refund.amount,
+                        reason: reason.clone(),
+                        since: *since,
+                    });
+                }
+            }
+        }
+        reviews
+    }
+
+    /// How many of `merchant`'s orders submitted at or after `since` are in
+    /// each status (the console's overview), by status name.
+    pub fn status_counts_since(
+        &self,
+        merchant: &MerchantId,
+        since: chrono::DateTime<chrono::Utc>,
+    ) -> std::collections::BTreeMap<&'static str, usize> {
+        let entries = self.entries.lock().expect("index lock");
+        let mut counts = std::collections::BTreeMap::new();
+        for (owner, _, state) in entries.states.values() {
+            if owner != merchant {
+                continue;
+            }
+            let (Some(order), Some(status)) = (state.order(), state.status()) else {
+                continue;
+            };
+            if order.submitted_at >= since {
+                *counts.entry(status.as_str()).or_insert(0) += 1;
+            }
+        }
+        counts
+    }
+}
+
 impl Entries {
     fn apply(
         &mut self,

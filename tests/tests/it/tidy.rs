@@ -398,6 +398,19 @@ fn the_architecture_map_names_only_paths_that_exist() {
 }
 
 #[test]
+fn ci_installs_a_browser_and_runs_the_console_browser_tests() {
+    // The console's browser tests are #[ignore]d for a plain `cargo test`;
+    // CI installs Chromium and its driver and runs them explicitly.
+    let ci = std::fs::read_to_string(workspace_root().join(".ci/run")).unwrap();
+    for step in [
+        "apt-get install -y --no-install-recommends chromium chromium-driver",
+        "cargo test -p paycode --locked --test it console_browser -- --ignored",
+    ] {
+        assert!(ci.contains(step), ".ci/run does not run `{step}`");
+    }
+}
+
+#[test]
 fn ci_checks_the_dependency_policy_and_the_accepted_rsa_advisory_stays_harmless() {
     // CI runs cargo-deny over Cargo.lock (deny.toml): licences, bans and
     // sources always, advisories where the database can be fetched.
