@@ -237,6 +237,24 @@ impl Console {
         Ok((id, session))
     }
 
+    /// A page that reads: a live session whose key has `permission`
+    /// (otherwise the sign-in page, or 403 naming what it lacks, with the
+    /// navigation of `current`).
+    #[expect(
+        clippy::result_large_err,
+        reason = "the early answer of a handler, sent at once: boxing it buys nothing"
+    )]
+    fn reading(
+        &self,
+        headers: &HeaderMap,
+        permission: Permission,
+        current: &'static str,
+    ) -> Result<Session, Response> {
+        let (_, session) = self.session(headers)?;
+        require(&session, permission, current)?;
+        Ok(session)
+    }
+
     /// A form that changes something: same origin, a live session, and its
     /// `csrf` field equal to the session's token. Returns the session and
     /// the form's fields.
@@ -417,13 +435,10 @@ async fn orders(
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Response {
-    let (_, session) = match console.session(&headers) {
-        Ok(found) => found,
+    let session = match console.reading(&headers, Permission::ReadPayments, "orders") {
+        Ok(session) => session,
         Err(answer) => return answer,
     };
-    if let Err(answer) = require(&session, Permission::ReadPayments, "orders") {
-        return answer;
-    }
     let fields = query_fields(query.as_deref());
     let field = |name: &str| {
         fields
@@ -640,13 +655,10 @@ async fn order(
     Path(order_no_text): Path<String>,
     RawQuery(query): RawQuery,
 ) -> Response {
-    let (_, session) = match console.session(&headers) {
-        Ok(found) => found,
+    let session = match console.reading(&headers, Permission::ReadPayments, "orders") {
+        Ok(session) => session,
         Err(answer) => return answer,
     };
-    if let Err(answer) = require(&session, Permission::ReadPayments, "orders") {
-        return answer;
-    }
     let resolved = query_fields(query.as_deref()).contains_key("resolved");
     story_page(
         &console,
@@ -790,13 +802,10 @@ async fn evidence(
     headers: HeaderMap,
     Path(order_no_text): Path<String>,
 ) -> Response {
-    let (_, session) = match console.session(&headers) {
-        Ok(found) => found,
+    let session = match console.reading(&headers, Permission::ReadEvents, "orders") {
+        Ok(session) => session,
         Err(answer) => return answer,
     };
-    if let Err(answer) = require(&session, Permission::ReadEvents, "orders") {
-        return answer;
-    }
     let (order_no, _, _) = match load_order(&console, &session, &order_no_text, "orders").await {
         Ok(found) => found,
         Err(answer) => return answer,
@@ -920,13 +929,10 @@ async fn resolve_post(
 
 /// `GET /ui/review`: orders in manual review, oldest first.
 async fn review(State(console): State<Console>, headers: HeaderMap) -> Response {
-    let (_, session) = match console.session(&headers) {
-        Ok(found) => found,
+    let session = match console.reading(&headers, Permission::ReadPayments, "review") {
+        Ok(session) => session,
         Err(answer) => return answer,
     };
-    if let Err(answer) = require(&session, Permission::ReadPayments, "review") {
-        return answer;
-    }
     let merchant = &session.caller.merchant;
     let reads_events = session.caller.may(Permission::ReadEvents);
     let mut rows = Vec::new();
@@ -1002,13 +1008,11 @@ async fn review(State(console): State<Console>, headers: HeaderMap) -> Response 
 
 /// `GET /ui/reconciliation`: the last 30 statement days of each channel.
 async fn reconciliation(State(console): State<Console>, headers: HeaderMap) -> Response {
-    let (_, session) = match console.session(&headers) {
-        Ok(found) => found,
+    let session = match console.reading(&headers, Permission::ReadReconciliations, "reconciliation")
+    {
+        Ok(session) => session,
         Err(answer) => return answer,
     };
-    if let Err(answer) = require(&session, Permission::ReadReconciliations, "reconciliation") {
-        return answer;
-    }
     let today = china_date(console.now());
     let mut channels = Vec::new();
     for channel in [Channel::Wechat, Channel::Alipay] {
@@ -1071,13 +1075,11 @@ async fn report(
     headers: HeaderMap,
     Path((channel_text, date_text)): Path<(String, String)>,
 ) -> Response {
-    let (_, session) = match console.session(&headers) {
-        Ok(found) => found,
+    let session = match console.reading(&headers, Permission::ReadReconciliations, "reconciliation")
+    {
+        Ok(session) => session,
         Err(answer) => return answer,
     };
-    if let Err(answer) = require(&session, Permission::ReadReconciliations, "reconciliation") {
-        return answer;
-    }
     let report = match load_report(&console, &session, &channel_text, &date_text).await {
         Ok(report) => report,
         Err(answer) => return answer,
@@ -1155,13 +1157,11 @@ async fn report_csv(
     headers: HeaderMap,
     Path((channel_text, date_text)): Path<(String, String)>,
 ) -> Response {
-    let (_, session) = match console.session(&headers) {
-        Ok(found) => found,
+    let session = match console.reading(&headers, Permission::ReadReconciliations, "reconciliation")
+    {
+        Ok(session) => session,
         Err(answer) => return answer,
     };
-    if let Err(answer) = require(&session, Permission::ReadReconciliations, "reconciliation") {
-        return answer;
-    }
     let report = match load_report(&console, &session, &channel_text, &date_text).await {
         Ok(report) => report,
         Err(answer) => return answer,
