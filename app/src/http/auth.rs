@@ -40,7 +40,8 @@ use super::error::ApiError;
 pub enum Role {
     /// Create and read payments and refunds, revoke.
     Payments,
-    /// Everything `payments` may, and resolve manual reviews.
+    /// Everything `payments` may, read what `auditor` reads (what an
+    /// operator decides from), and resolve manual reviews.
     Operator,
     /// Read only: payments, refunds, events, reconciliation reports.
     Auditor,

@@ -412,7 +412,7 @@ pub struct EventEntry {
     tag = "payments",
     operation_id = "list_payment_events",
     summary = "An order's events",
-    description = "The order's full history, oldest first. Roles: auditor (and keys of `api_keys`).",
+    description = "The order's full history, oldest first. Roles: operator, auditor (and keys of `api_keys`).",
     params(("order_no" = String, Path, pattern = r"^[A-Za-z0-9_-]{1,32}$", example = "A20261122-0001", description = "The merchant's order number (a malformed one is not found).")),
     responses(
         (status = 200, description = "The order's events.", body = EventList,

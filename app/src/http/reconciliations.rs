@@ -274,7 +274,7 @@ pub async fn create(
     tag = "reconciliation",
     operation_id = "get_reconciliation",
     summary = "Read a report",
-    description = "The latest report recorded for that channel, day and merchant. Roles: auditor, reconciliation.",
+    description = "The latest report recorded for that channel, day and merchant. Roles: operator, auditor, reconciliation.",
     params(
         ("channel" = schemas::Channel, Path, example = "wechat", description = "`wechat` or `alipay`."),
         ("date" = String, Path, format = Date, example = "2026-11-21", description = "The statement's day, China time, `YYYY-MM-DD`."),
