@@ -593,6 +593,25 @@ mod tests {
         }
     }
 
+    /// A key of `api_keys` for [`probe_router`].
+    const PROBE_KEY: &str = "sk_live_probe_key_01";
+
+    /// The whole API over a memory store, with one key of every role
+    /// ([`PROBE_KEY`]) and no rate limits.
+    fn probe_router() -> Router {
+        let state = AppState::new(
+            runtime(),
+            Arc::new(OrderIndex::default()),
+            vec![ApiKey::full(
+                PROBE_KEY,
+                MerchantId::parse("demo").unwrap(),
+                "api_keys[0]",
+            )],
+            limits::ServerLimits::unthrottled(),
+        );
+        router(state)
+    }
+
     #[tokio::test]
     async fn the_openapi_document_and_the_router_have_the_same_routes() {
         // The table the router is built from and the document list the same
@@ -620,18 +639,8 @@ mod tests {
         // without a key (its route, authenticated), the others 200; and on
         // a documented path every other method answers 405 even with a
         // valid key (no route).
-        let key = "sk_live_probe_key_01";
-        let state = AppState::new(
-            runtime(),
-            Arc::new(OrderIndex::default()),
-            vec![ApiKey::full(
-                key,
-                MerchantId::parse("demo").unwrap(),
-                "api_keys[0]",
-            )],
-            limits::ServerLimits::unthrottled(),
-        );
-        let app = router(state);
+        let key = PROBE_KEY;
+        let app = probe_router();
         let all_methods = [
             Method::GET,
             Method::POST,
@@ -697,18 +706,8 @@ mod tests {
     async fn a_path_parameter_that_is_not_utf8_answers_in_the_error_shape() {
         // Found by probing the document's paths: `%FF` in a path parameter
         // answered axum's `400 text/plain`; it answers as a malformed value does.
-        let key = "sk_live_probe_key_01";
-        let state = AppState::new(
-            runtime(),
-            Arc::new(OrderIndex::default()),
-            vec![ApiKey::full(
-                key,
-                MerchantId::parse("demo").unwrap(),
-                "api_keys[0]",
-            )],
-            limits::ServerLimits::unthrottled(),
-        );
-        let app = router(state);
+        let key = PROBE_KEY;
+        let app = probe_router();
         for (method, uri, status, code) in [
             (Method::GET, "/v1/payments/%FF", 404, "order_not_found"),
             (

@@ -87,16 +87,7 @@ async fn serve(dir: &Path) -> (Child, String) {
         .spawn()
         .expect("the paycode binary starts");
     let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
-    let base = tokio::time::timeout(Duration::from_secs(60), async {
-        while let Some(line) = stdout.next_line().await.unwrap() {
-            if let Some(address) = line.trim().strip_prefix("listening") {
-                return address.trim().to_owned();
-            }
-        }
-        panic!("paycode serve exited before listening");
-    })
-    .await
-    .expect("paycode serve listens within 60 s");
+    let base = crate::listening_address(&mut stdout, "").await;
     // Keep reading, so the service never blocks on a full pipe.
     tokio::spawn(async move { while let Ok(Some(_)) = stdout.next_line().await {} });
     (child, base)

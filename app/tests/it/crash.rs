@@ -65,16 +65,7 @@ async fn start(dir: &Path, run: usize) -> Server {
         .spawn()
         .expect("the paycode binary starts");
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let base = tokio::time::timeout(Duration::from_secs(60), async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            if let Some(address) = line.trim().strip_prefix("listening") {
-                return address.trim().to_owned();
-            }
-        }
-        panic!("paycode serve exited before listening (see serve-{run}.log)");
-    })
-    .await
-    .expect("paycode serve listens within 60 s");
+    let base = crate::listening_address(&mut lines, &format!(" (see serve-{run}.log)")).await;
     // Keep reading so the child never blocks on a full pipe.
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
     Server { child, base }

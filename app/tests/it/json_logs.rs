@@ -25,16 +25,7 @@ async fn json_logs_are_one_object_per_line_with_request_spans_and_no_payment_cod
         .spawn()
         .expect("the paycode binary starts");
     let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
-    let base = tokio::time::timeout(Duration::from_secs(60), async {
-        while let Some(line) = stdout.next_line().await.unwrap() {
-            if let Some(address) = line.trim().strip_prefix("listening") {
-                return address.trim().to_owned();
-            }
-        }
-        panic!("paycode serve exited before listening");
-    })
-    .await
-    .expect("paycode serve listens within 60 s");
+    let base = crate::listening_address(&mut stdout, "").await;
     let stderr = child.stderr.take().unwrap();
     let collected = tokio::spawn(async move {
         let mut lines = BufReader::new(stderr).lines();

@@ -15,3 +15,21 @@ mod limits;
 mod resolve_cli;
 mod verify_cli;
 mod webdriver;
+
+use tokio::io::{BufReader, Lines};
+use tokio::process::ChildStdout;
+
+/// The address `paycode serve` prints on its `listening` line (within 60 s),
+/// read from its standard output; `log` names where to look if it exits first.
+async fn listening_address(lines: &mut Lines<BufReader<ChildStdout>>, log: &str) -> String {
+    tokio::time::timeout(std::time::Duration::from_secs(60), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if let Some(address) = line.trim().strip_prefix("listening") {
+                return address.trim().to_owned();
+            }
+        }
+        panic!("paycode serve exited before listening{log}");
+    })
+    .await
+    .expect("paycode serve listens within 60 s")
+}

@@ -1040,6 +1040,26 @@ async fn reconciliation(State(console): State<Console>, headers: HeaderMap) -> R
     )
 }
 
+/// For a reader of reports: the session and the recorded report of a
+/// channel's day; the answer to send when the session may not read reports
+/// or there is no such report.
+async fn reading_report(
+    console: &Console,
+    headers: &HeaderMap,
+    channel_text: &str,
+    date_text: &str,
+) -> Result<
+    (
+        Session,
+        paycode_domain::reconciliation::ReconciliationRecorded,
+    ),
+    Response,
+> {
+    let session = console.reading(headers, Permission::ReadReconciliations, "reconciliation")?;
+    let report = load_report(console, &session, channel_text, date_text).await?;
+    Ok((session, report))
+}
+
 /// The recorded report of a channel's day; the answer to send when none.
 async fn load_report(
     console: &Console,
@@ -1075,15 +1095,11 @@ async fn report(
     headers: HeaderMap,
     Path((channel_text, date_text)): Path<(String, String)>,
 ) -> Response {
-    let session = match console.reading(&headers, Permission::ReadReconciliations, "reconciliation")
-    {
-        Ok(session) => session,
-        Err(answer) => return answer,
-    };
-    let report = match load_report(&console, &session, &channel_text, &date_text).await {
-        Ok(report) => report,
-        Err(answer) => return answer,
-    };
+    let (session, report) =
+        match reading_report(&console, &headers, &channel_text, &date_text).await {
+            Ok(found) => found,
+            Err(answer) => return answer,
+        };
     let mut grouped: BTreeMap<String, Vec<pages::FindingRow>> = BTreeMap::new();
     for finding in &report.findings {
         grouped
@@ -1157,13 +1173,8 @@ async fn report_csv(
     headers: HeaderMap,
     Path((channel_text, date_text)): Path<(String, String)>,
 ) -> Response {
-    let session = match console.reading(&headers, Permission::ReadReconciliations, "reconciliation")
-    {
-        Ok(session) => session,
-        Err(answer) => return answer,
-    };
-    let report = match load_report(&console, &session, &channel_text, &date_text).await {
-        Ok(report) => report,
+    let (_, report) = match reading_report(&console, &headers, &channel_text, &date_text).await {
+        Ok(found) => found,
         Err(answer) => return answer,
     };
     (
