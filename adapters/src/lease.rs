@@ -27,6 +27,13 @@ pub trait StepLease: Send + Sync + std::fmt::Debug + 'static {
 
     /// Gives the lease back early (a no-op when another owner holds it).
     async fn release(&self, stream: &str, owner: &str) -> Result<(), StoreError>;
+
+    /// Whether another owner may hold these leases (another process, or
+    /// another runtime of a simulation). Only then can an order move while
+    /// its lease is being taken, so that the holder must read it again.
+    fn shared(&self) -> bool {
+        true
+    }
 }
 
 /// One process alone: every lease is granted (the runtime's in-flight set
@@ -48,6 +55,10 @@ impl StepLease for LocalLeases {
 
     async fn release(&self, _: &str, _: &str) -> Result<(), StoreError> {
         Ok(())
+    }
+
+    fn shared(&self) -> bool {
+        false
     }
 }
 

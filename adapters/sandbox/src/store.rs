@@ -103,13 +103,14 @@ impl TruthStore {
 
     /// The next number of a sequence that survives restarts.
     pub fn next_number(&mut self, name: &str) -> rusqlite::Result<u64> {
-        let value: i64 = self.conn.query_row(
-            "INSERT INTO counters (name, value) VALUES (?1, 1)
-             ON CONFLICT (name) DO UPDATE SET value = value + 1
-             RETURNING value",
-            params![name],
-            |row| row.get(0),
-        )?;
+        let value: i64 = self
+            .conn
+            .prepare_cached(
+                "INSERT INTO counters (name, value) VALUES (?1, 1)
+                 ON CONFLICT (name) DO UPDATE SET value = value + 1
+                 RETURNING value",
+            )?
+            .query_row(params![name], |row| row.get(0))?;
         Ok(u64::try_from(value).unwrap_or_default())
     }
 
@@ -133,8 +134,8 @@ impl TruthStore {
     ) -> rusqlite::Result<u64> {
         let value: Option<i64> = self
             .conn
+            .prepare_cached("SELECT value FROM counters WHERE name = ?1")?
             .query_row(
-                "SELECT value FROM counters WHERE name = ?1",
                 params![pay_request_counter(channel, merchant_id, out_trade_no)],
                 |row| row.get(0),
             )
@@ -174,15 +175,14 @@ impl TruthStore {
             RefundKey::Id(id) => ("refund_id", id),
         };
         self.conn
-            .query_row(
-                &format!(
-                    "SELECT out_trade_no FROM refunds
-                     WHERE channel = ?1 AND merchant_id = ?2 AND {column} = ?3
-                     ORDER BY requested_at_ms LIMIT 1"
-                ),
-                params![channel.as_str(), merchant_id, value],
-                |row| row.get(0),
-            )
+            .prepare_cached(&format!(
+                "SELECT out_trade_no FROM refunds
+                 WHERE channel = ?1 AND merchant_id = ?2 AND {column} = ?3
+                 ORDER BY requested_at_ms LIMIT 1"
+            ))?
+            .query_row(params![channel.as_str(), merchant_id, value], |row| {
+                row.get(0)
+            })
             .optional()
     }
 
@@ -226,12 +226,14 @@ impl TruthStore {
         };
         let channel = order.channel.as_str();
         let transaction = self.conn.transaction()?;
-        transaction.execute(
-            "INSERT OR REPLACE INTO orders (channel, merchant_id, out_trade_no, trade_no,
+        transaction
+            .prepare_cached(
+                "INSERT OR REPLACE INTO orders (channel, merchant_id, out_trade_no, trade_no,
                 amount_fen, subject, auth_code_masked, code_suffix, created_at_ms, state,
                 paid_at_ms, ended_at_ms, closed_by_channel)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
-            params![
+            )?
+            .execute(params![
                 channel,
                 order.merchant_id,
                 order.out_trade_no,
@@ -245,14 +247,15 @@ impl TruthStore {
                 paid_at.map(|t| t.timestamp_millis()),
                 ended_at.map(|t| t.timestamp_millis()),
                 by_channel,
-            ],
-        )?;
+            ])?;
         for refund in &order.refunds {
-            transaction.execute(
-                "INSERT OR IGNORE INTO refunds (channel, merchant_id, out_trade_no, refund_no,
+            transaction
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO refunds (channel, merchant_id, out_trade_no, refund_no,
                     refund_id, amount_fen, requested_at_ms, succeeds_at_ms)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                params![
+                )?
+                .execute(params![
                     channel,
                     order.merchant_id,
                     order.out_trade_no,
@@ -261,8 +264,7 @@ impl TruthStore {
                     fen_to_sql(refund.amount_fen),
                     refund.requested_at.timestamp_millis(),
                     refund.succeeds_at.timestamp_millis(),
-                ],
-            )?;
+                ])?;
         }
         transaction.commit()
     }
@@ -276,14 +278,11 @@ impl TruthStore {
     ) -> rusqlite::Result<Option<SandboxOrder>> {
         let order = self
             .conn
-            .query_row(
-                &format!(
-                    "SELECT * FROM orders WHERE channel = ?1 AND merchant_id = ?2 AND {column} = ?3
-                     LIMIT 1"
-                ),
-                params![channel.as_str(), merchant_id, value],
-                order_of_row,
-            )
+            .prepare_cached(&format!(
+                "SELECT * FROM orders WHERE channel = ?1 AND merchant_id = ?2 AND {column} = ?3
+                 LIMIT 1"
+            ))?
+            .query_row(params![channel.as_str(), merchant_id, value], order_of_row)
             .optional()?;
         match order {
             Some(mut order) => {
@@ -295,7 +294,7 @@ impl TruthStore {
     }
 
     fn refunds_of(&self, order: &SandboxOrder) -> rusqlite::Result<Vec<SandboxRefund>> {
-        let mut statement = self.conn.prepare(
+        let mut statement = self.conn.prepare_cached(
             "SELECT refund_no, refund_id, amount_fen, requested_at_ms, succeeds_at_ms
              FROM refunds WHERE channel = ?1 AND merchant_id = ?2 AND out_trade_no = ?3
              ORDER BY requested_at_ms, refund_no",

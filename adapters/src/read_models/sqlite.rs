@@ -202,10 +202,8 @@ impl ReadModelStore for SqliteReadModelStore {
                         .execute(params![change.key])?,
                 };
             }
-            tx.execute(
-                "UPDATE views_meta SET position = ?1 WHERE id = 1",
-                params![i64::try_from(position).unwrap_or(i64::MAX)],
-            )?;
+            tx.prepare_cached("UPDATE views_meta SET position = ?1 WHERE id = 1")?
+                .execute(params![i64::try_from(position).unwrap_or(i64::MAX)])?;
             if crash {
                 // Dropping the transaction rolls it back, as a crash would.
                 crashed = true;

@@ -100,8 +100,14 @@ const CACHE_SIZE_KIB: i64 = 16 * 1024;
 /// kernel's page cache holds the data either way. Writes never go through
 /// the map (SQLite uses it for reads only unless told otherwise).
 const READER_MMAP_BYTES: i64 = 1 << 30;
-/// Idle read connections kept open.
-const READERS_IDLE_MAX: usize = 4;
+/// Read connections of a store, at most: reads beyond it wait for one to
+/// be free (before taking a blocking thread). Every one stays open, so a
+/// read never pays for opening a connection (the schema parsed, the file
+/// stat'ed and mapped, the cached statements prepared again) nor for
+/// closing one: under load, a pool that opened extra connections and
+/// closed them after one read spent about a tenth of `bench e2e`'s CPU
+/// doing that.
+const READERS_MAX: usize = 4;
 /// How often a waiting follower looks at the file, to notice commits made by
 /// another process (commits of this process wake it at once).
 const HEAD_POLL_INTERVAL_MS: u64 = 250;
@@ -156,6 +162,9 @@ pub struct SqliteStoreStats {
     /// Time the writer spent in `COMMIT` (WAL write and fsync; checkpoints
     /// run on another thread), µs.
     pub commit_micros: u64,
+    /// Read connections opened since the store was (at most `READERS_MAX`
+    /// plus one while a synchronous read overlaps the async ones).
+    pub reader_connections: u64,
 }
 
 #[derive(Debug, Default)]
@@ -230,10 +239,7 @@ impl SqliteStore {
             .spawn(move || writer.run(queue))
             .map_err(|error| StoreError::Unavailable(Box::new(error)))?;
         Ok(SqliteStore {
-            readers: Arc::new(Readers {
-                source: ReaderSource::Shared(path.clone()),
-                idle: Mutex::new(Vec::new()),
-            }),
+            readers: Arc::new(Readers::new(ReaderSource::Shared(path.clone()), Vec::new())),
             path,
             requests: Some(requests),
             read_only: false,
@@ -254,10 +260,7 @@ impl SqliteStore {
         let conn = source.connect()?;
         check_readable(&conn, &path)?;
         let head_position = read_head(&conn).map_err(|error| sqlite_error(&path, error))?;
-        let readers = Readers {
-            source,
-            idle: Mutex::new(vec![conn]),
-        };
+        let readers = Readers::new(source, vec![conn]);
         Ok(SqliteStore {
             readers: Arc::new(readers),
             path,
@@ -382,6 +385,7 @@ impl SqliteStore {
             events: self.counters.events.load(Ordering::Relaxed),
             write_micros: self.counters.write_micros.load(Ordering::Relaxed),
             commit_micros: self.counters.commit_micros.load(Ordering::Relaxed),
+            reader_connections: self.readers.opened.load(Ordering::Relaxed),
         }
     }
 
@@ -410,9 +414,19 @@ impl SqliteStore {
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
         let readers = Arc::clone(&self.readers);
-        tokio::task::spawn_blocking(move || readers.run(query))
+        // Waiting here, not on a blocking thread: a read takes a thread
+        // only when a connection is free for it.
+        let permit = Arc::clone(&readers.turns)
+            .acquire_owned()
             .await
-            .map_err(|error| StoreError::Unavailable(Box::new(error)))?
+            .map_err(|error| StoreError::Unavailable(Box::new(error)))?;
+        tokio::task::spawn_blocking(move || {
+            let result = readers.run(query);
+            drop(permit);
+            result
+        })
+        .await
+        .map_err(|error| StoreError::Unavailable(Box::new(error)))?
     }
 }
 
@@ -577,6 +591,13 @@ fn event_row<'a>(row: &'a rusqlite::Row<'_>, stream: &'a str) -> Result<EventRef
 struct Readers {
     source: ReaderSource,
     idle: Mutex<Vec<Connection>>,
+    /// One permit per connection the pool may hold (`READERS_MAX`), taken
+    /// by the async reads. The few synchronous reads (`scan_range`'s stream
+    /// list, a read-only store's bounds) run beside them, so the pool may
+    /// briefly hold one connection more; it keeps `READERS_MAX`.
+    turns: Arc<tokio::sync::Semaphore>,
+    /// Connections opened so far (`SqliteStoreStats::reader_connections`).
+    opened: AtomicU64,
 }
 
 /// How the pool's connections are opened.
@@ -604,6 +625,15 @@ impl ReaderSource {
 }
 
 impl Readers {
+    fn new(source: ReaderSource, idle: Vec<Connection>) -> Readers {
+        Readers {
+            source,
+            idle: Mutex::new(idle),
+            turns: Arc::new(tokio::sync::Semaphore::new(READERS_MAX)),
+            opened: AtomicU64::new(0),
+        }
+    }
+
     /// Closes the pooled connections (one in use goes back to the pool).
     fn close_idle(&self) {
         self.idle.lock().expect("reader pool lock poisoned").clear();
@@ -614,13 +644,16 @@ impl Readers {
         query: impl FnOnce(&Connection) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         let pooled = self.idle.lock().expect("reader pool lock poisoned").pop();
-        let conn = match pooled {
-            Some(conn) => conn,
-            None => self.source.connect()?,
+        let conn = if let Some(conn) = pooled {
+            conn
+        } else {
+            let conn = self.source.connect()?;
+            self.opened.fetch_add(1, Ordering::Relaxed);
+            conn
         };
         let result = query(&conn);
         let mut idle = self.idle.lock().expect("reader pool lock poisoned");
-        if idle.len() < READERS_IDLE_MAX {
+        if idle.len() < READERS_MAX {
             idle.push(conn);
         }
         result
@@ -770,7 +803,9 @@ impl Writer {
     ) -> rusqlite::Result<()> {
         answers.clear();
         let began = Instant::now();
-        self.conn.execute_batch("BEGIN IMMEDIATE")?;
+        // Cached like the inserts: a group is parsed once per connection,
+        // not once per commit.
+        self.conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
         let data_version = data_version(&self.conn)?;
         if data_version != self.data_version {
             // Another process committed (or we never looked): cached heads
@@ -792,7 +827,7 @@ impl Writer {
             answers.push(answer);
         }
         let committing = Instant::now();
-        self.conn.execute_batch("COMMIT")?;
+        self.conn.prepare_cached("COMMIT")?.execute([])?;
         let committed = Instant::now();
         let micros = |duration: Duration| u64::try_from(duration.as_micros()).unwrap_or(u64::MAX);
         self.counters
@@ -1424,7 +1459,8 @@ fn stream_head(conn: &Connection, stream: &str) -> rusqlite::Result<Option<Strea
 }
 
 fn data_version(conn: &Connection) -> rusqlite::Result<i64> {
-    conn.pragma_query_value(None, "data_version", |row| row.get(0))
+    conn.prepare_cached("PRAGMA data_version")?
+        .query_row([], |row| row.get(0))
 }
 
 /// Positions and versions are stored as SQLite integers (i64). Neither can

@@ -353,6 +353,43 @@ async fn sqlite_concurrent_appends_share_transactions() {
     assert_eq!(store.head_position().await.expect("head"), appends);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_many_concurrent_reads_share_a_few_connections_that_stay_open() {
+    // Each connection opened costs a schema parse, a stat and a map of the
+    // file, and its statements prepared again: reads wait for a free one
+    // instead of opening more, and none is closed after its read.
+    const READERS: usize = 64;
+    const READS_EACH: usize = 10;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Arc::new(SqliteStore::open(dir.path().join("events.db")).expect("open"));
+    store
+        .append("order-1", ExpectedVersion::NoStream, vec![event("E", "x")])
+        .await
+        .expect("append");
+    let start = Arc::new(tokio::sync::Barrier::new(READERS));
+    let mut tasks = Vec::new();
+    for _ in 0..READERS {
+        let store = Arc::clone(&store);
+        let start = Arc::clone(&start);
+        tasks.push(tokio::spawn(async move {
+            start.wait().await;
+            for _ in 0..READS_EACH {
+                let events = store.read_stream("order-1").await.expect("read");
+                assert_eq!(events.len(), 1);
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.expect("reader");
+    }
+    let opened = store.stats().reader_connections;
+    assert!(
+        (1..=4).contains(&opened),
+        "{opened} read connections opened for {} reads, 64 at a time",
+        READERS * READS_EACH
+    );
+}
+
 /// The schema of a file written before the hash chain (schema 1), as that
 /// program created it.
 const SCHEMA_1: &str = "

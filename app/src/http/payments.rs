@@ -203,6 +203,8 @@ pub async fn create(
     let fingerprint = state.runtime.fingerprint(&auth_code);
     let stream = payment_stream(&merchant, &order_no);
     let runtime = &state.runtime;
+    // Before the submission, so that the pay answer cannot slip by unseen.
+    let watch = (wait_secs > 0).then(|| runtime.watch(&stream));
     let (status, history) = match runtime
         .submit(
             state.runtime.new_command_id(),
@@ -248,12 +250,13 @@ pub async fn create(
         }
         Err(error) => return Err(error.into()),
     };
-    let history = if wait_secs > 0 {
-        // Answered before the request timeout cuts it off.
-        let wait = Duration::from_secs(wait_secs).min(state.limits().wait_max());
-        runtime.wait_settled(&stream, wait).await?
-    } else {
-        history
+    let history = match watch {
+        Some(watch) => {
+            // Answered before the request timeout cuts it off.
+            let wait = Duration::from_secs(wait_secs).min(state.limits().wait_max());
+            watch.settled(Some(history), wait).await?
+        }
+        None => history,
     };
     payment_response(status, &history)
 }

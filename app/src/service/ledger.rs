@@ -190,6 +190,15 @@ where
         Ok(History { events, state })
     }
 
+    /// A stream's history before its first event: what a command that
+    /// starts a stream is decided against (`execute_from`).
+    pub fn empty_history(&self) -> History<D> {
+        History {
+            events: Vec::new(),
+            state: self.decider.initial_state(),
+        }
+    }
+
     /// Decides `command` against the stream's current state and records the
     /// events. Returns the history after, or the first rule it breaks.
     pub async fn execute(
@@ -197,18 +206,44 @@ where
         stream: &str,
         command: &D::Command,
     ) -> Result<Executed<D>, LedgerError<D::Rejection>> {
+        self.execute_from(stream, None, command).await
+    }
+
+    /// `execute`, deciding first against `known`: a history of the stream
+    /// the caller holds already (what an `execute` returned, or
+    /// `empty_history` for a stream it starts), which saves reading the
+    /// stream back. `known` is trusted only as far as the store's fence
+    /// lets it: the append expects `known`'s version, so a `known` that is
+    /// behind is refused as a conflict, and the stream is read and decided
+    /// again. A decision that writes nothing (a rejection, or no event) is
+    /// never taken from `known`: it is made again on the stream as read.
+    pub async fn execute_from(
+        &self,
+        stream: &str,
+        mut known: Option<History<D>>,
+        command: &D::Command,
+    ) -> Result<Executed<D>, LedgerError<D::Rejection>> {
         for _ in 0..CONFLICT_RETRIES_MAX {
-            let history = self.history_of(stream).await?;
-            let events = self
+            let (history, trusted) = match known.take() {
+                Some(history) => (history, false),
+                None => (self.history_of(stream).await?, true),
+            };
+            let decided = self
                 .decider
-                .decide(&history.state, command, self.clock.now())
-                .map_err(LedgerError::Rejected)?;
-            if events.is_empty() {
-                return Ok(Executed {
-                    history,
-                    appended: events,
-                });
-            }
+                .decide(&history.state, command, self.clock.now());
+            let events = match decided {
+                Ok(events) if !events.is_empty() => events,
+                // From the stream as read: the answer.
+                Ok(events) if trusted => {
+                    return Ok(Executed {
+                        history,
+                        appended: events,
+                    });
+                }
+                Err(rejection) if trusted => return Err(LedgerError::Rejected(rejection)),
+                // From `known`: read the stream and decide again.
+                Ok(_) | Err(_) => continue,
+            };
             let expected = ExpectedVersion::after(history.version());
             let History {
                 events: mut recorded,
@@ -436,5 +471,92 @@ mod tests {
             ),
         }
         assert_eq!(store.read_stream(stream).await.unwrap().len(), 1);
+    }
+
+    fn submit_a1(id: u128) -> Command {
+        Command::new(
+            CommandId(Uuid::from_u128(id)),
+            CommandKind::SubmitPayment(SubmitPayment {
+                merchant_id: MerchantId::parse("demo").unwrap(),
+                order_no: OrderNo::parse("A1").unwrap(),
+                auth_code: AuthCode::parse("134567890123456789").unwrap(),
+                auth_code_fingerprint: None,
+                amount: "1.00".parse().unwrap(),
+                subject: "Coffee".into(),
+            }),
+        )
+    }
+
+    fn pay_answer(id: u128, at: DateTime<Utc>) -> Command {
+        Command::new(
+            CommandId(Uuid::from_u128(id)),
+            CommandKind::RecordPayAnswer(ChannelAnswer::new(PayOutcome::Paid {
+                channel_trade_no: "4200000001".into(),
+                paid_at: Some(at),
+            })),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_known_history_that_is_behind_the_log_is_refused_by_the_fence_and_read_again() {
+        let store = Arc::new(MemoryStore::new());
+        let start = Utc.with_ymd_and_hms(2026, 11, 22, 2, 0, 0).unwrap();
+        let ledger = Ledger::new(
+            store.clone(),
+            PaymentDecider::default(),
+            Arc::new(ManualClock::starting_at(start)),
+        );
+        let stream = "payment-demo-A1";
+        let submitted = ledger
+            .execute_from(stream, Some(ledger.empty_history()), &submit_a1(1))
+            .await
+            .unwrap();
+        assert_eq!(submitted.history.version(), Some(0));
+        // Someone else records the pay answer; this caller still holds `submitted`.
+        ledger.execute(stream, &pay_answer(2, start)).await.unwrap();
+
+        // A second submission decided on the empty history: the append is
+        // refused, the stream read, and the rejection comes from the log.
+        let again = ledger
+            .execute_from(stream, Some(ledger.empty_history()), &submit_a1(3))
+            .await;
+        assert!(
+            matches!(
+                again,
+                Err(LedgerError::Rejected(Rejection::AlreadySubmitted))
+            ),
+            "{again:?}"
+        );
+        // A command decided on the stale history: written after the log's
+        // head, decided against the paid order (which keeps it as a late answer).
+        let late = ledger
+            .execute_from(stream, Some(submitted.history), &pay_answer(4, start))
+            .await
+            .unwrap();
+        let recorded = store.read_stream(stream).await.unwrap();
+        assert_eq!(recorded.len(), late.history.events.len());
+        assert_eq!(late.history.version(), Some(recorded.len() as u64 - 1));
+        assert!(matches!(late.history.state, PaymentState::Paid(_)));
+    }
+
+    #[tokio::test]
+    async fn a_rejection_decided_on_a_known_history_is_decided_again_on_the_log() {
+        let store = Arc::new(MemoryStore::new());
+        let start = Utc.with_ymd_and_hms(2026, 11, 22, 2, 0, 0).unwrap();
+        let ledger = Ledger::new(
+            store.clone(),
+            PaymentDecider::default(),
+            Arc::new(ManualClock::starting_at(start)),
+        );
+        let stream = "payment-demo-A1";
+        ledger.execute(stream, &submit_a1(1)).await.unwrap();
+        // The caller holds a history from before the submission: against it
+        // a pay answer is refused, against the log it is recorded.
+        let executed = ledger
+            .execute_from(stream, Some(ledger.empty_history()), &pay_answer(2, start))
+            .await
+            .unwrap();
+        assert!(matches!(executed.history.state, PaymentState::Paid(_)));
+        assert_eq!(store.read_stream(stream).await.unwrap().len(), 2);
     }
 }

@@ -152,7 +152,7 @@ struct Inner {
     in_flight: Mutex<HashMap<Arc<str>, bool>>,
     permits: Arc<Semaphore>,
     /// Waiters for a change of one order (long polls).
-    watchers: Mutex<HashMap<String, Arc<Notify>>>,
+    watchers: Mutex<HashMap<String, Arc<Watch>>>,
     metrics: Metrics,
     leases: Arc<dyn StepLease>,
     /// This process's name in the step leases.
@@ -393,7 +393,7 @@ impl Runtime {
         if let Some((_, due_at)) = next {
             self.schedule(stream, due_at);
         }
-        self.notify_watchers(stream);
+        self.notify_watchers(stream, history);
         next.is_some()
     }
 
@@ -527,10 +527,13 @@ impl Runtime {
         let stream = paycode_domain::ids::payment_stream(merchant, order_no);
         // Claimed before the intent is written, so no timer step can race the pay call.
         let claim = self.try_claim(&stream);
+        // A new order's stream is empty: decided against that, not read (a
+        // stream that exists refuses the append, and is read).
+        let empty = self.inner.ledger.empty_history();
         let executed = match self
             .inner
             .ledger
-            .execute_on_order(merchant, order_no, &submit)
+            .execute_from(&stream, Some(empty), &submit)
             .await
         {
             Ok(executed) => executed,
@@ -576,6 +579,7 @@ impl Runtime {
         let runtime = self.clone();
         let merchant = merchant.clone();
         let order_no = order_no.clone();
+        let submitted = executed.history.clone();
         let span = info_span!("pay", merchant = %merchant, order_no = %order_no);
         self.spawn(
             async move {
@@ -613,13 +617,13 @@ impl Runtime {
                 match runtime
                     .inner
                     .ledger
-                    .execute_on_order(&merchant, &order_no, &record)
+                    .execute_from(&stream, Some(submitted), &record)
                     .await
                 {
                     Ok(executed) => {
                         drop(claim);
                         runtime.schedule_next(&stream, &executed.history);
-                        runtime.step(&stream).await;
+                        runtime.step_from(&stream, Some(executed.history)).await;
                     }
                     Err(error) => {
                         // The answer is lost; the order recovers by querying at its first query time.
@@ -736,12 +740,19 @@ impl Runtime {
 
     /// Works on one order: executes every action that is due, then sets its timer.
     pub async fn step(&self, stream: &str) {
+        self.step_from(stream, None).await;
+    }
+
+    /// `step`, starting from `known`, the order's history as this process
+    /// just recorded it (saves reading it back; `Ledger::execute_from`
+    /// says why a stale one does no harm).
+    async fn step_from(&self, stream: &str, known: Option<OrderHistory>) {
         let Some(_claim) = self.try_claim(stream) else {
             // Someone is working on it; they set the timer when done.
             return;
         };
         let mut leased = false;
-        self.step_turn(stream, &mut leased).await;
+        self.step_turn(stream, known, &mut leased).await;
         if leased {
             if let Err(error) = self.inner.leases.release(stream, &self.inner.owner).await {
                 warn!(%error, stream, "step lease not released; it expires by itself");
@@ -749,12 +760,16 @@ impl Runtime {
         }
     }
 
-    async fn step_turn(&self, stream: &str, leased: &mut bool) {
+    async fn step_turn(&self, stream: &str, mut known: Option<OrderHistory>, leased: &mut bool) {
         let clock = self.inner.ledger.clock().clone();
         let ttl = Duration::seconds(LEASE_TTL_SECS);
         let mut leased_at = clock.now();
         for _ in 0..STEPS_PER_TURN_MAX {
-            let history = match self.inner.ledger.history_of(stream).await {
+            let history = match known.take() {
+                Some(history) => Ok(history),
+                None => self.inner.ledger.history_of(stream).await,
+            };
+            let history = match history {
                 Ok(history) => history,
                 Err(error) => {
                     warn!(%error, stream, "cannot load order; retrying later");
@@ -785,7 +800,11 @@ impl Runtime {
                 {
                     Ok(true) => {
                         *leased = true;
-                        // The other process may have moved the order while we waited: decide afresh.
+                        // Another process may have moved the order before
+                        // the lease was ours: decide afresh from the log.
+                        if !self.inner.leases.shared() {
+                            known = Some(history);
+                        }
                         continue;
                     }
                     Ok(false) => {
@@ -816,9 +835,9 @@ impl Runtime {
             match self
                 .inner
                 .ledger
-                .execute_on_order(
-                    &merchant,
-                    &order_no,
+                .execute_from(
+                    stream,
+                    Some(history),
                     &Command::new(self.new_command_id(), kind),
                 )
                 .await
@@ -828,7 +847,11 @@ impl Runtime {
                     self.schedule_next(stream, &executed.history);
                     // A refund decided by this step (one that replaces a
                     // revoke the channel refused) gets its first call now.
-                    for refund_no in requested_refunds(executed.appended.iter().map(|e| &e.fact)) {
+                    let refunds = requested_refunds(executed.appended.iter().map(|e| &e.fact));
+                    if refunds.is_empty() {
+                        known = Some(executed.history);
+                    }
+                    for refund_no in refunds {
                         self.first_refund_call(stream, refund_no).await;
                     }
                 }
@@ -950,15 +973,45 @@ impl Runtime {
         })
     }
 
-    fn notify_watchers(&self, stream: &str) {
-        if let Some(notify) = self
+    /// Tells the long polls of `stream` that the order moved, handing them
+    /// the history this process recorded (so they need not read it back).
+    fn notify_watchers(&self, stream: &str, history: &OrderHistory) {
+        let watch = self
             .inner
             .watchers
             .lock()
             .expect("watchers lock")
             .get(stream)
-        {
-            notify.notify_waiters();
+            .cloned();
+        if let Some(watch) = watch {
+            {
+                let mut latest = watch.latest.lock().expect("watch lock");
+                if latest
+                    .as_ref()
+                    .is_none_or(|latest| latest.version() < history.version())
+                {
+                    *latest = Some(history.clone());
+                }
+            }
+            watch.changed.notify_waiters();
+        }
+    }
+
+    /// Starts watching an order for a long poll. Taken before the command
+    /// the poll waits on, so that no change made meanwhile is missed.
+    pub fn watch(&self, stream: &str) -> OrderWatch {
+        let watch = self
+            .inner
+            .watchers
+            .lock()
+            .expect("watchers lock")
+            .entry(stream.to_owned())
+            .or_default()
+            .clone();
+        OrderWatch {
+            inner: self.inner.clone(),
+            stream: stream.to_owned(),
+            watch,
         }
     }
 
@@ -968,40 +1021,79 @@ impl Runtime {
         stream: &str,
         timeout: StdDuration,
     ) -> Result<OrderHistory, PaymentLedgerError> {
+        self.watch(stream).settled(None, timeout).await
+    }
+}
+
+/// What the long polls of one order wait on: a wake-up, and the order's
+/// history as this process last recorded it.
+#[derive(Debug, Default)]
+struct Watch {
+    changed: Notify,
+    latest: Mutex<Option<OrderHistory>>,
+}
+
+/// One long poll's hold on an order ([`Runtime::watch`]); let go when dropped.
+#[derive(Debug)]
+pub struct OrderWatch {
+    inner: Arc<Inner>,
+    stream: String,
+    watch: Arc<Watch>,
+}
+
+impl OrderWatch {
+    /// Waits until the order is settled or `timeout` passes; returns the
+    /// latest history. Starts from `known` (what the caller holds; the log
+    /// when `None`), then takes each history this process records; reads
+    /// the log once a second besides, since another process sharing the
+    /// store may move the order too.
+    pub async fn settled(
+        &self,
+        known: Option<OrderHistory>,
+        timeout: StdDuration,
+    ) -> Result<OrderHistory, PaymentLedgerError> {
         let deadline = tokio::time::Instant::now() + timeout;
-        let notify = self
-            .inner
-            .watchers
-            .lock()
-            .expect("watchers lock")
-            .entry(stream.to_owned())
-            .or_insert_with(|| Arc::new(Notify::new()))
-            .clone();
-        let result = loop {
-            let changed = notify.notified();
-            let history = match self.inner.ledger.history_of(stream).await {
-                Ok(history) => history,
-                Err(error) => break Err(error),
+        let mut current = known;
+        loop {
+            let changed = self.watch.changed.notified();
+            let recorded = self.watch.latest.lock().expect("watch lock").clone();
+            let history = match current.take() {
+                Some(history) => history,
+                None => self.inner.ledger.history_of(&self.stream).await?,
+            };
+            let history = match recorded {
+                Some(recorded) if recorded.version() > history.version() => recorded,
+                _ => history,
             };
             let settled = history
                 .state
                 .status()
                 .is_none_or(paycode_domain::payment::PaymentStatus::is_settled);
             if settled || tokio::time::Instant::now() >= deadline {
-                break Ok(history);
+                return Ok(history);
             }
-            // Another process may move the order too: look again at least every second.
-            let _ = tokio::time::timeout_at(
+            let woken = tokio::time::timeout_at(
                 deadline.min(tokio::time::Instant::now() + StdDuration::from_secs(1)),
                 changed,
             )
-            .await;
-        };
-        let mut watchers = self.inner.watchers.lock().expect("watchers lock");
-        if Arc::strong_count(&notify) <= 2 {
-            watchers.remove(stream);
+            .await
+            .is_ok();
+            // Woken by this process: what it recorded is in `latest`. Not
+            // woken for a second: read the log.
+            if woken {
+                current = Some(history);
+            }
         }
-        result
+    }
+}
+
+impl Drop for OrderWatch {
+    fn drop(&mut self) {
+        let mut watchers = self.inner.watchers.lock().expect("watchers lock");
+        // The map's and this one's: no other poll waits on the order.
+        if Arc::strong_count(&self.watch) <= 2 {
+            watchers.remove(&self.stream);
+        }
     }
 }
 
