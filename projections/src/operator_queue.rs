@@ -5,13 +5,13 @@
 use chrono::{DateTime, Utc};
 use paycode_domain::payment::{ManualReviewReason, PaymentState, RefundStage};
 use paycode_domain::{Channel, MerchantId, Money, OrderNo, RefundNo};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::fold::OrderFold;
 use crate::projection::Projection;
 
 /// Which review a row is about: the payment itself (`refund_no` absent) or one refund.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct ReviewKey {
     pub merchant_id: MerchantId,
     pub order_no: OrderNo,
@@ -19,7 +19,7 @@ pub struct ReviewKey {
 }
 
 /// What an operator needs to pick a review up.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReviewItem {
     pub channel: Channel,
     /// The amount in question: the payment's, or the refund's.

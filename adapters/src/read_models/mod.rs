@@ -90,4 +90,32 @@ pub trait ReadModelStore: Send + Sync + fmt::Debug {
 
     /// One stored row, if any.
     fn row(&self, projection: &str, key: &str) -> Result<Option<String>, ReadModelError>;
+
+    /// Order numbers of `merchant` from the `order_status` rows, in byte
+    /// order after `after` (from the first when `None`), at most `limit`,
+    /// of one `status` (its stored name) or of any. Served by an index: the
+    /// cost is the page's, not the number of orders.
+    fn order_page(
+        &self,
+        merchant: &str,
+        status: Option<&str>,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<String>, ReadModelError>;
+
+    /// How many of `merchant`'s orders created at or after `since` are in
+    /// each status (stored name → count), from the `order_status` rows.
+    fn order_status_counts(
+        &self,
+        merchant: &str,
+        since: chrono::DateTime<chrono::Utc>,
+    ) -> Result<BTreeMap<String, u64>, ReadModelError>;
+
+    /// The rows (key JSON, row JSON) of `projection` whose key names
+    /// `merchant` (`merchant_id`), or of every merchant when `None`.
+    fn merchant_rows(
+        &self,
+        projection: &str,
+        merchant: Option<&str>,
+    ) -> Result<Vec<(String, String)>, ReadModelError>;
 }

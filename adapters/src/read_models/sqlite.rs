@@ -121,7 +121,9 @@ impl SqliteReadModelStore {
                     row.get(0)
                 })
                 .optional()?;
-            if stored.as_deref() != Some(layout.marker().as_str()) {
+            if stored.as_deref() == Some(layout.marker().as_str()) {
+                create_list_indexes(conn, layout)?;
+            } else {
                 reset(conn, layout)?;
             }
             Ok(())
@@ -239,6 +241,112 @@ impl ReadModelStore for SqliteReadModelStore {
             .optional()
         })
     }
+
+    fn order_page(
+        &self,
+        merchant: &str,
+        status: Option<&str>,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<String>, ReadModelError> {
+        self.table(ORDER_STATUS)?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        // Every order number is longer than "": no cursor starts at the first.
+        let after = after.unwrap_or("");
+        self.with(|conn| match status {
+            Some(status) => conn
+                .prepare_cached(&page_by_status_sql())?
+                .query_map(params![merchant, status, after, limit], |row| row.get(0))?
+                .collect(),
+            None => conn
+                .prepare_cached(&page_by_merchant_sql())?
+                .query_map(params![merchant, after, limit], |row| row.get(0))?
+                .collect(),
+        })
+    }
+
+    fn order_status_counts(
+        &self,
+        merchant: &str,
+        since: chrono::DateTime<chrono::Utc>,
+    ) -> Result<BTreeMap<String, u64>, ReadModelError> {
+        self.table(ORDER_STATUS)?;
+        let since = since.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        self.with(|conn| {
+            let mut statement = conn.prepare_cached(&format!(
+                "SELECT {ROW_STATUS}, count(*) FROM {ORDER_STATUS} \
+                 WHERE {KEY_MERCHANT} = ?1 \
+                 AND julianday(json_extract(row, '$.created_at')) >= julianday(?2) \
+                 GROUP BY 1"
+            ))?;
+            let counts = statement
+                .query_map(params![merchant, since], |row| {
+                    Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?))
+                })?
+                .map(|row| row.map(|(status, count)| (status, u64::try_from(count).unwrap_or(0))))
+                .collect::<rusqlite::Result<BTreeMap<String, u64>>>()?;
+            Ok(counts)
+        })
+    }
+
+    fn merchant_rows(
+        &self,
+        projection: &str,
+        merchant: Option<&str>,
+    ) -> Result<Vec<(String, String)>, ReadModelError> {
+        let table = self.table(projection)?;
+        self.with(|conn| {
+            let mut statement = conn.prepare_cached(&format!(
+                "SELECT key, row FROM {table} WHERE ?1 IS NULL OR {KEY_MERCHANT} = ?1 ORDER BY key"
+            ))?;
+            let rows = statement
+                .query_map([merchant], |row| Ok((row.get(0)?, row.get(1)?)))?
+                .collect::<rusqlite::Result<Vec<(String, String)>>>()?;
+            Ok(rows)
+        })
+    }
+}
+
+/// The read model whose rows the order lists come from, and the parts of
+/// its JSON they are ordered and filtered by. The indexes below are on the
+/// same expressions, character for character, so SQLite uses them.
+const ORDER_STATUS: &str = "order_status";
+const KEY_MERCHANT: &str = "json_extract(key, '$.merchant_id')";
+const KEY_ORDER_NO: &str = "json_extract(key, '$.order_no')";
+const ROW_STATUS: &str = "json_extract(row, '$.status')";
+
+/// The indexes the order lists need, created with the `order_status`
+/// table, and on opening a file made before them (once; from its rows).
+fn create_list_indexes(conn: &Connection, layout: Layout) -> rusqlite::Result<()> {
+    if !layout.names.contains(&ORDER_STATUS) {
+        return Ok(());
+    }
+    conn.execute_batch(&format!(
+        "CREATE INDEX IF NOT EXISTS {ORDER_STATUS}_by_merchant \
+             ON {ORDER_STATUS} ({KEY_MERCHANT}, {KEY_ORDER_NO});
+         CREATE INDEX IF NOT EXISTS {ORDER_STATUS}_by_status \
+             ON {ORDER_STATUS} ({KEY_MERCHANT}, {ROW_STATUS}, {KEY_ORDER_NO});"
+    ))
+}
+
+/// A page of one merchant's orders of one status: `?1` merchant, `?2`
+/// status, `?3` the number to start after, `?4` the page's size.
+fn page_by_status_sql() -> String {
+    format!(
+        "SELECT {KEY_ORDER_NO} FROM {ORDER_STATUS} \
+         WHERE {KEY_MERCHANT} = ?1 AND {ROW_STATUS} = ?2 AND {KEY_ORDER_NO} > ?3 \
+         ORDER BY {KEY_ORDER_NO} LIMIT ?4"
+    )
+}
+
+/// A page of one merchant's orders: `?1` merchant, `?2` the number to
+/// start after, `?3` the page's size.
+fn page_by_merchant_sql() -> String {
+    format!(
+        "SELECT {KEY_ORDER_NO} FROM {ORDER_STATUS} \
+         WHERE {KEY_MERCHANT} = ?1 AND {KEY_ORDER_NO} > ?2 \
+         ORDER BY {KEY_ORDER_NO} LIMIT ?3"
+    )
 }
 
 /// Drops every read-model table, creates this layout's, checkpoint 0.
@@ -256,6 +364,7 @@ fn reset(conn: &mut Connection, layout: Layout) -> rusqlite::Result<()> {
             "CREATE TABLE {table} (key TEXT PRIMARY KEY, row TEXT NOT NULL) WITHOUT ROWID"
         ))?;
     }
+    create_list_indexes(&tx, layout)?;
     tx.execute(
         "INSERT INTO views_meta (id, layout, position) VALUES (1, ?1, 0) \
          ON CONFLICT (id) DO UPDATE SET layout = excluded.layout, position = 0",
@@ -272,6 +381,9 @@ mod tests {
         names: &["order_status", "refunds", "in_flight"],
         version: 1,
     };
+
+    /// A stored key as the read models write them: JSON (the list indexes read it).
+    const K1: &str = r#"{"merchant_id":"m1","order_no":"A1"}"#;
 
     fn change<'a>(projection: &'a str, key: &'a str, row: Option<&'a str>) -> RowChange<'a> {
         RowChange {
@@ -290,12 +402,12 @@ mod tests {
         let views = SqliteReadModelStore::open(&path, LAYOUT).unwrap();
         assert_eq!(views.checkpoint().unwrap(), 0);
         views
-            .write(&[change("order_status", "k1", Some("{\"a\":1}"))], 3)
+            .write(&[change("order_status", K1, Some("{\"a\":1}"))], 3)
             .unwrap();
         views.crash_before_next_commit();
         let crashed = views.write(
             &[
-                change("order_status", "k1", None),
+                change("order_status", K1, None),
                 change("in_flight", "k2", Some("{}")),
             ],
             7,
@@ -305,7 +417,7 @@ mod tests {
         let views = SqliteReadModelStore::open(&path, LAYOUT).unwrap();
         assert_eq!(views.checkpoint().unwrap(), 3);
         assert_eq!(
-            views.row("order_status", "k1").unwrap().as_deref(),
+            views.row("order_status", K1).unwrap().as_deref(),
             Some("{\"a\":1}")
         );
         assert!(views.rows("in_flight").unwrap().is_empty());
@@ -332,5 +444,187 @@ mod tests {
         let views = SqliteReadModelStore::open(&path, newer).unwrap();
         assert_eq!(views.checkpoint().unwrap(), 0);
         assert!(views.rows("refunds").unwrap().is_empty());
+    }
+
+    fn order_row(
+        merchant: &str,
+        order_no: &str,
+        status: &str,
+        created_at: &str,
+    ) -> (String, String) {
+        (
+            format!(r#"{{"merchant_id":"{merchant}","order_no":"{order_no}"}}"#),
+            format!(r#"{{"status":"{status}","created_at":"{created_at}"}}"#),
+        )
+    }
+
+    fn store_orders(views: &SqliteReadModelStore, orders: &[(String, String)]) {
+        let changes: Vec<RowChange<'_>> = orders
+            .iter()
+            .map(|(key, row)| change("order_status", key, Some(row)))
+            .collect();
+        views.write(&changes, 1).unwrap();
+    }
+
+    #[test]
+    fn order_lists_page_by_number_within_a_merchant_and_a_status() {
+        let views = SqliteReadModelStore::in_memory(LAYOUT).unwrap();
+        let day = "2026-11-22T02:00:00Z";
+        store_orders(
+            &views,
+            &[
+                order_row("m1", "A10", "paid", day),
+                order_row("m1", "A1", "paying", day),
+                order_row("m1", "A2", "paid", day),
+                order_row("m10", "A0", "paid", day),
+                order_row("m", "A3", "paid", day),
+            ],
+        );
+        // Byte order of the numbers, one merchant only ("m" and "m10" are others).
+        assert_eq!(
+            views.order_page("m1", None, None, 10).unwrap(),
+            ["A1", "A10", "A2"]
+        );
+        assert_eq!(
+            views.order_page("m1", None, None, 2).unwrap(),
+            ["A1", "A10"]
+        );
+        assert_eq!(
+            views.order_page("m1", None, Some("A10"), 2).unwrap(),
+            ["A2"]
+        );
+        assert_eq!(
+            views.order_page("m1", Some("paid"), None, 10).unwrap(),
+            ["A10", "A2"]
+        );
+        assert_eq!(
+            views
+                .order_page("m1", Some("paid"), Some("A10"), 10)
+                .unwrap(),
+            ["A2"]
+        );
+        assert!(
+            views
+                .order_page("m1", Some("closed"), None, 10)
+                .unwrap()
+                .is_empty()
+        );
+        // An order that moves leaves its old status's list.
+        store_orders(&views, &[order_row("m1", "A1", "paid", day)]);
+        assert_eq!(
+            views.order_page("m1", Some("paid"), None, 10).unwrap(),
+            ["A1", "A10", "A2"]
+        );
+        assert!(
+            views
+                .order_page("m1", Some("paying"), None, 10)
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn order_lists_are_read_through_their_indexes_not_by_scanning_every_order() {
+        let views = SqliteReadModelStore::in_memory(LAYOUT).unwrap();
+        let plan = |sql: &str, parameters: &[&dyn rusqlite::ToSql]| -> String {
+            views
+                .with(|conn| {
+                    let mut statement = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}"))?;
+                    let details = statement
+                        .query_map(parameters, |row| row.get::<_, String>(3))?
+                        .collect::<rusqlite::Result<Vec<String>>>()?;
+                    Ok(details.join("; "))
+                })
+                .unwrap()
+        };
+        let by_status = plan(&page_by_status_sql(), params!["m1", "paid", "", 10]);
+        assert!(
+            by_status.contains("INDEX order_status_by_status"),
+            "{by_status}"
+        );
+        assert!(!by_status.contains("TEMP B-TREE"), "{by_status}");
+        let by_merchant = plan(&page_by_merchant_sql(), params!["m1", "", 10]);
+        assert!(
+            by_merchant.contains("INDEX order_status_by_merchant"),
+            "{by_merchant}"
+        );
+        assert!(!by_merchant.contains("TEMP B-TREE"), "{by_merchant}");
+    }
+
+    #[test]
+    fn a_file_of_the_same_layout_made_before_the_list_indexes_gets_them_on_opening() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("paycode-views.db");
+        drop(SqliteReadModelStore::open(&path, LAYOUT).unwrap());
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(
+                "DROP INDEX order_status_by_merchant; DROP INDEX order_status_by_status;",
+            )
+            .unwrap();
+        }
+        let views = SqliteReadModelStore::open(&path, LAYOUT).unwrap();
+        let indexes: i64 = views
+            .with(|conn| {
+                conn.query_row(
+                    "SELECT count(*) FROM sqlite_master WHERE type = 'index' \
+                     AND name IN ('order_status_by_merchant', 'order_status_by_status')",
+                    [],
+                    |row| row.get(0),
+                )
+            })
+            .unwrap();
+        assert_eq!(indexes, 2);
+    }
+
+    #[test]
+    fn status_counts_take_the_orders_created_since_an_instant_to_the_millisecond() {
+        let views = SqliteReadModelStore::in_memory(LAYOUT).unwrap();
+        store_orders(
+            &views,
+            &[
+                order_row("m1", "A1", "paid", "2026-11-21T15:59:59.999Z"),
+                order_row("m1", "A2", "paid", "2026-11-21T16:00:00Z"),
+                order_row("m1", "A3", "paid", "2026-11-21T16:00:00.250Z"),
+                order_row("m1", "A4", "paying", "2026-11-22T01:00:00.123456789Z"),
+                order_row("m2", "A5", "paid", "2026-11-22T01:00:00Z"),
+            ],
+        );
+        let since = chrono::DateTime::parse_from_rfc3339("2026-11-21T16:00:00Z")
+            .unwrap()
+            .to_utc();
+        let counts = views.order_status_counts("m1", since).unwrap();
+        assert_eq!(
+            counts.into_iter().collect::<Vec<_>>(),
+            [("paid".to_owned(), 2), ("paying".to_owned(), 1)]
+        );
+    }
+
+    #[test]
+    fn merchant_rows_are_one_merchants_or_everyones() {
+        let views = SqliteReadModelStore::in_memory(LAYOUT).unwrap();
+        let day = "2026-11-22T02:00:00Z";
+        store_orders(
+            &views,
+            &[
+                order_row("m1", "A1", "paid", day),
+                order_row("m2", "A1", "paid", day),
+            ],
+        );
+        assert_eq!(
+            views
+                .merchant_rows("order_status", Some("m1"))
+                .unwrap()
+                .len(),
+            1
+        );
+        assert_eq!(views.merchant_rows("order_status", None).unwrap().len(), 2);
+        assert!(
+            views
+                .merchant_rows("in_flight", Some("m1"))
+                .unwrap()
+                .is_empty()
+        );
+        assert!(views.merchant_rows("no_such_model", None).is_err());
     }
 }

@@ -78,6 +78,13 @@ impl AppState {
         }
     }
 
+    /// The metrics text, with the gauges read from the order lists (the
+    /// orders in manual review) brought up to date.
+    pub async fn render_metrics(&self) -> String {
+        self.index.refresh_gauge(self.runtime.metrics()).await;
+        self.runtime.render_metrics()
+    }
+
     /// The limits this API holds its clients to.
     pub fn limits(&self) -> &ServerLimits {
         &self.limits
@@ -236,7 +243,7 @@ async fn metrics(State(state): State<AppState>) -> Response {
             header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        state.runtime.render_metrics(),
+        state.render_metrics().await,
     )
         .into_response()
 }

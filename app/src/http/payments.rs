@@ -305,8 +305,8 @@ pub struct PaymentPage {
     tag = "payments",
     operation_id = "list_payments",
     summary = "List payments",
-    description = "Payments in `order_no` order (byte order), from an index that follows the \
-event log: an order created a moment ago may appear a moment later. `?status=manual_review` is \
+    description = "Payments in `order_no` order (byte order), from the stored read models, which \
+follow the event log: an order created a moment ago may appear a moment later. `?status=manual_review` is \
 the operators' queue. Roles: payments, operator, auditor.",
     params(
         ("status" = Option<schemas::PaymentStatus>, Query, description = "Only payments in this status."),
@@ -366,8 +366,14 @@ pub async fn list(
             }
         }
     }
-    let index = state.index.clone();
-    let page = index.page(&merchant, status, cursor.as_ref(), limit);
+    let page = state
+        .index
+        .page(&merchant, status, cursor.as_ref(), limit)
+        .await
+        .map_err(|error| {
+            tracing::warn!(%error, "the order list could not be read");
+            ApiError::unavailable("the order list could not be read just now; try again")
+        })?;
     let mut data = Vec::with_capacity(page.order_nos.len());
     for order_no in &page.order_nos {
         let history = state.runtime.ledger().history(&merchant, order_no).await?;

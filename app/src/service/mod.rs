@@ -115,7 +115,7 @@ impl Service {
             parts.fingerprint_key,
         );
         let recovered_orders = runtime.recover().await?;
-        let index = Arc::new(OrderIndex::default());
+        let index = Arc::new(OrderIndex::new(views.clone()));
         let (shutdown, _) = watch::channel(false);
         let mut tasks = Vec::new();
         {
@@ -129,27 +129,12 @@ impl Service {
                     .await;
             }));
         }
-        {
-            let index = index.clone();
-            let store = parts.store.clone();
-            let mut stop = shutdown.subscribe();
-            tasks.push(tokio::spawn(async move {
-                tokio::select! {
-                    result = index.follow(store, metrics) => {
-                        if let Err(error) = result {
-                            error!(%error, "the order index stopped following the store");
-                        }
-                    }
-                    _ = stop.wait_for(|s| *s) => {}
-                }
-            }));
-        }
         if let Some(views) = views.clone() {
             let store = parts.store.clone();
             let mut stop = shutdown.subscribe();
             tasks.push(tokio::spawn(async move {
-                // The HTTP API still reads streams and the index; the stored
-                // read models are kept for `paycode replay` and future readers.
+                // The order lists (`OrderIndex`) read these rows; single
+                // orders are read from their streams.
                 let follow = async {
                     ProjectionRunner::open(store, views, RunnerOptions::default())
                         .await?

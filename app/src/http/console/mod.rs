@@ -390,18 +390,23 @@ async fn overview(State(console): State<Console>, headers: HeaderMap) -> Respons
     };
     let now = console.now();
     let today = china_date(now);
-    let statuses_today = session.caller.may(Permission::ReadPayments).then(|| {
-        console
+    let statuses_today = if session.caller.may(Permission::ReadPayments) {
+        match console
             .app
             .index
             .status_counts_since(&session.caller.merchant, china_midnight(today))
-            .into_iter()
-            .collect()
-    });
+            .await
+        {
+            Ok(counts) => Some(counts.into_iter().collect()),
+            Err(error) => return unavailable(&session, "overview", &error),
+        }
+    } else {
+        None
+    };
     let overview = pages::Overview {
         today,
         statuses_today,
-        figures: figures::read(&console.app.runtime.render_metrics()),
+        figures: figures::read(&console.app.render_metrics().await),
     };
     page(
         StatusCode::OK,
@@ -521,10 +526,15 @@ async fn orders(
     let mut found = Vec::new();
     let mut examined = 0;
     let next = loop {
-        let batch = console
+        let batch = match console
             .app
             .index
-            .page(merchant, status, cursor.as_ref(), PAGE_ORDERS);
+            .page(merchant, status, cursor.as_ref(), PAGE_ORDERS)
+            .await
+        {
+            Ok(batch) => batch,
+            Err(error) => return unavailable(&session, "orders", &error),
+        };
         if batch.order_nos.is_empty() {
             // Nothing after the cursor (orders may have left the status
             // between two reads of the index).
@@ -938,12 +948,20 @@ async fn review(State(console): State<Console>, headers: HeaderMap) -> Response 
     let mut rows = Vec::new();
     let mut cursor: Option<OrderNo> = None;
     loop {
-        let batch = console.app.index.page(
-            merchant,
-            Some(PaymentStatus::ManualReview),
-            cursor.as_ref(),
-            200,
-        );
+        let batch = match console
+            .app
+            .index
+            .page(
+                merchant,
+                Some(PaymentStatus::ManualReview),
+                cursor.as_ref(),
+                200,
+            )
+            .await
+        {
+            Ok(batch) => batch,
+            Err(error) => return unavailable(&session, "review", &error),
+        };
         for order_no in &batch.order_nos {
             let history = match console
                 .app
@@ -974,7 +992,11 @@ async fn review(State(console): State<Console>, headers: HeaderMap) -> Response 
             None => break,
         }
     }
-    for review in console.app.index.refund_reviews(merchant) {
+    let refund_reviews = match console.app.index.refund_reviews(merchant).await {
+        Ok(reviews) => reviews,
+        Err(error) => return unavailable(&session, "review", &error),
+    };
+    for review in refund_reviews {
         let last_said = if reads_events {
             match console
                 .app

@@ -136,7 +136,7 @@ pub fn problem(nav: Option<&Nav<'_>>, title: &str, text: &str) -> Markup {
 pub struct Overview {
     pub today: NaiveDate,
     /// `None` when the key may not read payments.
-    pub statuses_today: Option<Vec<(&'static str, usize)>>,
+    pub statuses_today: Option<Vec<(String, u64)>>,
     pub figures: Figures,
 }
 

@@ -33,7 +33,7 @@ fn app(limits: ServerLimits) -> (axum::Router, ManualClock) {
     (router, clock)
 }
 
-/// The console over `store`, with its order index following it.
+/// The console over `store`, with its read models following it (the order lists' source).
 fn app_on(
     limits: ServerLimits,
     store: Arc<MemoryStore>,
@@ -65,8 +65,17 @@ fn app_on(
         keyed(OPERATOR, "night-ops", Role::Operator),
         keyed(PAYMENTS, "till-backend", Role::Payments),
     ];
-    let index = Arc::new(OrderIndex::default());
-    tokio::spawn(index.clone().follow(store, Metrics::new()));
+    let views = crate::read::runner::in_memory_read_models().unwrap();
+    let index = Arc::new(OrderIndex::new(Some(views.clone())));
+    tokio::spawn(async move {
+        let runner = crate::read::runner::ProjectionRunner::open(
+            store,
+            views,
+            crate::read::runner::RunnerOptions::default(),
+        )
+        .await;
+        runner.unwrap().follow().await
+    });
     let state = AppState::new(runtime, index.clone(), keys, limits);
     (crate::http::router(state), clock, index)
 }
@@ -371,7 +380,14 @@ async fn the_order_list_pages_by_cursor_and_filters_by_channel() {
     let (app, _, index) = app_on(ServerLimits::unthrottled(), store);
     let merchant = MerchantId::parse("demo").unwrap();
     // The index follows the store in the background: wait until it has all.
-    while index.page(&merchant, None, None, 100).order_nos.len() < 60 {
+    while index
+        .page(&merchant, None, None, 100)
+        .await
+        .unwrap()
+        .order_nos
+        .len()
+        < 60
+    {
         tokio::task::yield_now().await;
     }
     let (_, cookie) = sign_in(&app, "127.0.0.1:8080", AUDITOR).await;
@@ -476,7 +492,7 @@ async fn a_refund_in_review_is_queued_and_resolved_by_an_operator_naming_the_key
         .unwrap();
     let (app, _, index) = app_on(ServerLimits::unthrottled(), store.clone());
     let merchant = MerchantId::parse("demo").unwrap();
-    while index.refund_reviews(&merchant).is_empty() {
+    while index.refund_reviews(&merchant).await.unwrap().is_empty() {
         tokio::task::yield_now().await;
     }
     let (_, operator) = sign_in(&app, "127.0.0.1:8080", OPERATOR).await;
