@@ -55,6 +55,8 @@ pub struct Table<P: Projection> {
     keys_by_source: HashMap<SourceId<P>, Vec<P::Key>>,
     /// Scratch space reused across refreshes (no allocation per event).
     scratch: Vec<(P::Key, P::Row)>,
+    /// `false` for a lean table ([`Table::lean`]).
+    keeps_rows: bool,
 }
 
 impl<P: Projection> Default for Table<P> {
@@ -63,6 +65,7 @@ impl<P: Projection> Default for Table<P> {
             rows: BTreeMap::new(),
             keys_by_source: HashMap::default(),
             scratch: Vec::new(),
+            keeps_rows: true,
         }
     }
 }
@@ -75,6 +78,18 @@ impl<P: Projection> PartialEq for Table<P> {
 }
 
 impl<P: Projection> Table<P> {
+    /// A table that keeps only which keys each source has, not the rows:
+    /// all a follower that stores every change needs (the rows are in the
+    /// store). It reports every row of a refreshed source, changed or not
+    /// (storing a row again is harmless), and each row gone; `rows` is
+    /// always empty. Memory per source: its keys, not its rows.
+    pub fn lean() -> Self {
+        Table {
+            keeps_rows: false,
+            ..Table::default()
+        }
+    }
+
     /// Every row, in key order.
     pub fn rows(&self) -> &BTreeMap<P::Key, P::Row> {
         &self.rows
@@ -111,6 +126,15 @@ impl<P: Projection> Table<P> {
         }
         for (key, row) in scratch.drain(..) {
             new_keys.push(key.clone());
+            if !self.keeps_rows {
+                if let Some(changes) = changes.as_deref_mut() {
+                    changes.push(Change {
+                        key,
+                        row: Some(row),
+                    });
+                }
+                continue;
+            }
             if self.rows.get(&key) == Some(&row) {
                 continue;
             }

@@ -226,14 +226,21 @@ proptest! {
         seed in any::<u64>(),
         sizes in prop::collection::vec(1..30usize, 1..6),
         restarts in prop::collection::vec(any::<bool>(), 1..10),
+        lean in any::<bool>(),
     ) {
         let log = log(orders, seed);
-        let mut follower = Projections::new();
+        // The runner's lean tables store exactly what full tables do.
+        let starting_after = |position| if lean {
+            Projections::lean_starting_after(position)
+        } else {
+            Projections::starting_after(position)
+        };
+        let mut follower = starting_after(0);
         let mut stored = Stored::new();
         let mut checkpoint = 0u64;
         for (n, chunk) in chunks(log.len(), &sizes).into_iter().enumerate() {
             if restarts[n % restarts.len()] {
-                follower = Projections::starting_after(checkpoint);
+                follower = starting_after(checkpoint);
             }
             for index in chunk {
                 if log[index].version() > 0 && !follower.knows(log[index].stream()) {

@@ -170,6 +170,21 @@ impl Projections {
         }
     }
 
+    /// `starting_after`, with lean tables ([`Table::lean`]): the runner's
+    /// form, which stores every change it takes and reads no row back. An
+    /// order in memory costs its fold and its keys, not its rows too.
+    pub fn lean_starting_after(position: u64) -> Self {
+        Projections {
+            position,
+            order_status: Table::lean(),
+            refunds: Table::lean(),
+            operator_queue: Table::lean(),
+            in_flight: Table::lean(),
+            reconciliation_diffs: Table::lean(),
+            ..Projections::default()
+        }
+    }
+
     /// The global position of the last event applied.
     pub fn position(&self) -> u64 {
         self.position

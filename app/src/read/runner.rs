@@ -155,7 +155,7 @@ impl ProjectionRunner {
         Ok(ProjectionRunner {
             store,
             views,
-            projections: Projections::starting_after(checkpoint),
+            projections: Projections::lean_starting_after(checkpoint),
             options,
             hole: None,
             holes_skipped: 0,
@@ -223,7 +223,7 @@ impl ProjectionRunner {
         if result.is_err() {
             // The stored checkpoint did not move: start over from it, so the
             // next step re-applies exactly what was not stored.
-            self.projections = Projections::starting_after(checkpoint);
+            self.projections = Projections::lean_starting_after(checkpoint);
         }
         result?;
         Ok(Step::Applied {
