@@ -3,13 +3,15 @@
 //! they recovered; the lease makes sure only one of them calls the channel
 //! for a step. The expected version of the append remains the fence that
 //! keeps the log right; the lease keeps the channel from being called twice.
+//!
+//! On a SQLite ledger the leases are rows of its file, changed by the
+//! store's writer in the same group commits as the events
+//! (`crate::store::StoreLeases`, from `SqliteStore::leases`).
 
-use std::path::Path;
 use std::sync::Mutex;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
-use rusqlite::{Connection, OpenFlags, params};
 
 use crate::store::StoreError;
 
@@ -62,9 +64,9 @@ impl StepLease for LocalLeases {
     }
 }
 
-/// Leases in a table of the ledger's own SQLite file, shared by every process using it.
 /// Leases shared by runtimes in one process (a simulation of several
-/// instances on one store): the same rules as [`SqliteLeases`], in memory.
+/// instances on one store): the same rules as the SQLite ledger's
+/// (`crate::store::StoreLeases`), in memory.
 #[derive(Debug, Default)]
 pub struct MemoryLeases {
     /// Stream → (owner, expiry).
@@ -108,89 +110,6 @@ impl StepLease for MemoryLeases {
     }
 }
 
-#[derive(Debug)]
-pub struct SqliteLeases {
-    connection: std::sync::Arc<Mutex<Connection>>,
-}
-
-fn unavailable(error: rusqlite::Error) -> StoreError {
-    StoreError::Unavailable(Box::new(error))
-}
-
-impl SqliteLeases {
-    /// Opens the leases of the store at `path` (the store must exist already).
-    pub fn open(path: &Path) -> Result<SqliteLeases, StoreError> {
-        let connection = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE)
-            .map_err(unavailable)?;
-        connection
-            .busy_timeout(std::time::Duration::from_secs(5))
-            .map_err(unavailable)?;
-        connection
-            .execute_batch(
-                "CREATE TABLE IF NOT EXISTS step_leases (
-                    stream TEXT PRIMARY KEY,
-                    owner TEXT NOT NULL,
-                    expires_at_micros INTEGER NOT NULL
-                ) WITHOUT ROWID;",
-            )
-            .map_err(unavailable)?;
-        Ok(SqliteLeases {
-            connection: std::sync::Arc::new(Mutex::new(connection)),
-        })
-    }
-
-    async fn run<T: Send + 'static>(
-        &self,
-        work: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
-    ) -> Result<T, StoreError> {
-        let connection = self.connection.clone();
-        tokio::task::spawn_blocking(move || {
-            let connection = connection.lock().expect("lease connection lock");
-            work(&connection).map_err(unavailable)
-        })
-        .await
-        .map_err(|error| StoreError::Unavailable(Box::new(error)))?
-    }
-}
-
-#[async_trait]
-impl StepLease for SqliteLeases {
-    async fn acquire(
-        &self,
-        stream: &str,
-        owner: &str,
-        now: DateTime<Utc>,
-        ttl: Duration,
-    ) -> Result<bool, StoreError> {
-        let (stream, owner) = (stream.to_owned(), owner.to_owned());
-        let now_micros = now.timestamp_micros();
-        let until_micros = (now + ttl).timestamp_micros();
-        self.run(move |connection| {
-            // One statement, so it is atomic: take a free or expired lease, or renew our own.
-            let changed = connection.execute(
-                "INSERT INTO step_leases (stream, owner, expires_at_micros) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (stream) DO UPDATE SET owner = excluded.owner, expires_at_micros = excluded.expires_at_micros
-                 WHERE step_leases.expires_at_micros <= ?4 OR step_leases.owner = excluded.owner",
-                params![stream, owner, until_micros, now_micros],
-            )?;
-            Ok(changed == 1)
-        })
-        .await
-    }
-
-    async fn release(&self, stream: &str, owner: &str) -> Result<(), StoreError> {
-        let (stream, owner) = (stream.to_owned(), owner.to_owned());
-        self.run(move |connection| {
-            connection.execute(
-                "DELETE FROM step_leases WHERE stream = ?1 AND owner = ?2",
-                params![stream, owner],
-            )?;
-            Ok(())
-        })
-        .await
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -201,10 +120,9 @@ mod tests {
         // Two processes on one SQLite file, and two runtimes sharing memory leases.
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("paycode.db");
-        let _store = crate::store::SqliteStore::open(&path).unwrap();
-        let first = SqliteLeases::open(&path).unwrap();
-        let second = SqliteLeases::open(&path).unwrap();
-        one_owner_at_a_time(&first, &second).await;
+        let first_process = crate::store::SqliteStore::open(&path).unwrap();
+        let second_process = crate::store::SqliteStore::open(&path).unwrap();
+        one_owner_at_a_time(&first_process.leases(), &second_process.leases()).await;
         let shared = MemoryLeases::default();
         one_owner_at_a_time(&shared, &shared).await;
     }
@@ -255,6 +173,14 @@ mod tests {
             "an expired lease is free"
         );
         second.release("payment-demo-A", "p2").await.unwrap();
+        // A release is not waited for; it is in by the time a later request
+        // of the same process is answered (one writer, in order).
+        assert!(
+            second
+                .acquire("payment-demo-Z", "p2", t0 + ttl, ttl)
+                .await
+                .unwrap()
+        );
         assert!(
             first
                 .acquire("payment-demo-A", "p1", t0 + ttl, ttl)

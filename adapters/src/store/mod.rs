@@ -25,7 +25,7 @@ pub use chain::{ChainHash, GENESIS};
 pub use eventstoredb::EventStoreDbStore;
 pub use follow::Follower;
 pub use memory::MemoryStore;
-pub use sqlite::{SqliteStore, SqliteStoreStats, StreamRange};
+pub use sqlite::{SqliteStore, SqliteStoreStats, StoreLeases, StreamRange};
 
 /// The version a writer believes the stream is at. There is deliberately no
 /// "any": every append says what it expects (docs/rules.md, "Money safety").

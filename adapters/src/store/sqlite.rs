@@ -29,7 +29,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, mpsc};
+use std::sync::{Arc, Condvar, Mutex, RwLock, mpsc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -139,6 +139,17 @@ const SCHEMA: &str = "
     CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
 ";
 
+/// The step leases (`crate::lease`): one row per order a process is acting
+/// on, until `expires_at_micros`. Outside the event log: never chained,
+/// never read by `paycode verify`, created by the first writable open.
+const STEP_LEASES_SCHEMA: &str = "
+    CREATE TABLE IF NOT EXISTS step_leases (
+        stream            TEXT    PRIMARY KEY,
+        owner             TEXT    NOT NULL,
+        expires_at_micros INTEGER NOT NULL
+    ) WITHOUT ROWID;
+";
+
 const INSERT_EVENT: &str = "INSERT INTO events \
     (position, stream_id, version, event_id, event_type, schema_version, data, recorded_at, \
     previous_hash, hash) \
@@ -181,13 +192,44 @@ struct Counters {
 #[derive(Debug)]
 pub struct SqliteStore {
     path: PathBuf,
-    /// `None` for a store opened read-only (and once closing).
-    requests: Option<mpsc::Sender<WriteRequest>>,
+    /// The writer's queue; `None` for a store opened read-only, and once
+    /// closing. Shared with the store's step leases (`SqliteStore::leases`),
+    /// so that closing the store stops the writer whoever holds them.
+    requests: Arc<RwLock<Option<mpsc::Sender<Request>>>>,
     read_only: bool,
     writer: Option<JoinHandle<()>>,
     readers: Arc<Readers>,
     head: Arc<watch::Sender<u64>>,
     counters: Arc<Counters>,
+}
+
+/// What the writer is asked to do in its next transaction.
+#[derive(Debug)]
+enum Request {
+    Append(WriteRequest),
+    Lease(LeaseRequest),
+}
+
+/// A change of a step lease (`crate::lease`), written by the writer in its
+/// next transaction, beside the appends of the same group.
+#[derive(Debug)]
+struct LeaseRequest {
+    change: LeaseChange,
+    /// Whether the lease is the caller's now (always `true` for a release).
+    reply: oneshot::Sender<Result<bool, StoreError>>,
+}
+
+#[derive(Debug)]
+enum LeaseChange {
+    /// Take a free or expired lease, or renew one's own, until `until_micros`.
+    Acquire {
+        stream: String,
+        owner: String,
+        now_micros: i64,
+        until_micros: i64,
+    },
+    /// Give one's own lease back.
+    Release { stream: String, owner: String },
 }
 
 /// One append waiting for the writer.
@@ -207,6 +249,8 @@ impl SqliteStore {
     pub fn open(path: impl AsRef<Path>) -> Result<SqliteStore, StoreError> {
         let path = path.as_ref().to_path_buf();
         let conn = open_writer(&path)?;
+        conn.execute_batch(STEP_LEASES_SCHEMA)
+            .map_err(|error| sqlite_error(&path, error))?;
         let head_position = read_head(&conn).map_err(|error| sqlite_error(&path, error))?;
         let data_version = data_version(&conn).map_err(|error| sqlite_error(&path, error))?;
 
@@ -241,7 +285,7 @@ impl SqliteStore {
         Ok(SqliteStore {
             readers: Arc::new(Readers::new(ReaderSource::Shared(path.clone()), Vec::new())),
             path,
-            requests: Some(requests),
+            requests: Arc::new(RwLock::new(Some(requests))),
             read_only: false,
             writer: Some(writer),
             head,
@@ -264,7 +308,7 @@ impl SqliteStore {
         Ok(SqliteStore {
             readers: Arc::new(readers),
             path,
-            requests: None,
+            requests: Arc::new(RwLock::new(None)),
             read_only: true,
             writer: None,
             head: Arc::new(watch::channel(head_position).0),
@@ -378,6 +422,15 @@ impl SqliteStore {
     }
 
     /// The writer's counters so far.
+    /// The step leases kept in this file, changed by this store's writer
+    /// (`StoreLeases`). Every process sharing the file takes its leases
+    /// from its own store this way.
+    pub fn leases(&self) -> StoreLeases {
+        StoreLeases {
+            requests: Arc::clone(&self.requests),
+        }
+    }
+
     pub fn stats(&self) -> SqliteStoreStats {
         SqliteStoreStats {
             commits: self.counters.commits.load(Ordering::Relaxed),
@@ -398,7 +451,7 @@ impl SqliteStore {
     /// whole (docs/auditing.md).
     pub async fn close(mut self) -> Result<(), StoreError> {
         self.readers.close_idle();
-        drop(self.requests.take());
+        drop(take_sender(&self.requests));
         let Some(writer) = self.writer.take() else {
             return Ok(());
         };
@@ -437,7 +490,7 @@ impl Drop for SqliteStore {
         if self.writer.is_some() {
             self.readers.close_idle();
         }
-        drop(self.requests.take());
+        drop(take_sender(&self.requests));
         if let Some(writer) = self.writer.take() {
             // A panicked writer has nothing left to flush; there is no one to tell.
             let _ = writer.join();
@@ -470,13 +523,8 @@ impl EventStore for SqliteStore {
             events,
             reply,
         };
-        let stopped = || StoreError::Unavailable("the SQLite writer has stopped".into());
-        self.requests
-            .as_ref()
-            .ok_or_else(stopped)?
-            .send(request)
-            .map_err(|_| stopped())?;
-        answer.await.map_err(|_| stopped())?
+        send(&self.requests, Request::Append(request))?;
+        answer.await.map_err(|_| writer_stopped())?
     }
 
     async fn read_stream(&self, stream: &str) -> Result<Vec<RecordedEvent>, StoreError> {
@@ -533,6 +581,88 @@ impl EventStore for SqliteStore {
             () = tokio::time::sleep(Duration::from_millis(HEAD_POLL_INTERVAL_MS)) => {}
         }
         Ok(())
+    }
+}
+
+/// The answer when the writer is gone (the store closed or read-only).
+fn writer_stopped() -> StoreError {
+    StoreError::Unavailable("the SQLite writer has stopped".into())
+}
+
+/// Queues `request` for the writer.
+fn send(
+    requests: &RwLock<Option<mpsc::Sender<Request>>>,
+    request: Request,
+) -> Result<(), StoreError> {
+    requests
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .as_ref()
+        .ok_or_else(writer_stopped)?
+        .send(request)
+        .map_err(|_| writer_stopped())
+}
+
+/// Takes the writer's queue away (the writer stops once it is drained).
+fn take_sender(requests: &RwLock<Option<mpsc::Sender<Request>>>) -> Option<mpsc::Sender<Request>> {
+    requests
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .take()
+}
+
+/// The step leases of a SQLite ledger (`crate::lease`), in its
+/// `step_leases` table, changed by the store's writer in the group commit
+/// of the appends queued beside them: no transaction, lock or fsync of
+/// their own. Other processes using the file see them as soon as the
+/// group commits, as they see its events.
+#[derive(Debug, Clone)]
+pub struct StoreLeases {
+    requests: Arc<RwLock<Option<mpsc::Sender<Request>>>>,
+}
+
+impl StoreLeases {
+    async fn change(&self, change: LeaseChange) -> Result<bool, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        send(
+            &self.requests,
+            Request::Lease(LeaseRequest { change, reply }),
+        )?;
+        answer.await.map_err(|_| writer_stopped())?
+    }
+}
+
+#[async_trait]
+impl crate::lease::StepLease for StoreLeases {
+    async fn acquire(
+        &self,
+        stream: &str,
+        owner: &str,
+        now: DateTime<Utc>,
+        ttl: chrono::Duration,
+    ) -> Result<bool, StoreError> {
+        self.change(LeaseChange::Acquire {
+            stream: stream.to_owned(),
+            owner: owner.to_owned(),
+            now_micros: now.timestamp_micros(),
+            until_micros: (now + ttl).timestamp_micros(),
+        })
+        .await
+    }
+
+    /// Queued for the writer's next group, not waited for: giving a lease
+    /// back early only lets another process act sooner, and a release that
+    /// never lands is undone by the lease's expiry.
+    async fn release(&self, stream: &str, owner: &str) -> Result<(), StoreError> {
+        let (reply, _) = oneshot::channel();
+        let change = LeaseChange::Release {
+            stream: stream.to_owned(),
+            owner: owner.to_owned(),
+        };
+        send(
+            &self.requests,
+            Request::Lease(LeaseRequest { change, reply }),
+        )
     }
 }
 
@@ -706,29 +836,37 @@ impl From<rusqlite::Error> for Rejected {
 }
 
 impl Writer {
-    fn run(mut self, queue: mpsc::Receiver<WriteRequest>) {
+    fn run(mut self, queue: mpsc::Receiver<Request>) {
         let mut group: Vec<WriteRequest> = Vec::new();
+        let mut leases: Vec<LeaseRequest> = Vec::new();
         let mut answers: Vec<Result<AppendOutcome, StoreError>> = Vec::new();
+        let mut lease_answers: Vec<Result<bool, StoreError>> = Vec::new();
         // `recv` keeps returning queued requests after the store was closed,
         // and fails only once the queue is empty: nothing is dropped.
         while let Ok(first) = queue.recv() {
-            let mut events = first.events.len();
-            group.push(first);
-            while events < GROUP_EVENTS_MAX {
-                match queue.try_recv() {
-                    Ok(request) => {
-                        events += request.events.len();
-                        group.push(request);
+            let mut events = 0;
+            let mut next = Some(first);
+            while let Some(request) = next.take() {
+                match request {
+                    Request::Append(append) => {
+                        events += append.events.len();
+                        group.push(append);
                     }
-                    Err(_) => break,
+                    Request::Lease(lease) => leases.push(lease),
+                }
+                if events < GROUP_EVENTS_MAX {
+                    next = queue.try_recv().ok();
                 }
             }
-            self.commit_group(&group, &mut answers);
+            self.commit_group(&group, &leases, &mut answers, &mut lease_answers);
             self.counters
                 .appends
                 .fetch_add(group.len() as u64, Ordering::Relaxed);
             for (request, answer) in group.drain(..).zip(answers.drain(..)) {
                 // A caller that stopped waiting has nobody to tell.
+                let _ = request.reply.send(answer);
+            }
+            for (request, answer) in leases.drain(..).zip(lease_answers.drain(..)) {
                 let _ = request.reply.send(answer);
             }
             self.checkpoints.committed();
@@ -758,14 +896,17 @@ impl Writer {
         }
     }
 
-    /// Writes `group` in one transaction and fills `answers` (one per request).
+    /// Writes `group` and `leases` in one transaction and fills `answers`
+    /// and `lease_answers` (one per request).
     fn commit_group(
         &mut self,
         group: &[WriteRequest],
+        leases: &[LeaseRequest],
         answers: &mut Vec<Result<AppendOutcome, StoreError>>,
+        lease_answers: &mut Vec<Result<bool, StoreError>>,
     ) {
         let start_position = self.next_position;
-        match self.write_group(group, answers) {
+        match self.write_group(group, leases, answers, lease_answers) {
             Ok(()) => {
                 let written = self.next_position - start_position;
                 self.counters.commits.fetch_add(1, Ordering::Relaxed);
@@ -786,12 +927,11 @@ impl Writer {
                 self.heads.clear();
                 self.data_version = -1;
                 let shared = Arc::new(error);
+                let failed = || StoreError::Unavailable(Box::new(SharedError(Arc::clone(&shared))));
                 answers.clear();
-                answers.extend(group.iter().map(|_| {
-                    Err(StoreError::Unavailable(Box::new(SharedError(Arc::clone(
-                        &shared,
-                    )))))
-                }));
+                answers.extend(group.iter().map(|_| Err(failed())));
+                lease_answers.clear();
+                lease_answers.extend(leases.iter().map(|_| Err(failed())));
             }
         }
     }
@@ -799,9 +939,12 @@ impl Writer {
     fn write_group(
         &mut self,
         group: &[WriteRequest],
+        leases: &[LeaseRequest],
         answers: &mut Vec<Result<AppendOutcome, StoreError>>,
+        lease_answers: &mut Vec<Result<bool, StoreError>>,
     ) -> rusqlite::Result<()> {
         answers.clear();
+        lease_answers.clear();
         let began = Instant::now();
         // Cached like the inserts: a group is parsed once per connection,
         // not once per commit.
@@ -826,6 +969,9 @@ impl Writer {
             };
             answers.push(answer);
         }
+        for lease in leases {
+            lease_answers.push(Ok(self.write_lease(&lease.change)?));
+        }
         let committing = Instant::now();
         self.conn.prepare_cached("COMMIT")?.execute([])?;
         let committed = Instant::now();
@@ -837,6 +983,38 @@ impl Writer {
             .commit_micros
             .fetch_add(micros(committed - committing), Ordering::Relaxed);
         Ok(())
+    }
+
+    /// Changes one step lease inside the open transaction; whether the
+    /// lease is the caller's now.
+    fn write_lease(&self, change: &LeaseChange) -> rusqlite::Result<bool> {
+        match change {
+            LeaseChange::Acquire {
+                stream,
+                owner,
+                now_micros,
+                until_micros,
+            } => {
+                // One statement: take a free or expired lease, or renew our own.
+                let changed = self
+                    .conn
+                    .prepare_cached(
+                        "INSERT INTO step_leases (stream, owner, expires_at_micros) \
+                         VALUES (?1, ?2, ?3) ON CONFLICT (stream) DO UPDATE \
+                         SET owner = excluded.owner, expires_at_micros = excluded.expires_at_micros \
+                         WHERE step_leases.expires_at_micros <= ?4 \
+                         OR step_leases.owner = excluded.owner",
+                    )?
+                    .execute(params![stream, owner, until_micros, now_micros])?;
+                Ok(changed == 1)
+            }
+            LeaseChange::Release { stream, owner } => {
+                self.conn
+                    .prepare_cached("DELETE FROM step_leases WHERE stream = ?1 AND owner = ?2")?
+                    .execute(params![stream, owner])?;
+                Ok(true)
+            }
+        }
     }
 
     /// Checks and inserts one request inside the open transaction.

@@ -20,7 +20,6 @@ use anyhow::Context;
 use axum::response::IntoResponse;
 use paycode_adapters::channel::rate_limit::RateLimits;
 use paycode_adapters::clock::{Clock, SystemClock};
-use paycode_adapters::lease::LocalLeases;
 use paycode_adapters::store::SqliteStore;
 use paycode_domain::{MerchantId, Policy};
 
@@ -90,21 +89,25 @@ async fn e2e(args: &BenchArgs) -> anyhow::Result<()> {
     let store = Arc::new(
         SqliteStore::open(&db_path).with_context(|| format!("opening {}", db_path.display()))?,
     );
-    let service = Service::start(Parts {
-        store,
-        channels: in_process.channels.clone(),
-        clock,
-        policy: Policy::default(),
-        api_keys: vec![ApiKey::full(
-            DEMO_API_KEY,
-            MerchantId::parse(DEMO_MERCHANT)?,
-            "api_keys[0]",
-        )],
-        limits: crate::http::limits::ServerLimits::unthrottled(),
-        fingerprint_key: crate::service::fingerprint::FingerprintKey::random(),
-        leases: Arc::new(LocalLeases),
-        ids: Arc::new(paycode_adapters::ids::RandomIds),
-    })
+    let (leases, views) = super::serving_beside(&store, &db_path)?;
+    let service = Service::start_with_views(
+        Parts {
+            store,
+            channels: in_process.channels.clone(),
+            clock,
+            policy: Policy::default(),
+            api_keys: vec![ApiKey::full(
+                DEMO_API_KEY,
+                MerchantId::parse(DEMO_MERCHANT)?,
+                "api_keys[0]",
+            )],
+            limits: crate::http::limits::ServerLimits::unthrottled(),
+            fingerprint_key: crate::service::fingerprint::FingerprintKey::random(),
+            leases,
+            ids: Arc::new(paycode_adapters::ids::RandomIds),
+        },
+        Some(views),
+    )
     .await?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base = format!("http://{}", listener.local_addr()?);

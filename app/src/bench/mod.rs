@@ -392,3 +392,26 @@ fn remove_if_present(path: &Path) -> anyhow::Result<()> {
         Err(error) => Err(error).with_context(|| format!("removing {}", path.display())),
     }
 }
+
+/// What `paycode serve` runs beside the SQLite ledger at `db_path` (opened
+/// already), so that a benchmark measures the same path: the step leases in
+/// the ledger's file and the read models in a new file beside it.
+fn serving_beside(
+    store: &SqliteStore,
+    db_path: &Path,
+) -> anyhow::Result<(
+    Arc<dyn paycode_adapters::lease::StepLease>,
+    Arc<dyn paycode_adapters::read_models::ReadModelStore>,
+)> {
+    let views_path = paycode_adapters::read_models::SqliteReadModelStore::path_beside(db_path);
+    for suffix in ["", "-wal", "-shm"] {
+        let mut name = views_path.as_os_str().to_owned();
+        name.push(suffix);
+        remove_if_present(Path::new(&name))?;
+    }
+    Ok((
+        Arc::new(store.leases()),
+        crate::read::runner::open_read_models(&views_path)
+            .with_context(|| format!("opening {}", views_path.display()))?,
+    ))
+}

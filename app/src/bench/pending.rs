@@ -23,7 +23,6 @@ use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 use paycode_adapters::channel::rate_limit::RateLimits;
 use paycode_adapters::clock::Clock;
-use paycode_adapters::lease::LocalLeases;
 use paycode_adapters::store::{EventStore, SqliteStore};
 use paycode_domain::payment::{Event, Fact, SubmitPayment, UserPaying};
 
@@ -187,21 +186,25 @@ async fn pending(args: &BenchArgs) -> anyhow::Result<()> {
     )
     .await?;
     let db_path = dir.path().join("bench-pending.db");
-    let store: Arc<dyn EventStore> = Arc::new(
-        SqliteStore::open(&db_path).with_context(|| format!("opening {}", db_path.display()))?,
-    );
+    let opened =
+        SqliteStore::open(&db_path).with_context(|| format!("opening {}", db_path.display()))?;
+    let (leases, views) = super::serving_beside(&opened, &db_path)?;
+    let store: Arc<dyn EventStore> = Arc::new(opened);
     let merchant = MerchantId::parse(DEMO_MERCHANT)?;
-    let service = Service::start(Parts {
-        store: store.clone(),
-        channels: in_process.channels.clone(),
-        clock: shared,
-        policy,
-        api_keys: vec![ApiKey::full(DEMO_API_KEY, merchant.clone(), "api_keys[0]")],
-        limits: crate::http::limits::ServerLimits::unthrottled(),
-        fingerprint_key: crate::service::fingerprint::FingerprintKey::random(),
-        leases: Arc::new(LocalLeases),
-        ids: Arc::new(paycode_adapters::ids::RandomIds),
-    })
+    let service = Service::start_with_views(
+        Parts {
+            store: store.clone(),
+            channels: in_process.channels.clone(),
+            clock: shared,
+            policy,
+            api_keys: vec![ApiKey::full(DEMO_API_KEY, merchant.clone(), "api_keys[0]")],
+            limits: crate::http::limits::ServerLimits::unthrottled(),
+            fingerprint_key: crate::service::fingerprint::FingerprintKey::random(),
+            leases,
+            ids: Arc::new(paycode_adapters::ids::RandomIds),
+        },
+        Some(views),
+    )
     .await?;
     let runtime = service.runtime().clone();
     println!(

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use paycode_adapters::lease::{LocalLeases, SqliteLeases, StepLease};
+use paycode_adapters::lease::{LocalLeases, StepLease};
 use paycode_adapters::read_models::{ReadModelStore, SqliteReadModelStore};
 use paycode_adapters::store::eventstoredb::{EventStoreDbStore, Namespace};
 use paycode_adapters::store::{EventStore, MemoryStore, SqliteStore};
@@ -25,13 +25,7 @@ pub const CONNECT_TIMEOUT_SECS: u64 = 5;
 /// Opens the configured event store.
 pub fn open_store(config: &Config) -> anyhow::Result<Arc<dyn EventStore>> {
     Ok(match config.store.kind {
-        StoreKind::Sqlite => {
-            let path = config.resolve(&config.store.path);
-            Arc::new(
-                SqliteStore::open(&path)
-                    .with_context(|| format!("store.path: opening {}", path.display()))?,
-            )
-        }
+        StoreKind::Sqlite => Arc::new(open_sqlite(config)?),
         StoreKind::Memory => Arc::new(MemoryStore::new()),
         StoreKind::Eventstoredb => {
             let url = config.store.url.as_deref().context(
@@ -53,13 +47,25 @@ pub fn open_store(config: &Config) -> anyhow::Result<Arc<dyn EventStore>> {
     })
 }
 
-/// Who may act on an order's step: processes sharing a SQLite file agree
-/// through the file; on other stores one process acts alone (the expected
-/// version stays the fence either way).
-pub fn open_leases(config: &Config) -> anyhow::Result<Arc<dyn StepLease>> {
+fn open_sqlite(config: &Config) -> anyhow::Result<SqliteStore> {
+    let path = config.resolve(&config.store.path);
+    SqliteStore::open(&path).with_context(|| format!("store.path: opening {}", path.display()))
+}
+
+/// The configured event store, and who may act on an order's step:
+/// processes sharing a SQLite file agree through the file (the store's
+/// leases, written by its writer); on other stores one process acts alone
+/// (the expected version stays the fence either way).
+pub fn open_store_and_leases(
+    config: &Config,
+) -> anyhow::Result<(Arc<dyn EventStore>, Arc<dyn StepLease>)> {
     Ok(match config.store.kind {
-        StoreKind::Sqlite => Arc::new(SqliteLeases::open(&config.resolve(&config.store.path))?),
-        StoreKind::Memory | StoreKind::Eventstoredb => Arc::new(LocalLeases),
+        StoreKind::Sqlite => {
+            let store = open_sqlite(config)?;
+            let leases = Arc::new(store.leases());
+            (Arc::new(store), leases)
+        }
+        StoreKind::Memory | StoreKind::Eventstoredb => (open_store(config)?, Arc::new(LocalLeases)),
     })
 }
 

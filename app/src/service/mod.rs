@@ -62,7 +62,7 @@ pub struct Parts {
     /// Fingerprints payment codes: the ledger's own, or random in memory.
     pub fingerprint_key: FingerprintKey,
     /// Who may act on an order's step: `LocalLeases` for one process,
-    /// `SqliteLeases` when several processes share a SQLite file.
+    /// `SqliteStore::leases` when several processes may share a SQLite file.
     pub leases: Arc<dyn StepLease>,
     /// Where command (and so event) ids come from: `RandomIds` but in simulations.
     pub ids: Arc<dyn IdSource>,

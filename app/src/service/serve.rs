@@ -20,7 +20,7 @@ use super::{Parts, Service};
 use crate::config::clients::{ConnectedChannels, api_keys, build as build_clients};
 use crate::config::secrets::check_secret_files;
 use crate::config::store::{
-    open_fingerprint_key, open_leases, open_serving_read_models, open_store, read_models_path,
+    open_fingerprint_key, open_serving_read_models, open_store_and_leases, read_models_path,
 };
 use crate::config::{Config, LogFormat, StoreKind};
 
@@ -87,7 +87,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     } else {
         Some(build_clients(&config)?)
     };
-    let store = open_store(&config)?;
+    let (store, leases) = open_store_and_leases(&config)?;
     let marked = check_environment(&config, store.clone(), clock.clone()).await?;
     let connected = match configured {
         Some(channels) => ConnectedChannels {
@@ -96,7 +96,6 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         },
         None => ConnectedChannels::connect(&config, clock.clone()).await?,
     };
-    let leases = open_leases(&config)?;
     let read_models = open_serving_read_models(&config)?;
     let limits = config.server.limits()?;
     let fingerprint_key = open_fingerprint_key(&config)?;

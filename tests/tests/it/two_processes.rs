@@ -5,7 +5,6 @@
 use std::sync::Arc;
 
 use paycode_adapters::clock::{Clock, ManualClock};
-use paycode_adapters::lease::SqliteLeases;
 use paycode_adapters::store::{EventStore, SqliteStore};
 use paycode_domain::Channel;
 use paycode_tests::{ScriptedChannel, TestApp, start_time};
@@ -33,8 +32,9 @@ impl Deployment {
 
     /// A new process on the shared file.
     async fn process(&self) -> TestApp {
-        let store: Arc<dyn EventStore> = Arc::new(SqliteStore::open(&self.path).unwrap());
-        let leases = Arc::new(SqliteLeases::open(&self.path).unwrap());
+        let opened = SqliteStore::open(&self.path).unwrap();
+        let leases = Arc::new(opened.leases());
+        let store: Arc<dyn EventStore> = Arc::new(opened);
         TestApp::spawn_with(
             store,
             leases,
