@@ -3,7 +3,9 @@
 //! codes (`…00`) and `?wait`, so each answer comes once the order is paid:
 //! request parsing, the durable `Submitted`, the signed pay call to the
 //! in-process sandbox over HTTP, the `Paid` append on the SQLite store, and
-//! the answer. Rate limits (the API's and the channels') are lifted.
+//! the answer. Rate limits (the API's and the channels') are lifted. The
+//! service runs as `paycode serve` runs on a SQLite ledger: the store's
+//! step leases and the read models in their file beside the ledger.
 //!
 //! Beside its figures it prints two floors measured in the same run: the
 //! rate of a trivial axum handler (parse the body, answer `paid`) driven by

@@ -3,7 +3,8 @@
 //!
 //! Setup, with the simulated clock stopped: `--orders` payments with the
 //! never-pays code (`…02`) go through the runtime to the in-process sandbox
-//! (SQLite ledger and sandbox state in files), their creation spread evenly
+//! (SQLite ledger, read models and sandbox state in files, and the store's
+//! step leases, as `paycode serve` runs), their creation spread evenly
 //! over one poll interval of simulated time, so their first queries fall due
 //! evenly over the next interval. Once every order waits, the process's
 //! resident memory growth per pending order is measured.
