@@ -253,7 +253,7 @@ async fn revokes_that_keep_asking_for_a_retry_end_in_manual_review_and_are_liste
     app.settle("R7", "manual_review", 5).await;
     assert_eq!(app.wechat.count("revoke", "R7"), 5);
     let mut listed = Value::Null;
-    for _ in 0..100 {
+    for _ in 0..500 {
         let (status, page) = app
             .call("GET", "/v1/payments?status=manual_review&limit=10", None)
             .await;

@@ -72,11 +72,11 @@ async fn refund_reaches(app: &TestApp, order_no: &str, refund_no: &str, status: 
 }
 
 /// The order numbers of the operators' queue (`?status=manual_review`)
-/// once they are `expected`, or as they last were after a second: the list
-/// follows the log, so it may lag a write by a moment.
+/// once they are `expected`, or as they last were after five seconds: the
+/// list follows the log, so it may lag a write by a moment.
 async fn queue_becomes(app: &TestApp, expected: &[&str]) -> Vec<String> {
     let mut queued = Vec::new();
-    for _ in 0..200 {
+    for _ in 0..1000 {
         let (status, page) = app
             .call("GET", "/v1/payments?status=manual_review", None)
             .await;
