@@ -434,25 +434,8 @@ mod tests {
             Arc::new(ManualClock::starting_at(start)),
         );
         let stream = "payment-demo-A1";
-        let submit = Command::new(
-            CommandId(Uuid::from_u128(1)),
-            CommandKind::SubmitPayment(SubmitPayment {
-                merchant_id: MerchantId::parse("demo").unwrap(),
-                order_no: OrderNo::parse("A1").unwrap(),
-                auth_code: AuthCode::parse("134567890123456789").unwrap(),
-                auth_code_fingerprint: None,
-                amount: "1.00".parse().unwrap(),
-                subject: "Coffee".into(),
-            }),
-        );
-        ledger.execute(stream, &submit).await.unwrap();
-        let paid = Command::new(
-            CommandId(Uuid::from_u128(2)),
-            CommandKind::RecordPayAnswer(ChannelAnswer::new(PayOutcome::Paid {
-                channel_trade_no: "4200000001".into(),
-                paid_at: Some(start),
-            })),
-        );
+        ledger.execute(stream, &submit_a1(1)).await.unwrap();
+        let paid = pay_answer(2, start);
         let outcome = tokio::spawn(async move { ledger.execute(stream, &paid).await }).await;
         match outcome {
             Err(panicked) => {
