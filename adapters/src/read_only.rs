@@ -136,7 +136,28 @@ impl ReadOnlyFile {
 
     /// A new connection that cannot write: opened read-only, `query_only`,
     /// never checkpointing on close, temporary tables in memory.
+    ///
+    /// A live ledger's service may stop between [`ReadOnlyFile::at`] and
+    /// this open: its last connection copies the WAL into the file and
+    /// removes the `-wal` and `-shm`, and the read-only `-shm` can no longer
+    /// be opened. Then the file is looked at again and, if every commit is
+    /// now in it, opened `immutable=1`. (SQLite's failed first open may
+    /// leave an empty `-wal` behind, which no reader takes for commits.)
     pub fn connect(&self) -> Result<Connection, ReadOnlyError> {
+        match self.open() {
+            Err(error) if self.mode == ReadOnlyMode::WithWal => {
+                let again = ReadOnlyFile::at(&self.path)?;
+                if again.mode == ReadOnlyMode::Immutable {
+                    again.open()
+                } else {
+                    Err(error)
+                }
+            }
+            result => result,
+        }
+    }
+
+    fn open(&self) -> Result<Connection, ReadOnlyError> {
         let error = |source| ReadOnlyError::Sqlite {
             path: self.path.clone(),
             source,
@@ -149,7 +170,10 @@ impl ReadOnlyFile {
             conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)?;
             conn.pragma_update(None, "query_only", true)?;
             conn.pragma_update(None, "temp_store", "MEMORY")?;
-            conn.busy_timeout(Duration::from_millis(BUSY_TIMEOUT_MS))
+            conn.busy_timeout(Duration::from_millis(BUSY_TIMEOUT_MS))?;
+            // SQLite opens the file (and the `-shm`) at the first read:
+            // read now, so that an open that cannot succeed fails here.
+            conn.query_row("SELECT count(*) FROM sqlite_schema", [], |_| Ok(()))
         };
         configure().map_err(error)?;
         Ok(conn)
@@ -180,6 +204,34 @@ fn uri_path(path: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_ledger_closed_between_the_look_and_the_open_is_read_from_its_file() {
+        // A live WAL ledger is looked at (WithWal); its last connection then closes,
+        // checkpointing and removing the -wal and -shm; the read-only open still succeeds.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ledger.db");
+        let writer = Connection::open(&path).unwrap();
+        writer
+            .execute_batch(
+                "PRAGMA journal_mode = WAL; PRAGMA wal_autocheckpoint = 0;
+                 CREATE TABLE t (x INTEGER); INSERT INTO t VALUES (7);",
+            )
+            .unwrap();
+        let file = ReadOnlyFile::at(&path).unwrap();
+        assert_eq!(file.mode(), ReadOnlyMode::WithWal);
+        drop(writer);
+        assert!(!beside(&path, "-wal").exists(), "the close removed the WAL");
+        let conn = file.connect().unwrap();
+        let x: i64 = conn
+            .query_row("SELECT x FROM t", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(x, 7);
+        // The failed first open may leave an empty -wal (nothing SQLite reads).
+        let wal_bytes = std::fs::metadata(beside(&path, "-wal")).map_or(0, |m| m.len());
+        assert_eq!(wal_bytes, 0);
+        assert!(!beside(&path, "-shm").exists(), "no -shm made");
+    }
 
     #[test]
     fn uri_paths_escape_what_sqlite_would_read_as_a_query() {

@@ -26,6 +26,7 @@ use crate::set::{Projections, StoredChange};
 type Stored = BTreeMap<(&'static str, String), String>;
 
 /// One event of a mixed log.
+#[derive(Clone)]
 enum Entry {
     Payment(sample::SampleEvent),
     Reconciliation {
@@ -219,7 +220,8 @@ proptest! {
 
     /// A follower that stores each batch's changes with its position, restarts
     /// from that checkpoint (seeding orders from the log before it) and
-    /// forgets settled orders, holds exactly the rows of a rebuild from 0.
+    /// forgets settled orders (and, when bounded, the least recently moved
+    /// beyond `keep`), holds exactly the rows of a rebuild from 0.
     #[test]
     fn a_restarted_follower_equals_the_rebuild_from_zero(
         orders in 1..25usize,
@@ -227,6 +229,7 @@ proptest! {
         sizes in prop::collection::vec(1..30usize, 1..6),
         restarts in prop::collection::vec(any::<bool>(), 1..10),
         lean in any::<bool>(),
+        keep in prop::option::of(0..6usize),
     ) {
         let log = log(orders, seed);
         // The runner's lean tables store exactly what full tables do.
@@ -252,6 +255,10 @@ proptest! {
             store(&mut stored, changes.to_stored());
             checkpoint = changes.position;
             follower.forget(|fold| fold.state.status().is_some_and(PaymentStatus::is_terminal));
+            if let Some(keep) = keep {
+                follower.forget_least_recent(keep);
+                prop_assert!(follower.orders_in_memory() <= keep + keep / 4);
+            }
         }
         prop_assert_eq!(checkpoint, log.len() as u64);
         prop_assert_eq!(stored, stored_form(&rebuild(&log)));
@@ -342,4 +349,53 @@ fn streams_that_are_not_payments_only_move_the_position() {
     assert!(projections.take_changes().is_empty());
     projections.pass(5);
     assert_eq!(projections.position(), 5);
+}
+
+#[test]
+fn the_least_recently_moved_orders_are_the_ones_forgotten() {
+    // Ten orders, one event each, then orders 0 and 1 move again: bounded to
+    // 4, the follower keeps 0, 1 and the two newest of the rest (8, 9).
+    let firsts: Vec<Entry> = log(10, 3)
+        .into_iter()
+        .filter(|entry| matches!(entry, Entry::Payment(_)) && entry.version() == 0)
+        .take(10)
+        .collect();
+    assert_eq!(firsts.len(), 10);
+    let mut follower = Projections::lean_starting_after(0);
+    for index in 0..firsts.len() {
+        apply(&mut follower, &firsts, index);
+    }
+    let again: Vec<Entry> = vec![firsts[0].clone(), firsts[1].clone()];
+    for (n, entry) in again.iter().enumerate() {
+        let Entry::Payment(sample) = entry else {
+            unreachable!("payments only")
+        };
+        assert!(follower.apply(PositionedEvent {
+            position: 11 + n as u64,
+            stream: &sample.stream,
+            version: sample.version,
+            event: &sample.event,
+        }));
+    }
+    follower.forget_least_recent(4);
+    assert_eq!(
+        follower.orders_in_memory(),
+        10,
+        "dirty orders are never forgotten"
+    );
+    follower.take_changes();
+    follower.forget_least_recent(8);
+    assert_eq!(
+        follower.orders_in_memory(),
+        10,
+        "within the quarter's slack"
+    );
+    follower.forget_least_recent(4);
+    assert_eq!(follower.orders_in_memory(), 4);
+    for kept in [0, 1, 8, 9] {
+        assert!(follower.knows(firsts[kept].stream()), "order {kept} kept");
+    }
+    for (dropped, entry) in firsts.iter().enumerate().take(8).skip(2) {
+        assert!(!follower.knows(entry.stream()), "order {dropped} dropped");
+    }
 }

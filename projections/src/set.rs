@@ -38,6 +38,9 @@ struct Slot {
     stream: String,
     fold: OrderFold,
     dirty: bool,
+    /// The position of the last event applied to it (0: seeded only), to
+    /// tell the least recently moved orders ([`Projections::forget_least_recent`]).
+    touched: u64,
 }
 
 /// Every read model, with the position of the last event applied.
@@ -213,6 +216,7 @@ impl Projections {
         };
         let slot = &mut self.slots[index];
         slot.fold.apply(event.version, event.event);
+        slot.touched = event.position;
         if !slot.dirty {
             slot.dirty = true;
             self.dirty.push(index);
@@ -358,19 +362,53 @@ impl Projections {
         }
         let mut index = 0;
         while index < self.slots.len() {
-            if !settled(&self.slots[index].fold) {
+            if settled(&self.slots[index].fold) {
+                self.remove_slot(index);
+            } else {
                 index += 1;
-                continue;
             }
-            let slot = self.slots.swap_remove(index);
-            self.by_stream.remove(&slot.stream);
-            self.order_status.forget(&slot.fold.key);
-            self.refunds.forget(&slot.fold.key);
-            self.operator_queue.forget(&slot.fold.key);
-            self.in_flight.forget(&slot.fold.key);
-            if let Some(moved) = self.slots.get(index) {
-                self.by_stream.insert(moved.stream.clone(), index);
-            }
+        }
+    }
+
+    /// Bounds the orders folded in memory: once more than `keep` plus a
+    /// quarter are, drops the least recently moved down to `keep` (their
+    /// rows stay stored; their next event seeds them again, as after a
+    /// restart). Memory then follows `keep`, not the number of orders still
+    /// waiting for something; the price is a read of an order's stream when
+    /// it moves after being dropped. The quarter's slack makes the choice,
+    /// linear in the orders held, run once per `keep / 4` new orders.
+    /// Call it between batches, like [`Projections::forget`].
+    pub fn forget_least_recent(&mut self, keep: usize) {
+        if !self.dirty.is_empty() || self.slots.len() <= keep + keep / 4 {
+            return;
+        }
+        let excess = self.slots.len() - keep;
+        let mut by_age: Vec<(u64, usize)> = self
+            .slots
+            .iter()
+            .enumerate()
+            .map(|(index, slot)| (slot.touched, index))
+            .collect();
+        by_age.select_nth_unstable(excess - 1);
+        let mut oldest: Vec<usize> = by_age[..excess].iter().map(|(_, index)| *index).collect();
+        // From the highest index down: `swap_remove` moves the last slot,
+        // which is then never one still to be removed.
+        oldest.sort_unstable_by(|a, b| b.cmp(a));
+        for index in oldest {
+            self.remove_slot(index);
+        }
+    }
+
+    /// Removes the slot at `index` and its keys, moving the last slot into its place.
+    fn remove_slot(&mut self, index: usize) {
+        let slot = self.slots.swap_remove(index);
+        self.by_stream.remove(&slot.stream);
+        self.order_status.forget(&slot.fold.key);
+        self.refunds.forget(&slot.fold.key);
+        self.operator_queue.forget(&slot.fold.key);
+        self.in_flight.forget(&slot.fold.key);
+        if let Some(moved) = self.slots.get(index) {
+            self.by_stream.insert(moved.stream.clone(), index);
         }
     }
 
@@ -398,6 +436,7 @@ impl Projections {
                 order_no,
             }),
             dirty: false,
+            touched: self.position,
         });
         self.by_stream.insert(stream.to_owned(), index);
         Some(index)

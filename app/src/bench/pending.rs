@@ -43,6 +43,14 @@ struct Summary {
     orders: u64,
     p99_lateness_ms: f64,
     rss_bytes_per_order: u64,
+    /// The part of `rss_bytes_per_order` the process allocated.
+    anon_bytes_per_order: u64,
+    /// The part that is file pages mapped (the ledger read in place).
+    file_bytes_per_order: u64,
+    /// What each order of the second half added: the per-order cost,
+    /// without the fixed costs the average spreads over the orders.
+    marginal_rss_bytes_per_order: u64,
+    marginal_anon_bytes_per_order: u64,
     p50_lateness_ms: f64,
     max_lateness_ms: f64,
     speed: f64,
@@ -148,6 +156,41 @@ fn rss_bytes() -> u64 {
         .map_or(0, |pages| pages * PAGE)
 }
 
+/// Resident memory in two parts: anonymous (the heap: what the process
+/// allocated) and file pages mapped (mostly the ledger's pages that the
+/// read connections map, shared with the kernel's page cache and dropped
+/// under memory pressure), in bytes; zeros where `/proc` has no such lines.
+fn rss_parts() -> (u64, u64) {
+    (
+        super::reconcile::proc_status_bytes("RssAnon:"),
+        super::reconcile::proc_status_bytes("RssFile:"),
+    )
+}
+
+/// The process's resident memory at one moment, less the bench's own map
+/// of due times (its strings and table), which paycode does not hold.
+#[derive(Debug, Default, Clone, Copy)]
+struct Memory {
+    rss: u64,
+    anon: u64,
+    file: u64,
+}
+
+impl Memory {
+    async fn now(due: &HashMap<String, DateTime<Utc>>) -> Memory {
+        // Settle the allocator before reading the figures.
+        tokio::time::sleep(StdDuration::from_millis(200)).await;
+        let bench_own =
+            due.capacity() as u64 * 48 + due.keys().map(|key| key.len() as u64).sum::<u64>();
+        let (anon, file) = rss_parts();
+        Memory {
+            rss: rss_bytes().saturating_sub(bench_own),
+            anon: anon.saturating_sub(bench_own),
+            file,
+        }
+    }
+}
+
 pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.orders > 0, "--orders must be at least 1");
     anyhow::ensure!(
@@ -215,80 +258,97 @@ async fn pending(args: &BenchArgs) -> anyhow::Result<()> {
         args.speed
     );
 
-    // Setup: every order submitted and answered USERPAYING, clock stopped.
+    // Setup: every order submitted and answered USERPAYING, clock stopped;
+    // memory read when half of them wait, and when all of them do.
     let rss_before = rss_bytes();
+    let (anon_before, file_before) = rss_parts();
     let setup_started = Instant::now();
     let in_flight = Arc::new(Semaphore::new(256));
     let step = poll / i32::try_from(args.orders).unwrap_or(i32::MAX);
     let amount = Money::from_fen(100)?;
-    for n in 0..args.orders {
-        clock.set(start + step * i32::try_from(n).unwrap_or(i32::MAX));
-        let permit = in_flight.clone().acquire_owned().await?;
-        let (runtime, merchant) = (runtime.clone(), merchant.clone());
-        tokio::spawn(async move {
-            let order_no = OrderNo::parse(&format!("P{n:09}")).expect("a valid order number");
-            let code = AuthCode::parse(&format!("13{n:014}02")).expect("a valid code");
-            let result = runtime
-                .submit(
-                    CommandId(Uuid::now_v7()),
-                    None,
-                    SubmitPayment {
-                        merchant_id: merchant,
-                        order_no: order_no.clone(),
-                        auth_code: code,
-                        auth_code_fingerprint: None,
-                        amount,
-                        subject: "bench".into(),
-                    },
-                )
-                .await;
-            if let Err(error) = result {
-                eprintln!("submitting {order_no}: {error}");
-            }
-            drop(permit);
-        });
-    }
-    clock.set(start + poll);
-    // Every pay answer recorded: as many `UserPaying` as orders.
     let mut due: HashMap<String, DateTime<Utc>> = HashMap::new();
     let mut position = 1;
-    while (due.len() as u64) < args.orders {
-        let events = store.read_all(position, 4096).await?;
-        if events.is_empty() {
-            anyhow::ensure!(
-                setup_started.elapsed() < StdDuration::from_secs(600),
-                "only {} of {} orders got their pay answer within 10 minutes",
-                due.len(),
-                args.orders
-            );
-            tokio::time::sleep(StdDuration::from_millis(20)).await;
-            continue;
+    let half = args.orders / 2;
+    let mut at_half = Memory::default();
+    for orders in [0..half, half..args.orders] {
+        let waiting = orders.end;
+        for n in orders {
+            clock.set(start + step * i32::try_from(n).unwrap_or(i32::MAX));
+            let permit = in_flight.clone().acquire_owned().await?;
+            let (runtime, merchant) = (runtime.clone(), merchant.clone());
+            tokio::spawn(async move {
+                let order_no = OrderNo::parse(&format!("P{n:09}")).expect("a valid order number");
+                let code = AuthCode::parse(&format!("13{n:014}02")).expect("a valid code");
+                let result = runtime
+                    .submit(
+                        CommandId(Uuid::now_v7()),
+                        None,
+                        SubmitPayment {
+                            merchant_id: merchant,
+                            order_no: order_no.clone(),
+                            auth_code: code,
+                            auth_code_fingerprint: None,
+                            amount,
+                            subject: "bench".into(),
+                        },
+                    )
+                    .await;
+                if let Err(error) = result {
+                    eprintln!("submitting {order_no}: {error}");
+                }
+                drop(permit);
+            });
         }
-        for recorded in &events {
-            position = recorded.position + 1;
-            if recorded.event_type == "UserPaying" {
-                let event: Event = recorded.decode()?;
-                if let Fact::UserPaying(UserPaying { next_query_at, .. }) = event.fact {
-                    due.insert(recorded.stream.clone(), next_query_at);
+        // Every pay answer recorded: as many `UserPaying` as orders so far.
+        while (due.len() as u64) < waiting {
+            let events = store.read_all(position, 4096).await?;
+            if events.is_empty() {
+                anyhow::ensure!(
+                    setup_started.elapsed() < StdDuration::from_secs(600),
+                    "only {} of {} orders got their pay answer within 10 minutes",
+                    due.len(),
+                    args.orders
+                );
+                tokio::time::sleep(StdDuration::from_millis(20)).await;
+                continue;
+            }
+            for recorded in &events {
+                position = recorded.position + 1;
+                if recorded.event_type == "UserPaying" {
+                    let event: Event = recorded.decode()?;
+                    if let Fact::UserPaying(UserPaying { next_query_at, .. }) = event.fact {
+                        due.insert(recorded.stream.clone(), next_query_at);
+                    }
                 }
             }
         }
+        if waiting == half {
+            at_half = Memory::now(&due).await;
+        }
     }
+    clock.set(start + poll);
     let setup_secs = setup_started.elapsed().as_secs_f64();
-    // Settle the allocator before reading the memory figure.
-    tokio::time::sleep(StdDuration::from_millis(200)).await;
-    let rss_after = rss_bytes();
-    let due_bytes = due.capacity() as u64 * 48 + due.keys().map(|k| k.len() as u64).sum::<u64>();
-    let rss_per_order = rss_after
-        .saturating_sub(rss_before)
-        .saturating_sub(due_bytes)
-        / args.orders;
+    let at_end = Memory::now(&due).await;
+    let per_order =
+        |after: u64, before: u64, orders: u64| after.saturating_sub(before) / orders.max(1);
+    let rss_per_order = per_order(at_end.rss, rss_before, args.orders);
+    let anon_per_order = per_order(at_end.anon, anon_before, args.orders);
+    let file_per_order = per_order(at_end.file, file_before, args.orders);
+    let second_half = args.orders - half;
+    let marginal_rss = per_order(at_end.rss, at_half.rss, second_half);
+    let marginal_anon = per_order(at_end.anon, at_half.anon, second_half);
+    let marginal_file = per_order(at_end.file, at_half.file, second_half);
     println!(
         "setup: {} orders waiting after {setup_secs:.1} s; {} pending timers; resident memory +{:.1} MiB \
-         ({rss_per_order} bytes per pending order, the bench's own due-time map excluded)",
+         ({rss_per_order} bytes per pending order: {anon_per_order} allocated, {file_per_order} of file pages mapped)",
         args.orders,
         runtime.pending_orders(),
-        rss_after.saturating_sub(rss_before) as f64 / 1_048_576.0,
+        at_end.rss.saturating_sub(rss_before) as f64 / 1_048_576.0,
+    );
+    println!(
+        "memory: each order of the second half added {marginal_rss} bytes ({marginal_anon} allocated, \
+         {marginal_file} of file pages mapped); the rest of the average is fixed (caches, connections); \
+         the bench's own due-time map is left out of every figure"
     );
 
     // Run: the clock moves; every first query is answered and recorded.
@@ -343,6 +403,10 @@ async fn pending(args: &BenchArgs) -> anyhow::Result<()> {
         orders: args.orders,
         p99_lateness_ms: round3(p99),
         rss_bytes_per_order: rss_per_order,
+        anon_bytes_per_order: anon_per_order,
+        file_bytes_per_order: file_per_order,
+        marginal_rss_bytes_per_order: marginal_rss,
+        marginal_anon_bytes_per_order: marginal_anon,
         p50_lateness_ms: round3(p50),
         max_lateness_ms: round3(max),
         speed: args.speed,

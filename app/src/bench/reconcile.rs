@@ -583,7 +583,7 @@ fn check(report: &Report, expected: &BTreeSet<Expected>) -> anyhow::Result<()> {
 }
 
 /// A line of `/proc/self/status` in bytes (`VmHWM`, `VmRSS`); 0 elsewhere.
-fn proc_status_bytes(field: &str) -> u64 {
+pub(super) fn proc_status_bytes(field: &str) -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|status| {

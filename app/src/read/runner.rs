@@ -16,6 +16,7 @@
 //! With sparse positions (EventStoreDB) every event read is final and the
 //! runner never waits.
 
+use std::collections::HashSet;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,8 +31,18 @@ use paycode_projections::{
     PROJECTION_NAMES, PositionedEvent, PositionedReconciliation, Projections, is_payment_stream,
     is_reconciliation_stream,
 };
+use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tracing::{info, warn};
+
+/// The default of [`RunnerOptions::orders_in_memory_max`]: ample for the
+/// orders a busy service moves within seconds (`bench e2e` has a few
+/// hundred unsettled at once), so that only orders that wait longer (for a
+/// password, a revoke, an operator) are read again when they move.
+pub const ORDERS_IN_MEMORY_MAX: usize = 4_096;
+
+/// Streams read at once to seed the orders of one batch.
+const SEED_READS_IN_PARALLEL: usize = 8;
 
 /// How the runner reads and waits.
 #[derive(Debug, Clone, Copy)]
@@ -43,6 +54,11 @@ pub struct RunnerOptions {
     pub hole_wait_max: Duration,
     /// How often a missing position is re-read while waiting.
     pub hole_poll: Duration,
+    /// Unsettled orders whose fold is kept in memory, at most (plus a
+    /// quarter between trims). Beyond it the least recently moved are
+    /// dropped and seeded again from their stream when they next move: the
+    /// runner's memory is this bound, not the number of orders waiting.
+    pub orders_in_memory_max: usize,
 }
 
 impl Default for RunnerOptions {
@@ -51,6 +67,7 @@ impl Default for RunnerOptions {
             batch_max: 1_000,
             hole_wait_max: Duration::from_secs(30),
             hole_poll: Duration::from_millis(20),
+            orders_in_memory_max: ORDERS_IN_MEMORY_MAX,
         }
     }
 }
@@ -233,15 +250,10 @@ impl ProjectionRunner {
     }
 
     async fn apply_and_store(&mut self, events: &[RecordedEvent]) -> Result<(), RunnerError> {
-        for record in events {
-            let event = decode(record)?;
-            if !matches!(event, Decoded::Ignored)
-                && record.version > 0
-                && !self.projections.knows(&record.stream)
-            {
-                self.seed(record).await?;
-            }
-            apply(&mut self.projections, record, &event);
+        let decoded = events.iter().map(decode).collect::<Result<Vec<_>, _>>()?;
+        self.seed_unknown(events, &decoded).await?;
+        for (record, event) in events.iter().zip(&decoded) {
+            apply(&mut self.projections, record, event);
         }
         let changes = self.projections.take_changes();
         let stored = changes.to_stored();
@@ -263,16 +275,59 @@ impl ProjectionRunner {
         // Settled orders need no fold in memory; a late event seeds them again.
         self.projections
             .forget(|fold| fold.state.status().is_some_and(PaymentStatus::is_terminal));
+        self.projections
+            .forget_least_recent(self.options.orders_in_memory_max);
         Ok(())
     }
 
-    /// Folds the events of `record`'s stream that came before it: those the
-    /// stored rows already reflect.
-    async fn seed(&mut self, record: &RecordedEvent) -> Result<(), RunnerError> {
-        let earlier: Vec<(u64, Decoded)> = self
-            .store
-            .read_stream(&record.stream)
-            .await?
+    /// Seeds every order of the batch whose fold is not in memory (met
+    /// again after a restart, or dropped as settled or least recently
+    /// moved) from the events before its first one in the batch. The
+    /// streams are read [`SEED_READS_IN_PARALLEL`] at a time: with many
+    /// orders waiting, most events of a batch can be of such orders.
+    async fn seed_unknown(
+        &mut self,
+        events: &[RecordedEvent],
+        decoded: &[Decoded],
+    ) -> Result<(), RunnerError> {
+        let mut firsts: Vec<&RecordedEvent> = Vec::new();
+        let mut met: HashSet<&str> = HashSet::new();
+        for (record, event) in events.iter().zip(decoded) {
+            if !matches!(event, Decoded::Ignored)
+                && met.insert(record.stream.as_str())
+                && record.version > 0
+                && !self.projections.knows(&record.stream)
+            {
+                firsts.push(record);
+            }
+        }
+        for wave in firsts.chunks(SEED_READS_IN_PARALLEL) {
+            let mut reads = JoinSet::new();
+            for (index, record) in wave.iter().enumerate() {
+                let (store, stream) = (self.store.clone(), record.stream.clone());
+                reads.spawn(async move { (index, store.read_stream(&stream).await) });
+            }
+            let mut histories: Vec<Option<Vec<RecordedEvent>>> = vec![None; wave.len()];
+            while let Some(read) = reads.join_next().await {
+                let (index, history) =
+                    read.map_err(|error| RunnerError::Task(error.to_string()))?;
+                histories[index] = Some(history?);
+            }
+            for (record, history) in wave.iter().zip(histories) {
+                self.seed(record, &history.unwrap_or_default())?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Folds the events of `record`'s stream (`history`) that came before
+    /// it: those the stored rows already reflect.
+    fn seed(
+        &mut self,
+        record: &RecordedEvent,
+        history: &[RecordedEvent],
+    ) -> Result<(), RunnerError> {
+        let earlier: Vec<(u64, Decoded)> = history
             .iter()
             .filter(|earlier| earlier.position < record.position)
             .map(|earlier| decode(earlier).map(|event| (earlier.version, event)))

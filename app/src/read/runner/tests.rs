@@ -49,6 +49,7 @@ fn options(batch_max: usize) -> RunnerOptions {
         batch_max,
         hole_wait_max: Duration::from_secs(60),
         hole_poll: Duration::from_millis(1),
+        orders_in_memory_max: ORDERS_IN_MEMORY_MAX,
     }
 }
 
@@ -133,6 +134,7 @@ async fn a_hole_is_declared_permanent_only_after_the_bounded_wait() {
             batch_max: 100,
             hole_wait_max: Duration::from_millis(100),
             hole_poll: Duration::from_millis(5),
+            orders_in_memory_max: ORDERS_IN_MEMORY_MAX,
         },
     )
     .await
@@ -192,6 +194,41 @@ async fn a_stop_between_batches_resumes_from_the_stored_checkpoint() {
         "the sample has refunds"
     );
     assert_eq!(stored, rebuilt);
+}
+
+#[tokio::test]
+async fn a_runner_holding_few_orders_seeds_the_others_again_and_stores_what_the_rebuild_holds() {
+    // 60 interleaved orders, at most 4 (plus a quarter) folded in memory: the others are
+    // dropped between batches and seeded from their streams when they move again.
+    let (store, head) = sample_store(60, 8).await;
+    let store: Arc<dyn EventStore> = Arc::new(store);
+    let run = |orders_in_memory_max| {
+        let store = store.clone();
+        async move {
+            let views = SqliteReadModelStore::in_memory(LAYOUT).unwrap();
+            let options = RunnerOptions {
+                orders_in_memory_max,
+                ..options(9)
+            };
+            let mut runner = ProjectionRunner::open(store, views.clone(), options)
+                .await
+                .unwrap();
+            let mut most_held = 0;
+            while let Step::Applied { .. } = runner.step().await.unwrap() {
+                most_held = most_held.max(runner.projections.orders_in_memory());
+            }
+            assert_eq!(runner.checkpoint(), head);
+            (most_held, stored_rows(&*views))
+        }
+    };
+    let (unbounded_held, _) = run(usize::MAX / 2).await;
+    assert!(
+        unbounded_held > 5,
+        "the sample keeps {unbounded_held} orders open at once"
+    );
+    let (bounded_held, stored) = run(4).await;
+    assert!(bounded_held <= 5, "held {bounded_held} orders");
+    assert_eq!(stored, rebuilt_rows(store.as_ref()).await);
 }
 
 #[tokio::test]
