@@ -154,7 +154,7 @@ pub async fn import(
     }
     for matched in report.matched.iter().filter(|m| !m.already_recorded) {
         let command = caused(Command::new(
-            derived_command_id(&sha256, match_key(matched)),
+            derived_command_id(&sha256, match_key(&matched)),
             CommandKind::MatchStatementLine(matched.line.clone()),
         ));
         let executed = ledger
