@@ -380,7 +380,7 @@ impl Book {
         let position = small(self.orders.len());
         self.orders.push(entry);
         if self.index.is_full(self.orders.len()) {
-            self.index = Index::with_capacity(self.orders.len() * 2);
+            self.index = Index::with_capacity(self.orders.len());
             for position in 0..self.orders.len() {
                 let hash = self.index.hash(self.order_no(position));
                 self.index.insert(hash, small(position));
