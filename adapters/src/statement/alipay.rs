@@ -30,7 +30,7 @@ use std::io::Read as _;
 
 use chrono::NaiveDate;
 use paycode_domain::payment::StatementLineKind;
-use paycode_domain::reconciliation::{Statement, StatementRow};
+use paycode_domain::reconciliation::{Statement, StatementRowRef, StatementSink};
 use paycode_domain::{Channel, Money};
 
 use super::{
@@ -72,6 +72,17 @@ pub fn parse_alipay_zip_with_limits(
     date: NaiveDate,
     limits: &AlipayZipLimits,
 ) -> Result<Statement, StatementError> {
+    read_alipay_zip(bytes, limits, Statement::new(Channel::Alipay, date))
+}
+
+/// Reads the Alipay bill zip under `limits`, handing each row of its detail
+/// file to `sink` as it is read; the sink comes back once the file has
+/// checked out whole (its footer too), and is dropped on any defect.
+pub fn read_alipay_zip<S: StatementSink>(
+    bytes: &[u8],
+    limits: &AlipayZipLimits,
+    sink: S,
+) -> Result<S, StatementError> {
     if bytes.len() > limits.zip_bytes_max {
         return Err(StatementError::ZipTooLarge {
             bytes: bytes.len(),
@@ -128,7 +139,7 @@ pub fn parse_alipay_zip_with_limits(
     }
     let entry = archive.by_index(index).map_err(zip_error)?;
     let mut lines = DetailLines::new(std::io::BufReader::new(entry.take(read_max)), checked.utf8);
-    let parsed = parse_detail_lines(&mut lines, date);
+    let parsed = parse_detail_lines(&mut lines, sink);
     match lines.error.take() {
         Some(error) => Err(io_error(error)),
         None => parsed,
@@ -234,7 +245,7 @@ pub fn parse_alipay_detail(bytes: &[u8], date: NaiveDate) -> Result<Statement, S
         return Err(defect);
     }
     let mut lines = DetailLines::new(bytes, checked.utf8);
-    parse_detail_lines(&mut lines, date)
+    parse_detail_lines(&mut lines, Statement::new(Channel::Alipay, date))
 }
 
 /// The longest line a detail file may have; real lines are a few hundred
@@ -400,11 +411,11 @@ impl<R: std::io::BufRead> Iterator for DetailLines<R> {
     }
 }
 
-/// Parses the decoded lines of a detail file.
-fn parse_detail_lines(
+/// Parses the decoded lines of a detail file, handing its rows to `sink`.
+fn parse_detail_lines<S: StatementSink>(
     lines: impl Iterator<Item = (u32, String)>,
-    date: NaiveDate,
-) -> Result<Statement, StatementError> {
+    mut sink: S,
+) -> Result<S, StatementError> {
     let mut lines = lines
         .filter(|(_, text)| !text.trim().is_empty())
         .skip_while(|(_, text)| text.starts_with('#'));
@@ -412,7 +423,6 @@ fn parse_detail_lines(
         missing: "column header (支付宝交易号,…)",
     })?;
     let columns = Columns::of_header(header_line, &header)?;
-    let mut rows = Vec::new();
     let (mut trades, mut refunds) = (Totals::default(), Totals::default());
     let mut ended = false;
     for (line, text) in lines.by_ref() {
@@ -426,7 +436,7 @@ fn parse_detail_lines(
             ended = true;
             break;
         }
-        rows.push(record(&columns, line, &text, &mut trades, &mut refunds)?);
+        sink.row(record(&columns, line, &text, &mut trades, &mut refunds)?);
     }
     if !ended {
         return Err(StatementError::Truncated {
@@ -465,20 +475,16 @@ fn parse_detail_lines(
         &refunds,
         ["退款合计：", "商家实收退款共", "商家优惠退款共"],
     )?;
-    Ok(Statement {
-        channel: Channel::Alipay,
-        date,
-        rows,
-    })
+    Ok(sink)
 }
 
-fn record(
+fn record<'a>(
     columns: &Columns,
     line: u32,
-    text: &str,
+    text: &'a str,
     trades: &mut Totals,
     refunds: &mut Totals,
-) -> Result<StatementRow, StatementError> {
+) -> Result<StatementRowRef<'a>, StatementError> {
     let fields: Vec<&str> = text.split(',').map(str::trim).collect();
     if fields.len() != columns.count {
         return Err(StatementError::ColumnCount {
@@ -517,8 +523,8 @@ fn record(
             });
         }
     };
-    let order_no = required(COLUMN_ORDER_NO)?.to_owned();
-    let channel_trade_no = required(COLUMN_TRADE_NO)?.to_owned();
+    let order_no = required(COLUMN_ORDER_NO)?;
+    let channel_trade_no = required(COLUMN_TRADE_NO)?;
     let signed_fen = fen(COLUMN_ORDER_AMOUNT)?;
     let amount = u64::try_from(signed_fen * sign)
         .ok()
@@ -550,9 +556,9 @@ fn record(
     };
     let refund_no = match kind {
         StatementLineKind::Payment => None,
-        _ => Some(batch.to_owned()).filter(|batch| !batch.is_empty()),
+        _ => Some(batch).filter(|batch| !batch.is_empty()),
     };
-    Ok(StatementRow {
+    Ok(StatementRowRef {
         line_no: line,
         kind,
         order_no,

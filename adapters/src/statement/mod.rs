@@ -1,18 +1,25 @@
-//! Statement parsers: a channel's raw daily statement turned into the
-//! channel-neutral [`Statement`] the matcher reads (docs/rules.md,
-//! "Reconciliation").
+//! Statement parsers: a channel's raw daily statement read as the
+//! channel-neutral rows the matcher takes (docs/rules.md, "Reconciliation"),
+//! handed one at a time to a [`StatementSink`]: a `Statement` that keeps
+//! them, or the matcher itself, so that a million-line statement is matched
+//! as it is read and never held as rows.
 //!
-//! - [`parse_wechat_bill`]: WeChat Pay v2's text bill (`/pay/downloadbill`),
-//!   the current 27-column and the legacy 24-column layouts, bill types
-//!   `ALL`, `SUCCESS` and `REFUND`, chosen by the header line.
-//! - [`parse_alipay_zip`]: Alipay's zip of GBK CSV files; the detail file
-//!   (`业务明细`) is read, the summary (`业务明细(汇总)`) is not.
+//! - [`read_wechat_bill`] ([`parse_wechat_bill`] into a `Statement`): WeChat
+//!   Pay v2's text bill (`/pay/downloadbill`), the current 27-column and the
+//!   legacy 24-column layouts, bill types `ALL`, `SUCCESS` and `REFUND`,
+//!   chosen by the header line; read from any `BufRead`, a line at a time.
+//! - [`read_alipay_zip`] ([`parse_alipay_zip`]): Alipay's zip of GBK CSV
+//!   files; the detail file (`业务明细`) is read, the summary (`业务明细(汇总)`)
+//!   is not.
 //! - [`parse_statement_file`]: either, for a [`StatementFile`] as a channel
 //!   client downloaded it, including "the channel has no statement that day".
+//! - [`RowCount`]: a sink that keeps nothing, to check a file whole before
+//!   it is matched.
 //!
 //! Invariants: a statement is checked against its own totals (WeChat's
-//! summary line, Alipay's footer) before it is returned, and any defect
-//! rejects the whole file: a caller never sees a partial statement. Amounts
+//! summary line, Alipay's footer) before the sink is handed back, and any
+//! defect rejects the whole file and drops the sink with the rows it was
+//! given: a caller never sees a partial statement, nor its findings. Amounts
 //! are parsed exactly into fen (no floats); times are China time (UTC+8)
 //! converted to UTC. Every error names the line and the column it is about.
 
@@ -22,14 +29,15 @@ pub mod wechat;
 use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Utc};
 use paycode_domain::Channel;
 use paycode_domain::calendar::from_china_local;
-use paycode_domain::reconciliation::Statement;
+use paycode_domain::reconciliation::{StatementRowRef, StatementSink};
 
 use crate::channel::StatementFile;
 
 pub use alipay::{
     AlipayZipLimits, parse_alipay_detail, parse_alipay_zip, parse_alipay_zip_with_limits,
+    read_alipay_zip,
 };
-pub use wechat::parse_wechat_bill;
+pub use wechat::{parse_wechat_bill, read_wechat_bill};
 
 /// Why a statement was rejected. Any of these rejects the whole file; none is
 /// a money movement, so the caller's handling is always the same shape:
@@ -64,6 +72,10 @@ pub enum StatementError {
     /// Creating"). Handle: fetch again later (WeChat: after 10:00 China time).
     #[error("the channel has not made the day's statement yet ({code}); fetch it again later")]
     NotReady { code: String },
+    /// The statement could not be read to its end (an I/O error reading a
+    /// file; bytes in memory always read). Handle: read or fetch it again.
+    #[error("line {line}: the statement could not be read: {reason}")]
+    Read { line: u32, reason: String },
     /// A line is not in the statement's encoding (WeChat UTF-8, Alipay GBK).
     /// Handle: alert; the file is damaged or not a statement.
     #[error("line {line}: not valid {encoding}")]
@@ -128,26 +140,31 @@ pub enum StatementError {
 /// WeChat's `return_msg` for a day without any trade.
 pub const WECHAT_NO_BILL_EXIST: &str = "No Bill Exist";
 
-/// Parses a statement as a channel client delivered it. A day the channel
-/// has no statement for (WeChat "No Bill Exist", Alipay `bill_not_exist`)
-/// is an empty statement: both channels say so only when the day had no
-/// trade. WeChat's "Bill Creating" is [`StatementError::NotReady`].
-pub fn parse_statement_file(
-    channel: Channel,
+/// Reads a statement as a channel client delivered it, handing its rows to
+/// `sink` (a [`Statement`] to keep them, a `Reconciler` to match them as
+/// they are read), and hands the sink back once the statement has checked
+/// out whole. A day the channel has no statement for (WeChat "No Bill
+/// Exist", Alipay `bill_not_exist`) is a statement without rows: both
+/// channels say so only when the day had no trade. WeChat's "Bill Creating"
+/// is [`StatementError::NotReady`].
+pub fn parse_statement_file<S: StatementSink>(
     file: &StatementFile,
-    date: NaiveDate,
-) -> Result<Statement, StatementError> {
+    sink: S,
+) -> Result<S, StatementError> {
+    let channel = sink.channel();
     match (channel, file) {
         (Channel::Wechat, StatementFile::WechatText(text)) => {
-            parse_wechat_bill(text.as_bytes(), date)
+            read_wechat_bill(text.as_bytes(), sink)
         }
-        (Channel::Alipay, StatementFile::AlipayZip(bytes)) => parse_alipay_zip(bytes, date),
+        (Channel::Alipay, StatementFile::AlipayZip(bytes)) => {
+            read_alipay_zip(bytes, &AlipayZipLimits::default(), sink)
+        }
         (Channel::Wechat, StatementFile::NoStatement { code })
             if !code.trim().eq_ignore_ascii_case(WECHAT_NO_BILL_EXIST) =>
         {
             Err(StatementError::NotReady { code: code.clone() })
         }
-        (_, StatementFile::NoStatement { .. }) => Ok(empty(channel, date)),
+        (_, StatementFile::NoStatement { .. }) => Ok(sink),
         (_, other) => Err(StatementError::NotABill {
             reason: format!(
                 "a {channel} statement was expected, got {}",
@@ -157,20 +174,37 @@ pub fn parse_statement_file(
     }
 }
 
+/// A sink that keeps nothing but the number of rows: a first pass that
+/// checks a statement whole, so that a defective file is rejected before
+/// any matching is done (a file of a million lines the ledger does not know
+/// would otherwise cost a million findings before its summary rejects it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RowCount {
+    channel: Channel,
+    pub rows: u64,
+}
+
+impl RowCount {
+    pub fn new(channel: Channel) -> RowCount {
+        RowCount { channel, rows: 0 }
+    }
+}
+
+impl StatementSink for RowCount {
+    fn channel(&self) -> Channel {
+        self.channel
+    }
+
+    fn row(&mut self, _row: StatementRowRef<'_>) {
+        self.rows += 1;
+    }
+}
+
 fn file_kind(file: &StatementFile) -> &'static str {
     match file {
         StatementFile::WechatText(_) => "a WeChat text bill",
         StatementFile::AlipayZip(_) => "an Alipay zip",
         StatementFile::NoStatement { .. } => "no statement",
-    }
-}
-
-/// The statement of a day without any line.
-pub(crate) fn empty(channel: Channel, date: NaiveDate) -> Statement {
-    Statement {
-        channel,
-        date,
-        rows: Vec::new(),
     }
 }
 
@@ -339,6 +373,7 @@ pub(crate) fn check_stated_total(
 #[cfg(test)]
 mod tests {
     use chrono::TimeZone;
+    use paycode_domain::reconciliation::Statement;
 
     use super::*;
 
@@ -410,24 +445,24 @@ mod tests {
         let none = |code: &str| StatementFile::NoStatement {
             code: code.to_owned(),
         };
+        let empty = |channel| Statement::new(channel, date);
         assert_eq!(
-            parse_statement_file(Channel::Wechat, &none("No Bill Exist"), date),
-            Ok(empty(Channel::Wechat, date))
+            parse_statement_file(&none("No Bill Exist"), empty(Channel::Wechat)),
+            Ok(empty(Channel::Wechat))
         );
         assert_eq!(
-            parse_statement_file(Channel::Alipay, &none("isp.bill_not_exist"), date),
-            Ok(empty(Channel::Alipay, date))
+            parse_statement_file(&none("isp.bill_not_exist"), empty(Channel::Alipay)),
+            Ok(empty(Channel::Alipay))
         );
         assert_eq!(
-            parse_statement_file(Channel::Wechat, &none("Bill Creating"), date),
+            parse_statement_file(&none("Bill Creating"), empty(Channel::Wechat)),
             Err(StatementError::NotReady {
                 code: "Bill Creating".to_owned()
             })
         );
         let wrong = parse_statement_file(
-            Channel::Alipay,
             &StatementFile::WechatText(String::new()),
-            date,
+            empty(Channel::Alipay),
         )
         .unwrap_err();
         assert!(wrong.to_string().contains("a WeChat text bill"), "{wrong}");

@@ -28,14 +28,16 @@
 //!   any other XML answer is [`StatementError::NotABill`]. An empty body is
 //!   truncated: WeChat never sends one.
 
+use std::io::BufRead;
+
 use chrono::{DateTime, NaiveDate, Utc};
 use paycode_domain::payment::StatementLineKind;
-use paycode_domain::reconciliation::{Statement, StatementRow};
+use paycode_domain::reconciliation::{Statement, StatementRowRef, StatementSink};
 use paycode_domain::{Channel, Money};
 
 use super::{
-    StatementError, WECHAT_NO_BILL_EXIST, check_stated_count, check_stated_total, empty, excerpt,
-    line_no, parse_china_time, parse_yuan_fen,
+    StatementError, WECHAT_NO_BILL_EXIST, check_stated_count, check_stated_total, excerpt, line_no,
+    parse_china_time, parse_yuan_fen,
 };
 
 /// WeChat's `return_msg` while the day's bill is not made yet.
@@ -289,25 +291,19 @@ impl<'a> Record<'_, 'a> {
     }
 }
 
-/// Splits a backtick-prefixed line: strip the first backtick, split on ``,` ``.
-fn split_backticked(line: &str) -> Option<Vec<&str>> {
-    let mut fields = Vec::new();
-    split_backticked_into(line, &mut fields).then_some(fields)
-}
+/// The most columns of a record in any layout (the current `REFUND` bill).
+const COLUMNS_MAX: usize = 29;
 
-/// [`split_backticked`] into a buffer the caller reuses; false when the
-/// line does not start with a backtick.
-fn split_backticked_into<'a>(line: &'a str, fields: &mut Vec<&'a str>) -> bool {
-    fields.clear();
-    let Some(rest) = line.strip_prefix('`') else {
-        return false;
-    };
-    fields.extend(rest.split(",`").map(str::trim));
-    true
+/// The fields of a backtick-prefixed line: strip the first backtick, split
+/// on ``,` ``, trim each; `None` when the line does not start with a backtick.
+fn backticked_fields(line: &str) -> Option<impl Iterator<Item = &str>> {
+    let rest = line.strip_prefix('`')?;
+    Some(rest.split(",`").map(str::trim))
 }
 
 /// The money totals of the records so far, one per summary total, each the
 /// sum or the first record's error in that column.
+#[derive(Debug)]
 struct Totals(Vec<Result<i128, StatementError>>);
 
 impl Totals {
@@ -327,111 +323,216 @@ impl Totals {
     }
 }
 
-/// Parses a WeChat text bill of China-time day `date`. See the module
-/// documentation for the layouts and decisions.
+/// Parses a WeChat text bill of China-time day `date`, held whole, into a
+/// [`Statement`]. See the module documentation for the layouts and decisions.
 pub fn parse_wechat_bill(bytes: &[u8], date: NaiveDate) -> Result<Statement, StatementError> {
-    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
-    let text = std::str::from_utf8(bytes).map_err(|error| {
-        let before = &bytes[..error.valid_up_to()];
-        #[expect(
-            clippy::naive_bytecount,
-            reason = "one error message; not worth a crate"
-        )]
-        let newlines = before.iter().filter(|&&b| b == b'\n').count();
-        StatementError::Encoding {
-            line: line_no(newlines),
-            encoding: "UTF-8",
+    read_wechat_bill(bytes, Statement::new(Channel::Wechat, date))
+}
+
+/// Reads a WeChat text bill a line at a time, handing each row to `sink` as
+/// it is read, and hands `sink` back once the whole bill has checked out
+/// (against its summary too); on any defect the sink is dropped with what
+/// it was given. Nothing but the line being read is held (and, for an XML
+/// answer instead of a bill, that answer).
+///
+/// The errors are those of a bill read whole, in the same order of checks:
+/// a line that cannot be read or is not UTF-8 (the first such, at once);
+/// then the header, the summary's place and shape; then any record's shape;
+/// then any record's row; then the summary's values. So defects are kept as
+/// they are found, and the one that ranks first is returned at the end.
+pub fn read_wechat_bill<S: StatementSink>(
+    mut reader: impl BufRead,
+    mut sink: S,
+) -> Result<S, StatementError> {
+    let mut bill = Bill::default();
+    let mut buffer = Vec::new();
+    for index in 0.. {
+        buffer.clear();
+        let line = line_no(index);
+        let read = reader
+            .read_until(b'\n', &mut buffer)
+            .map_err(|error| StatementError::Read {
+                line,
+                reason: error.to_string(),
+            })?;
+        if read == 0 {
+            break;
         }
-    })?;
-    if text.trim_start().starts_with('<') {
-        return error_answer(text, date);
-    }
-    let lines: Vec<(u32, &str)> = text
-        .split('\n')
-        .enumerate()
-        .map(|(index, line)| (line_no(index), line.strip_suffix('\r').unwrap_or(line)))
-        .filter(|(_, line)| !line.trim().is_empty())
-        .collect();
-    let Some(&(header_line, header)) = lines.first() else {
-        return Err(StatementError::Truncated {
-            missing: "header line",
-        });
-    };
-    let layout = Layout::of_header(header).ok_or_else(|| StatementError::UnknownHeader {
-        line: header_line,
-        found: excerpt(header),
-    })?;
-    let body = &lines[1..];
-    let Some(summary_at) = body
-        .iter()
-        .position(|(_, line)| line.trim().starts_with(COUNT_COLUMN))
-    else {
-        return Err(StatementError::Truncated {
-            missing: "summary (总交易单数)",
-        });
-    };
-    let (summary_header_line, summary_header) = body[summary_at];
-    let summary_names: Vec<&str> = summary_header.split(',').map(str::trim).collect();
-    if !layout
-        .summary_header
-        .split(',')
-        .eq(summary_names.iter().copied())
-    {
-        return Err(StatementError::UnknownHeader {
-            line: summary_header_line,
-            found: excerpt(summary_header),
-        });
-    }
-    let Some(&(summary_line, summary_values)) = body.get(summary_at + 1) else {
-        return Err(StatementError::Truncated {
-            missing: "summary values",
-        });
-    };
-    if let Some(&(line, _)) = body.get(summary_at + 2) {
-        return Err(StatementError::Malformed {
+        let mut raw = buffer.as_slice();
+        if index == 0 {
+            raw = raw.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(raw);
+        }
+        let text = std::str::from_utf8(raw).map_err(|_| StatementError::Encoding {
             line,
-            reason: "text after the summary",
-        });
+            encoding: "UTF-8",
+        })?;
+        bill.line(line, text, &mut sink);
+    }
+    bill.finish(sink)
+}
+
+/// Where a bill being read is.
+#[derive(Debug)]
+enum Part {
+    /// Before the first line that is not blank; the blank lines so far, as
+    /// read, in case the bill is an XML answer.
+    Start(String),
+    /// An XML answer instead of a bill: its text so far.
+    Xml(String),
+    /// After the header: the records, until the summary header.
+    Records(Body),
+    /// After the summary header.
+    SummaryValues(Body),
+    /// After the summary values (line, text): only blank lines may follow.
+    Summarized(Body, u32, String),
+    /// The header or the summary is defective: this defect outranks any
+    /// other but a later line's encoding.
+    Rejected(StatementError),
+}
+
+impl Default for Part {
+    fn default() -> Part {
+        Part::Start(String::new())
+    }
+}
+
+/// The records of a bill as they are read: what the summary is checked against.
+#[derive(Debug)]
+struct Body {
+    layout: &'static Layout,
+    columns: Columns,
+    records: usize,
+    totals: Totals,
+}
+
+/// A bill being read, one line at a time.
+#[derive(Debug, Default)]
+struct Bill {
+    part: Part,
+    /// The first record not shaped as its header says (no backtick, another
+    /// number of columns): it outranks any record's row defect.
+    shape_defect: Option<StatementError>,
+    /// The first record whose row is defective (a status, an amount, a time).
+    row_defect: Option<StatementError>,
+}
+
+impl Bill {
+    /// Takes line `line`, `text` as read (with its line end), handing `sink`
+    /// its row while no defect is known.
+    fn line(&mut self, line: u32, text: &str, sink: &mut impl StatementSink) {
+        if let Part::Xml(xml) = &mut self.part {
+            xml.push_str(text);
+            return;
+        }
+        let content = text.strip_suffix('\n').unwrap_or(text);
+        let content = content.strip_suffix('\r').unwrap_or(content);
+        if content.trim().is_empty() {
+            if let Part::Start(blank) = &mut self.part {
+                blank.push_str(text);
+            }
+            return;
+        }
+        self.part = match std::mem::take(&mut self.part) {
+            Part::Start(blank) if content.trim_start().starts_with('<') => Part::Xml(blank + text),
+            Part::Start(_) => match Layout::of_header(content) {
+                Some(layout) => {
+                    let columns = Columns::of(layout);
+                    Part::Records(Body {
+                        layout,
+                        totals: Totals::new(&columns),
+                        columns,
+                        records: 0,
+                    })
+                }
+                None => Part::Rejected(StatementError::UnknownHeader {
+                    line,
+                    found: excerpt(content),
+                }),
+            },
+            Part::Records(body) if content.trim().starts_with(COUNT_COLUMN) => {
+                let names = content.split(',').map(str::trim);
+                if body.layout.summary_header.split(',').eq(names) {
+                    Part::SummaryValues(body)
+                } else {
+                    Part::Rejected(StatementError::UnknownHeader {
+                        line,
+                        found: excerpt(content),
+                    })
+                }
+            }
+            Part::Records(mut body) => {
+                body.records += 1;
+                self.record(&mut body, line, content, sink);
+                Part::Records(body)
+            }
+            Part::SummaryValues(body) => Part::Summarized(body, line, content.to_owned()),
+            Part::Summarized(..) => Part::Rejected(StatementError::Malformed {
+                line,
+                reason: "text after the summary",
+            }),
+            rejected @ (Part::Rejected(_) | Part::Xml(_)) => rejected,
+        };
     }
 
-    // One pass, holding no record after its line: a million-line bill must
-    // not cost a vector of fields per line. The errors still come in the
-    // order of the checks: any record's shape (split_record), then any
-    // record's row, then the summary.
-    let columns = Columns::of(layout);
-    let records = &body[..summary_at];
-    let mut fields = Vec::with_capacity(layout.columns());
-    let mut rows = Vec::with_capacity(records.len());
-    let mut totals = Totals::new(&columns);
-    let mut row_error = None;
-    for &(line, text) in records {
-        let record = split_record(layout, &columns, line, text, &mut fields)?;
-        if row_error.is_some() {
-            continue;
+    fn record(&mut self, body: &mut Body, line: u32, text: &str, sink: &mut impl StatementSink) {
+        if self.shape_defect.is_some() {
+            return;
+        }
+        let mut fields = [""; COLUMNS_MAX];
+        let record = match split_record(body.layout, &body.columns, line, text, &mut fields) {
+            Ok(record) => record,
+            Err(defect) => {
+                self.shape_defect = Some(defect);
+                return;
+            }
+        };
+        if self.row_defect.is_some() {
+            return;
         }
         match row(&record) {
-            Ok(Some(row)) => rows.push(row),
+            Ok(Some(row)) => sink.row(row),
             Ok(None) => {}
-            Err(error) => {
-                row_error = Some(error);
-                continue;
+            Err(defect) => {
+                self.row_defect = Some(defect);
+                return;
             }
         }
-        totals.add(&record);
+        body.totals.add(&record);
     }
-    if let Some(error) = row_error {
-        return Err(error);
+
+    /// The sink, if the bill read is whole and agrees with its summary.
+    fn finish<S: StatementSink>(self, sink: S) -> Result<S, StatementError> {
+        let (body, line, values) = match self.part {
+            Part::Summarized(body, line, values) => (body, line, values),
+            Part::Xml(text) => return error_answer(&text).map(|()| sink),
+            Part::Rejected(defect) => return Err(defect),
+            Part::Start(_) => {
+                return Err(StatementError::Truncated {
+                    missing: "header line",
+                });
+            }
+            Part::Records(_) => {
+                return Err(StatementError::Truncated {
+                    missing: "summary (总交易单数)",
+                });
+            }
+            Part::SummaryValues(_) => {
+                return Err(StatementError::Truncated {
+                    missing: "summary values",
+                });
+            }
+        };
+        if let Some(defect) = self.shape_defect.or(self.row_defect) {
+            return Err(defect);
+        }
+        check_summary(body.layout, body.records, body.totals, line, &values)?;
+        Ok(sink)
     }
-    check_summary(layout, records.len(), totals, summary_line, summary_values)?;
-    Ok(Statement {
-        channel: Channel::Wechat,
-        date,
-        rows,
-    })
 }
 
 /// An XML answer where a bill was expected: WeChat's failure document.
-fn error_answer(text: &str, date: NaiveDate) -> Result<Statement, StatementError> {
+/// `Ok` for "No Bill Exist": a day without a trade, an empty statement.
+fn error_answer(text: &str) -> Result<(), StatementError> {
     let params = crate::wechat::xml::parse(text).map_err(|error| StatementError::NotABill {
         reason: format!("an XML answer that cannot be read: {error}"),
     })?;
@@ -442,7 +543,7 @@ fn error_answer(text: &str, date: NaiveDate) -> Result<Statement, StatementError
         .find(|value| !value.is_empty())
         .unwrap_or("");
     if message.eq_ignore_ascii_case(WECHAT_NO_BILL_EXIST) {
-        return Ok(empty(Channel::Wechat, date));
+        return Ok(());
     }
     if message.eq_ignore_ascii_case(BILL_CREATING) {
         return Err(StatementError::NotReady {
@@ -454,29 +555,38 @@ fn error_answer(text: &str, date: NaiveDate) -> Result<Statement, StatementError
     })
 }
 
+/// Splits record `text` into `fields` (the first [`COLUMNS_MAX`] of them),
+/// checking its shape against the layout.
 fn split_record<'r, 'a>(
     layout: &'static Layout,
     columns: &'r Columns,
     line: u32,
     text: &'a str,
-    fields: &'r mut Vec<&'a str>,
+    fields: &'r mut [&'a str; COLUMNS_MAX],
 ) -> Result<Record<'r, 'a>, StatementError> {
-    if !split_backticked_into(text, fields) {
+    let Some(values) = backticked_fields(text) else {
         return Err(StatementError::Malformed {
             line,
             reason: "a record must start with a backtick (`)",
         });
+    };
+    let mut found = 0;
+    for value in values {
+        if let Some(field) = fields.get_mut(found) {
+            *field = value;
+        }
+        found += 1;
     }
-    if fields.len() != columns.count {
+    if found != columns.count {
         return Err(StatementError::ColumnCount {
             line,
             expected: columns.count,
-            found: fields.len(),
+            found,
         });
     }
     Ok(Record {
         line,
-        fields,
+        fields: &fields[..found],
         layout,
         columns,
     })
@@ -502,17 +612,17 @@ fn kind(record: &Record<'_, '_>) -> Result<Option<StatementLineKind>, StatementE
     }
 }
 
-fn row(record: &Record<'_, '_>) -> Result<Option<StatementRow>, StatementError> {
+fn row<'a>(record: &Record<'_, 'a>) -> Result<Option<StatementRowRef<'a>>, StatementError> {
     let Some(kind) = kind(record)? else {
         return Ok(None);
     };
     let columns = record.columns;
-    let order_no = record.required(columns.order_no)?.to_owned();
-    let channel_trade_no = record.required(columns.trade_no)?.to_owned();
+    let order_no = record.required(columns.order_no)?;
+    let channel_trade_no = record.required(columns.trade_no)?;
     let layout = record.layout;
-    let optional = |column: Column| Some(record.get(column).to_owned()).filter(|v| !v.is_empty());
+    let optional = |column: Column| Some(record.get(column)).filter(|value| !value.is_empty());
     let row = match kind {
-        StatementLineKind::Payment => StatementRow {
+        StatementLineKind::Payment => StatementRowRef {
             line_no: record.line,
             kind,
             order_no,
@@ -522,7 +632,7 @@ fn row(record: &Record<'_, '_>) -> Result<Option<StatementRow>, StatementError> 
             amount: record.money(columns.payment_amount)?,
             at: record.time(columns.time)?,
         },
-        StatementLineKind::Refund | StatementLineKind::Reversal => StatementRow {
+        StatementLineKind::Refund | StatementLineKind::Reversal => StatementRowRef {
             line_no: record.line,
             kind,
             order_no,
@@ -550,10 +660,12 @@ fn check_summary(
     text: &str,
 ) -> Result<(), StatementError> {
     let columns: Vec<&str> = layout.summary_header.split(',').collect();
-    let values = split_backticked(text).ok_or(StatementError::Malformed {
-        line,
-        reason: "the summary values must start with a backtick (`)",
-    })?;
+    let values: Vec<&str> = backticked_fields(text)
+        .ok_or(StatementError::Malformed {
+            line,
+            reason: "the summary values must start with a backtick (`)",
+        })?
+        .collect();
     if values.len() != columns.len() {
         return Err(StatementError::ColumnCount {
             line,
@@ -736,6 +848,172 @@ mod tests {
         assert_eq!(
             error.to_string(),
             "line 2, column 交易时间: \"2026-11-22 24:00:00\" is not a time (yyyy-MM-dd HH:mm:ss, China time)"
+        );
+    }
+
+    fn summary_of_two() -> &'static str {
+        "`2,`2.00,`0.00,`0.00,`0.00000,`2.00,`0.00"
+    }
+
+    #[test]
+    fn of_several_defects_the_one_a_whole_bill_is_checked_for_first_is_reported() {
+        let parse = |text: &[u8]| parse_wechat_bill(text, date());
+        let bad_row = payment("A", "1.00").replace("`SUCCESS", "`NOTPAY");
+        let short = payment("B", "1.00").rsplit_once(",`").unwrap().0.to_owned();
+        let column_count = StatementError::ColumnCount {
+            line: 3,
+            expected: 27,
+            found: 26,
+        };
+        // A record's shape before any record's row, wherever they are.
+        let text = bill(&[bad_row.clone(), short.clone()], summary_of_two());
+        assert_eq!(parse(text.as_bytes()), Err(column_count.clone()));
+        // A record's row before the summary's values.
+        let text = bill(
+            &[bad_row.clone(), payment("B", "1.00")],
+            "`9,`0,`0,`0,`0,`0,`0",
+        );
+        assert!(
+            matches!(
+                parse(text.as_bytes()),
+                Err(StatementError::BadValue { line: 2, .. })
+            ),
+            "{text}"
+        );
+        // The summary's place and shape before any record.
+        let text = format!(
+            "{}extra\n",
+            bill(&[bad_row.clone(), short.clone()], summary_of_two())
+        );
+        assert_eq!(
+            parse(text.as_bytes()),
+            Err(StatementError::Malformed {
+                line: 6,
+                reason: "text after the summary"
+            })
+        );
+        let legacy = bill(std::slice::from_ref(&short), summary_of_two())
+            .replace(CURRENT_SUMMARY, LEGACY_SUMMARY);
+        assert!(matches!(
+            parse(legacy.as_bytes()),
+            Err(StatementError::UnknownHeader { line: 3, .. })
+        ));
+        let no_summary = format!("{HEADER}\n{short}\n");
+        assert_eq!(
+            parse(no_summary.as_bytes()),
+            Err(StatementError::Truncated {
+                missing: "summary (总交易单数)"
+            })
+        );
+        let no_values = format!("{HEADER}\n{short}\n{CURRENT_SUMMARY}\n\n");
+        assert_eq!(
+            parse(no_values.as_bytes()),
+            Err(StatementError::Truncated {
+                missing: "summary values"
+            })
+        );
+        // A line that is not UTF-8 before anything else, even after the summary.
+        let mut bytes =
+            format!("{}extra\n", bill(&[bad_row, short], summary_of_two())).into_bytes();
+        bytes.extend_from_slice(b"\n\xFF\n");
+        assert_eq!(
+            parse(&bytes),
+            Err(StatementError::Encoding {
+                line: 8,
+                encoding: "UTF-8"
+            })
+        );
+        // An unknown header before anything but the encoding.
+        let text = format!(
+            "{}\n{}",
+            HEADER.replace("费率备注", "备注"),
+            bill(&[], "`0")
+        );
+        assert!(matches!(
+            parse(text.as_bytes()),
+            Err(StatementError::UnknownHeader { line: 1, .. })
+        ));
+    }
+
+    #[test]
+    fn a_record_of_more_columns_than_any_layout_counts_them_all() {
+        let wide = format!("{}{}", payment("A", "1.00"), ",`x".repeat(13));
+        let text = bill(&[wide], "`1,`1.00,`0.00,`0.00,`0.00000,`1.00,`0.00");
+        assert_eq!(
+            parse_wechat_bill(text.as_bytes(), date()),
+            Err(StatementError::ColumnCount {
+                line: 2,
+                expected: 27,
+                found: 40
+            })
+        );
+    }
+
+    #[test]
+    fn a_bill_read_in_small_pieces_is_the_bill_read_whole() {
+        let text = bill(
+            &[
+                payment("A", "10.00"),
+                refund("A", "REFUND", "SUCCESS", "3.00"),
+                refund("A", "REFUND", "REVOKED", "7.00"),
+            ],
+            "`3,`10.00,`10.00,`0.00,`0.00000,`10.00,`10.00",
+        )
+        .replace('\n', "\r\n");
+        let text = format!("\u{feff}{text}");
+        let whole = parse_wechat_bill(text.as_bytes(), date()).unwrap();
+        assert_eq!(whole.rows.len(), 3);
+        let pieces = std::io::BufReader::with_capacity(7, text.as_bytes());
+        let read = read_wechat_bill(pieces, Statement::new(Channel::Wechat, date())).unwrap();
+        assert_eq!(read, whole);
+    }
+
+    /// Gives `data`, then fails.
+    struct FailsAfter<'a>(&'a [u8]);
+
+    impl std::io::Read for FailsAfter<'_> {
+        fn read(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
+            if self.0.is_empty() {
+                return Err(std::io::Error::other("the disk is gone"));
+            }
+            let read = std::io::Read::read(&mut self.0, buffer)?;
+            Ok(read)
+        }
+    }
+
+    #[test]
+    fn a_bill_that_cannot_be_read_to_its_end_is_rejected_naming_the_line() {
+        let text = bill(
+            &[payment("A", "1.00")],
+            "`1,`1.00,`0.00,`0.00,`0.00000,`1.00,`0.00",
+        );
+        let cut = &text.as_bytes()[..text.find(CURRENT_SUMMARY).unwrap() + 3];
+        let reader = std::io::BufReader::new(FailsAfter(cut));
+        assert_eq!(
+            read_wechat_bill(reader, Statement::new(Channel::Wechat, date())),
+            Err(StatementError::Read {
+                line: 3,
+                reason: "the disk is gone".to_owned()
+            })
+        );
+    }
+
+    #[test]
+    fn an_xml_answer_after_blank_lines_is_read_as_the_whole_text() {
+        // The reason names a byte offset, which counts the blank lines too.
+        let text = "\r\n  \n<xml><return_code>FAIL</return_msg></xml>";
+        let reason = crate::wechat::xml::parse(text).unwrap_err();
+        assert!(reason.to_string().contains("at byte 40"), "{reason}");
+        assert_eq!(
+            parse_wechat_bill(text.as_bytes(), date()),
+            Err(StatementError::NotABill {
+                reason: format!("an XML answer that cannot be read: {reason}")
+            })
+        );
+        let no_bill = "\n <xml><return_code>FAIL</return_code>\n<return_msg>No Bill Exist</return_msg></xml>\n";
+        assert_eq!(
+            parse_wechat_bill(no_bill.as_bytes(), date()),
+            Ok(Statement::new(Channel::Wechat, date()))
         );
     }
 }

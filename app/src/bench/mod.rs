@@ -62,6 +62,10 @@ pub struct BenchArgs {
     /// spread over the five kinds of finding.
     #[arg(long, default_value_t = 300)]
     pub planted: u64,
+    /// `reconcile`: only write the bill to this file, then exit: the bench
+    /// runs itself so, in another process, to write its bill.
+    #[arg(long, hide = true)]
+    pub bill_to: Option<PathBuf>,
     /// `append`: events to append in total.
     #[arg(long, default_value_t = 200_000)]
     pub events: u64,
@@ -76,8 +80,8 @@ pub struct BenchArgs {
     /// is one more thread).
     #[arg(long, default_value_t = 2)]
     pub workers: usize,
-    /// Directory for the database and the baseline file (default: a new
-    /// temporary directory, removed afterwards).
+    /// Directory for the database and the baseline file, or `reconcile`'s
+    /// bill (default: a new temporary directory, removed afterwards).
     #[arg(long)]
     pub dir: Option<PathBuf>,
 }

@@ -1,7 +1,8 @@
 //! Reconciliation as the service runs it: a statement file (downloaded from
-//! the channel or handed in) is parsed whole on a blocking thread (and
-//! dropped as soon as it is parsed), set against the merchant's orders by
-//! the pure matcher (on a blocking thread too), and imported as events:
+//! the channel or handed in) is checked whole on a blocking thread (against
+//! its own totals, keeping nothing), then read again with each row handed
+//! to the pure matcher as it is parsed (no row is held), against the
+//! merchant's orders; the report is then imported as events:
 //!
 //! 1. each revoke the statement settles (one that did not say whether money
 //!    moved) as `RevokeSettled` on its order's stream, then each matched line
@@ -24,14 +25,14 @@ use std::convert::Infallible;
 
 use chrono::NaiveDate;
 use paycode_adapters::channel::{ChannelClient, StatementFile};
-use paycode_adapters::statement::{StatementError, parse_statement_file};
+use paycode_adapters::statement::{RowCount, StatementError, parse_statement_file};
 use paycode_adapters::store::{EventStore, StoreError};
 use paycode_domain::ids::{parse_payment_stream, reconciliation_stream};
 use paycode_domain::payment::{
     Command, CommandKind, Event, PaymentDecider, PaymentState, Rejection, evolve,
 };
 use paycode_domain::reconciliation::{
-    self, Ledger as ReconLedger, LedgerOrder, ReconcilePolicy, ReconciliationDecider,
+    self, Ledger as ReconLedger, LedgerOrder, ReconcilePolicy, Reconciler, ReconciliationDecider,
     ReconciliationRecorded, RecordReport,
 };
 use paycode_domain::{Channel, CommandId, MerchantId};
@@ -154,7 +155,7 @@ pub async fn import(
     }
     for matched in report.matched.iter().filter(|m| !m.already_recorded) {
         let command = caused(Command::new(
-            derived_command_id(&sha256, match_key(matched)),
+            derived_command_id(&sha256, match_key(&matched)),
             CommandKind::MatchStatementLine(matched.line.clone()),
         ));
         let executed = ledger
@@ -199,7 +200,10 @@ pub async fn preview(
 }
 
 /// The matcher's report of `file` against the merchant's orders, and the
-/// file's SHA-256 (the parsing and matching off the async workers).
+/// file's SHA-256. Off the async workers, the file is first checked whole
+/// (a pass that keeps nothing), so a defective file costs no ledger read
+/// and no matching; then, against the orders read meanwhile, it is read
+/// again with each row handed to the matcher as it is parsed.
 async fn reconcile_file(
     store: &dyn EventStore,
     merchant: &MerchantId,
@@ -207,17 +211,18 @@ async fn reconcile_file(
     date: NaiveDate,
     file: StatementFile,
 ) -> Result<(reconciliation::Report, String), ReconcileError> {
-    let (sha256, statement) = blocking(move || {
+    let (file, sha256) = blocking(move || {
         let sha256 = statement_sha256(&file);
-        (sha256, parse_statement_file(channel, &file, date))
+        parse_statement_file(&file, RowCount::new(channel)).map(|_| (file, sha256))
     })
-    .await;
-    let statement = statement?;
+    .await?;
     let orders = merchant_orders(store, merchant).await?;
     let report = blocking(move || {
-        reconciliation::reconcile(&statement, &orders, &ReconcilePolicy::default())
+        let policy = ReconcilePolicy::default();
+        let reconciler = Reconciler::new(channel, date, &orders, &policy);
+        parse_statement_file(&file, reconciler).map(Reconciler::finish)
     })
-    .await;
+    .await?;
     Ok((report, sha256))
 }
 

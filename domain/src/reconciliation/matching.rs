@@ -51,10 +51,13 @@
 //! another day's statement is not expected again. So reconcile days in order:
 //! the deferred movement is checked against the next day's statement.
 //!
-//! One pass over the rows (a hash lookup of the order, a hash map of the
-//! movements listed, keyed by borrowed numbers) and one sequential pass over
-//! the ledger (what was listed is a bit per movement, by order position):
-//! linear in both, and no copies but what the report keeps.
+//! One pass over the rows as a parser reads them ([`Reconciler`], a
+//! [`StatementSink`]: no row is held), each a lookup of the order in the
+//! ledger's index; what was listed is kept by order position (a line number
+//! per payment, a small map for reversals and refunds, a map of owned
+//! numbers only for what the ledger does not know); then one sequential
+//! pass over the ledger. Linear in both, and a matched line costs its
+//! report a few bytes, not a copy of its numbers.
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
@@ -62,13 +65,13 @@ use std::collections::hash_map::Entry;
 use chrono::{DateTime, Duration, NaiveDate, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::ledger::{Ledger, LedgerOrder, LedgerRevoke};
-use super::report::{Finding, FindingKind, Match, Report, RevokeSettlement};
-use super::{Statement, StatementRow};
+use super::ledger::{Ledger, LedgerRefund, LedgerRevoke, OrderRef};
+use super::report::{Finding, FindingKind, MatchEntry, Matches, Report, RevokeSettlement};
+use super::{Statement, StatementRowRef, StatementSink};
 use crate::calendar::{china_midnight, china_time};
 use crate::channel::Channel;
 use crate::money::Money;
-use crate::payment::{PaymentStatus, RefundStatus, StatementLine, StatementLineKind};
+use crate::payment::{PaymentStatus, RefundStatus, StatementLineKind};
 
 /// The rules of reconciliation that are a matter of configuration.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -91,194 +94,284 @@ impl Default for ReconcilePolicy {
 }
 
 /// Sets `statement` against `ledger` (one merchant's orders). Pure; see the
-/// module documentation for the rules.
+/// module documentation for the rules. The same as handing each row to a
+/// [`Reconciler`].
 pub fn reconcile(statement: &Statement, ledger: &Ledger, policy: &ReconcilePolicy) -> Report {
-    let day = DayWindow::new(statement.date, policy);
-    // Movement -> the line number that first listed it.
-    let mut listed: HashMap<Movement<'_>, u32> = HashMap::with_capacity(statement.rows.len());
-    // Per order position: the movements of it the statement listed (see `listed_bit`).
-    let mut listed_bits: Vec<u64> = vec![0; ledger.len()];
-    let mut matched = Vec::with_capacity(statement.rows.len());
-    let mut findings = Vec::new();
-    // Lines of orders the ledger closed: one finding per order, after the pass.
-    let mut closed: HashMap<&str, ClosedOrderLines<'_>> = HashMap::new();
-
+    let mut reconciler = Reconciler::new(statement.channel, statement.date, ledger, policy);
     for row in &statement.rows {
-        let position = ledger.position(&row.order_no);
-        let order = position.map(|position| &ledger.orders()[position]);
-        let kind = movement_kind(statement.channel, row, order);
+        reconciler.row(row.as_row_ref());
+    }
+    reconciler.finish()
+}
+
+/// The matcher, fed one row at a time (it is a [`StatementSink`]), so that
+/// a statement is matched as it is read and never held. Hand it to a parser,
+/// which hands it back only for a whole statement; then [`Reconciler::finish`]
+/// gives the report. The rows must be those of one statement, in file order.
+#[derive(Debug)]
+pub struct Reconciler<'l> {
+    ledger: &'l Ledger,
+    channel: Channel,
+    date: NaiveDate,
+    day: DayWindow,
+    lines: u64,
+    /// Per order position: the line that first listed its payment.
+    payment_lines: Vec<Option<u32>>,
+    /// The reversals and refunds of known orders listed: (position, slot)
+    /// to the first line, the slot [`REVERSAL_SLOT`] or a refund's.
+    listed: HashMap<(u32, u32), u32>,
+    /// Movements of orders or refunds the ledger does not know, to the
+    /// first line that listed them.
+    listed_unknown: HashMap<(StatementLineKind, String, Option<String>), u32>,
+    matched: Vec<MatchEntry>,
+    /// The trade numbers of matches whose trade number the ledger does not hold.
+    trade_nos: Vec<String>,
+    findings: Vec<Finding>,
+    /// Lines of orders the ledger closed, by position: one finding per order, at the end.
+    closed: HashMap<u32, ClosedOrderLines>,
+}
+
+/// The slot of an order's reversal in [`Reconciler::listed`].
+const REVERSAL_SLOT: u32 = 0;
+
+/// The slot of an order's `index`-th refund in [`Reconciler::listed`].
+fn refund_slot(index: u32) -> u32 {
+    index.saturating_add(1)
+}
+
+impl StatementSink for Reconciler<'_> {
+    fn channel(&self) -> Channel {
+        self.channel
+    }
+
+    fn row(&mut self, row: StatementRowRef<'_>) {
+        self.lines += 1;
+        let order = self
+            .ledger
+            .position(row.order_no)
+            .map(|position| self.ledger.order(position));
+        let kind = movement_kind(self.channel, &row, order.as_ref());
+        let refund_no = match kind {
+            StatementLineKind::Refund => row.refund_no,
+            StatementLineKind::Payment | StatementLineKind::Reversal => None,
+        };
+        let refund = order
+            .as_ref()
+            .zip(refund_no)
+            .and_then(|(order, refund_no)| order.refund(refund_no));
+        if let Some(first) = self.first_listed(&row, kind, refund_no, order.as_ref(), refund) {
+            self.findings.push(Finding {
+                kind: FindingKind::DuplicateLine,
+                order_no: Some(row.order_no.to_owned()),
+                refund_no: refund_no.map(str::to_owned),
+                ledger_amount: None,
+                statement_amount: Some(row.amount),
+                detail: format!(
+                    "line {}: repeats the {} on line {first}",
+                    row.line_no,
+                    kind_name(kind)
+                ),
+            });
+            return;
+        }
         let movement = Movement {
             kind,
-            order_no: &row.order_no,
-            refund_no: match kind {
-                StatementLineKind::Refund => row.refund_no.as_deref(),
-                StatementLineKind::Payment | StatementLineKind::Reversal => None,
-            },
+            order_no: row.order_no,
+            refund_no,
         };
-        match listed.entry(movement) {
-            Entry::Occupied(first) => {
-                findings.push(Finding {
-                    kind: FindingKind::DuplicateLine,
-                    order_no: Some(row.order_no.clone()),
-                    refund_no: movement.refund_no.map(str::to_owned),
-                    ledger_amount: None,
-                    statement_amount: Some(row.amount),
-                    detail: format!(
-                        "line {}: repeats the {} on line {}",
-                        row.line_no,
-                        kind_name(kind),
-                        first.get()
-                    ),
-                });
-                continue;
+        match judge(self.channel, self.date, &row, movement, order, refund) {
+            Verdict::Agrees(agreed) => {
+                if agreed.own_trade_no {
+                    self.trade_nos.push(row.channel_trade_no.to_owned());
+                }
+                self.matched.push(agreed);
             }
-            Entry::Vacant(vacant) => {
-                vacant.insert(row.line_no);
-            }
-        }
-        if let (Some(position), Some(order)) = (position, order) {
-            listed_bits[position] |= listed_bit(order, kind, movement.refund_no);
-        }
-        match judge(statement, row, movement, order) {
-            Verdict::Agrees(agreed) => matched.push(agreed),
-            Verdict::Differs(finding) => findings.push(finding),
-            Verdict::LedgerClosed(order) => {
-                let lines = closed.entry(&row.order_no).or_insert(ClosedOrderLines {
-                    order,
-                    payment: None,
-                    reversal: None,
-                });
+            Verdict::Differs(finding) => self.findings.push(finding),
+            Verdict::LedgerClosed(position) => {
+                let lines = self.closed.entry(position).or_default();
+                let line = Some((row.line_no, row.amount));
                 match kind {
-                    StatementLineKind::Payment => lines.payment = Some(row),
-                    _ => lines.reversal = Some(row),
+                    StatementLineKind::Payment => lines.payment = line,
+                    _ => lines.reversal = line,
                 }
             }
         }
     }
-    findings.extend(closed.into_values().map(ClosedOrderLines::finding));
+}
 
-    let mut settled = Vec::new();
-    for (order, &bits) in ledger.orders().iter().zip(&listed_bits) {
-        if order.channel != statement.channel {
-            continue;
+impl<'l> Reconciler<'l> {
+    pub fn new(
+        channel: Channel,
+        date: NaiveDate,
+        ledger: &'l Ledger,
+        policy: &ReconcilePolicy,
+    ) -> Reconciler<'l> {
+        Reconciler {
+            ledger,
+            channel,
+            date,
+            day: DayWindow::new(date, policy),
+            lines: 0,
+            payment_lines: vec![None; ledger.len()],
+            listed: HashMap::new(),
+            listed_unknown: HashMap::new(),
+            matched: Vec::with_capacity(ledger.len()),
+            trade_nos: Vec::new(),
+            findings: Vec::new(),
+            closed: HashMap::new(),
         }
-        // An unconfirmed revoke this statement settles is expected like the
-        // revoke it turns out to be.
-        let mut revoke = order.revoke;
-        let mut payment_at = order.payment_at();
-        if let Some(LedgerRevoke::Unconfirmed { at }) = order.revoke {
-            let money_moved = bits & (PAYMENT_BIT | REVERSAL_BIT) != 0;
-            if money_moved || day.expects(at) {
-                settled.push(RevokeSettlement {
-                    order_no: order.order_no.clone(),
-                    money_moved,
-                });
+    }
+
+    /// Notes that `row` lists its movement, unless an earlier line did:
+    /// then that line's number.
+    fn first_listed(
+        &mut self,
+        row: &StatementRowRef<'_>,
+        kind: StatementLineKind,
+        refund_no: Option<&str>,
+        order: Option<&OrderRef<'_>>,
+        refund: Option<(u32, &LedgerRefund)>,
+    ) -> Option<u32> {
+        let line_no = row.line_no;
+        let slot = match (order, kind, refund) {
+            (Some(order), StatementLineKind::Payment, _) => {
+                let first = &mut self.payment_lines[order.position as usize];
+                if first.is_none() {
+                    *first = Some(line_no);
+                    return None;
+                }
+                return *first;
             }
-            if money_moved {
-                revoke = Some(LedgerRevoke::Returned {
-                    at,
-                    on_statement: None,
-                });
-                payment_at = Some(at);
+            (Some(order), StatementLineKind::Reversal, _) => (order.position, REVERSAL_SLOT),
+            (Some(order), StatementLineKind::Refund, Some((index, _))) => {
+                (order.position, refund_slot(index))
             }
-        }
-        let mut expect = |kind: StatementLineKind,
-                          refund_no: Option<&str>,
-                          bit: u64,
-                          at: DateTime<Utc>,
-                          on_statement: Option<NaiveDate>,
-                          amount: Money| {
-            let elsewhere = on_statement.is_some_and(|date| date != statement.date);
-            if elsewhere || !day.expects(at) {
-                return;
-            }
-            let movement = Movement {
-                kind,
-                order_no: order.order_no.as_str(),
-                refund_no,
-            };
-            let was_listed = match bit {
-                0 => listed.contains_key(&movement),
-                bit => bits & bit != 0,
-            };
-            if !was_listed {
-                findings.push(missing_in_statement(movement, at, amount));
+            _ => {
+                let key = (kind, row.order_no.to_owned(), refund_no.map(str::to_owned));
+                return first_of(self.listed_unknown.entry(key), line_no);
             }
         };
-        if let Some(at) = payment_at {
-            expect(
-                StatementLineKind::Payment,
-                None,
-                PAYMENT_BIT,
-                at,
-                order.payment_on_statement,
-                order.amount,
-            );
-        }
-        if let Some(LedgerRevoke::Returned { at, on_statement }) = revoke {
-            expect(
-                StatementLineKind::Reversal,
-                None,
-                REVERSAL_BIT,
-                at,
-                on_statement,
-                order.amount,
-            );
-        }
-        for (index, refund) in order.refunds.iter().enumerate() {
-            if let (RefundStatus::Succeeded, Some(at)) = (refund.status, refund.refunded_at) {
+        first_of(self.listed.entry(slot), line_no)
+    }
+
+    /// The report: the lines matched, and every finding, with the movements
+    /// the ledger believes in that no line listed.
+    pub fn finish(mut self) -> Report {
+        let statement_date = self.date;
+        let mut findings = std::mem::take(&mut self.findings);
+        let ledger = self.ledger;
+        findings.extend(
+            self.closed
+                .iter()
+                .map(|(&position, lines)| lines.finding(&ledger.order(position))),
+        );
+
+        let mut settled = Vec::new();
+        for order in ledger.orders() {
+            if order.channel != self.channel {
+                continue;
+            }
+            let position = order.position;
+            let payment_listed = self.payment_lines[position as usize].is_some();
+            let reversal_listed = self.listed.contains_key(&(position, REVERSAL_SLOT));
+            // An unconfirmed revoke this statement settles is expected like the
+            // revoke it turns out to be.
+            let mut revoke = order.revoke;
+            let mut payment_at = order.payment_at();
+            if let Some(LedgerRevoke::Unconfirmed { at }) = order.revoke {
+                let money_moved = payment_listed || reversal_listed;
+                if money_moved || self.day.expects(at) {
+                    settled.push(RevokeSettlement {
+                        order_no: order.order_no(),
+                        money_moved,
+                    });
+                }
+                if money_moved {
+                    revoke = Some(LedgerRevoke::Returned {
+                        at,
+                        on_statement: None,
+                    });
+                    payment_at = Some(at);
+                }
+            }
+            let mut expect = |kind: StatementLineKind,
+                              refund_no: Option<&str>,
+                              was_listed: bool,
+                              at: DateTime<Utc>,
+                              on_statement: Option<NaiveDate>,
+                              amount: Money| {
+                let elsewhere = on_statement.is_some_and(|date| date != statement_date);
+                if elsewhere || !self.day.expects(at) || was_listed {
+                    return;
+                }
+                let movement = Movement {
+                    kind,
+                    order_no: order.order_no,
+                    refund_no,
+                };
+                findings.push(missing_in_statement(movement, at, amount));
+            };
+            if let Some(at) = payment_at {
                 expect(
-                    StatementLineKind::Refund,
-                    Some(refund.refund_no.as_str()),
-                    refund_bit(index),
+                    StatementLineKind::Payment,
+                    None,
+                    payment_listed,
                     at,
-                    refund.on_statement,
-                    refund.amount,
+                    order.payment_on_statement,
+                    order.amount,
                 );
             }
+            if let Some(LedgerRevoke::Returned { at, on_statement }) = revoke {
+                expect(
+                    StatementLineKind::Reversal,
+                    None,
+                    reversal_listed,
+                    at,
+                    on_statement,
+                    order.amount,
+                );
+            }
+            for (refund, index) in order.refunds.iter().zip(0..) {
+                if let (RefundStatus::Succeeded, Some(at)) = (refund.status, refund.refunded_at) {
+                    let slot = (position, refund_slot(index));
+                    expect(
+                        StatementLineKind::Refund,
+                        Some(refund.refund_no.as_str()),
+                        self.listed.contains_key(&slot),
+                        at,
+                        refund.on_statement,
+                        refund.amount,
+                    );
+                }
+            }
+        }
+
+        findings.sort_unstable();
+        Report {
+            channel: self.channel,
+            date: self.date,
+            statement_lines: self.lines,
+            matched: Matches::new(
+                ledger.clone(),
+                self.channel,
+                self.date,
+                self.matched,
+                self.trade_nos,
+            ),
+            findings,
+            settled,
         }
     }
-
-    findings.sort_unstable();
-    Report {
-        channel: statement.channel,
-        date: statement.date,
-        statement_lines: statement.rows.len() as u64,
-        matched,
-        findings,
-        settled,
-    }
 }
 
-const PAYMENT_BIT: u64 = 1;
-const REVERSAL_BIT: u64 = 1 << 1;
-/// Refunds after the first `REFUND_BITS` of an order have no bit: they are
-/// looked up in the map of listed movements instead.
-const REFUND_BITS: usize = 62;
-
-/// The bit of the `index`-th refund of an order, or 0 if it has none.
-fn refund_bit(index: usize) -> u64 {
-    if index < REFUND_BITS {
-        1 << (2 + index)
-    } else {
-        0
-    }
-}
-
-/// The bit that records a line listing this movement of a known order; 0
-/// for a refund the ledger does not have (no ledger movement to account for).
-fn listed_bit(order: &LedgerOrder, kind: StatementLineKind, refund_no: Option<&str>) -> u64 {
-    match kind {
-        StatementLineKind::Payment => PAYMENT_BIT,
-        StatementLineKind::Reversal => REVERSAL_BIT,
-        StatementLineKind::Refund => refund_no
-            .and_then(|refund_no| {
-                order
-                    .refunds
-                    .iter()
-                    .position(|refund| refund.refund_no.as_str() == refund_no)
-            })
-            .map_or(0, refund_bit),
+/// The first line of a movement, or `None` after noting `line_no` as it.
+fn first_of<K>(entry: Entry<'_, K, u32>, line_no: u32) -> Option<u32> {
+    match entry {
+        Entry::Occupied(first) => Some(*first.get()),
+        Entry::Vacant(vacant) => {
+            vacant.insert(line_no);
+            None
+        }
     }
 }
 
@@ -313,11 +406,11 @@ impl DayWindow {
     }
 }
 
-enum Verdict<'l> {
-    Agrees(Match),
+enum Verdict {
+    Agrees(MatchEntry),
     Differs(Finding),
-    /// A payment or reversal line of an order the ledger closed.
-    LedgerClosed(&'l LedgerOrder),
+    /// A payment or reversal line of the order at this position, which the ledger closed.
+    LedgerClosed(u32),
 }
 
 /// Which movement a line is. A refund number the ledger made is a refund,
@@ -325,10 +418,10 @@ enum Verdict<'l> {
 /// number (Alipay's reversal lines) is the revoke's reversal.
 fn movement_kind(
     channel: Channel,
-    row: &StatementRow,
-    order: Option<&LedgerOrder>,
+    row: &StatementRowRef<'_>,
+    order: Option<&OrderRef<'_>>,
 ) -> StatementLineKind {
-    let refund_no = match (row.kind, row.refund_no.as_deref()) {
+    let refund_no = match (row.kind, row.refund_no) {
         (StatementLineKind::Refund, Some(refund_no)) => refund_no,
         (kind, _) => return kind,
     };
@@ -344,18 +437,22 @@ fn movement_kind(
     }
 }
 
-fn judge<'l>(
-    statement: &Statement,
-    row: &StatementRow,
+/// The verdict on a line not listed before; `refund` is the ledger's refund
+/// of `movement.refund_no`, if it made one.
+fn judge(
+    channel: Channel,
+    date: NaiveDate,
+    row: &StatementRowRef<'_>,
     movement: Movement<'_>,
-    order: Option<&'l LedgerOrder>,
-) -> Verdict<'l> {
+    order: Option<OrderRef<'_>>,
+    refund: Option<(u32, &LedgerRefund)>,
+) -> Verdict {
     let line_no = row.line_no;
     let what = kind_name(movement.kind);
     let finding = |kind, ledger_amount, detail| {
         Verdict::Differs(Finding {
             kind,
-            order_no: Some(row.order_no.clone()),
+            order_no: Some(row.order_no.to_owned()),
             refund_no: movement.refund_no.map(str::to_owned),
             ledger_amount,
             statement_amount: Some(row.amount),
@@ -369,7 +466,7 @@ fn judge<'l>(
             format!("line {line_no}: a {what} of an order the ledger does not know"),
         );
     };
-    if order.channel != statement.channel {
+    if order.channel != channel {
         return finding(
             FindingKind::StatusMismatch,
             Some(order.amount),
@@ -380,12 +477,12 @@ fn judge<'l>(
         );
     }
     // Each arm yields the ledger's amount and the statement it was matched on.
-    let (ledger_amount, on_statement, refund_no) = match movement.kind {
+    let (ledger_amount, on_statement) = match movement.kind {
         StatementLineKind::Payment => {
             let unconfirmed = matches!(order.revoke, Some(LedgerRevoke::Unconfirmed { .. }));
             if order.payment_at().is_none() && !unconfirmed {
                 if order.status == PaymentStatus::Closed {
-                    return Verdict::LedgerClosed(order);
+                    return Verdict::LedgerClosed(order.position);
                 }
                 return finding(
                     FindingKind::StatusMismatch,
@@ -396,8 +493,8 @@ fn judge<'l>(
                     ),
                 );
             }
-            if let Some(trade_no) = &order.channel_trade_no {
-                if *trade_no != row.channel_trade_no {
+            if let Some(trade_no) = order.channel_trade_no {
+                if trade_no != row.channel_trade_no {
                     return finding(
                         FindingKind::StatusMismatch,
                         Some(order.amount),
@@ -408,13 +505,13 @@ fn judge<'l>(
                     );
                 }
             }
-            (order.amount, order.payment_on_statement, None)
+            (order.amount, order.payment_on_statement)
         }
         StatementLineKind::Reversal => match order.revoke {
-            Some(LedgerRevoke::Returned { on_statement, .. }) => (order.amount, on_statement, None),
+            Some(LedgerRevoke::Returned { on_statement, .. }) => (order.amount, on_statement),
             // The line settles the revoke: money moved and came back.
-            Some(LedgerRevoke::Unconfirmed { .. }) => (order.amount, None, None),
-            Some(LedgerRevoke::Closed { .. }) => return Verdict::LedgerClosed(order),
+            Some(LedgerRevoke::Unconfirmed { .. }) => (order.amount, None),
+            Some(LedgerRevoke::Closed { .. }) => return Verdict::LedgerClosed(order.position),
             None => {
                 return finding(
                     FindingKind::StatusMismatch,
@@ -427,10 +524,7 @@ fn judge<'l>(
             }
         },
         StatementLineKind::Refund => {
-            let refund = movement
-                .refund_no
-                .and_then(|refund_no| order.refund(refund_no));
-            let Some(refund) = refund else {
+            let Some((_, refund)) = refund else {
                 return finding(
                     FindingKind::MissingInLedger,
                     None,
@@ -451,11 +545,7 @@ fn judge<'l>(
                     ),
                 );
             }
-            (
-                refund.amount,
-                refund.on_statement,
-                Some(refund.refund_no.clone()),
-            )
+            (refund.amount, refund.on_statement)
         }
     };
     if ledger_amount != row.amount {
@@ -469,54 +559,46 @@ fn judge<'l>(
         );
     }
     match on_statement {
-        Some(date) if date != statement.date => finding(
+        Some(on) if on != date => finding(
             FindingKind::DuplicateLine,
             Some(ledger_amount),
-            format!("line {line_no}: the {what} was already on the statement of {date}"),
+            format!("line {line_no}: the {what} was already on the statement of {on}"),
         ),
-        _ => Verdict::Agrees(Match {
-            order_no: order.order_no.clone(),
-            line: StatementLine {
-                channel: statement.channel,
-                statement_date: statement.date,
-                kind: movement.kind,
-                refund_no,
-                amount: row.amount,
-                channel_trade_no: row.channel_trade_no.clone(),
-            },
-            already_recorded: on_statement == Some(statement.date),
+        _ => Verdict::Agrees(MatchEntry {
+            order: order.position,
+            refund: refund.map_or(0, |(index, _)| index),
+            kind: movement.kind,
+            already_recorded: on_statement == Some(date),
+            own_trade_no: order.channel_trade_no != Some(row.channel_trade_no),
         }),
     }
 }
 
-/// The lines of one order the ledger closed (no money moved, as it believes).
-struct ClosedOrderLines<'a> {
-    order: &'a LedgerOrder,
-    payment: Option<&'a StatementRow>,
-    reversal: Option<&'a StatementRow>,
+/// The lines of one order the ledger closed (no money moved, as it
+/// believes): (line number, amount) of its payment and its reversal.
+#[derive(Debug, Default)]
+struct ClosedOrderLines {
+    payment: Option<(u32, Money)>,
+    reversal: Option<(u32, Money)>,
 }
 
-impl ClosedOrderLines<'_> {
-    fn finding(self) -> Finding {
+impl ClosedOrderLines {
+    fn finding(&self, order: &OrderRef<'_>) -> Finding {
         let (shows, lines, amount) = match (self.payment, self.reversal) {
-            (Some(payment), Some(reversal)) => (
+            (Some((payment, amount)), Some((reversal, _))) => (
                 "paid and reversed",
-                format!("lines {} and {}", payment.line_no, reversal.line_no),
-                payment.amount,
+                format!("lines {payment} and {reversal}"),
+                amount,
             ),
-            (Some(payment), None) => ("paid", format!("line {}", payment.line_no), payment.amount),
-            (None, Some(reversal)) => (
-                "reversed",
-                format!("line {}", reversal.line_no),
-                reversal.amount,
-            ),
+            (Some((payment, amount)), None) => ("paid", format!("line {payment}"), amount),
+            (None, Some((reversal, amount))) => ("reversed", format!("line {reversal}"), amount),
             (None, None) => unreachable!("an order is noted closed by one of its lines"),
         };
         Finding {
             kind: FindingKind::StatusMismatch,
-            order_no: Some(self.order.order_no.as_str().to_owned()),
+            order_no: Some(order.order_no.to_owned()),
             refund_no: None,
-            ledger_amount: Some(self.order.amount),
+            ledger_amount: Some(order.amount),
             statement_amount: Some(amount),
             detail: format!(
                 "{lines}: the statement shows the order {shows}; the ledger closed it without seeing a payment"

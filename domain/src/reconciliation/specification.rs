@@ -159,7 +159,7 @@ fn a_payment_line_matches_the_paid_order_by_order_number() {
     let report = run(&statement, &ledger);
     assert_eq!(kinds(&report), []);
     assert_eq!(
-        report.matched,
+        report.matched.iter().collect::<Vec<_>>(),
         [Match {
             order_no: OrderNo::parse("A1").unwrap(),
             line: StatementLine {
@@ -193,7 +193,7 @@ fn a_refund_line_matches_the_succeeded_refund_by_refund_number() {
     let report = run(&statement, &ledger);
     assert_eq!(kinds(&report), []);
     assert_eq!(report.matched.len(), 2);
-    let refund_line = &report.matched[1].line;
+    let refund_line = &report.matched.iter().nth(1).unwrap().line;
     assert_eq!(refund_line.kind, StatementLineKind::Refund);
     assert_eq!(refund_line.refund_no, Some(RefundNo::parse("R1").unwrap()));
     assert_eq!(refund_line.amount, money("3.00"));
@@ -245,8 +245,11 @@ fn an_alipay_refund_numbered_with_the_trade_number_is_the_revokes_reversal() {
     let statement = statement(Channel::Alipay, vec![payment(1, "A1", "10.00"), reversal]);
     let report = run(&statement, &ledger);
     assert_eq!(kinds(&report), []);
-    assert_eq!(report.matched[1].line.kind, StatementLineKind::Reversal);
-    assert_eq!(report.matched[1].line.refund_no, None);
+    assert_eq!(
+        report.matched.iter().nth(1).unwrap().line.kind,
+        StatementLineKind::Reversal
+    );
+    assert_eq!(report.matched.iter().nth(1).unwrap().line.refund_no, None);
 }
 
 #[test]
@@ -652,7 +655,7 @@ fn a_movement_matched_on_another_days_statement_is_a_duplicate_not_expected_agai
     );
     assert_eq!(report.matched.len(), 1);
     assert!(
-        report.matched[0].already_recorded,
+        report.matched.iter().next().unwrap().already_recorded,
         "a re-import appends nothing"
     );
 }
@@ -679,7 +682,7 @@ fn a_payment_just_before_midnight_is_deferred_to_the_next_days_statement() {
     let listed = run(&next_day(vec![payment(1, "A1", "10.00")]), &ledger);
     assert_eq!(kinds(&listed), []);
     assert_eq!(
-        listed.matched[0].line.statement_date,
+        listed.matched.iter().next().unwrap().line.statement_date,
         day().succ_opt().unwrap()
     );
     assert_eq!(
@@ -706,7 +709,7 @@ fn a_payment_listed_on_its_own_day_just_before_midnight_is_not_expected_the_next
 
     let recorded = state_of(history.into_iter().chain([given::line_matched(
         china(23, 59, 0),
-        report.matched[0].line.clone(),
+        report.matched.iter().next().unwrap().line.clone(),
     )]));
     let next_day = Statement {
         channel: Channel::Wechat,
@@ -885,7 +888,7 @@ fn every_match_is_accepted_by_the_payment_decider_once() {
         already_recorded: false,
     };
     assert_eq!(
-        report.matched,
+        report.matched.iter().collect::<Vec<_>>(),
         [
             matched("A1", StatementLineKind::Payment, "4200000001A1"),
             matched("A2", StatementLineKind::Payment, "4200000001A2"),
@@ -893,7 +896,7 @@ fn every_match_is_accepted_by_the_payment_decider_once() {
         ]
     );
     let histories = [&paid_a1, &reversed_a2, &reversed_a2];
-    for (history, Match { line, .. }) in histories.into_iter().zip(report.matched) {
+    for (history, Match { line, .. }) in histories.into_iter().zip(&report.matched) {
         let record = || CommandKind::MatchStatementLine(line.clone());
         Spec::of(PaymentDecider::default())
             .given(history.clone())
@@ -1060,8 +1063,8 @@ fn on_alipay_a_refund_numbered_with_the_order_number_is_a_reversal_unless_the_le
     );
     let report = run(&statement, &ledger);
     assert_eq!(kinds(&report), []);
-    let matched: Vec<(&str, StatementLineKind)> = report
-        .matched
+    let lines: Vec<Match> = report.matched.iter().collect();
+    let matched: Vec<(&str, StatementLineKind)> = lines
         .iter()
         .map(|m| (m.order_no.as_str(), m.line.kind))
         .collect();
@@ -1127,10 +1130,6 @@ fn a_ledger_keeps_the_last_order_given_for_a_number() {
     assert_eq!(ledger.len(), 2);
     assert_eq!(ledger.get("A1").unwrap().amount, money("12.00"));
     assert_eq!(ledger.get("A3"), None);
-    let numbers: Vec<&str> = ledger
-        .orders()
-        .iter()
-        .map(|o| o.order_no.as_str())
-        .collect();
+    let numbers: Vec<&str> = ledger.orders().map(|o| o.order_no).collect();
     assert_eq!(numbers, ["A1", "A2"]);
 }
