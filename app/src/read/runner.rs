@@ -314,7 +314,11 @@ impl ProjectionRunner {
                 histories[index] = Some(history?);
             }
             for (record, history) in wave.iter().zip(histories) {
-                self.seed(record, &history.unwrap_or_default())?;
+                // Every task answered above, or the batch already failed.
+                let history = history.ok_or_else(|| {
+                    RunnerError::Task(format!("the read of {} gave no answer", record.stream))
+                })?;
+                self.seed(record, &history)?;
             }
         }
         Ok(())
