@@ -48,6 +48,8 @@ use super::{
 };
 use crate::read_only::{ReadOnlyError, ReadOnlyFile};
 
+pub mod relayout;
+
 /// `PRAGMA application_id` of a paycode store: "PAYC" in ASCII.
 const APPLICATION_ID: i32 = 0x5041_5943;
 /// The `meta` row that names the format.
@@ -68,11 +70,15 @@ const BUSY_TIMEOUT_MS: u64 = 5000;
 /// Above this many cached stream heads the writer forgets them all and
 /// re-reads heads from the index on demand (bounds memory, not correctness).
 const HEAD_CACHE_STREAMS_MAX: usize = 1_000_000;
-/// Page size of a new file. Small pages because every append dirties a
-/// random leaf of the event-id index (ids are random) and SQLite's WAL logs
-/// whole pages: 1 KiB pages write a quarter of the bytes of 4 KiB ones for
-/// those leaves. Measured ~30% more appends/s than 4 KiB (see ADR 0002).
-const PAGE_SIZE_BYTES: u32 = 1024;
+/// Page size of a new file. SQLite's WAL logs whole pages, one write call
+/// each, so a commit's cost follows the pages it dirties. Event ids are
+/// time-ordered and new streams get the largest ids, so most of a group's
+/// pages are new pages at the tails of the table and its indexes, where
+/// larger pages mean fewer frames: 4 KiB measured 88–95k appends/s against
+/// 73–78k at 1 KiB, and more than 8 and 16 KiB (ADR 0008). Ledgers made
+/// with 1 KiB pages (before ADR 0008) keep working; `relayout` (`paycode
+/// migrate --to sqlite`) rewrites one at this size.
+pub const PAGE_SIZE_BYTES: u32 = 4096;
 /// Checkpoints run on their own thread and connection, never in the
 /// writer's commit path (SQLite's automatic checkpoint runs inside `COMMIT`
 /// and stalled every caller of that group for the whole copy). After a
@@ -83,12 +89,12 @@ const PAGE_SIZE_BYTES: u32 = 1024;
 const CHECKPOINT_INTERVAL_MS: u64 = 200;
 /// A passive checkpoint that overlaps commits never catches up with the
 /// writer, and SQLite restarts the WAL from its beginning only once every
-/// frame was copied. When the checkpointer finds more frames than this
-/// (64 MiB at 1 KiB pages) it asks the writer to run one checkpoint itself
+/// frame was copied. When the checkpointer finds a WAL whose pages make
+/// more than this many bytes it asks the writer to run one checkpoint itself
 /// between two groups (after answering the callers): it then copies only
 /// the frames of the last few commits, and the next transaction restarts
 /// the WAL. This bounds the WAL's size under endless load.
-const WAL_FRAMES_WRITER_CHECKPOINT: i64 = 65_536;
+const WAL_BYTES_WRITER_CHECKPOINT: i64 = 64 * 1024 * 1024;
 /// The WAL is truncated back to this size when it restarts.
 const JOURNAL_SIZE_LIMIT_BYTES: u64 = 64 * 1024 * 1024;
 /// Page cache of each connection, in KiB (negative `cache_size` means KiB).
@@ -1227,8 +1233,8 @@ impl std::error::Error for SharedError {
 struct CheckpointSignal {
     state: Mutex<CheckpointState>,
     wake: Condvar,
-    /// Set by the checkpointer when the WAL holds more than
-    /// `WAL_FRAMES_WRITER_CHECKPOINT` frames; read by the writer after each
+    /// Set by the checkpointer when the WAL's pages make more than
+    /// `WAL_BYTES_WRITER_CHECKPOINT` bytes; read by the writer after each
     /// group (an atomic, so that the hot path takes no lock for it).
     writer_should: AtomicBool,
 }
@@ -1286,10 +1292,15 @@ impl CheckpointSignal {
 /// with passive checkpoints, at most once per `CHECKPOINT_INTERVAL_MS`.
 /// The writer's own connection checkpoints everything when it closes.
 fn run_checkpointer(path: &Path, conn: &Connection, signal: &CheckpointSignal) {
+    // Ledgers made before ADR 0008 have 1 KiB pages, newer ones 4 KiB.
+    let page_size: i64 = conn
+        .pragma_query_value(None, "page_size", |row| row.get(0))
+        .unwrap_or(i64::from(PAGE_SIZE_BYTES));
+    let frames_max = WAL_BYTES_WRITER_CHECKPOINT / page_size.max(512);
     while signal.wait_for_commits() {
         match passive_checkpoint(conn) {
             Ok(Some(frames)) => {
-                if frames > WAL_FRAMES_WRITER_CHECKPOINT {
+                if frames > frames_max {
                     signal.writer_should.store(true, Ordering::Relaxed);
                 }
             }
@@ -1402,6 +1413,20 @@ fn open_writer(path: &Path) -> Result<Connection, StoreError> {
         Ok(())
     };
     configure().map_err(|error| sqlite_error(path, error))?;
+    if !fresh {
+        let page_size: u32 = conn
+            .pragma_query_value(None, "page_size", |row| row.get(0))
+            .map_err(|error| sqlite_error(path, error))?;
+        if page_size != PAGE_SIZE_BYTES {
+            tracing::info!(
+                path = %path.display(),
+                page_size,
+                "the ledger has pages of {page_size} bytes, from before ADR 0008; it works as it \
+                 is, and `paycode migrate --to sqlite` (service stopped) rewrites it with pages of \
+                 {PAGE_SIZE_BYTES} bytes, which append faster"
+            );
+        }
+    }
     if schema == SCHEMA_VERSION_UNCHAINED {
         let chained = upgrade_to_chained(&conn).map_err(|error| {
             if !conn.is_autocommit() {

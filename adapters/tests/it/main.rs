@@ -10,5 +10,6 @@ mod redirects;
 mod statement_parsers;
 mod store_contract;
 mod store_contract_eventstoredb;
+mod store_relayout;
 mod support;
 mod wechat_client;

@@ -78,12 +78,14 @@ enum Command {
     },
     /// Run a benchmark; the last line of standard output is one JSON object of figures.
     Bench(BenchArgs),
-    /// Copy the SQLite ledger (`store.path`, or --from) into an EventStoreDB
-    /// cluster (`store.url`, or --url): every stream in order, event ids kept.
-    /// Safe to rerun: it copies only what is missing.
+    /// With --to eventstoredb: copy the SQLite ledger (`store.path`, or
+    /// --from) into an EventStoreDB cluster (`store.url`, or --url): every
+    /// stream in order, event ids kept; safe to rerun, it copies only what is
+    /// missing. With --to sqlite: rewrite the stopped SQLite ledger in place
+    /// in the current layout (the old file is kept beside it).
     Migrate {
-        /// The target store; only `eventstoredb` is supported.
-        #[arg(long, value_parser = ["eventstoredb"])]
+        /// The target: `eventstoredb`, or `sqlite` (the current SQLite layout).
+        #[arg(long, value_parser = ["eventstoredb", "sqlite"])]
         to: String,
         #[arg(long)]
         config: Option<PathBuf>,
@@ -134,13 +136,21 @@ pub fn main() -> anyhow::Result<ExitCode> {
             runtime()?.block_on(replay::run(&source))
         }
         Command::Migrate {
-            to: _,
+            to,
             config,
             from,
             url,
         } => runtime()?.block_on(async {
             let config = load_config(config.as_deref())?;
-            print!("{}", migrate::run(config, from, url).await?);
+            let report = if to == "sqlite" {
+                if url.is_some() {
+                    anyhow::bail!("--url: only --to eventstoredb takes a cluster's address");
+                }
+                migrate::relayout(config, from).await?
+            } else {
+                migrate::run(config, from, url).await?
+            };
+            print!("{report}");
             Ok(ExitCode::SUCCESS)
         }),
         Command::Verify(args) => runtime()?.block_on(verify::run(args)),

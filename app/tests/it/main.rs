@@ -12,6 +12,7 @@ mod environment;
 mod json_logs;
 mod ledger_copy;
 mod limits;
+mod migrate_cli;
 mod resolve_cli;
 mod verify_cli;
 mod webdriver;

@@ -10,6 +10,7 @@ mod canary;
 mod e2e_sandbox;
 mod environment;
 mod http_api;
+mod migrate;
 mod reconciliation;
 mod replay;
 mod resolve;
