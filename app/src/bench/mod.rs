@@ -1,6 +1,7 @@
 //! `paycode bench NAME`: benchmarks that print figures. Human-readable lines
 //! first, then, as the last line of standard output, one JSON object that
-//! scripts can parse. `e2e`, `pending` and `reconcile` live in their own files.
+//! scripts can parse. `e2e`, `layouts`, `pending`, `reconcile` and `replay`
+//! live in their own files.
 //!
 //! `append` measures the embedded SQLite store as the runtime uses it: many
 //! tasks each appending single-event commits (a realistic ~300-byte payment
@@ -27,6 +28,7 @@ use paycode_adapters::store::{EventStore, ExpectedVersion, NewEvent, SqliteStore
 use uuid::Uuid;
 
 mod e2e;
+mod layouts;
 mod pending;
 mod reconcile;
 mod replay;
@@ -34,7 +36,7 @@ mod replay;
 /// Arguments of `paycode bench`.
 #[derive(Debug, Args)]
 pub struct BenchArgs {
-    /// Which benchmark: `append`, `e2e`, `pending`, `reconcile` or `replay`.
+    /// Which benchmark: `append`, `e2e`, `layouts`, `pending`, `reconcile` or `replay`.
     pub name: String,
     /// `e2e`: payments to make in total.
     #[arg(long, default_value_t = 20_000)]
@@ -66,10 +68,15 @@ pub struct BenchArgs {
     /// runs itself so, in another process, to write its bill.
     #[arg(long, hide = true)]
     pub bill_to: Option<PathBuf>,
-    /// `append`: events to append in total.
+    /// `append`, `layouts`: events to append in total.
     #[arg(long, default_value_t = 200_000)]
     pub events: u64,
-    /// Concurrent appending tasks (each one append in flight at a time).
+    /// `layouts`: events per commit group (the average group `append`
+    /// measures), each group durable before the next.
+    #[arg(long, default_value_t = 262)]
+    pub group_events: u64,
+    /// Concurrent appending tasks (each one append in flight at a time;
+    /// `layouts` interleaves their streams round-robin).
     #[arg(long, default_value_t = 512)]
     pub tasks: u64,
     /// Events per payment stream (a payment's lifecycle) before a task
@@ -81,7 +88,8 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 2)]
     pub workers: usize,
     /// Directory for the database and the baseline file, or `reconcile`'s
-    /// bill (default: a new temporary directory, removed afterwards).
+    /// bill, or `layouts`' temporary directories (default: a new temporary
+    /// directory, removed afterwards).
     #[arg(long)]
     pub dir: Option<PathBuf>,
 }
@@ -91,12 +99,14 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.name.as_str() {
         "append" => append(&args),
         "e2e" => e2e::run(&args),
+        "layouts" => layouts::run(&args),
         "pending" => pending::run(&args),
         "reconcile" => reconcile::run(&args),
         "replay" => replay::run(&args),
         other => {
             anyhow::bail!(
-                "unknown benchmark {other:?} (known: append, e2e, pending, reconcile, replay)"
+                "unknown benchmark {other:?} \
+                 (known: append, e2e, layouts, pending, reconcile, replay)"
             )
         }
     }
