@@ -123,7 +123,7 @@ const HEAD_POLL_INTERVAL_MS: u64 = 250;
 /// name: new ids are the largest, so the `(stream_id, version)` index is
 /// written at its tail, where the active streams are, instead of at one
 /// random page per append.
-const SCHEMA: &str = "
+pub const SCHEMA: &str = "
     CREATE TABLE streams (
         id             INTEGER PRIMARY KEY,
         name           TEXT    NOT NULL UNIQUE

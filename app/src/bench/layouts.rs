@@ -35,6 +35,11 @@
 //!   the first torn frame, where the log would be truncated), or, if the
 //!   index file itself was damaged, all of it rebuilt from the log. That
 //!   recovery is not written here.
+//! - `log-batched`: the same log, its index rows held in memory and
+//!   written to SQLite once per `LOG_BATCHED_INDEX_GROUPS` groups, sorted,
+//!   in one transaction: the index off the commit path, as a store would
+//!   keep it with an in-memory map of the streams not yet indexed (and
+//!   rebuild it from the log's tail after a crash, as above).
 //!
 //! No checkpoint runs while a layout is written (the store runs them on a
 //! thread of its own), so the files at the end (WAL included, `-shm` not)
@@ -58,6 +63,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use chrono::Utc;
 use paycode_adapters::store::chain::{self, ChainHash, GENESIS};
+use paycode_adapters::store::sqlite::SCHEMA as ROWS_SCHEMA;
 use paycode_adapters::store::{EventRef, NewEvent};
 use rand::{Rng, SeedableRng};
 use rusqlite::{Connection, OpenFlags, params};
@@ -66,7 +72,12 @@ use uuid::Uuid;
 use super::{BenchArgs, LIFECYCLE, baseline_fsync_rate, payload, round3, service_event_id};
 
 /// The layouts measured, in the order they run and print.
-const LAYOUTS: [&str; 4] = ["rows-1k", "rows-4k", "groups-4k", "log"];
+const LAYOUTS: [&str; 5] = ["rows-1k", "rows-4k", "groups-4k", "log", "log-batched"];
+
+/// Groups whose index rows `log-batched` holds in memory before it writes
+/// them to its index in one transaction (about 16k events at the default
+/// group size).
+const LOG_BATCHED_INDEX_GROUPS: u32 = 64;
 
 /// Streams read by name in the second read.
 const READ_STREAMS: usize = 10_000;
@@ -76,29 +87,6 @@ const WRITER_CACHE_KIB: i64 = 16 * 1024;
 /// A reader's page cache and memory map, as the store's readers'.
 const READER_CACHE_KIB: i64 = 4 * 1024;
 const READER_MMAP_BYTES: i64 = 1 << 30;
-
-/// The store's schema (`adapters/src/store/sqlite.rs`, `SCHEMA`), verbatim.
-const ROWS_SCHEMA: &str = "
-    CREATE TABLE streams (
-        id             INTEGER PRIMARY KEY,
-        name           TEXT    NOT NULL UNIQUE
-    );
-    CREATE TABLE events (
-        position       INTEGER PRIMARY KEY,
-        stream_id      INTEGER NOT NULL,
-        version        INTEGER NOT NULL,
-        event_id       BLOB    NOT NULL,
-        event_type     TEXT    NOT NULL,
-        schema_version INTEGER NOT NULL,
-        data           BLOB    NOT NULL,
-        recorded_at    INTEGER NOT NULL,
-        previous_hash  BLOB    NOT NULL,
-        hash           BLOB    NOT NULL
-    );
-    CREATE UNIQUE INDEX events_stream_version ON events (stream_id, version);
-    CREATE UNIQUE INDEX events_event_id ON events (event_id);
-    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
-";
 
 /// One row per commit group; `body` is its events, each behind its length.
 const GROUPS_SCHEMA: &str = "
@@ -441,7 +429,8 @@ fn open(name: &str, dir: &Path) -> anyhow::Result<Box<dyn Layout>> {
         "rows-1k" => Box::new(Rows::open(dir, 1024)?),
         "rows-4k" => Box::new(Rows::open(dir, 4096)?),
         "groups-4k" => Box::new(Groups::open(dir)?),
-        "log" => Box::new(Log::open(dir)?),
+        "log" => Box::new(Log::open(dir, 1)?),
+        "log-batched" => Box::new(Log::open(dir, LOG_BATCHED_INDEX_GROUPS)?),
         other => anyhow::bail!("unknown layout {other:?}"),
     })
 }
@@ -875,8 +864,9 @@ impl Layout for Groups {
 /// Bytes of a log frame before its payload: its length and its CRC32.
 const LOG_FRAME_HEAD: usize = 8;
 
-/// A log of paycode's own, `fdatasync`ed per group, and its index in SQLite.
-/// Each event is a frame: the payload's length (u32), its CRC32 (u32), and
+/// A log of paycode's own, `fdatasync`ed per group, and its index in SQLite,
+/// written after every `index_every` groups (the rows held in memory until
+/// then; ids of new streams are given by the log). Each event is a frame: the payload's length (u32), its CRC32 (u32), and
 /// the payload: the event's position (u64), then `encode_event`'s bytes.
 #[derive(Debug)]
 struct Log {
@@ -890,10 +880,21 @@ struct Log {
     index: Connection,
     index_path: PathBuf,
     reader: Option<Connection>,
+    /// Groups whose index rows are written together (1: each group's
+    /// with it).
+    index_every: u32,
+    /// Groups made durable since the index was last written.
+    unindexed_groups: u32,
+    /// The id the next new stream gets (ids are the log's to give).
+    next_stream_id: i64,
+    /// Index rows of the groups not yet indexed.
+    new_streams: Vec<(i64, String)>,
+    new_versions: Vec<(i64, u64, u64)>,
+    new_ids: Vec<([u8; 16], u64)>,
 }
 
 impl Log {
-    fn open(dir: &Path) -> anyhow::Result<Log> {
+    fn open(dir: &Path, index_every: u32) -> anyhow::Result<Log> {
         let log_path = dir.join("events.log");
         let index_path = dir.join("index.db");
         let file = OpenOptions::new()
@@ -910,7 +911,48 @@ impl Log {
             index: create_sqlite(&index_path, 4096, "OFF", LOG_INDEX_SCHEMA)?,
             index_path,
             reader: None,
+            index_every: index_every.max(1),
+            unindexed_groups: 0,
+            next_stream_id: 1,
+            new_streams: Vec::new(),
+            new_versions: Vec::new(),
+            new_ids: Vec::new(),
         })
+    }
+
+    /// Writes the index rows held so far, in key order, in one transaction
+    /// (no fsync: the log is what is durable), with the log's length they
+    /// cover.
+    fn write_index(&mut self) -> anyhow::Result<()> {
+        self.new_streams.sort_unstable_by(|a, b| a.1.cmp(&b.1));
+        self.new_versions.sort_unstable();
+        self.new_ids.sort_unstable();
+        let index = &self.index;
+        index.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
+        let mut streams = index.prepare_cached("INSERT INTO streams (id, name) VALUES (?1, ?2)")?;
+        for (id, name) in &self.new_streams {
+            streams.execute(params![id, name])?;
+        }
+        let mut versions = index.prepare_cached(
+            "INSERT INTO stream_versions (stream_id, version, log_offset) VALUES (?1, ?2, ?3)",
+        )?;
+        for &(stream_id, version, offset) in &self.new_versions {
+            versions.execute(params![stream_id, to_sql(version)?, to_sql(offset)?])?;
+        }
+        let mut ids =
+            index.prepare_cached("INSERT INTO event_ids (event_id, position) VALUES (?1, ?2)")?;
+        for (event_id, position) in &self.new_ids {
+            ids.execute(params![event_id.as_slice(), to_sql(*position)?])?;
+        }
+        index
+            .prepare_cached("UPDATE log_state SET indexed_end = ?1")?
+            .execute([to_sql(self.end)?])?;
+        index.prepare_cached("COMMIT")?.execute([])?;
+        self.new_streams.clear();
+        self.new_versions.clear();
+        self.new_ids.clear();
+        self.unindexed_groups = 0;
+        Ok(())
     }
 
     /// The position and the event's bytes of a frame's payload, once its
@@ -925,15 +967,14 @@ impl Log {
 impl Layout for Log {
     fn begin_group(&mut self) -> anyhow::Result<()> {
         self.frames.clear();
-        self.index.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
         Ok(())
     }
 
     fn add_stream(&mut self, name: &str) -> anyhow::Result<i64> {
-        self.index
-            .prepare_cached("INSERT INTO streams (name) VALUES (?1)")?
-            .execute([name])?;
-        Ok(self.index.last_insert_rowid())
+        let id = self.next_stream_id;
+        self.next_stream_id += 1;
+        self.new_streams.push((id, name.to_owned()));
+        Ok(id)
     }
 
     fn add_event(&mut self, record: &Record<'_>) -> anyhow::Result<()> {
@@ -948,21 +989,10 @@ impl Layout for Log {
         let crc = crc32fast::hash(payload).to_le_bytes();
         self.frames[start..start + 4].copy_from_slice(&len);
         self.frames[start + 4..start + LOG_FRAME_HEAD].copy_from_slice(&crc);
-        self.index
-            .prepare_cached(
-                "INSERT INTO stream_versions (stream_id, version, log_offset) VALUES (?1, ?2, ?3)",
-            )?
-            .execute(params![
-                record.stream_id,
-                to_sql(record.version)?,
-                to_sql(offset)?
-            ])?;
-        self.index
-            .prepare_cached("INSERT INTO event_ids (event_id, position) VALUES (?1, ?2)")?
-            .execute(params![
-                record.event.event_id.as_bytes().as_slice(),
-                to_sql(record.position)?
-            ])?;
+        self.new_versions
+            .push((record.stream_id, record.version, offset));
+        self.new_ids
+            .push((*record.event.event_id.as_bytes(), record.position));
         Ok(())
     }
 
@@ -971,14 +1001,17 @@ impl Layout for Log {
         self.file.write_all(&self.frames)?;
         self.file.sync_data()?;
         self.end += self.frames.len() as u64;
-        self.index
-            .prepare_cached("UPDATE log_state SET indexed_end = ?1")?
-            .execute([to_sql(self.end)?])?;
-        self.index.prepare_cached("COMMIT")?.execute([])?;
+        self.unindexed_groups += 1;
+        if self.unindexed_groups >= self.index_every {
+            self.write_index()?;
+        }
         Ok(())
     }
 
     fn settle(&mut self) -> anyhow::Result<()> {
+        if !self.new_versions.is_empty() {
+            self.write_index()?;
+        }
         checkpoint(&self.index)?;
         self.reader = Some(open_reader(&self.index_path)?);
         Ok(())
