@@ -127,6 +127,77 @@ mod tests {
         one_owner_at_a_time(&shared, &shared).await;
     }
 
+    #[tokio::test]
+    async fn lease_changes_alone_commit_without_an_fsync_and_events_still_sync() {
+        // A group of lease changes alone is counted apart from the commits
+        // that sync; an append after it syncs again, and the file reopens
+        // with every event and the lease.
+        use crate::store::{EventStore, ExpectedVersion, NewEvent};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("paycode.db");
+        let store = crate::store::SqliteStore::open(&path).unwrap();
+        let leases = store.leases();
+        let t0 = Utc.with_ymd_and_hms(2026, 11, 22, 2, 0, 0).unwrap();
+        let ttl = Duration::seconds(60);
+        let event = || NewEvent {
+            event_id: uuid::Uuid::now_v7(),
+            event_type: "Submitted".to_owned(),
+            schema_version: 1,
+            data: b"{}".to_vec(),
+        };
+
+        assert!(
+            leases
+                .acquire("payment-demo-A", "p1", t0, ttl)
+                .await
+                .unwrap()
+        );
+        let stats = store.stats();
+        assert_eq!((stats.commits, stats.lease_only_commits), (1, 1));
+
+        store
+            .append("payment-demo-A", ExpectedVersion::NoStream, vec![event()])
+            .await
+            .unwrap();
+        let stats = store.stats();
+        assert_eq!((stats.commits, stats.lease_only_commits), (2, 1));
+
+        assert!(
+            leases
+                .acquire("payment-demo-B", "p1", t0, ttl)
+                .await
+                .unwrap()
+        );
+        store
+            .append("payment-demo-A", ExpectedVersion::Exact(0), vec![event()])
+            .await
+            .unwrap();
+        let stats = store.stats();
+        assert_eq!((stats.commits, stats.lease_only_commits), (4, 2));
+        assert!(
+            leases
+                .acquire("payment-demo-C", "p1", t0, ttl)
+                .await
+                .unwrap()
+        );
+        store.close().await.unwrap();
+
+        let reopened = crate::store::SqliteStore::open(&path).unwrap();
+        assert_eq!(
+            reopened.read_stream("payment-demo-A").await.unwrap().len(),
+            2
+        );
+        assert!(
+            !reopened
+                .leases()
+                .acquire("payment-demo-C", "p2", t0, ttl)
+                .await
+                .unwrap(),
+            "the last lease, committed without an fsync, is in the file"
+        );
+        reopened.close().await.unwrap();
+    }
+
     async fn one_owner_at_a_time(first: &dyn StepLease, second: &dyn StepLease) {
         let t0 = Utc.with_ymd_and_hms(2026, 11, 22, 2, 0, 0).unwrap();
         let ttl = Duration::seconds(60);

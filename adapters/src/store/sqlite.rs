@@ -101,10 +101,15 @@ const JOURNAL_SIZE_LIMIT_BYTES: u64 = 64 * 1024 * 1024;
 /// Enough for the indexes' hot pages; not larger, because SQLite walks the
 /// cache's hash table at the end of every write transaction.
 const CACHE_SIZE_KIB: i64 = 16 * 1024;
-/// Bytes of the file each read connection maps into memory: pages are read
-/// in place instead of copied by a `pread` each. Address space only; the
-/// kernel's page cache holds the data either way. Writes never go through
-/// the map (SQLite uses it for reads only unless told otherwise).
+/// Bytes of the file each read connection of a read-only store maps into
+/// memory: pages are read in place instead of copied by a `pread` each.
+/// Address space only; the kernel's page cache holds the data either way.
+/// Only where nothing writes: a connection drops its whole map at the
+/// first read after any commit (SQLite unmaps it when the file changed), so
+/// beside a live writer every small read paid an `munmap`, the TLB
+/// shootdown of the other cores and page faults to map the pages again,
+/// about a seventh of the CPU of `bench pending` (ADR 0008). The readers
+/// beside the writer read with `pread` instead.
 const READER_MMAP_BYTES: i64 = 1 << 30;
 /// Read connections of a store, at most: reads beyond it wait for one to
 /// be free (before taking a blocking thread). Every one stays open, so a
@@ -168,8 +173,11 @@ const EVENT_COLUMNS: &str = "e.position, s.name, e.version, e.event_id, e.event_
 /// concurrent appends really share transactions.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SqliteStoreStats {
-    /// Write transactions committed (each one fsync of the WAL).
+    /// Write transactions committed.
     pub commits: u64,
+    /// Of `commits`, those that changed only step leases: committed without
+    /// an fsync (`Writer::write_group` says why that is safe).
+    pub lease_only_commits: u64,
     /// Append requests answered (accepted, retried or rejected).
     pub appends: u64,
     /// Events written by committed transactions.
@@ -187,6 +195,7 @@ pub struct SqliteStoreStats {
 #[derive(Debug, Default)]
 struct Counters {
     commits: AtomicU64,
+    lease_only_commits: AtomicU64,
     appends: AtomicU64,
     events: AtomicU64,
     write_micros: AtomicU64,
@@ -283,6 +292,7 @@ impl SqliteStore {
             counters: Arc::clone(&counters),
             checkpoints,
             checkpointer: Some(checkpointer),
+            syncing: true,
         };
         let writer = std::thread::Builder::new()
             .name("paycode-sqlite-writer".to_owned())
@@ -440,6 +450,7 @@ impl SqliteStore {
     pub fn stats(&self) -> SqliteStoreStats {
         SqliteStoreStats {
             commits: self.counters.commits.load(Ordering::Relaxed),
+            lease_only_commits: self.counters.lease_only_commits.load(Ordering::Relaxed),
             appends: self.counters.appends.load(Ordering::Relaxed),
             events: self.counters.events.load(Ordering::Relaxed),
             write_micros: self.counters.write_micros.load(Ordering::Relaxed),
@@ -814,6 +825,9 @@ struct Writer {
     /// Stopped and joined before the writer's connection closes, so that
     /// the writer's is the last connection and checkpoints the WAL away.
     checkpointer: Option<JoinHandle<()>>,
+    /// Whether the connection's commits fsync (`synchronous=FULL`), as
+    /// they must for events; `false` while it commits lease changes alone.
+    syncing: bool,
 }
 
 /// What the writer knows of one existing stream.
@@ -886,12 +900,39 @@ impl Writer {
             // final checkpoint on close will not copy.
             let _ = checkpointer.join();
         }
+        // The checkpoint on close must sync the file before it deletes the
+        // WAL. If this fails, so will the close's checkpoint, and the WAL
+        // stays for the next open to recover.
+        if let Err(error) = self.set_syncing(true) {
+            tracing::warn!(path = %self.path.display(), %error, "SQLite writer cannot sync on close");
+        }
+    }
+
+    /// Makes the connection's commits and checkpoints fsync (`true`), or
+    /// not. Only between transactions (SQLite refuses it inside one).
+    fn set_syncing(&mut self, syncing: bool) -> rusqlite::Result<()> {
+        if syncing != self.syncing {
+            self.conn
+                .prepare_cached(if syncing {
+                    "PRAGMA synchronous = FULL"
+                } else {
+                    "PRAGMA synchronous = OFF"
+                })?
+                .execute([])?;
+            self.syncing = syncing;
+        }
+        Ok(())
     }
 
     /// Copies the WAL's last frames into the file (the checkpointer copied
     /// the rest), so that the next transaction restarts the WAL. Runs
     /// between groups, after their callers were answered.
     fn checkpoint(&mut self) {
+        // A checkpoint must sync the file before the WAL restarts over it.
+        if let Err(error) = self.set_syncing(true) {
+            tracing::warn!(path = %self.path.display(), %error, "SQLite checkpoint skipped");
+            return;
+        }
         match passive_checkpoint(&self.conn) {
             Ok(Some(_)) => self.checkpoints.writer_checkpointed(),
             // The checkpointer is copying right now: try after the next group.
@@ -916,6 +957,11 @@ impl Writer {
             Ok(()) => {
                 let written = self.next_position - start_position;
                 self.counters.commits.fetch_add(1, Ordering::Relaxed);
+                if group.is_empty() {
+                    self.counters
+                        .lease_only_commits
+                        .fetch_add(1, Ordering::Relaxed);
+                }
                 self.counters.events.fetch_add(written, Ordering::Relaxed);
                 if written > 0 {
                     self.head.send_replace(self.next_position - 1);
@@ -952,6 +998,16 @@ impl Writer {
         answers.clear();
         lease_answers.clear();
         let began = Instant::now();
+        // A group of lease changes alone is committed without an fsync: it
+        // is visible to every process at once (the WAL and its index are
+        // shared), and only a crash of the machine, which ends every
+        // process holding a lease, could lose it; an unexpired lease of a
+        // dead process only makes the others wait for its expiry. The next
+        // group with events syncs the WAL, these frames with it. SQLite
+        // keeps the file consistent either way (a torn tail of the WAL is
+        // ignored at recovery). The setting can only change between
+        // transactions.
+        self.set_syncing(!group.is_empty())?;
         // Cached like the inserts: a group is parsed once per connection,
         // not once per commit.
         self.conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
@@ -1632,7 +1688,8 @@ fn open_reader(path: &Path) -> Result<Connection, StoreError> {
         .map_err(|error| sqlite_error(path, error))?;
     conn.pragma_update(None, "cache_size", -CACHE_SIZE_KIB / 4)
         .map_err(|error| sqlite_error(path, error))?;
-    conn.pragma_update(None, "mmap_size", READER_MMAP_BYTES)
+    // Explicitly: a build of SQLite may map by default.
+    conn.pragma_update(None, "mmap_size", 0)
         .map_err(|error| sqlite_error(path, error))?;
     Ok(conn)
 }

@@ -12,6 +12,7 @@
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration as StdDuration;
 
@@ -164,6 +165,8 @@ struct Inner {
     tasks: Mutex<JoinSet<()>>,
     /// The global position of the log read so far ([`Runtime::follow_store`]).
     followed: tokio::sync::Mutex<u64>,
+    /// Whether a `follow_store` started by the timer loop is running.
+    following: AtomicBool,
     /// The latest version seen of each order with something left to do: a
     /// newer event in the log was written by someone else.
     seen: Mutex<HashMap<Arc<str>, u64>>,
@@ -223,6 +226,7 @@ impl Runtime {
                 ids,
                 tasks: Mutex::new(JoinSet::new()),
                 followed: tokio::sync::Mutex::new(0),
+                following: AtomicBool::new(false),
                 seen: Mutex::new(HashMap::new()),
                 fingerprints,
             }),
@@ -344,6 +348,27 @@ impl Runtime {
         Ok(scheduled)
     }
 
+    /// Starts `follow_store` on a task of its own, unless the last one is
+    /// still reading.
+    fn follow_in_background(&self) {
+        /// Clears `following` however the task ends (an abort drops it).
+        struct Following(Runtime);
+        impl Drop for Following {
+            fn drop(&mut self) {
+                self.0.inner.following.store(false, Ordering::Release);
+            }
+        }
+        if self.inner.following.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let following = Following(self.clone());
+        self.spawn(async move {
+            if let Err(error) = following.0.follow_store().await {
+                warn!(%error, "cannot read the log for other processes' orders; trying again");
+            }
+        });
+    }
+
     /// Whether this process already knows the order at `version` or later.
     fn knows(&self, stream: &str, version: u64) -> bool {
         self.inner
@@ -415,10 +440,11 @@ impl Runtime {
                 () = clock.sleep_until(wake_at) => {}
             }
             if clock.now() >= follow_at {
-                // What other processes sharing the store wrote.
-                if let Err(error) = self.follow_store().await {
-                    warn!(%error, "cannot read the log for other processes' orders; trying again");
-                }
+                // What other processes sharing the store wrote, read beside
+                // this loop: it reads every event since the last time, and
+                // while this loop waited for it no due step was started
+                // (a stall of hundreds of milliseconds under load).
+                self.follow_in_background();
                 follow_at = clock.now() + follow_every;
             }
             let due = self
