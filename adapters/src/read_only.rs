@@ -181,7 +181,7 @@ impl ReadOnlyFile {
 }
 
 /// `paycode.db` → `paycode.db-wal` (SQLite's own naming).
-fn beside(path: &Path, suffix: &str) -> PathBuf {
+pub(crate) fn beside(path: &Path, suffix: &str) -> PathBuf {
     let mut name = path.as_os_str().to_owned();
     name.push(suffix);
     PathBuf::from(name)

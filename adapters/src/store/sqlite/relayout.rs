@@ -17,7 +17,9 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use rusqlite::{Connection, ErrorCode, OpenFlags};
+use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension};
+
+use crate::read_only::beside;
 
 use super::{APPLICATION_ID, PAGE_SIZE_BYTES, SqliteStore, StoreError, check_meta, sqlite_error};
 
@@ -40,18 +42,12 @@ pub enum Relayout {
 /// Where the rewrite is built, beside the ledger (a leftover of a rewrite
 /// that stopped half-way is removed: the ledger itself was not touched).
 fn building_path(path: &Path) -> PathBuf {
-    suffixed(path, ".relayout")
+    beside(path, ".relayout")
 }
 
 /// Where the ledger as it was is kept after a rewrite.
 pub fn kept_path(path: &Path) -> PathBuf {
-    suffixed(path, ".before-relayout")
-}
-
-fn suffixed(path: &Path, suffix: &str) -> PathBuf {
-    let mut name = path.as_os_str().to_owned();
-    name.push(suffix);
-    PathBuf::from(name)
+    beside(path, ".before-relayout")
 }
 
 /// How long to wait for another process's lock before saying the ledger
@@ -115,7 +111,7 @@ pub fn relayout(path: &Path) -> Result<Relayout, StoreError> {
     sync_parent(path)?;
     // A `-shm` left by a service that stopped uncleanly describes the old
     // file's WAL; nothing uses it now (the lock is ours).
-    remove_if_present(&suffixed(path, "-shm"))?;
+    remove_if_present(&beside(path, "-shm"))?;
     drop(conn);
     Ok(Relayout::Rewritten {
         page_size_before,
@@ -186,11 +182,7 @@ impl Summary {
                 [],
                 |row| Ok((row.get(0)?, row.get(1)?)),
             )
-            .map(Some)
-            .or_else(|error| match error {
-                rusqlite::Error::QueryReturnedNoRows => Ok(None),
-                other => Err(other),
-            })?;
+            .optional()?;
         Ok(Summary {
             events: u64::try_from(events).unwrap_or(0),
             streams: u64::try_from(streams).unwrap_or(0),
