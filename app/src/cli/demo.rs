@@ -3,20 +3,23 @@
 //! ledger in SQLite, the sandbox in-process) on a simulated clock, drives a
 //! realistic mix of the sandbox's test payment codes and refunds through the
 //! HTTP API, moves time on until every order has settled, reconciles each
-//! channel's statement of the day through the API, and prints a summary:
+//! channel's statements the next morning through the API, and prints a summary:
 //! orders by final status, channel calls by API, reconciliation findings,
 //! time taken.
 
 use std::collections::BTreeMap;
+use std::ops::RangeInclusive;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use chrono::Utc;
+use chrono::{DateTime, NaiveDate, Utc};
 use indicatif::{ProgressBar, ProgressStyle};
 use paycode_adapters::clock::{Clock, ManualClock};
 use paycode_adapters::lease::LocalLeases;
 use paycode_adapters::store::SqliteStore;
+use paycode_domain::calendar::{china_date, china_midnight};
+use paycode_domain::reconciliation::ReconcilePolicy;
 use paycode_domain::{MerchantId, Policy};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -193,15 +196,16 @@ pub async fn run(orders: usize, seed: u64) -> anyhow::Result<String> {
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
     bar.finish_with_message("settled");
+    let settled_at = clock.now();
 
-    // The next morning: reconcile each channel's statement of every China
+    // The morning after: reconcile each channel's statement of every China
     // day the traffic touched, through the API as a back office would.
+    let (days, morning) = statement_days(simulation_start, settled_at, &ReconcilePolicy::default());
+    clock.advance(morning - settled_at);
     let mut reconciliations = Vec::new();
-    let first_day = paycode_domain::calendar::china_date(simulation_start);
-    let last_day = paycode_domain::calendar::china_date(clock.now());
     for channel in ["wechat", "alipay"] {
-        let mut day = first_day;
-        while day <= last_day {
+        let mut day = *days.start();
+        while day <= *days.end() {
             let body = format!(r#"{{"channel":"{channel}","date":"{day}"}}"#);
             let (status, report) = call(
                 reqwest::Method::POST,
@@ -286,14 +290,77 @@ pub async fn run(orders: usize, seed: u64) -> anyhow::Result<String> {
     out.push_str(&format!(
         "\ntook {:.1} s of wall time for {} of simulated time\n",
         started.elapsed().as_secs_f64(),
-        humanize(clock.now() - simulation_start)
+        humanize(settled_at - simulation_start)
     ));
     server.abort();
     service.shutdown().await;
     Ok(out)
 }
 
+/// The China days whose statements settle traffic from `start` to `end`,
+/// and the morning (10:00 China time) after the last of them, when both
+/// channels have published it. A movement in the last
+/// `midnight_grace_secs` of a day belongs to the next day's statement, so
+/// traffic that ends just before midnight needs that next day too.
+fn statement_days(
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+    policy: &ReconcilePolicy,
+) -> (RangeInclusive<NaiveDate>, DateTime<Utc>) {
+    let grace = chrono::Duration::seconds(i64::from(policy.midnight_grace_secs));
+    let first = china_date(start);
+    let last = china_date(end + grace);
+    let next = last.succ_opt().expect("the calendar goes on");
+    (
+        first..=last,
+        china_midnight(next) + chrono::Duration::hours(10),
+    )
+}
+
 fn humanize(span: chrono::Duration) -> String {
     let secs = span.num_seconds();
     format!("{}m {:02}s", secs / 60, secs % 60)
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+
+    fn china(day: u32, hour: u32, minute: u32) -> DateTime<Utc> {
+        paycode_domain::calendar::china_time()
+            .with_ymd_and_hms(2026, 12, day, hour, minute, 0)
+            .unwrap()
+            .with_timezone(&Utc)
+    }
+
+    #[test]
+    fn traffic_within_a_day_is_reconciled_on_that_day_the_next_morning() {
+        let (days, morning) = statement_days(
+            china(3, 14, 0),
+            china(3, 14, 4),
+            &ReconcilePolicy::default(),
+        );
+        let third = NaiveDate::from_ymd_opt(2026, 12, 3).unwrap();
+        assert_eq!(days, third..=third);
+        assert_eq!(morning, china(4, 10, 0));
+    }
+
+    #[test]
+    fn traffic_ending_in_the_last_minutes_before_midnight_needs_the_next_days_statement() {
+        // A revoke at 23:57 is expected on the 4th's statement (grace 300 s):
+        // reconciling only the 3rd would leave it unsettled.
+        let (days, morning) = statement_days(
+            china(3, 23, 54),
+            china(3, 23, 57),
+            &ReconcilePolicy::default(),
+        );
+        assert_eq!(
+            days,
+            NaiveDate::from_ymd_opt(2026, 12, 3).unwrap()
+                ..=NaiveDate::from_ymd_opt(2026, 12, 4).unwrap()
+        );
+        assert_eq!(morning, china(5, 10, 0));
+    }
 }
