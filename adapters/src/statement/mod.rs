@@ -13,8 +13,10 @@
 //!   is not.
 //! - [`parse_statement_file`]: either, for a [`StatementFile`] as a channel
 //!   client downloaded it, including "the channel has no statement that day".
-//! - [`RowCount`]: a sink that keeps nothing, to check a file whole before
-//!   it is matched.
+//! - [`RowCount`]: a sink that keeps nothing, to check a file whole; and
+//!   [`check_and_match`], which checks a file with it while it is matched,
+//!   on two threads, and bounds what the matching holds before the check
+//!   has passed.
 //!
 //! Invariants: a statement is checked against its own totals (WeChat's
 //! summary line, Alipay's footer) before the sink is handed back, and any
@@ -24,6 +26,7 @@
 //! converted to UTC. Every error names the line and the column it is about.
 
 pub mod alipay;
+pub mod checked;
 pub mod wechat;
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Utc};
@@ -37,6 +40,7 @@ pub use alipay::{
     AlipayZipLimits, parse_alipay_detail, parse_alipay_zip, parse_alipay_zip_with_limits,
     read_alipay_zip,
 };
+pub use checked::{StatementSource, check_and_match};
 pub use wechat::{parse_wechat_bill, read_wechat_bill};
 
 /// Why a statement was rejected. Any of these rejects the whole file; none is
@@ -174,10 +178,11 @@ pub fn parse_statement_file<S: StatementSink>(
     }
 }
 
-/// A sink that keeps nothing but the number of rows: a first pass that
-/// checks a statement whole, so that a defective file is rejected before
-/// any matching is done (a file of a million lines the ledger does not know
-/// would otherwise cost a million findings before its summary rejects it).
+/// A sink that keeps nothing but the number of rows: a pass that checks a
+/// statement whole, so that a defective file is rejected before the
+/// matching holds more than a bound (a file of a million lines the ledger
+/// does not know would otherwise cost a million findings before its summary
+/// rejects it). See [`check_and_match`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RowCount {
     channel: Channel,

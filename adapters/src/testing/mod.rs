@@ -2,6 +2,7 @@
 //! (which only dev-dependencies turn on), so nothing here is in the
 //! production graph.
 
+pub mod bills;
 pub mod faulty_store;
 pub mod store_contract;
 mod testkit;

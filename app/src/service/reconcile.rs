@@ -1,8 +1,8 @@
 //! Reconciliation as the service runs it: a statement file (downloaded from
-//! the channel or handed in) is checked whole on a blocking thread (against
-//! its own totals, keeping nothing), then read again with each row handed
-//! to the pure matcher as it is parsed (no row is held), against the
-//! merchant's orders; the report is then imported as events:
+//! the channel or handed in) is checked whole (against its own totals,
+//! keeping nothing) while it is read again with each row handed to the pure
+//! matcher as it is parsed (no row is held), against the merchant's orders,
+//! on two blocking threads; the report is then imported as events:
 //!
 //! 1. each revoke the statement settles (one that did not say whether money
 //!    moved) as `RevokeSettled` on its order's stream, then each matched line
@@ -25,7 +25,7 @@ use std::convert::Infallible;
 
 use chrono::NaiveDate;
 use paycode_adapters::channel::{ChannelClient, StatementFile};
-use paycode_adapters::statement::{RowCount, StatementError, parse_statement_file};
+use paycode_adapters::statement::{StatementError, check_and_match};
 use paycode_adapters::store::{EventStore, StoreError};
 use paycode_domain::ids::{parse_payment_stream, reconciliation_stream};
 use paycode_domain::payment::{
@@ -200,10 +200,11 @@ pub async fn preview(
 }
 
 /// The matcher's report of `file` against the merchant's orders, and the
-/// file's SHA-256. Off the async workers, the file is first checked whole
-/// (a pass that keeps nothing), so a defective file costs no ledger read
-/// and no matching; then, against the orders read meanwhile, it is read
-/// again with each row handed to the matcher as it is parsed.
+/// file's SHA-256. The merchant's orders are read first; then, off the
+/// async workers, the file is checked whole (a pass that keeps nothing)
+/// and matched row by row as it is parsed, both at once on two threads
+/// (`check_and_match`). A defective file costs the ledger read and at most
+/// a bounded part of the matching, and is rejected with the check's error.
 async fn reconcile_file(
     store: &dyn EventStore,
     merchant: &MerchantId,
@@ -211,16 +212,12 @@ async fn reconcile_file(
     date: NaiveDate,
     file: StatementFile,
 ) -> Result<(reconciliation::Report, String), ReconcileError> {
-    let (file, sha256) = blocking(move || {
-        let sha256 = statement_sha256(&file);
-        parse_statement_file(&file, RowCount::new(channel)).map(|_| (file, sha256))
-    })
-    .await?;
     let orders = merchant_orders(store, merchant).await?;
-    let report = blocking(move || {
+    let (report, sha256) = blocking(move || {
+        let sha256 = statement_sha256(&file);
         let policy = ReconcilePolicy::default();
         let reconciler = Reconciler::new(channel, date, &orders, &policy);
-        parse_statement_file(&file, reconciler).map(Reconciler::finish)
+        check_and_match(&file, reconciler).map(|matched| (matched.finish(), sha256))
     })
     .await?;
     Ok((report, sha256))
@@ -306,7 +303,6 @@ fn match_key(matched: &reconciliation::Match) -> String {
 
 #[cfg(test)]
 mod tests {
-    use std::fmt::Write as _;
     use std::sync::Arc;
     use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -319,24 +315,7 @@ mod tests {
     /// A WeChat ALL bill of `records` records whose stated count is one too
     /// many: parsed whole, then rejected.
     fn bill_with_a_wrong_count(records: usize) -> String {
-        let mut text = String::from(
-            "交易时间,公众账号ID,商户号,特约商户号,设备号,微信订单号,商户订单号,用户标识,交易类型,交易状态,付款银行,货币种类,应结订单金额,代金券金额,微信退款单号,商户退款单号,退款金额,充值券退款金额,退款类型,退款状态,商品名称,商户数据包,手续费,费率,订单金额,申请退款金额,费率备注\n",
-        );
-        for n in 0..records {
-            let _ = writeln!(
-                text,
-                "`2026-11-22 10:00:00,`wx0000000000000000,`1900000000,`,`DEVICE01,`42000000{n:021},`ORDER{n:012},`oUpF8uMuAJO_M2pxb1Q9zNjWeS6o,`MICROPAY,`SUCCESS,`CMC,`CNY,`1.00,`0.00,`0,`0,`0.00,`0.00,`,`,`Coffee,`attach,`0.01,`0.60%,`1.00,`0.00,`"
-            );
-        }
-        text.push_str("总交易单数,应结订单总金额,退款总金额,充值券退款总金额,手续费总金额,订单总金额,申请退款总金额\n");
-        let _ = writeln!(
-            text,
-            "`{},`{records}.00,`0.00,`0.00,`{}.{:02},`{records}.00,`0.00",
-            records + 1,
-            records / 100,
-            records % 100
-        );
-        text
+        paycode_adapters::testing::bills::wechat_bill_of_payments(records, records + 1, "Coffee")
     }
 
     /// On a runtime of one thread, a task keeps running while a statement

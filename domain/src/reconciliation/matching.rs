@@ -197,6 +197,10 @@ impl StatementSink for Reconciler<'_> {
             }
         }
     }
+
+    fn entries_held(&self) -> usize {
+        self.findings.len() + self.listed_unknown.len() + self.trade_nos.len() + self.closed.len()
+    }
 }
 
 impl<'l> Reconciler<'l> {

@@ -66,6 +66,14 @@ pub trait StatementSink {
 
     /// The next row of the statement.
     fn row(&mut self, row: StatementRowRef<'_>);
+
+    /// How many entries of its own (copied numbers, findings) the sink
+    /// holds so far: what a rejected file would have cost it. A caller
+    /// that matches while the file is still being checked pauses the
+    /// matching past a bound of these until the check is done.
+    fn entries_held(&self) -> usize {
+        0
+    }
 }
 
 impl StatementSink for Statement {
