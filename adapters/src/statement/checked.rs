@@ -12,6 +12,7 @@
 //! file is rejected with the check's error, as before, and the sink is
 //! never handed back for it.
 
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Condvar, Mutex, PoisonError};
 
 use paycode_domain::Channel;
@@ -81,32 +82,44 @@ where
     })
 }
 
-/// Whether the check has ended, and how.
+/// Whether the check has ended, and how: read without a lock for every row
+/// the matching takes; the lock and the condition variable only serve a
+/// matching that waits.
 #[derive(Default)]
 struct Gate {
-    checked: Mutex<Option<bool>>,
+    /// `PENDING`, `PASSED` or `FAILED`.
+    checked: AtomicU8,
+    lock: Mutex<()>,
     ended: Condvar,
 }
 
+const PENDING: u8 = 0;
+const PASSED: u8 = 1;
+const FAILED: u8 = 2;
+
 impl Gate {
     fn open(&self, passed: bool) {
-        *self.checked.lock().unwrap_or_else(PoisonError::into_inner) = Some(passed);
+        let _locked = self.lock.lock().unwrap_or_else(PoisonError::into_inner);
+        self.checked
+            .store(if passed { PASSED } else { FAILED }, Ordering::Release);
         self.ended.notify_all();
     }
 
     /// Whether the check has failed, without waiting.
     fn failed(&self) -> bool {
-        *self.checked.lock().unwrap_or_else(PoisonError::into_inner) == Some(false)
+        self.checked.load(Ordering::Acquire) == FAILED
     }
 
     /// Waits for the end of the check: whether it passed.
     fn passed(&self) -> bool {
-        let checked = self.checked.lock().unwrap_or_else(PoisonError::into_inner);
-        let checked = self
+        let locked = self.lock.lock().unwrap_or_else(PoisonError::into_inner);
+        let _locked = self
             .ended
-            .wait_while(checked, |checked| checked.is_none())
+            .wait_while(locked, |&mut ()| {
+                self.checked.load(Ordering::Acquire) == PENDING
+            })
             .unwrap_or_else(PoisonError::into_inner);
-        *checked == Some(true)
+        self.checked.load(Ordering::Acquire) == PASSED
     }
 }
 
