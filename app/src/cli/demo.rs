@@ -3,9 +3,9 @@
 //! ledger in SQLite, the sandbox in-process) on a simulated clock, drives a
 //! realistic mix of the sandbox's test payment codes and refunds through the
 //! HTTP API, moves time on until every order has settled, reconciles each
-//! channel's statements the next morning through the API, and prints a summary:
-//! orders by final status, channel calls by API, reconciliation findings,
-//! time taken.
+//! channel's statements the next morning through the API, and prints a
+//! summary: orders by final status, channel calls by API, reconciliation
+//! findings, time taken.
 
 use std::collections::BTreeMap;
 use std::ops::RangeInclusive;
