@@ -234,6 +234,10 @@ async fn the_console_in_a_browser() {
     browser.screenshot(&shots, "orders").await;
     browser.type_into("#order_no", "CONSOLE-PAID").await;
     browser.click("form.search button").await;
+    // The page before the search lists the order too: wait for the answer
+    // page, whose search field the server filled in (typing sets the
+    // field's value, not its attribute).
+    browser.wait_for("#order_no[value='CONSOLE-PAID']").await;
     browser
         .wait_for("#orders a[href='/ui/orders/CONSOLE-PAID']")
         .await;
