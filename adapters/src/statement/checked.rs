@@ -44,7 +44,7 @@ impl StatementSource for StatementFile {
 pub fn check_and_match<F, S>(source: &F, sink: S) -> Result<S, StatementError>
 where
     F: StatementSource,
-    S: StatementSink + Send,
+    S: StatementSink,
 {
     check_and_match_within(source, sink, HELD_BEFORE_CHECKED)
 }
@@ -52,7 +52,7 @@ where
 fn check_and_match_within<F, S>(source: &F, sink: S, bound: usize) -> Result<S, StatementError>
 where
     F: StatementSource,
-    S: StatementSink + Send,
+    S: StatementSink,
 {
     let channel = sink.channel();
     let gate = Gate::default();
@@ -110,8 +110,14 @@ impl Gate {
         self.checked.load(Ordering::Acquire) == FAILED
     }
 
-    /// Waits for the end of the check: whether it passed.
+    /// Waits for the end of the check: whether it passed. Once it has
+    /// ended, no lock is taken.
     fn passed(&self) -> bool {
+        match self.checked.load(Ordering::Acquire) {
+            PASSED => return true,
+            FAILED => return false,
+            _ => {}
+        }
         let locked = self.lock.lock().unwrap_or_else(PoisonError::into_inner);
         let _locked = self
             .ended
