@@ -71,6 +71,10 @@ pub struct BenchArgs {
     /// `append`, `layouts`: events to append in total.
     #[arg(long, default_value_t = 200_000)]
     pub events: u64,
+    /// `layouts`: the layouts to measure, by name (repeat the option for
+    /// more than one; default: all of them, in their order).
+    #[arg(long = "layout")]
+    pub layouts: Vec<String>,
     /// `layouts`: events per commit group (the average group `append`
     /// measures), each group durable before the next.
     #[arg(long, default_value_t = 262)]
