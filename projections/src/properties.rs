@@ -399,3 +399,81 @@ fn the_least_recently_moved_orders_are_the_ones_forgotten() {
         assert!(!follower.knows(entry.stream()), "order {dropped} dropped");
     }
 }
+
+#[test]
+fn forgetting_settled_orders_looks_only_at_the_orders_moved_since() {
+    // Shows what `forget` reads: after a first call looked at every order
+    // moved, a second with nothing moved looks at none, and one after a
+    // single event looks at that order alone. What it picks is dropped,
+    // and an order already dropped by `forget_least_recent` is skipped.
+    let firsts: Vec<Entry> = log(40, 3)
+        .into_iter()
+        .filter(|entry| matches!(entry, Entry::Payment(_)) && entry.version() == 0)
+        .take(6)
+        .collect();
+    assert_eq!(firsts.len(), 6);
+    let mut follower = Projections::lean_starting_after(0);
+    for index in 0..firsts.len() {
+        apply(&mut follower, &firsts, index);
+    }
+    follower.take_changes();
+    let looked = std::cell::Cell::new(0);
+    let first_key = follower_key(&firsts[0]);
+    follower.forget(|fold| {
+        looked.set(looked.get() + 1);
+        fold.key == first_key
+    });
+    assert_eq!(looked.get(), 6, "every order moved is looked at once");
+    assert_eq!(follower.orders_in_memory(), 5);
+    assert!(
+        !follower.knows(firsts[0].stream()),
+        "the one picked is dropped"
+    );
+
+    looked.set(0);
+    follower.forget(|_| {
+        looked.set(looked.get() + 1);
+        true
+    });
+    assert_eq!(looked.get(), 0, "nothing moved, nothing looked at");
+    assert_eq!(follower.orders_in_memory(), 5);
+
+    for (n, moved) in [&firsts[1], &firsts[2]].into_iter().enumerate() {
+        let Entry::Payment(sample) = moved else {
+            unreachable!("payments only")
+        };
+        assert!(follower.apply(PositionedEvent {
+            position: 7 + n as u64,
+            stream: &sample.stream,
+            version: sample.version,
+            event: &sample.event,
+        }));
+    }
+    follower.take_changes();
+    follower.forget_least_recent(1);
+    assert!(
+        follower.knows(firsts[2].stream()),
+        "the latest moved is kept"
+    );
+    assert!(!follower.knows(firsts[1].stream()));
+    follower.forget(|_| {
+        looked.set(looked.get() + 1);
+        true
+    });
+    assert_eq!(
+        looked.get(),
+        1,
+        "of the two moved, the one still in memory, looked at once"
+    );
+    assert_eq!(follower.orders_in_memory(), 0);
+}
+
+/// The order key of a payment entry's stream.
+fn follower_key(entry: &Entry) -> crate::fold::OrderKey {
+    let (merchant_id, order_no) =
+        paycode_domain::ids::parse_payment_stream(entry.stream()).expect("a payment stream");
+    crate::fold::OrderKey {
+        merchant_id,
+        order_no,
+    }
+}

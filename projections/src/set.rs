@@ -58,6 +58,10 @@ pub struct Projections {
     slots: Vec<Box<Slot>>,
     by_stream: HashMap<String, usize>,
     dirty: Vec<usize>,
+    /// The streams of the orders seeded or taken ([`Projections::take_changes`])
+    /// since the last [`Projections::forget`]: the only ones that can have
+    /// settled since, so the only ones it looks at.
+    moved: Vec<String>,
     /// Statement days by stream. Few (merchants × channels × days) and
     /// small, so they stay in memory.
     days: HashMap<String, DayFold>,
@@ -292,6 +296,7 @@ impl Projections {
         self.refunds.refresh(fold, None);
         self.operator_queue.refresh(fold, None);
         self.in_flight.refresh(fold, None);
+        self.moved.push(stream.to_owned());
     }
 
     fn day_of(&mut self, stream: &str) -> Option<&mut DayFold> {
@@ -315,6 +320,8 @@ impl Projections {
 
     /// Derives the rows of every order touched since the last call and
     /// returns what changed: the batch to store with [`Changes::position`].
+    /// A follower calls [`Projections::forget`] after each batch: it looks
+    /// at the orders taken here (and empties their list).
     pub fn take_changes(&mut self) -> Changes {
         let mut changes = Changes {
             position: self.position,
@@ -327,6 +334,7 @@ impl Projections {
         for index in self.dirty.drain(..) {
             let slot = &mut self.slots[index];
             slot.dirty = false;
+            self.moved.push(slot.stream.clone());
             let fold = &slot.fold;
             self.order_status
                 .refresh(fold, Some(&mut changes.order_status));
@@ -359,20 +367,23 @@ impl Projections {
         }
     }
 
-    /// Drops from memory every flushed order that `settled` picks (their
-    /// rows stay stored; a later event seeds them again). Keeps a
-    /// long-running follower's memory to the orders still moving.
+    /// Drops from memory every order seeded or taken since the last call
+    /// that `settled` picks (their rows stay stored; a later event seeds
+    /// them again). Keeps a long-running follower's memory to the orders
+    /// still moving. `settled` must depend on the fold alone: an order
+    /// that has not moved since the last call is not looked at again, so
+    /// each call costs the orders moved, not every order in memory.
     /// Call it between batches: with orders still dirty it does nothing.
     pub fn forget(&mut self, settled: impl Fn(&OrderFold) -> bool) {
         if !self.dirty.is_empty() {
             return;
         }
-        let mut index = 0;
-        while index < self.slots.len() {
+        for stream in std::mem::take(&mut self.moved) {
+            let Some(&index) = self.by_stream.get(&stream) else {
+                continue;
+            };
             if settled(&self.slots[index].fold) {
                 self.remove_slot(index);
-            } else {
-                index += 1;
             }
         }
     }
