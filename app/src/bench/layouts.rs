@@ -1211,10 +1211,6 @@ impl Fjall {
         })
     }
 
-    fn batch(&mut self) -> anyhow::Result<&mut fjall::OwnedWriteBatch> {
-        self.batch.as_mut().context("no group is open")
-    }
-
     /// The key of a stream's event: its id, then its version.
     fn version_key(stream_id: u64, version: u64) -> [u8; 16] {
         let mut key = [0; 16];
@@ -1241,10 +1237,9 @@ impl Layout for Fjall {
     fn add_stream(&mut self, name: &str) -> anyhow::Result<i64> {
         let id = self.next_stream_id;
         self.next_stream_id += 1;
-        let (stream_ids, stream_names) = (self.stream_ids.clone(), self.stream_names.clone());
-        let batch = self.batch()?;
-        batch.insert(&stream_ids, name, id.to_be_bytes().to_vec());
-        batch.insert(&stream_names, id.to_be_bytes().to_vec(), name);
+        let batch = self.batch.as_mut().context("no group is open")?;
+        batch.insert(&self.stream_ids, name, id.to_be_bytes().to_vec());
+        batch.insert(&self.stream_names, id.to_be_bytes().to_vec(), name);
         to_sql(id)
     }
 
@@ -1252,15 +1247,18 @@ impl Layout for Fjall {
         let bytes = encoded(record)?;
         let position = record.position.to_be_bytes().to_vec();
         let version_key = Fjall::version_key(from_sql(record.stream_id)?, record.version);
-        let (events, versions, ids) = (
-            self.events.clone(),
-            self.stream_versions.clone(),
-            self.event_ids.clone(),
+        let batch = self.batch.as_mut().context("no group is open")?;
+        batch.insert(&self.events, position.clone(), bytes);
+        batch.insert(
+            &self.stream_versions,
+            version_key.to_vec(),
+            position.clone(),
         );
-        let batch = self.batch()?;
-        batch.insert(&events, position.clone(), bytes);
-        batch.insert(&versions, version_key.to_vec(), position.clone());
-        batch.insert(&ids, record.event.event_id.as_bytes().to_vec(), position);
+        batch.insert(
+            &self.event_ids,
+            record.event.event_id.as_bytes().to_vec(),
+            position,
+        );
         Ok(())
     }
 
